@@ -1,0 +1,192 @@
+//! Error codes (in ERROR, AUTH_ERROR and SEND_ERROR frames) and WebSocket close
+//! codes. `SPEC.md` has the same tables; a test checks they agree.
+//!
+//! Both are open sets: a newer server may send a code this crate does not know,
+//! so they are newtypes with named constants rather than closed enums. Clients
+//! treat an unknown error code by its `retryable` flag and an unknown close code
+//! in 4000–4999 as terminal.
+
+use std::fmt;
+
+use bytes::BufMut;
+
+use crate::error::DecodeError;
+use crate::reader::Reader;
+use crate::wire::Wire;
+
+/// Why a request or a session failed (varint on the wire).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrorCode(pub u16);
+
+/// Whether a code is worth retrying unchanged after a delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The same request may succeed later (after `retry_after_ms` if given).
+    Retryable,
+    /// It will fail the same way until something changes.
+    Terminal,
+}
+
+macro_rules! codes {
+    ($ty:ident, $kind:ident: $($(#[$meta:meta])* $name:ident = $value:literal, $flag:ident;)+) => {
+        impl $ty {
+            $($(#[$meta])* pub const $name: Self = Self($value);)+
+
+            /// Every code this crate knows, with its SPEC name and class.
+            pub const KNOWN: &'static [(Self, &'static str, $kind)] =
+                &[$((Self::$name, stringify!($name), $kind::$flag)),+];
+
+            /// SPEC name, if the code is known.
+            pub fn name(self) -> Option<&'static str> {
+                Self::KNOWN.iter().find(|(code, _, _)| *code == self).map(|(_, name, _)| *name)
+            }
+
+            /// The known code with this SPEC name.
+            pub fn from_name(name: &str) -> Option<Self> {
+                Self::KNOWN.iter().find(|(_, known, _)| *known == name).map(|(code, _, _)| *code)
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.name() {
+                    Some(name) => write!(f, "{}({})", name, self.0),
+                    None => write!(f, "{}({})", stringify!($ty), self.0),
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self, f)
+            }
+        }
+    };
+}
+
+codes!(ErrorCode, Retry:
+    /// A frame failed to decode.
+    BAD_FRAME = 100, Terminal;
+    /// A frame kind not valid here: wrong direction, or before AUTH_OK.
+    UNEXPECTED_FRAME = 101, Terminal;
+    /// No protocol version in common.
+    UNSUPPORTED_VERSION = 102, Terminal;
+    /// Too many frames or connections; wait `retry_after_ms`.
+    RATE_LIMITED = 103, Retryable;
+    /// The token is malformed or its signature does not verify.
+    AUTH_INVALID = 110, Terminal;
+    /// The token has expired; get a new one and reconnect.
+    AUTH_EXPIRED = 111, Retryable;
+    /// The token is signed with a key this server does not accept.
+    AUTH_UNKNOWN_KEY = 112, Terminal;
+    /// HELLO names a device other than the token's.
+    AUTH_DEVICE_MISMATCH = 113, Terminal;
+    /// HELLO did not arrive before the auth deadline.
+    AUTH_TIMEOUT = 114, Retryable;
+    /// The user already has the maximum number of devices.
+    TOO_MANY_DEVICES = 115, Terminal;
+    /// The recipient user does not exist.
+    UNKNOWN_RECIPIENT = 200, Terminal;
+    /// The payload is over this server's limit (which may be below MAX_PAYLOAD).
+    PAYLOAD_TOO_LARGE = 201, Terminal;
+    /// The sender is not a member of the group.
+    NOT_A_MEMBER = 202, Terminal;
+    /// The group does not exist.
+    UNKNOWN_GROUP = 300, Terminal;
+    /// The change would take the group past MAX_GROUP_MEMBERS.
+    GROUP_FULL = 301, Terminal;
+    /// Only an admin may do this.
+    NOT_ADMIN = 302, Terminal;
+    /// The user or device has no prekey bundle.
+    UNKNOWN_DEVICE = 400, Terminal;
+    /// A server fault; retry.
+    INTERNAL = 500, Retryable;
+    /// The server is shedding load; retry after `retry_after_ms`.
+    OVERLOADED = 501, Retryable;
+    /// The store or push service is unreachable; retry.
+    BACKEND_UNAVAILABLE = 502, Retryable;
+);
+
+impl ErrorCode {
+    /// Default retry class of a known code; unknown codes are terminal.
+    pub fn retry(self) -> Retry {
+        Self::KNOWN.iter().find(|(code, _, _)| *code == self).map_or(Retry::Terminal, |(_, _, r)| *r)
+    }
+}
+
+impl Wire for ErrorCode {
+    fn wire_len(&self) -> usize {
+        u32::from(self.0).wire_len()
+    }
+    fn put<B: BufMut + ?Sized>(&self, dst: &mut B) {
+        u32::from(self.0).put(dst);
+    }
+    fn get(r: &mut Reader, field: &'static str) -> Result<Self, DecodeError> {
+        let value = r.varint(field)?;
+        u16::try_from(value).map(Self).map_err(|_| DecodeError::InvalidValue { field, value })
+    }
+}
+
+/// A WebSocket close code (RFC 6455 §7.4), carried in the close frame, not in
+/// a protocol frame.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CloseCode(pub u16);
+
+/// What a client does after the server closes with a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Reconnect (with backoff and jitter) and resume from the last acked seq.
+    Resumable,
+    /// Do not reconnect automatically: a user or a code change is needed.
+    Terminal,
+}
+
+codes!(CloseCode, Resume:
+    /// The session ended as asked.
+    NORMAL = 1000, Terminal;
+    /// The node is draining (after GOAWAY).
+    GOING_AWAY = 1001, Resumable;
+    /// WebSocket framing violated RFC 6455.
+    PROTOCOL_ERROR = 1002, Terminal;
+    /// A text message arrived; this protocol is binary only.
+    UNSUPPORTED_DATA = 1003, Terminal;
+    /// Invalid UTF-8 in a text or close frame.
+    INVALID_PAYLOAD = 1007, Terminal;
+    /// A policy was violated (generic).
+    POLICY_VIOLATION = 1008, Terminal;
+    /// A message exceeded MAX_CLIENT_MESSAGE_LEN.
+    MESSAGE_TOO_BIG = 1009, Terminal;
+    /// A server fault.
+    INTERNAL_ERROR = 1011, Resumable;
+    /// The server is overloaded; back off.
+    TRY_AGAIN_LATER = 1013, Resumable;
+    /// A frame inside a binary message failed to decode.
+    BAD_FRAME = 4000, Terminal;
+    /// A frame arrived where it is not allowed.
+    UNEXPECTED_FRAME = 4001, Terminal;
+    /// No protocol version in common.
+    UNSUPPORTED_VERSION = 4002, Terminal;
+    /// The token was refused (invalid, unknown key, device mismatch).
+    AUTH_FAILED = 4003, Terminal;
+    /// The token expired; reconnect with a fresh one.
+    AUTH_EXPIRED = 4004, Resumable;
+    /// HELLO did not arrive in time.
+    AUTH_TIMEOUT = 4005, Resumable;
+    /// No frame from the client within the heartbeat timeout.
+    HEARTBEAT_TIMEOUT = 4006, Resumable;
+    /// A newer connection of the same device replaced this one.
+    REPLACED = 4007, Terminal;
+    /// The client read too slowly and its outbound queue overflowed.
+    SLOW_CONSUMER = 4008, Resumable;
+    /// Too many frames; reconnect after a backoff.
+    RATE_LIMITED = 4009, Resumable;
+    /// The user has too many devices connected or registered.
+    TOO_MANY_DEVICES = 4010, Terminal;
+);
+
+impl CloseCode {
+    /// What a client does after this code; unknown codes are terminal.
+    pub fn resume(self) -> Resume {
+        Self::KNOWN.iter().find(|(code, _, _)| *code == self).map_or(Resume::Terminal, |(_, _, r)| *r)
+    }
+}
