@@ -1,0 +1,92 @@
+//! What a [`Session`](crate::Session) tells its owner: the [`Event`] enum.
+//!
+//! Events borrow nothing: byte fields are [`bytes::Bytes`] views of the
+//! received WebSocket message, so an event costs no copy of its payload.
+
+use protocol::{
+    AuthOk, ConvSeq, Deliver, ErrorCode, Frame, GoAway, MessageId, Note, Seq, Timestamp,
+};
+
+/// Something that happened on the session, in the order the server said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// AUTH_OK: the session is live. Sync frames follow on their own.
+    Authenticated(AuthOk),
+    /// AUTH_ERROR: the server refused the session and is closing it.
+    AuthRejected {
+        /// Why.
+        code: ErrorCode,
+        /// Wait at least this long before reconnecting (ms, 0: no advice).
+        retry_after_ms: u32,
+        /// Human-readable detail.
+        text: Note,
+    },
+    /// A message in this device's inbox, from a live DELIVER or a SYNC_BATCH
+    /// entry. Never twice for one seq, always in increasing seq order.
+    Delivered(Deliver),
+    /// One SYNC_BATCH window was surfaced; about `remaining` entries follow.
+    SyncProgress {
+        /// The server's estimate of entries still to come.
+        remaining: u64,
+    },
+    /// SYNC_DONE: the backlog is replayed; live deliveries follow.
+    Synced {
+        /// Highest seq the sync sent.
+        head: Seq,
+    },
+    /// SEND_ACK: a send is durably stored and no longer pending.
+    Sent {
+        /// The id [`Session::send`](crate::Session::send) returned.
+        client_id: u64,
+        /// Id the store assigned.
+        message_id: MessageId,
+        /// Position in the conversation.
+        conv_seq: ConvSeq,
+        /// When the store accepted it.
+        server_time: Timestamp,
+        /// The store already had this client id (a resend after reconnect).
+        duplicate: bool,
+    },
+    /// SEND_ERROR: a send was refused. A terminal code removed it from the
+    /// pending sends; a retryable one kept it there, to be resent with
+    /// [`Session::resend`](crate::Session::resend) or on reconnect.
+    SendFailed {
+        /// The id [`Session::send`](crate::Session::send) returned.
+        client_id: u64,
+        /// Why.
+        code: ErrorCode,
+        /// Whether the send is still pending.
+        retryable: bool,
+        /// Retry after this delay (ms, 0: no advice).
+        retry_after_ms: u32,
+        /// Human-readable detail.
+        text: Note,
+    },
+    /// GOAWAY: the node is draining. Reconnect after `reconnect_after_ms`, to
+    /// `redirect` when it is not empty; the session resumes from its own cursor.
+    GoAway(GoAway),
+    /// The server sent PING; the matching PONG is already queued for
+    /// transmission ([`Session::poll_transmit`](crate::Session::poll_transmit)).
+    Ping {
+        /// The PING's nonce.
+        nonce: u64,
+    },
+    /// The server answered a PING of this client.
+    Pong {
+        /// The nonce of the PING answered.
+        nonce: u64,
+    },
+    /// Any other server frame: RECEIPT, PRESENCE, TYPING_NOTIFY, group and
+    /// prekey answers, and ERROR.
+    Other(Frame),
+}
+
+impl Event {
+    /// The seq of a [`Event::Delivered`], if it is one.
+    pub fn seq(&self) -> Option<Seq> {
+        match self {
+            Self::Delivered(deliver) => Some(deliver.seq),
+            _ => None,
+        }
+    }
+}

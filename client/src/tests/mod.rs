@@ -1,0 +1,3 @@
+//! Unit tests of the sans-IO session core (no sockets).
+
+mod session;
