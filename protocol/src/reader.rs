@@ -21,6 +21,7 @@ impl Reader {
     }
 
     /// Bytes not read yet.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.body.len()
     }
@@ -31,6 +32,7 @@ impl Reader {
     }
 
     /// One byte.
+    #[inline]
     pub fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         if self.body.is_empty() {
             return Err(DecodeError::Truncated { field });
@@ -39,6 +41,7 @@ impl Reader {
     }
 
     /// A canonical varint.
+    #[inline]
     pub fn varint(&mut self, field: &'static str) -> Result<u64, DecodeError> {
         match read_varint(&self.body, field)? {
             Some((value, len)) => {
@@ -50,6 +53,7 @@ impl Reader {
     }
 
     /// `len` bytes, shared with the frame (no copy).
+    #[inline]
     pub fn bytes(&mut self, len: usize, field: &'static str) -> Result<Bytes, DecodeError> {
         if self.body.len() < len {
             return Err(DecodeError::Truncated { field });
@@ -58,6 +62,7 @@ impl Reader {
     }
 
     /// A varint length (at most `max`) followed by that many bytes.
+    #[inline]
     pub fn len_prefixed(&mut self, max: usize, field: &'static str) -> Result<Bytes, DecodeError> {
         let len = self.varint(field)?;
         if len > max as u64 {

@@ -11,6 +11,7 @@ use crate::error::DecodeError;
 pub const MAX_VARINT_LEN: usize = 10;
 
 /// Bytes needed to encode `value`.
+#[inline]
 pub const fn varint_len(value: u64) -> usize {
     // 64 significant bits at most; 0 still takes one byte.
     let bits = 64 - (value | 1).leading_zeros() as usize;
@@ -18,6 +19,7 @@ pub const fn varint_len(value: u64) -> usize {
 }
 
 /// Appends the varint encoding of `value` to `dst`.
+#[inline]
 pub fn put_varint<B: bytes::BufMut + ?Sized>(dst: &mut B, mut value: u64) {
     while value >= 0x80 {
         dst.put_u8((value as u8) | 0x80);
@@ -31,7 +33,18 @@ pub fn put_varint<B: bytes::BufMut + ?Sized>(dst: &mut B, mut value: u64) {
 /// Returns `Ok(None)` when `src` ends before the varint does (more bytes may
 /// complete it), `Ok(Some((value, len)))` otherwise. `field` names the field in
 /// errors.
+#[inline]
 pub fn read_varint(src: &[u8], field: &'static str) -> Result<Option<(u64, usize)>, DecodeError> {
+    // Most varints on the wire (lengths, small ids, enums) are one byte.
+    if let Some(&byte) = src.first() {
+        if byte < 0x80 {
+            return Ok(Some((u64::from(byte), 1)));
+        }
+    }
+    read_varint_slow(src, field)
+}
+
+fn read_varint_slow(src: &[u8], field: &'static str) -> Result<Option<(u64, usize)>, DecodeError> {
     let mut value: u64 = 0;
     for (i, &byte) in src.iter().enumerate().take(MAX_VARINT_LEN) {
         let group = u64::from(byte & 0x7f);
@@ -83,7 +96,10 @@ mod tests {
     #[test]
     fn rejects_overlong_and_overflow() {
         assert_eq!(read_varint(&[0x80, 0x00], "v"), Err(DecodeError::NonCanonicalVarint { field: "v" }));
-        assert_eq!(read_varint(&[0xff, 0x80, 0x00], "v"), Err(DecodeError::NonCanonicalVarint { field: "v" }));
+        assert_eq!(
+            read_varint(&[0xff, 0x80, 0x00], "v"),
+            Err(DecodeError::NonCanonicalVarint { field: "v" })
+        );
         let too_big = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
         assert_eq!(read_varint(&too_big, "v"), Err(DecodeError::VarintOverflow { field: "v" }));
         let too_long = [0x80; 11];

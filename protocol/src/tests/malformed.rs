@@ -67,10 +67,7 @@ fn non_canonical_and_overflowing_varints() {
         decode_stream(&[0x04, 0x02, 0x81, 0x00]),
         Err(DecodeError::NonCanonicalVarint { field: "nonce" })
     );
-    assert_eq!(
-        decode_stream(&[0x04, 0x81, 0x00]),
-        Err(DecodeError::NonCanonicalVarint { field: "length" })
-    );
+    assert_eq!(decode_stream(&[0x04, 0x81, 0x00]), Err(DecodeError::NonCanonicalVarint { field: "length" }));
     let mut overflow = vec![0x04, 0x0a];
     overflow.extend_from_slice(&[0xff; 9]);
     overflow.push(0x02);
@@ -82,10 +79,7 @@ fn u32_fields_reject_wider_values() {
     // PREKEY_LOW { stock: 2^32 }.
     let mut frame = vec![0x54, 0x05];
     put_varint(&mut frame, 1 << 32);
-    assert_eq!(
-        decode_stream(&frame),
-        Err(DecodeError::InvalidValue { field: "stock", value: 1 << 32 })
-    );
+    assert_eq!(decode_stream(&frame), Err(DecodeError::InvalidValue { field: "stock", value: 1 << 32 }));
 }
 
 #[test]

@@ -116,7 +116,8 @@ fn limits_match_the_code() {
 
 #[test]
 fn decode_errors_match_the_code() {
-    let spec: Vec<String> = table(section("## 13. Decode errors")).into_iter().map(|r| r[0].clone()).collect();
+    let spec: Vec<String> =
+        table(section("## 13. Decode errors")).into_iter().map(|r| r[0].clone()).collect();
     assert_eq!(spec, DecodeError::NAMES);
 }
 
