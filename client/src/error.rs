@@ -1,9 +1,10 @@
 //! [`ClientError`]: every way a [`Client`](crate::Client) call can fail, and
-//! whether reconnecting may help.
+//! whether reconnecting may help; [`UnexpectedFrame`], the session core's
+//! only error.
 
 use std::io;
 
-use protocol::{CloseCode, DecodeError, EncodeError, ErrorCode, Resume, Retry};
+use protocol::{CloseCode, DecodeError, EncodeError, ErrorCode, FrameKind, Resume, Retry};
 use tokio_tungstenite::tungstenite;
 
 /// Why a client call failed.
@@ -47,8 +48,8 @@ pub enum ClientError {
         /// Human-readable detail.
         text: String,
     },
-    /// The server closed the WebSocket. `1005` stands for a close frame
-    /// without a code.
+    /// The server closed the WebSocket. `1005` ([`CloseCode::NO_STATUS`]) stands for a
+    /// close frame without a code.
     #[error("connection closed by the server: {code} {reason:?}")]
     Closed {
         /// The close code.
@@ -79,12 +80,34 @@ impl From<tungstenite::Error> for ClientError {
 }
 
 impl ClientError {
+    /// The wait the server asked for before reconnecting (AUTH_ERROR's
+    /// `retry_after_ms`), if any: a floor for [`Backoff`](crate::Backoff).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::AuthRejected { retry_after_ms, .. } if *retry_after_ms > 0 => {
+                Some(std::time::Duration::from_millis((*retry_after_ms).into()))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether an automatic reconnect (with backoff) may succeed: lost
     /// connections, timeouts, retryable auth codes and resumable close codes.
     /// Malformed traffic, bad configuration and terminal codes are not.
     pub fn is_resumable(&self) -> bool {
         match self {
-            Self::Io(_) | Self::WebSocket(_) | Self::Timeout(_) | Self::NotConnected => true,
+            Self::Io(_) | Self::Timeout(_) | Self::NotConnected => true,
+            Self::WebSocket(err) => match &**err {
+                // The upgrade was refused: only server-side trouble may pass.
+                tungstenite::Error::Http(response) => {
+                    response.status().is_server_error() || response.status().as_u16() == 429
+                }
+                tungstenite::Error::Capacity(_)
+                | tungstenite::Error::Utf8(_)
+                | tungstenite::Error::Url(_)
+                | tungstenite::Error::HttpFormat(_) => false,
+                _ => true,
+            },
             Self::AuthRejected { code, .. } => code.retry() == Retry::Retryable,
             Self::Closed { code, .. } => code.resume() == Resume::Resumable,
             Self::InvalidUrl(_)
@@ -95,4 +118,14 @@ impl ClientError {
             | Self::Protocol(_) => false,
         }
     }
+}
+
+/// A frame the server may not send in the session's current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected {kind:?} frame: {reason}")]
+pub struct UnexpectedFrame {
+    /// The frame's kind.
+    pub kind: FrameKind,
+    /// Why it is not allowed.
+    pub reason: &'static str,
 }

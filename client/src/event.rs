@@ -3,9 +3,7 @@
 //! Events borrow nothing: byte fields are [`bytes::Bytes`] views of the
 //! received WebSocket message, so an event costs no copy of its payload.
 
-use protocol::{
-    AuthOk, ConvSeq, Deliver, ErrorCode, Frame, GoAway, MessageId, Note, Seq, Timestamp,
-};
+use protocol::{AuthOk, ConvSeq, Deliver, ErrorCode, Frame, GoAway, MessageId, Note, Seq, Timestamp};
 
 /// Something that happened on the session, in the order the server said it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +23,13 @@ pub enum Event {
     /// entry. Never twice for one seq, always in increasing seq order.
     Delivered(Deliver),
     /// One SYNC_BATCH window was surfaced; about `remaining` entries follow.
+    /// Ack `up_to` once the batch is processed: the server sends the batch
+    /// after next only then (SPEC §6.3).
     SyncProgress {
         /// The server's estimate of entries still to come.
         remaining: u64,
+        /// The batch's last seq, duplicates included (`Seq(0)` if empty).
+        up_to: Seq,
     },
     /// SYNC_DONE: the backlog is replayed; live deliveries follow.
     Synced {
@@ -62,8 +64,10 @@ pub enum Event {
         /// Human-readable detail.
         text: Note,
     },
-    /// GOAWAY: the node is draining. Reconnect after `reconnect_after_ms`, to
-    /// `redirect` when it is not empty; the session resumes from its own cursor.
+    /// GOAWAY: the node is draining and will close with 1001. Reconnect after
+    /// `reconnect_after_ms` plus jitter, to `redirect` when it is not empty
+    /// ([`Client::reconnect_to`](crate::Client::reconnect_to)). The session
+    /// already raised its cursor to `resume_after` if that was higher.
     GoAway(GoAway),
     /// The server sent PING; the matching PONG is already queued for
     /// transmission ([`Session::poll_transmit`](crate::Session::poll_transmit)).

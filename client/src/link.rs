@@ -4,6 +4,7 @@
 //!
 //! Every error returned here ends the connection; the client drops the link.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +12,13 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use protocol::limits::{MAX_CLIENT_MESSAGE_LEN, MAX_FRAMES_PER_MESSAGE};
 use protocol::{CloseCode, Decoder, Frame};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::backoff::jittered;
 use crate::error::ClientError;
 use crate::session::Session;
 use crate::transport::{self, Endpoint, Transport};
@@ -26,12 +28,10 @@ const SILENT_INTERVALS: u32 = 3;
 /// How long a courtesy close frame may take to go out.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// The close code a client reports for a close frame without one (RFC 6455).
-pub(crate) const NO_STATUS: CloseCode = CloseCode(1005);
-
 #[derive(Debug)]
 struct Heartbeat {
-    interval: Interval,
+    /// When the next PING goes out (re-armed with jitter after each).
+    next: Pin<Box<Sleep>>,
     period: Duration,
 }
 
@@ -50,7 +50,7 @@ impl Link {
     ) -> Result<Self, ClientError> {
         let ws = transport::open(endpoint, tls).await?;
         // Server messages may batch many frames (a sync window and more).
-        let decoder = Decoder::new().with_max_frames_per_message(usize::MAX);
+        let decoder = Decoder::for_server_messages();
         Ok(Self { ws, decoder, heartbeat: None, last_rx: Instant::now() })
     }
 
@@ -65,13 +65,12 @@ impl Link {
         Ok(())
     }
 
-    /// PING every `heartbeat_ms` from now on (0: never).
+    /// PING every `heartbeat_ms` (±10 % jitter, SPEC §5) from now on (0: never).
     pub(crate) fn start_heartbeat(&mut self, heartbeat_ms: u32) {
         self.heartbeat = (heartbeat_ms > 0).then(|| {
             let period = Duration::from_millis(heartbeat_ms.into());
-            let mut interval = tokio::time::interval_at(Instant::now() + period, period);
-            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            Heartbeat { interval, period }
+            let next = Box::pin(tokio::time::sleep(jittered(period)));
+            Heartbeat { next, period }
         });
         self.last_rx = Instant::now();
     }
@@ -115,7 +114,7 @@ impl Link {
         let message = match &mut self.heartbeat {
             Some(heartbeat) => tokio::select! {
                 message = self.ws.next() => Some(message),
-                _ = heartbeat.interval.tick() => None,
+                () = &mut heartbeat.next => None,
             },
             None => Some(self.ws.next().await),
         };
@@ -133,7 +132,11 @@ impl Link {
     }
 
     async fn on_tick(&mut self, session: &mut Session) -> Result<(), ClientError> {
-        let period = self.heartbeat_period().unwrap_or(Duration::MAX);
+        let Some(heartbeat) = &mut self.heartbeat else {
+            return Ok(());
+        };
+        let period = heartbeat.period;
+        heartbeat.next.as_mut().reset(Instant::now() + jittered(period));
         if self.last_rx.elapsed() >= period.saturating_mul(SILENT_INTERVALS) {
             return Err(ClientError::Timeout("heartbeat"));
         }
@@ -160,7 +163,7 @@ impl Link {
                 let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.flush()).await;
                 let (code, reason) = match frame {
                     Some(frame) => (CloseCode(frame.code.into()), frame.reason.as_str().to_owned()),
-                    None => (NO_STATUS, String::new()),
+                    None => (CloseCode::NO_STATUS, String::new()),
                 };
                 Err(ClientError::Closed { code, reason })
             }
@@ -208,8 +211,9 @@ impl Link {
         let drain = async {
             while let Some(message) = self.ws.next().await {
                 match message {
+                    // The close handshake is complete; the TCP close may follow.
+                    Ok(Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => break,
                     Ok(_) => {}
-                    Err(tungstenite::Error::ConnectionClosed) => break,
                     Err(err) => return Err(ClientError::from(err)),
                 }
             }

@@ -10,21 +10,12 @@ use std::collections::{BTreeMap, VecDeque};
 
 use protocol::limits::{VERSION_MAX, VERSION_MIN};
 use protocol::{
-    Ack, AuthOk, Capabilities, Conversation, Deliver, DeviceId, Direction, Frame, FrameKind,
-    Hello, ListIter, Payload, Ping, Pong, Retry, Send as SendFrame, Seq, SyncRequest, Token, UserId,
+    Ack, AuthOk, Capabilities, Conversation, Deliver, DeviceId, Direction, Frame, Hello, ListIter, Payload,
+    Ping, Pong, Retry, SendMessage, Seq, SyncRequest, Token, UserId,
 };
 
+use crate::error::UnexpectedFrame;
 use crate::event::Event;
-
-/// A frame the server may not send in the session's current state.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unexpected {kind:?} frame: {reason}")]
-pub struct Unexpected {
-    /// The frame's kind.
-    pub kind: FrameKind,
-    /// Why it is not allowed.
-    pub reason: &'static str,
-}
 
 /// A send not yet acknowledged by SEND_ACK (or refused with a terminal code).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +30,11 @@ pub struct PendingSend {
 
 impl PendingSend {
     fn frame(&self) -> Frame {
-        Frame::Send(SendFrame { client_id: self.client_id, to: self.to, payload: self.payload.clone() })
+        Frame::SendMessage(SendMessage {
+            client_id: self.client_id,
+            to: self.to,
+            payload: self.payload.clone(),
+        })
     }
 }
 
@@ -49,8 +44,13 @@ impl PendingSend {
 enum Queued {
     Event(Event),
     Deliver(Deliver),
-    /// A SYNC_BATCH, decoded entry by entry as it is polled (no allocation).
-    Batch { entries: ListIter<Deliver>, remaining: u64 },
+    /// A SYNC_BATCH, decoded entry by entry as it is polled (no allocation);
+    /// `last` is the seq of the last entry polled, duplicates included.
+    Batch {
+        entries: ListIter<Deliver>,
+        remaining: u64,
+        last: Seq,
+    },
 }
 
 /// The client side of one device's session, across connections.
@@ -64,10 +64,12 @@ enum Queued {
 ///    each call (or each WebSocket message), drain [`Session::poll_transmit`]
 ///    onto the socket and [`Session::poll_event`] into the application.
 ///    [`Session::is_live`] turns true once AUTH_OK was handled; only then may
-///    the driver transmit anything but HELLO and PONG.
+///    the driver transmit anything but HELLO. An `Err` from `handle_frame`
+///    ends the connection (close with `UNEXPECTED_FRAME`, then step 4).
 /// 3. While live: [`Session::send`], [`Session::ack`], [`Session::ping`] and
 ///    [`Session::sync_request`] return frames to transmit; the state they
-///    change (pending sends, cursor) is updated at once.
+///    change (pending sends, cursor) is updated at once. Sends and acks may
+///    also be made offline: they take effect on the next connection.
 /// 4. When the connection ends for any reason: [`Session::on_disconnect`]. The
 ///    resume cursor, the pending sends and events not yet polled survive.
 /// 5. On the next connection, after AUTH_OK: transmit every frame of
@@ -77,7 +79,11 @@ enum Queued {
 /// above the highest seq already surfaced is dropped when polled (counted in
 /// [`Session::duplicates_dropped`]). The server sends each connection's
 /// deliveries in seq order; duplicates come from a live delivery racing a
-/// reconnect sync.
+/// reconnect sync (SPEC §6.3).
+///
+/// The application acks what it processed with [`Session::ack`], and MUST ack
+/// each sync batch once processed ([`Event::SyncProgress`] carries the seq to
+/// ack): the server sends at most two batches ahead of the acks.
 #[derive(Debug)]
 pub struct Session {
     device: DeviceId,
@@ -146,13 +152,13 @@ impl Session {
     }
 
     /// Takes in one server frame. Fails, changing nothing, on a frame the
-    /// server may not send now (client-only kinds, anything but AUTH_OK,
-    /// AUTH_ERROR, ERROR, GOAWAY, PING and PONG before AUTH_OK, a second
-    /// AUTH_OK, or an AUTH_OK for another device or version): the driver closes
-    /// the connection with `UNEXPECTED_FRAME`.
-    pub fn handle_frame(&mut self, frame: Frame) -> Result<(), Unexpected> {
+    /// server may not send now (SPEC §4: client-only kinds, anything but
+    /// AUTH_OK, AUTH_ERROR and ERROR before AUTH_OK, a second AUTH_OK or
+    /// AUTH_ERROR, an AUTH_OK for another device or version): the driver
+    /// closes the connection with `UNEXPECTED_FRAME`.
+    pub fn handle_frame(&mut self, frame: Frame) -> Result<(), UnexpectedFrame> {
         let kind = frame.kind();
-        let unexpected = |reason| Unexpected { kind, reason };
+        let unexpected = |reason| UnexpectedFrame { kind, reason };
         if kind.direction() == Direction::ClientToServer {
             return Err(unexpected("client-to-server frame kind"));
         }
@@ -179,18 +185,25 @@ impl Session {
                 let (code, retry_after_ms, text) = (err.code, err.retry_after_ms, err.text);
                 self.push(Event::AuthRejected { code, retry_after_ms, text });
             }
+            Frame::Error(_) => self.push(Event::Other(frame)),
+            _ if !live => return Err(unexpected("frame before AUTH_OK")),
             Frame::Ping(Ping { nonce }) => {
                 self.transmit.push_back(Frame::Pong(Pong { nonce }));
                 self.push(Event::Ping { nonce });
             }
             Frame::Pong(Pong { nonce }) => self.push(Event::Pong { nonce }),
-            Frame::GoAway(goaway) => self.push(Event::GoAway(goaway)),
-            Frame::Error(_) => self.push(Event::Other(frame)),
-            _ if !live => return Err(unexpected("frame before AUTH_OK")),
+            Frame::GoAway(goaway) => {
+                // Resume after the server's record or our cursor, whichever is
+                // higher; entries up to it are processed either way.
+                self.acked = self.acked.max(goaway.resume_after);
+                self.surfaced = self.surfaced.max(goaway.resume_after);
+                self.push(Event::GoAway(goaway));
+            }
             Frame::Deliver(deliver) => self.queue.push_back(Queued::Deliver(deliver)),
             Frame::SyncBatch(batch) => {
                 let entries = batch.entries.iter();
-                self.queue.push_back(Queued::Batch { entries, remaining: batch.remaining });
+                let remaining = batch.remaining;
+                self.queue.push_back(Queued::Batch { entries, remaining, last: Seq(0) });
             }
             Frame::SyncDone(done) => {
                 self.synced = true;
@@ -242,16 +255,17 @@ impl Session {
                     }
                     Queued::Batch { .. } => {}
                 },
-                Queued::Batch { entries, remaining } => match entries.next() {
+                Queued::Batch { entries, remaining, last } => match entries.next() {
                     Some(deliver) => {
+                        *last = deliver.seq;
                         if let Some(event) = self.surface(deliver) {
                             return Some(event);
                         }
                     }
                     None => {
-                        let remaining = *remaining;
+                        let (remaining, up_to) = (*remaining, *last);
                         self.queue.pop_front();
-                        return Some(Event::SyncProgress { remaining });
+                        return Some(Event::SyncProgress { remaining, up_to });
                     }
                 },
             }

@@ -74,6 +74,16 @@ impl Endpoint {
     pub(crate) fn is_tls(&self) -> bool {
         self.tls
     }
+
+    #[cfg(test)]
+    pub(crate) fn host_port(&self) -> (&str, u16) {
+        (&self.host, self.port)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
 }
 
 /// TCP, or TLS over TCP.
@@ -97,10 +107,8 @@ pub(crate) async fn open(
         (true, Some(config)) => {
             let name = ServerName::try_from(endpoint.host.clone())
                 .map_err(|_| ClientError::InvalidUrl(format!("{:?} is no TLS name", endpoint.host)))?;
-            let stream = TlsConnector::from(Arc::clone(config))
-                .connect(name, tcp)
-                .await
-                .map_err(tls_error)?;
+            let stream =
+                TlsConnector::from(Arc::clone(config)).connect(name, tcp).await.map_err(tls_error)?;
             Transport::Tls(Box::new(stream))
         }
     };
@@ -122,11 +130,7 @@ fn tls_error(err: io::Error) -> ClientError {
 }
 
 impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Self::Tls(stream) => Pin::new(stream).poll_read(cx, buf),

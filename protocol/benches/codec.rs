@@ -8,6 +8,9 @@
 //!
 //! Run: `cargo bench -p protocol --bench codec`.
 
+// Bench setup on fixed, valid inputs: a failure here is a bug in the bench.
+#![allow(clippy::unwrap_used)]
+
 use bytes::{Bytes, BytesMut};
 use std::hint::black_box;
 
@@ -132,7 +135,7 @@ fn batched_message(c: &mut Criterion) {
         Frame::from(deliver(seq)).encode(&mut buf).unwrap();
     }
     let message: Bytes = buf.freeze();
-    let decoder = Decoder::new().with_max_frames_per_message(usize::MAX);
+    let decoder = Decoder::for_server_messages();
 
     let mut group = c.benchmark_group("message_64x_deliver");
     group.throughput(Throughput::Elements(FRAMES));

@@ -62,9 +62,17 @@ impl Default for Decoder {
 }
 
 impl Decoder {
-    /// A decoder with the protocol maxima.
+    /// A decoder with the protocol maxima, for messages a client sent (as a
+    /// server uses it).
     pub const fn new() -> Self {
         Self { max_frame_len: MAX_FRAME_LEN, max_frames_per_message: MAX_FRAMES_PER_MESSAGE }
+    }
+
+    /// A decoder for messages a server sent, as a client uses it: no
+    /// frames-per-message limit (a server message is bounded by
+    /// `MAX_SERVER_MESSAGE_LEN`, which the WebSocket layer enforces).
+    pub const fn for_server_messages() -> Self {
+        Self::new().with_max_frames_per_message(usize::MAX)
     }
 
     /// Lowers the frame-length limit (never above [`MAX_FRAME_LEN`]).

@@ -3,8 +3,8 @@
 //!
 //! Both are open sets: a newer server may send a code this crate does not know,
 //! so they are newtypes with named constants rather than closed enums. Clients
-//! treat an unknown error code by its `retryable` flag and an unknown close code
-//! in 4000–4999 as terminal.
+//! treat an unknown error code by its `retryable` flag, an unknown close code in
+//! 4000–4999 as terminal and any other unknown close code as resumable.
 
 use std::fmt;
 
@@ -156,6 +156,10 @@ codes!(CloseCode, Resume:
     POLICY_VIOLATION = 1008, Terminal;
     /// A message exceeded MAX_CLIENT_MESSAGE_LEN.
     MESSAGE_TOO_BIG = 1009, Terminal;
+    /// Reported locally, never sent: the peer closed without a status code.
+    NO_STATUS = 1005, Resumable;
+    /// Reported locally, never sent: the connection dropped without a close frame.
+    ABNORMAL = 1006, Resumable;
     /// A server fault.
     INTERNAL_ERROR = 1011, Resumable;
     /// The server is overloaded; back off.
@@ -185,8 +189,41 @@ codes!(CloseCode, Resume:
 );
 
 impl CloseCode {
-    /// What a client does after this code; unknown codes are terminal.
+    /// What a client does after this code. Unknown codes in 4000–4999 (this
+    /// protocol's range) are terminal; other unknown codes are transient
+    /// WebSocket conditions and resumable.
     pub fn resume(self) -> Resume {
-        Self::KNOWN.iter().find(|(code, _, _)| *code == self).map_or(Resume::Terminal, |(_, _, r)| *r)
+        match Self::KNOWN.iter().find(|(code, _, _)| *code == self) {
+            Some((_, _, resume)) => *resume,
+            None if (4000..5000).contains(&self.0) => Resume::Terminal,
+            None => Resume::Resumable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_follow_spec_section_11() {
+        assert_eq!(CloseCode::REPLACED.resume(), Resume::Terminal);
+        assert_eq!(CloseCode::SLOW_CONSUMER.resume(), Resume::Resumable);
+        assert_eq!(CloseCode::NO_STATUS.resume(), Resume::Resumable);
+        assert_eq!(CloseCode::ABNORMAL.resume(), Resume::Resumable);
+        // Unknown codes: ours (4000–4999) terminal, WebSocket ones (1012
+        // service restart, 1014 bad gateway) resumable.
+        assert_eq!(CloseCode(4999).resume(), Resume::Terminal);
+        assert_eq!(CloseCode(1012).resume(), Resume::Resumable);
+        assert_eq!(CloseCode(1014).resume(), Resume::Resumable);
+    }
+
+    #[test]
+    fn unknown_error_codes_are_terminal_and_named_by_number() {
+        assert_eq!(ErrorCode(999).retry(), Retry::Terminal);
+        assert_eq!(ErrorCode::OVERLOADED.retry(), Retry::Retryable);
+        assert_eq!(format!("{:?}", ErrorCode(999)), "ErrorCode(999)");
+        assert_eq!(format!("{}", ErrorCode::NOT_ADMIN), "NOT_ADMIN(302)");
+        assert_eq!(ErrorCode::from_name("NOT_ADMIN"), Some(ErrorCode::NOT_ADMIN));
     }
 }

@@ -173,14 +173,15 @@ frames! {
         code: ErrorCode,
         /// Whether the same request may succeed later.
         retryable: bool,
-        /// The `request` or `client_id` it answers, 0 for the session.
+        /// The `request` it answers (group and prekey requests), 0 for the
+        /// session. A SEND is never answered with ERROR, only with SEND_ERROR.
         reference: u64,
         /// Human-readable detail.
         text: Note,
     }
 
     /// A message to a user or a group.
-    Send = 0x10, "SEND", ClientToServer {
+    SendMessage = 0x10, "SEND", ClientToServer {
         /// Chosen by the client, unique per device; retries reuse it.
         client_id: u64,
         /// Recipient.

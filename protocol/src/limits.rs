@@ -10,8 +10,9 @@ pub const VERSION_MAX: u8 = 1;
 
 /// Longest frame body, in bytes (the header is not counted).
 pub const MAX_FRAME_LEN: usize = 262_144;
-/// Longest WebSocket message a client may send, in bytes (close 1009 above).
-pub const MAX_CLIENT_MESSAGE_LEN: usize = 262_144;
+/// Longest WebSocket message a client may send, in bytes (close 1009 above):
+/// one frame of `MAX_FRAME_LEN` with its header, plus room for small frames.
+pub const MAX_CLIENT_MESSAGE_LEN: usize = 266_240;
 /// Longest WebSocket message a server may send, in bytes.
 pub const MAX_SERVER_MESSAGE_LEN: usize = 1_048_576;
 /// Most frames in one client WebSocket message.

@@ -1,3 +1,5 @@
-//! Unit tests of the sans-IO session core (no sockets).
+//! Unit tests: the sans-IO session core, backoff and URL handling (no sockets).
 
+mod backoff;
 mod session;
+mod transport;

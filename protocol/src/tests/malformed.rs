@@ -28,7 +28,7 @@ fn unknown_kind_fails_on_the_first_byte() {
 
 #[test]
 fn oversized_length_fails_before_the_body_arrives() {
-    let mut header = vec![FrameKind::Send.tag()];
+    let mut header = vec![FrameKind::SendMessage.tag()];
     put_varint(&mut header, MAX_FRAME_LEN as u64 + 1);
     assert_eq!(
         decode_stream(&header),

@@ -105,10 +105,10 @@ proptest! {
 
     /// Decoded payloads are views of the input, not copies.
     #[test]
-    fn payload_is_zero_copy(frame in Frame::strategy(FrameKind::Send)) {
+    fn payload_is_zero_copy(frame in Frame::strategy(FrameKind::SendMessage)) {
         let bytes = frame.to_bytes().unwrap();
         let range = bytes.as_ptr_range();
-        let Frame::Send(send) = Decoder::new().message(bytes.clone()).next().unwrap().unwrap() else {
+        let Frame::SendMessage(send) = Decoder::new().message(bytes.clone()).next().unwrap().unwrap() else {
             unreachable!()
         };
         let payload = send.payload.bytes();

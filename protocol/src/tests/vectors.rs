@@ -24,7 +24,7 @@ fn name(vector: &Value) -> &str {
 /// Decodes a whole message, however many frames it holds.
 pub(crate) fn decode_all(hex: &str) -> Result<Vec<Frame>, crate::DecodeError> {
     let bytes = from_hex(hex).expect("valid hex");
-    Decoder::new().with_max_frames_per_message(usize::MAX).message(bytes).collect()
+    Decoder::for_server_messages().message(bytes).collect()
 }
 
 fn encode_all(message: &Value) -> Bytes {
