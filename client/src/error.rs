@@ -91,12 +91,25 @@ impl ClientError {
         }
     }
 
-    /// Whether an automatic reconnect (with backoff) may succeed: lost
-    /// connections, timeouts, retryable auth codes and resumable close codes.
-    /// Malformed traffic, bad configuration and terminal codes are not.
+    /// Whether reconnecting needs a fresh token first (AUTH_EXPIRED, close
+    /// 4004): call [`Client::set_token`](crate::Client::set_token), then
+    /// reconnect.
+    pub fn needs_new_token(&self) -> bool {
+        match self {
+            Self::AuthRejected { code, .. } => code.retry() == Retry::NewToken,
+            Self::Closed { code, .. } => code.resume() == Resume::NewToken,
+            _ => false,
+        }
+    }
+
+    /// Whether an automatic reconnect (with backoff) may succeed as things
+    /// are: lost connections, timeouts, server frames that failed to decode
+    /// (SPEC §13: the server may have been upgraded under us), retryable auth
+    /// codes and resumable close codes. Bad configuration, terminal codes and
+    /// codes that need a fresh token ([`ClientError::needs_new_token`]) are not.
     pub fn is_resumable(&self) -> bool {
         match self {
-            Self::Io(_) | Self::Timeout(_) | Self::NotConnected => true,
+            Self::Io(_) | Self::Timeout(_) | Self::NotConnected | Self::Decode(_) => true,
             Self::WebSocket(err) => match &**err {
                 // The upgrade was refused: only server-side trouble may pass.
                 tungstenite::Error::Http(response) => {
@@ -112,7 +125,6 @@ impl ClientError {
             Self::Closed { code, .. } => code.resume() == Resume::Resumable,
             Self::InvalidUrl(_)
             | Self::Tls(_)
-            | Self::Decode(_)
             | Self::Encode(_)
             | Self::MessageTooLarge { .. }
             | Self::Protocol(_) => false,

@@ -10,34 +10,38 @@
 //! Decoding splits the frame off the input as one [`Bytes`] (a reference count,
 //! no copy), and every byte, text and list field is a slice of it.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::frames::{Frame, FrameKind};
-use crate::limits::{MAX_FRAMES_PER_MESSAGE, MAX_FRAME_LEN};
+use crate::limits::{MAX_FRAMES_PER_MESSAGE, MAX_FRAME_LEN, VERSION_MAX, VERSION_MIN};
 use crate::reader::Reader;
 use crate::varint::{put_varint, read_varint, varint_len};
 
 impl Frame {
     /// Bytes [`Frame::encode`] writes: tag, length varint and body.
     pub fn encoded_len(&self) -> usize {
-        let body = self.body_len();
-        1 + varint_len(body as u64) + body
+        framed_len(self.body_len())
     }
 
     /// Appends the frame to `dst` and returns the number of bytes written.
     ///
-    /// Fails, writing nothing, if the body exceeds [`MAX_FRAME_LEN`]. Bounded
-    /// fields were checked when they were built.
+    /// Fails, writing nothing, if the body exceeds [`MAX_FRAME_LEN`] or `dst`
+    /// has no room for the whole frame (a fixed-size buffer). Bounded fields
+    /// were checked when they were built.
     pub fn encode<B: BufMut + ?Sized>(&self, dst: &mut B) -> Result<usize, EncodeError> {
         let body = self.body_len();
         if body > MAX_FRAME_LEN {
             return Err(EncodeError::FrameTooLarge { len: body, max: MAX_FRAME_LEN });
         }
+        let total = framed_len(body);
+        if dst.remaining_mut() < total {
+            return Err(EncodeError::BufferTooSmall { needed: total, available: dst.remaining_mut() });
+        }
         dst.put_u8(self.kind().tag());
         put_varint(dst, body as u64);
         self.put_body(dst);
-        Ok(1 + varint_len(body as u64) + body)
+        Ok(total)
     }
 
     /// The frame in a buffer of its own (allocates; for tests and tools).
@@ -46,6 +50,11 @@ impl Frame {
         self.encode(&mut buf)?;
         Ok(buf.freeze())
     }
+}
+
+/// Length of a frame whose body is `body` bytes.
+fn framed_len(body: usize) -> usize {
+    1 + varint_len(body as u64) + body
 }
 
 /// Decodes frames, enforcing a frame-length limit.
@@ -95,22 +104,20 @@ impl Decoder {
     /// `Ok(None)`: `src` holds only part of a frame (nothing is consumed).
     /// `Ok(Some(frame))`: the frame's bytes were split off `src`.
     /// A wrong tag or an oversized length fails as soon as the header is read,
-    /// before the body arrives.
+    /// before the body arrives. The decoder reserves nothing on the strength of
+    /// a header: a peer that announces 256 KiB must send it to make us hold it.
     pub fn decode(&self, src: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
-        let Some((kind, header, body)) = self.header(src)? else {
-            return Ok(None);
-        };
-        if src.len() - header < body {
-            // Reserve now so the body arrives without reallocation.
-            src.reserve(header + body - src.len());
-            return Ok(None);
+        match self.header(src)? {
+            Some((kind, header, body)) if src.len() - header >= body => {
+                Self::body(kind, header, src.split_to(header + body).freeze()).map(Some)
+            }
+            _ => Ok(None),
         }
-        let mut frame = src.split_to(header + body).freeze();
-        bytes::Buf::advance(&mut frame, header);
-        Frame::get_body(kind, &mut Reader::new(frame)).map(Some)
     }
 
-    /// The frames of one complete WebSocket message.
+    /// The frames of one complete WebSocket message. The message's own size
+    /// limit (`MAX_CLIENT_MESSAGE_LEN`) is the WebSocket layer's to enforce,
+    /// before the message is assembled.
     pub fn message(&self, message: Bytes) -> MessageFrames {
         MessageFrames { decoder: *self, rest: message, decoded: 0, done: false }
     }
@@ -130,6 +137,27 @@ impl Decoder {
         // `len <= max_frame_len`, a usize.
         Ok(Some((kind, 1 + len_bytes, len as usize)))
     }
+
+    /// Decodes the body of a complete frame (`frame` still holds its header).
+    fn body(kind: FrameKind, header: usize, mut frame: Bytes) -> Result<Frame, DecodeError> {
+        frame.advance(header);
+        if kind == FrameKind::Hello {
+            check_hello_versions(&frame)?;
+        }
+        Frame::get_body(kind, &mut Reader::new(frame))
+    }
+}
+
+/// HELLO's first two body bytes are its version range in every version of the
+/// protocol (SPEC §3), so a range this crate cannot speak is reported as such
+/// rather than as whatever the rest of a future HELLO fails on.
+fn check_hello_versions(body: &[u8]) -> Result<(), DecodeError> {
+    if let [min, max, ..] = *body {
+        if max < VERSION_MIN || min > VERSION_MAX || min > max {
+            return Err(DecodeError::UnsupportedVersion { min, max });
+        }
+    }
+    Ok(())
 }
 
 /// Iterator over the frames of one WebSocket message; see [`Decoder::message`].
@@ -156,16 +184,13 @@ impl MessageFrames {
         if self.decoded == self.decoder.max_frames_per_message {
             return Err(DecodeError::TooManyFrames { max: self.decoder.max_frames_per_message });
         }
-        let Some((kind, header, body)) = self.decoder.header(&self.rest)? else {
-            return Err(DecodeError::PartialFrame);
-        };
-        if self.rest.len() - header < body {
-            return Err(DecodeError::PartialFrame);
+        match self.decoder.header(&self.rest)? {
+            Some((kind, header, body)) if self.rest.len() - header >= body => {
+                self.decoded += 1;
+                Decoder::body(kind, header, self.rest.split_to(header + body)).map(Some)
+            }
+            _ => Err(DecodeError::PartialFrame),
         }
-        let mut frame = self.rest.split_to(header + body);
-        bytes::Buf::advance(&mut frame, header);
-        self.decoded += 1;
-        Frame::get_body(kind, &mut Reader::new(frame)).map(Some)
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ErrorCode(pub u16);
 pub enum Retry {
     /// The same request may succeed later (after `retry_after_ms` if given).
     Retryable,
+    /// It will succeed only with a fresh token (reconnect with one).
+    NewToken,
     /// It will fail the same way until something changes.
     Terminal,
 }
@@ -76,7 +78,7 @@ codes!(ErrorCode, Retry:
     /// The token is malformed or its signature does not verify.
     AUTH_INVALID = 110, Terminal;
     /// The token has expired; get a new one and reconnect.
-    AUTH_EXPIRED = 111, Retryable;
+    AUTH_EXPIRED = 111, NewToken;
     /// The token is signed with a key this server does not accept.
     AUTH_UNKNOWN_KEY = 112, Terminal;
     /// HELLO names a device other than the token's.
@@ -114,6 +116,8 @@ impl ErrorCode {
     }
 }
 
+impl crate::wire::sealed::Sealed for ErrorCode {}
+
 impl Wire for ErrorCode {
     fn wire_len(&self) -> usize {
         u32::from(self.0).wire_len()
@@ -137,6 +141,8 @@ pub struct CloseCode(pub u16);
 pub enum Resume {
     /// Reconnect (with backoff and jitter) and resume from the last acked seq.
     Resumable,
+    /// Reconnect and resume as for `Resumable`, but only with a fresh token.
+    NewToken,
     /// Do not reconnect automatically: a user or a code change is needed.
     Terminal,
 }
@@ -173,7 +179,7 @@ codes!(CloseCode, Resume:
     /// The token was refused (invalid, unknown key, device mismatch).
     AUTH_FAILED = 4003, Terminal;
     /// The token expired; reconnect with a fresh one.
-    AUTH_EXPIRED = 4004, Resumable;
+    AUTH_EXPIRED = 4004, NewToken;
     /// HELLO did not arrive in time.
     AUTH_TIMEOUT = 4005, Resumable;
     /// No frame from the client within the heartbeat timeout.

@@ -9,10 +9,32 @@
 //! peer must reject. Constructors of bounded fields return it, so a frame that
 //! exists can be encoded (only its total length is checked at encode time).
 
-/// The peer sent bytes that are not a valid v1 frame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
+/// Defines [`DecodeError`] and, from the same list, [`DecodeError::name`] and
+/// [`DecodeError::NAMES`], so the stable names cannot drift from the variants.
+macro_rules! decode_errors {
+    ($($(#[$meta:meta])* $name:ident $({ $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* })? $(($tuple:ty))?,)+) => {
+        /// The peer sent bytes that are not a valid v1 frame.
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[non_exhaustive]
+        pub enum DecodeError {
+            $($(#[$meta])* $name $({ $($(#[$fmeta])* $field: $ty,)* })? $(($tuple))?,)+
+        }
+
+        impl DecodeError {
+            /// Every error name, in SPEC order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),+];
+
+            /// Stable name of the error, as used in `SPEC.md` and the golden vectors.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$name { .. } => stringify!($name),)+
+                }
+            }
+        }
+    };
+}
+
+decode_errors! {
     /// The first byte of a frame is not a defined frame kind.
     #[error("frame kind 0x{0:02x} is not defined in protocol v1")]
     UnknownKind(u8),
@@ -85,6 +107,15 @@ pub enum DecodeError {
         /// The value read.
         value: u64,
     },
+    /// A HELLO offers no protocol version this crate speaks (checked before the
+    /// rest of the HELLO, whose layout may differ in other versions).
+    #[error("HELLO offers versions {min}..={max}, none of which is spoken here")]
+    UnsupportedVersion {
+        /// The HELLO's `min_version`.
+        min: u8,
+        /// The HELLO's `max_version`.
+        max: u8,
+    },
     /// A WebSocket message ended in the middle of a frame (a frame never spans
     /// two messages).
     #[error("message ends inside a frame")]
@@ -98,44 +129,6 @@ pub enum DecodeError {
     /// A WebSocket message carries no frame at all.
     #[error("message holds no frame")]
     EmptyMessage,
-}
-
-impl DecodeError {
-    /// Stable name of the error, as used in `SPEC.md` and the golden vectors.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::UnknownKind(_) => "UnknownKind",
-            Self::VarintOverflow { .. } => "VarintOverflow",
-            Self::NonCanonicalVarint { .. } => "NonCanonicalVarint",
-            Self::FrameTooLarge { .. } => "FrameTooLarge",
-            Self::Truncated { .. } => "Truncated",
-            Self::TrailingBytes { .. } => "TrailingBytes",
-            Self::FieldTooLong { .. } => "FieldTooLong",
-            Self::TooManyItems { .. } => "TooManyItems",
-            Self::InvalidUtf8 { .. } => "InvalidUtf8",
-            Self::InvalidValue { .. } => "InvalidValue",
-            Self::PartialFrame => "PartialFrame",
-            Self::TooManyFrames { .. } => "TooManyFrames",
-            Self::EmptyMessage => "EmptyMessage",
-        }
-    }
-
-    /// Every error name, in SPEC order.
-    pub const NAMES: [&'static str; 13] = [
-        "UnknownKind",
-        "VarintOverflow",
-        "NonCanonicalVarint",
-        "FrameTooLarge",
-        "Truncated",
-        "TrailingBytes",
-        "FieldTooLong",
-        "TooManyItems",
-        "InvalidUtf8",
-        "InvalidValue",
-        "PartialFrame",
-        "TooManyFrames",
-        "EmptyMessage",
-    ];
 }
 
 /// A value that cannot be put on the wire.
@@ -161,6 +154,14 @@ pub enum EncodeError {
         count: usize,
         /// Its limit.
         max: usize,
+    },
+    /// The caller's buffer has no room for the whole frame.
+    #[error("frame needs {needed} bytes, buffer has {available}")]
+    BufferTooSmall {
+        /// Bytes the frame needs.
+        needed: usize,
+        /// Bytes the buffer can take.
+        available: usize,
     },
     /// The whole frame body would exceed the frame limit.
     #[error("frame body of {len} bytes exceeds the limit of {max}")]

@@ -129,6 +129,8 @@ frames! {
         heartbeat_ms: u32,
         /// Highest seq in this device's inbox now; sync ends at or after it.
         inbox_head: Seq,
+        /// This server's payload limit (at most `MAX_PAYLOAD`).
+        max_payload: u32,
         /// Capabilities granted (a subset of those asked).
         capabilities: Capabilities,
     }
@@ -173,6 +175,8 @@ frames! {
         code: ErrorCode,
         /// Whether the same request may succeed later.
         retryable: bool,
+        /// Retry after this delay (ms), 0 for no advice.
+        retry_after_ms: u32,
         /// The `request` it answers (group and prekey requests), 0 for the
         /// session. A SEND is never answered with ERROR, only with SEND_ERROR.
         reference: u64,

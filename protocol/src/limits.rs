@@ -11,7 +11,8 @@ pub const VERSION_MAX: u8 = 1;
 /// Longest frame body, in bytes (the header is not counted).
 pub const MAX_FRAME_LEN: usize = 262_144;
 /// Longest WebSocket message a client may send, in bytes (close 1009 above):
-/// one frame of `MAX_FRAME_LEN` with its header, plus room for small frames.
+/// 256 KiB + 4 KiB, room for a frame of `MAX_FRAME_LEN`, its header and a few
+/// small frames.
 pub const MAX_CLIENT_MESSAGE_LEN: usize = 266_240;
 /// Longest WebSocket message a server may send, in bytes.
 pub const MAX_SERVER_MESSAGE_LEN: usize = 1_048_576;
@@ -37,13 +38,15 @@ pub const MAX_DEVICES_PER_USER: usize = 16;
 pub const MAX_SYNC_BATCH: usize = 512;
 /// Most one-time prekeys in one upload.
 pub const MAX_ONE_TIME_PREKEYS: usize = 100;
+/// Most users one session may watch with PRESENCE_SUBSCRIBE.
+pub const MAX_PRESENCE_SUBSCRIPTIONS: usize = 256;
 /// Longest public key, in bytes.
 pub const MAX_KEY: usize = 64;
 /// Longest signature, in bytes.
 pub const MAX_SIGNATURE: usize = 128;
 
 /// Every limit by its SPEC name, for the SPEC consistency test and for tools.
-pub const ALL: [(&str, usize); 17] = [
+pub const ALL: [(&str, usize); 18] = [
     ("VERSION_MIN", VERSION_MIN as usize),
     ("VERSION_MAX", VERSION_MAX as usize),
     ("MAX_FRAME_LEN", MAX_FRAME_LEN),
@@ -59,6 +62,7 @@ pub const ALL: [(&str, usize); 17] = [
     ("MAX_DEVICES_PER_USER", MAX_DEVICES_PER_USER),
     ("MAX_SYNC_BATCH", MAX_SYNC_BATCH),
     ("MAX_ONE_TIME_PREKEYS", MAX_ONE_TIME_PREKEYS),
+    ("MAX_PRESENCE_SUBSCRIPTIONS", MAX_PRESENCE_SUBSCRIPTIONS),
     ("MAX_KEY", MAX_KEY),
     ("MAX_SIGNATURE", MAX_SIGNATURE),
 ];

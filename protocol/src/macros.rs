@@ -15,6 +15,8 @@ macro_rules! record {
             $($(#[$fmeta])* pub $field: $ty,)*
         }
 
+        impl $crate::wire::sealed::Sealed for $name {}
+
         impl $crate::wire::Wire for $name {
             fn wire_len(&self) -> usize {
                 0 $(+ $crate::wire::Wire::wire_len(&self.$field))*
@@ -168,6 +170,7 @@ macro_rules! frames {
                         .prop_filter("body over MAX_FRAME_LEN", |f| {
                             f.body_len() <= $crate::limits::MAX_FRAME_LEN
                         })
+                        .prop_filter("HELLO without a spoken version", $crate::tests::arb::is_decodable)
                         .boxed(),)+
                 }
             }

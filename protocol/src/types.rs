@@ -14,13 +14,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::error::{DecodeError, EncodeError};
 use crate::reader::Reader;
 use crate::varint::{put_varint, varint_len};
-use crate::wire::Wire;
+use crate::wire::{sealed, Wire};
 
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident($inner:ty)) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
         pub struct $name(pub $inner);
+
+        impl sealed::Sealed for $name {}
 
         impl Wire for $name {
             fn wire_len(&self) -> usize {
@@ -47,7 +49,8 @@ id_type!(
     UserId(u64)
 );
 id_type!(
-    /// One device of a user, `1..=MAX_DEVICES_PER_USER` in practice (varint).
+    /// One device of a user, numbered from 1; 0 means "every device" where a
+    /// frame says so (PREKEY_FETCH) (`u32` varint).
     DeviceId(u32)
 );
 id_type!(
@@ -99,6 +102,8 @@ impl Capabilities {
     }
 }
 
+impl sealed::Sealed for Capabilities {}
+
 impl Wire for Capabilities {
     fn wire_len(&self) -> usize {
         self.0.wire_len()
@@ -124,6 +129,8 @@ pub enum Conversation {
     /// This group.
     Group(GroupId),
 }
+
+impl sealed::Sealed for Conversation {}
 
 impl Wire for Conversation {
     fn wire_len(&self) -> usize {
@@ -181,6 +188,8 @@ macro_rules! wire_enum {
                 }
             }
         }
+
+        impl sealed::Sealed for $name {}
 
         impl Wire for $name {
             fn wire_len(&self) -> usize {
@@ -283,6 +292,8 @@ impl<const MAX: usize> fmt::Debug for Blob<MAX> {
     }
 }
 
+impl<const MAX: usize> sealed::Sealed for Blob<MAX> {}
+
 impl<const MAX: usize> Wire for Blob<MAX> {
     fn wire_len(&self) -> usize {
         varint_len(self.0.len() as u64) + self.0.len()
@@ -331,6 +342,8 @@ impl<const MAX: usize> fmt::Debug for Text<MAX> {
         fmt::Debug::fmt(self.as_str(), f)
     }
 }
+
+impl<const MAX: usize> sealed::Sealed for Text<MAX> {}
 
 impl<const MAX: usize> Wire for Text<MAX> {
     fn wire_len(&self) -> usize {
@@ -427,6 +440,8 @@ impl<T: Wire + fmt::Debug, const MAX: usize> fmt::Debug for List<T, MAX> {
     }
 }
 
+impl<T: Wire, const MAX: usize> sealed::Sealed for List<T, MAX> {}
+
 impl<T: Wire, const MAX: usize> Wire for List<T, MAX> {
     fn wire_len(&self) -> usize {
         varint_len(self.count as u64) + self.items.len()
@@ -469,12 +484,14 @@ impl<T: Wire> Iterator for ListIter<T> {
             return None;
         }
         self.left -= 1;
-        // Items were validated when the list was built or decoded.
-        let item = T::get(&mut self.reader, "list").ok();
-        if item.is_none() {
+        // Items were validated when the list was built or decoded, so this
+        // cannot fail; if it ever did, stop rather than yield garbage.
+        let item = T::get(&mut self.reader, "list");
+        debug_assert!(item.is_ok(), "validated list item failed to decode: {:?}", item.as_ref().err());
+        if item.is_err() {
             self.left = 0;
         }
-        item
+        item.ok()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

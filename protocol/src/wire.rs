@@ -19,9 +19,11 @@ use crate::varint::{put_varint, varint_len};
 
 /// A field type with exactly one wire encoding.
 ///
-/// Implemented by the crate for every field type; `get(put(x)) == x` holds for
-/// every value, and `put` writes exactly `wire_len` bytes.
-pub trait Wire: Sized {
+/// Implemented by the crate for every field type, and sealed: the codec relies
+/// on every encoding being canonical and at least one byte long (so a list
+/// count bounds the work of decoding it). `get(put(x)) == x` holds for every
+/// value, and `put` writes exactly `wire_len` bytes.
+pub trait Wire: sealed::Sealed + Sized {
     /// Bytes `put` writes.
     fn wire_len(&self) -> usize;
     /// Appends the encoding to `dst`.
@@ -29,6 +31,17 @@ pub trait Wire: Sized {
     /// Reads one value; `field` names it in errors.
     fn get(r: &mut Reader, field: &'static str) -> Result<Self, DecodeError>;
 }
+
+pub(crate) mod sealed {
+    /// Keeps [`Wire`](super::Wire) implementable only inside this crate.
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for u8 {}
+impl sealed::Sealed for bool {}
+impl sealed::Sealed for u32 {}
+impl sealed::Sealed for u64 {}
+impl<T: Wire> sealed::Sealed for Option<T> {}
 
 impl Wire for u8 {
     fn wire_len(&self) -> usize {

@@ -24,6 +24,7 @@ fn auth_ok() -> Frame {
         server_time: Timestamp(1_000),
         heartbeat_ms: 30_000,
         inbox_head: Seq(10),
+        max_payload: 65_536,
         capabilities: Capabilities::ALL,
     })
 }
@@ -330,6 +331,7 @@ fn only_auth_answers_before_auth_ok() {
     let error = Frame::Error(protocol::Error {
         code: ErrorCode::RATE_LIMITED,
         retryable: true,
+        retry_after_ms: 500,
         reference: 0,
         text: Note::default(),
     });

@@ -98,3 +98,27 @@ async fn oversized_token_is_refused() {
     let err = within(Client::connect(config)).await.unwrap_err();
     assert!(matches!(err, ClientError::Encode(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn expired_token_needs_a_new_one_and_then_reconnects() {
+    let mut peer = Peer::bind().await;
+    let (mut client, mut conn) = crate::support::connected(&mut peer, 60_000).await;
+    // The server ends the live session because the token expired (SPEC §4.3).
+    conn.close(protocol::CloseCode::AUTH_EXPIRED, "token expired").await;
+    let err = loop {
+        match within(client.next_event()).await {
+            Ok(_) => continue,
+            Err(err) => break err,
+        }
+    };
+    assert!(err.needs_new_token(), "{err:?}");
+    assert!(!err.is_resumable(), "the old token would fail the same way");
+
+    client.set_token(bytes::Bytes::from_static(b"fresh-token")).unwrap();
+    let (reconnected, hello) = tokio::join!(client.reconnect(), async {
+        let mut conn = peer.accept().await;
+        conn.accept_hello(60_000).await
+    });
+    within(async { reconnected }).await.unwrap();
+    assert_eq!(hello.token.bytes().as_ref(), b"fresh-token");
+}

@@ -22,7 +22,20 @@ fn varint() -> BoxedStrategy<u64> {
 
 impl Arb for u8 {
     fn strategy() -> BoxedStrategy<Self> {
-        any::<u8>().boxed()
+        // Small values often, so version fields land in the spoken range.
+        prop_oneof![0..=3u8, any::<u8>()].boxed()
+    }
+}
+
+/// Whether a generated frame is one a decoder accepts: everything the encoder
+/// produces is, except a HELLO offering no version this crate speaks.
+pub(crate) fn is_decodable(frame: &crate::Frame) -> bool {
+    use crate::limits::{VERSION_MAX, VERSION_MIN};
+    match frame {
+        crate::Frame::Hello(h) => {
+            h.min_version <= h.max_version && h.min_version <= VERSION_MAX && h.max_version >= VERSION_MIN
+        }
+        _ => true,
     }
 }
 

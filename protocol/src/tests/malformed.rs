@@ -105,7 +105,7 @@ fn undefined_enum_and_bool_values() {
 fn text_must_be_utf8_and_fields_respect_limits() {
     // ERROR with text bytes ff fe.
     assert_eq!(
-        decode_stream(&[0x07, 0x06, 0x64, 0x00, 0x00, 0x02, 0xff, 0xfe]),
+        decode_stream(&[0x07, 0x07, 0x64, 0x00, 0x00, 0x00, 0x02, 0xff, 0xfe]),
         Err(DecodeError::InvalidUtf8 { field: "text" })
     );
     // SEND announcing a payload one byte over MAX_PAYLOAD.
@@ -216,10 +216,49 @@ fn error_names_are_listed() {
         DecodeError::TooManyItems { field: "", count: 0, max: 0 },
         DecodeError::InvalidUtf8 { field: "" },
         DecodeError::InvalidValue { field: "", value: 0 },
+        DecodeError::UnsupportedVersion { min: 0, max: 0 },
         DecodeError::PartialFrame,
         DecodeError::TooManyFrames { max: 0 },
         DecodeError::EmptyMessage,
     ];
     let names: Vec<&str> = samples.iter().map(DecodeError::name).collect();
     assert_eq!(names, DecodeError::NAMES);
+}
+
+#[test]
+fn encode_into_a_small_fixed_buffer_fails_without_writing() {
+    let frame = Frame::from(Ack { up_to: Seq(300) });
+    let mut small = [0u8; 3];
+    let mut dst = &mut small[..];
+    assert_eq!(frame.encode(&mut dst), Err(EncodeError::BufferTooSmall { needed: 4, available: 3 }));
+    assert_eq!(small, [0; 3], "a refused frame wrote bytes");
+    let mut exact = [0u8; 4];
+    assert_eq!(frame.encode(&mut &mut exact[..]), Ok(4));
+    assert_eq!(exact, [0x14, 0x02, 0xac, 0x02]);
+}
+
+#[test]
+fn a_bare_header_does_not_make_the_decoder_allocate_its_body() {
+    let mut header = vec![FrameKind::SendMessage.tag()];
+    put_varint(&mut header, 200_000);
+    let mut buf = BytesMut::from(&header[..]);
+    let before = buf.capacity();
+    assert_eq!(Decoder::new().decode(&mut buf), Ok(None));
+    assert_eq!(buf.capacity(), before, "decoder reserved space for an unsent body");
+}
+
+#[test]
+fn hello_versions_are_checked_before_the_rest() {
+    // Versions 2..=3, then a body that is not a v1 HELLO at all.
+    assert_eq!(
+        decode_stream(&[0x01, 0x03, 0x02, 0x03, 0xff]),
+        Err(DecodeError::UnsupportedVersion { min: 2, max: 3 })
+    );
+    // An inverted range speaks nothing.
+    assert_eq!(
+        decode_stream(&[0x01, 0x02, 0x01, 0x00]),
+        Err(DecodeError::UnsupportedVersion { min: 1, max: 0 })
+    );
+    // A range that includes v1 goes on to decode the v1 fields.
+    assert_eq!(decode_stream(&[0x01, 0x02, 0x01, 0x05]), Err(DecodeError::Truncated { field: "device" }));
 }

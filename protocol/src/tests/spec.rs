@@ -78,6 +78,7 @@ fn error_codes_match_the_code() {
             let class = match retry {
                 Retry::Retryable => "retryable",
                 Retry::Terminal => "terminal",
+                Retry::NewToken => "new token",
             };
             (c.0, (*name).to_owned(), class.to_owned())
         })
@@ -97,6 +98,7 @@ fn close_codes_match_the_code() {
             let action = match resume {
                 Resume::Resumable => "resumable",
                 Resume::Terminal => "terminal",
+                Resume::NewToken => "new token",
             };
             (c.0, (*name).to_owned(), action.to_owned())
         })

@@ -90,6 +90,6 @@ fn malformed_vectors_fail_with_their_error() {
         seen.push(expected);
     }
     for error in crate::DecodeError::NAMES {
-        assert!(seen.contains(&error), "no malformed vector for {error}");
+        assert!(seen.contains(error), "no malformed vector for {error}");
     }
 }

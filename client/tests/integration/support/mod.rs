@@ -215,6 +215,7 @@ pub(crate) fn auth_ok(hello: &Hello, heartbeat_ms: u32) -> Frame {
         server_time: Timestamp(1_700_000_000_000),
         heartbeat_ms,
         inbox_head: Seq(0),
+        max_payload: 65_536,
         capabilities: hello.capabilities.intersection(Capabilities::ALL),
     })
 }
