@@ -66,44 +66,41 @@ fn every_frame_section_lists_the_fields_in_wire_order() {
     assert_eq!(sections, FrameKind::ALL.len());
 }
 
-#[test]
-fn error_codes_match_the_code() {
-    let spec: Vec<(u16, String, String)> = table(section("## 10. Error codes"))
+/// Rows `| code | NAME | class | ... |` of a code table, against the code's list.
+fn check_code_table(heading: &str, known: Vec<(u16, &str, &str)>) {
+    let spec: Vec<(u16, String, String)> = table(section(heading))
         .into_iter()
         .map(|r| (r[0].parse().unwrap(), r[1].clone(), r[2].clone()))
         .collect();
-    let code: Vec<(u16, String, String)> = ErrorCode::KNOWN
-        .iter()
-        .map(|(c, name, retry)| {
-            let class = match retry {
-                Retry::Retryable => "retryable",
-                Retry::Terminal => "terminal",
-                Retry::NewToken => "new token",
-            };
-            (c.0, (*name).to_owned(), class.to_owned())
-        })
-        .collect();
-    assert_eq!(spec, code);
+    let code: Vec<(u16, String, String)> =
+        known.into_iter().map(|(c, name, class)| (c, name.to_owned(), class.to_owned())).collect();
+    assert_eq!(spec, code, "{heading}");
+}
+
+#[test]
+fn error_codes_match_the_code() {
+    let known = ErrorCode::KNOWN.iter().map(|(c, name, retry)| {
+        let class = match retry {
+            Retry::Retryable => "retryable",
+            Retry::Terminal => "terminal",
+            Retry::NewToken => "new token",
+        };
+        (c.0, *name, class)
+    });
+    check_code_table("## 10. Error codes", known.collect());
 }
 
 #[test]
 fn close_codes_match_the_code() {
-    let spec: Vec<(u16, String, String)> = table(section("## 11. Close codes"))
-        .into_iter()
-        .map(|r| (r[0].parse().unwrap(), r[1].clone(), r[2].clone()))
-        .collect();
-    let code: Vec<(u16, String, String)> = CloseCode::KNOWN
-        .iter()
-        .map(|(c, name, resume)| {
-            let action = match resume {
-                Resume::Resumable => "resumable",
-                Resume::Terminal => "terminal",
-                Resume::NewToken => "new token",
-            };
-            (c.0, (*name).to_owned(), action.to_owned())
-        })
-        .collect();
-    assert_eq!(spec, code);
+    let known = CloseCode::KNOWN.iter().map(|(c, name, resume)| {
+        let action = match resume {
+            Resume::Resumable => "resumable",
+            Resume::Terminal => "terminal",
+            Resume::NewToken => "new token",
+        };
+        (c.0, *name, action)
+    });
+    check_code_table("## 11. Close codes", known.collect());
 }
 
 #[test]
