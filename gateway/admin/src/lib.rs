@@ -1,0 +1,1 @@
+//! Gateway metrics (lock-free, Prometheus text) and the admin HTTP listener (/metrics, /healthz, /readyz) (being written).
