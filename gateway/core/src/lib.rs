@@ -1,1 +1,19 @@
-//! The sans-IO session core of the gateway: handshake, auth, live, draining, closed (being written).
+//! The sans-IO session core of the gateway: one client connection's protocol
+//! state (HTTP upgrade, HELLO, live, draining, closing) with no socket, clock
+//! or thread. A driver (the mio worker, later io_uring) owns the socket and
+//! feeds bytes and time in; the core hands back output bytes and [`Action`]s.
+//!
+//! See [`Session`] for the call order and `LIFECYCLE.md` for the states.
+
+mod context;
+mod outbound;
+mod session;
+mod timers;
+
+pub use context::{Action, Config, Ctx, NoObserver, Observer};
+pub use outbound::{Class, Limits, Outbound, Queued};
+pub use session::{Identity, Session, State};
+pub use timers::{Timer, Timers};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! A session's unsent output, bounded, with the graded slow-reader policy.
+//!
+//! Frames queued during one loop turn are encoded back to back into one
+//! WebSocket binary message (`batch`); [`Outbound::flush`] seals it once per
+//! turn, so a busy session costs one message and, with the driver's vectored
+//! write, one syscall per turn. A frame encoded once for many sessions (group
+//! fanout) is queued as its own message whose payload `Bytes` is shared.
+//!
+//! Policy when the client reads too slowly (SPEC §7), by queued bytes:
+//! 1. at or above `pause_bytes`: ephemeral frames (typing, presence) are dropped;
+//! 2. at or above `pause_bytes`: live delivery pauses (the entries stay in the
+//!    store; the session resyncs when it has drained below half of it);
+//! 3. above `max_bytes`: nothing more fits, the session closes with 4008.
+//!
+//! Control output (PONG, AUTH_*, ERROR, GOAWAY, close) is never dropped.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+use gateway_ws::frame::server_header;
+use gateway_ws::OpCode;
+use protocol::Frame;
+
+/// How a frame may be treated under pressure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Session control: always queued.
+    Control,
+    /// Messages, acks, receipts: paused under pressure, never dropped.
+    Live,
+    /// Typing and presence: dropped first.
+    Ephemeral,
+}
+
+/// What happened to a queued frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Queued {
+    /// It will be sent.
+    Accepted,
+    /// Dropped (ephemeral frame under pressure).
+    Dropped,
+    /// Not queued: live delivery is paused for this session.
+    Paused,
+    /// Not queued: the queue is full; the session must close with 4008.
+    Overflow,
+}
+
+/// Byte bounds of the queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Above this, ephemeral frames drop and live delivery pauses.
+    pub pause_bytes: usize,
+    /// Above this, the session is closed.
+    pub max_bytes: usize,
+}
+
+/// Room reserved in front of a batch for its WebSocket header (2, 4 or 10 bytes).
+const HEADER_ROOM: usize = 10;
+
+/// Unsent output of one session.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    /// Sealed WebSocket messages (and raw HTTP during the handshake), in order.
+    chunks: VecDeque<Bytes>,
+    /// Bytes in `chunks`.
+    queued: usize,
+    /// The message being built this turn: `HEADER_ROOM` bytes, then frames.
+    batch: BytesMut,
+    live_paused: bool,
+}
+
+impl Outbound {
+    /// Bytes waiting, sealed or not.
+    pub fn len(&self) -> usize {
+        self.queued + self.batch.len().saturating_sub(HEADER_ROOM)
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether live delivery is paused.
+    pub fn live_paused(&self) -> bool {
+        self.live_paused
+    }
+
+    /// Queues one protocol frame into this turn's message, applying the policy.
+    pub fn push_frame(&mut self, frame: &Frame, class: Class, limits: Limits) -> Queued {
+        let size = frame.encoded_len();
+        if let Some(refused) = self.admit(size, class, limits) {
+            return refused;
+        }
+        if self.batch.is_empty() {
+            self.batch.resize(HEADER_ROOM, 0);
+        }
+        match frame.encode(&mut self.batch) {
+            Ok(_) => Queued::Accepted,
+            // Frames built by the gateway fit; if one ever does not, it is not
+            // sent rather than sent broken.
+            Err(_) => Queued::Dropped,
+        }
+    }
+
+    /// Queues an already-encoded message payload (frames encoded once for many
+    /// sessions), sealing this turn's batch first to keep the order.
+    pub fn push_shared(&mut self, payload: Bytes, class: Class, limits: Limits) -> Queued {
+        if let Some(refused) = self.admit(payload.len(), class, limits) {
+            return refused;
+        }
+        self.flush();
+        let (header, header_len) = server_header(OpCode::Binary, payload.len());
+        self.push_raw(Bytes::copy_from_slice(header.get(..header_len).unwrap_or_default()));
+        self.push_raw(payload);
+        Queued::Accepted
+    }
+
+    /// Queues bytes exactly as given (the HTTP upgrade answer, a WebSocket
+    /// control frame), after this turn's batch.
+    pub fn push_raw(&mut self, bytes: Bytes) {
+        self.seal();
+        self.queued += bytes.len();
+        self.chunks.push_back(bytes);
+    }
+
+    /// Seals this turn's batch into one WebSocket binary message. Call once per
+    /// loop turn, before writing.
+    pub fn flush(&mut self) {
+        self.seal();
+    }
+
+    /// The unsent bytes as slices for a vectored write (at most `max`).
+    pub fn io_slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max: usize) {
+        out.extend(self.chunks.iter().take(max).map(|chunk| IoSlice::new(chunk)));
+    }
+
+    /// Drops `written` bytes from the front after a write, and lifts the live
+    /// pause once the queue has drained below half the pause mark.
+    /// Returns true when live delivery resumed.
+    pub fn consume(&mut self, mut written: usize, limits: Limits) -> bool {
+        self.queued = self.queued.saturating_sub(written);
+        while written > 0 {
+            let Some(front) = self.chunks.front_mut() else { break };
+            if written >= front.len() {
+                written -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+        if self.live_paused && self.len() < limits.pause_bytes / 2 {
+            self.live_paused = false;
+            return true;
+        }
+        false
+    }
+
+    /// Applies the policy to `size` more bytes of `class`; `None` admits them.
+    fn admit(&mut self, size: usize, class: Class, limits: Limits) -> Option<Queued> {
+        let queued = self.len();
+        match class {
+            Class::Control => None,
+            _ if queued + size > limits.max_bytes => Some(Queued::Overflow),
+            Class::Ephemeral if queued >= limits.pause_bytes || self.live_paused => Some(Queued::Dropped),
+            Class::Live if self.live_paused || queued >= limits.pause_bytes => {
+                self.live_paused = true;
+                Some(Queued::Paused)
+            }
+            _ => None,
+        }
+    }
+
+    /// Turns the batch into a sealed message: the header is written right-aligned
+    /// into the reserved room and the unused front is cut off, so the message is
+    /// one contiguous `Bytes` with no copy.
+    fn seal(&mut self) {
+        if self.batch.len() <= HEADER_ROOM {
+            self.batch.clear();
+            return;
+        }
+        let payload = self.batch.len() - HEADER_ROOM;
+        let (header, header_len) = server_header(OpCode::Binary, payload);
+        let start = HEADER_ROOM - header_len;
+        if let (Some(room), Some(header)) = (self.batch.get_mut(start..HEADER_ROOM), header.get(..header_len)) {
+            room.copy_from_slice(header);
+        }
+        let mut message = self.batch.split();
+        message.advance(start);
+        self.queued += message.len();
+        self.chunks.push_back(message.freeze());
+    }
+}

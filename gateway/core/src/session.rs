@@ -1,0 +1,468 @@
+//! The session state machine: HTTP upgrade, HELLO, live, draining, closing.
+//! See `LIFECYCLE.md` beside this crate for the states and their transitions.
+
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use gateway_ws::frame::{write_close, write_frame};
+use gateway_ws::{parse_request, write_accept, write_rejection};
+use gateway_ws::{MessageReader, OpCode, Route, WsEvent};
+use protocol::{
+    AuthError, AuthOk, CloseCode, DecodeError, Direction, ErrorCode, Frame, GoAway, Note, Pong, UserId,
+};
+
+use crate::context::{Action, Ctx, Observer};
+use crate::outbound::{Class, Outbound, Queued};
+use crate::timers::{Timer, Timers};
+
+/// Who an authenticated session belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// The user.
+    pub user: UserId,
+    /// The device.
+    pub device: protocol::DeviceId,
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Reading the HTTP upgrade request.
+    Handshake,
+    /// WebSocket open on `/echo`: messages are echoed (conformance testing).
+    Echo,
+    /// WebSocket open, waiting for HELLO.
+    AwaitHello,
+    /// HELLO handed to the worker for verification.
+    Verifying,
+    /// Authenticated.
+    Live(Identity),
+    /// GOAWAY sent; closes at the drain deadline unless the client leaves first.
+    Draining(Identity),
+    /// Our close frame is queued; waiting for the client's (or the linger deadline).
+    Closing,
+    /// Over; the worker closes the socket.
+    Closed,
+}
+
+impl State {
+    /// Label for the `gateway_sessions{state}` gauge.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Handshake => "handshake",
+            Self::Echo => "echo",
+            Self::AwaitHello | Self::Verifying => "auth",
+            Self::Live(_) => "live",
+            Self::Draining(_) => "draining",
+            Self::Closing | Self::Closed => "closing",
+        }
+    }
+}
+
+/// One client connection's protocol state, without its socket.
+///
+/// # Call order
+///
+/// 1. [`Session::new`] when the worker accepts the connection.
+/// 2. [`Session::handle_read`] with the bytes read (after TLS), as often as
+///    bytes arrive; [`Session::handle_timeout`] when [`Session::poll_timeout`]
+///    passes; [`Session::accept`] or [`Session::reject`] to answer an
+///    [`Action::Verify`]; [`Session::send`] / [`Session::send_shared`] to queue
+///    output for the client; [`Session::drain`] when the node drains.
+/// 3. Once per loop turn: [`Session::flush`], then write
+///    [`Session::outbound`]'s slices and report them with
+///    [`Session::handle_written`].
+/// 4. After every call, drain the context's actions; after [`Action::Close`]
+///    write what is left if possible and drop the session.
+#[derive(Debug)]
+pub struct Session {
+    state: State,
+    /// Taken out while it reads, so that its events can be handled on `self`
+    /// as they come (no event buffer).
+    reader: Option<MessageReader>,
+    out: Outbound,
+    timers: Timers,
+    /// Last time the client sent anything (heartbeat checks).
+    last_input: Instant,
+}
+
+impl Session {
+    /// A session for a connection accepted at `ctx.now`.
+    pub fn new<O: Observer>(ctx: &mut Ctx<'_, O>) -> Self {
+        let mut timers = Timers::default();
+        timers.set(Timer::Handshake, ctx.now + ctx.config.handshake_timeout);
+        Self {
+            state: State::Handshake,
+            reader: Some(MessageReader::new(ctx.config.max_message)),
+            out: Outbound::default(),
+            timers,
+            last_input: ctx.now,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The next deadline the worker must call [`Session::handle_timeout`] at.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Unsent output.
+    pub fn outbound(&self) -> &Outbound {
+        &self.out
+    }
+
+    /// Takes in bytes from the client. Complete input is consumed from `buf`; a
+    /// partial frame is left in it for the next call.
+    pub fn handle_read<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, buf: &mut BytesMut) {
+        self.last_input = ctx.now;
+        if self.state == State::Handshake && !self.read_upgrade(ctx, buf) {
+            return;
+        }
+        if matches!(self.state, State::Closed | State::Handshake) {
+            buf.clear();
+            return;
+        }
+        let Some(mut reader) = self.reader.take() else { return };
+        let result = reader.read(buf, |event| self.on_ws_event(ctx, event));
+        self.reader = Some(reader);
+        if let Err(err) = result {
+            let reason = err.to_string();
+            self.close(ctx, err.close_code(), &reason);
+        }
+    }
+
+    /// Fires every deadline that has passed.
+    pub fn handle_timeout<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>) {
+        while let Some(timer) = self.timers.expired(ctx.now) {
+            match timer {
+                Timer::Handshake => {
+                    ctx.observer.handshake_failed("timeout");
+                    self.finish(ctx, 0);
+                }
+                Timer::Auth => {
+                    ctx.observer.auth_failed("timeout");
+                    self.reject(ctx, ErrorCode::AUTH_TIMEOUT, CloseCode::AUTH_TIMEOUT, "timeout", "no HELLO");
+                }
+                Timer::Heartbeat => {
+                    let silent_until = self.last_input + ctx.config.heartbeat_timeout();
+                    if ctx.now >= silent_until {
+                        self.close(ctx, CloseCode::HEARTBEAT_TIMEOUT.0, "heartbeat timeout");
+                    } else {
+                        self.timers.set(Timer::Heartbeat, silent_until);
+                    }
+                }
+                Timer::WriteStall => {
+                    ctx.observer.dropped("write_stall");
+                    self.finish(ctx, CloseCode::SLOW_CONSUMER.0);
+                }
+                Timer::Drain => self.close(ctx, CloseCode::GOING_AWAY.0, "draining"),
+                Timer::Linger => self.finish(ctx, 0),
+            }
+        }
+    }
+
+    /// Answers [`Action::Verify`] with success: the session goes live and
+    /// AUTH_OK (built by the worker) is queued.
+    pub fn accept<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, auth_ok: AuthOk) {
+        if self.state != State::Verifying {
+            return;
+        }
+        let identity = Identity { user: auth_ok.user, device: auth_ok.device };
+        self.state = State::Live(identity);
+        self.timers.stop(Timer::Auth);
+        self.timers.set(Timer::Heartbeat, ctx.now + ctx.config.heartbeat_timeout());
+        self.send_control(ctx, &Frame::AuthOk(auth_ok));
+    }
+
+    /// Answers [`Action::Verify`] (or an auth deadline) with failure: AUTH_ERROR,
+    /// then a close with `close`.
+    pub fn reject<O: Observer>(
+        &mut self,
+        ctx: &mut Ctx<'_, O>,
+        code: ErrorCode,
+        close: CloseCode,
+        reason: &'static str,
+        text: &str,
+    ) {
+        if !matches!(self.state, State::AwaitHello | State::Verifying) {
+            return;
+        }
+        ctx.observer.auth_failed(reason);
+        let error = AuthError { code, retry_after_ms: 0, text: Note::truncated(text) };
+        self.send_control(ctx, &Frame::AuthError(error));
+        self.close(ctx, close.0, text);
+    }
+
+    /// Queues a frame for the client under the outbound policy. Returns what
+    /// happened; an overflow has already started the close (4008).
+    pub fn send<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: &Frame, class: Class) -> Queued {
+        if !self.accepts_output(class) {
+            return Queued::Dropped;
+        }
+        let was_paused = self.out.live_paused();
+        let queued = self.out.push_frame(frame, class, ctx.config.outbound);
+        self.after_queue(ctx, queued, was_paused, frame.kind().name());
+        if queued == Queued::Accepted {
+            ctx.observer.frame_out(frame.kind());
+        }
+        queued
+    }
+
+    /// Queues frames encoded once for many sessions (group fanout) as one
+    /// message whose payload is shared, under the outbound policy.
+    pub fn send_shared<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, message: Bytes, class: Class) -> Queued {
+        if !self.accepts_output(class) {
+            return Queued::Dropped;
+        }
+        let was_paused = self.out.live_paused();
+        let queued = self.out.push_shared(message, class, ctx.config.outbound);
+        self.after_queue(ctx, queued, was_paused, "shared");
+        queued
+    }
+
+    /// Starts draining: a live session gets GOAWAY and is closed with 1001 after
+    /// `goaway.reconnect_after_ms` plus `grace`; any other session closes now.
+    pub fn drain<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, goaway: GoAway, grace: std::time::Duration) {
+        match self.state {
+            State::Live(identity) => {
+                let close_at =
+                    ctx.now + std::time::Duration::from_millis(goaway.reconnect_after_ms.into()) + grace;
+                self.send_control(ctx, &Frame::GoAway(goaway));
+                self.state = State::Draining(identity);
+                self.timers.set(Timer::Drain, close_at);
+            }
+            State::Draining(_) | State::Closing | State::Closed => {}
+            State::Handshake => self.finish(ctx, 0),
+            State::Echo | State::AwaitHello | State::Verifying => {
+                self.close(ctx, CloseCode::GOING_AWAY.0, "draining");
+            }
+        }
+    }
+
+    /// Seals this turn's output into one WebSocket message.
+    pub fn flush(&mut self) {
+        self.out.flush();
+    }
+
+    /// Reports `written` bytes of [`Session::outbound`] as sent.
+    pub fn handle_written<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, written: usize) {
+        if self.out.consume(written, ctx.config.outbound) {
+            ctx.actions.push(Action::LiveResumed);
+        }
+        if self.out.is_empty() {
+            self.timers.stop(Timer::WriteStall);
+        } else if written > 0 || self.timers.get(Timer::WriteStall).is_none() {
+            self.timers.set(Timer::WriteStall, ctx.now + ctx.config.write_stall);
+        }
+    }
+
+    /// Reads the HTTP upgrade; true once the WebSocket is open.
+    fn read_upgrade<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, buf: &mut BytesMut) -> bool {
+        let mut response = BytesMut::new();
+        match parse_request(buf, &ctx.config.handshake) {
+            Ok(None) => false,
+            Ok(Some(accepted)) => {
+                buf.advance(accepted.consumed);
+                write_accept(&accepted, &mut response);
+                self.out.push_raw(response.freeze());
+                self.timers.stop(Timer::Handshake);
+                self.state = match accepted.route {
+                    Route::Echo => State::Echo,
+                    Route::Ws => {
+                        self.timers.set(Timer::Auth, ctx.now + ctx.config.auth_timeout);
+                        State::AwaitHello
+                    }
+                };
+                true
+            }
+            Err(rejection) => {
+                ctx.observer.handshake_failed(rejection.reason.as_str());
+                write_rejection(&rejection, &mut response);
+                self.out.push_raw(response.freeze());
+                self.finish(ctx, 0);
+                false
+            }
+        }
+    }
+
+    fn on_ws_event<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, event: WsEvent) {
+        match (self.state, event) {
+            (State::Closed, _) => {}
+            (State::Closing, WsEvent::Close { .. }) => self.finish(ctx, 0),
+            (State::Closing, _) => {}
+            (_, WsEvent::Close { code, .. }) => {
+                // Answer the client's close with its code (RFC 6455 §5.5.1).
+                let code = code.unwrap_or(CloseCode::NORMAL.0);
+                self.push_ws_close(code, "");
+                ctx.observer.closed(code);
+                self.finish(ctx, 0);
+            }
+            (_, WsEvent::Ping(payload)) => {
+                let mut pong = BytesMut::new();
+                write_frame(&mut pong, OpCode::Pong, &payload);
+                self.out.push_raw(pong.freeze());
+            }
+            (_, WsEvent::Pong(_)) => {}
+            (State::Echo, WsEvent::Binary(message)) => {
+                // A refusal (overflow) has already started the close.
+                let _ = self.send_shared(ctx, message, Class::Live);
+            }
+            (State::Echo, WsEvent::Text(message)) => {
+                let mut text = BytesMut::new();
+                write_frame(&mut text, OpCode::Text, &message);
+                self.out.push_raw(text.freeze());
+            }
+            (_, WsEvent::Text(_)) => {
+                self.close(ctx, CloseCode::UNSUPPORTED_DATA.0, "binary messages only");
+            }
+            (_, WsEvent::Binary(message)) => self.on_message(ctx, message),
+        }
+    }
+
+    /// One binary message of protocol frames.
+    fn on_message<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, message: Bytes) {
+        for item in ctx.config.decoder.message(message) {
+            if matches!(self.state, State::Closing | State::Closed) {
+                return;
+            }
+            match item {
+                Ok(frame) => {
+                    ctx.observer.frame_in(frame.kind());
+                    self.on_frame(ctx, frame);
+                }
+                Err(DecodeError::UnsupportedVersion { .. }) if self.state == State::AwaitHello => {
+                    let text = "no protocol version in common";
+                    self.reject(ctx, ErrorCode::UNSUPPORTED_VERSION, CloseCode::UNSUPPORTED_VERSION, "version", text);
+                }
+                Err(err) => {
+                    let text = err.to_string();
+                    self.error(ctx, ErrorCode::BAD_FRAME, &text);
+                    self.close(ctx, CloseCode::BAD_FRAME.0, &text);
+                }
+            }
+        }
+    }
+
+    fn on_frame<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: Frame) {
+        match (self.state, frame) {
+            (State::AwaitHello, Frame::Hello(hello)) => {
+                self.state = State::Verifying;
+                ctx.actions.push(Action::Verify(Box::new(hello)));
+            }
+            (State::Live(_) | State::Draining(_), Frame::Ping(ping)) => {
+                self.send_control(ctx, &Frame::Pong(Pong { nonce: ping.nonce }));
+            }
+            (State::Live(_) | State::Draining(_), Frame::Pong(_)) => {}
+            (State::Live(_) | State::Draining(_), frame)
+                if frame.kind().direction() == Direction::ClientToServer
+                    && !matches!(frame, Frame::Hello(_)) =>
+            {
+                ctx.actions.push(Action::Frame(frame));
+            }
+            (_, frame) => {
+                let text = format!("{} is not allowed here", frame.kind().name());
+                self.error(ctx, ErrorCode::UNEXPECTED_FRAME, &text);
+                self.close(ctx, CloseCode::UNEXPECTED_FRAME.0, &text);
+            }
+        }
+    }
+
+    /// Queues session control output (AUTH_*, PONG, ERROR, GOAWAY): the policy
+    /// never refuses it; it is only skipped once the session is closing.
+    fn send_control<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: &Frame) {
+        let _ = self.send(ctx, frame, Class::Control);
+    }
+
+    /// Queues ERROR about the session (`reference = 0`).
+    fn error<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, code: ErrorCode, text: &str) {
+        let retryable = code.retry() == protocol::Retry::Retryable;
+        let frame = protocol::Error { code, retryable, retry_after_ms: 0, reference: 0, text: Note::truncated(text) };
+        self.send_control(ctx, &Frame::Error(frame));
+    }
+
+    fn accepts_output(&self, class: Class) -> bool {
+        match self.state {
+            State::Closed => false,
+            State::Closing => false,
+            State::Live(_) | State::Draining(_) | State::Echo => true,
+            State::Handshake | State::AwaitHello | State::Verifying => class == Class::Control,
+        }
+    }
+
+    fn after_queue<O: Observer>(
+        &mut self,
+        ctx: &mut Ctx<'_, O>,
+        queued: Queued,
+        was_paused: bool,
+        what: &'static str,
+    ) {
+        match queued {
+            Queued::Accepted => {
+                if self.timers.get(Timer::WriteStall).is_none() {
+                    self.timers.set(Timer::WriteStall, ctx.now + ctx.config.write_stall);
+                }
+            }
+            Queued::Dropped => ctx.observer.dropped(ephemeral_reason(what)),
+            Queued::Paused => {
+                ctx.observer.dropped("live_paused");
+                // Report the transition once, not per refused frame.
+                if !was_paused {
+                    ctx.actions.push(Action::LivePaused);
+                }
+            }
+            Queued::Overflow => {
+                ctx.observer.dropped("overflow");
+                self.close(ctx, CloseCode::SLOW_CONSUMER.0, "slow consumer");
+            }
+        }
+    }
+
+    /// Sends a WebSocket close frame and waits (up to the linger time) for the
+    /// client's.
+    fn close<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, code: u16, reason: &str) {
+        if matches!(self.state, State::Closing | State::Closed) {
+            return;
+        }
+        if self.state == State::Handshake {
+            return self.finish(ctx, 0);
+        }
+        self.push_ws_close(code, reason);
+        ctx.observer.closed(code);
+        self.state = State::Closing;
+        for timer in [Timer::Auth, Timer::Heartbeat, Timer::Drain] {
+            self.timers.stop(timer);
+        }
+        self.timers.set(Timer::Linger, ctx.now + ctx.config.linger);
+    }
+
+    /// Ends the session now; the worker writes what it can and closes.
+    fn finish<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, code: u16) {
+        if self.state == State::Closed {
+            return;
+        }
+        if code != 0 {
+            ctx.observer.closed(code);
+        }
+        self.state = State::Closed;
+        self.timers = Timers::default();
+        ctx.actions.push(Action::Close);
+    }
+
+    fn push_ws_close(&mut self, code: u16, reason: &str) {
+        let mut frame = BytesMut::new();
+        write_close(&mut frame, code, reason);
+        self.out.push_raw(frame.freeze());
+    }
+}
+
+fn ephemeral_reason(kind: &'static str) -> &'static str {
+    match kind {
+        "TYPING_NOTIFY" => "typing",
+        "PRESENCE" => "presence",
+        _ => "ephemeral",
+    }
+}

@@ -1,0 +1,288 @@
+//! Every state transition of LIFECYCLE.md, with the bytes the client sees.
+
+use std::time::Duration;
+
+use protocol::{
+    Ack, AuthOk, Capabilities, CloseCode, DeviceId, ErrorCode, Frame, GoAway, GoAwayReason, Hello, Note,
+    Ping, Pong, Seq, Timestamp, Token, UserId,
+};
+
+use super::harness::{client_frame, close_frame, message, upgrade, Harness, Out};
+use crate::{Action, State};
+
+fn hello(min: u8, max: u8) -> Frame {
+    Frame::Hello(Hello {
+        min_version: min,
+        max_version: max,
+        device: DeviceId(2),
+        resume_after: Seq(0),
+        capabilities: Capabilities::ALL,
+        token: Token::new(&b"token"[..]).unwrap(),
+    })
+}
+
+fn auth_ok() -> AuthOk {
+    AuthOk {
+        version: 1,
+        user: UserId(7),
+        device: DeviceId(2),
+        session: 1,
+        server_time: Timestamp(0),
+        heartbeat_ms: 30_000,
+        inbox_head: Seq(0),
+        max_payload: 65_536,
+        capabilities: Capabilities::ALL,
+    }
+}
+
+/// A session that completed the upgrade and HELLO, with its output consumed.
+fn live() -> Harness {
+    let mut h = Harness::new();
+    h.read(&upgrade("/ws"));
+    h.read(&message(&[hello(1, 1)]));
+    assert!(matches!(h.take_actions().as_slice(), [Action::Verify(_)]));
+    h.with(|s, ctx| s.accept(ctx, auth_ok()));
+    let out = h.output();
+    assert!(matches!(out.as_slice(), [Out::Http(_), Out::Frame(Frame::AuthOk(_))]), "{out:?}");
+    h
+}
+
+fn closed_with(h: &mut Harness, code: CloseCode) {
+    let out = h.output();
+    assert!(out.contains(&Out::Close(code.0)), "expected close {code}, got {out:?}");
+    assert_eq!(h.session.state(), State::Closing);
+}
+
+#[test]
+fn upgrade_then_hello_then_live() {
+    let mut h = live();
+    assert_eq!(h.session.state().label(), "live");
+    // Liveness: PING is answered here, not handed to the worker.
+    h.read(&message(&[Frame::Ping(Ping { nonce: 9 })]));
+    assert_eq!(h.output(), vec![Out::Frame(Frame::Pong(Pong { nonce: 9 }))]);
+    // Other client frames go to the worker.
+    h.read(&message(&[Frame::Ack(Ack { up_to: Seq(4) })]));
+    assert!(matches!(h.take_actions().as_slice(), [Action::Frame(Frame::Ack(a))] if a.up_to == Seq(4)));
+}
+
+#[test]
+fn upgrade_response_is_101_with_the_accept_key() {
+    let mut h = Harness::new();
+    let left = h.read(&upgrade("/ws"));
+    assert!(left.is_empty());
+    let out = h.output();
+    let [Out::Http(response)] = out.as_slice() else { panic!("{out:?}") };
+    assert!(response.starts_with("HTTP/1.1 101"), "{response}");
+    assert!(response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{response}");
+    assert_eq!(h.session.state(), State::AwaitHello);
+}
+
+#[test]
+fn bad_upgrade_gets_http_4xx_and_closes() {
+    let mut h = Harness::new();
+    h.read(&upgrade("/nope"));
+    let out = h.output();
+    let [Out::Http(response)] = out.as_slice() else { panic!("{out:?}") };
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    assert!(matches!(h.take_actions().as_slice(), [Action::Close]));
+    assert!(h.observer.0.iter().any(|o| o.starts_with("handshake_failed:")), "{:?}", h.observer.0);
+}
+
+#[test]
+fn slowloris_upgrade_is_cut_at_its_deadline() {
+    let mut h = Harness::new();
+    let request = upgrade("/ws");
+    h.read(&request[..10]);
+    h.advance(Duration::from_secs(4));
+    assert!(h.take_actions().is_empty());
+    h.advance(Duration::from_secs(2));
+    assert!(matches!(h.take_actions().as_slice(), [Action::Close]));
+    assert!(h.observed("handshake_failed:timeout"));
+    assert!(h.output().is_empty(), "no response to an incomplete request");
+}
+
+#[test]
+fn frame_before_hello_is_unexpected() {
+    let mut h = Harness::new();
+    h.read(&upgrade("/ws"));
+    h.read(&message(&[Frame::Ping(Ping { nonce: 1 })]));
+    let out = h.output();
+    assert!(
+        out.iter().any(|o| matches!(o, Out::Frame(Frame::Error(e)) if e.code == ErrorCode::UNEXPECTED_FRAME)),
+        "{out:?}"
+    );
+    assert!(out.contains(&Out::Close(CloseCode::UNEXPECTED_FRAME.0)));
+}
+
+#[test]
+fn frame_after_hello_before_auth_ok_is_unexpected() {
+    let mut h = Harness::new();
+    h.read(&upgrade("/ws"));
+    // HELLO and a PING in the same message (SPEC §4.2).
+    h.read(&message(&[hello(1, 1), Frame::Ping(Ping { nonce: 1 })]));
+    closed_with(&mut h, CloseCode::UNEXPECTED_FRAME);
+}
+
+#[test]
+fn unsupported_version_gets_auth_error_and_4002() {
+    let mut h = Harness::new();
+    h.read(&upgrade("/ws"));
+    h.read(&message(&[hello(2, 3)]));
+    let out = h.output();
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Out::Frame(Frame::AuthError(e)) if e.code == ErrorCode::UNSUPPORTED_VERSION)
+        ),
+        "{out:?}"
+    );
+    assert!(out.contains(&Out::Close(CloseCode::UNSUPPORTED_VERSION.0)));
+    assert!(h.observed("auth_failed:version"));
+}
+
+#[test]
+fn malformed_frame_gets_bad_frame_and_4000() {
+    let mut h = live();
+    // A PING whose nonce is not minimally encoded.
+    h.read(&client_frame(0x2, &[0x04, 0x02, 0x81, 0x00]));
+    let out = h.output();
+    assert!(out.iter().any(|o| matches!(o, Out::Frame(Frame::Error(e)) if e.code == ErrorCode::BAD_FRAME)));
+    assert!(out.contains(&Out::Close(CloseCode::BAD_FRAME.0)));
+}
+
+#[test]
+fn text_message_closes_with_1003() {
+    let mut h = live();
+    h.read(&client_frame(0x1, b"hello"));
+    closed_with(&mut h, CloseCode::UNSUPPORTED_DATA);
+}
+
+#[test]
+fn auth_deadline_sends_auth_error_and_4005() {
+    let mut h = Harness::new();
+    h.read(&upgrade("/ws"));
+    h.advance(Duration::from_secs(11));
+    let out = h.output();
+    assert!(out.iter().any(|o| matches!(o, Out::Frame(Frame::AuthError(e)) if e.code == ErrorCode::AUTH_TIMEOUT)));
+    assert!(out.contains(&Out::Close(CloseCode::AUTH_TIMEOUT.0)));
+    // The linger deadline ends the session if the client never answers.
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.session.state(), State::Closed);
+}
+
+#[test]
+fn rejected_token_gets_auth_error_and_the_given_close() {
+    let mut h = Harness::new();
+    h.read(&upgrade("/ws"));
+    h.read(&message(&[hello(1, 1)]));
+    h.take_actions();
+    h.with(|s, ctx| s.reject(ctx, ErrorCode::AUTH_EXPIRED, CloseCode::AUTH_EXPIRED, "expired", "token expired"));
+    let out = h.output();
+    assert!(out.iter().any(|o| matches!(o, Out::Frame(Frame::AuthError(e)) if e.code == ErrorCode::AUTH_EXPIRED)));
+    assert!(out.contains(&Out::Close(CloseCode::AUTH_EXPIRED.0)));
+    assert!(h.observed("auth_failed:expired"));
+}
+
+#[test]
+fn silence_closes_with_4006_but_activity_keeps_the_session() {
+    let mut h = live();
+    h.advance(Duration::from_secs(80));
+    h.read(&message(&[Frame::Ping(Ping { nonce: 1 })]));
+    h.output();
+    // 80 s + 80 s: more than 90 s since the start, but only 80 s of silence.
+    h.advance(Duration::from_secs(80));
+    assert!(matches!(h.session.state(), State::Live(_)));
+    h.advance(Duration::from_secs(11));
+    closed_with(&mut h, CloseCode::HEARTBEAT_TIMEOUT);
+}
+
+#[test]
+fn client_close_is_answered_with_its_code() {
+    let mut h = live();
+    h.read(&close_frame(1000));
+    assert_eq!(h.output(), vec![Out::Close(1000)]);
+    assert!(matches!(h.take_actions().as_slice(), [Action::Close]));
+    assert_eq!(h.session.state(), State::Closed);
+}
+
+#[test]
+fn our_close_waits_for_the_clients() {
+    let mut h = live();
+    h.read(&client_frame(0x1, b"text"));
+    closed_with(&mut h, CloseCode::UNSUPPORTED_DATA);
+    h.read(&close_frame(CloseCode::UNSUPPORTED_DATA.0));
+    assert!(matches!(h.take_actions().as_slice(), [Action::Close]));
+}
+
+#[test]
+fn websocket_ping_gets_a_pong_in_any_open_state() {
+    let mut h = Harness::new();
+    h.read(&upgrade("/ws"));
+    h.output();
+    h.read(&client_frame(0x9, b"hi"));
+    assert_eq!(h.output(), vec![Out::Pong]);
+}
+
+#[test]
+fn drain_sends_goaway_then_closes_with_1001() {
+    let mut h = live();
+    let goaway = GoAway {
+        reason: GoAwayReason::Drain,
+        reconnect_after_ms: 1_000,
+        resume_after: Seq(0),
+        redirect: Note::default(),
+    };
+    h.with(|s, ctx| s.drain(ctx, goaway.clone(), Duration::from_secs(5)));
+    assert_eq!(h.output(), vec![Out::Frame(Frame::GoAway(goaway))]);
+    assert_eq!(h.session.state().label(), "draining");
+    h.advance(Duration::from_secs(5));
+    assert!(matches!(h.session.state(), State::Draining(_)));
+    h.advance(Duration::from_secs(2));
+    closed_with(&mut h, CloseCode::GOING_AWAY);
+}
+
+#[test]
+fn drain_closes_unauthenticated_sessions_at_once() {
+    let mut h = Harness::new();
+    h.read(&upgrade("/ws"));
+    h.output();
+    let goaway =
+        GoAway { reason: GoAwayReason::Drain, reconnect_after_ms: 0, resume_after: Seq(0), redirect: Note::default() };
+    h.with(|s, ctx| s.drain(ctx, goaway, Duration::from_secs(5)));
+    // No GOAWAY before AUTH_OK (SPEC §4.7): just the close.
+    assert_eq!(h.output(), vec![Out::Close(CloseCode::GOING_AWAY.0)]);
+}
+
+#[test]
+fn echo_route_echoes_binary_and_text() {
+    let mut h = Harness::new();
+    h.read(&upgrade("/echo"));
+    assert_eq!(h.session.state(), State::Echo);
+    h.output();
+    h.read(&client_frame(0x1, "héllo".as_bytes()));
+    assert_eq!(h.output(), vec![Out::Text("héllo".into())]);
+    h.read(&message(&[Frame::Ping(Ping { nonce: 5 })]));
+    assert_eq!(h.output(), vec![Out::Frame(Frame::Ping(Ping { nonce: 5 }))]);
+}
+
+#[test]
+fn partial_input_is_left_for_the_next_read() {
+    let mut h = live();
+    let bytes = message(&[Frame::Ack(Ack { up_to: Seq(1) })]);
+    let left = h.read(&bytes[..3]);
+    assert_eq!(&left[..], &bytes[..3]);
+    assert!(h.take_actions().is_empty());
+    let mut whole = left.to_vec();
+    whole.extend_from_slice(&bytes[3..]);
+    h.read(&whole);
+    assert!(matches!(h.take_actions().as_slice(), [Action::Frame(Frame::Ack(_))]));
+}
+
+/// An idle session's state must stay small: the product holds 500K of them
+/// per box with a budget of 1 KiB each for everything in user space (the slab
+/// entry, this struct, the socket). The benchmark measures the real RSS; this
+/// catches a field that quietly doubles it.
+#[test]
+fn idle_session_state_stays_small() {
+    let size = std::mem::size_of::<crate::Session>();
+    assert!(size <= 256, "Session grew to {size} bytes");
+}

@@ -1,0 +1,86 @@
+//! The graded slow-reader policy of SPEC §7, through the session.
+
+use protocol::{Conversation, Frame, TypingNotify, UserId};
+
+use super::harness::{upgrade, Harness, Out};
+use crate::{Action, Class, Queued};
+
+fn typing() -> Frame {
+    Frame::TypingNotify(TypingNotify { conversation: Conversation::Direct(UserId(1)), user: UserId(1), active: true })
+}
+
+fn big_live() -> Frame {
+    // A 1 KiB ERROR-free live frame: a PONG is too small, so use a DELIVER-sized
+    // payload through a SEND_ERROR text (any Live-class frame works).
+    Frame::SendError(protocol::SendError {
+        client_id: 1,
+        code: protocol::ErrorCode::OVERLOADED,
+        retry_after_ms: 0,
+        text: protocol::Note::truncated(&"x".repeat(250)),
+    })
+}
+
+fn live() -> Harness {
+    let mut h = Harness::new();
+    h.read(&upgrade("/echo"));
+    h.output();
+    h
+}
+
+#[test]
+fn slow_reader_walks_the_graded_policy() {
+    let mut h = live();
+    let limits = h.config.outbound;
+    // Fill to the pause mark with live frames (nothing is written out).
+    while h.session.outbound().len() < limits.pause_bytes {
+        assert_eq!(h.with(|s, ctx| s.send(ctx, &big_live(), Class::Live)), Queued::Accepted);
+    }
+    // 1. Ephemeral frames drop first.
+    assert_eq!(h.with(|s, ctx| s.send(ctx, &typing(), Class::Ephemeral)), Queued::Dropped);
+    assert!(h.observed("dropped:typing"));
+    // 2. Live delivery pauses, reported once.
+    assert_eq!(h.with(|s, ctx| s.send(ctx, &big_live(), Class::Live)), Queued::Paused);
+    assert_eq!(h.with(|s, ctx| s.send(ctx, &big_live(), Class::Live)), Queued::Paused);
+    let actions = h.take_actions();
+    assert_eq!(actions.iter().filter(|a| matches!(a, Action::LivePaused)).count(), 1, "{actions:?}");
+    // Control output still goes through.
+    while h.session.outbound().len() <= limits.max_bytes {
+        let _ = h.with(|s, ctx| s.send(ctx, &big_live(), Class::Control));
+    }
+    // 3. Beyond the hard limit nothing fits: the session closes with 4008.
+    assert_eq!(h.with(|s, ctx| s.send_shared(ctx, vec![0; 64].into(), Class::Live)), Queued::Overflow);
+    assert!(h.observed("dropped:overflow"));
+    assert!(h.output().contains(&Out::Close(protocol::CloseCode::SLOW_CONSUMER.0)));
+}
+
+#[test]
+fn live_delivery_resumes_once_the_queue_drains() {
+    let mut h = live();
+    let limits = h.config.outbound;
+    while h.session.outbound().len() < limits.pause_bytes {
+        let _ = h.with(|s, ctx| s.send(ctx, &big_live(), Class::Live));
+    }
+    assert_eq!(h.with(|s, ctx| s.send(ctx, &big_live(), Class::Live)), Queued::Paused);
+    h.take_actions();
+    h.output(); // the client reads everything
+    assert!(h.take_actions().iter().any(|a| matches!(a, Action::LiveResumed)));
+    assert_eq!(h.with(|s, ctx| s.send(ctx, &big_live(), Class::Live)), Queued::Accepted);
+}
+
+#[test]
+fn one_message_per_turn_and_shared_payloads_keep_order() {
+    let mut h = live();
+    let _ = h.with(|s, ctx| s.send(ctx, &typing(), Class::Ephemeral));
+    let _ = h.with(|s, ctx| s.send(ctx, &typing(), Class::Ephemeral));
+    let shared = Frame::from(protocol::Ping { nonce: 3 }).to_bytes().unwrap();
+    let _ = h.with(|s, ctx| s.send_shared(ctx, shared, Class::Live));
+    h.session.flush();
+    let mut slices = Vec::new();
+    h.session.outbound().io_slices(&mut slices, usize::MAX);
+    // Two typing frames sealed into one message, then the shared message as
+    // header + payload.
+    assert_eq!(slices.len(), 3, "{slices:?}");
+    let out = h.output();
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[2], Out::Frame(Frame::Ping(protocol::Ping { nonce: 3 })));
+}
