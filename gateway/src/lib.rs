@@ -1,7 +1,18 @@
-//! The connection gateway node. Placeholder: the session core, the mio driver,
-//! workers, TLS and the admin listener arrive with the gateway issue (see
-//! ARCHITECTURE.md for where each will live).
+//! The connection gateway node: one process holding client WebSocket sessions
+//! on one mio event loop per core.
+//!
+//! - [`config`]: the TOML configuration, its CLI and environment overrides.
+//! - [`node`]: starts the workers and the admin listener, handles signals.
+//! - `worker`: one thread's event loop (accept, read, timers, flush).
+//! - [`directory`]: which worker holds each (user, device).
+//!
+//! The protocol logic lives in the sans-IO crates beside this one:
+//! `gateway-core` (session state machine), `gateway-ws` (RFC 6455),
+//! `gateway-auth` (tokens), `gateway-admin` (metrics and admin HTTP).
 
-/// Protocol versions this build will speak, from the `protocol` crate.
-pub const PROTOCOL_VERSIONS: std::ops::RangeInclusive<u8> =
-    protocol::limits::VERSION_MIN..=protocol::limits::VERSION_MAX;
+pub mod config;
+pub mod directory;
+pub mod node;
+mod worker;
+
+pub use node::Node;

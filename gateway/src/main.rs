@@ -1,13 +1,55 @@
-//! `gateway` binary. Placeholder until the gateway issue: it says so and exits
-//! with a failure status rather than pretending to serve.
+//! `gateway`: run a node, mint a development token, or print the default
+//! configuration. Errors are reported with their context and exit status 1.
 
-fn main() -> std::process::ExitCode {
-    let versions = gateway::PROTOCOL_VERSIONS;
-    eprintln!(
-        "gateway {}: the daemon is not built yet (protocol v{}..=v{} is); see ARCHITECTURE.md",
-        env!("CARGO_PKG_VERSION"),
-        versions.start(),
-        versions.end()
-    );
-    std::process::ExitCode::from(2)
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use gateway::config::{documented_defaults, Cli, Command, Config, LogFormat};
+use gateway::Node;
+use protocol::{DeviceId, UserId};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("gateway: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    if cli.print_config {
+        print!("{}", documented_defaults());
+        return Ok(());
+    }
+    let config = cli.load().context("configuration")?;
+    init_logging(&config);
+    match &cli.command {
+        Some(Command::Token(args)) => {
+            let signer = gateway_auth::keys::load_or_create_dev_signer(&config.node.data_dir)
+                .with_context(|| format!("signing key in {}", config.node.data_dir.display()))?;
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            println!("{}", signer.mint(UserId(args.user), DeviceId(args.device), now, args.ttl));
+            Ok(())
+        }
+        None => Node::start(&config)?.run_until_stopped(),
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
 }

@@ -184,7 +184,8 @@ impl Outbound {
         let payload = self.batch.len() - HEADER_ROOM;
         let (header, header_len) = server_header(OpCode::Binary, payload);
         let start = HEADER_ROOM - header_len;
-        if let (Some(room), Some(header)) = (self.batch.get_mut(start..HEADER_ROOM), header.get(..header_len)) {
+        if let (Some(room), Some(header)) = (self.batch.get_mut(start..HEADER_ROOM), header.get(..header_len))
+        {
             room.copy_from_slice(header);
         }
         let mut message = self.batch.split();

@@ -243,6 +243,12 @@ impl Session {
         }
     }
 
+    /// Closes the session with `code` (a close frame, then waiting for the
+    /// client's): for the worker's own reasons (replaced device, shutdown).
+    pub fn close_with<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, code: CloseCode, reason: &str) {
+        self.close(ctx, code.0, reason);
+    }
+
     /// Seals this turn's output into one WebSocket message.
     pub fn flush(&mut self) {
         self.out.flush();
@@ -336,7 +342,13 @@ impl Session {
                 }
                 Err(DecodeError::UnsupportedVersion { .. }) if self.state == State::AwaitHello => {
                     let text = "no protocol version in common";
-                    self.reject(ctx, ErrorCode::UNSUPPORTED_VERSION, CloseCode::UNSUPPORTED_VERSION, "version", text);
+                    self.reject(
+                        ctx,
+                        ErrorCode::UNSUPPORTED_VERSION,
+                        CloseCode::UNSUPPORTED_VERSION,
+                        "version",
+                        text,
+                    );
                 }
                 Err(err) => {
                     let text = err.to_string();
@@ -380,7 +392,8 @@ impl Session {
     /// Queues ERROR about the session (`reference = 0`).
     fn error<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, code: ErrorCode, text: &str) {
         let retryable = code.retry() == protocol::Retry::Retryable;
-        let frame = protocol::Error { code, retryable, retry_after_ms: 0, reference: 0, text: Note::truncated(text) };
+        let frame =
+            protocol::Error { code, retryable, retry_after_ms: 0, reference: 0, text: Note::truncated(text) };
         self.send_control(ctx, &Frame::Error(frame));
     }
 

@@ -77,14 +77,19 @@ impl Harness {
         let now = Instant::now();
         let mut observer = Recorder::default();
         let mut actions = Vec::new();
-        let session = Session::new(&mut Ctx { now, config: &config, observer: &mut observer, actions: &mut actions });
+        let session =
+            Session::new(&mut Ctx { now, config: &config, observer: &mut observer, actions: &mut actions });
         Self { config, now, observer, actions, session, pending: BytesMut::new() }
     }
 
     /// Runs `f` with a context at the current virtual time.
     pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut Session, &mut Ctx<'_, Recorder>) -> R) -> R {
-        let mut ctx =
-            Ctx { now: self.now, config: &self.config, observer: &mut self.observer, actions: &mut self.actions };
+        let mut ctx = Ctx {
+            now: self.now,
+            config: &self.config,
+            observer: &mut self.observer,
+            actions: &mut self.actions,
+        };
         f(&mut self.session, &mut ctx)
     }
 

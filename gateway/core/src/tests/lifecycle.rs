@@ -162,7 +162,9 @@ fn auth_deadline_sends_auth_error_and_4005() {
     h.read(&upgrade("/ws"));
     h.advance(Duration::from_secs(11));
     let out = h.output();
-    assert!(out.iter().any(|o| matches!(o, Out::Frame(Frame::AuthError(e)) if e.code == ErrorCode::AUTH_TIMEOUT)));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Out::Frame(Frame::AuthError(e)) if e.code == ErrorCode::AUTH_TIMEOUT)));
     assert!(out.contains(&Out::Close(CloseCode::AUTH_TIMEOUT.0)));
     // The linger deadline ends the session if the client never answers.
     h.advance(Duration::from_secs(3));
@@ -175,9 +177,13 @@ fn rejected_token_gets_auth_error_and_the_given_close() {
     h.read(&upgrade("/ws"));
     h.read(&message(&[hello(1, 1)]));
     h.take_actions();
-    h.with(|s, ctx| s.reject(ctx, ErrorCode::AUTH_EXPIRED, CloseCode::AUTH_EXPIRED, "expired", "token expired"));
+    h.with(|s, ctx| {
+        s.reject(ctx, ErrorCode::AUTH_EXPIRED, CloseCode::AUTH_EXPIRED, "expired", "token expired")
+    });
     let out = h.output();
-    assert!(out.iter().any(|o| matches!(o, Out::Frame(Frame::AuthError(e)) if e.code == ErrorCode::AUTH_EXPIRED)));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Out::Frame(Frame::AuthError(e)) if e.code == ErrorCode::AUTH_EXPIRED)));
     assert!(out.contains(&Out::Close(CloseCode::AUTH_EXPIRED.0)));
     assert!(h.observed("auth_failed:expired"));
 }
@@ -245,8 +251,12 @@ fn drain_closes_unauthenticated_sessions_at_once() {
     let mut h = Harness::new();
     h.read(&upgrade("/ws"));
     h.output();
-    let goaway =
-        GoAway { reason: GoAwayReason::Drain, reconnect_after_ms: 0, resume_after: Seq(0), redirect: Note::default() };
+    let goaway = GoAway {
+        reason: GoAwayReason::Drain,
+        reconnect_after_ms: 0,
+        resume_after: Seq(0),
+        redirect: Note::default(),
+    };
     h.with(|s, ctx| s.drain(ctx, goaway, Duration::from_secs(5)));
     // No GOAWAY before AUTH_OK (SPEC §4.7): just the close.
     assert_eq!(h.output(), vec![Out::Close(CloseCode::GOING_AWAY.0)]);

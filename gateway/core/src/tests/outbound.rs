@@ -6,7 +6,11 @@ use super::harness::{upgrade, Harness, Out};
 use crate::{Action, Class, Queued};
 
 fn typing() -> Frame {
-    Frame::TypingNotify(TypingNotify { conversation: Conversation::Direct(UserId(1)), user: UserId(1), active: true })
+    Frame::TypingNotify(TypingNotify {
+        conversation: Conversation::Direct(UserId(1)),
+        user: UserId(1),
+        active: true,
+    })
 }
 
 fn big_live() -> Frame {
@@ -83,4 +87,19 @@ fn one_message_per_turn_and_shared_payloads_keep_order() {
     let out = h.output();
     assert_eq!(out.len(), 3);
     assert_eq!(out[2], Out::Frame(Frame::Ping(protocol::Ping { nonce: 3 })));
+}
+
+#[test]
+fn output_that_makes_no_progress_is_cut_at_the_write_stall_deadline() {
+    let mut h = live();
+    let stall = h.config.write_stall;
+    let _ = h.with(|s, ctx| s.send_shared(ctx, vec![1; 100].into(), Class::Live));
+    h.session.flush();
+    // The socket takes nothing.
+    h.with(|s, ctx| s.handle_written(ctx, 0));
+    assert!(h.session.poll_timeout().is_some_and(|at| at <= h.now + stall));
+    h.advance(stall + std::time::Duration::from_millis(1));
+    assert!(matches!(h.take_actions().as_slice(), [Action::Close]));
+    assert!(h.observed("dropped:write_stall"));
+    assert!(h.observed("closed:4008"));
 }

@@ -1,0 +1,382 @@
+//! The admin listener: a small blocking HTTP/1.1 server on its own threads,
+//! apart from the workers (pingora's admin/metrics port).
+//!
+//! | Request | Answer |
+//! |---------|--------|
+//! | `GET /metrics` | 200, [`Registry::render`] as `text/plain; version=0.0.4` |
+//! | `GET /healthz` | 200 `ok` while the process runs |
+//! | `GET /readyz` | 200 `ready` while the readiness flag is true, else 503 (starting or draining) |
+//! | other method on those paths | 405 with `Allow: GET` |
+//! | any other path | 404 |
+//! | request head over the size limit | 431 |
+//! | head not complete before the request timeout | 408 |
+//! | malformed request line | 400 |
+//! | more concurrent clients than allowed | 503 `busy` |
+//!
+//! One request per connection: every response carries `Connection: close`.
+//! The accept thread hands each connection to a short-lived thread, at most
+//! [`AdminOptions::max_connections`] at once, and every connection has a
+//! deadline for its whole request head, so a stuck or slow (slowloris) admin
+//! client holds one slot for at most [`AdminOptions::request_timeout`] and never
+//! delays the health checks of a load balancer or a Prometheus scrape.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::registry::{Registry, CONTENT_TYPE};
+
+/// Limits of the admin listener.
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    /// Deadline for a client to send its whole request head, from accept.
+    pub request_timeout: Duration,
+    /// Deadline for each write of the response.
+    pub write_timeout: Duration,
+    /// Largest request head accepted (request line plus headers).
+    pub max_request_bytes: usize,
+    /// Connections served at once; one more is answered 503 at once.
+    pub max_connections: usize,
+}
+
+impl Default for AdminOptions {
+    /// 2 s to send the request, 5 s per write, 8 KiB heads, 8 connections.
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(5),
+            max_request_bytes: 8 * 1024,
+            max_connections: 8,
+        }
+    }
+}
+
+/// A running admin listener. Dropping it stops it too.
+#[derive(Debug)]
+pub struct AdminHandle {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AdminHandle {
+    /// The bound address (the real port when `spawn` was given port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting and waits for the accept thread to end. Connections
+    /// already handed to their threads finish on their own (each within its
+    /// deadlines).
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let Some(thread) = self.thread.take() else { return };
+        self.stop.store(true, Ordering::Release);
+        // `accept` blocks: wake it with a connection of our own. If even that
+        // fails, leave the thread detached rather than hang; it sees the flag
+        // on its next connection.
+        let ip = match self.local_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let wake = SocketAddr::new(ip, self.local_addr.port());
+        if TcpStream::connect_timeout(&wake, Duration::from_secs(1)).is_ok() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for AdminHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Binds `addr` (port 0 picks one) and serves the admin endpoints on a new
+/// thread named `admin`, with [`AdminOptions::default`].
+///
+/// `ready` is the readiness flag behind `/readyz`: the gateway sets it once
+/// its listeners are up and clears it when it starts draining.
+pub fn spawn(
+    addr: impl ToSocketAddrs,
+    registry: Arc<Registry>,
+    ready: Arc<AtomicBool>,
+) -> io::Result<AdminHandle> {
+    spawn_with(addr, registry, ready, AdminOptions::default())
+}
+
+/// [`spawn`] with explicit limits.
+pub fn spawn_with(
+    addr: impl ToSocketAddrs,
+    registry: Arc<Registry>,
+    ready: Arc<AtomicBool>,
+    options: AdminOptions,
+) -> io::Result<AdminHandle> {
+    let listener = TcpListener::bind(addr)?;
+    let local_addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared { registry, ready, options, in_flight: AtomicUsize::new(0) });
+    let thread = {
+        let stop = Arc::clone(&stop);
+        thread::Builder::new().name("admin".into()).spawn(move || accept_loop(&listener, &stop, &shared))?
+    };
+    Ok(AdminHandle { local_addr, stop, thread: Some(thread) })
+}
+
+/// What every connection thread shares.
+struct Shared {
+    registry: Arc<Registry>,
+    ready: Arc<AtomicBool>,
+    options: AdminOptions,
+    in_flight: AtomicUsize,
+}
+
+fn accept_loop(listener: &TcpListener, stop: &AtomicBool, shared: &Arc<Shared>) {
+    loop {
+        let accepted = listener.accept();
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        match accepted {
+            Ok((stream, _)) => dispatch(stream, shared),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Out of descriptors or memory, or a connection reset before
+            // accept: back off briefly instead of spinning on the error.
+            Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Hands the connection to its own thread, or answers 503 when the
+/// connection limit is reached.
+fn dispatch(stream: TcpStream, shared: &Arc<Shared>) {
+    let admitted = shared
+        .in_flight
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < shared.options.max_connections).then_some(n + 1)
+        })
+        .is_ok();
+    if !admitted {
+        return reject_busy(stream);
+    }
+    let slot = Slot(Arc::clone(shared));
+    let Ok(clone) = stream.try_clone() else {
+        return; // `slot` drops and frees the count
+    };
+    let spawned = thread::Builder::new().name("admin-conn".into()).spawn(move || {
+        let slot = slot;
+        handle(stream, &slot.0);
+    });
+    match spawned {
+        Ok(_) => drop(clone),
+        // The closure (and its slot) was dropped with the error.
+        Err(_) => reject_busy(clone),
+    }
+}
+
+/// One connection slot, released when dropped (also on a panic).
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn reject_busy(mut stream: TcpStream) {
+    // A fresh socket's send buffer takes this without blocking; the timeout
+    // only guards the accept thread against the impossible.
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let response = Response::text(503, "Service Unavailable", "busy\n");
+    let _ = response.write_to(&mut stream);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Serves one request on `stream` and closes it.
+fn handle(mut stream: TcpStream, shared: &Shared) {
+    let options = &shared.options;
+    let _ = stream.set_nodelay(true);
+    if stream.set_write_timeout(Some(options.write_timeout.max(Duration::from_millis(1)))).is_err() {
+        return;
+    }
+    let response = match read_head(&mut stream, options) {
+        Ok(head) => match parse_request_line(&head) {
+            Some((method, path)) => route(method, path, shared),
+            None => Response::text(400, "Bad Request", "bad request\n"),
+        },
+        Err(HeadError::TooLarge) => {
+            Response::text(431, "Request Header Fields Too Large", "request too large\n")
+        }
+        Err(HeadError::Timeout) => Response::text(408, "Request Timeout", "request timeout\n"),
+        Err(HeadError::Closed) => return,
+    };
+    if response.write_to(&mut stream).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    // Read what the client may still send (a body we ignored) until it
+    // closes, briefly, so the close does not turn into a reset that could
+    // discard the response before the client reads it.
+    if stream.set_read_timeout(Some(Duration::from_millis(100))).is_ok() {
+        let mut sink = [0u8; 1024];
+        let mut left = options.max_request_bytes;
+        while let Ok(n @ 1..) = stream.read(&mut sink) {
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// Why no request head could be read.
+enum HeadError {
+    /// Over [`AdminOptions::max_request_bytes`] without the blank line.
+    TooLarge,
+    /// The deadline passed first.
+    Timeout,
+    /// The client closed or the socket failed.
+    Closed,
+}
+
+/// Reads until the blank line ending the head; returns the head without it.
+fn read_head(stream: &mut TcpStream, options: &AdminOptions) -> Result<Vec<u8>, HeadError> {
+    const END: &[u8] = b"\r\n\r\n";
+    let deadline = Instant::now() + options.request_timeout;
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::Timeout);
+        }
+        stream.set_read_timeout(Some(left)).map_err(|_| HeadError::Closed)?;
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(HeadError::Timeout)
+            }
+            Err(_) => return Err(HeadError::Closed),
+        };
+        let searched = head.len().saturating_sub(END.len() - 1);
+        head.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        if let Some(at) = head.get(searched..).and_then(|tail| tail.windows(END.len()).position(|w| w == END))
+        {
+            head.truncate(searched + at);
+            return if head.len() + END.len() > options.max_request_bytes {
+                Err(HeadError::TooLarge)
+            } else {
+                Ok(head)
+            };
+        }
+        if head.len() > options.max_request_bytes {
+            return Err(HeadError::TooLarge);
+        }
+    }
+}
+
+/// `GET /path?query HTTP/1.1` → (`GET`, `/path`).
+fn parse_request_line(head: &[u8]) -> Option<(&str, &str)> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || method.is_empty()
+        || !method.bytes().all(|b| b.is_ascii_uppercase())
+        || !target.starts_with('/')
+        || !matches!(version, "HTTP/1.1" | "HTTP/1.0")
+    {
+        return None;
+    }
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    Some((method, path))
+}
+
+fn route(method: &str, path: &str, shared: &Shared) -> Response {
+    let known = matches!(path, "/metrics" | "/healthz" | "/readyz");
+    if !known {
+        return Response::text(404, "Not Found", "not found\n");
+    }
+    if method != "GET" {
+        let mut response = Response::text(405, "Method Not Allowed", "method not allowed\n");
+        response.allow_get = true;
+        return response;
+    }
+    match path {
+        "/metrics" => {
+            let mut body = String::with_capacity(16 * 1024);
+            shared.registry.render(&mut body);
+            Response { status: 200, reason: "OK", content_type: CONTENT_TYPE, body, allow_get: false }
+        }
+        "/readyz" if !shared.ready.load(Ordering::Acquire) => {
+            Response::text(503, "Service Unavailable", "not ready\n")
+        }
+        "/readyz" => Response::text(200, "OK", "ready\n"),
+        _ => Response::text(200, "OK", "ok\n"),
+    }
+}
+
+/// A complete response, written in one go.
+struct Response {
+    status: u16,
+    reason: &'static str,
+    content_type: &'static str,
+    body: String,
+    allow_get: bool,
+}
+
+impl Response {
+    fn text(status: u16, reason: &'static str, body: &str) -> Self {
+        Self {
+            status,
+            reason,
+            content_type: "text/plain; charset=utf-8",
+            body: body.to_owned(),
+            allow_get: false,
+        }
+    }
+
+    fn write_to(&self, stream: &mut TcpStream) -> io::Result<()> {
+        let allow = if self.allow_get { "Allow: GET\r\n" } else { "" };
+        let mut message = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+            self.status,
+            self.reason,
+            self.content_type,
+            self.body.len(),
+        )
+        .into_bytes();
+        message.extend_from_slice(self.body.as_bytes());
+        stream.write_all(&message)?;
+        stream.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        assert_eq!(parse_request_line(b"GET /metrics HTTP/1.1\r\nHost: x"), Some(("GET", "/metrics")));
+        assert_eq!(parse_request_line(b"GET /readyz?verbose=1 HTTP/1.0"), Some(("GET", "/readyz")));
+        assert_eq!(parse_request_line(b"POST /metrics HTTP/1.1"), Some(("POST", "/metrics")));
+        assert_eq!(parse_request_line(b"GET /metrics HTTP/2.0"), None);
+        assert_eq!(parse_request_line(b"GET  /metrics HTTP/1.1"), None);
+        assert_eq!(parse_request_line(b"GET metrics HTTP/1.1"), None);
+        assert_eq!(parse_request_line(b"get /metrics HTTP/1.1"), None);
+        assert_eq!(parse_request_line(b"\xff /metrics HTTP/1.1"), None);
+        assert_eq!(parse_request_line(b""), None);
+    }
+}

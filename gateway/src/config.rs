@@ -1,0 +1,714 @@
+//! Node configuration: one [`Config`] read from a TOML file, every key optional
+//! with a documented default, checked by [`Config::validate`] at load (quinn's
+//! `TransportConfig`, pingora's `ServerConf`), then overridden by the command
+//! line and environment ([`Cli`]).
+//!
+//! Precedence, lowest first: built-in defaults, the file (`--config`,
+//! `GATEWAY_CONFIG`), `GATEWAY_*` environment variables, command-line flags.
+//! [`documented_defaults`] prints every key with its doc line and default
+//! (`gateway --print-config`).
+//!
+//! ```
+//! use gateway::config::Config;
+//!
+//! let config = Config::from_toml("[listen]\nws = \"0.0.0.0:7700\"\n[node]\nworkers = 4\n")?;
+//! config.validate()?;
+//! assert_eq!(config.node.workers, 4);
+//! assert_eq!(config.session.heartbeat_ms, 30_000); // the default
+//! # Ok::<(), gateway::config::ConfigError>(())
+//! ```
+//!
+//! Each section struct, its `Default` and its entry in the documented output
+//! come from one table (the `section!` macro), so a key cannot lack a doc line
+//! or a default, nor be missing from [`documented_defaults`].
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+/// Most worker threads a node accepts (`node.workers`).
+pub const MAX_WORKERS: usize = 1024;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: io::Error,
+    },
+    /// The file is not valid TOML, has a key this version does not know, or a
+    /// value of the wrong type (the message names the key, line and column).
+    #[error("invalid config {origin}: {source}")]
+    Parse {
+        /// The file's path, or `<string>`.
+        origin: String,
+        /// The TOML or type error.
+        source: toml::de::Error,
+    },
+    /// A value is out of range or inconsistent with another one.
+    #[error("invalid config: {key}: {reason}")]
+    Invalid {
+        /// The key at fault, as `section.key`.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+/// Doc and example of one key, for [`documented_defaults`].
+#[derive(Debug)]
+struct FieldDoc {
+    key: &'static str,
+    doc: &'static [&'static str],
+    /// Example value (a TOML string) printed commented out for an optional
+    /// key that is unset by default.
+    example: Option<&'static str>,
+}
+
+/// Doc of one `[section]`, for [`documented_defaults`].
+#[derive(Debug)]
+struct SectionDoc {
+    key: &'static str,
+    doc: &'static [&'static str],
+    fields: &'static [FieldDoc],
+}
+
+/// Defines a section struct (serde, deny unknown keys, every key defaulted),
+/// its `Default` from the listed defaults, and its [`SectionDoc`].
+macro_rules! section {
+    (@example) => { None };
+    (@example $example:literal) => { Some($example) };
+    (
+        $(#[doc = $sdoc:literal])+
+        $name:ident $key:literal {
+            $(
+                $(#[doc = $doc:literal])+
+                $field:ident: $ty:ty = $default:expr $(, example $example:literal)?;
+            )+
+        }
+    ) => {
+        $(#[doc = $sdoc])+
+        ///
+        #[doc = concat!("Section `[", $key, "]` of the config file. Every key is optional; ")]
+        /// [`documented_defaults`] lists the defaults.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            $($(#[doc = $doc])+ pub $field: $ty,)+
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $($field: $default,)+ }
+            }
+        }
+
+        impl $name {
+            const DOC: SectionDoc = SectionDoc {
+                key: $key,
+                doc: &[$($sdoc),+],
+                fields: &[$(FieldDoc {
+                    key: stringify!($field),
+                    doc: &[$($doc),+],
+                    example: section!(@example $($example)?),
+                }),+],
+            };
+        }
+    };
+}
+
+section! {
+    /// Identity, storage and threads of this node.
+    NodeConfig "node" {
+        /// Node id, unique in the fleet: routing and the session registry name
+        /// this node by it.
+        id: u32 = 1;
+        /// Directory for this node's state (signing keys by default).
+        data_dir: PathBuf = PathBuf::from("./data");
+        /// Worker threads, one event loop each; 0 = one per available core.
+        workers: usize = 0;
+        /// Pin worker N to core N, so a worker's sessions stay in one core's caches.
+        pin_workers: bool = true;
+    }
+}
+
+section! {
+    /// Sockets and admission.
+    ListenConfig "listen" {
+        /// Client listener for plain WebSocket (ws://), ip:port.
+        ws: String = "127.0.0.1:7700".to_owned();
+        /// Client listener for WebSocket over TLS (wss://), ip:port; unset = none.
+        /// Needs tls.cert and tls.key.
+        wss: Option<String> = None, example "0.0.0.0:7443";
+        /// Admin HTTP listener (/metrics, /healthz, /readyz), ip:port. Keep it off
+        /// the public interface.
+        admin: String = "127.0.0.1:7701".to_owned();
+        /// listen(2) backlog of the client listeners (the kernel caps it at
+        /// net.core.somaxconn).
+        backlog: u32 = 4096;
+        /// Open connections this node holds before it stops accepting; 0 = unlimited.
+        max_connections: usize = 0;
+        /// After reaching max_connections, accepting resumes below this fraction
+        /// of it (hysteresis); in (0, 1].
+        accept_resume_ratio: f64 = 0.9;
+    }
+}
+
+section! {
+    /// Certificate of the wss listener.
+    TlsConfig "tls" {
+        /// PEM certificate chain of the wss listener; required if and only if
+        /// listen.wss is set.
+        cert: Option<PathBuf> = None, example "/etc/gateway/tls/cert.pem";
+        /// PEM private key of that certificate; required if and only if
+        /// listen.wss is set.
+        key: Option<PathBuf> = None, example "/etc/gateway/tls/key.pem";
+        /// Issue TLS session tickets, so reconnecting clients resume without a
+        /// full handshake.
+        session_tickets: bool = true;
+    }
+}
+
+section! {
+    /// Per-connection deadlines, sizes and back-pressure.
+    SessionConfig "session" {
+        /// Deadline from accept to a completed WebSocket upgrade (TLS included), ms.
+        handshake_timeout_ms: u64 = 5_000;
+        /// Deadline from the upgrade to a verified HELLO, ms.
+        auth_timeout_ms: u64 = 10_000;
+        /// Heartbeat interval, ms: an idle client is PINGed this often.
+        heartbeat_ms: u64 = 30_000;
+        /// Heartbeat intervals without a frame from the client before it is
+        /// closed (HEARTBEAT_TIMEOUT).
+        heartbeat_misses: u32 = 3;
+        /// Largest WebSocket message accepted from a client, bytes; at most the
+        /// protocol's MAX_CLIENT_MESSAGE_LEN.
+        max_message: usize = protocol::limits::MAX_CLIENT_MESSAGE_LEN;
+        /// Largest SEND payload accepted, bytes (announced in AUTH_OK); at most
+        /// the protocol's MAX_PAYLOAD and below max_message.
+        max_payload: usize = protocol::limits::MAX_PAYLOAD;
+        /// Bytes queued for one client before it is closed as a slow consumer
+        /// (SLOW_CONSUMER).
+        outbound_queue_bytes: usize = 262_144;
+        /// Queued bytes above which live delivery pauses (the client catches up
+        /// by sync); below outbound_queue_bytes.
+        outbound_pause_bytes: usize = 131_072;
+        /// A client whose socket takes no bytes for this long while data is
+        /// queued is closed, ms.
+        write_stall_ms: u64 = 30_000;
+        /// Conformance testing and benchmarks: also serve `/echo`, a raw
+        /// WebSocket echo of text and binary messages (no auth, no protocol).
+        echo_route: bool = false;
+    }
+}
+
+section! {
+    /// Rate limits (token buckets) and queue bounds.
+    LimitsConfig "limits" {
+        /// New connections accepted per client IP per second (bucket refill rate).
+        connections_per_ip_per_sec: u32 = 50;
+        /// Connections a client IP may open in a burst (bucket size).
+        connections_per_ip_burst: u32 = 200;
+        /// Frames per second one session may send (bucket refill rate); beyond
+        /// it: RATE_LIMITED.
+        frames_per_sec: u32 = 100;
+        /// Frames one session may send in a burst (bucket size).
+        frames_burst: u32 = 400;
+        /// Capacity of each worker's inbox, in batches from other workers and
+        /// nodes; when full, batches are shed (drops{reason="inbox_full"}).
+        worker_inbox: usize = 65_536;
+    }
+}
+
+section! {
+    /// Graceful shutdown (SIGTERM).
+    DrainConfig "drain" {
+        /// GOAWAYs are spread over this window, ms, so clients do not all
+        /// reconnect at once.
+        window_ms: u64 = 30_000;
+        /// Sessions still open this long after draining began are closed and
+        /// the process exits, ms; at least window_ms.
+        deadline_ms: u64 = 60_000;
+    }
+}
+
+section! {
+    /// Session token verification.
+    AuthConfig "auth" {
+        /// Directory of token verification keys; unset = keys/ under node.data_dir.
+        keys_dir: Option<PathBuf> = None, example "/var/lib/gateway/keys";
+        /// Clock skew tolerated on token expiry and not-before, seconds.
+        leeway_secs: u64 = 60;
+        /// Generate a development signing key in the keys directory on first
+        /// start if there is none. Turn it off in production.
+        dev_key: bool = true;
+    }
+}
+
+section! {
+    /// Logging.
+    LogConfig "log" {
+        /// Log filter directives (RUST_LOG syntax), e.g. "info,gateway=debug".
+        filter: String = "info".to_owned();
+        /// Log line format: "text" (human) or "json" (one object per line).
+        format: LogFormat = LogFormat::Text;
+    }
+}
+
+/// Log line format (`log.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole node configuration: one field per `[section]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[node]`: identity, storage and threads.
+    pub node: NodeConfig,
+    /// `[listen]`: sockets and admission.
+    pub listen: ListenConfig,
+    /// `[tls]`: certificate of the wss listener.
+    pub tls: TlsConfig,
+    /// `[session]`: per-connection deadlines, sizes and back-pressure.
+    pub session: SessionConfig,
+    /// `[limits]`: rate limits and queue bounds.
+    pub limits: LimitsConfig,
+    /// `[drain]`: graceful shutdown.
+    pub drain: DrainConfig,
+    /// `[auth]`: token verification.
+    pub auth: AuthConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+/// Sections in file order.
+const SECTIONS: &[SectionDoc] = &[
+    NodeConfig::DOC,
+    ListenConfig::DOC,
+    TlsConfig::DOC,
+    SessionConfig::DOC,
+    LimitsConfig::DOC,
+    DrainConfig::DOC,
+    AuthConfig::DOC,
+    LogConfig::DOC,
+];
+
+impl Config {
+    /// Parses a TOML document (not validated; see [`Config::validate`]).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, "<string>".to_owned())
+    }
+
+    fn parse(text: &str, origin: String) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse { origin, source })
+    }
+
+    /// Reads the file at `path`, or the defaults without one (not
+    /// validated: [`Cli::load`] validates after applying overrides).
+    pub fn read(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path.display().to_string())
+    }
+
+    /// Reads the file at `path` (defaults without one) and validates it.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let config = Self::read(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value and the rules between values; the error names the
+    /// first key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.node.validate()?;
+        self.listen.validate()?;
+        self.validate_tls()?;
+        self.session.validate()?;
+        self.limits.validate()?;
+        self.drain.validate()?;
+        if self.log.filter.trim().is_empty() {
+            return Err(invalid("log.filter", "must not be empty (e.g. \"info\")"));
+        }
+        Ok(())
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        match (&self.listen.wss, &self.tls.cert, &self.tls.key) {
+            (Some(_), None, _) => Err(invalid("tls.cert", "required when listen.wss is set")),
+            (Some(_), _, None) => Err(invalid("tls.key", "required when listen.wss is set")),
+            (None, Some(_), _) => {
+                Err(invalid("tls.cert", "set but listen.wss is not (no listener would use it)"))
+            }
+            (None, _, Some(_)) => {
+                Err(invalid("tls.key", "set but listen.wss is not (no listener would use it)"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Worker threads to start: `node.workers`, or one per available core
+    /// when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.node.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
+    /// Directory of the token keys: `auth.keys_dir`, or `<node.data_dir>/keys`.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.auth.keys_dir.clone().unwrap_or_else(|| self.node.data_dir.join("keys"))
+    }
+}
+
+impl NodeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("node.data_dir", "must not be empty"));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(invalid(
+                "node.workers",
+                format!("{} is over the maximum of {MAX_WORKERS}", self.workers),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_addr(key: &'static str, addr: &str) -> Result<SocketAddr, ConfigError> {
+    addr.parse().map_err(|e| {
+        invalid(key, format!("{addr:?} is not an ip:port address ({e}); host names are not resolved"))
+    })
+}
+
+impl ListenConfig {
+    /// `ws` as a socket address.
+    pub fn ws_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("listen.ws", &self.ws)
+    }
+
+    /// `wss` as a socket address, if set.
+    pub fn wss_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.wss.as_deref().map(|wss| parse_addr("listen.wss", wss)).transpose()
+    }
+
+    /// `admin` as a socket address.
+    pub fn admin_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("listen.admin", &self.admin)
+    }
+
+    /// With a connection limit: accepting stops when `max_connections` are
+    /// open and resumes once fewer than this many are, `max_connections ×
+    /// accept_resume_ratio` rounded up (so at least 1, at most the limit).
+    /// `None` without a limit.
+    pub fn accept_resume_below(&self) -> Option<usize> {
+        (self.max_connections > 0).then(|| {
+            let resume = (self.max_connections as f64 * self.accept_resume_ratio).ceil() as usize;
+            resume.clamp(1, self.max_connections)
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ws = self.ws_addr()?;
+        let wss = self.wss_addr()?;
+        let admin = self.admin_addr()?;
+        let clash = |a: SocketAddr, b: SocketAddr| {
+            a.port() != 0
+                && a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
+        if clash(ws, admin) {
+            return Err(invalid("listen.admin", format!("{admin} overlaps listen.ws {ws}")));
+        }
+        if let Some(wss) = wss {
+            if clash(ws, wss) {
+                return Err(invalid("listen.wss", format!("{wss} overlaps listen.ws {ws}")));
+            }
+            if clash(wss, admin) {
+                return Err(invalid("listen.admin", format!("{admin} overlaps listen.wss {wss}")));
+            }
+        }
+        if self.backlog == 0 || self.backlog > i32::MAX as u32 {
+            return Err(invalid("listen.backlog", format!("{} is not in 1..={}", self.backlog, i32::MAX)));
+        }
+        let ratio = self.accept_resume_ratio;
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            return Err(invalid("listen.accept_resume_ratio", format!("{ratio} is not in (0, 1]")));
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds as a [`Duration`].
+fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+impl SessionConfig {
+    /// `handshake_timeout_ms`.
+    pub fn handshake_timeout(&self) -> Duration {
+        ms(self.handshake_timeout_ms)
+    }
+
+    /// `auth_timeout_ms`.
+    pub fn auth_timeout(&self) -> Duration {
+        ms(self.auth_timeout_ms)
+    }
+
+    /// `heartbeat_ms`.
+    pub fn heartbeat(&self) -> Duration {
+        ms(self.heartbeat_ms)
+    }
+
+    /// Silence after which a client is closed: `heartbeat_ms × heartbeat_misses`.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        ms(self.heartbeat_ms.saturating_mul(u64::from(self.heartbeat_misses)))
+    }
+
+    /// `write_stall_ms`.
+    pub fn write_stall(&self) -> Duration {
+        ms(self.write_stall_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("session.handshake_timeout_ms", self.handshake_timeout_ms),
+            ("session.auth_timeout_ms", self.auth_timeout_ms),
+            ("session.heartbeat_ms", self.heartbeat_ms),
+            ("session.heartbeat_misses", u64::from(self.heartbeat_misses)),
+            ("session.write_stall_ms", self.write_stall_ms),
+        ];
+        if let Some((key, _)) = positive.into_iter().find(|&(_, value)| value == 0) {
+            return Err(invalid(key, "must be greater than 0"));
+        }
+        let max_message = protocol::limits::MAX_CLIENT_MESSAGE_LEN;
+        if self.max_message == 0 || self.max_message > max_message {
+            return Err(invalid(
+                "session.max_message",
+                format!("{} is not in 1..={max_message} (protocol MAX_CLIENT_MESSAGE_LEN)", self.max_message),
+            ));
+        }
+        let max_payload = protocol::limits::MAX_PAYLOAD;
+        if self.max_payload == 0 || self.max_payload > max_payload {
+            return Err(invalid(
+                "session.max_payload",
+                format!("{} is not in 1..={max_payload} (protocol MAX_PAYLOAD)", self.max_payload),
+            ));
+        }
+        if self.max_payload >= self.max_message {
+            return Err(invalid(
+                "session.max_payload",
+                format!("{} must be below session.max_message ({})", self.max_payload, self.max_message),
+            ));
+        }
+        if self.outbound_pause_bytes == 0 || self.outbound_pause_bytes >= self.outbound_queue_bytes {
+            return Err(invalid(
+                "session.outbound_pause_bytes",
+                format!(
+                    "{} must be above 0 and below session.outbound_queue_bytes ({})",
+                    self.outbound_pause_bytes, self.outbound_queue_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("limits.connections_per_ip_per_sec", u64::from(self.connections_per_ip_per_sec)),
+            ("limits.connections_per_ip_burst", u64::from(self.connections_per_ip_burst)),
+            ("limits.frames_per_sec", u64::from(self.frames_per_sec)),
+            ("limits.frames_burst", u64::from(self.frames_burst)),
+            ("limits.worker_inbox", u64::try_from(self.worker_inbox).unwrap_or(u64::MAX)),
+        ];
+        match positive.into_iter().find(|&(_, value)| value == 0) {
+            Some((key, _)) => Err(invalid(key, "must be greater than 0")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl DrainConfig {
+    /// `window_ms`.
+    pub fn window(&self) -> Duration {
+        ms(self.window_ms)
+    }
+
+    /// `deadline_ms`.
+    pub fn deadline(&self) -> Duration {
+        ms(self.deadline_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.deadline_ms == 0 {
+            return Err(invalid("drain.deadline_ms", "must be greater than 0"));
+        }
+        if self.window_ms > self.deadline_ms {
+            return Err(invalid(
+                "drain.window_ms",
+                format!("{} must not exceed drain.deadline_ms ({})", self.window_ms, self.deadline_ms),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The default configuration as commented TOML: every section and key with
+/// its doc lines and default value. Optional keys that are unset by default
+/// appear commented out with an example value. The text parses back to
+/// [`Config::default`].
+pub fn documented_defaults() -> String {
+    let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+    let mut out = String::from(
+        "# Gateway configuration (TOML). Every key is optional; the values below are the\n\
+         # defaults. Load a file with --config <path> (or GATEWAY_CONFIG); --listen,\n\
+         # --admin, --data-dir, --workers, --node-id, --echo and --log (or GATEWAY_LISTEN,\n\
+         # GATEWAY_ADMIN, GATEWAY_DATA_DIR, GATEWAY_WORKERS, GATEWAY_NODE_ID, GATEWAY_ECHO,\n\
+         # GATEWAY_LOG) override it.\n",
+    );
+    for section in SECTIONS {
+        out.push('\n');
+        for line in section.doc {
+            let _ = writeln!(out, "# {}", line.trim());
+        }
+        let _ = writeln!(out, "[{}]", section.key);
+        let values = defaults.get(section.key).and_then(toml::Value::as_table);
+        for field in section.fields {
+            for line in field.doc {
+                let _ = writeln!(out, "# {}", line.trim());
+            }
+            match (values.and_then(|table| table.get(field.key)), field.example) {
+                (Some(value), _) => {
+                    let _ = writeln!(out, "{} = {value}", field.key);
+                }
+                (None, example) => {
+                    let example = toml::Value::String(example.unwrap_or_default().to_owned());
+                    let _ = writeln!(out, "# {} = {example}", field.key);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Command line of the `gateway` binary. Each flag overrides the config file
+/// and has an environment variable; a flag on the command line wins over its
+/// variable.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(name = "gateway", version, about = "Connection gateway node: thread-per-core WebSocket daemon")]
+pub struct Cli {
+    /// Config file (TOML); without one the built-in defaults apply.
+    #[arg(long, env = "GATEWAY_CONFIG", value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    /// Client WebSocket listener, ip:port (listen.ws).
+    #[arg(long, env = "GATEWAY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Admin HTTP listener, ip:port (listen.admin).
+    #[arg(long, env = "GATEWAY_ADMIN", value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// State directory (node.data_dir).
+    #[arg(long, env = "GATEWAY_DATA_DIR", value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Worker threads, 0 = one per core (node.workers).
+    #[arg(long, env = "GATEWAY_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+    /// Node id (node.id).
+    #[arg(long, env = "GATEWAY_NODE_ID", value_name = "ID")]
+    pub node_id: Option<u32>,
+    /// Serve the `/echo` route (session.echo_route = true).
+    #[arg(long, env = "GATEWAY_ECHO", value_parser = clap::builder::BoolishValueParser::new())]
+    pub echo: bool,
+    /// Log filter, RUST_LOG syntax (log.filter).
+    #[arg(long, env = "GATEWAY_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Print the default configuration as commented TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands of [`Cli`].
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Mint a signed session token for a device with the node's signing key.
+    Token(TokenArgs),
+}
+
+/// `gateway token --user U --device D [--ttl SECS]`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct TokenArgs {
+    /// User id.
+    #[arg(long, value_name = "U")]
+    pub user: u64,
+    /// Device id (from 1).
+    #[arg(long, value_name = "D", value_parser = clap::value_parser!(u32).range(1..))]
+    pub device: u32,
+    /// Lifetime of the token, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+    pub ttl: u64,
+}
+
+impl Cli {
+    /// Applies the flags (and their environment variables) that were given
+    /// over `config`; call after reading the file.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(listen) = &self.listen {
+            config.listen.ws.clone_from(listen);
+        }
+        if let Some(admin) = &self.admin {
+            config.listen.admin.clone_from(admin);
+        }
+        if let Some(data_dir) = &self.data_dir {
+            config.node.data_dir.clone_from(data_dir);
+        }
+        if let Some(workers) = self.workers {
+            config.node.workers = workers;
+        }
+        if let Some(node_id) = self.node_id {
+            config.node.id = node_id;
+        }
+        if self.echo {
+            config.session.echo_route = true;
+        }
+        if let Some(log) = &self.log {
+            config.log.filter.clone_from(log);
+        }
+    }
+
+    /// The effective configuration: the `--config` file (or the defaults),
+    /// then [`Cli::apply`], then [`Config::validate`].
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = Config::read(self.config.as_deref())?;
+        self.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+}

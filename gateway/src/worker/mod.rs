@@ -1,0 +1,553 @@
+//! One worker thread: a mio `Poll`, its own `SO_REUSEPORT` listener, a slab
+//! of connections, the deadline heap and an inbox for commands from other
+//! threads. Sessions live on the worker that accepted them for their whole life.
+//!
+//! One loop turn: wait for events (or the next deadline) → accept → read and
+//! feed sessions → run due deadlines → drain the inbox (one batch per turn) →
+//! flush every session that has output, one vectored write each.
+
+mod conn;
+mod deadlines;
+mod observe;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use gateway_admin::WorkerMetrics;
+use gateway_auth::Verifier;
+use gateway_core::{Action, Class, Config as SessionConfig, Ctx, Session};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use protocol::{
+    AuthOk, Capabilities, CloseCode, ErrorCode, Frame, GoAway, GoAwayReason, Note, SendError, Seq,
+};
+use slab::Slab;
+
+use crate::directory::{Directory, SessionRef};
+use conn::Conn;
+use deadlines::Deadlines;
+use observe::MetricsObserver;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_SESSION: usize = 2;
+/// Bytes one read takes from a socket.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes one session may read per loop turn before the others get a turn.
+const READ_BUDGET: usize = 4 * READ_CHUNK;
+
+/// A command from another thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Close a session replaced by a newer connection of its device (4007).
+    Replace(SessionRef),
+    /// Start draining: stop accepting, GOAWAY every live session within
+    /// `window`, close what is left at `deadline`.
+    Drain {
+        /// Spread GOAWAYs over this long.
+        window: Duration,
+        /// Close every session by then.
+        deadline: Instant,
+    },
+    /// Stop now (SIGINT): close every session with 1001 and exit.
+    Stop,
+}
+
+/// What a worker shares with the node.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    /// Session settings.
+    pub(crate) session: SessionConfig,
+    /// Token verification keys (and the clock skew allowed); SIGHUP swaps
+    /// them. Read once per HELLO, never per frame.
+    pub(crate) verifier: Arc<RwLock<Arc<Verifier>>>,
+    /// Node directory.
+    pub(crate) directory: Arc<Directory>,
+    /// Every worker's inbox, by worker index.
+    pub(crate) inboxes: Arc<Vec<(Sender<Command>, Arc<Waker>)>>,
+    /// Stop accepting above this many sessions (0: no limit); resume below
+    /// `max_connections * resume_ratio`.
+    pub(crate) max_connections: usize,
+    /// See `max_connections`.
+    pub(crate) resume_ratio: f64,
+}
+
+/// A worker, before its thread starts.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    index: usize,
+    poll: Poll,
+    listener: TcpListener,
+    listening: bool,
+    inbox: Receiver<Command>,
+    shared: Shared,
+    metrics: Arc<WorkerMetrics>,
+    conns: Slab<Conn>,
+    deadlines: Deadlines,
+    scratch: Vec<u8>,
+    input: BytesMut,
+    actions: Vec<Action>,
+    dirty: Vec<usize>,
+    due: Vec<(usize, u64)>,
+    reread: Vec<usize>,
+    next_generation: u64,
+    draining: Option<Instant>,
+}
+
+impl Worker {
+    /// Binds the worker's listener (with `SO_REUSEPORT`, so every worker has its
+    /// own accept queue) and creates its poll and inbox.
+    pub(crate) fn new(
+        index: usize,
+        addr: SocketAddr,
+        backlog: i32,
+        inbox: Receiver<Command>,
+        poll: Poll,
+        shared: Shared,
+        metrics: Arc<WorkerMetrics>,
+    ) -> io::Result<Self> {
+        let mut listener = TcpListener::from_std(reuseport_listener(addr, backlog)?);
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Self {
+            index,
+            poll,
+            listener,
+            listening: true,
+            inbox,
+            shared,
+            metrics,
+            conns: Slab::new(),
+            deadlines: Deadlines::new(Instant::now()),
+            scratch: vec![0; READ_CHUNK],
+            input: BytesMut::new(),
+            actions: Vec::new(),
+            dirty: Vec::new(),
+            due: Vec::new(),
+            reread: Vec::new(),
+            next_generation: 1,
+            draining: None,
+        })
+    }
+
+    /// The address the listener is bound to (its port, when 0 was asked).
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The token of the waker other threads use to wake this worker.
+    pub(crate) fn waker_token() -> Token {
+        WAKER
+    }
+
+    /// Runs the loop until the worker is stopped or has drained.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            // Sessions with input left over from the last turn: do not sleep.
+            let timeout = match self.reread.is_empty() {
+                true => self.deadlines.timeout(Instant::now()),
+                false => Some(Duration::ZERO),
+            };
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            let turn = Instant::now();
+            for key in std::mem::take(&mut self.reread) {
+                self.read(turn, key);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(turn),
+                    WAKER => {}
+                    Token(token) => {
+                        let key = token - FIRST_SESSION;
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(turn, key);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            self.run_deadlines(turn);
+            if self.drain_inbox(turn) {
+                self.close_all(turn);
+                self.flush(turn);
+                return Ok(());
+            }
+            self.flush(turn);
+            self.metrics.loop_turn.observe(turn.elapsed());
+            if self.draining.is_some() && self.conns.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        while self.listening {
+            match self.listener.accept() {
+                Ok((mut stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    let token = Token(key + FIRST_SESSION);
+                    if let Err(err) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
+                        tracing::warn!(%err, "register accepted socket");
+                        continue;
+                    }
+                    let mut observer = MetricsObserver(&self.metrics);
+                    let session = Session::new(&mut Ctx {
+                        now,
+                        config: &self.shared.session,
+                        observer: &mut observer,
+                        actions: &mut self.actions,
+                    });
+                    let generation = self.next_generation;
+                    self.next_generation += 1;
+                    entry.insert(Conn::new(stream, session, generation));
+                    self.metrics.accepts.inc();
+                    self.metrics.sessions_open.inc();
+                    self.reschedule(key);
+                    self.check_capacity();
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    // EMFILE and friends: stop for this turn; the backlog keeps them.
+                    tracing::warn!(%err, "accept");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops accepting at `max_connections`; resumes below the resume ratio
+    /// (sozu's hysteresis, so the listener does not flap at the limit).
+    fn check_capacity(&mut self) {
+        let max = self.shared.max_connections;
+        if max == 0 || self.draining.is_some() {
+            return;
+        }
+        let open = self.conns.len();
+        if self.listening && open >= max {
+            self.listening = false;
+            let _ = self.poll.registry().deregister(&mut self.listener);
+        } else if !self.listening && (open as f64) < max as f64 * self.shared.resume_ratio {
+            self.listening = true;
+            let _ = self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE);
+        }
+    }
+
+    fn read(&mut self, now: Instant, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let outcome = conn.read_into(&mut self.scratch, &mut self.input, READ_BUDGET);
+        if outcome.more {
+            self.reread.push(key);
+        }
+        self.metrics.bytes_in.add(outcome.bytes as u64);
+        if !self.input.is_empty() {
+            let mut observer = MetricsObserver(&self.metrics);
+            let mut ctx = Ctx {
+                now,
+                config: &self.shared.session,
+                observer: &mut observer,
+                actions: &mut self.actions,
+            };
+            conn.session.handle_read(&mut ctx, &mut self.input);
+            conn.keep_partial(&mut self.input);
+        }
+        if outcome.closed {
+            // The peer is gone: nothing more to read or write.
+            self.actions.push(Action::Close);
+        }
+        self.after(now, key);
+    }
+
+    /// Handles the actions a session call produced and schedules its deadline.
+    fn after(&mut self, now: Instant, key: usize) {
+        let actions = std::mem::take(&mut self.actions);
+        let mut close = false;
+        for action in &actions {
+            match action {
+                Action::Verify(hello) => self.verify(now, key, hello),
+                Action::Frame(frame) => self.route(now, key, frame),
+                Action::LivePaused | Action::LiveResumed => {}
+                Action::Close => close = true,
+            }
+        }
+        // Keep the allocation for the next call.
+        self.actions = actions;
+        self.actions.clear();
+        if close {
+            self.remove(key);
+            return;
+        }
+        self.mark_dirty(key);
+        self.reschedule(key);
+    }
+
+    fn verify(&mut self, now: Instant, key: usize, hello: &protocol::Hello) {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let verifier = match self.shared.verifier.read() {
+            Ok(verifier) => Arc::clone(&verifier),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        let result = verifier.verify_for_device(hello.token.bytes(), hello.device, unix.as_secs());
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let mut observer = MetricsObserver(&self.metrics);
+        let mut ctx =
+            Ctx { now, config: &self.shared.session, observer: &mut observer, actions: &mut self.actions };
+        let claims = match result {
+            Ok(claims) => claims,
+            Err(err) => {
+                let code = err.error_code();
+                let close = if code == ErrorCode::AUTH_EXPIRED {
+                    CloseCode::AUTH_EXPIRED
+                } else {
+                    CloseCode::AUTH_FAILED
+                };
+                conn.session.reject(&mut ctx, code, close, err.reason(), &err.to_string());
+                return;
+            }
+        };
+        let session_ref = SessionRef { worker: self.index, key, generation: conn.generation };
+        conn.identity = Some((claims.user, claims.device));
+        let auth_ok = AuthOk {
+            version: protocol::limits::VERSION_MAX.min(hello.max_version),
+            user: claims.user,
+            device: claims.device,
+            session: conn.generation,
+            server_time: protocol::Timestamp(u64::try_from(unix.as_millis()).unwrap_or(u64::MAX)),
+            heartbeat_ms: u32::try_from(self.shared.session.heartbeat.as_millis()).unwrap_or(u32::MAX),
+            inbox_head: Seq(0),
+            max_payload: protocol::limits::MAX_PAYLOAD as u32,
+            capabilities: hello.capabilities.intersection(Capabilities::ALL),
+        };
+        conn.session.accept(&mut ctx, auth_ok);
+        if let Some(old) = self.shared.directory.insert(claims.user, claims.device, session_ref) {
+            self.replace(now, old);
+        }
+    }
+
+    /// Closes a session replaced by a newer connection of the same device.
+    fn replace(&mut self, now: Instant, old: SessionRef) {
+        if old.worker != self.index {
+            if let Some((sender, waker)) = self.shared.inboxes.get(old.worker) {
+                if sender.send(Command::Replace(old)).is_ok() {
+                    let _ = waker.wake();
+                }
+            }
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(old.key).filter(|c| c.generation == old.generation) else {
+            return;
+        };
+        // The replacement owns the directory entry now.
+        conn.identity = None;
+        let mut observer = MetricsObserver(&self.metrics);
+        let mut ctx =
+            Ctx { now, config: &self.shared.session, observer: &mut observer, actions: &mut self.actions };
+        conn.session.close_with(&mut ctx, CloseCode::REPLACED, "replaced by a newer connection");
+        self.after(now, old.key);
+    }
+
+    /// Frames for the rest of the node. Routing is local-only in this build:
+    /// sending needs the store (messaging issue), so SEND is refused with a
+    /// retryable code and nothing is acknowledged that is not stored.
+    fn route(&mut self, now: Instant, key: usize, frame: &Frame) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let mut observer = MetricsObserver(&self.metrics);
+        let mut ctx =
+            Ctx { now, config: &self.shared.session, observer: &mut observer, actions: &mut self.actions };
+        if let Frame::SendMessage(send) = frame {
+            let refusal = Frame::SendError(SendError {
+                client_id: send.client_id,
+                code: ErrorCode::BACKEND_UNAVAILABLE,
+                retry_after_ms: 1_000,
+                text: Note::truncated("no store is configured on this node"),
+            });
+            let _ = conn.session.send(&mut ctx, &refusal, Class::Control);
+        }
+    }
+
+    fn run_deadlines(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        self.deadlines.take_due(now, &mut due);
+        for &(key, slot) in &due {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            if conn.scheduled == Some(slot) {
+                conn.scheduled = None;
+            }
+            let mut observer = MetricsObserver(&self.metrics);
+            let mut ctx = Ctx {
+                now,
+                config: &self.shared.session,
+                observer: &mut observer,
+                actions: &mut self.actions,
+            };
+            conn.session.handle_timeout(&mut ctx);
+            self.after(now, key);
+        }
+        due.clear();
+        self.due = due;
+    }
+
+    /// Takes commands off the inbox; true when the worker must stop now.
+    fn drain_inbox(&mut self, now: Instant) -> bool {
+        loop {
+            match self.inbox.try_recv() {
+                Ok(Command::Replace(old)) => self.replace(now, old),
+                Ok(Command::Drain { window, deadline }) => self.start_drain(now, window, deadline),
+                Ok(Command::Stop) => return true,
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    /// SIGTERM: stop accepting and send GOAWAY to each session, spread over
+    /// `window` so that clients do not all reconnect in the same instant.
+    fn start_drain(&mut self, now: Instant, window: Duration, deadline: Instant) {
+        if self.draining.is_some() {
+            return;
+        }
+        self.draining = Some(deadline);
+        if self.listening {
+            self.listening = false;
+            let _ = self.poll.registry().deregister(&mut self.listener);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        let count = keys.len().max(1) as u32;
+        for (i, key) in keys.into_iter().enumerate() {
+            // Session i reconnects after i/count of the window.
+            let delay = window.saturating_mul(i as u32) / count;
+            let grace = deadline.saturating_duration_since(now).saturating_sub(delay);
+            let goaway = GoAway {
+                reason: GoAwayReason::Drain,
+                reconnect_after_ms: u32::try_from(delay.as_millis()).unwrap_or(u32::MAX),
+                resume_after: Seq(0),
+                redirect: Note::default(),
+            };
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let mut observer = MetricsObserver(&self.metrics);
+            let mut ctx = Ctx {
+                now,
+                config: &self.shared.session,
+                observer: &mut observer,
+                actions: &mut self.actions,
+            };
+            conn.session.drain(&mut ctx, goaway, grace);
+            self.after(now, key);
+        }
+    }
+
+    fn close_all(&mut self, now: Instant) {
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let mut observer = MetricsObserver(&self.metrics);
+            let mut ctx = Ctx {
+                now,
+                config: &self.shared.session,
+                observer: &mut observer,
+                actions: &mut self.actions,
+            };
+            conn.session.close_with(&mut ctx, CloseCode::GOING_AWAY, "shutting down");
+            self.after(now, key);
+        }
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Writes every session that has output (vectored; again while the socket
+    /// takes all it is given), then updates write interest.
+    fn flush(&mut self, now: Instant) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            conn.dirty = false;
+            conn.session.flush();
+            let mut observer = MetricsObserver(&self.metrics);
+            let mut ctx = Ctx {
+                now,
+                config: &self.shared.session,
+                observer: &mut observer,
+                actions: &mut self.actions,
+            };
+            loop {
+                let written = conn.write_once();
+                self.metrics.bytes_out.add(written.bytes as u64);
+                conn.session.handle_written(&mut ctx, written.bytes);
+                if written.failed {
+                    ctx.actions.push(Action::Close);
+                    break;
+                }
+                if written.blocked || conn.session.outbound().is_empty() {
+                    break;
+                }
+            }
+            let wants_write = !conn.session.outbound().is_empty();
+            conn.set_writable_interest(self.poll.registry(), Token(key + FIRST_SESSION), wants_write);
+            if self.actions.is_empty() {
+                self.reschedule(key);
+            } else {
+                self.after(now, key);
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    fn reschedule(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if let Some(at) = conn.session.poll_timeout() {
+            conn.scheduled = Some(self.deadlines.schedule(key, at, conn.scheduled));
+        }
+    }
+
+    /// Forgets a finished session: last best-effort write, deregister, close.
+    fn remove(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        conn.session.flush();
+        // Best effort: the close frame or HTTP answer, if the socket takes it.
+        let _ = conn.write_once();
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some((user, device)) = conn.identity {
+            let me = SessionRef { worker: self.index, key, generation: conn.generation };
+            self.shared.directory.remove(user, device, me);
+        }
+        self.metrics.sessions_open.dec();
+        self.check_capacity();
+    }
+}
+
+/// A listener with `SO_REUSEPORT`: every worker binds the same address and the
+/// kernel spreads new connections across their accept queues.
+fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,670 @@
+//! The node configuration: defaults, the TOML file, validation rules, the
+//! documented defaults, and command-line and environment overrides.
+
+// Test code: a panic is a failed assertion. (clippy.toml's test allowances
+// cover `#[test]` functions, not the helpers here.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use clap::Parser;
+use gateway::config::{
+    documented_defaults, Cli, Command, Config, ConfigError, LogFormat, TokenArgs, MAX_WORKERS,
+};
+
+/// Every variable `Cli` reads.
+const ENV_VARS: &[&str] = &[
+    "GATEWAY_CONFIG",
+    "GATEWAY_LISTEN",
+    "GATEWAY_ADMIN",
+    "GATEWAY_DATA_DIR",
+    "GATEWAY_WORKERS",
+    "GATEWAY_NODE_ID",
+    "GATEWAY_ECHO",
+    "GATEWAY_LOG",
+];
+
+/// The process environment is shared by the tests of this binary (threads
+/// under `cargo test`): every test that parses a command line holds this lock,
+/// so one test's variables never leak into another's parse.
+static ENV: Mutex<()> = Mutex::new(());
+
+/// Holds the environment lock with the `GATEWAY_*` variables cleared, sets
+/// `vars`, and clears them all again when dropped.
+struct Env<'a> {
+    _lock: MutexGuard<'a, ()>,
+}
+
+impl Env<'_> {
+    fn with(vars: &[(&str, &str)]) -> Self {
+        let lock = ENV.lock().unwrap_or_else(PoisonError::into_inner);
+        ENV_VARS.iter().for_each(|var| std::env::remove_var(var));
+        for (key, value) in vars {
+            std::env::set_var(key, value);
+        }
+        Self { _lock: lock }
+    }
+
+    fn clean() -> Self {
+        Self::with(&[])
+    }
+}
+
+impl Drop for Env<'_> {
+    fn drop(&mut self) {
+        ENV_VARS.iter().for_each(|var| std::env::remove_var(var));
+    }
+}
+
+fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("gateway").chain(args.iter().copied()))
+}
+
+/// A config file in the temp dir, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("gateway-config-test-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The key an `Invalid` error names (panics on any other outcome).
+fn invalid_key(config: &Config) -> &'static str {
+    match config.validate() {
+        Err(ConfigError::Invalid { key, .. }) => key,
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+const FULL: &str = r#"
+[node]
+id = 7
+data_dir = "/var/lib/gateway"
+workers = 6
+pin_workers = false
+
+[listen]
+ws = "0.0.0.0:80"
+wss = "0.0.0.0:443"
+admin = "10.0.0.5:9100"
+backlog = 65535
+max_connections = 500000
+accept_resume_ratio = 0.8
+
+[tls]
+cert = "/etc/gateway/cert.pem"
+key = "/etc/gateway/key.pem"
+session_tickets = false
+
+[session]
+handshake_timeout_ms = 3000
+auth_timeout_ms = 8000
+heartbeat_ms = 45000
+heartbeat_misses = 2
+max_message = 131072
+max_payload = 32768
+outbound_queue_bytes = 1048576
+outbound_pause_bytes = 524288
+write_stall_ms = 20000
+echo_route = true
+
+[limits]
+connections_per_ip_per_sec = 10
+connections_per_ip_burst = 20
+frames_per_sec = 50
+frames_burst = 100
+worker_inbox = 1024
+
+[drain]
+window_ms = 10000
+deadline_ms = 15000
+
+[auth]
+keys_dir = "/etc/gateway/keys"
+leeway_secs = 30
+dev_key = false
+
+[log]
+filter = "warn,gateway=debug"
+format = "json"
+"#;
+
+#[test]
+fn defaults_are_the_documented_values_and_valid() {
+    let c = Config::default();
+    c.validate().unwrap();
+    assert_eq!(Config::load(None).unwrap(), c);
+    assert_eq!(
+        (c.node.id, c.node.data_dir.as_path(), c.node.workers, c.node.pin_workers),
+        (1, Path::new("./data"), 0, true)
+    );
+    assert_eq!(
+        (c.listen.ws.as_str(), c.listen.wss.as_deref(), c.listen.admin.as_str()),
+        ("127.0.0.1:7700", None, "127.0.0.1:7701")
+    );
+    assert_eq!((c.listen.backlog, c.listen.max_connections, c.listen.accept_resume_ratio), (4096, 0, 0.9));
+    assert_eq!((c.tls.cert.as_deref(), c.tls.key.as_deref(), c.tls.session_tickets), (None, None, true));
+    let s = &c.session;
+    assert_eq!(
+        (s.handshake_timeout_ms, s.auth_timeout_ms, s.heartbeat_ms, s.heartbeat_misses),
+        (5000, 10000, 30000, 3)
+    );
+    assert_eq!((s.max_message, s.max_payload), (266_240, 65_536));
+    assert_eq!(
+        (s.outbound_queue_bytes, s.outbound_pause_bytes, s.write_stall_ms, s.echo_route),
+        (262_144, 131_072, 30_000, false)
+    );
+    assert_eq!(s.max_message, protocol::limits::MAX_CLIENT_MESSAGE_LEN);
+    assert_eq!(s.max_payload, protocol::limits::MAX_PAYLOAD);
+    let l = &c.limits;
+    assert_eq!(
+        (
+            l.connections_per_ip_per_sec,
+            l.connections_per_ip_burst,
+            l.frames_per_sec,
+            l.frames_burst,
+            l.worker_inbox
+        ),
+        (50, 200, 100, 400, 65_536)
+    );
+    assert_eq!((c.drain.window_ms, c.drain.deadline_ms), (30_000, 60_000));
+    assert_eq!((c.auth.keys_dir.as_deref(), c.auth.leeway_secs, c.auth.dev_key), (None, 60, true));
+    assert_eq!((c.log.filter.as_str(), c.log.format), ("info", LogFormat::Text));
+}
+
+#[test]
+fn derived_values() {
+    let mut c = Config::default();
+    assert_eq!(c.keys_dir(), Path::new("./data/keys"));
+    c.auth.keys_dir = Some("/k".into());
+    assert_eq!(c.keys_dir(), Path::new("/k"));
+    assert!(c.worker_threads() >= 1, "0 resolves to the core count");
+    c.node.workers = 3;
+    assert_eq!(c.worker_threads(), 3);
+    assert_eq!(c.listen.ws_addr().unwrap(), "127.0.0.1:7700".parse().unwrap());
+    assert_eq!(c.listen.admin_addr().unwrap().port(), 7701);
+    assert_eq!(c.listen.wss_addr().unwrap(), None);
+    assert_eq!(c.listen.accept_resume_below(), None, "unlimited");
+    c.listen.max_connections = 1000;
+    assert_eq!(c.listen.accept_resume_below(), Some(900));
+    c.listen.max_connections = 1;
+    assert_eq!(c.listen.accept_resume_below(), Some(1), "resumes once empty");
+    c.listen.accept_resume_ratio = 1.0;
+    c.listen.max_connections = 10;
+    assert_eq!(c.listen.accept_resume_below(), Some(10));
+    assert_eq!(c.session.heartbeat(), Duration::from_secs(30));
+    assert_eq!(c.session.heartbeat_timeout(), Duration::from_secs(90));
+    assert_eq!(c.session.handshake_timeout(), Duration::from_secs(5));
+    assert_eq!(c.session.auth_timeout(), Duration::from_secs(10));
+    assert_eq!(c.session.write_stall(), Duration::from_secs(30));
+    assert_eq!((c.drain.window(), c.drain.deadline()), (Duration::from_secs(30), Duration::from_secs(60)));
+}
+
+#[test]
+fn a_full_file_parses() {
+    let file = TempFile::new("full", FULL);
+    let c = Config::load(Some(file.path())).unwrap();
+    assert_eq!(
+        (c.node.id, c.node.data_dir.as_path(), c.node.workers, c.node.pin_workers),
+        (7, Path::new("/var/lib/gateway"), 6, false)
+    );
+    assert_eq!(c.listen.ws, "0.0.0.0:80");
+    assert_eq!(c.listen.wss.as_deref(), Some("0.0.0.0:443"));
+    assert_eq!(c.listen.admin, "10.0.0.5:9100");
+    assert_eq!(
+        (c.listen.backlog, c.listen.max_connections, c.listen.accept_resume_ratio),
+        (65535, 500_000, 0.8)
+    );
+    assert_eq!(c.tls.cert.as_deref(), Some(Path::new("/etc/gateway/cert.pem")));
+    assert_eq!(c.tls.key.as_deref(), Some(Path::new("/etc/gateway/key.pem")));
+    assert!(!c.tls.session_tickets);
+    let s = &c.session;
+    assert_eq!(
+        (s.handshake_timeout_ms, s.auth_timeout_ms, s.heartbeat_ms, s.heartbeat_misses),
+        (3000, 8000, 45000, 2)
+    );
+    assert_eq!(
+        (s.max_message, s.max_payload, s.outbound_queue_bytes, s.outbound_pause_bytes),
+        (131_072, 32_768, 1_048_576, 524_288)
+    );
+    assert_eq!((s.write_stall_ms, s.echo_route), (20_000, true));
+    let l = &c.limits;
+    assert_eq!(
+        (
+            l.connections_per_ip_per_sec,
+            l.connections_per_ip_burst,
+            l.frames_per_sec,
+            l.frames_burst,
+            l.worker_inbox
+        ),
+        (10, 20, 50, 100, 1024)
+    );
+    assert_eq!((c.drain.window_ms, c.drain.deadline_ms), (10_000, 15_000));
+    assert_eq!(c.auth.keys_dir.as_deref(), Some(Path::new("/etc/gateway/keys")));
+    assert_eq!((c.auth.leeway_secs, c.auth.dev_key), (30, false));
+    assert_eq!((c.log.filter.as_str(), c.log.format), ("warn,gateway=debug", LogFormat::Json));
+    assert_eq!(c.keys_dir(), Path::new("/etc/gateway/keys"));
+    assert_eq!(c.listen.wss_addr().unwrap(), Some("0.0.0.0:443".parse().unwrap()));
+}
+
+#[test]
+fn a_partial_file_keeps_the_other_defaults() {
+    let c = Config::from_toml("[session]\nheartbeat_ms = 1000\n").unwrap();
+    let mut want = Config::default();
+    want.session.heartbeat_ms = 1000;
+    assert_eq!(c, want);
+    assert_eq!(Config::from_toml("").unwrap(), Config::default());
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_a_clear_error() {
+    let err = Config::from_toml("[node]\nid = 2\nworker = 4\n").unwrap_err();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("unknown field `worker`"), "{message}");
+    assert!(message.contains("`workers`"), "lists the known keys: {message}");
+    assert!(message.contains("line 3"), "points at the line: {message}");
+
+    let message = Config::from_toml("[nodes]\nid = 2\n").unwrap_err().to_string();
+    assert!(message.contains("unknown field `nodes`"), "{message}");
+
+    let file = TempFile::new("unknown", "[listen]\nws = \"127.0.0.1:1\"\nwebsocket = true\n");
+    let message = Config::load(Some(file.path())).unwrap_err().to_string();
+    assert!(message.contains(file.arg()), "names the file: {message}");
+    assert!(message.contains("unknown field `websocket`"), "{message}");
+}
+
+#[test]
+fn wrong_types_and_values_are_rejected_at_parse() {
+    for text in [
+        "[node]\nworkers = \"four\"\n",
+        "[node]\nid = -1\n",
+        "[log]\nformat = \"xml\"\n",
+        "[listen]\nwss = 443\n",
+        "node = 1\n",
+        "[session]\nmax_message = 1.5\n",
+    ] {
+        let err = Config::from_toml(text).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{text}: {err:?}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_a_read_error() {
+    let err = Config::load(Some(Path::new("/nonexistent/gateway.toml"))).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent/gateway.toml"));
+}
+
+#[test]
+fn load_validates() {
+    let file = TempFile::new("invalid", "[session]\nheartbeat_ms = 0\n");
+    let err = Config::load(Some(file.path())).unwrap_err();
+    assert!(matches!(err, ConfigError::Invalid { key: "session.heartbeat_ms", .. }), "{err:?}");
+    assert_eq!(err.to_string(), "invalid config: session.heartbeat_ms: must be greater than 0");
+    // `read` does not validate (overrides may still fix the value).
+    assert_eq!(Config::read(Some(file.path())).unwrap().session.heartbeat_ms, 0);
+}
+
+/// A config with a wss listener and its certificate, valid.
+fn with_wss() -> Config {
+    let mut c = Config::default();
+    c.listen.wss = Some("127.0.0.1:7443".into());
+    c.tls.cert = Some("cert.pem".into());
+    c.tls.key = Some("key.pem".into());
+    c.validate().unwrap();
+    c
+}
+
+#[test]
+fn each_validation_rule_fails_on_a_bad_value() {
+    type Rule = (&'static str, fn(&mut Config));
+    let rules: &[Rule] = &[
+        ("node.workers", |c| c.node.workers = MAX_WORKERS + 1),
+        ("node.data_dir", |c| c.node.data_dir = PathBuf::new()),
+        ("listen.ws", |c| c.listen.ws = "nonsense".into()),
+        ("listen.ws", |c| c.listen.ws = "localhost:7700".into()),
+        ("listen.ws", |c| c.listen.ws = "127.0.0.1".into()),
+        ("listen.admin", |c| c.listen.admin = "127.0.0.1:99999".into()),
+        ("listen.admin", |c| c.listen.admin = "127.0.0.1:7700".into()),
+        ("listen.admin", |c| c.listen.admin = "0.0.0.0:7700".into()),
+        ("listen.backlog", |c| c.listen.backlog = 0),
+        ("listen.backlog", |c| c.listen.backlog = u32::MAX),
+        ("listen.accept_resume_ratio", |c| c.listen.accept_resume_ratio = 0.0),
+        ("listen.accept_resume_ratio", |c| c.listen.accept_resume_ratio = -0.5),
+        ("listen.accept_resume_ratio", |c| c.listen.accept_resume_ratio = 1.01),
+        ("listen.accept_resume_ratio", |c| c.listen.accept_resume_ratio = f64::NAN),
+        ("tls.cert", |c| c.listen.wss = Some("127.0.0.1:7443".into())),
+        ("tls.cert", |c| c.tls.cert = Some("cert.pem".into())),
+        ("tls.key", |c| c.tls.key = Some("key.pem".into())),
+        ("session.handshake_timeout_ms", |c| c.session.handshake_timeout_ms = 0),
+        ("session.auth_timeout_ms", |c| c.session.auth_timeout_ms = 0),
+        ("session.heartbeat_ms", |c| c.session.heartbeat_ms = 0),
+        ("session.heartbeat_misses", |c| c.session.heartbeat_misses = 0),
+        ("session.write_stall_ms", |c| c.session.write_stall_ms = 0),
+        ("session.max_message", |c| c.session.max_message = protocol::limits::MAX_CLIENT_MESSAGE_LEN + 1),
+        ("session.max_message", |c| c.session.max_message = 0),
+        ("session.max_payload", |c| c.session.max_payload = protocol::limits::MAX_PAYLOAD + 1),
+        ("session.max_payload", |c| c.session.max_payload = 0),
+        ("session.max_payload", |c| {
+            c.session.max_message = 4096;
+            c.session.max_payload = 4096;
+        }),
+        ("session.outbound_pause_bytes", |c| c.session.outbound_pause_bytes = c.session.outbound_queue_bytes),
+        ("session.outbound_pause_bytes", |c| c.session.outbound_queue_bytes = 1000),
+        ("session.outbound_pause_bytes", |c| c.session.outbound_pause_bytes = 0),
+        ("limits.connections_per_ip_per_sec", |c| c.limits.connections_per_ip_per_sec = 0),
+        ("limits.connections_per_ip_burst", |c| c.limits.connections_per_ip_burst = 0),
+        ("limits.frames_per_sec", |c| c.limits.frames_per_sec = 0),
+        ("limits.frames_burst", |c| c.limits.frames_burst = 0),
+        ("limits.worker_inbox", |c| c.limits.worker_inbox = 0),
+        ("drain.window_ms", |c| c.drain.window_ms = c.drain.deadline_ms + 1),
+        ("drain.deadline_ms", |c| {
+            c.drain.window_ms = 0;
+            c.drain.deadline_ms = 0;
+        }),
+        ("log.filter", |c| c.log.filter = "  ".into()),
+    ];
+    for (i, (key, spoil)) in rules.iter().enumerate() {
+        let mut c = Config::default();
+        spoil(&mut c);
+        assert_eq!(invalid_key(&c), *key, "rule #{i}");
+        let message = c.validate().unwrap_err().to_string();
+        assert!(message.starts_with(&format!("invalid config: {key}: ")), "{message}");
+    }
+
+    // The same rules with a wss listener configured.
+    let wss_rules: &[Rule] = &[
+        ("tls.cert", |c| c.tls.cert = None),
+        ("tls.key", |c| c.tls.key = None),
+        ("listen.wss", |c| c.listen.wss = Some("::1".into())),
+        ("listen.wss", |c| c.listen.wss = Some("127.0.0.1:7700".into())),
+        ("listen.admin", |c| c.listen.admin = "[::]:7443".into()),
+    ];
+    for (key, spoil) in wss_rules {
+        let mut c = with_wss();
+        spoil(&mut c);
+        assert_eq!(invalid_key(&c), *key);
+    }
+}
+
+#[test]
+fn boundary_values_are_valid() {
+    let edits: &[fn(&mut Config)] = &[
+        |c| c.listen.accept_resume_ratio = 1.0,
+        |c| c.listen.accept_resume_ratio = 0.01,
+        |c| c.drain.window_ms = c.drain.deadline_ms,
+        |c| c.drain.window_ms = 0,
+        |c| c.session.outbound_pause_bytes = c.session.outbound_queue_bytes - 1,
+        |c| c.node.workers = MAX_WORKERS,
+        |c| {
+            // Ephemeral ports (tests) do not clash.
+            c.listen.ws = "127.0.0.1:0".into();
+            c.listen.admin = "127.0.0.1:0".into();
+        },
+        |c| c.listen.admin = "127.0.0.2:7700".into(),
+        |c| c.listen.ws = "[::1]:7700".into(),
+        |c| c.listen.backlog = 1,
+        |c| c.listen.max_connections = 1,
+    ];
+    for (i, edit) in edits.iter().enumerate() {
+        let mut c = Config::default();
+        edit(&mut c);
+        c.validate().unwrap_or_else(|e| panic!("edit #{i}: {e}"));
+    }
+    with_wss();
+}
+
+#[test]
+fn documented_defaults_parse_back_to_the_defaults() {
+    let text = documented_defaults();
+    assert_eq!(Config::from_toml(&text).unwrap(), Config::default());
+}
+
+/// The keys serde knows for a section (`None`: top level), taken from the
+/// unknown-field error, so the list does not depend on the code under test.
+fn known_keys(section: Option<&str>) -> Vec<String> {
+    let probe = match section {
+        Some(section) => format!("[{section}]\nzz_not_a_key = 1\n"),
+        None => "zz_not_a_key = 1\n".to_owned(),
+    };
+    let message = Config::from_toml(&probe).unwrap_err().to_string();
+    let expected = message.split_once("expected").unwrap_or_else(|| panic!("{message}")).1;
+    let expected = expected.lines().next().unwrap();
+    expected.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+#[test]
+fn documented_defaults_list_every_field_with_a_doc_line() {
+    let text = documented_defaults();
+    let lines: Vec<&str> = text.lines().collect();
+    let sections = known_keys(None);
+    assert_eq!(sections, ["node", "listen", "tls", "session", "limits", "drain", "auth", "log"]);
+    let mut total = 0;
+    for section in &sections {
+        let header = format!("[{section}]");
+        let start = lines.iter().position(|l| *l == header).unwrap_or_else(|| panic!("no {header}"));
+        assert!(lines[start - 1].starts_with("# "), "{header} has a doc line");
+        let end =
+            lines[start + 1..].iter().position(|l| l.starts_with('[')).map_or(lines.len(), |i| start + 1 + i);
+        let body = &lines[start + 1..end];
+        let keys = known_keys(Some(section));
+        assert!(!keys.is_empty());
+        for key in &keys {
+            let set = format!("{key} = ");
+            let unset = format!("# {key} = ");
+            let at = body
+                .iter()
+                .position(|l| l.starts_with(&set) || l.starts_with(&unset))
+                .unwrap_or_else(|| panic!("{section}.{key} missing from documented_defaults"));
+            assert!(
+                at > 0
+                    && body[at - 1].starts_with("# ")
+                    && !keys.iter().any(|k| body[at - 1].starts_with(&format!("# {k} = "))),
+                "{section}.{key} has no doc line"
+            );
+            total += 1;
+        }
+        // And nothing else is set in the section.
+        let set_keys: Vec<&str> = body
+            .iter()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
+    }
+    assert_eq!(total, 35, "keys in all sections");
+}
+
+#[test]
+fn documented_examples_of_unset_keys_are_valid() {
+    let text = documented_defaults();
+    let known: Vec<String> = known_keys(None).iter().flat_map(|s| known_keys(Some(s))).collect();
+    let mut uncommented = String::new();
+    let mut examples = BTreeMap::new();
+    for line in text.lines() {
+        let key = line.strip_prefix("# ").and_then(|rest| rest.split_once(" = ")).map(|(key, _)| key);
+        match key {
+            Some(key) if known.iter().any(|k| k == key) => {
+                examples.insert(key.to_owned(), line.to_owned());
+                uncommented.push_str(&line[2..]);
+            }
+            _ => uncommented.push_str(line),
+        }
+        uncommented.push('\n');
+    }
+    assert_eq!(examples.keys().collect::<Vec<_>>(), ["cert", "key", "keys_dir", "wss"]);
+    let c = Config::from_toml(&uncommented).unwrap();
+    c.validate().unwrap();
+    assert!(
+        c.listen.wss.is_some() && c.tls.cert.is_some() && c.tls.key.is_some() && c.auth.keys_dir.is_some()
+    );
+}
+
+#[test]
+fn cli_overrides_win_over_the_file() {
+    let _env = Env::clean();
+    let file = TempFile::new("cli", FULL);
+    let c = cli(&[
+        "--config",
+        file.arg(),
+        "--listen",
+        "127.0.0.1:9000",
+        "--admin",
+        "127.0.0.1:9001",
+        "--data-dir",
+        "/tmp/gw",
+        "--workers",
+        "2",
+        "--node-id",
+        "99",
+        "--log",
+        "debug",
+    ])
+    .unwrap()
+    .load()
+    .unwrap();
+    assert_eq!(c.listen.ws, "127.0.0.1:9000");
+    assert_eq!(c.listen.admin, "127.0.0.1:9001");
+    assert_eq!(c.node.data_dir, Path::new("/tmp/gw"));
+    assert_eq!((c.node.workers, c.node.id), (2, 99));
+    assert_eq!(c.log.filter, "debug");
+    // Keys without a flag keep the file's values.
+    assert_eq!(c.listen.wss.as_deref(), Some("0.0.0.0:443"));
+    assert_eq!(c.session.heartbeat_ms, 45_000);
+    assert_eq!(c.log.format, LogFormat::Json);
+
+    let mut file_config = Config::read(Some(file.path())).unwrap();
+    file_config.session.echo_route = false;
+    cli(&["--echo"]).unwrap().apply(&mut file_config);
+    assert!(file_config.session.echo_route);
+}
+
+#[test]
+fn without_flags_the_file_and_defaults_stand() {
+    let _env = Env::clean();
+    let parsed = cli(&[]).unwrap();
+    assert_eq!(parsed.config, None);
+    assert!(!parsed.echo && !parsed.print_config && parsed.command.is_none());
+    assert_eq!(parsed.load().unwrap(), Config::default());
+    let file = TempFile::new("noflags", FULL);
+    let parsed = cli(&["--config", file.arg()]).unwrap();
+    assert_eq!(parsed.load().unwrap(), Config::load(Some(file.path())).unwrap());
+}
+
+#[test]
+fn overrides_are_validated() {
+    let _env = Env::clean();
+    let err = cli(&["--listen", "not-an-address"]).unwrap().load().unwrap_err();
+    assert!(matches!(err, ConfigError::Invalid { key: "listen.ws", .. }), "{err:?}");
+    let err = cli(&["--admin", "127.0.0.1:7700"]).unwrap().load().unwrap_err();
+    assert!(matches!(err, ConfigError::Invalid { key: "listen.admin", .. }), "{err:?}");
+    // A flag can repair a file value before validation.
+    let file = TempFile::new("repair", "[listen]\nws = \"bad\"\n");
+    let c = cli(&["--config", file.arg(), "--listen", "127.0.0.1:7000"]).unwrap().load().unwrap();
+    assert_eq!(c.listen.ws, "127.0.0.1:7000");
+    // Flag values clap itself refuses.
+    assert!(cli(&["--workers", "-1"]).is_err());
+    assert!(cli(&["--node-id", "x"]).is_err());
+    assert!(cli(&["--bogus"]).is_err());
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let file = TempFile::new("env", FULL);
+    let _env = Env::with(&[
+        ("GATEWAY_CONFIG", file.arg()),
+        ("GATEWAY_LISTEN", "127.0.0.1:8100"),
+        ("GATEWAY_ADMIN", "127.0.0.1:8101"),
+        ("GATEWAY_DATA_DIR", "/srv/gw"),
+        ("GATEWAY_WORKERS", "5"),
+        ("GATEWAY_NODE_ID", "12"),
+        ("GATEWAY_ECHO", "true"),
+        ("GATEWAY_LOG", "trace"),
+    ]);
+    let parsed = cli(&[]).unwrap();
+    assert_eq!(parsed.config.as_deref(), Some(file.path()));
+    let c = parsed.load().unwrap();
+    assert_eq!((c.listen.ws.as_str(), c.listen.admin.as_str()), ("127.0.0.1:8100", "127.0.0.1:8101"));
+    assert_eq!((c.node.data_dir.as_path(), c.node.workers, c.node.id), (Path::new("/srv/gw"), 5, 12));
+    assert!(c.session.echo_route);
+    assert_eq!(c.log.filter, "trace");
+    assert_eq!(c.session.heartbeat_ms, 45_000, "from the file");
+
+    // A flag on the command line wins over its variable.
+    let c = cli(&["--workers", "1", "--listen", "127.0.0.1:8200"]).unwrap().load().unwrap();
+    assert_eq!((c.node.workers, c.listen.ws.as_str()), (1, "127.0.0.1:8200"));
+    assert_eq!(c.node.id, 12, "still from the environment");
+}
+
+#[test]
+fn echo_variable_takes_boolean_words() {
+    for (value, echo) in [
+        ("1", true),
+        ("true", true),
+        ("yes", true),
+        ("on", true),
+        ("0", false),
+        ("false", false),
+        ("no", false),
+    ] {
+        let _env = Env::with(&[("GATEWAY_ECHO", value)]);
+        assert_eq!(cli(&[]).unwrap().echo, echo, "GATEWAY_ECHO={value}");
+    }
+    let _env = Env::with(&[("GATEWAY_ECHO", "maybe")]);
+    assert!(cli(&[]).is_err());
+}
+
+#[test]
+fn token_subcommand_parses() {
+    let _env = Env::clean();
+    let parsed = cli(&["token", "--user", "42", "--device", "2"]).unwrap();
+    assert_eq!(parsed.command, Some(Command::Token(TokenArgs { user: 42, device: 2, ttl: 86_400 })));
+    let parsed =
+        cli(&["--config", "g.toml", "token", "--user", "1", "--device", "1", "--ttl", "60"]).unwrap();
+    assert_eq!(parsed.command, Some(Command::Token(TokenArgs { user: 1, device: 1, ttl: 60 })));
+    assert_eq!(parsed.config.as_deref(), Some(Path::new("g.toml")));
+    // --config and --data-dir also work after the subcommand (the key lives there).
+    let parsed =
+        cli(&["token", "--user", "1", "--device", "3", "--config", "h.toml", "--data-dir", "/d"]).unwrap();
+    assert_eq!(parsed.config.as_deref(), Some(Path::new("h.toml")));
+    assert_eq!(parsed.data_dir.as_deref(), Some(Path::new("/d")));
+    for bad in [
+        &["token", "--user", "1"][..],
+        &["token", "--device", "1"],
+        &["token", "--user", "1", "--device", "0"],
+        &["token", "--user", "x", "--device", "1"],
+        &["token", "--user", "1", "--device", "1", "--ttl", "-5"],
+    ] {
+        assert!(cli(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn print_config_flag_parses() {
+    let _env = Env::clean();
+    assert!(cli(&["--print-config"]).unwrap().print_config);
+    // clap's own consistency checks of the derive (names, conflicts, env).
+    <Cli as clap::CommandFactory>::command().debug_assert();
+}

@@ -1,0 +1,206 @@
+//! Runs the real `gateway` binary: a temporary data dir, free loopback ports,
+//! readiness by polling the admin listener, and a kill on drop.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) struct Gateway {
+    pub(crate) child: Child,
+    pub(crate) dir: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) admin: SocketAddr,
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+impl Gateway {
+    /// Starts a node with `config` (TOML appended to the test's own settings).
+    pub(crate) fn start(config: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "gateway-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (listen, admin) = (free_port(), free_port());
+        let file = dir.join("gateway.toml");
+        std::fs::write(&file, config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["--config", file.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()])
+            .args(["--listen", &listen.to_string(), "--admin", &admin.to_string(), "--workers", "2"])
+            .env("GATEWAY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the gateway binary");
+        let gateway = Self { child, dir, listen, admin };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gateway.http_get("/healthz").is_none() {
+            assert!(Instant::now() < deadline, "gateway did not become healthy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gateway
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("ws://{}/ws", self.listen)
+    }
+
+    /// A token minted by `gateway token` with this node's key.
+    pub(crate) fn token(&self, user: u64, device: u32) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["--data-dir", self.dir.join("data").to_str().unwrap(), "token"])
+            .args(["--user", &user.to_string(), "--device", &device.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gateway token: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Status line and body of `GET path` on the admin listener.
+    pub(crate) fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&self.admin, Duration::from_secs(1)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// The value of one metric series, e.g. `gateway_accepts_total` or
+    /// `gateway_closes_total{code="4007"}`.
+    pub(crate) fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics").expect("scrape");
+        body.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series}"))
+    }
+
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its status, or None after `within`.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A raw client: the upgrade by hand, then masked frames, for inputs the client
+/// library will not produce.
+pub(crate) struct Raw(pub(crate) TcpStream);
+
+impl Raw {
+    pub(crate) fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Self(stream)
+    }
+
+    pub(crate) fn upgrade(addr: SocketAddr, path: &str) -> Self {
+        let mut raw = Self::connect(addr);
+        raw.send(&upgrade_request(path, "dGhlIHNhbXBsZSBub25jZQ==", "13"));
+        let head = raw.read_head();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        raw
+    }
+
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
+        self.0.write_all(bytes).unwrap();
+    }
+
+    /// The HTTP response head.
+    pub(crate) fn read_head(&mut self) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if self.0.read(&mut byte).unwrap_or(0) == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
+    /// Reads server frames until a close frame; returns its code (None if the
+    /// connection ended without one).
+    pub(crate) fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let mut header = [0u8; 2];
+            self.0.read_exact(&mut header).ok()?;
+            let len = match header[1] & 0x7f {
+                126 => {
+                    let mut ext = [0u8; 2];
+                    self.0.read_exact(&mut ext).ok()?;
+                    u16::from_be_bytes(ext) as usize
+                }
+                127 => {
+                    let mut ext = [0u8; 8];
+                    self.0.read_exact(&mut ext).ok()?;
+                    u64::from_be_bytes(ext) as usize
+                }
+                n => n as usize,
+            };
+            let mut payload = vec![0; len];
+            self.0.read_exact(&mut payload).ok()?;
+            if header[0] & 0x0f == 0x8 {
+                return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            }
+        }
+    }
+}
+
+pub(crate) fn upgrade_request(path: &str, key: &str, version: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A masked client frame header + payload.
+pub(crate) fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = client_header(opcode, payload.len() as u64);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    out
+}
+
+const MASK: [u8; 4] = [1, 2, 3, 4];
+
+pub(crate) fn client_header(opcode: u8, len: u64) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xffff {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    out.extend_from_slice(&MASK);
+    out
+}

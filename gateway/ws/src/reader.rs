@@ -1,0 +1,318 @@
+//! [`MessageReader`]: client frames in, WebSocket messages and control frames
+//! out, over the caller's read buffer.
+//!
+//! The caller appends what it reads to a `BytesMut` and calls
+//! [`MessageReader::read`]. Every complete frame at the front is split off,
+//! unmasked in place and turned into a [`WsEvent`]; a partial frame stays in the
+//! buffer for the next call. The reader itself keeps only the state of a
+//! fragmented message, and owns a buffer only while such a message is in
+//! flight: an idle reader is 16 bytes with no heap behind it.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use gateway_ws::{MessageReader, WsEvent};
+//!
+//! let mut reader = MessageReader::new(1 << 16);
+//! // A masked binary frame "hi" (mask 0x01020304), arriving in two reads.
+//! let mut buf = BytesMut::from(&[0x82, 0x82, 1, 2, 3][..]);
+//! let mut events = Vec::new();
+//! reader.read(&mut buf, |event| events.push(event)).unwrap();
+//! assert!(events.is_empty());
+//! buf.extend_from_slice(&[4, b'h' ^ 1, b'i' ^ 2]);
+//! reader.read(&mut buf, |event| events.push(event)).unwrap();
+//! assert_eq!(events, [WsEvent::Binary("hi".into())]);
+//! assert!(buf.is_empty());
+//! ```
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::error::WsError;
+use crate::frame::{is_valid_close_code, OpCode, MAX_CONTROL_PAYLOAD};
+
+/// What a client sent: a whole message or a control frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsEvent {
+    /// A binary message (reassembled if it came in fragments).
+    Binary(Bytes),
+    /// A text message, validated as UTF-8 (SPEC §1: the server answers it with
+    /// close 1003).
+    Text(Bytes),
+    /// A ping; RFC 6455 wants a pong with the same payload (at most 125 bytes).
+    Ping(Bytes),
+    /// A pong (unsolicited ones are allowed and mean nothing).
+    Pong(Bytes),
+    /// The client's close frame. `code` is `None` for an empty payload (observed
+    /// as 1005); when present it is valid and `reason` is UTF-8. The reader
+    /// consumes nothing after it (later bytes are discarded).
+    Close {
+        /// The status code, already checked with [`is_valid_close_code`].
+        code: Option<u16>,
+        /// The reason, validated as UTF-8 (at most 123 bytes).
+        reason: Bytes,
+    },
+}
+
+/// Reads client frames into [`WsEvent`]s; see the [module docs](self).
+///
+/// After [`read`](Self::read) returns an error the connection is failed: send a
+/// close with [`WsError::close_code`] and stop reading. Calling `read` again is
+/// safe but its events mean nothing.
+#[derive(Debug)]
+pub struct MessageReader {
+    /// Largest message accepted, in bytes (saturated to `u32::MAX`).
+    max_message: u32,
+    /// A close frame was read: everything after it is discarded.
+    closed: bool,
+    /// The fragmented message in flight, boxed so that an idle reader stays small.
+    partial: Option<Box<Partial>>,
+}
+
+/// A fragmented message being assembled.
+#[derive(Debug)]
+struct Partial {
+    /// The payload of the fragments so far.
+    data: BytesMut,
+    /// A text message: its UTF-8 is checked as fragments arrive.
+    text: bool,
+    /// Bytes of `data` known to be complete, valid UTF-8 (text only); a code
+    /// point cut by a fragment boundary lies after it.
+    validated: usize,
+}
+
+/// A frame header, parsed once the length and mask are in the buffer.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    fin: bool,
+    opcode: OpCode,
+    mask: [u8; 4],
+    /// Bytes of header, mask included (6 to 14).
+    header_len: usize,
+    /// Bytes of payload.
+    len: usize,
+}
+
+impl MessageReader {
+    /// A reader that accepts messages of up to `max_message` bytes (counted
+    /// after reassembly; saturated to `u32::MAX`) and fails larger ones with
+    /// [`WsError::MessageTooBig`] (1009).
+    pub fn new(max_message: usize) -> Self {
+        let max_message = u32::try_from(max_message).unwrap_or(u32::MAX);
+        Self { max_message, closed: false, partial: None }
+    }
+
+    /// The message limit.
+    pub fn max_message(&self) -> usize {
+        self.max_message as usize
+    }
+
+    /// True when no fragmented message is in flight (the reader owns no buffer).
+    pub fn is_idle(&self) -> bool {
+        self.partial.is_none()
+    }
+
+    /// True once a close frame has been read.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Bytes of the fragmented message in flight (0 when idle), for memory
+    /// accounting.
+    pub fn buffered(&self) -> usize {
+        self.partial.as_ref().map_or(0, |partial| partial.data.len())
+    }
+
+    /// Consumes every complete frame at the front of `buf` (unmasking in place),
+    /// calling `on_event` for each message and control frame. A partial frame is
+    /// left in `buf`. A single-frame message's payload is split off `buf` without
+    /// a copy (it shares `buf`'s allocation); a fragmented one is assembled in a
+    /// buffer the reader owns until the last fragment.
+    ///
+    /// Faults are found as early as the bytes allow: header faults from the
+    /// first two bytes, an oversized message as soon as its length is read (no
+    /// payload is buffered for it), invalid UTF-8 at the first fragment that
+    /// shows it. After a close frame, the rest of `buf` (and of any later call)
+    /// is discarded.
+    pub fn read(&mut self, buf: &mut BytesMut, mut on_event: impl FnMut(WsEvent)) -> Result<(), WsError> {
+        loop {
+            if self.closed {
+                buf.clear();
+                return Ok(());
+            }
+            let Some(header) = self.parse_header(buf)? else { return Ok(()) };
+            if buf.len() - header.header_len < header.len {
+                return Ok(());
+            }
+            buf.advance(header.header_len);
+            let mut payload = buf.split_to(header.len);
+            unmask(&mut payload, header.mask);
+            if let Some(event) = self.on_frame(header, payload)? {
+                on_event(event);
+            }
+        }
+    }
+
+    /// Parses the header at the front of `buf`: `Ok(None)` while it is
+    /// incomplete. Checks everything a header alone can show, each as soon as
+    /// its bytes are there.
+    fn parse_header(&self, buf: &[u8]) -> Result<Option<Header>, WsError> {
+        let &[b0, b1, ref rest @ ..] = buf else { return Ok(None) };
+        if b0 & 0x70 != 0 {
+            return Err(WsError::ReservedBits((b0 >> 4) & 0x7));
+        }
+        let opcode = OpCode::from_bits(b0 & 0x0f).ok_or(WsError::ReservedOpcode(b0 & 0x0f))?;
+        let fin = b0 & 0x80 != 0;
+        if b1 & 0x80 == 0 {
+            return Err(WsError::Unmasked);
+        }
+        let len7 = b1 & 0x7f;
+        // Bytes of the message already assembled, for the size check.
+        let mut assembled = 0;
+        match (opcode, &self.partial) {
+            (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => {
+                if !fin {
+                    return Err(WsError::FragmentedControl);
+                }
+                if usize::from(len7) > MAX_CONTROL_PAYLOAD {
+                    return Err(WsError::ControlTooLong);
+                }
+            }
+            (OpCode::Continuation, None) => return Err(WsError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(WsError::ExpectedContinuation),
+            (OpCode::Continuation, Some(partial)) => assembled = partial.data.len() as u64,
+            (OpCode::Text | OpCode::Binary, None) => {}
+        }
+
+        let (len, ext) = match len7 {
+            126 => match array::<2>(rest, 0) {
+                Some(bytes) => (u64::from(u16::from_be_bytes(bytes)), 2),
+                None => return Ok(None),
+            },
+            127 => match array::<8>(rest, 0) {
+                Some(bytes) => (u64::from_be_bytes(bytes), 8),
+                None => return Ok(None),
+            },
+            n => (u64::from(n), 0),
+        };
+        if len >> 63 != 0 {
+            return Err(WsError::LengthOverflow);
+        }
+        // Data frames count against the message limit (control frames have
+        // their own, checked above), before any of the payload is buffered.
+        let limit = self.max_message();
+        let too_big = WsError::MessageTooBig { len: assembled.saturating_add(len), limit };
+        if !opcode.is_control() && assembled.saturating_add(len) > limit as u64 {
+            return Err(too_big);
+        }
+        // At most the limit, which fits in u32, so this only fails on 16-bit targets.
+        let len = usize::try_from(len).map_err(|_| too_big)?;
+        let Some(mask) = array::<4>(rest, ext) else { return Ok(None) };
+        Ok(Some(Header { fin, opcode, mask, header_len: 2 + ext + 4, len }))
+    }
+
+    /// Turns one unmasked frame into at most one event.
+    fn on_frame(&mut self, header: Header, payload: BytesMut) -> Result<Option<WsEvent>, WsError> {
+        let event = match header.opcode {
+            OpCode::Ping => WsEvent::Ping(payload.freeze()),
+            OpCode::Pong => WsEvent::Pong(payload.freeze()),
+            OpCode::Close => {
+                let event = parse_close(payload)?;
+                self.closed = true;
+                self.partial = None;
+                event
+            }
+            OpCode::Text if header.fin => {
+                if core::str::from_utf8(&payload).is_err() {
+                    return Err(WsError::InvalidUtf8);
+                }
+                WsEvent::Text(payload.freeze())
+            }
+            OpCode::Binary if header.fin => WsEvent::Binary(payload.freeze()),
+            OpCode::Text | OpCode::Binary => {
+                // Copied out of the caller's buffer, so that the fragments do not
+                // pin its allocation while the message is assembled.
+                let text = header.opcode == OpCode::Text;
+                let mut partial =
+                    Box::new(Partial { data: BytesMut::from(payload.as_ref()), text, validated: 0 });
+                partial.check_utf8(false)?;
+                self.partial = Some(partial);
+                return Ok(None);
+            }
+            OpCode::Continuation => {
+                // parse_header let a continuation through only with a message in flight.
+                let Some(partial) = self.partial.as_mut() else {
+                    return Err(WsError::UnexpectedContinuation);
+                };
+                partial.data.extend_from_slice(&payload);
+                partial.check_utf8(header.fin)?;
+                if !header.fin {
+                    return Ok(None);
+                }
+                let Some(partial) = self.partial.take() else { return Ok(None) };
+                let Partial { data, text, .. } = *partial;
+                if text {
+                    WsEvent::Text(data.freeze())
+                } else {
+                    WsEvent::Binary(data.freeze())
+                }
+            }
+        };
+        Ok(Some(event))
+    }
+}
+
+impl Partial {
+    /// Checks the UTF-8 of a text message after each fragment: bytes before a
+    /// code point cut by the fragment boundary must be valid, and at the last
+    /// fragment (`fin`) there must be no cut code point left.
+    fn check_utf8(&mut self, fin: bool) -> Result<(), WsError> {
+        if !self.text {
+            return Ok(());
+        }
+        let unchecked = self.data.get(self.validated..).unwrap_or_default();
+        match core::str::from_utf8(unchecked) {
+            Ok(_) => self.validated = self.data.len(),
+            Err(e) if e.error_len().is_none() && !fin => self.validated += e.valid_up_to(),
+            Err(_) => return Err(WsError::InvalidUtf8),
+        }
+        Ok(())
+    }
+}
+
+/// Parses a close payload: empty, or a valid code and a UTF-8 reason.
+fn parse_close(mut payload: BytesMut) -> Result<WsEvent, WsError> {
+    if payload.is_empty() {
+        return Ok(WsEvent::Close { code: None, reason: Bytes::new() });
+    }
+    let Some(code) = array::<2>(&payload, 0).map(u16::from_be_bytes) else {
+        return Err(WsError::CloseTooShort);
+    };
+    if !is_valid_close_code(code) {
+        return Err(WsError::InvalidCloseCode(code));
+    }
+    payload.advance(2);
+    if core::str::from_utf8(&payload).is_err() {
+        return Err(WsError::InvalidCloseReason);
+    }
+    Ok(WsEvent::Close { code: Some(code), reason: payload.freeze() })
+}
+
+/// The `N` bytes of `buf` at `at`, if they are there.
+fn array<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
+    buf.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// XORs `data` with the repeating 4-byte `mask` (RFC 6455 §5.3), 8 bytes at a time.
+fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    let [a, b, c, d] = mask;
+    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        if let Ok(bytes) = <[u8; 8]>::try_from(&*chunk) {
+            chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
+        }
+    }
+    // Chunks are a multiple of 4 long, so the remainder starts at mask byte 0.
+    for (byte, m) in chunks.into_remainder().iter_mut().zip(mask.iter().cycle()) {
+        *byte ^= m;
+    }
+}
