@@ -190,7 +190,8 @@ section! {
         handshake_timeout_ms: u64 = 5_000;
         /// Deadline from the upgrade to a verified HELLO, ms.
         auth_timeout_ms: u64 = 10_000;
-        /// Heartbeat interval, ms: an idle client is PINGed this often.
+        /// Heartbeat interval announced in AUTH_OK, ms: clients send PING this
+        /// often (the server only checks for silence; SPEC §5).
         heartbeat_ms: u64 = 30_000;
         /// Heartbeat intervals without a frame from the client before it is
         /// closed (HEARTBEAT_TIMEOUT).

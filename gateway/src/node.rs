@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
 use gateway_admin::Registry;
 use gateway_auth::{keys, Verifier};
-use gateway_core::{Config as SessionConfig, Limits};
+use gateway_core::{Config as SessionConfig, Limits, RateLimit};
 use gateway_ws::HandshakeConfig;
 use mio::{Poll, Waker};
 use protocol::Decoder;
@@ -79,6 +79,7 @@ impl Node {
             // Each worker holds its share of the node's limit.
             max_connections: config.listen.max_connections.div_ceil(workers),
             resume_ratio: config.listen.accept_resume_ratio,
+            connections_per_ip: (config.limits.connections_per_ip_per_sec, config.limits.connections_per_ip_burst),
         };
         let mut listen = config.listen.ws_addr()?;
         let mut threads = Vec::with_capacity(workers);
@@ -221,6 +222,7 @@ fn session_config(config: &Config) -> SessionConfig {
         write_stall: s.write_stall(),
         linger: Duration::from_secs(2),
         decoder: Decoder::new(),
+        rate: Some(RateLimit { per_sec: config.limits.frames_per_sec, burst: config.limits.frames_burst }),
     }
 }
 

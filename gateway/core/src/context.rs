@@ -10,6 +10,7 @@ use gateway_ws::HandshakeConfig;
 use protocol::{Decoder, Frame, FrameKind};
 
 use crate::outbound::Limits;
+use crate::rate::RateLimit;
 
 /// Session settings shared by every session of a worker.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct Config {
     pub linger: Duration,
     /// Decoder for client messages.
     pub decoder: Decoder,
+    /// Frame-rate limit of an authenticated session (`None`: unlimited).
+    pub rate: Option<RateLimit>,
 }
 
 impl Config {

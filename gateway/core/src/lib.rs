@@ -7,11 +7,13 @@
 
 mod context;
 mod outbound;
+mod rate;
 mod session;
 mod timers;
 
 pub use context::{Action, Config, Ctx, NoObserver, Observer};
 pub use outbound::{Class, Limits, Outbound, Queued};
+pub use rate::RateLimit;
 pub use session::{Identity, Session, State};
 pub use timers::{Timer, Timers};
 

@@ -13,6 +13,7 @@ use protocol::{
 
 use crate::context::{Action, Ctx, Observer};
 use crate::outbound::{Class, Outbound, Queued};
+use crate::rate::{Bucket, RateLimit, Verdict};
 use crate::timers::{Timer, Timers};
 
 /// Who an authenticated session belongs to.
@@ -84,12 +85,14 @@ pub struct Session {
     timers: Timers,
     /// Last time the client sent anything (heartbeat checks).
     last_input: Instant,
+    /// Frame-rate limit state.
+    bucket: Bucket,
 }
 
 impl Session {
     /// A session for a connection accepted at `ctx.now`.
     pub fn new<O: Observer>(ctx: &mut Ctx<'_, O>) -> Self {
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(ctx.now);
         timers.set(Timer::Handshake, ctx.now + ctx.config.handshake_timeout);
         Self {
             state: State::Handshake,
@@ -97,6 +100,7 @@ impl Session {
             out: Outbound::default(),
             timers,
             last_input: ctx.now,
+            bucket: ctx.config.rate.map_or(Bucket::full(RateLimit { per_sec: 0, burst: 0 }), Bucket::full),
         }
     }
 
@@ -360,6 +364,9 @@ impl Session {
     }
 
     fn on_frame<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: Frame) {
+        if matches!(self.state, State::Live(_) | State::Draining(_)) && !self.within_rate(ctx) {
+            return;
+        }
         match (self.state, frame) {
             (State::AwaitHello, Frame::Hello(hello)) => {
                 self.state = State::Verifying;
@@ -379,6 +386,35 @@ impl Session {
                 let text = format!("{} is not allowed here", frame.kind().name());
                 self.error(ctx, ErrorCode::UNEXPECTED_FRAME, &text);
                 self.close(ctx, CloseCode::UNEXPECTED_FRAME.0, &text);
+            }
+        }
+    }
+
+    /// Applies the frame-rate limit; false when this frame is refused.
+    fn within_rate<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>) -> bool {
+        let Some(limit) = ctx.config.rate else { return true };
+        match self.bucket.check(limit, self.timers.origin(), ctx.now) {
+            Verdict::Pass => true,
+            Verdict::Warn(wait) => {
+                ctx.observer.dropped("rate_limited");
+                let frame = protocol::Error {
+                    code: ErrorCode::RATE_LIMITED,
+                    retryable: true,
+                    retry_after_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+                    reference: 0,
+                    text: Note::truncated("frame rate limit"),
+                };
+                self.send_control(ctx, &Frame::Error(frame));
+                false
+            }
+            Verdict::Refuse => {
+                ctx.observer.dropped("rate_limited");
+                false
+            }
+            Verdict::Close => {
+                ctx.observer.dropped("rate_limited");
+                self.close(ctx, CloseCode::RATE_LIMITED.0, "frame rate limit");
+                false
             }
         }
     }
@@ -461,7 +497,7 @@ impl Session {
             ctx.observer.closed(code);
         }
         self.state = State::Closed;
-        self.timers = Timers::default();
+        self.timers.clear();
         ctx.actions.push(Action::Close);
     }
 

@@ -6,7 +6,7 @@
 //! the session stores the time of its last input and checks it when the
 //! heartbeat deadline fires (quinn's idle timer works the same way).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A deadline a session can be waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,35 +29,56 @@ const COUNT: usize = 6;
 const ALL: [Timer; COUNT] =
     [Timer::Handshake, Timer::Auth, Timer::Heartbeat, Timer::WriteStall, Timer::Drain, Timer::Linger];
 
-/// Deadlines of one session, indexed by [`Timer`].
-#[derive(Debug, Default, Clone)]
+/// Resolution of stored deadlines; the worker wakes sessions in slots of the
+/// same size, so nothing is lost.
+const UNIT: Duration = Duration::from_millis(10);
+/// An unarmed slot.
+const UNSET: u32 = u32::MAX;
+
+/// Deadlines of one session, indexed by [`Timer`], as 10 ms units after the
+/// session's creation (40 bytes instead of 96 for six `Option<Instant>`; a
+/// `u32` of 10 ms units spans 497 days, longer than any session lives).
+#[derive(Debug, Clone)]
 pub struct Timers {
-    slots: [Option<Instant>; COUNT],
+    origin: Instant,
+    slots: [u32; COUNT],
 }
 
 impl Timers {
-    /// Arms `timer` for `at`.
+    /// No deadline armed; `origin` is the session's creation.
+    pub fn new(origin: Instant) -> Self {
+        Self { origin, slots: [UNSET; COUNT] }
+    }
+
+    /// The session's creation time, the origin of every deadline.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Arms `timer` for `at`, rounded up to the next 10 ms.
     pub fn set(&mut self, timer: Timer, at: Instant) {
+        let since = at.saturating_duration_since(self.origin).as_nanos();
+        let units = u32::try_from(since.div_ceil(UNIT.as_nanos())).unwrap_or(UNSET - 1).min(UNSET - 1);
         if let Some(slot) = self.slots.get_mut(timer as usize) {
-            *slot = Some(at);
+            *slot = units;
         }
     }
 
     /// Disarms `timer`.
     pub fn stop(&mut self, timer: Timer) {
         if let Some(slot) = self.slots.get_mut(timer as usize) {
-            *slot = None;
+            *slot = UNSET;
         }
     }
 
     /// When `timer` fires, if armed.
     pub fn get(&self, timer: Timer) -> Option<Instant> {
-        self.slots.get(timer as usize).copied().flatten()
+        self.slots.get(timer as usize).copied().and_then(|units| self.instant(units))
     }
 
     /// The earliest armed deadline.
     pub fn next(&self) -> Option<Instant> {
-        self.slots.iter().flatten().min().copied()
+        self.slots.iter().copied().min().and_then(|units| self.instant(units))
     }
 
     /// Disarms and returns the first timer due at `now`, if any (call in a loop).
@@ -66,17 +87,25 @@ impl Timers {
         self.stop(timer);
         Some(timer)
     }
+
+    /// Disarms every timer.
+    pub fn clear(&mut self) {
+        self.slots = [UNSET; COUNT];
+    }
+
+    fn instant(&self, units: u32) -> Option<Instant> {
+        (units != UNSET).then(|| self.origin + UNIT * units)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn next_and_expired() {
         let t0 = Instant::now();
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(t0);
         assert_eq!(timers.next(), None);
         timers.set(Timer::Auth, t0 + Duration::from_secs(10));
         timers.set(Timer::Heartbeat, t0 + Duration::from_secs(5));

@@ -6,6 +6,7 @@
 //! feed sessions → run due deadlines → drain the inbox (one batch per turn) →
 //! flush every session that has output, one vectored write each.
 
+mod admission;
 mod conn;
 mod deadlines;
 mod observe;
@@ -28,6 +29,7 @@ use protocol::{
 use slab::Slab;
 
 use crate::directory::{Directory, SessionRef};
+use admission::Admission;
 use conn::Conn;
 use deadlines::Deadlines;
 use observe::MetricsObserver;
@@ -74,6 +76,9 @@ pub(crate) struct Shared {
     pub(crate) max_connections: usize,
     /// See `max_connections`.
     pub(crate) resume_ratio: f64,
+    /// New connections per client IP: per second and burst, for the node
+    /// (each worker enforces its share).
+    pub(crate) connections_per_ip: (u32, u32),
 }
 
 /// A worker, before its thread starts.
@@ -87,6 +92,7 @@ pub(crate) struct Worker {
     shared: Shared,
     metrics: Arc<WorkerMetrics>,
     conns: Slab<Conn>,
+    admission: Admission,
     deadlines: Deadlines,
     scratch: Vec<u8>,
     input: BytesMut,
@@ -112,6 +118,8 @@ impl Worker {
     ) -> io::Result<Self> {
         let mut listener = TcpListener::from_std(reuseport_listener(addr, backlog)?);
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let (per_sec, burst) = shared.connections_per_ip;
+        let admission = Admission::new(per_sec, burst, shared.inboxes.len(), Instant::now());
         Ok(Self {
             index,
             poll,
@@ -121,6 +129,7 @@ impl Worker {
             shared,
             metrics,
             conns: Slab::new(),
+            admission,
             deadlines: Deadlines::new(Instant::now()),
             scratch: vec![0; READ_CHUNK],
             input: BytesMut::new(),
@@ -194,7 +203,14 @@ impl Worker {
     fn accept(&mut self, now: Instant) {
         while self.listening {
             match self.listener.accept() {
-                Ok((mut stream, _peer)) => {
+                Ok((mut stream, peer)) => {
+                    if !self.admission.admit(peer.ip(), now) {
+                        // Best effort: the answer fits any socket buffer.
+                        use std::io::Write;
+                        let _ = stream.write(admission::TOO_MANY);
+                        self.metrics.drops.inc(gateway_admin::DropReason::RateLimited);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();

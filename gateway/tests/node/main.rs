@@ -224,3 +224,23 @@ async fn pings_in_one_message_are_all_answered() {
         }
     }
 }
+
+#[test]
+fn a_connection_flood_from_one_address_gets_429() {
+    // Two workers share 2 connections/s with a burst of 4: each takes 1/s, burst 2.
+    let gateway = Gateway::start("[limits]\nconnections_per_ip_per_sec = 2\nconnections_per_ip_burst = 4\n");
+    let mut refused = 0;
+    for _ in 0..20 {
+        let mut raw = Raw::connect(gateway.listen);
+        raw.send(&upgrade_request("/ws", "dGhlIHNhbXBsZSBub25jZQ==", "13"));
+        let head = raw.read_head();
+        if head.starts_with("HTTP/1.1 429") {
+            assert!(head.contains("Retry-After"), "{head}");
+            refused += 1;
+        } else {
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        }
+    }
+    assert!(refused >= 10, "only {refused} of 20 refused");
+    assert!(gateway.metric(r#"gateway_drops_total{reason="rate_limited"}"#) >= f64::from(refused));
+}

@@ -44,6 +44,7 @@ pub(crate) fn config() -> Config {
         write_stall: Duration::from_secs(30),
         linger: Duration::from_secs(2),
         decoder: Decoder::new(),
+        rate: Some(crate::RateLimit { per_sec: 100, burst: 20 }),
     }
 }
 

@@ -296,3 +296,28 @@ fn idle_session_state_stays_small() {
     let size = std::mem::size_of::<crate::Session>();
     assert!(size <= 256, "Session grew to {size} bytes");
 }
+
+#[test]
+fn frame_flood_gets_rate_limited_then_closed_with_4009() {
+    let mut h = live();
+    // The harness allows a burst of 20 frames at 100/s.
+    let pings: Vec<Frame> = (0..20).map(|nonce| Frame::Ping(Ping { nonce })).collect();
+    h.read(&message(&pings));
+    assert_eq!(h.output().len(), 20, "the burst passes");
+    h.read(&message(&[Frame::Ping(Ping { nonce: 99 })]));
+    let out = h.output();
+    assert!(
+        matches!(out.as_slice(), [Out::Frame(Frame::Error(e))] if e.code == ErrorCode::RATE_LIMITED && e.retry_after_ms == 10),
+        "{out:?}"
+    );
+    // 10 ms later one token is back.
+    h.now += Duration::from_millis(10);
+    h.read(&message(&[Frame::Ping(Ping { nonce: 100 })]));
+    assert_eq!(h.output(), vec![Out::Frame(Frame::Pong(Pong { nonce: 100 }))]);
+    // A client that floods through another burst of refusals is closed.
+    let flood: Vec<Frame> = (0..40).map(|nonce| Frame::Ping(Ping { nonce })).collect();
+    h.read(&message(&flood));
+    let out = h.output();
+    assert!(out.contains(&Out::Close(CloseCode::RATE_LIMITED.0)), "{out:?}");
+    assert!(h.observed("dropped:rate_limited"));
+}

@@ -1,0 +1,59 @@
+//! The shipped systemd units pass `systemd-analyze verify` (with `ExecStart`
+//! pointed at the binary under test, since verify checks that it exists).
+//! `scripts/test` installs systemd where it is missing; without
+//! `systemd-analyze` this test fails and says so.
+
+use std::path::Path;
+use std::process::Command;
+
+fn verify(unit: &str, instance: Option<&str>) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd").join(unit);
+    let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    assert!(text.contains("ExecStart=/usr/local/bin/gateway"), "{unit}: unexpected ExecStart");
+    let text = text.replace("/usr/local/bin/gateway", env!("CARGO_BIN_EXE_gateway"));
+    let dir = std::env::temp_dir().join(format!("gateway-units-{}-{}", std::process::id(), unit.replace('@', "_")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = match instance {
+        Some(instance) => unit.replace("@.", &format!("@{instance}.")),
+        None => unit.to_owned(),
+    };
+    let path = dir.join(&name);
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is not installed (scripts/test installs the systemd package)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{name} does not verify:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn gateway_service_verifies() {
+    verify("gateway.service", None);
+}
+
+#[test]
+fn gateway_template_verifies_as_an_instance() {
+    verify("gateway@.service", Some("a"));
+}
+
+#[test]
+fn units_ask_for_what_the_node_provides() {
+    for unit in ["gateway.service", "gateway@.service"] {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd").join(unit)).unwrap();
+        for line in ["Type=notify", "WatchdogSec=", "KillSignal=SIGTERM", "ExecReload=/bin/kill -HUP $MAINPID", "NoNewPrivileges=yes"] {
+            assert!(text.contains(line), "{unit} lacks {line}");
+        }
+        let nofile: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitNOFILE="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{unit}: no numeric LimitNOFILE"));
+        assert!(nofile >= 2_000_000, "{unit}: LimitNOFILE {nofile} is below 2M sessions");
+    }
+}
