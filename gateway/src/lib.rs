@@ -13,6 +13,7 @@
 pub mod config;
 pub mod directory;
 pub mod node;
+mod watchdog;
 mod worker;
 
 pub use node::Node;

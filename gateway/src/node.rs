@@ -5,7 +5,10 @@
 //!   send GOAWAY to their sessions spread over the drain window, and the process
 //!   exits when every session is gone or at the drain deadline.
 //! - SIGINT: fast stop. Every session gets close 1001 now.
-//! - SIGHUP: reload the token verification keys without dropping sessions.
+//! - SIGHUP: reload the token verification keys and the wss listener's TLS
+//!   certificate and key without dropping sessions (open connections keep
+//!   the certificate they were accepted with; a reload that fails keeps the
+//!   old keys or certificate).
 //!
 //! Under systemd (`Type=notify`), READY=1 is sent once every worker listens and
 //! STOPPING=1 when a drain starts.
@@ -22,25 +25,29 @@ use crossbeam_channel::Sender;
 use gateway_admin::Registry;
 use gateway_auth::{keys, Verifier};
 use gateway_core::{Config as SessionConfig, Limits, RateLimit};
+use gateway_tls::Reloadable;
 use gateway_ws::HandshakeConfig;
 use mio::{Poll, Waker};
 use protocol::Decoder;
 
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::worker::{Command, Shared, Worker};
+use crate::worker::{Command, Listen, Shared, Worker};
 
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
     workers: Vec<JoinHandle<std::io::Result<()>>>,
     inboxes: Arc<Vec<(Sender<Command>, Arc<Waker>)>>,
+    registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
     admin: gateway_admin::AdminHandle,
     listen: SocketAddr,
+    wss: Option<SocketAddr>,
     drain: (Duration, Duration),
     keys_dir: PathBuf,
     verifier: Arc<RwLock<Arc<Verifier>>>,
+    tls: Option<Reloadable>,
 }
 
 impl Node {
@@ -55,6 +62,8 @@ impl Node {
                 .with_context(|| format!("writing the dev public key into {}", keys_dir.display()))?;
         }
         let verifier = Arc::new(RwLock::new(Arc::new(load_verifier(&keys_dir, config.auth.leeway_secs)?)));
+        let wss = config.listen.wss_addr()?;
+        let tls = wss.map(|_| load_tls(config)).transpose()?;
 
         let workers = config.worker_threads();
         let mut polls = Vec::with_capacity(workers);
@@ -74,23 +83,36 @@ impl Node {
         let shared = Shared {
             session: session_config(config),
             verifier: verifier.clone(),
+            tls: tls.clone(),
             directory: Arc::new(Directory::default()),
             inboxes: inboxes.clone(),
             // Each worker holds its share of the node's limit.
             max_connections: config.listen.max_connections.div_ceil(workers),
             resume_ratio: config.listen.accept_resume_ratio,
-            connections_per_ip: (config.limits.connections_per_ip_per_sec, config.limits.connections_per_ip_burst),
+            connections_per_ip: (
+                config.limits.connections_per_ip_per_sec,
+                config.limits.connections_per_ip_burst,
+            ),
         };
-        let mut listen = config.listen.ws_addr()?;
+        let mut listen = Listen {
+            ws: config.listen.ws_addr()?,
+            wss,
+            backlog: i32::try_from(config.listen.backlog).unwrap_or(i32::MAX),
+        };
         let mut threads = Vec::with_capacity(workers);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         for (index, (poll, receiver)) in polls.into_iter().zip(receivers).enumerate() {
             let metrics = registry.worker(index).cloned().context("worker metrics")?;
-            let backlog = i32::try_from(config.listen.backlog).unwrap_or(i32::MAX);
-            let worker = Worker::new(index, listen, backlog, receiver, poll, shared.clone(), metrics)
-                .with_context(|| format!("binding {listen}"))?;
-            // Port 0: the first worker picks the port, the others share it.
-            listen = worker.local_addr().context("listener address")?;
+            let worker =
+                Worker::new(index, listen, receiver, poll, shared.clone(), metrics).with_context(|| {
+                    match listen.wss {
+                        Some(wss) => format!("binding {} and {wss}", listen.ws),
+                        None => format!("binding {}", listen.ws),
+                    }
+                })?;
+            // Port 0: the first worker picks the ports, the others share them.
+            listen.ws = worker.local_addr().context("listener address")?;
+            listen.wss = worker.wss_addr().context("wss listener address")?;
             let core =
                 config.node.pin_workers.then(|| cores.get(index % cores.len().max(1)).copied()).flatten();
             let thread = std::thread::Builder::new()
@@ -106,25 +128,34 @@ impl Node {
         }
         let ready = Arc::new(AtomicBool::new(true));
         let admin_addr = config.listen.admin_addr()?;
-        let admin = gateway_admin::spawn(admin_addr, registry, ready.clone())
+        let admin = gateway_admin::spawn(admin_addr, registry.clone(), ready.clone())
             .with_context(|| format!("binding the admin listener {admin_addr}"))?;
         notify_systemd("READY=1");
-        tracing::info!(%listen, admin = %admin.local_addr(), workers, "gateway node ready");
+        let wss = listen.wss.map(|wss| wss.to_string());
+        tracing::info!(listen = %listen.ws, wss, admin = %admin.local_addr(), workers, "gateway node ready");
         Ok(Self {
             workers: threads,
             inboxes,
+            registry,
             ready,
             admin,
-            listen,
+            listen: listen.ws,
+            wss: listen.wss,
             drain: (config.drain.window(), config.drain.deadline()),
             keys_dir,
             verifier,
+            tls,
         })
     }
 
     /// Address clients connect to.
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// Address wss:// clients connect to, when `listen.wss` is set.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.wss
     }
 
     /// Address of the admin listener.
@@ -137,10 +168,25 @@ impl Node {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals =
             signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("signals")?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let watchdog = match crate::watchdog::interval_from_env() {
+            Some(interval) => {
+                let wakers = self.inboxes.iter().map(|(_, waker)| waker.clone()).collect();
+                Some(crate::watchdog::spawn(
+                    interval,
+                    self.registry.clone(),
+                    wakers,
+                    stopped.clone(),
+                    notify_systemd,
+                )?)
+            }
+            None => None,
+        };
         let workers_done = {
             let workers = std::mem::take(&mut self.workers);
             // Ends the signal loop below once every worker has returned.
             let signals = signals.handle();
+            let stopped = stopped.clone();
             std::thread::spawn(move || {
                 let mut result = Ok(());
                 for worker in workers {
@@ -150,6 +196,7 @@ impl Node {
                         Err(_) => result = Err(std::io::Error::other("a worker panicked")),
                     }
                 }
+                stopped.store(true, Ordering::Release);
                 signals.close();
                 result
             })
@@ -169,19 +216,35 @@ impl Node {
                     self.ready.store(false, Ordering::Release);
                     broadcast(&self.inboxes, || Command::Stop);
                 }
-                SIGHUP => match load_verifier(&self.keys_dir, self.verifier_leeway()) {
-                    Ok(verifier) => {
-                        tracing::info!(keys = verifier.len(), "SIGHUP: verification keys reloaded");
-                        if let Ok(mut current) = self.verifier.write() {
-                            *current = Arc::new(verifier);
+                SIGHUP => {
+                    match load_verifier(&self.keys_dir, self.verifier_leeway()) {
+                        Ok(verifier) => {
+                            tracing::info!(keys = verifier.len(), "SIGHUP: verification keys reloaded");
+                            if let Ok(mut current) = self.verifier.write() {
+                                *current = Arc::new(verifier);
+                            }
+                        }
+                        Err(err) => tracing::error!(%err, "SIGHUP: keeping the old keys"),
+                    }
+                    if let Some(tls) = &self.tls {
+                        match tls.reload() {
+                            Ok(()) => tracing::info!(
+                                cert = %tls.settings().cert.display(),
+                                "SIGHUP: TLS certificate reloaded"
+                            ),
+                            Err(err) => {
+                                tracing::error!(err = %err, "SIGHUP: keeping the old TLS certificate")
+                            }
                         }
                     }
-                    Err(err) => tracing::error!(%err, "SIGHUP: keeping the old keys"),
-                },
+                }
                 _ => {}
             }
         }
         let result = workers_done.join().map_err(|_| anyhow::anyhow!("worker joiner panicked"))?;
+        if let Some(watchdog) = watchdog {
+            let _ = watchdog.join();
+        }
         self.admin.shutdown();
         tracing::info!("gateway node stopped");
         Ok(result?)
@@ -198,6 +261,19 @@ fn broadcast(inboxes: &[(Sender<Command>, Arc<Waker>)], command: impl Fn() -> Co
             let _ = waker.wake();
         }
     }
+}
+
+/// The wss listener's TLS configuration from `[tls]`.
+fn load_tls(config: &Config) -> Result<Reloadable> {
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+        anyhow::bail!("listen.wss needs tls.cert and tls.key");
+    };
+    let settings = gateway_tls::Settings {
+        cert: cert.clone(),
+        key: key.clone(),
+        session_tickets: config.tls.session_tickets,
+    };
+    Reloadable::load(settings).context("TLS certificate of the wss listener")
 }
 
 fn load_verifier(dir: &std::path::Path, leeway: u64) -> Result<Verifier> {

@@ -3,6 +3,9 @@
 //! `scripts/test` installs systemd where it is missing; without
 //! `systemd-analyze` this test fails and says so.
 
+// Test code: a panic is a failed assertion, so unwrap and expect are fine here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 
@@ -11,7 +14,8 @@ fn verify(unit: &str, instance: Option<&str>) {
     let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
     assert!(text.contains("ExecStart=/usr/local/bin/gateway"), "{unit}: unexpected ExecStart");
     let text = text.replace("/usr/local/bin/gateway", env!("CARGO_BIN_EXE_gateway"));
-    let dir = std::env::temp_dir().join(format!("gateway-units-{}-{}", std::process::id(), unit.replace('@', "_")));
+    let dir =
+        std::env::temp_dir().join(format!("gateway-units-{}-{}", std::process::id(), unit.replace('@', "_")));
     std::fs::create_dir_all(&dir).unwrap();
     let name = match instance {
         Some(instance) => unit.replace("@.", &format!("@{instance}.")),
@@ -45,8 +49,16 @@ fn gateway_template_verifies_as_an_instance() {
 #[test]
 fn units_ask_for_what_the_node_provides() {
     for unit in ["gateway.service", "gateway@.service"] {
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd").join(unit)).unwrap();
-        for line in ["Type=notify", "WatchdogSec=", "KillSignal=SIGTERM", "ExecReload=/bin/kill -HUP $MAINPID", "NoNewPrivileges=yes"] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd").join(unit))
+                .unwrap();
+        for line in [
+            "Type=notify",
+            "WatchdogSec=",
+            "KillSignal=SIGTERM",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "NoNewPrivileges=yes",
+        ] {
             assert!(text.contains(line), "{unit} lacks {line}");
         }
         let nofile: u64 = text

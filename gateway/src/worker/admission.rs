@@ -74,7 +74,8 @@ impl Admission {
         }
         self.last_prune = now;
         let (per_sec, burst) = (self.per_sec, self.burst);
-        self.buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * per_sec < burst);
+        self.buckets
+            .retain(|_, b| b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * per_sec < burst);
     }
 }
 

@@ -1,17 +1,30 @@
-//! One accepted connection: the socket, its session, and the bytes of a
-//! partial frame (only while one is pending: an idle connection holds no
-//! read buffer).
+//! One accepted connection: the socket, its session, the bytes of a partial
+//! frame (only while one is pending: an idle connection holds no read
+//! buffer) and, for a connection from the wss listener, its TLS layer.
+//!
+//! TLS sits between the socket and the session: bytes read are decrypted
+//! ([`TlsConn::handle_read`]) into the worker's input buffer before the
+//! session sees them, and the session's output is encrypted into the worker's
+//! write buffer ([`TlsConn::encrypt`]) at flush. The TLS layer keeps bytes of
+//! its own only while a record is incomplete or the socket has not taken a
+//! whole write, so an idle TLS session costs rustls' state and nothing more.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 use bytes::BytesMut;
 use gateway_core::Session;
+use gateway_tls::TlsConn;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use protocol::{DeviceId, UserId};
 
 /// Most slices handed to one `writev`.
 const MAX_IOV: usize = 64;
+/// Most plaintext one TLS write encrypts. Ciphertext the socket does not take
+/// stays with the connection (up to this much plus record overhead) and is
+/// written first next time; the rest of the output stays in the session's
+/// queue, under its slow-reader policy.
+const TLS_WRITE_BATCH: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -28,29 +41,51 @@ pub(crate) struct Conn {
     pub(crate) dirty: bool,
     writable_interest: bool,
     partial: BytesMut,
+    /// The TLS layer of a wss connection (boxed: plain connections do not
+    /// pay for its size in the slab).
+    tls: Option<Box<TlsConn>>,
 }
 
 /// Result of draining a socket's input.
 pub(crate) struct ReadOutcome {
+    /// Bytes read from the socket (ciphertext, under TLS).
     pub(crate) bytes: usize,
-    /// End of stream or a socket error: the connection is over.
+    /// End of stream, a socket error or a TLS error: the connection is over.
     pub(crate) closed: bool,
+    /// The TLS handshake failed (the connection is closed).
+    pub(crate) tls_failed: bool,
     /// The per-turn budget ran out before the socket was drained: read again
     /// next turn (the edge-triggered poll will not say so).
     pub(crate) more: bool,
 }
 
-/// Result of one vectored write.
+impl ReadOutcome {
+    fn closed(bytes: usize) -> Self {
+        Self { bytes, closed: true, tls_failed: false, more: false }
+    }
+}
+
+/// Result of one write.
 pub(crate) struct WriteOutcome {
+    /// Bytes of the session's output written (or, under TLS, encrypted).
     pub(crate) bytes: usize,
+    /// Bytes the socket took (ciphertext, under TLS).
+    pub(crate) wire: usize,
     /// The socket failed: the connection is over.
     pub(crate) failed: bool,
     /// The socket's buffer is full: wait for a writable event.
     pub(crate) blocked: bool,
 }
 
+impl WriteOutcome {
+    const NOTHING: Self = Self { bytes: 0, wire: 0, failed: false, blocked: false };
+    const FAILED: Self = Self { bytes: 0, wire: 0, failed: true, blocked: false };
+    const BLOCKED: Self = Self { bytes: 0, wire: 0, failed: false, blocked: true };
+}
+
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, session: Session, generation: u64) -> Self {
+    /// `tls` for a connection from the wss listener.
+    pub(crate) fn new(stream: TcpStream, session: Session, generation: u64, tls: Option<TlsConn>) -> Self {
         Self {
             stream,
             session,
@@ -60,13 +95,26 @@ impl Conn {
             dirty: false,
             writable_interest: false,
             partial: BytesMut::new(),
+            tls: tls.map(Box::new),
+        }
+    }
+
+    /// Whether there is output the socket could take now: the session's
+    /// (under TLS, once the handshake has completed) or TLS records.
+    pub(crate) fn wants_write(&self) -> bool {
+        match &self.tls {
+            None => !self.session.outbound().is_empty(),
+            Some(tls) => {
+                !tls.unsent().is_empty() || (!tls.is_handshaking() && !self.session.outbound().is_empty())
+            }
         }
     }
 
     /// Reads what the socket has, up to `budget` bytes, into `input` (the
     /// worker's buffer) after this connection's partial frame, through the
-    /// worker's `scratch`. The budget keeps one flooding client from growing
-    /// the worker's buffer or starving the other sessions of the turn.
+    /// worker's `scratch`; under TLS, each read is decrypted from `scratch`
+    /// into `input`. The budget keeps one flooding client from growing the
+    /// worker's buffer or starving the other sessions of the turn.
     pub(crate) fn read_into(
         &mut self,
         scratch: &mut [u8],
@@ -78,19 +126,33 @@ impl Conn {
         let mut bytes = 0;
         loop {
             if bytes >= budget {
-                return ReadOutcome { bytes, closed: false, more: true };
+                return ReadOutcome { bytes, closed: false, tls_failed: false, more: true };
             }
             match self.stream.read(scratch) {
-                Ok(0) => return ReadOutcome { bytes, closed: true, more: false },
+                Ok(0) => return ReadOutcome::closed(bytes),
                 Ok(n) => {
                     bytes += n;
-                    input.extend_from_slice(scratch.get(..n).unwrap_or_default());
+                    let read = scratch.get_mut(..n).unwrap_or_default();
+                    let Some(tls) = &mut self.tls else {
+                        input.extend_from_slice(read);
+                        continue;
+                    };
+                    let handshaking = tls.is_handshaking();
+                    match tls.handle_read(read, input) {
+                        // close_notify: nothing more will come.
+                        Ok(received) if received.peer_closed => return ReadOutcome::closed(bytes),
+                        Ok(_) => {}
+                        Err(err) => {
+                            tracing::debug!(%err, handshaking, "TLS");
+                            return ReadOutcome { tls_failed: handshaking, ..ReadOutcome::closed(bytes) };
+                        }
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    return ReadOutcome { bytes, closed: false, more: false }
+                    return ReadOutcome { bytes, closed: false, tls_failed: false, more: false }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return ReadOutcome { bytes, closed: true, more: false },
+                Err(_) => return ReadOutcome::closed(bytes),
             }
         }
     }
@@ -108,30 +170,78 @@ impl Conn {
         }
     }
 
-    /// One vectored write of the session's output (at most `MAX_IOV`
-    /// chunks). The worker reports the bytes to the session and calls again
-    /// while the socket takes everything it is given.
-    pub(crate) fn write_once(&mut self) -> WriteOutcome {
+    /// One write: a vectored write of the session's output (at most
+    /// `MAX_IOV` chunks); under TLS, the records left from last time, or else
+    /// up to `TLS_WRITE_BATCH` bytes of output encrypted into `out` (the
+    /// worker's buffer). The worker reports `bytes` to the session and calls
+    /// again while the socket takes everything it is given and
+    /// [`Conn::wants_write`].
+    pub(crate) fn write_once(&mut self, out: &mut Vec<u8>) -> WriteOutcome {
+        if self.tls.is_some() {
+            return self.write_tls(out);
+        }
         let outbound = self.session.outbound();
         if outbound.is_empty() {
-            return WriteOutcome { bytes: 0, failed: false, blocked: false };
+            return WriteOutcome::NOTHING;
         }
         let mut slices = Vec::with_capacity(MAX_IOV.min(8));
         outbound.io_slices(&mut slices, MAX_IOV);
-        loop {
-            return match self.stream.write_vectored(&slices) {
-                Ok(0) => WriteOutcome { bytes: 0, failed: true, blocked: false },
-                Ok(n) => WriteOutcome { bytes: n, failed: false, blocked: false },
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    WriteOutcome { bytes: 0, failed: false, blocked: true }
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => WriteOutcome { bytes: 0, failed: true, blocked: false },
-            };
+        match write(&mut self.stream, |stream| stream.write_vectored(&slices)) {
+            Ok(n) => WriteOutcome { bytes: n, wire: n, failed: false, blocked: false },
+            Err(outcome) => outcome,
         }
     }
 
-    /// Asks for writable events only while output is waiting.
+    fn write_tls(&mut self, out: &mut Vec<u8>) -> WriteOutcome {
+        let Some(tls) = &mut self.tls else { return WriteOutcome::NOTHING };
+        let unsent = tls.unsent();
+        if !unsent.is_empty() {
+            return match write(&mut self.stream, |stream| stream.write(unsent)) {
+                Ok(n) => {
+                    tls.consume_unsent(n);
+                    WriteOutcome { bytes: 0, wire: n, failed: false, blocked: false }
+                }
+                Err(outcome) => outcome,
+            };
+        }
+        out.clear();
+        let Ok(bytes) = encrypt_batch(tls, self.session.outbound(), out) else {
+            return WriteOutcome::FAILED;
+        };
+        if out.is_empty() {
+            return WriteOutcome { bytes, ..WriteOutcome::NOTHING };
+        }
+        let (wire, outcome) = match write(&mut self.stream, |stream| stream.write(out)) {
+            Ok(n) => (n, WriteOutcome { bytes, wire: n, failed: false, blocked: false }),
+            Err(outcome) => (0, WriteOutcome { bytes, ..outcome }),
+        };
+        // What the socket did not take goes first next time.
+        tls.keep_unsent(out.get(wire..).unwrap_or_default());
+        outcome
+    }
+
+    /// The last write before the socket is closed, best effort: what the
+    /// session has left (a close frame, an HTTP answer) and, under TLS, what
+    /// the TLS layer holds (an alert) and a `close_notify`.
+    pub(crate) fn write_last(&mut self, out: &mut Vec<u8>) {
+        let Some(tls) = &mut self.tls else {
+            let _ = self.write_once(out);
+            return;
+        };
+        // Everything in order in one buffer, written once.
+        out.clear();
+        out.extend_from_slice(tls.unsent());
+        tls.consume_unsent(out.len());
+        if encrypt_batch(tls, self.session.outbound(), out).is_ok() {
+            let _ = tls.close_notify(out);
+        }
+        if !out.is_empty() {
+            let _ = write(&mut self.stream, |stream| stream.write(out));
+        }
+    }
+
+    /// Asks for writable events only while output is waiting
+    /// ([`Conn::wants_write`]).
     pub(crate) fn set_writable_interest(&mut self, registry: &Registry, token: Token, wanted: bool) {
         if wanted == self.writable_interest {
             return;
@@ -141,4 +251,49 @@ impl Conn {
             self.writable_interest = wanted;
         }
     }
+}
+
+/// One write call, retried on `Interrupted`: the bytes taken, or the outcome
+/// that ends this round (blocked or failed).
+fn write(
+    stream: &mut TcpStream,
+    mut call: impl FnMut(&mut TcpStream) -> io::Result<usize>,
+) -> Result<usize, WriteOutcome> {
+    loop {
+        return match call(stream) {
+            Ok(0) => Err(WriteOutcome::FAILED),
+            Ok(n) => Ok(n),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Err(WriteOutcome::BLOCKED),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => Err(WriteOutcome::FAILED),
+        };
+    }
+}
+
+/// Encrypts up to `TLS_WRITE_BATCH` bytes from the front of `outbound` into
+/// `out`; returns how many (none while the handshake is incomplete).
+fn encrypt_batch(
+    tls: &mut TlsConn,
+    outbound: &gateway_core::Outbound,
+    out: &mut Vec<u8>,
+) -> Result<usize, ()> {
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_IOV.min(8));
+    outbound.io_slices(&mut slices, MAX_IOV);
+    let mut taken = 0;
+    for slice in &slices {
+        let room = TLS_WRITE_BATCH.saturating_sub(taken);
+        if room == 0 {
+            break;
+        }
+        let chunk = slice.get(..room.min(slice.len())).unwrap_or_default();
+        match tls.encrypt(chunk, out) {
+            Ok(0) => break,
+            Ok(n) => taken += n,
+            Err(err) => {
+                tracing::debug!(%err, "TLS encrypt");
+                return Err(());
+            }
+        }
+    }
+    Ok(taken)
 }

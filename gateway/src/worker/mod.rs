@@ -1,6 +1,12 @@
-//! One worker thread: a mio `Poll`, its own `SO_REUSEPORT` listener, a slab
-//! of connections, the deadline heap and an inbox for commands from other
-//! threads. Sessions live on the worker that accepted them for their whole life.
+//! One worker thread: a mio `Poll`, its own `SO_REUSEPORT` listeners (ws, and
+//! wss when configured), a slab of connections, the deadline heap and an inbox
+//! for commands from other threads. Sessions live on the worker that accepted
+//! them for their whole life.
+//!
+//! A connection from the wss listener gets a TLS layer (`gateway_tls`) with
+//! the configuration current at accept: bytes are decrypted before the session
+//! reads them and its output encrypted at flush. The session's handshake
+//! deadline, started at accept, covers the TLS handshake too.
 //!
 //! One loop turn: wait for events (or the next deadline) → accept → read and
 //! feed sessions → run due deadlines → drain the inbox (one batch per turn) →
@@ -18,9 +24,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use gateway_admin::WorkerMetrics;
+use gateway_admin::{HandshakeFailure, WorkerMetrics};
 use gateway_auth::Verifier;
 use gateway_core::{Action, Class, Config as SessionConfig, Ctx, Session};
+use gateway_tls::{Reloadable, TlsConn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use protocol::{
@@ -36,7 +43,8 @@ use observe::MetricsObserver;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-const FIRST_SESSION: usize = 2;
+const WSS_LISTENER: Token = Token(2);
+const FIRST_SESSION: usize = 3;
 /// Bytes one read takes from a socket.
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes one session may read per loop turn before the others get a turn.
@@ -67,6 +75,9 @@ pub(crate) struct Shared {
     /// Token verification keys (and the clock skew allowed); SIGHUP swaps
     /// them. Read once per HELLO, never per frame.
     pub(crate) verifier: Arc<RwLock<Arc<Verifier>>>,
+    /// The wss listener's TLS configuration, when there is one; SIGHUP
+    /// reloads it. Read once per accepted wss connection.
+    pub(crate) tls: Option<Reloadable>,
     /// Node directory.
     pub(crate) directory: Arc<Directory>,
     /// Every worker's inbox, by worker index.
@@ -81,12 +92,25 @@ pub(crate) struct Shared {
     pub(crate) connections_per_ip: (u32, u32),
 }
 
+/// Where a worker listens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listen {
+    /// Plain WebSocket (ws://).
+    pub(crate) ws: SocketAddr,
+    /// WebSocket over TLS (wss://), if configured.
+    pub(crate) wss: Option<SocketAddr>,
+    /// listen(2) backlog of each.
+    pub(crate) backlog: i32,
+}
+
 /// A worker, before its thread starts.
 #[derive(Debug)]
 pub(crate) struct Worker {
     index: usize,
     poll: Poll,
     listener: TcpListener,
+    /// The wss listener (with `Shared::tls`).
+    wss: Option<TcpListener>,
     listening: bool,
     inbox: Receiver<Command>,
     shared: Shared,
@@ -96,6 +120,8 @@ pub(crate) struct Worker {
     deadlines: Deadlines,
     scratch: Vec<u8>,
     input: BytesMut,
+    /// Records encrypted for one TLS write (shared by every connection).
+    tls_out: Vec<u8>,
     actions: Vec<Action>,
     dirty: Vec<usize>,
     due: Vec<(usize, u64)>,
@@ -105,25 +131,35 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Binds the worker's listener (with `SO_REUSEPORT`, so every worker has its
-    /// own accept queue) and creates its poll and inbox.
+    /// Binds the worker's listeners (with `SO_REUSEPORT`, so every worker has
+    /// its own accept queues): ws and, if given, wss (TLS with `shared.tls`).
+    /// Creates its poll and inbox.
     pub(crate) fn new(
         index: usize,
-        addr: SocketAddr,
-        backlog: i32,
+        listen: Listen,
         inbox: Receiver<Command>,
         poll: Poll,
         shared: Shared,
         metrics: Arc<WorkerMetrics>,
     ) -> io::Result<Self> {
-        let mut listener = TcpListener::from_std(reuseport_listener(addr, backlog)?);
+        let mut listener = TcpListener::from_std(reuseport_listener(listen.ws, listen.backlog)?);
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let wss = match (listen.wss, &shared.tls) {
+            (Some(addr), Some(_)) => {
+                let mut wss = TcpListener::from_std(reuseport_listener(addr, listen.backlog)?);
+                poll.registry().register(&mut wss, WSS_LISTENER, Interest::READABLE)?;
+                Some(wss)
+            }
+            (Some(_), None) => return Err(io::Error::other("a wss listener needs a TLS configuration")),
+            (None, _) => None,
+        };
         let (per_sec, burst) = shared.connections_per_ip;
         let admission = Admission::new(per_sec, burst, shared.inboxes.len(), Instant::now());
         Ok(Self {
             index,
             poll,
             listener,
+            wss,
             listening: true,
             inbox,
             shared,
@@ -133,6 +169,7 @@ impl Worker {
             deadlines: Deadlines::new(Instant::now()),
             scratch: vec![0; READ_CHUNK],
             input: BytesMut::new(),
+            tls_out: Vec::new(),
             actions: Vec::new(),
             dirty: Vec::new(),
             due: Vec::new(),
@@ -145,6 +182,11 @@ impl Worker {
     /// The address the listener is bound to (its port, when 0 was asked).
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address the wss listener is bound to, if there is one.
+    pub(crate) fn wss_addr(&self) -> io::Result<Option<SocketAddr>> {
+        self.wss.as_ref().map(TcpListener::local_addr).transpose()
     }
 
     /// The token of the waker other threads use to wake this worker.
@@ -173,7 +215,8 @@ impl Worker {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(turn),
+                    LISTENER => self.accept(turn, false),
+                    WSS_LISTENER => self.accept(turn, true),
                     WAKER => {}
                     Token(token) => {
                         let key = token - FIRST_SESSION;
@@ -200,18 +243,40 @@ impl Worker {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
+    /// Accepts from the ws listener, or with `tls` from the wss one.
+    fn accept(&mut self, now: Instant, tls: bool) {
         while self.listening {
-            match self.listener.accept() {
+            let accepted = match (tls, &self.wss) {
+                (false, _) => self.listener.accept(),
+                (true, Some(wss)) => wss.accept(),
+                (true, None) => return,
+            };
+            match accepted {
                 Ok((mut stream, peer)) => {
                     if !self.admission.admit(peer.ip(), now) {
-                        // Best effort: the answer fits any socket buffer.
-                        use std::io::Write;
-                        let _ = stream.write(admission::TOO_MANY);
+                        // Best effort: the answer fits any socket buffer. On
+                        // the wss listener plain HTTP would be a garbage TLS
+                        // record, so that connection is just closed.
+                        if !tls {
+                            use std::io::Write;
+                            let _ = stream.write(admission::TOO_MANY);
+                        }
                         self.metrics.drops.inc(gateway_admin::DropReason::RateLimited);
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    // The configuration current now; a reload applies to
+                    // later connections.
+                    let tls = match (tls, &self.shared.tls) {
+                        (true, Some(config)) => match TlsConn::new(config.current()) {
+                            Ok(tls) => Some(tls),
+                            Err(err) => {
+                                tracing::warn!(%err, "TLS connection");
+                                continue;
+                            }
+                        },
+                        _ => None,
+                    };
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     let token = Token(key + FIRST_SESSION);
@@ -228,7 +293,7 @@ impl Worker {
                     });
                     let generation = self.next_generation;
                     self.next_generation += 1;
-                    entry.insert(Conn::new(stream, session, generation));
+                    entry.insert(Conn::new(stream, session, generation, tls));
                     self.metrics.accepts.inc();
                     self.metrics.sessions_open.inc();
                     self.reschedule(key);
@@ -254,11 +319,23 @@ impl Worker {
         }
         let open = self.conns.len();
         if self.listening && open >= max {
-            self.listening = false;
-            let _ = self.poll.registry().deregister(&mut self.listener);
+            self.set_listening(false);
         } else if !self.listening && (open as f64) < max as f64 * self.shared.resume_ratio {
-            self.listening = true;
-            let _ = self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE);
+            self.set_listening(true);
+        }
+    }
+
+    /// Registers or deregisters every listener.
+    fn set_listening(&mut self, on: bool) {
+        self.listening = on;
+        let registry = self.poll.registry();
+        let listeners = std::iter::once((&mut self.listener, LISTENER))
+            .chain(self.wss.as_mut().map(|wss| (wss, WSS_LISTENER)));
+        for (listener, token) in listeners {
+            let _ = match on {
+                true => registry.register(listener, token, Interest::READABLE),
+                false => registry.deregister(listener),
+            };
         }
     }
 
@@ -269,6 +346,9 @@ impl Worker {
             self.reread.push(key);
         }
         self.metrics.bytes_in.add(outcome.bytes as u64);
+        if outcome.tls_failed {
+            self.metrics.handshake_failures.inc(HandshakeFailure::Tls);
+        }
         if !self.input.is_empty() {
             let mut observer = MetricsObserver(&self.metrics);
             let mut ctx = Ctx {
@@ -357,8 +437,14 @@ impl Worker {
     fn replace(&mut self, now: Instant, old: SessionRef) {
         if old.worker != self.index {
             if let Some((sender, waker)) = self.shared.inboxes.get(old.worker) {
-                if sender.send(Command::Replace(old)).is_ok() {
-                    let _ = waker.wake();
+                // Never block this loop on another worker's full inbox: the old
+                // session then lives until its own heartbeat or close, and the
+                // shed command is counted.
+                match sender.try_send(Command::Replace(old)) {
+                    Ok(()) => {
+                        let _ = waker.wake();
+                    }
+                    Err(_) => self.metrics.drops.inc(gateway_admin::DropReason::InboxFull),
                 }
             }
             return;
@@ -437,8 +523,7 @@ impl Worker {
         }
         self.draining = Some(deadline);
         if self.listening {
-            self.listening = false;
-            let _ = self.poll.registry().deregister(&mut self.listener);
+            self.set_listening(false);
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         let count = keys.len().max(1) as u32;
@@ -490,8 +575,8 @@ impl Worker {
         }
     }
 
-    /// Writes every session that has output (vectored; again while the socket
-    /// takes all it is given), then updates write interest.
+    /// Writes every session that has output (vectored, or through TLS; again
+    /// while the socket takes all it is given), then updates write interest.
     fn flush(&mut self, now: Instant) {
         let dirty = std::mem::take(&mut self.dirty);
         for &key in &dirty {
@@ -506,18 +591,19 @@ impl Worker {
                 actions: &mut self.actions,
             };
             loop {
-                let written = conn.write_once();
-                self.metrics.bytes_out.add(written.bytes as u64);
+                let written = conn.write_once(&mut self.tls_out);
+                self.metrics.bytes_out.add(written.wire as u64);
                 conn.session.handle_written(&mut ctx, written.bytes);
                 if written.failed {
                     ctx.actions.push(Action::Close);
                     break;
                 }
-                if written.blocked || conn.session.outbound().is_empty() {
+                let progress = written.bytes > 0 || written.wire > 0;
+                if written.blocked || !progress || !conn.wants_write() {
                     break;
                 }
             }
-            let wants_write = !conn.session.outbound().is_empty();
+            let wants_write = conn.wants_write();
             conn.set_writable_interest(self.poll.registry(), Token(key + FIRST_SESSION), wants_write);
             if self.actions.is_empty() {
                 self.reschedule(key);
@@ -543,8 +629,9 @@ impl Worker {
         }
         let mut conn = self.conns.remove(key);
         conn.session.flush();
-        // Best effort: the close frame or HTTP answer, if the socket takes it.
-        let _ = conn.write_once();
+        // Best effort: the close frame or HTTP answer (and under TLS an alert
+        // or close_notify), if the socket takes it.
+        conn.write_last(&mut self.tls_out);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if let Some((user, device)) = conn.identity {
             let me = SessionRef { worker: self.index, key, generation: conn.generation };

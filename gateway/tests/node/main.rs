@@ -4,6 +4,7 @@
 // Test code: a panic is a failed assertion, so unwrap and indexing are fine here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "../common/mod.rs"]
 mod support;
 
 use std::time::Duration;
@@ -243,4 +244,34 @@ fn a_connection_flood_from_one_address_gets_429() {
     }
     assert!(refused >= 10, "only {refused} of 20 refused");
     assert!(gateway.metric(r#"gateway_drops_total{reason="rate_limited"}"#) >= f64::from(refused));
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = support::temp_dir();
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let path = socket_path.to_str().unwrap().to_owned();
+    let gateway = Gateway::start_with_env(
+        dir,
+        "[drain]\nwindow_ms = 100\ndeadline_ms = 500\n",
+        &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "200000")],
+    );
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 256];
+    // READY first, then at least two watchdog pings (every 100 ms).
+    while heard.iter().filter(|m: &&String| m.as_str() == "WATCHDOG=1").count() < 2 {
+        let n = socket.recv(&mut buf).expect("no notification from the node");
+        heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(heard.first().map(String::as_str), Some("READY=1"), "{heard:?}");
+    gateway.signal("-TERM");
+    loop {
+        let n = socket.recv(&mut buf).expect("no STOPPING=1 after SIGTERM");
+        if &buf[..n] == b"STOPPING=1" {
+            break;
+        }
+    }
 }

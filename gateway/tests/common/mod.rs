@@ -1,5 +1,9 @@
-//! Runs the real `gateway` binary: a temporary data dir, free loopback ports,
-//! readiness by polling the admin listener, and a kill on drop.
+//! Shared by the end-to-end test targets (`tests/node`, `tests/tls`): runs the
+//! real `gateway` binary (a temporary data dir, free loopback ports, readiness
+//! by polling the admin listener, a kill on drop) and a raw WebSocket client.
+
+// Each target uses its own subset of these helpers.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,19 +18,36 @@ pub(crate) struct Gateway {
     pub(crate) admin: SocketAddr,
 }
 
-fn free_port() -> SocketAddr {
+/// A loopback address with a port that was free a moment ago.
+pub(crate) fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A new, empty temporary directory for one node.
+pub(crate) fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 impl Gateway {
     /// Starts a node with `config` (TOML appended to the test's own settings).
     pub(crate) fn start(config: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "gateway-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(temp_dir(), config)
+    }
+
+    /// Starts a node in `dir` (a [`temp_dir`] the test has put files in;
+    /// removed on drop).
+    pub(crate) fn start_in(dir: PathBuf, config: &str) -> Self {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// As [`Gateway::start_in`], with extra environment variables.
+    pub(crate) fn start_with_env(dir: PathBuf, config: &str, env: &[(&str, &str)]) -> Self {
         let (listen, admin) = (free_port(), free_port());
         let file = dir.join("gateway.toml");
         std::fs::write(&file, config).unwrap();
@@ -34,6 +55,7 @@ impl Gateway {
             .args(["--config", file.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()])
             .args(["--listen", &listen.to_string(), "--admin", &admin.to_string(), "--workers", "2"])
             .env("GATEWAY_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -110,8 +132,8 @@ impl Drop for Gateway {
 }
 
 /// A raw client: the upgrade by hand, then masked frames, for inputs the client
-/// library will not produce.
-pub(crate) struct Raw(pub(crate) TcpStream);
+/// library will not produce. Over TCP, or any stream (a TLS one).
+pub(crate) struct Raw<S = TcpStream>(pub(crate) S);
 
 impl Raw {
     pub(crate) fn connect(addr: SocketAddr) -> Self {
@@ -122,10 +144,17 @@ impl Raw {
 
     pub(crate) fn upgrade(addr: SocketAddr, path: &str) -> Self {
         let mut raw = Self::connect(addr);
-        raw.send(&upgrade_request(path, "dGhlIHNhbXBsZSBub25jZQ==", "13"));
-        let head = raw.read_head();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        raw.upgrade_over(path);
         raw
+    }
+}
+
+impl<S: Read + Write> Raw<S> {
+    /// Sends the upgrade request for `path` and checks for 101.
+    pub(crate) fn upgrade_over(&mut self, path: &str) {
+        self.send(&upgrade_request(path, "dGhlIHNhbXBsZSBub25jZQ==", "13"));
+        let head = self.read_head();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     }
 
     pub(crate) fn send(&mut self, bytes: &[u8]) {
@@ -149,27 +178,34 @@ impl Raw {
     /// connection ended without one).
     pub(crate) fn close_code(&mut self) -> Option<u16> {
         loop {
-            let mut header = [0u8; 2];
-            self.0.read_exact(&mut header).ok()?;
-            let len = match header[1] & 0x7f {
-                126 => {
-                    let mut ext = [0u8; 2];
-                    self.0.read_exact(&mut ext).ok()?;
-                    u16::from_be_bytes(ext) as usize
-                }
-                127 => {
-                    let mut ext = [0u8; 8];
-                    self.0.read_exact(&mut ext).ok()?;
-                    u64::from_be_bytes(ext) as usize
-                }
-                n => n as usize,
-            };
-            let mut payload = vec![0; len];
-            self.0.read_exact(&mut payload).ok()?;
-            if header[0] & 0x0f == 0x8 {
+            let (opcode, payload) = self.read_frame()?;
+            if opcode == 0x8 {
                 return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
             }
         }
+    }
+
+    /// One server frame: its opcode and payload (None at the end of the
+    /// stream).
+    pub(crate) fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut header = [0u8; 2];
+        self.0.read_exact(&mut header).ok()?;
+        let len = match header[1] & 0x7f {
+            126 => {
+                let mut ext = [0u8; 2];
+                self.0.read_exact(&mut ext).ok()?;
+                u16::from_be_bytes(ext) as usize
+            }
+            127 => {
+                let mut ext = [0u8; 8];
+                self.0.read_exact(&mut ext).ok()?;
+                u64::from_be_bytes(ext) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0; len];
+        self.0.read_exact(&mut payload).ok()?;
+        Some((header[0] & 0x0f, payload))
     }
 }
 
