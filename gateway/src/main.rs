@@ -36,7 +36,7 @@ fn run() -> Result<()> {
             println!("{}", signer.mint(UserId(args.user), DeviceId(args.device), now, args.ttl));
             Ok(())
         }
-        None => Node::start(&config)?.run_until_stopped(),
+        None => Node::start(&config)?.run_until_stopped(|| cli.load().context("configuration")),
     }
 }
 

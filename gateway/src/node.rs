@@ -32,7 +32,7 @@ use protocol::Decoder;
 
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::worker::{Command, Listen, Shared, Worker};
+use crate::worker::{Command, Listen, Reconfigure, Shared, Worker};
 
 /// A running node.
 #[derive(Debug)]
@@ -48,6 +48,8 @@ pub struct Node {
     keys_dir: PathBuf,
     verifier: Arc<RwLock<Arc<Verifier>>>,
     tls: Option<Reloadable>,
+    /// The configuration the node started with (SIGHUP compares against it).
+    started: Config,
 }
 
 impl Node {
@@ -145,6 +147,7 @@ impl Node {
             keys_dir,
             verifier,
             tls,
+            started: config.clone(),
         })
     }
 
@@ -164,7 +167,9 @@ impl Node {
     }
 
     /// Handles signals until the node has stopped.
-    pub fn run_until_stopped(mut self) -> Result<()> {
+    /// `reload` re-reads the configuration on SIGHUP (the same file and
+    /// overrides as at start).
+    pub fn run_until_stopped(mut self, reload: impl Fn() -> Result<Config>) -> Result<()> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals =
             signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("signals")?;
@@ -217,6 +222,7 @@ impl Node {
                     broadcast(&self.inboxes, || Command::Stop);
                 }
                 SIGHUP => {
+                    self.reload_settings(&reload);
                     match load_verifier(&self.keys_dir, self.verifier_leeway()) {
                         Ok(verifier) => {
                             tracing::info!(keys = verifier.len(), "SIGHUP: verification keys reloaded");
@@ -248,6 +254,34 @@ impl Node {
         self.admin.shutdown();
         tracing::info!("gateway node stopped");
         Ok(result?)
+    }
+
+    /// SIGHUP: session settings and limits from the re-read configuration.
+    /// Settings that need a restart (addresses, workers, TLS files' location)
+    /// are reported, not applied.
+    fn reload_settings(&self, reload: &impl Fn() -> Result<Config>) {
+        let config = match reload() {
+            Ok(config) => config,
+            Err(err) => return tracing::error!(err = format!("{err:#}"), "SIGHUP: keeping the old settings"),
+        };
+        if config.listen != self.started.listen
+            || config.node != self.started.node
+            || config.tls != self.started.tls
+        {
+            tracing::warn!("SIGHUP: [node], [listen] and [tls] paths apply only after a restart");
+        }
+        let reconfigure = || {
+            Command::Reconfigure(Box::new(Reconfigure {
+                session: session_config(&config),
+                max_connections: config.listen.max_connections,
+                connections_per_ip: (
+                    config.limits.connections_per_ip_per_sec,
+                    config.limits.connections_per_ip_burst,
+                ),
+            }))
+        };
+        broadcast(&self.inboxes, reconfigure);
+        tracing::info!("SIGHUP: session settings and limits reloaded");
     }
 
     fn verifier_leeway(&self) -> u64 {

@@ -39,6 +39,9 @@ pub(crate) struct Conn {
     pub(crate) scheduled: Option<u64>,
     /// Queued for this turn's flush.
     pub(crate) dirty: bool,
+    /// What the metrics last counted for this connection: its state label and
+    /// its queued output bytes (gauges move by differences).
+    pub(crate) reported: (Option<gateway_admin::SessionState>, usize),
     writable_interest: bool,
     partial: BytesMut,
     /// The TLS layer of a wss connection (boxed: plain connections do not
@@ -93,6 +96,7 @@ impl Conn {
             identity: None,
             scheduled: None,
             dirty: false,
+            reported: (None, 0),
             writable_interest: false,
             partial: BytesMut::new(),
             tls: tls.map(Box::new),

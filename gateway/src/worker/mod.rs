@@ -55,6 +55,10 @@ const READ_BUDGET: usize = 4 * READ_CHUNK;
 pub(crate) enum Command {
     /// Close a session replaced by a newer connection of its device (4007).
     Replace(SessionRef),
+    /// New session settings and limits (SIGHUP): they apply to every session
+    /// from its next call on, except the WebSocket message limit, which each
+    /// session fixed at its upgrade.
+    Reconfigure(Box<Reconfigure>),
     /// Start draining: stop accepting, GOAWAY every live session within
     /// `window`, close what is left at `deadline`.
     Drain {
@@ -65,6 +69,17 @@ pub(crate) enum Command {
     },
     /// Stop now (SIGINT): close every session with 1001 and exit.
     Stop,
+}
+
+/// The reloadable part of a worker's settings.
+#[derive(Debug)]
+pub(crate) struct Reconfigure {
+    /// Session settings.
+    pub(crate) session: SessionConfig,
+    /// The node's connection limit (0: none).
+    pub(crate) max_connections: usize,
+    /// New connections per client IP: per second and burst, for the node.
+    pub(crate) connections_per_ip: (u32, u32),
 }
 
 /// What a worker shares with the node.
@@ -297,6 +312,7 @@ impl Worker {
                     self.metrics.accepts.inc();
                     self.metrics.sessions_open.inc();
                     self.reschedule(key);
+                    self.account(key);
                     self.check_capacity();
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
@@ -388,6 +404,22 @@ impl Worker {
         }
         self.mark_dirty(key);
         self.reschedule(key);
+        self.account(key);
+    }
+
+    /// Moves the state and queue gauges by what changed for this connection.
+    fn account(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let state = state_label(conn.session.state());
+        let queued = conn.session.outbound().len();
+        let (old_state, old_queued) = conn.reported;
+        if state != old_state {
+            self.metrics.sessions.transition(old_state, state);
+        }
+        if queued != old_queued {
+            self.metrics.outbound_queue_bytes.add(queued as i64 - old_queued as i64);
+        }
+        conn.reported = (state, queued);
     }
 
     fn verify(&mut self, now: Instant, key: usize, hello: &protocol::Hello) {
@@ -504,15 +536,27 @@ impl Worker {
 
     /// Takes commands off the inbox; true when the worker must stop now.
     fn drain_inbox(&mut self, now: Instant) -> bool {
+        self.metrics.inbox_depth.set(i64::try_from(self.inbox.len()).unwrap_or(i64::MAX));
         loop {
             match self.inbox.try_recv() {
                 Ok(Command::Replace(old)) => self.replace(now, old),
                 Ok(Command::Drain { window, deadline }) => self.start_drain(now, window, deadline),
+                Ok(Command::Reconfigure(new)) => self.reconfigure(*new),
                 Ok(Command::Stop) => return true,
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => return true,
             }
         }
+    }
+
+    fn reconfigure(&mut self, new: Reconfigure) {
+        let workers = self.shared.inboxes.len();
+        self.shared.session = new.session;
+        self.shared.max_connections = new.max_connections.div_ceil(workers.max(1));
+        self.shared.connections_per_ip = new.connections_per_ip;
+        let (per_sec, burst) = new.connections_per_ip;
+        self.admission = Admission::new(per_sec, burst, workers, Instant::now());
+        self.check_capacity();
     }
 
     /// SIGTERM: stop accepting and send GOAWAY to each session, spread over
@@ -607,6 +651,7 @@ impl Worker {
             conn.set_writable_interest(self.poll.registry(), Token(key + FIRST_SESSION), wants_write);
             if self.actions.is_empty() {
                 self.reschedule(key);
+                self.account(key);
             } else {
                 self.after(now, key);
             }
@@ -628,6 +673,9 @@ impl Worker {
             return;
         }
         let mut conn = self.conns.remove(key);
+        let (state, queued) = conn.reported;
+        self.metrics.sessions.transition(state, None);
+        self.metrics.outbound_queue_bytes.add(-(queued as i64));
         conn.session.flush();
         // Best effort: the close frame or HTTP answer (and under TLS an alert
         // or close_notify), if the socket takes it.
@@ -639,6 +687,20 @@ impl Worker {
         }
         self.metrics.sessions_open.dec();
         self.check_capacity();
+    }
+}
+
+/// The `gateway_sessions{state}` label of a session state (closing sessions
+/// are not counted: they are on their way out).
+fn state_label(state: gateway_core::State) -> Option<gateway_admin::SessionState> {
+    use gateway_admin::SessionState as Label;
+    use gateway_core::State;
+    match state {
+        State::Handshake => Some(Label::Handshake),
+        State::AwaitHello | State::Verifying => Some(Label::Auth),
+        State::Live(_) | State::Echo => Some(Label::Live),
+        State::Draining(_) => Some(Label::Draining),
+        State::Closing | State::Closed => None,
     }
 }
 

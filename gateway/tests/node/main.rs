@@ -45,6 +45,13 @@ async fn authenticates_and_answers_ping() {
     assert!(gateway.metric(r#"gateway_frames_in_total{kind="PING"}"#) >= 1.0);
     assert!(gateway.metric(r#"gateway_frames_in_total{kind="HELLO"}"#) >= 1.0);
     assert_eq!(gateway.metric("gateway_sessions_open"), 1.0);
+    assert_eq!(gateway.metric(r#"gateway_sessions{state="live"}"#), 1.0);
+    assert_eq!(gateway.metric(r#"gateway_sessions{state="auth"}"#), 0.0);
+    client.close().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gateway.metric(r#"gateway_sessions{state="live"}"#), 0.0);
+    assert_eq!(gateway.metric("gateway_sessions_open"), 0.0);
+    assert_eq!(gateway.metric("gateway_outbound_queue_bytes"), 0.0);
 }
 
 #[tokio::test]
@@ -274,4 +281,35 @@ fn systemd_hears_ready_watchdog_and_stopping() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn sighup_reloads_limits_for_live_sessions() {
+    let gateway = Gateway::start("");
+    let token = gateway.token(21, 1);
+    let mut client = within(Client::connect(config(&gateway, token, 1))).await.unwrap();
+    let pings: Vec<Frame> = (0..5).map(|nonce| Frame::Ping(Ping { nonce })).collect();
+    client.send_frames(&pings).await.unwrap();
+    for _ in 0..5 {
+        assert!(matches!(next_interesting(&mut client).await.unwrap(), Event::Pong { .. }));
+    }
+    // Tighten the frame rate and reload: the same session is now limited.
+    std::fs::write(gateway.dir.join("gateway.toml"), "[limits]\nframes_per_sec = 1\nframes_burst = 2\n")
+        .unwrap();
+    gateway.signal("-HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.send_frames(&pings).await.unwrap();
+    let mut pongs = 0;
+    loop {
+        match next_interesting(&mut client).await.unwrap() {
+            Event::Pong { .. } => pongs += 1,
+            Event::Other(Frame::Error(error)) => {
+                assert_eq!(error.code, ErrorCode::RATE_LIMITED);
+                assert!(error.retry_after_ms > 0);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pongs <= 2, "{pongs} PONGs passed a burst of 2");
 }
