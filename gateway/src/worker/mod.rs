@@ -138,6 +138,8 @@ pub(crate) struct Worker {
     /// Records encrypted for one TLS write (shared by every connection).
     tls_out: Vec<u8>,
     actions: Vec<Action>,
+    /// The second action buffer `after` swaps with `actions`.
+    spare: Vec<Action>,
     dirty: Vec<usize>,
     due: Vec<(usize, u64)>,
     reread: Vec<usize>,
@@ -186,6 +188,7 @@ impl Worker {
             input: BytesMut::new(),
             tls_out: Vec::new(),
             actions: Vec::new(),
+            spare: Vec::new(),
             dirty: Vec::new(),
             due: Vec::new(),
             reread: Vec::new(),
@@ -383,21 +386,23 @@ impl Worker {
         self.after(now, key);
     }
 
-    /// Handles the actions a session call produced and schedules its deadline.
+    /// Handles the actions a session call produced (and any that handling
+    /// them produces, until none is left), then schedules its deadline.
     fn after(&mut self, now: Instant, key: usize) {
-        let actions = std::mem::take(&mut self.actions);
         let mut close = false;
-        for action in &actions {
-            match action {
-                Action::Verify(hello) => self.verify(now, key, hello),
-                Action::Frame(frame) => self.route(now, key, frame),
-                Action::LivePaused | Action::LiveResumed => {}
-                Action::Close => close = true,
+        while !self.actions.is_empty() {
+            // Two buffers swap so that no call allocates in steady state.
+            let mut batch = std::mem::replace(&mut self.actions, std::mem::take(&mut self.spare));
+            for action in batch.drain(..) {
+                match action {
+                    Action::Verify(hello) => self.verify(now, key, &hello),
+                    Action::Frame(frame) => self.route(now, key, &frame),
+                    Action::LivePaused | Action::LiveResumed => {}
+                    Action::Close => close = true,
+                }
             }
+            self.spare = batch;
         }
-        // Keep the allocation for the next call.
-        self.actions = actions;
-        self.actions.clear();
         if close {
             self.remove(key);
             return;
@@ -405,6 +410,21 @@ impl Worker {
         self.mark_dirty(key);
         self.reschedule(key);
         self.account(key);
+    }
+
+    /// Runs `f` on connection `key` with a context for this call; `None` if
+    /// the connection is gone.
+    fn call<R>(
+        &mut self,
+        now: Instant,
+        key: usize,
+        f: impl FnOnce(&mut Conn, &mut Ctx<'_, MetricsObserver<'_>>) -> R,
+    ) -> Option<R> {
+        let conn = self.conns.get_mut(key)?;
+        let mut observer = MetricsObserver(&self.metrics);
+        let mut ctx =
+            Ctx { now, config: &self.shared.session, observer: &mut observer, actions: &mut self.actions };
+        Some(f(conn, &mut ctx))
     }
 
     /// Moves the state and queue gauges by what changed for this connection.
@@ -481,26 +501,31 @@ impl Worker {
             }
             return;
         }
-        let Some(conn) = self.conns.get_mut(old.key).filter(|c| c.generation == old.generation) else {
+        if self.conns.get(old.key).is_none_or(|c| c.generation != old.generation) {
             return;
-        };
-        // The replacement owns the directory entry now.
-        conn.identity = None;
-        let mut observer = MetricsObserver(&self.metrics);
-        let mut ctx =
-            Ctx { now, config: &self.shared.session, observer: &mut observer, actions: &mut self.actions };
-        conn.session.close_with(&mut ctx, CloseCode::REPLACED, "replaced by a newer connection");
-        self.after(now, old.key);
+        }
+        // This may run while another session's actions are being handled:
+        // keep the old session's own actions apart from them.
+        let mark = self.actions.len();
+        self.call(now, old.key, |conn, ctx| {
+            // The replacement owns the directory entry now.
+            conn.identity = None;
+            conn.session.close_with(ctx, CloseCode::REPLACED, "replaced by a newer connection");
+        });
+        let closed = self.actions.drain(mark..).any(|a| matches!(a, Action::Close));
+        if closed {
+            self.remove(old.key);
+        } else {
+            self.mark_dirty(old.key);
+            self.reschedule(old.key);
+            self.account(old.key);
+        }
     }
 
     /// Frames for the rest of the node. Routing is local-only in this build:
     /// sending needs the store (messaging issue), so SEND is refused with a
     /// retryable code and nothing is acknowledged that is not stored.
     fn route(&mut self, now: Instant, key: usize, frame: &Frame) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
-        let mut observer = MetricsObserver(&self.metrics);
-        let mut ctx =
-            Ctx { now, config: &self.shared.session, observer: &mut observer, actions: &mut self.actions };
         if let Frame::SendMessage(send) = frame {
             let refusal = Frame::SendError(SendError {
                 client_id: send.client_id,
@@ -508,7 +533,7 @@ impl Worker {
                 retry_after_ms: 1_000,
                 text: Note::truncated("no store is configured on this node"),
             });
-            let _ = conn.session.send(&mut ctx, &refusal, Class::Control);
+            self.call(now, key, |conn, ctx| conn.session.send(ctx, &refusal, Class::Control));
         }
     }
 
@@ -516,19 +541,15 @@ impl Worker {
         let mut due = std::mem::take(&mut self.due);
         self.deadlines.take_due(now, &mut due);
         for &(key, slot) in &due {
-            let Some(conn) = self.conns.get_mut(key) else { continue };
-            if conn.scheduled == Some(slot) {
-                conn.scheduled = None;
+            let ran = self.call(now, key, |conn, ctx| {
+                if conn.scheduled == Some(slot) {
+                    conn.scheduled = None;
+                }
+                conn.session.handle_timeout(ctx);
+            });
+            if ran.is_some() {
+                self.after(now, key);
             }
-            let mut observer = MetricsObserver(&self.metrics);
-            let mut ctx = Ctx {
-                now,
-                config: &self.shared.session,
-                observer: &mut observer,
-                actions: &mut self.actions,
-            };
-            conn.session.handle_timeout(&mut ctx);
-            self.after(now, key);
         }
         due.clear();
         self.due = due;
@@ -581,32 +602,21 @@ impl Worker {
                 resume_after: Seq(0),
                 redirect: Note::default(),
             };
-            let Some(conn) = self.conns.get_mut(key) else { continue };
-            let mut observer = MetricsObserver(&self.metrics);
-            let mut ctx = Ctx {
-                now,
-                config: &self.shared.session,
-                observer: &mut observer,
-                actions: &mut self.actions,
-            };
-            conn.session.drain(&mut ctx, goaway, grace);
-            self.after(now, key);
+            if self.call(now, key, |conn, ctx| conn.session.drain(ctx, goaway, grace)).is_some() {
+                self.after(now, key);
+            }
         }
     }
 
     fn close_all(&mut self, now: Instant) {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let Some(conn) = self.conns.get_mut(key) else { continue };
-            let mut observer = MetricsObserver(&self.metrics);
-            let mut ctx = Ctx {
-                now,
-                config: &self.shared.session,
-                observer: &mut observer,
-                actions: &mut self.actions,
-            };
-            conn.session.close_with(&mut ctx, CloseCode::GOING_AWAY, "shutting down");
-            self.after(now, key);
+            let closing = self.call(now, key, |conn, ctx| {
+                conn.session.close_with(ctx, CloseCode::GOING_AWAY, "shutting down");
+            });
+            if closing.is_some() {
+                self.after(now, key);
+            }
         }
     }
 
