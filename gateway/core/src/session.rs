@@ -148,7 +148,7 @@ impl Session {
                     self.finish(ctx, 0);
                 }
                 Timer::Auth => {
-                    ctx.observer.auth_failed("timeout");
+                    // `reject` counts the failure.
                     self.reject(ctx, ErrorCode::AUTH_TIMEOUT, CloseCode::AUTH_TIMEOUT, "timeout", "no HELLO");
                 }
                 Timer::Heartbeat => {

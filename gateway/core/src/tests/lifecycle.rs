@@ -166,6 +166,8 @@ fn auth_deadline_sends_auth_error_and_4005() {
         .iter()
         .any(|o| matches!(o, Out::Frame(Frame::AuthError(e)) if e.code == ErrorCode::AUTH_TIMEOUT)));
     assert!(out.contains(&Out::Close(CloseCode::AUTH_TIMEOUT.0)));
+    let counted = h.observer.0.iter().filter(|o| *o == "auth_failed:timeout").count();
+    assert_eq!(counted, 1, "an auth timeout is one failure");
     // The linger deadline ends the session if the client never answers.
     h.advance(Duration::from_secs(3));
     assert_eq!(h.session.state(), State::Closed);
