@@ -36,14 +36,16 @@ pub(crate) struct Conn {
     /// directory entry).
     pub(crate) identity: Option<(UserId, DeviceId)>,
     /// Deadline slot this connection has in the worker's heap.
-    pub(crate) scheduled: Option<u64>,
+    pub(crate) scheduled: Option<u32>,
     /// Queued for this turn's flush.
     pub(crate) dirty: bool,
     /// What the metrics last counted for this connection: its state label and
     /// its queued output bytes (gauges move by differences).
-    pub(crate) reported: (Option<gateway_admin::SessionState>, usize),
+    pub(crate) reported: (Option<gateway_admin::SessionState>, u32),
     writable_interest: bool,
-    partial: BytesMut,
+    /// A partial frame left from the last read: boxed, since most
+    /// connections never hold one and the slab pays for every slot's size.
+    partial: Option<Box<BytesMut>>,
     /// The TLS layer of a wss connection (boxed: plain connections do not
     /// pay for its size in the slab).
     tls: Option<Box<TlsConn>>,
@@ -98,7 +100,7 @@ impl Conn {
             dirty: false,
             reported: (None, 0),
             writable_interest: false,
-            partial: BytesMut::new(),
+            partial: None,
             tls: tls.map(Box::new),
         }
     }
@@ -126,7 +128,9 @@ impl Conn {
         budget: usize,
     ) -> ReadOutcome {
         input.clear();
-        input.extend_from_slice(&self.partial);
+        if let Some(partial) = &self.partial {
+            input.extend_from_slice(partial);
+        }
         let mut bytes = 0;
         loop {
             if bytes >= budget {
@@ -165,12 +169,11 @@ impl Conn {
     /// read, and releases the buffer when nothing is left.
     pub(crate) fn keep_partial(&mut self, input: &mut BytesMut) {
         if input.is_empty() {
-            if self.partial.capacity() > 0 {
-                self.partial = BytesMut::new();
-            }
+            self.partial = None;
         } else {
-            self.partial.clear();
-            self.partial.extend_from_slice(input);
+            let partial = self.partial.get_or_insert_with(Box::default);
+            partial.clear();
+            partial.extend_from_slice(input);
         }
     }
 
@@ -300,4 +303,18 @@ fn encrypt_batch(
         }
     }
     Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection slot in the worker's slab has this size (and the slab
+    /// keeps spare capacity), so it is most of a plain idle session's cost
+    /// (`benches/RESULTS.md`, idle sessions). This catches a field that
+    /// quietly grows it.
+    #[test]
+    fn connection_slot_stays_small() {
+        let size = std::mem::size_of::<super::Conn>();
+        eprintln!("Conn {size} bytes");
+        assert!(size <= 280, "Conn grew to {size} bytes");
+    }
 }

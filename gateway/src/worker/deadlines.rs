@@ -18,7 +18,7 @@ const SLOT: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub(crate) struct Deadlines {
     epoch: Instant,
-    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    heap: BinaryHeap<Reverse<(u32, usize)>>,
 }
 
 impl Deadlines {
@@ -27,15 +27,16 @@ impl Deadlines {
     }
 
     /// The slot `at` falls in, rounded up.
-    fn slot(&self, at: Instant) -> u64 {
+    /// (`u32` slots of 10 ms span 497 days: longer than a worker runs.)
+    fn slot(&self, at: Instant) -> u32 {
         let since = at.saturating_duration_since(self.epoch).as_nanos();
         let slot = SLOT.as_nanos();
-        u64::try_from(since.div_ceil(slot)).unwrap_or(u64::MAX)
+        u32::try_from(since.div_ceil(slot)).unwrap_or(u32::MAX)
     }
 
     /// Schedules `key` at `at` unless `scheduled` (what the session already has
     /// in the heap) is no later. Returns the slot now scheduled.
-    pub(crate) fn schedule(&mut self, key: usize, at: Instant, scheduled: Option<u64>) -> u64 {
+    pub(crate) fn schedule(&mut self, key: usize, at: Instant, scheduled: Option<u32>) -> u32 {
         let slot = self.slot(at);
         match scheduled {
             Some(current) if current <= slot => current,
@@ -49,7 +50,7 @@ impl Deadlines {
     /// How long the poll may sleep before the next deadline.
     pub(crate) fn timeout(&self, now: Instant) -> Option<Duration> {
         let Reverse((slot, _)) = self.heap.peek()?;
-        let at = self.epoch + SLOT.saturating_mul(u32::try_from(*slot).unwrap_or(u32::MAX));
+        let at = self.epoch + SLOT.saturating_mul(*slot);
         Some(at.saturating_duration_since(now))
     }
 
@@ -57,9 +58,9 @@ impl Deadlines {
     /// slot). A slot ends at or after every deadline rounded into it, so each
     /// session popped has a deadline that has passed; entries pushed while the
     /// caller handles `due` wait for the next call, so a turn always ends.
-    pub(crate) fn take_due(&mut self, now: Instant, due: &mut Vec<(usize, u64)>) {
+    pub(crate) fn take_due(&mut self, now: Instant, due: &mut Vec<(usize, u32)>) {
         let since = now.saturating_duration_since(self.epoch).as_nanos();
-        let ended = u64::try_from(since / SLOT.as_nanos()).unwrap_or(u64::MAX);
+        let ended = u32::try_from(since / SLOT.as_nanos()).unwrap_or(u32::MAX);
         while let Some(Reverse((slot, _))) = self.heap.peek() {
             if *slot > ended {
                 return;

@@ -141,7 +141,7 @@ pub(crate) struct Worker {
     /// The second action buffer `after` swaps with `actions`.
     spare: Vec<Action>,
     dirty: Vec<usize>,
-    due: Vec<(usize, u64)>,
+    due: Vec<(usize, u32)>,
     reread: Vec<usize>,
     next_generation: u64,
     draining: Option<Instant>,
@@ -431,13 +431,13 @@ impl Worker {
     fn account(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
         let state = state_label(conn.session.state());
-        let queued = conn.session.outbound().len();
+        let queued = u32::try_from(conn.session.outbound().len()).unwrap_or(u32::MAX);
         let (old_state, old_queued) = conn.reported;
         if state != old_state {
             self.metrics.sessions.transition(old_state, state);
         }
         if queued != old_queued {
-            self.metrics.outbound_queue_bytes.add(queued as i64 - old_queued as i64);
+            self.metrics.outbound_queue_bytes.add(i64::from(queued) - i64::from(old_queued));
         }
         conn.reported = (state, queued);
     }
@@ -685,7 +685,7 @@ impl Worker {
         let mut conn = self.conns.remove(key);
         let (state, queued) = conn.reported;
         self.metrics.sessions.transition(state, None);
-        self.metrics.outbound_queue_bytes.add(-(queued as i64));
+        self.metrics.outbound_queue_bytes.add(-i64::from(queued));
         conn.session.flush();
         // Best effort: the close frame or HTTP answer (and under TLS an alert
         // or close_notify), if the socket takes it.

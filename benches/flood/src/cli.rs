@@ -1,0 +1,186 @@
+//! Command line: `flood connect ...`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Connection-flood load tool for the gateway.
+#[derive(Debug, Parser)]
+#[command(name = "flood", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Scenarios.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Open SESSIONS sessions at RATE per second (WebSocket upgrade, HELLO,
+    /// AUTH_OK), hold them idle for HOLD seconds once every session is
+    /// authenticated or failed (PING every heartbeat, PONGs counted), then
+    /// close them all with 1000 and exit.
+    Connect(ConnectArgs),
+}
+
+/// `flood connect`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConnectArgs {
+    /// Gateway client listener (ip:port); repeat for several, used round-robin.
+    #[arg(long = "target", value_name = "IP:PORT", required = true)]
+    pub(crate) targets: Vec<SocketAddr>,
+    /// Sessions to open (users FIRST_USER.., device 1).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub(crate) sessions: u64,
+    /// Connections opened per second, over all threads and processes
+    /// (`2000` or `2000/s`).
+    #[arg(long, value_name = "R/s", default_value = "1000/s", value_parser = parse_rate)]
+    pub(crate) rate: f64,
+    /// Seconds to hold the sessions once every one is authenticated or failed.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub(crate) hold: f64,
+    /// Local addresses to bind, round-robin: `127.0.0.2-127.0.0.60`, or a
+    /// comma-separated list of addresses and ranges. Each address gives about
+    /// 28,000 ports per target. Default: let the kernel choose.
+    #[arg(long, value_name = "RANGE")]
+    pub(crate) source: Option<String>,
+    /// Ed25519 PKCS#8 signing key the tokens are minted with (a gateway's
+    /// `<data_dir>/keys/dev-signing.pk8`).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) signing_key: PathBuf,
+    /// Key id written into the tokens.
+    #[arg(long, value_name = "ID", default_value_t = 1)]
+    pub(crate) key_id: u32,
+    /// User id of the first session; session i is user FIRST_USER + i.
+    #[arg(long, value_name = "U", default_value_t = 1)]
+    pub(crate) first_user: u64,
+    /// Connect with TLS (wss://); needs --ca.
+    #[arg(long, requires = "ca")]
+    pub(crate) tls: bool,
+    /// PEM file of the certificates to trust for --tls (a CA, or the
+    /// server's self-signed certificate).
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca: Option<PathBuf>,
+    /// Name the server certificate must carry (default: the target's IP).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) server_name: Option<String>,
+    /// Worker threads per process, each with its own poll loop.
+    #[arg(long, value_name = "T", default_value_t = 1)]
+    pub(crate) threads: u64,
+    /// Run P copies of flood, each with a disjoint share of the sessions
+    /// (and of the rate), and sum their summaries. One process holds at most
+    /// its open-file limit of connections.
+    #[arg(long, value_name = "P", default_value_t = 1)]
+    pub(crate) processes: u64,
+    /// Print the summary as JSON (stdout) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// WebSocket path.
+    #[arg(long, value_name = "PATH", default_value = "/ws")]
+    pub(crate) path: String,
+    /// Deadline from the start of a connect to AUTH_OK, ms.
+    #[arg(long, value_name = "MS", default_value_t = 15_000)]
+    pub(crate) handshake_timeout_ms: u64,
+    /// Internal: run as a child of --processes (JSON lines on stdout).
+    #[arg(long, hide = true)]
+    pub(crate) child: bool,
+}
+
+impl ConnectArgs {
+    /// The arguments of one child of `--processes`: this run's settings with
+    /// the child's share of sessions and rate, and its first user.
+    pub(crate) fn child_args(&self, sessions: u64, first_user: u64, rate: f64) -> Vec<String> {
+        let mut args = vec!["connect".to_owned()];
+        for target in &self.targets {
+            args.extend(["--target".to_owned(), target.to_string()]);
+        }
+        let mut pair = |flag: &str, value: String| args.extend([flag.to_owned(), value]);
+        pair("--sessions", sessions.to_string());
+        pair("--rate", rate.to_string());
+        pair("--hold", self.hold.to_string());
+        if let Some(source) = &self.source {
+            pair("--source", source.clone());
+        }
+        pair("--signing-key", self.signing_key.display().to_string());
+        pair("--key-id", self.key_id.to_string());
+        pair("--first-user", first_user.to_string());
+        pair("--threads", self.threads.to_string());
+        pair("--path", self.path.clone());
+        pair("--handshake-timeout-ms", self.handshake_timeout_ms.to_string());
+        if let Some(ca) = &self.ca {
+            pair("--ca", ca.display().to_string());
+        }
+        if let Some(name) = &self.server_name {
+            pair("--server-name", name.clone());
+        }
+        if self.tls {
+            args.push("--tls".to_owned());
+        }
+        args.push("--child".to_owned());
+        args
+    }
+}
+
+/// `2000`, `2000/s` or `2.5/s`: a positive, finite rate.
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
+    let number = text.trim().strip_suffix("/s").unwrap_or(text.trim());
+    match number.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?}: expected a positive rate such as 2000/s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("2000/s").unwrap(), 2000.0);
+        assert_eq!(parse_rate("2000").unwrap(), 2000.0);
+        assert_eq!(parse_rate("0.5/s").unwrap(), 0.5);
+        for bad in ["0", "-1/s", "fast", "inf", "NaN/s", "/s"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn child_args_parse_back() {
+        let cli = Cli::try_parse_from([
+            "flood",
+            "connect",
+            "--target",
+            "127.0.0.1:7700",
+            "--target",
+            "127.0.0.1:7702",
+            "--sessions",
+            "30000",
+            "--rate",
+            "3000/s",
+            "--hold",
+            "5",
+            "--source",
+            "127.0.0.2-127.0.0.9",
+            "--signing-key",
+            "/k.pk8",
+            "--tls",
+            "--ca",
+            "/ca.pem",
+            "--processes",
+            "2",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Connect(args) = cli.command;
+        let child = args.child_args(15_000, 15_001, 1500.0);
+        let parsed = Cli::try_parse_from(std::iter::once("flood".to_owned()).chain(child)).unwrap();
+        let Command::Connect(child) = parsed.command;
+        assert_eq!(child.targets, args.targets);
+        assert_eq!((child.sessions, child.first_user, child.rate), (15_000, 15_001, 1500.0));
+        assert_eq!(child.source.as_deref(), Some("127.0.0.2-127.0.0.9"));
+        assert!(child.tls && child.child && !child.json);
+        assert_eq!(child.processes, 1);
+    }
+}
