@@ -59,11 +59,41 @@ pub struct Limits {
 /// Room reserved in front of a batch for its WebSocket header (2, 4 or 10 bytes).
 const HEADER_ROOM: usize = 10;
 
+/// One queued piece of output.
+#[derive(Debug)]
+enum Chunk {
+    /// Bytes owned or shared (a sealed batch, a fanout payload, raw HTTP).
+    Bytes(Bytes),
+    /// A WebSocket header kept inline, so queuing a shared payload for one
+    /// more recipient allocates nothing; `start..end` is what is left to send.
+    Header { bytes: [u8; 10], start: u8, end: u8 },
+}
+
+impl Chunk {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Bytes(bytes) => bytes,
+            Self::Header { bytes, start, end } => {
+                bytes.get(usize::from(*start)..usize::from(*end)).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Drops `n` (at most the chunk's length) bytes from the front.
+    fn advance(&mut self, n: usize) {
+        match self {
+            Self::Bytes(bytes) => bytes.advance(n),
+            // `n` is below the remaining header length, itself at most 10.
+            Self::Header { start, .. } => *start = start.saturating_add(u8::try_from(n).unwrap_or(u8::MAX)),
+        }
+    }
+}
+
 /// Unsent output of one session.
 #[derive(Debug, Default)]
 pub struct Outbound {
     /// Sealed WebSocket messages (and raw HTTP during the handshake), in order.
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
     /// Bytes in `chunks`.
     queued: usize,
     /// The message being built this turn: `HEADER_ROOM` bytes, then frames.
@@ -112,8 +142,11 @@ impl Outbound {
         }
         self.flush();
         let (header, header_len) = server_header(OpCode::Binary, payload.len());
-        self.push_raw(Bytes::copy_from_slice(header.get(..header_len).unwrap_or_default()));
-        self.push_raw(payload);
+        self.queued += header_len + payload.len();
+        // `header_len` is 2, 4 or 10.
+        let end = u8::try_from(header_len).unwrap_or(10);
+        self.chunks.push_back(Chunk::Header { bytes: header, start: 0, end });
+        self.chunks.push_back(Chunk::Bytes(payload));
         Queued::Accepted
     }
 
@@ -122,7 +155,7 @@ impl Outbound {
     pub fn push_raw(&mut self, bytes: Bytes) {
         self.seal();
         self.queued += bytes.len();
-        self.chunks.push_back(bytes);
+        self.chunks.push_back(Chunk::Bytes(bytes));
     }
 
     /// Seals this turn's batch into one WebSocket binary message. Call once per
@@ -131,9 +164,20 @@ impl Outbound {
         self.seal();
     }
 
-    /// The unsent bytes as slices for a vectored write (at most `max`).
-    pub fn io_slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max: usize) {
-        out.extend(self.chunks.iter().take(max).map(|chunk| IoSlice::new(chunk)));
+    /// Fills `out` (the caller's array, e.g. on the stack) with the unsent
+    /// bytes for one vectored write; returns how many slices it filled.
+    pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let mut filled = 0;
+        for (slot, chunk) in out.iter_mut().zip(&self.chunks) {
+            *slot = IoSlice::new(chunk.as_slice());
+            filled += 1;
+        }
+        filled
+    }
+
+    /// The unsent bytes, in order, as the chunks they are queued in.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.chunks.iter().map(Chunk::as_slice)
     }
 
     /// Drops `written` bytes from the front after a write, and lifts the live
@@ -143,8 +187,9 @@ impl Outbound {
         self.queued = self.queued.saturating_sub(written);
         while written > 0 {
             let Some(front) = self.chunks.front_mut() else { break };
-            if written >= front.len() {
-                written -= front.len();
+            let len = front.as_slice().len();
+            if written >= len {
+                written -= len;
                 self.chunks.pop_front();
             } else {
                 front.advance(written);
@@ -191,6 +236,6 @@ impl Outbound {
         let mut message = self.batch.split();
         message.advance(start);
         self.queued += message.len();
-        self.chunks.push_back(message.freeze());
+        self.chunks.push_back(Chunk::Bytes(message.freeze()));
     }
 }

@@ -191,9 +191,11 @@ impl Conn {
         if outbound.is_empty() {
             return WriteOutcome::NOTHING;
         }
-        let mut slices = Vec::with_capacity(MAX_IOV.min(8));
-        outbound.io_slices(&mut slices, MAX_IOV);
-        match write(&mut self.stream, |stream| stream.write_vectored(&slices)) {
+        // On the stack: no allocation per write.
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let filled = outbound.io_slices(&mut slices);
+        let slices = slices.get(..filled).unwrap_or_default();
+        match write(&mut self.stream, |stream| stream.write_vectored(slices)) {
             Ok(n) => WriteOutcome { bytes: n, wire: n, failed: false, blocked: false },
             Err(outcome) => outcome,
         }
@@ -284,10 +286,8 @@ fn encrypt_batch(
     outbound: &gateway_core::Outbound,
     out: &mut Vec<u8>,
 ) -> Result<usize, ()> {
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_IOV.min(8));
-    outbound.io_slices(&mut slices, MAX_IOV);
     let mut taken = 0;
-    for slice in &slices {
+    for slice in outbound.chunks().take(MAX_IOV) {
         let room = TLS_WRITE_BATCH.saturating_sub(taken);
         if room == 0 {
             break;

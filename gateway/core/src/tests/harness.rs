@@ -109,11 +109,9 @@ impl Harness {
     pub(crate) fn output(&mut self) -> Vec<Out> {
         self.session.flush();
         let mut written = 0;
-        let mut slices = Vec::new();
-        self.session.outbound().io_slices(&mut slices, usize::MAX);
-        for slice in &slices {
-            self.pending.extend_from_slice(slice);
-            written += slice.len();
+        for chunk in self.session.outbound().chunks() {
+            self.pending.extend_from_slice(chunk);
+            written += chunk.len();
         }
         self.with(|s, ctx| s.handle_written(ctx, written));
         parse_server_output(&mut self.pending)

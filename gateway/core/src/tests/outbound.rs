@@ -79,11 +79,11 @@ fn one_message_per_turn_and_shared_payloads_keep_order() {
     let shared = Frame::from(protocol::Ping { nonce: 3 }).to_bytes().unwrap();
     let _ = h.with(|s, ctx| s.send_shared(ctx, shared, Class::Live));
     h.session.flush();
-    let mut slices = Vec::new();
-    h.session.outbound().io_slices(&mut slices, usize::MAX);
     // Two typing frames sealed into one message, then the shared message as
-    // header + payload.
-    assert_eq!(slices.len(), 3, "{slices:?}");
+    // header + payload: three slices for one vectored write.
+    let mut slices = [std::io::IoSlice::new(&[]); 8];
+    assert_eq!(h.session.outbound().io_slices(&mut slices), 3);
+    assert_eq!(h.session.outbound().chunks().count(), 3);
     let out = h.output();
     assert_eq!(out.len(), 3);
     assert_eq!(out[2], Out::Frame(Frame::Ping(protocol::Ping { nonce: 3 })));
@@ -102,4 +102,30 @@ fn output_that_makes_no_progress_is_cut_at_the_write_stall_deadline() {
     assert!(matches!(h.take_actions().as_slice(), [Action::Close]));
     assert!(h.observed("dropped:write_stall"));
     assert!(h.observed("closed:4008"));
+}
+
+#[test]
+fn a_write_that_stops_inside_a_shared_header_resumes_there() {
+    let mut h = live();
+    // A 200-byte payload: a 4-byte header (126 form) then the payload.
+    let payload = Frame::from(protocol::SendError {
+        client_id: 9,
+        code: protocol::ErrorCode::OVERLOADED,
+        retry_after_ms: 0,
+        text: protocol::Note::truncated(&"y".repeat(190)),
+    })
+    .to_bytes()
+    .unwrap();
+    assert!(payload.len() > 125);
+    let _ = h.with(|s, ctx| s.send_shared(ctx, payload.clone(), Class::Live));
+    h.session.flush();
+    let all: Vec<u8> = h.session.outbound().chunks().flatten().copied().collect();
+    assert_eq!(&all[..4], &[0x82, 126, 0, payload.len() as u8]);
+    // The socket takes 3 bytes, then the rest.
+    h.with(|s, ctx| s.handle_written(ctx, 3));
+    let rest: Vec<u8> = h.session.outbound().chunks().flatten().copied().collect();
+    assert_eq!(rest, all[3..]);
+    let len = h.session.outbound().len();
+    h.with(|s, ctx| s.handle_written(ctx, len));
+    assert!(h.session.outbound().is_empty());
 }
