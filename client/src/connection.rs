@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use protocol::{Conversation, Frame, Payload, Seq, Token, UserId};
+use protocol::{
+    ConvSeq, Conversation, DeviceId, Frame, GroupId, Key, OneTimePrekey, Payload, Role, Seq, SignedPrekey,
+    Token, UserId, Visibility,
+};
 use tokio::time::timeout;
 
 use crate::config::ClientConfig;
@@ -27,10 +30,13 @@ use crate::transport::{default_tls_config, Endpoint};
 /// [`ClientError::is_resumable`] tells whether to [`Client::reconnect`];
 /// the resume cursor and the pending sends carry over.
 ///
-/// [`Client::send`] and [`Client::ack`] work offline: the send stays pending
-/// and goes out on reconnect, the cursor goes out in the next HELLO. A
+/// [`Client::send`], [`Client::ack`] and the presence subscriptions work
+/// offline: the send stays pending and goes out on reconnect, the cursor goes
+/// out in the next HELLO, subscriptions are repeated after each AUTH_OK. A
 /// connection failure during them is reported by the next
-/// [`Client::next_event`].
+/// [`Client::next_event`]. The other requests (READ, TYPING, PRESENCE_SET,
+/// groups, prekeys) need a connection: offline they fail with
+/// `NotConnected`, and they are never resent.
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
@@ -78,10 +84,13 @@ impl Client {
         link.start_heartbeat(heartbeat_ms);
         self.link = Some(link);
         tracing::debug!(url = %self.config.url, acked = %self.session.acked(), "authenticated");
-        let pending: Vec<Frame> = self.session.resend_pending().collect();
-        if !pending.is_empty() {
-            tracing::debug!(count = pending.len(), "resending pending sends");
-            self.write(&pending).await?;
+        let mut frames: Vec<Frame> = self.session.resend_pending().collect();
+        if !frames.is_empty() {
+            tracing::debug!(count = frames.len(), "resending pending sends");
+        }
+        frames.extend(self.session.resubscribe_presence());
+        if !frames.is_empty() {
+            self.write(&frames).await?;
         }
         Ok(())
     }
@@ -204,6 +213,131 @@ impl Client {
         let (nonce, frame) = self.session.ping();
         self.write(&[frame]).await?;
         Ok(nonce)
+    }
+
+    /// Sends a frame built by the session if connected; `NotConnected`
+    /// otherwise (requests are not kept for the next connection).
+    async fn request(&mut self, frame: Frame) -> Result<(), ClientError> {
+        self.write(&[frame]).await
+    }
+
+    /// Fails with `NotConnected` before a request id is allocated for nothing.
+    fn connected(&self) -> Result<(), ClientError> {
+        if self.link.is_none() {
+            return Err(ClientError::NotConnected);
+        }
+        Ok(())
+    }
+
+    /// Sends READ: this user read `conversation` up to `up_to` (inclusive).
+    pub async fn read(&mut self, conversation: Conversation, up_to: ConvSeq) -> Result<(), ClientError> {
+        let frame = self.session.read(conversation, up_to);
+        self.request(frame).await
+    }
+
+    /// Sends TYPING (started or stopped typing in `conversation`); repeat it
+    /// every few seconds while typing goes on.
+    pub async fn typing(&mut self, conversation: Conversation, active: bool) -> Result<(), ClientError> {
+        let frame = self.session.typing(conversation, active);
+        self.request(frame).await
+    }
+
+    /// Watches `user`'s presence ([`Event::Presence`] now and on each
+    /// change). Kept across reconnects; offline, it goes out on the next
+    /// connection.
+    pub async fn presence_subscribe(&mut self, user: UserId) -> Result<(), ClientError> {
+        let frame = self.session.presence_subscribe(user)?;
+        self.write_or_defer(&[frame]).await
+    }
+
+    /// Stops watching `user`'s presence.
+    pub async fn presence_unsubscribe(&mut self, user: UserId) -> Result<(), ClientError> {
+        let frame = self.session.presence_unsubscribe(user);
+        self.write_or_defer(&[frame]).await
+    }
+
+    /// Sets who may see this user's presence.
+    pub async fn presence_set(&mut self, visibility: Visibility) -> Result<(), ClientError> {
+        let frame = self.session.presence_set(visibility);
+        self.request(frame).await
+    }
+
+    /// Creates a group named `name` with `members` besides this user; returns
+    /// the request id ([`Event::GroupOk`] names the new group).
+    pub async fn group_create(&mut self, name: &str, members: &[UserId]) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.group_create(name, members)?;
+        self.request(frame).await?;
+        Ok(request)
+    }
+
+    /// Adds `members` to `group`; returns the request id.
+    pub async fn group_add(&mut self, group: GroupId, members: &[UserId]) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.group_add(group, members)?;
+        self.request(frame).await?;
+        Ok(request)
+    }
+
+    /// Removes `members` from `group`; returns the request id.
+    pub async fn group_remove(&mut self, group: GroupId, members: &[UserId]) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.group_remove(group, members)?;
+        self.request(frame).await?;
+        Ok(request)
+    }
+
+    /// Leaves `group`; returns the request id.
+    pub async fn group_leave(&mut self, group: GroupId) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.group_leave(group);
+        self.request(frame).await?;
+        Ok(request)
+    }
+
+    /// Gives `user` the role `role` in `group`; returns the request id.
+    pub async fn group_set_role(
+        &mut self,
+        group: GroupId,
+        user: UserId,
+        role: Role,
+    ) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.group_set_role(group, user, role);
+        self.request(frame).await?;
+        Ok(request)
+    }
+
+    /// Asks for `group`'s name and members; returns the request id
+    /// ([`Event::GroupInfo`] answers).
+    pub async fn group_get(&mut self, group: GroupId) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.group_get(group);
+        self.request(frame).await?;
+        Ok(request)
+    }
+
+    /// Publishes this device's keys; returns the request id
+    /// ([`Event::PrekeyOk`] answers).
+    pub async fn prekey_upload(
+        &mut self,
+        identity_key: Key,
+        signed_prekey: SignedPrekey,
+        one_time: &[OneTimePrekey],
+    ) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.prekey_upload(identity_key, signed_prekey, one_time)?;
+        self.request(frame).await?;
+        Ok(request)
+    }
+
+    /// Fetches the prekey bundles of `user`'s `device` (`DeviceId(0)`: every
+    /// device); returns the request id ([`Event::PrekeyBundles`] answers).
+    pub async fn prekey_fetch(&mut self, user: UserId, device: DeviceId) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.prekey_fetch(user, device);
+        self.request(frame).await?;
+        Ok(request)
     }
 
     /// Replaces the token for the next HELLO (after `AUTH_EXPIRED`).

@@ -3,7 +3,10 @@
 //! Events borrow nothing: byte fields are [`bytes::Bytes`] views of the
 //! received WebSocket message, so an event costs no copy of its payload.
 
-use protocol::{AuthOk, ConvSeq, Deliver, ErrorCode, Frame, GoAway, MessageId, Note, Seq, Timestamp};
+use protocol::{
+    AuthOk, ConvSeq, Deliver, ErrorCode, Frame, GoAway, GroupInfo, GroupOk, MessageId, Note, PrekeyBundles,
+    PrekeyOk, Presence, Receipt, Seq, Timestamp, TypingNotify,
+};
 
 /// Something that happened on the session, in the order the server said it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +83,41 @@ pub enum Event {
         /// The nonce of the PING answered.
         nonce: u64,
     },
-    /// Any other server frame: RECEIPT, PRESENCE, TYPING_NOTIFY, group and
-    /// prekey answers, and ERROR.
+    /// RECEIPT: another user's delivered or read cursor moved in a
+    /// conversation (or this user's read cursor, moved by another of its
+    /// devices: `user` is then this user). Receipts are state: only the latest
+    /// value matters ([`StatusTracker`](crate::StatusTracker) turns them into
+    /// per-message ✓✓ and read).
+    Receipt(Receipt),
+    /// PRESENCE: a subscribed user's presence, once at subscription and then
+    /// on each change (needs the `PRESENCE` capability).
+    Presence(Presence),
+    /// TYPING_NOTIFY: someone started or stopped typing (needs the `TYPING`
+    /// capability). Clear the indicator after a few seconds without a
+    /// refresh.
+    Typing(TypingNotify),
+    /// GROUP_OK: a group request succeeded; `request` names it (after a
+    /// create, `group` is the new group).
+    GroupOk(GroupOk),
+    /// GROUP_INFO: the answer to a GROUP_GET. (Membership changes arrive as
+    /// system entries instead, with `request = 0`: see
+    /// [`system_group_info`](crate::system_group_info).)
+    GroupInfo(GroupInfo),
+    /// PREKEY_BUNDLES: the answer to a PREKEY_FETCH, one bundle per device.
+    PrekeyBundles(PrekeyBundles),
+    /// PREKEY_OK: a PREKEY_UPLOAD was stored.
+    PrekeyOk(PrekeyOk),
+    /// PREKEY_LOW: this device's one-time prekey stock is low; upload more.
+    PrekeyLow {
+        /// One-time prekeys left.
+        stock: u32,
+    },
+    /// ERROR: a request failed (`reference` names it), or, with
+    /// `reference = 0`, a request without an answer (ACK, READ, TYPING,
+    /// PRESENCE_*) was refused or the session is about to close.
+    Error(protocol::Error),
+    /// Any other server frame (none in v1 today: kept for frame kinds added
+    /// later with a capability bit).
     Other(Frame),
 }
 

@@ -48,10 +48,54 @@
 //! # }
 //! ```
 //!
-//! Other modules: `config` ([`ClientConfig`]), `error` ([`ClientError`]),
-//! `event` ([`Event`]), `backoff` ([`Backoff`], sans-IO reconnect delays),
-//! `transport` (URL, TCP, TLS and WebSocket upgrade) and `link` (one
-//! WebSocket connection: batching, reading, heartbeat).
+//! # Beyond messages
+//!
+//! Every client frame has a builder on [`Session`] and an async method on
+//! [`Client`]:
+//!
+//! | Frame | `Session` builder | `Client` method | Answer |
+//! |-------|-------------------|-----------------|--------|
+//! | READ | `read(conversation, up_to)` | `read` | none (others get [`Event::Receipt`]) |
+//! | TYPING | `typing(conversation, active)` | `typing` | none (others get [`Event::Typing`]) |
+//! | PRESENCE_SUBSCRIBE / _UNSUBSCRIBE | `presence_subscribe(user)`, `presence_unsubscribe(user)` | same | [`Event::Presence`] now and on changes |
+//! | PRESENCE_SET | `presence_set(visibility)` | `presence_set` | none |
+//! | GROUP_CREATE / ADD / REMOVE / LEAVE / SET_ROLE | `group_create(name, members)`, `group_add`, … → `(request, frame)` | same → request id | [`Event::GroupOk`] or [`Event::Error`] |
+//! | GROUP_GET | `group_get(group)` | `group_get` | [`Event::GroupInfo`] or [`Event::Error`] |
+//! | PREKEY_UPLOAD | `prekey_upload(identity_key, signed_prekey, one_time)` | `prekey_upload` | [`Event::PrekeyOk`] or [`Event::Error`] |
+//! | PREKEY_FETCH | `prekey_fetch(user, device)` | `prekey_fetch` | [`Event::PrekeyBundles`] or [`Event::Error`] |
+//!
+//! Request ids come from the session (never 0, unique among outstanding
+//! requests); builders whose lists or text can exceed a protocol limit return
+//! [`protocol::EncodeError`]. Presence subscriptions are repeated on each
+//! reconnect; requests are not. The server also sends [`Event::PrekeyLow`]
+//! when the one-time prekey stock runs low. Membership changes arrive as
+//! system entries in the group's conversation: [`system_group_info`] decodes
+//! them. [`StatusTracker`] turns SEND_ACK and receipts into a per-message
+//! status (pending, ✓ stored, ✓✓ delivered, read).
+//!
+//! # The chat example
+//!
+//! `examples/chat.rs` is a terminal chat (plaintext payloads, in-memory
+//! cursor: a demo). With the quick-start gateway running
+//! (`cargo run --release -p gateway`), in two terminals:
+//!
+//! ```text
+//! cargo run -p client --example chat -- --user 1 --to 2
+//! cargo run -p client --example chat -- --user 2 --to 1
+//! ```
+//!
+//! It mints its token from the gateway's development key
+//! (`./data/keys/dev-signing.pk8`, `--key PATH`) or takes `--token`; `--url`
+//! and `--device` default to `ws://127.0.0.1:7700/ws` and 1.
+//!
+//! # Modules
+//!
+//! `config` ([`ClientConfig`]), `error` ([`ClientError`]), `event`
+//! ([`Event`]), `status` ([`StatusTracker`]), `system`
+//! ([`system_group_info`]), `backoff` ([`Backoff`], sans-IO reconnect
+//! delays), `transport` (URL, TCP, TLS and WebSocket upgrade) and `link` (one
+//! WebSocket connection: batching, reading, heartbeat). The request builders
+//! live in `session/requests.rs`.
 
 mod backoff;
 mod config;
@@ -60,6 +104,8 @@ mod error;
 mod event;
 mod link;
 mod session;
+mod status;
+mod system;
 mod transport;
 
 pub use backoff::Backoff;
@@ -68,6 +114,8 @@ pub use connection::Client;
 pub use error::{ClientError, UnexpectedFrame};
 pub use event::Event;
 pub use session::{PendingSend, Session};
+pub use status::{MessageStatus, StatusChange, StatusTracker};
+pub use system::system_group_info;
 pub use transport::{default_tls_config, tls_config};
 
 /// The protocol crate, for its frame and id types.

@@ -233,7 +233,7 @@ fn rejection(frame: &Frame) -> Option<ClientError> {
         }),
         Frame::Error(err) => Some(ClientError::AuthRejected {
             code: err.code,
-            retry_after_ms: 0,
+            retry_after_ms: err.retry_after_ms,
             text: err.text.as_str().to_owned(),
         }),
         _ => None,

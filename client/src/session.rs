@@ -6,12 +6,14 @@
 //! owns the socket and feeds decoded frames in; the core hands back events for
 //! the application and frames to transmit.
 
-use std::collections::{BTreeMap, VecDeque};
+mod requests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use protocol::limits::{VERSION_MAX, VERSION_MIN};
 use protocol::{
-    Ack, AuthOk, Capabilities, Conversation, Deliver, DeviceId, Direction, Frame, Hello, ListIter, Payload,
-    Ping, Pong, Retry, SendMessage, Seq, SyncRequest, Token, UserId,
+    Ack, AuthOk, Capabilities, Conversation, Deliver, DeviceId, Direction, Frame, FrameKind, Hello, ListIter,
+    Payload, Ping, Pong, Retry, SendMessage, Seq, SyncRequest, Token, UserId,
 };
 
 use crate::error::UnexpectedFrame;
@@ -66,14 +68,39 @@ enum Queued {
 ///    [`Session::is_live`] turns true once AUTH_OK was handled; only then may
 ///    the driver transmit anything but HELLO. An `Err` from `handle_frame`
 ///    ends the connection (close with `UNEXPECTED_FRAME`, then step 4).
-/// 3. While live: [`Session::send`], [`Session::ack`], [`Session::ping`] and
-///    [`Session::sync_request`] return frames to transmit; the state they
-///    change (pending sends, cursor) is updated at once. Sends and acks may
-///    also be made offline: they take effect on the next connection.
+/// 3. While live: [`Session::send`], [`Session::ack`], [`Session::ping`],
+///    [`Session::sync_request`] and the builders of the other client frames
+///    (READ, TYPING, PRESENCE_*, GROUP_*, PREKEY_*: see below) return frames to
+///    transmit; the state they change (pending sends, cursor, presence
+///    subscriptions, outstanding requests) is updated at once. Sends, acks and
+///    presence subscriptions may also be made offline: they take effect on
+///    the next connection.
 /// 4. When the connection ends for any reason: [`Session::on_disconnect`]. The
-///    resume cursor, the pending sends and events not yet polled survive.
+///    resume cursor, the pending sends, the presence subscriptions and events
+///    not yet polled survive; outstanding requests are forgotten (their
+///    answers cannot come any more).
 /// 5. On the next connection, after AUTH_OK: transmit every frame of
-///    [`Session::resend_pending`] (same client ids; the store deduplicates).
+///    [`Session::resend_pending`] (same client ids; the store deduplicates)
+///    and of [`Session::resubscribe_presence`] (subscriptions belong to a
+///    connection, SPEC §6.6).
+///
+/// # Requests
+///
+/// Group and prekey builders ([`Session::group_create`],
+/// [`Session::prekey_fetch`], …) allocate a `request` id (never 0, unique
+/// among outstanding requests) and return it with the frame. The answer
+/// ([`Event::GroupOk`], [`Event::GroupInfo`], [`Event::PrekeyBundles`],
+/// [`Event::PrekeyOk`], or [`Event::Error`] with `reference` = the id) ends
+/// the request. Requests are never resent: after a disconnect the
+/// application decides whether to repeat one (a GROUP_CREATE may have been
+/// applied before the connection dropped). Builders whose lists or text can
+/// exceed a protocol limit return [`EncodeError`](protocol::EncodeError), and
+/// allocate no id then.
+///
+/// The server may start a sync on its own at any time after AUTH_OK (SPEC
+/// §6.3: after it had to skip live entries, it replays from the last seq it
+/// sent): SYNC_BATCH and SYNC_DONE are accepted whenever the session is live,
+/// and the dedup rule below makes replayed entries harmless.
 ///
 /// Deliveries are surfaced in seq order and at most once: one whose seq is not
 /// above the highest seq already surfaced is dropped when polled (counted in
@@ -99,6 +126,11 @@ pub struct Session {
     duplicates: u64,
     queue: VecDeque<Queued>,
     transmit: VecDeque<Frame>,
+    next_request: u64,
+    /// Requests sent on this connection and not answered yet, by id.
+    requests: BTreeMap<u64, FrameKind>,
+    /// Users whose presence this device watches (resubscribed on reconnect).
+    subscriptions: BTreeSet<UserId>,
 }
 
 impl Session {
@@ -119,6 +151,9 @@ impl Session {
             duplicates: 0,
             queue: VecDeque::new(),
             transmit: VecDeque::new(),
+            next_request: 1,
+            requests: BTreeMap::new(),
+            subscriptions: BTreeSet::new(),
         }
     }
 
@@ -185,7 +220,10 @@ impl Session {
                 let (code, retry_after_ms, text) = (err.code, err.retry_after_ms, err.text);
                 self.push(Event::AuthRejected { code, retry_after_ms, text });
             }
-            Frame::Error(_) => self.push(Event::Other(frame)),
+            Frame::Error(error) => {
+                self.answered(error.reference);
+                self.push(Event::Error(error));
+            }
             _ if !live => return Err(unexpected("frame before AUTH_OK")),
             Frame::Ping(Ping { nonce }) => {
                 self.transmit.push_back(Frame::Pong(Pong { nonce }));
@@ -201,6 +239,8 @@ impl Session {
             }
             Frame::Deliver(deliver) => self.queue.push_back(Queued::Deliver(deliver)),
             Frame::SyncBatch(batch) => {
+                // A sync runs (the server may start one on its own, SPEC §6.3).
+                self.synced = false;
                 let entries = batch.entries.iter();
                 let remaining = batch.remaining;
                 self.queue.push_back(Queued::Batch { entries, remaining, last: Seq(0) });
@@ -232,9 +272,37 @@ impl Session {
                     text: err.text,
                 });
             }
+            Frame::Receipt(receipt) => self.push(Event::Receipt(receipt)),
+            Frame::Presence(presence) => self.push(Event::Presence(presence)),
+            Frame::TypingNotify(typing) => self.push(Event::Typing(typing)),
+            Frame::GroupOk(ok) => {
+                self.answered(ok.request);
+                self.push(Event::GroupOk(ok));
+            }
+            Frame::GroupInfo(info) => {
+                self.answered(info.request);
+                self.push(Event::GroupInfo(info));
+            }
+            Frame::PrekeyBundles(bundles) => {
+                self.answered(bundles.request);
+                self.push(Event::PrekeyBundles(bundles));
+            }
+            Frame::PrekeyOk(ok) => {
+                self.answered(ok.request);
+                self.push(Event::PrekeyOk(ok));
+            }
+            Frame::PrekeyLow(low) => self.push(Event::PrekeyLow { stock: low.stock }),
             other => self.push(Event::Other(other)),
         }
         Ok(())
+    }
+
+    /// An answer to `request` arrived (0: unsolicited, nothing to end). An
+    /// answer to a request that is not outstanding is still surfaced.
+    fn answered(&mut self, request: u64) {
+        if request != 0 {
+            self.requests.remove(&request);
+        }
     }
 
     fn push(&mut self, event: Event) {
@@ -344,11 +412,13 @@ impl Session {
     }
 
     /// The connection ended: back to "not authenticated". Keeps the cursor,
-    /// the pending sends and unpolled events; drops unsent PONGs.
+    /// the pending sends, the presence subscriptions and unpolled events;
+    /// drops unsent PONGs and forgets outstanding requests.
     pub fn on_disconnect(&mut self) {
         self.auth = None;
         self.synced = false;
         self.transmit.clear();
+        self.requests.clear();
     }
 
     /// This device.
@@ -396,7 +466,9 @@ impl Session {
         self.auth.is_some()
     }
 
-    /// Whether SYNC_DONE arrived since AUTH_OK (or since the last SYNC_REQUEST).
+    /// Whether the last sync finished: SYNC_DONE arrived since AUTH_OK, the
+    /// last SYNC_REQUEST and the last SYNC_BATCH (the server may start a sync
+    /// on its own).
     pub fn is_synced(&self) -> bool {
         self.synced
     }

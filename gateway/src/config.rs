@@ -236,6 +236,93 @@ section! {
 }
 
 section! {
+    /// The store service: messages, inboxes, cursors, groups, devices, prekeys
+    /// (backend/store). Embedded in this process by default.
+    StoreConfig "store" {
+        /// "embedded": the store runs inside this process on node.data_dir/store;
+        /// "remote": a separate `store` process reached over gRPC at store.endpoint.
+        mode: BackendMode = BackendMode::Embedded;
+        /// gRPC endpoint of the store process when mode = "remote".
+        endpoint: String = "http://127.0.0.1:7710".to_owned();
+        /// Embedded: when a write is acknowledged. "process": in the engine's
+        /// journal, handed to the OS (survives kill -9 of this process); "fsync":
+        /// synced to disk, group-committed every store.fsync_interval_ms.
+        durability: Durability = Durability::Process;
+        /// Embedded, durability = "fsync": longest wait for a group commit, ms.
+        fsync_interval_ms: u64 = 2;
+        /// Embedded: devices one user may register (4010 TOO_MANY_DEVICES
+        /// beyond); at most the protocol's MAX_DEVICES_PER_USER.
+        max_devices: u32 = 5;
+        /// Embedded: undelivered messages expire after this many days.
+        retention_days: u32 = 30;
+        /// A device's one-time prekey stock at or below this gets PREKEY_LOW.
+        prekey_low: u32 = 10;
+        /// Store requests one worker may have outstanding; beyond it SEND is
+        /// answered OVERLOADED (retryable).
+        max_inflight: usize = 16_384;
+        /// Remote: per-request deadline, ms (then BACKEND_UNAVAILABLE).
+        timeout_ms: u64 = 5_000;
+    }
+}
+
+section! {
+    /// The push service: wakes offline devices (backend/push). Embedded in this
+    /// process by default.
+    PushConfig "push" {
+        /// "embedded" or "remote" (a separate `push` process at push.endpoint).
+        mode: BackendMode = BackendMode::Embedded;
+        /// gRPC endpoint of the push process when mode = "remote".
+        endpoint: String = "http://127.0.0.1:7720".to_owned();
+        /// Embedded: where notifications go: "log" (a log line each) or a
+        /// webhook URL (http://...) receiving one JSON POST per notification.
+        provider: String = "log".to_owned();
+        /// Embedded: notes for one device within this window become one push, ms.
+        window_ms: u64 = 2_000;
+        /// Embedded: tries before a push is dead-lettered.
+        max_tries: u32 = 5;
+    }
+}
+
+section! {
+    /// Messaging behaviour of sessions.
+    MessagingConfig "messaging" {
+        /// Entries per SYNC_BATCH when the client asks for the server default;
+        /// 1 to the protocol's MAX_SYNC_BATCH.
+        sync_window: u32 = 256;
+        /// A user stays online this long after its last session ends, ms, so that
+        /// a mobile reconnect does not flap its presence.
+        presence_grace_ms: u64 = 5_000;
+        /// TYPING is forwarded at most once per this interval per conversation
+        /// and session, ms.
+        typing_interval_ms: u64 = 1_000;
+        /// PREKEY_FETCH requests one user may make per minute (all its devices).
+        prekey_fetches_per_min: u32 = 60;
+    }
+}
+
+/// Where a backend service runs (`store.mode`, `push.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendMode {
+    /// Inside the gateway process.
+    #[default]
+    Embedded,
+    /// A separate process reached over gRPC.
+    Remote,
+}
+
+/// When the store acknowledges a write (`store.durability`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// In the journal, handed to the OS.
+    #[default]
+    Process,
+    /// fsync'd (group commit).
+    Fsync,
+}
+
+section! {
     /// Graceful shutdown (SIGTERM).
     DrainConfig "drain" {
         /// GOAWAYs are spread over this window, ms, so clients do not all
@@ -297,6 +384,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[drain]`: graceful shutdown.
     pub drain: DrainConfig,
+    /// `[store]`: the store service.
+    pub store: StoreConfig,
+    /// `[push]`: the push service.
+    pub push: PushConfig,
+    /// `[messaging]`: messaging behaviour.
+    pub messaging: MessagingConfig,
     /// `[auth]`: token verification.
     pub auth: AuthConfig,
     /// `[log]`: logging.
@@ -310,6 +403,9 @@ const SECTIONS: &[SectionDoc] = &[
     TlsConfig::DOC,
     SessionConfig::DOC,
     LimitsConfig::DOC,
+    StoreConfig::DOC,
+    PushConfig::DOC,
+    MessagingConfig::DOC,
     DrainConfig::DOC,
     AuthConfig::DOC,
     LogConfig::DOC,
@@ -350,6 +446,9 @@ impl Config {
         self.session.validate()?;
         self.limits.validate()?;
         self.drain.validate()?;
+        self.store.validate()?;
+        self.push.validate()?;
+        self.messaging.validate()?;
         if self.log.filter.trim().is_empty() {
             return Err(invalid("log.filter", "must not be empty (e.g. \"info\")"));
         }
@@ -382,6 +481,53 @@ impl Config {
     /// Directory of the token keys: `auth.keys_dir`, or `<node.data_dir>/keys`.
     pub fn keys_dir(&self) -> PathBuf {
         self.auth.keys_dir.clone().unwrap_or_else(|| self.node.data_dir.join("keys"))
+    }
+}
+
+impl StoreConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let max = protocol::limits::MAX_DEVICES_PER_USER as u32;
+        if self.max_devices == 0 || self.max_devices > max {
+            return Err(invalid("store.max_devices", format!("must be 1 to {max}")));
+        }
+        if self.retention_days == 0 {
+            return Err(invalid("store.retention_days", "must be at least 1"));
+        }
+        if self.fsync_interval_ms == 0 || self.fsync_interval_ms > 1_000 {
+            return Err(invalid("store.fsync_interval_ms", "must be 1 to 1000"));
+        }
+        if self.max_inflight == 0 {
+            return Err(invalid("store.max_inflight", "must be at least 1"));
+        }
+        if self.mode == BackendMode::Remote && !self.endpoint.starts_with("http://") {
+            return Err(invalid("store.endpoint", "must be an http:// URL"));
+        }
+        Ok(())
+    }
+}
+
+impl PushConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.provider != "log" && !self.provider.starts_with("http://") {
+            return Err(invalid("push.provider", "must be \"log\" or an http:// webhook URL"));
+        }
+        if self.max_tries == 0 {
+            return Err(invalid("push.max_tries", "must be at least 1"));
+        }
+        if self.mode == BackendMode::Remote && !self.endpoint.starts_with("http://") {
+            return Err(invalid("push.endpoint", "must be an http:// URL"));
+        }
+        Ok(())
+    }
+}
+
+impl MessagingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let max = protocol::limits::MAX_SYNC_BATCH as u32;
+        if self.sync_window == 0 || self.sync_window > max {
+            return Err(invalid("messaging.sync_window", format!("must be 1 to {max}")));
+        }
+        Ok(())
     }
 }
 

@@ -1,15 +1,18 @@
-//! The node directory: which worker and session hold each (user, device).
+//! The node directory: for each user, which worker and session hold each of
+//! its devices, who watches its presence, and its presence state.
 //!
-//! Touched at authentication and at close, never per frame: a second
-//! connection of a device finds the first here and replaces it (close 4007).
-//! Sharded by user so that workers authenticating different users do not
-//! contend; each shard is a short critical section.
+//! Touched at authentication and close, once per recipient *user* of a
+//! delivery or receipt (not per frame, not per device), and for presence
+//! subscriptions. Sharded by user so that workers touching different users do
+//! not contend; each shard is a short critical section that copies out what
+//! the caller needs into the caller's buffer (no allocation under the lock
+//! in steady state).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use protocol::{DeviceId, UserId};
+use protocol::{DeviceId, PresenceStatus, Timestamp, UserId, Visibility};
 
 /// A session somewhere on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +27,42 @@ pub struct SessionRef {
 
 const SHARDS: usize = 64;
 
-/// (user, device) → session, for the whole node.
+/// What the node knows of one user.
+#[derive(Debug, Default)]
+struct UserEntry {
+    /// Connected devices.
+    devices: Vec<(DeviceId, SessionRef)>,
+    /// Sessions watching this user's presence.
+    watchers: Vec<SessionRef>,
+    /// When the last device left (ms), 0 while connected or never seen here.
+    left_at: u64,
+    /// Whether watchers were last told "online".
+    announced_online: bool,
+    visibility: Option<Visibility>,
+    /// PREKEY_FETCH token bucket: tokens and the time (ms) they were counted.
+    fetch_tokens: (f64, u64),
+}
+
+impl UserEntry {
+    fn is_idle(&self) -> bool {
+        self.devices.is_empty() && self.watchers.is_empty() && self.left_at == 0
+    }
+}
+
+/// What a presence change means for watchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceView {
+    /// Online or offline, as watchers may see it.
+    pub status: PresenceStatus,
+    /// Last connected (ms), 0 when hidden or unknown.
+    pub last_seen: Timestamp,
+}
+
+/// user → devices, watchers and presence, for the whole node.
 #[derive(Debug)]
 pub struct Directory {
     hasher: RandomState,
-    shards: Vec<Mutex<HashMap<(UserId, DeviceId), SessionRef>>>,
+    shards: Vec<Mutex<HashMap<UserId, UserEntry>>>,
 }
 
 impl Default for Directory {
@@ -40,29 +74,152 @@ impl Default for Directory {
 impl Directory {
     // `index < SHARDS == shards.len()`, so the index is in bounds.
     #[allow(clippy::indexing_slicing)]
-    fn shard(&self, user: UserId) -> &Mutex<HashMap<(UserId, DeviceId), SessionRef>> {
+    fn shard(&self, user: UserId) -> MutexGuard<'_, HashMap<UserId, UserEntry>> {
         let index = (self.hasher.hash_one(user) as usize) % SHARDS;
-        &self.shards[index]
+        self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records `session` as the device's session; returns the one it replaces.
-    pub fn insert(&self, user: UserId, device: DeviceId, session: SessionRef) -> Option<SessionRef> {
-        let mut shard = self.shard(user).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        shard.insert((user, device), session).filter(|old| *old != session)
+    /// Records `session` as the device's session. Returns the session it
+    /// replaces, and whether the user just came online (its watchers are
+    /// told once its visibility is known: [`Directory::announce_online`]).
+    pub fn insert(&self, user: UserId, device: DeviceId, session: SessionRef) -> (Option<SessionRef>, bool) {
+        let mut shard = self.shard(user);
+        let entry = shard.entry(user).or_default();
+        let replaced = match entry.devices.iter_mut().find(|(d, _)| *d == device) {
+            Some(slot) => Some(std::mem::replace(&mut slot.1, session)).filter(|old| *old != session),
+            None => {
+                entry.devices.push((device, session));
+                None
+            }
+        };
+        entry.left_at = 0;
+        let came_online = !entry.announced_online;
+        entry.announced_online = true;
+        (replaced, came_online)
+    }
+
+    /// Records the user's visibility (from the store) and, when `came_online`,
+    /// copies the watchers that may see it come online into `watchers`.
+    pub fn announce_online(
+        &self,
+        user: UserId,
+        visibility: Visibility,
+        came_online: bool,
+        watchers: &mut Vec<SessionRef>,
+    ) {
+        let mut shard = self.shard(user);
+        let entry = shard.entry(user).or_default();
+        entry.visibility = Some(visibility);
+        if came_online && visibility == Visibility::Everyone && !entry.devices.is_empty() {
+            watchers.extend_from_slice(&entry.watchers);
+        }
+    }
+
+    /// What watchers may see of the user now; copies them into `watchers`.
+    pub fn current(
+        &self,
+        user: UserId,
+        now_ms: u64,
+        grace_ms: u64,
+        watchers: &mut Vec<SessionRef>,
+    ) -> PresenceView {
+        let mut shard = self.shard(user);
+        let entry = shard.entry(user).or_default();
+        watchers.extend_from_slice(&entry.watchers);
+        view(entry, now_ms, grace_ms)
     }
 
     /// Forgets the device's session if it is still `session` (a replaced
-    /// session must not remove its replacement).
-    pub fn remove(&self, user: UserId, device: DeviceId, session: SessionRef) {
-        let mut shard = self.shard(user).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if shard.get(&(user, device)) == Some(&session) {
-            shard.remove(&(user, device));
+    /// session must not remove its replacement). Returns true when it was the
+    /// user's last device (its presence turns offline after the grace period).
+    pub fn remove(&self, user: UserId, device: DeviceId, session: SessionRef, now_ms: u64) -> bool {
+        let mut shard = self.shard(user);
+        let Some(entry) = shard.get_mut(&user) else { return false };
+        let before = entry.devices.len();
+        entry.devices.retain(|(d, s)| !(*d == device && *s == session));
+        let last = before != entry.devices.len() && entry.devices.is_empty();
+        if last {
+            entry.left_at = now_ms.max(1);
         }
+        last
+    }
+
+    /// Copies the user's connected devices into `out` (cleared first).
+    pub fn devices(&self, user: UserId, out: &mut Vec<(DeviceId, SessionRef)>) {
+        out.clear();
+        if let Some(entry) = self.shard(user).get(&user) {
+            out.extend_from_slice(&entry.devices);
+        }
+    }
+
+    /// The device's session, if it is connected here.
+    pub fn session(&self, user: UserId, device: DeviceId) -> Option<SessionRef> {
+        let shard = self.shard(user);
+        shard.get(&user)?.devices.iter().find(|(d, _)| *d == device).map(|(_, s)| *s)
+    }
+
+    /// Adds `watcher` to the user's watchers and returns what it may see now.
+    pub fn watch(&self, user: UserId, watcher: SessionRef, now_ms: u64, grace_ms: u64) -> PresenceView {
+        let mut shard = self.shard(user);
+        let entry = shard.entry(user).or_default();
+        if !entry.watchers.contains(&watcher) {
+            entry.watchers.push(watcher);
+        }
+        view(entry, now_ms, grace_ms)
+    }
+
+    /// Removes `watcher` from the user's watchers.
+    pub fn unwatch(&self, user: UserId, watcher: SessionRef) {
+        let mut shard = self.shard(user);
+        if let Some(entry) = shard.get_mut(&user) {
+            entry.watchers.retain(|w| *w != watcher);
+            if entry.is_idle() {
+                shard.remove(&user);
+            }
+        }
+    }
+
+    /// After the grace period: if the user is still without a device since
+    /// `left_at`, it is now offline; copies its watchers into `watchers` and
+    /// returns what they may see. `None` if it came back (or was announced).
+    pub fn expire_presence(
+        &self,
+        user: UserId,
+        left_at: u64,
+        watchers: &mut Vec<SessionRef>,
+    ) -> Option<PresenceView> {
+        let mut shard = self.shard(user);
+        let entry = shard.get_mut(&user)?;
+        if !entry.devices.is_empty() || entry.left_at != left_at || !entry.announced_online {
+            return None;
+        }
+        entry.announced_online = false;
+        watchers.extend_from_slice(&entry.watchers);
+        let hidden = entry.visibility == Some(Visibility::Nobody);
+        let last_seen = if hidden { 0 } else { left_at };
+        Some(PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(last_seen) })
+    }
+
+    /// Takes one PREKEY_FETCH token of the user's bucket (`per_min` a minute,
+    /// burst `per_min`); false when empty.
+    pub fn take_fetch_token(&self, user: UserId, now_ms: u64, per_min: u32) -> bool {
+        let mut shard = self.shard(user);
+        let entry = shard.entry(user).or_default();
+        let capacity = f64::from(per_min);
+        let (tokens, at) = entry.fetch_tokens;
+        let tokens = if at == 0 {
+            capacity
+        } else {
+            (tokens + now_ms.saturating_sub(at) as f64 * capacity / 60_000.0).min(capacity)
+        };
+        let allowed = tokens >= 1.0;
+        entry.fetch_tokens = (if allowed { tokens - 1.0 } else { tokens }, now_ms);
+        allowed
     }
 
     /// Number of devices connected.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map_or(0, |s| s.len())).sum()
+        self.shards.iter().map(|s| s.lock().map_or(0, |s| s.values().map(|e| e.devices.len()).sum())).sum()
     }
 
     /// Whether no device is connected.
@@ -71,21 +228,73 @@ impl Directory {
     }
 }
 
+/// What a watcher may see of `entry` now.
+fn view(entry: &UserEntry, now_ms: u64, grace_ms: u64) -> PresenceView {
+    if entry.visibility == Some(Visibility::Nobody) {
+        return PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(0) };
+    }
+    let online = !entry.devices.is_empty() || (entry.left_at != 0 && now_ms < entry.left_at + grace_ms);
+    match online {
+        true => PresenceView { status: PresenceStatus::Online, last_seen: Timestamp(now_ms) },
+        false => PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(entry.left_at) },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const A: SessionRef = SessionRef { worker: 0, key: 1, generation: 1 };
+    const B: SessionRef = SessionRef { worker: 1, key: 5, generation: 2 };
+    const W: SessionRef = SessionRef { worker: 1, key: 9, generation: 3 };
+
     #[test]
     fn replacement_and_stale_removal() {
         let dir = Directory::default();
-        let a = SessionRef { worker: 0, key: 1, generation: 1 };
-        let b = SessionRef { worker: 1, key: 5, generation: 2 };
-        assert_eq!(dir.insert(UserId(7), DeviceId(1), a), None);
-        assert_eq!(dir.insert(UserId(7), DeviceId(1), b), Some(a));
+        assert_eq!(dir.insert(UserId(7), DeviceId(1), A), (None, true));
+        assert_eq!(dir.insert(UserId(7), DeviceId(1), B), (Some(A), false));
         // The replaced session closing must not remove its replacement.
-        dir.remove(UserId(7), DeviceId(1), a);
+        assert!(!dir.remove(UserId(7), DeviceId(1), A, 10));
         assert_eq!(dir.len(), 1);
-        dir.remove(UserId(7), DeviceId(1), b);
+        assert!(dir.remove(UserId(7), DeviceId(1), B, 10));
         assert!(dir.is_empty());
+    }
+
+    #[test]
+    fn presence_has_a_grace_period_and_respects_visibility() {
+        let dir = Directory::default();
+        let mut watchers = Vec::new();
+        assert_eq!(dir.watch(UserId(7), W, 100, 50).status, PresenceStatus::Offline);
+        let (_, online) = dir.insert(UserId(7), DeviceId(1), A);
+        assert!(online);
+        dir.announce_online(UserId(7), Visibility::Everyone, online, &mut watchers);
+        assert_eq!(watchers, vec![W]);
+        assert!(dir.remove(UserId(7), DeviceId(1), A, 1_000));
+        // Within the grace period the user still looks online.
+        assert_eq!(dir.watch(UserId(7), W, 1_020, 50).status, PresenceStatus::Online);
+        watchers.clear();
+        let view = dir.expire_presence(UserId(7), 1_000, &mut watchers).unwrap();
+        assert_eq!(view, PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(1_000) });
+        assert_eq!(watchers, vec![W]);
+        // A reconnect within the grace period is not announced twice.
+        dir.insert(UserId(7), DeviceId(1), A);
+        dir.remove(UserId(7), DeviceId(1), A, 2_000);
+        let (_, online) = dir.insert(UserId(7), DeviceId(1), B);
+        assert!(!online);
+        assert!(dir.expire_presence(UserId(7), 2_000, &mut watchers).is_none());
+        watchers.clear();
+        dir.announce_online(UserId(7), Visibility::Nobody, true, &mut watchers);
+        assert!(watchers.is_empty(), "a hidden user is never announced");
+        let hidden = dir.watch(UserId(7), W, 3_000, 50);
+        assert_eq!(hidden, PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(0) });
+    }
+
+    #[test]
+    fn prekey_fetches_are_rate_limited_per_user() {
+        let dir = Directory::default();
+        let allowed = (0..5).filter(|_| dir.take_fetch_token(UserId(1), 1_000, 3)).count();
+        assert_eq!(allowed, 3);
+        // A minute refills the bucket.
+        assert!(dir.take_fetch_token(UserId(1), 61_000, 3));
     }
 }

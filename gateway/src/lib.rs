@@ -4,12 +4,15 @@
 //! - [`config`]: the TOML configuration, its CLI and environment overrides.
 //! - [`node`]: starts the workers and the admin listener, handles signals.
 //! - `worker`: one thread's event loop (accept, read, timers, flush).
-//! - [`directory`]: which worker holds each (user, device).
+//! - [`directory`]: which worker holds each (user, device), presence.
+//! - [`backend`]: the store and push services (embedded or remote) and the
+//!   channel their answers come back on.
 //!
 //! The protocol logic lives in the sans-IO crates beside this one:
 //! `gateway-core` (session state machine), `gateway-ws` (RFC 6455),
 //! `gateway-auth` (tokens), `gateway-admin` (metrics and admin HTTP).
 
+pub mod backend;
 pub mod config;
 pub mod directory;
 pub mod node;

@@ -30,9 +30,10 @@ use gateway_ws::HandshakeConfig;
 use mio::{Poll, Waker};
 use protocol::Decoder;
 
+use crate::backend::{reply_channel, Backend};
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::worker::{Command, Listen, Reconfigure, Shared, Worker};
+use crate::worker::{Command, Listen, Messaging, Reconfigure, Shared, Worker};
 
 /// A running node.
 #[derive(Debug)]
@@ -67,6 +68,7 @@ impl Node {
         let wss = config.listen.wss_addr()?;
         let tls = wss.map(|_| load_tls(config)).transpose()?;
 
+        let backend = Backend::start(config)?;
         let workers = config.worker_threads();
         let mut polls = Vec::with_capacity(workers);
         let mut inboxes = Vec::with_capacity(workers);
@@ -81,7 +83,7 @@ impl Node {
             receivers.push(receiver);
         }
         let inboxes = Arc::new(inboxes);
-        let registry = Arc::new(Registry::new(workers));
+        let registry = Arc::new(Registry::new(workers).with_source(backend.metrics.clone()));
         let shared = Shared {
             session: session_config(config),
             verifier: verifier.clone(),
@@ -95,6 +97,8 @@ impl Node {
                 config.limits.connections_per_ip_per_sec,
                 config.limits.connections_per_ip_burst,
             ),
+            backend,
+            messaging: messaging(config),
         };
         let mut listen = Listen {
             ws: config.listen.ws_addr()?,
@@ -105,12 +109,12 @@ impl Node {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         for (index, (poll, receiver)) in polls.into_iter().zip(receivers).enumerate() {
             let metrics = registry.worker(index).cloned().context("worker metrics")?;
-            let worker =
-                Worker::new(index, listen, receiver, poll, shared.clone(), metrics).with_context(|| {
-                    match listen.wss {
-                        Some(wss) => format!("binding {} and {wss}", listen.ws),
-                        None => format!("binding {}", listen.ws),
-                    }
+            let waker = inboxes.get(index).map(|(_, waker)| waker.clone()).context("worker waker")?;
+            let replies = reply_channel(waker);
+            let worker = Worker::new(index, listen, receiver, poll, shared.clone(), metrics, replies)
+                .with_context(|| match listen.wss {
+                    Some(wss) => format!("binding {} and {wss}", listen.ws),
+                    None => format!("binding {}", listen.ws),
                 })?;
             // Port 0: the first worker picks the ports, the others share them.
             listen.ws = worker.local_addr().context("listener address")?;
@@ -333,6 +337,21 @@ fn session_config(config: &Config) -> SessionConfig {
         linger: Duration::from_secs(2),
         decoder: Decoder::new(),
         rate: Some(RateLimit { per_sec: config.limits.frames_per_sec, burst: config.limits.frames_burst }),
+        sync_window: config.messaging.sync_window,
+    }
+}
+
+fn messaging(config: &Config) -> Messaging {
+    let m = &config.messaging;
+    Messaging {
+        // Each worker holds its share of the node's in-flight budget.
+        max_inflight: config.store.max_inflight.div_ceil(config.worker_threads()).max(1),
+        grace: Duration::from_millis(m.presence_grace_ms),
+        grace_ms: m.presence_grace_ms,
+        typing_interval: Duration::from_millis(m.typing_interval_ms),
+        prekey_fetches_per_min: m.prekey_fetches_per_min,
+        prekey_low: config.store.prekey_low,
+        max_payload: u32::try_from(config.session.max_payload).unwrap_or(u32::MAX),
     }
 }
 

@@ -1,5 +1,9 @@
-//! Unit tests: the sans-IO session core, backoff and URL handling (no sockets).
+//! Unit tests: the sans-IO session core (events, request builders, status
+//! tracking), backoff and URL handling (no sockets).
 
 mod backoff;
+mod events;
+mod requests;
 mod session;
+mod status;
 mod transport;

@@ -287,7 +287,8 @@ fn goaway_and_other_frames_become_events() {
     });
     s.handle_frame(receipt.clone()).unwrap();
     assert_eq!(s.poll_event(), Some(Event::GoAway(goaway)));
-    assert_eq!(s.poll_event(), Some(Event::Other(receipt)));
+    let Frame::Receipt(receipt) = receipt else { unreachable!() };
+    assert_eq!(s.poll_event(), Some(Event::Receipt(receipt)));
 }
 
 #[test]
@@ -328,15 +329,15 @@ fn only_auth_answers_before_auth_ok() {
     assert!(s.handle_frame(Frame::Ping(Ping { nonce: 1 })).is_err());
     assert_eq!(s.poll_transmit(), None, "no PONG for a refused PING");
     assert!(s.handle_frame(Frame::SyncDone(SyncDone { head: Seq(1) })).is_err());
-    let error = Frame::Error(protocol::Error {
+    let error = protocol::Error {
         code: ErrorCode::RATE_LIMITED,
         retryable: true,
         retry_after_ms: 500,
         reference: 0,
         text: Note::default(),
-    });
-    s.handle_frame(error.clone()).unwrap();
-    assert_eq!(s.poll_event(), Some(Event::Other(error)));
+    };
+    s.handle_frame(Frame::Error(error.clone())).unwrap();
+    assert_eq!(s.poll_event(), Some(Event::Error(error)));
 }
 
 #[test]
@@ -345,4 +346,36 @@ fn empty_sync_batch_reports_progress_with_no_seq() {
     s.handle_frame(batch(&[], 0)).unwrap();
     assert_eq!(s.poll_event(), Some(Event::SyncProgress { remaining: 0, up_to: Seq(0) }));
     assert_eq!(s.ack(Seq(0)), None);
+}
+
+#[test]
+fn server_started_sync_is_accepted_any_time_after_auth_ok() {
+    // SPEC §6.3: after skipping live entries the server syncs again on its
+    // own, from the last seq it sent, with no SYNC_REQUEST from the client.
+    let mut s = live(0);
+    s.handle_frame(batch(&[1], 0)).unwrap();
+    s.handle_frame(Frame::SyncDone(SyncDone { head: Seq(1) })).unwrap();
+    s.handle_frame(Frame::Deliver(deliver(2))).unwrap();
+    assert!(s.is_synced());
+    // Live entry 3 was skipped; the server replays 3 and 4 (2 again is
+    // harmless), then goes live again.
+    s.handle_frame(batch(&[2, 3], 1)).unwrap();
+    assert!(!s.is_synced(), "a sync runs again");
+    s.handle_frame(batch(&[4], 0)).unwrap();
+    s.handle_frame(Frame::SyncDone(SyncDone { head: Seq(4) })).unwrap();
+    assert!(s.is_synced());
+    s.handle_frame(Frame::Deliver(deliver(5))).unwrap();
+    let events = drain(&mut s);
+    assert_eq!(delivered(&events), vec![1, 2, 3, 4, 5]);
+    assert_eq!(s.duplicates_dropped(), 1);
+    let progress: Vec<(u64, Seq)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SyncProgress { remaining, up_to } => Some((*remaining, *up_to)),
+            _ => None,
+        })
+        .collect();
+    // Each batch is acked by its last seq, duplicates included.
+    assert_eq!(progress, [(0, Seq(1)), (1, Seq(3)), (0, Seq(4))]);
+    assert_eq!(s.ack(Seq(4)), Some(Frame::Ack(protocol::Ack { up_to: Seq(4) })));
 }

@@ -8,5 +8,6 @@
 mod auth;
 mod delivery;
 mod reconnect;
+mod requests;
 mod support;
 mod tls;

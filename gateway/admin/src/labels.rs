@@ -137,6 +137,11 @@ label_enum! {
         /// A frame did not fit in the outbound queue: the session was closed
         /// as a slow consumer.
         Overflow = "overflow",
+        /// A live entry arrived out of order (one was shed on the way): the
+        /// session resyncs from the store.
+        LiveGap = "live_gap",
+        /// A store request was refused: too many in flight on the worker.
+        Backend = "backend",
         /// Queued output made no progress for the write-stall time: the
         /// session was cut.
         WriteStall = "write_stall",

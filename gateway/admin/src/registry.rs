@@ -19,15 +19,36 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// summed over workers, [`names::INBOX_DEPTH`] and [`names::LOOP_TURN_SECONDS`]
 /// per worker (`worker="N"`). Every label value of a labelled family is
 /// rendered, zeros included, so `rate()` sees a series from the first scrape.
-#[derive(Debug)]
+/// Appends complete metric families, in the text format, to a render.
+pub type Render = dyn Fn(&mut String) + Send + Sync;
+
 pub struct Registry {
     workers: Box<[Arc<WorkerMetrics>]>,
+    /// Families rendered by other components of the process (the embedded
+    /// store and push services), appended after the gateway's own.
+    extra: Option<Arc<Render>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("workers", &self.workers).finish_non_exhaustive()
+    }
 }
 
 impl Registry {
     /// A registry with `workers` zeroed worker sets, numbered from 0.
     pub fn new(workers: usize) -> Self {
-        Self { workers: (0..workers).map(|worker| Arc::new(WorkerMetrics::new(worker))).collect() }
+        Self {
+            workers: (0..workers).map(|worker| Arc::new(WorkerMetrics::new(worker))).collect(),
+            extra: None,
+        }
+    }
+
+    /// Also renders what `source` appends (complete families in the text
+    /// format, names outside the `gateway_` prefix).
+    pub fn with_source(mut self, source: Arc<Render>) -> Self {
+        self.extra = Some(source);
+        self
     }
 
     /// Every worker's set, by worker number.
@@ -68,6 +89,9 @@ impl Registry {
                 // names::ALL and this match are kept in step by the tests.
                 _ => {}
             }
+        }
+        if let Some(extra) = &self.extra {
+            extra(out);
         }
     }
 

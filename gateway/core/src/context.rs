@@ -37,6 +37,9 @@ pub struct Config {
     pub decoder: Decoder,
     /// Frame-rate limit of an authenticated session (`None`: unlimited).
     pub rate: Option<RateLimit>,
+    /// Entries per SYNC_BATCH when the client asks for the server default
+    /// (at most `MAX_SYNC_BATCH`).
+    pub sync_window: u32,
 }
 
 impl Config {
@@ -52,9 +55,25 @@ pub enum Action {
     /// HELLO arrived: verify it, then call `Session::accept` or
     /// `Session::reject`. Nothing else is read meanwhile.
     Verify(Box<protocol::Hello>),
-    /// An authenticated client frame for the worker to route (SEND, ACK, READ,
-    /// TYPING, PRESENCE_*, SYNC_REQUEST, GROUP_*, PREKEY_*).
+    /// An authenticated client frame for the worker to route (SEND, READ,
+    /// TYPING, PRESENCE_*, GROUP_*, PREKEY_*). ACK and SYNC_REQUEST are the
+    /// session's own (they become `Acked` and `ReadInbox`).
     Frame(Frame),
+    /// Read the device's inbox after `after` (at most `limit` entries) and
+    /// answer with `Session::handle_page` and the same `epoch`.
+    ReadInbox {
+        /// Entries with seq strictly above this.
+        after: protocol::Seq,
+        /// Most entries.
+        limit: u32,
+        /// Echo in `handle_page`.
+        epoch: u8,
+    },
+    /// The client acknowledged its inbox up to here: tell the store.
+    Acked(protocol::Seq),
+    /// The first sync after authentication is done: send the cursors that
+    /// moved while the device was away.
+    Synced,
     /// Live delivery is paused for this session (slow reader).
     LivePaused,
     /// Live delivery may resume (the messaging layer resyncs from the store).

@@ -6,15 +6,19 @@
 //! See [`Session`] for the call order and `LIFECYCLE.md` for the states.
 
 mod context;
+mod delivery;
 mod outbound;
 mod rate;
 mod session;
+mod shared;
 mod timers;
 
 pub use context::{Action, Config, Ctx, NoObserver, Observer};
-pub use outbound::{Class, Limits, Outbound, Queued};
+pub use delivery::Mode;
+pub use outbound::{Class, Limits, Outbound, Queued, MAX_FRAME_HEAD};
 pub use rate::RateLimit;
 pub use session::{Identity, Session, State};
+pub use shared::SharedDeliver;
 pub use timers::{Timer, Timers};
 
 #[cfg(test)]

@@ -58,15 +58,23 @@ pub struct Limits {
 
 /// Room reserved in front of a batch for its WebSocket header (2, 4 or 10 bytes).
 const HEADER_ROOM: usize = 10;
+/// Inline bytes of a [`Chunk::Header`]: a WebSocket header and a frame head of
+/// up to [`MAX_FRAME_HEAD`] bytes. Small enough that a chunk is no bigger than
+/// a `Bytes`.
+const INLINE: usize = HEADER_ROOM + MAX_FRAME_HEAD;
+/// Longest per-recipient frame head [`Outbound::push_shared_tail`] takes: a tag,
+/// a body length and one varint field.
+pub const MAX_FRAME_HEAD: usize = 20;
 
 /// One queued piece of output.
 #[derive(Debug)]
 enum Chunk {
     /// Bytes owned or shared (a sealed batch, a fanout payload, raw HTTP).
     Bytes(Bytes),
-    /// A WebSocket header kept inline, so queuing a shared payload for one
+    /// A WebSocket header (and, before a shared frame tail, the frame's own
+    /// per-recipient head) kept inline, so queuing a shared payload for one
     /// more recipient allocates nothing; `start..end` is what is left to send.
-    Header { bytes: [u8; 10], start: u8, end: u8 },
+    Header { bytes: [u8; INLINE], start: u8, end: u8 },
 }
 
 impl Chunk {
@@ -141,13 +149,43 @@ impl Outbound {
             return refused;
         }
         self.flush();
-        let (header, header_len) = server_header(OpCode::Binary, payload.len());
-        self.queued += header_len + payload.len();
-        // `header_len` is 2, 4 or 10.
-        let end = u8::try_from(header_len).unwrap_or(10);
-        self.chunks.push_back(Chunk::Header { bytes: header, start: 0, end });
-        self.chunks.push_back(Chunk::Bytes(payload));
+        self.push_message(&[], payload);
         Queued::Accepted
+    }
+
+    /// Queues one frame made of a per-recipient `head` (at most
+    /// [`MAX_FRAME_HEAD`] bytes: tag, length, first field) and a `tail` encoded
+    /// once for many sessions, as its own WebSocket message. This is how a
+    /// DELIVER reaches many devices with one encoding: only the seq differs.
+    pub fn push_shared_tail(&mut self, head: &[u8], tail: Bytes, class: Class, limits: Limits) -> Queued {
+        if head.len() > MAX_FRAME_HEAD {
+            return Queued::Dropped;
+        }
+        if let Some(refused) = self.admit(head.len() + tail.len(), class, limits) {
+            return refused;
+        }
+        self.flush();
+        self.push_message(head, tail);
+        Queued::Accepted
+    }
+
+    /// Queues a WebSocket message of `head` (≤ MAX_FRAME_HEAD bytes, kept
+    /// inline with the header) then `shared`.
+    fn push_message(&mut self, head: &[u8], shared: Bytes) {
+        let (header, header_len) = server_header(OpCode::Binary, head.len() + shared.len());
+        let mut bytes = [0; INLINE];
+        let end = header_len + head.len();
+        if let Some((room, rest)) = bytes.get_mut(..end).map(|b| b.split_at_mut(header_len)) {
+            room.copy_from_slice(header.get(..header_len).unwrap_or_default());
+            rest.copy_from_slice(head);
+        }
+        self.queued += end + shared.len();
+        // `end` is at most INLINE (30).
+        let end = u8::try_from(end).unwrap_or(0);
+        self.chunks.push_back(Chunk::Header { bytes, start: 0, end });
+        if !shared.is_empty() {
+            self.chunks.push_back(Chunk::Bytes(shared));
+        }
     }
 
     /// Queues bytes exactly as given (the HTTP upgrade answer, a WebSocket

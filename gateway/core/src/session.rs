@@ -8,12 +8,15 @@ use gateway_ws::frame::{write_close, write_frame};
 use gateway_ws::{parse_request, write_accept, write_rejection};
 use gateway_ws::{MessageReader, OpCode, Route, WsEvent};
 use protocol::{
-    AuthError, AuthOk, CloseCode, DecodeError, Direction, ErrorCode, Frame, GoAway, Note, Pong, UserId,
+    AuthError, AuthOk, CloseCode, DecodeError, Deliver, Direction, ErrorCode, Frame, GoAway, List, Note,
+    Pong, Seq, SyncBatch, SyncDone, UserId,
 };
 
 use crate::context::{Action, Ctx, Observer};
+use crate::delivery::{Delivery, Live, Mode, Step};
 use crate::outbound::{Class, Outbound, Queued};
 use crate::rate::{Bucket, RateLimit, Verdict};
+use crate::shared::SharedDeliver;
 use crate::timers::{Timer, Timers};
 
 /// Who an authenticated session belongs to.
@@ -87,6 +90,8 @@ pub struct Session {
     last_input: Instant,
     /// Frame-rate limit state.
     bucket: Bucket,
+    /// Inbox sync and live delivery (SPEC §6.3).
+    delivery: Delivery,
 }
 
 impl Session {
@@ -101,7 +106,23 @@ impl Session {
             timers,
             last_input: ctx.now,
             bucket: ctx.config.rate.map_or(Bucket::full(RateLimit { per_sec: 0, burst: 0 }), Bucket::full),
+            delivery: Delivery::new(),
         }
+    }
+
+    /// Where inbox delivery stands (syncing, live, paused).
+    pub fn delivery_mode(&self) -> Mode {
+        self.delivery.mode()
+    }
+
+    /// The highest seq the client acknowledged (or resumed after).
+    pub fn acked(&self) -> Seq {
+        self.delivery.acked()
+    }
+
+    /// The highest seq sent on this connection.
+    pub fn sent(&self) -> Seq {
+        self.delivery.sent()
     }
 
     /// Current state.
@@ -169,9 +190,10 @@ impl Session {
         }
     }
 
-    /// Answers [`Action::Verify`] with success: the session goes live and
-    /// AUTH_OK (built by the worker) is queued.
-    pub fn accept<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, auth_ok: AuthOk) {
+    /// Answers [`Action::Verify`] with success: the session goes live, AUTH_OK
+    /// (built by the worker, with the store's inbox head) is queued and the
+    /// inbox sync after `resume_after` (HELLO's) starts.
+    pub fn accept<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, auth_ok: AuthOk, resume_after: Seq) {
         if self.state != State::Verifying {
             return;
         }
@@ -179,7 +201,88 @@ impl Session {
         self.state = State::Live(identity);
         self.timers.stop(Timer::Auth);
         self.timers.set(Timer::Heartbeat, ctx.now + ctx.config.heartbeat_timeout());
+        let head = auth_ok.inbox_head;
         self.send_control(ctx, &Frame::AuthOk(auth_ok));
+        let step = self.delivery.start(resume_after, head, ctx.config.sync_window);
+        self.step(ctx, step);
+    }
+
+    /// Answers [`Action::ReadInbox`]: the store's entries after the asked seq
+    /// (in seq order) and how many remain after them. A page for an older
+    /// sync (`epoch`) is ignored.
+    pub fn handle_page<O: Observer>(
+        &mut self,
+        ctx: &mut Ctx<'_, O>,
+        epoch: u8,
+        entries: &[Deliver],
+        remaining: u64,
+    ) {
+        if !self.is_authenticated() {
+            return;
+        }
+        let last = entries.last().map(|entry| entry.seq);
+        let (send, step) = self.delivery.page(epoch, last, remaining);
+        if send {
+            match List::from_items(entries) {
+                Ok(entries) => {
+                    // Sync output is flow-controlled by the client's acks (two
+                    // windows at most), so it is not subject to the live pause.
+                    self.send_control(ctx, &Frame::SyncBatch(SyncBatch { remaining, entries }));
+                }
+                Err(_) => ctx.observer.dropped("sync_batch_too_large"),
+            }
+        }
+        self.step(ctx, step);
+    }
+
+    /// A live inbox entry `seq` for this device, encoded once for all its
+    /// recipients. Sent only if it is the next seq on this connection
+    /// (SPEC §6.3, the no-gap rule); otherwise dropped or turned into a sync.
+    pub fn deliver_live<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, seq: Seq, deliver: &SharedDeliver) {
+        if !self.is_authenticated() {
+            return;
+        }
+        match self.delivery.live(seq) {
+            Live::Drop => {}
+            Live::Resync(step) => {
+                ctx.observer.dropped("live_gap");
+                self.step(ctx, step);
+            }
+            Live::Send => {
+                let (head, used) = deliver.head(seq);
+                let was_paused = self.out.live_paused();
+                let head = head.get(..used).unwrap_or_default();
+                let queued =
+                    self.out.push_shared_tail(head, deliver.tail().clone(), Class::Live, ctx.config.outbound);
+                self.after_queue(ctx, queued, was_paused, "DELIVER");
+                match queued {
+                    Queued::Accepted => {
+                        ctx.observer.frame_out(protocol::FrameKind::Deliver);
+                        self.delivery.sent_live(seq);
+                    }
+                    Queued::Paused => self.delivery.pause(),
+                    Queued::Dropped | Queued::Overflow => {}
+                }
+            }
+        }
+    }
+
+    fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Live(_) | State::Draining(_))
+    }
+
+    /// Carries out a delivery step.
+    fn step<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, step: Step) {
+        match step {
+            Step::Idle => {}
+            Step::Read { after, limit, epoch } => ctx.actions.push(Action::ReadInbox { after, limit, epoch }),
+            Step::Done { head, first } => {
+                self.send_control(ctx, &Frame::SyncDone(SyncDone { head }));
+                if first {
+                    ctx.actions.push(Action::Synced);
+                }
+            }
+        }
     }
 
     /// Answers [`Action::Verify`] (or an auth deadline) with failure: AUTH_ERROR,
@@ -230,7 +333,14 @@ impl Session {
 
     /// Starts draining: a live session gets GOAWAY and is closed with 1001 after
     /// `goaway.reconnect_after_ms` plus `grace`; any other session closes now.
-    pub fn drain<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, goaway: GoAway, grace: std::time::Duration) {
+    /// GOAWAY's `resume_after` is set here to the client's acked cursor.
+    pub fn drain<O: Observer>(
+        &mut self,
+        ctx: &mut Ctx<'_, O>,
+        mut goaway: GoAway,
+        grace: std::time::Duration,
+    ) {
+        goaway.resume_after = self.delivery.acked();
         match self.state {
             State::Live(identity) => {
                 let close_at =
@@ -262,6 +372,8 @@ impl Session {
     pub fn handle_written<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, written: usize) {
         if self.out.consume(written, ctx.config.outbound) {
             ctx.actions.push(Action::LiveResumed);
+            let step = self.delivery.resume();
+            self.step(ctx, step);
         }
         if self.out.is_empty() {
             self.timers.stop(Timer::WriteStall);
@@ -376,6 +488,17 @@ impl Session {
                 self.send_control(ctx, &Frame::Pong(Pong { nonce: ping.nonce }));
             }
             (State::Live(_) | State::Draining(_), Frame::Pong(_)) => {}
+            (State::Live(_) | State::Draining(_), Frame::Ack(ack)) => {
+                let (moved, step) = self.delivery.ack(ack.up_to);
+                if let Some(up_to) = moved {
+                    ctx.actions.push(Action::Acked(up_to));
+                }
+                self.step(ctx, step);
+            }
+            (State::Live(_) | State::Draining(_), Frame::SyncRequest(request)) => {
+                let step = self.delivery.sync_request(request.after, request.window);
+                self.step(ctx, step);
+            }
             (State::Live(_) | State::Draining(_), frame)
                 if frame.kind().direction() == Direction::ClientToServer
                     && !matches!(frame, Frame::Hello(_)) =>

@@ -16,7 +16,7 @@ use gateway_core::Session;
 use gateway_tls::TlsConn;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use protocol::{DeviceId, UserId};
+use protocol::{Capabilities, Conversation, DeviceId, Timestamp, UserId};
 
 /// Most slices handed to one `writev`.
 const MAX_IOV: usize = 64;
@@ -49,6 +49,36 @@ pub(crate) struct Conn {
     /// The TLS layer of a wss connection (boxed: plain connections do not
     /// pay for its size in the slab).
     tls: Option<Box<TlsConn>>,
+    /// Optional traffic granted at AUTH_OK (receipts, presence, typing).
+    pub(crate) capabilities: u8,
+    /// Messaging state most connections never need (boxed, created on
+    /// first use).
+    pub(crate) extras: Option<Box<Extras>>,
+}
+
+/// Per-connection messaging state beyond delivery.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// When the device connected before this session (cursors that moved
+    /// since then are sent after the first sync).
+    pub(crate) previous_connect: Timestamp,
+    /// Users whose presence this connection watches (at most
+    /// MAX_PRESENCE_SUBSCRIPTIONS).
+    pub(crate) watching: Vec<UserId>,
+    /// Last TYPING forwarded per conversation (a few, most recent).
+    pub(crate) typing: Vec<(Conversation, std::time::Instant)>,
+}
+
+impl Conn {
+    /// The connection's extras, created on first use.
+    pub(crate) fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Whether the client asked for (and was granted) `capability`.
+    pub(crate) fn wants(&self, capability: Capabilities) -> bool {
+        Capabilities(u64::from(self.capabilities)).contains(capability)
+    }
 }
 
 /// Result of draining a socket's input.
@@ -102,6 +132,8 @@ impl Conn {
             writable_interest: false,
             partial: None,
             tls: tls.map(Box::new),
+            capabilities: 0,
+            extras: None,
         }
     }
 

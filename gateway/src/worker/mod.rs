@@ -15,8 +15,12 @@
 mod admission;
 mod conn;
 mod deadlines;
+mod fanout;
+mod messaging;
 mod observe;
+mod presence;
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -26,19 +30,20 @@ use bytes::BytesMut;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use gateway_admin::{HandshakeFailure, WorkerMetrics};
 use gateway_auth::Verifier;
-use gateway_core::{Action, Class, Config as SessionConfig, Ctx, Session};
+use gateway_core::{Action, Config as SessionConfig, Ctx, Session};
 use gateway_tls::{Reloadable, TlsConn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use protocol::{
-    AuthOk, Capabilities, CloseCode, ErrorCode, Frame, GoAway, GoAwayReason, Note, SendError, Seq,
-};
+use protocol::{Capabilities, CloseCode, DeviceId, ErrorCode, GoAway, GoAwayReason, Note, Seq, UserId};
 use slab::Slab;
 
+use crate::backend::{Backend, Replies, ReplySink};
 use crate::directory::{Directory, SessionRef};
 use admission::Admission;
 use conn::Conn;
 use deadlines::Deadlines;
+pub(crate) use fanout::Remote;
+pub(crate) use messaging::Pending;
 use observe::MetricsObserver;
 
 const LISTENER: Token = Token(0);
@@ -69,6 +74,27 @@ pub(crate) enum Command {
     },
     /// Stop now (SIGINT): close every session with 1001 and exit.
     Stop,
+    /// Output for sessions of this worker, batched by another worker.
+    Remote(Vec<Remote>),
+}
+
+/// Messaging settings of a worker (from `[store]` and `[messaging]`).
+#[derive(Debug, Clone)]
+pub(crate) struct Messaging {
+    /// Store requests outstanding at most.
+    pub(crate) max_inflight: usize,
+    /// Presence grace period.
+    pub(crate) grace: Duration,
+    /// The same, in ms.
+    pub(crate) grace_ms: u64,
+    /// TYPING throttle per conversation.
+    pub(crate) typing_interval: Duration,
+    /// PREKEY_FETCH budget per user and minute.
+    pub(crate) prekey_fetches_per_min: u32,
+    /// PREKEY_LOW mark.
+    pub(crate) prekey_low: u32,
+    /// AUTH_OK.max_payload.
+    pub(crate) max_payload: u32,
 }
 
 /// The reloadable part of a worker's settings.
@@ -105,6 +131,10 @@ pub(crate) struct Shared {
     /// New connections per client IP: per second and burst, for the node
     /// (each worker enforces its share).
     pub(crate) connections_per_ip: (u32, u32),
+    /// The store and push services.
+    pub(crate) backend: Backend,
+    /// Messaging settings.
+    pub(crate) messaging: Messaging,
 }
 
 /// Where a worker listens.
@@ -145,6 +175,23 @@ pub(crate) struct Worker {
     reread: Vec<usize>,
     next_generation: u64,
     draining: Option<Instant>,
+    /// Store answers come back here.
+    replies: Replies<Pending>,
+    /// Cloned into each store request's completion.
+    sink: ReplySink<Pending>,
+    /// Store requests outstanding.
+    inflight: usize,
+    /// Output for other sessions, by worker index (see `fanout`).
+    outgoing: Vec<Vec<Remote>>,
+    /// A batch was refused by a full inbox: poll again soon.
+    retry_outgoing: bool,
+    /// Scratch for directory lookups.
+    devices: Vec<(DeviceId, SessionRef)>,
+    /// Scratch for presence watchers.
+    watchers: Vec<SessionRef>,
+    /// Users who left: (announce offline at, user, left at ms), in time order.
+    presence_due: VecDeque<(Instant, UserId, u64)>,
+    messaging: Messaging,
 }
 
 impl Worker {
@@ -158,6 +205,7 @@ impl Worker {
         poll: Poll,
         shared: Shared,
         metrics: Arc<WorkerMetrics>,
+        (sink, replies): (ReplySink<Pending>, Replies<Pending>),
     ) -> io::Result<Self> {
         let mut listener = TcpListener::from_std(reuseport_listener(listen.ws, listen.backlog)?);
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -172,6 +220,8 @@ impl Worker {
         };
         let (per_sec, burst) = shared.connections_per_ip;
         let admission = Admission::new(per_sec, burst, shared.inboxes.len(), Instant::now());
+        let messaging = shared.messaging.clone();
+        let outgoing = (0..shared.inboxes.len()).map(|_| Vec::new()).collect();
         Ok(Self {
             index,
             poll,
@@ -194,6 +244,15 @@ impl Worker {
             reread: Vec::new(),
             next_generation: 1,
             draining: None,
+            replies,
+            sink,
+            inflight: 0,
+            outgoing,
+            retry_outgoing: false,
+            devices: Vec::new(),
+            watchers: Vec::new(),
+            presence_due: VecDeque::new(),
+            messaging,
         })
     }
 
@@ -217,10 +276,14 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             // Sessions with input left over from the last turn: do not sleep.
-            let timeout = match self.reread.is_empty() {
-                true => self.deadlines.timeout(Instant::now()),
-                false => Some(Duration::ZERO),
+            let now = Instant::now();
+            let timeout = match (self.reread.is_empty(), self.retry_outgoing) {
+                (false, _) => Some(Duration::ZERO),
+                // A batch for a full inbox: try again shortly.
+                (true, true) => Some(Duration::from_millis(1)),
+                (true, false) => earliest(self.deadlines.timeout(now), self.presence_timeout(now)),
             };
+            self.retry_outgoing = false;
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -248,11 +311,14 @@ impl Worker {
                 }
             }
             self.run_deadlines(turn);
+            self.drain_replies(turn);
             if self.drain_inbox(turn) {
                 self.close_all(turn);
                 self.flush(turn);
                 return Ok(());
             }
+            self.expire_presence(turn);
+            self.flush_outgoing(turn);
             self.flush(turn);
             self.metrics.loop_turn.observe(turn.elapsed());
             if self.draining.is_some() && self.conns.is_empty() {
@@ -396,7 +462,10 @@ impl Worker {
             for action in batch.drain(..) {
                 match action {
                     Action::Verify(hello) => self.verify(now, key, &hello),
-                    Action::Frame(frame) => self.route(now, key, &frame),
+                    Action::Frame(frame) => self.route(now, key, frame),
+                    action @ (Action::ReadInbox { .. } | Action::Acked(_) | Action::Synced) => {
+                        self.delivery_action(now, key, action);
+                    }
                     Action::LivePaused | Action::LiveResumed => {}
                     Action::Close => close = true,
                 }
@@ -466,23 +535,12 @@ impl Worker {
                 return;
             }
         };
-        let session_ref = SessionRef { worker: self.index, key, generation: conn.generation };
-        conn.identity = Some((claims.user, claims.device));
-        let auth_ok = AuthOk {
-            version: protocol::limits::VERSION_MAX.min(hello.max_version),
-            user: claims.user,
-            device: claims.device,
-            session: conn.generation,
-            server_time: protocol::Timestamp(u64::try_from(unix.as_millis()).unwrap_or(u64::MAX)),
-            heartbeat_ms: u32::try_from(self.shared.session.heartbeat.as_millis()).unwrap_or(u32::MAX),
-            inbox_head: Seq(0),
-            max_payload: protocol::limits::MAX_PAYLOAD as u32,
+        let pending = Pending::Connect {
+            resume_after: hello.resume_after,
             capabilities: hello.capabilities.intersection(Capabilities::ALL),
+            version: protocol::limits::VERSION_MAX.min(hello.max_version),
         };
-        conn.session.accept(&mut ctx, auth_ok);
-        if let Some(old) = self.shared.directory.insert(claims.user, claims.device, session_ref) {
-            self.replace(now, old);
-        }
+        self.connect(now, key, claims.user, claims.device, pending);
     }
 
     /// Closes a session replaced by a newer connection of the same device.
@@ -522,21 +580,6 @@ impl Worker {
         }
     }
 
-    /// Frames for the rest of the node. Routing is local-only in this build:
-    /// sending needs the store (messaging issue), so SEND is refused with a
-    /// retryable code and nothing is acknowledged that is not stored.
-    fn route(&mut self, now: Instant, key: usize, frame: &Frame) {
-        if let Frame::SendMessage(send) = frame {
-            let refusal = Frame::SendError(SendError {
-                client_id: send.client_id,
-                code: ErrorCode::BACKEND_UNAVAILABLE,
-                retry_after_ms: 1_000,
-                text: Note::truncated("no store is configured on this node"),
-            });
-            self.call(now, key, |conn, ctx| conn.session.send(ctx, &refusal, Class::Control));
-        }
-    }
-
     fn run_deadlines(&mut self, now: Instant) {
         let mut due = std::mem::take(&mut self.due);
         self.deadlines.take_due(now, &mut due);
@@ -564,9 +607,19 @@ impl Worker {
                 Ok(Command::Drain { window, deadline }) => self.start_drain(now, window, deadline),
                 Ok(Command::Reconfigure(new)) => self.reconfigure(*new),
                 Ok(Command::Stop) => return true,
+                Ok(Command::Remote(batch)) => self.apply(now, batch),
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => return true,
             }
+        }
+    }
+
+    /// Handles every store answer that arrived.
+    fn drain_replies(&mut self, now: Instant) {
+        let mut replies = Vec::new();
+        self.replies.drain(|reply| replies.push(reply));
+        for reply in replies {
+            self.on_reply(now, reply.to, reply.pending, reply.result);
         }
     }
 
@@ -691,9 +744,17 @@ impl Worker {
         // or close_notify), if the socket takes it.
         conn.write_last(&mut self.tls_out);
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        let me = SessionRef { worker: self.index, key, generation: conn.generation };
         if let Some((user, device)) = conn.identity {
-            let me = SessionRef { worker: self.index, key, generation: conn.generation };
-            self.shared.directory.remove(user, device, me);
+            let left_at = messaging::unix_ms();
+            if self.shared.directory.remove(user, device, me, left_at) {
+                self.left(Instant::now(), user, left_at.max(1));
+            }
+        }
+        if let Some(extras) = conn.extras.take() {
+            for user in extras.watching {
+                self.shared.directory.unwatch(user, me);
+            }
         }
         self.metrics.sessions_open.dec();
         self.check_capacity();
@@ -711,6 +772,14 @@ fn state_label(state: gateway_core::State) -> Option<gateway_admin::SessionState
         State::Live(_) | State::Echo => Some(Label::Live),
         State::Draining(_) => Some(Label::Draining),
         State::Closing | State::Closed => None,
+    }
+}
+
+/// The earlier of two optional timeouts.
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

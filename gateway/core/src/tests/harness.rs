@@ -45,6 +45,7 @@ pub(crate) fn config() -> Config {
         linger: Duration::from_secs(2),
         decoder: Decoder::new(),
         rate: Some(crate::RateLimit { per_sec: 100, burst: 20 }),
+        sync_window: 2,
     }
 }
 

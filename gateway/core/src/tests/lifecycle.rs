@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use protocol::{
-    Ack, AuthOk, Capabilities, CloseCode, DeviceId, ErrorCode, Frame, GoAway, GoAwayReason, Hello, Note,
-    Ping, Pong, Seq, Timestamp, Token, UserId,
+    Ack, AuthOk, Capabilities, CloseCode, ConvSeq, Conversation, DeviceId, ErrorCode, Frame, GoAway,
+    GoAwayReason, Hello, Note, Ping, Pong, Read, Seq, Timestamp, Token, UserId,
 };
 
 use super::harness::{client_frame, close_frame, message, upgrade, Harness, Out};
@@ -41,9 +41,14 @@ fn live() -> Harness {
     h.read(&upgrade("/ws"));
     h.read(&message(&[hello(1, 1)]));
     assert!(matches!(h.take_actions().as_slice(), [Action::Verify(_)]));
-    h.with(|s, ctx| s.accept(ctx, auth_ok()));
+    h.with(|s, ctx| s.accept(ctx, auth_ok(), Seq(0)));
     let out = h.output();
-    assert!(matches!(out.as_slice(), [Out::Http(_), Out::Frame(Frame::AuthOk(_))]), "{out:?}");
+    // An empty inbox: the sync is over at once.
+    assert!(
+        matches!(out.as_slice(), [Out::Http(_), Out::Frame(Frame::AuthOk(_)), Out::Frame(Frame::SyncDone(d))] if d.head == Seq(0)),
+        "{out:?}"
+    );
+    assert!(matches!(h.take_actions().as_slice(), [Action::Synced]));
     h
 }
 
@@ -60,9 +65,11 @@ fn upgrade_then_hello_then_live() {
     // Liveness: PING is answered here, not handed to the worker.
     h.read(&message(&[Frame::Ping(Ping { nonce: 9 })]));
     assert_eq!(h.output(), vec![Out::Frame(Frame::Pong(Pong { nonce: 9 }))]);
-    // Other client frames go to the worker.
-    h.read(&message(&[Frame::Ack(Ack { up_to: Seq(4) })]));
-    assert!(matches!(h.take_actions().as_slice(), [Action::Frame(Frame::Ack(a))] if a.up_to == Seq(4)));
+    // Other client frames go to the worker (ACK is the session's own).
+    let read = Frame::Read(Read { conversation: Conversation::Direct(UserId(3)), up_to: ConvSeq(4) });
+    h.read(&message(&[read.clone(), Frame::Ack(Ack { up_to: Seq(4) })]));
+    let actions = h.take_actions();
+    assert!(matches!(actions.as_slice(), [Action::Frame(frame)] if *frame == read), "{actions:?}");
 }
 
 #[test]
@@ -279,14 +286,15 @@ fn echo_route_echoes_binary_and_text() {
 #[test]
 fn partial_input_is_left_for_the_next_read() {
     let mut h = live();
-    let bytes = message(&[Frame::Ack(Ack { up_to: Seq(1) })]);
+    let read = Frame::Read(Read { conversation: Conversation::Direct(UserId(3)), up_to: ConvSeq(1) });
+    let bytes = message(&[read]);
     let left = h.read(&bytes[..3]);
     assert_eq!(&left[..], &bytes[..3]);
     assert!(h.take_actions().is_empty());
     let mut whole = left.to_vec();
     whole.extend_from_slice(&bytes[3..]);
     h.read(&whole);
-    assert!(matches!(h.take_actions().as_slice(), [Action::Frame(Frame::Ack(_))]));
+    assert!(matches!(h.take_actions().as_slice(), [Action::Frame(Frame::Read(_))]));
 }
 
 /// An idle session's state must stay small: the product holds 500K of them
@@ -296,6 +304,7 @@ fn partial_input_is_left_for_the_next_read() {
 #[test]
 fn idle_session_state_stays_small() {
     let size = std::mem::size_of::<crate::Session>();
+    eprintln!("Session {size} bytes");
     assert!(size <= 256, "Session grew to {size} bytes");
 }
 

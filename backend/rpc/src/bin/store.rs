@@ -1,0 +1,121 @@
+//! `store`: the store service as a process of its own. Opens the engine on
+//! `--data-dir`, serves it over gRPC on `--listen`, prints `listening on
+//! <addr>` when ready, and on SIGTERM/SIGINT stops accepting, finishes what is
+//! in flight, closes the store and exits 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backend_rpc::daemon::{self, Fatal};
+use backend_rpc::StoreService;
+use backend_store::{Durability, Store, StoreConfig};
+use clap::{Parser, ValueEnum};
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+/// The store service (messages, inboxes, groups, prekeys) over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "store", version)]
+struct Args {
+    /// gRPC address to listen on (port 0: any free port, printed when ready).
+    #[arg(long, env = "STORE_LISTEN", default_value = "127.0.0.1:7710")]
+    listen: SocketAddr,
+    /// Database directory, created if missing.
+    #[arg(long, env = "STORE_DATA_DIR", default_value = "./data/store")]
+    data_dir: PathBuf,
+    /// `process`: answered once in the journal (survives kill -9);
+    /// `fsync`: answered once synced (survives power loss; group commit).
+    #[arg(long, env = "STORE_DURABILITY", value_enum, default_value_t = Mode::Process)]
+    durability: Mode,
+    /// Longest wait for a group-commit fsync (with `--durability fsync`).
+    #[arg(long, env = "STORE_FSYNC_INTERVAL_MS", default_value_t = 2)]
+    fsync_interval_ms: u64,
+    /// Most devices per user.
+    #[arg(long, env = "STORE_MAX_DEVICES", default_value_t = 5)]
+    max_devices: u32,
+    /// How long undelivered messages are kept, in days.
+    #[arg(long, env = "STORE_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
+    /// Bound of each request queue (default: the store's own, 65 536);
+    /// beyond it requests answer Overloaded.
+    #[arg(long, env = "STORE_QUEUE")]
+    queue: Option<usize>,
+    /// Admin address serving `GET /metrics` (Prometheus text); off if unset.
+    #[arg(long, env = "STORE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Largest gRPC message in either direction, in bytes.
+    #[arg(long, env = "STORE_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
+    max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    Process,
+    Fsync,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    daemon::init_logging();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(fatal) => fatal.report("store"),
+    }
+}
+
+fn config(args: &Args) -> Result<StoreConfig, Fatal> {
+    let mut config = StoreConfig::new(&args.data_dir);
+    config.durability = match args.durability {
+        Mode::Process => Durability::Process,
+        Mode::Fsync => Durability::Fsync { interval: Duration::from_millis(args.fsync_interval_ms) },
+    };
+    config.max_devices = args.max_devices;
+    let retention_s = args
+        .retention_days
+        .checked_mul(24 * 3600)
+        .ok_or_else(|| Fatal::usage(format!("--retention-days {} is too large", args.retention_days)))?;
+    config.retention = Duration::from_secs(retention_s);
+    if let Some(queue) = args.queue {
+        config.queue = queue;
+    }
+    config.validate().map_err(|e| Fatal::usage(format!("invalid store config: {e}")))?;
+    if args.max_message_bytes == 0 {
+        return Err(Fatal::usage("--max-message-bytes must be above zero"));
+    }
+    Ok(config)
+}
+
+fn run(args: Args) -> Result<(), Fatal> {
+    let config = config(&args)?;
+    let store = Store::open(config)
+        .map_err(|e| Fatal::runtime(format!("cannot open the store in {}: {e}", args.data_dir.display())))?;
+    tracing::info!(dir = %args.data_dir.display(), durability = ?args.durability, "store open");
+    let runtime = daemon::server_runtime("store")?;
+    let served = runtime.block_on(serve(&args, store.clone()));
+    // Every connection task (and its store handle) goes with the runtime;
+    // then the last handle closes the store, which waits for its writer.
+    drop(runtime);
+    drop(store);
+    tracing::info!("store closed");
+    served
+}
+
+async fn serve(args: &Args, store: Store) -> Result<(), Fatal> {
+    let (listener, local) = daemon::bind(args.listen).await?;
+    if let Some(addr) = args.metrics_listen {
+        let metrics_store = store.clone();
+        daemon::spawn_metrics(addr, Arc::new(move |out: &mut String| metrics_store.metrics().render(out)))
+            .await?;
+    }
+    let service = StoreService::new(Arc::new(store)).into_server(args.max_message_bytes);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    daemon::announce(local).map_err(|e| Fatal::runtime(format!("cannot write to stdout: {e}")))?;
+    tracing::info!(%local, "serving the store");
+    daemon::serve_until_signal(|signal| {
+        Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, signal)
+    })
+    .await
+}

@@ -1,0 +1,377 @@
+//! Key layout and value encodings. Every integer in a key is big-endian and
+//! fixed-width, so lexicographic key order is numeric order and a range scan
+//! over a prefix walks an inbox or a conversation log in seq order.
+//!
+//! The layout table is in the crate README; the functions here are the only
+//! place that builds or parses key and value bytes.
+
+use protocol::{Conversation, DeviceId, GroupId, UserId};
+
+use crate::api::StoreError;
+
+/// Meta keys (first byte): small, hot records the writer caches.
+pub(crate) mod meta {
+    /// Next message id counter.
+    pub(crate) const NEXT_MESSAGE: &[u8] = b"M";
+    /// Next group id counter.
+    pub(crate) const NEXT_GROUP: &[u8] = b"N";
+    /// `U user` → registered device ids.
+    pub(crate) const DEVICES: u8 = b'U';
+    /// `D user device` → device state (head, acked, connect time).
+    pub(crate) const DEVICE: u8 = b'D';
+    /// `S conv` → last conv_seq of the conversation.
+    pub(crate) const CONV_SEQ: u8 = b'S';
+    /// `G group` → group record.
+    pub(crate) const GROUP: u8 = b'G';
+    /// `V user` → visibility.
+    pub(crate) const VISIBILITY: u8 = b'V';
+    /// `C user conv kind` → the user's own cursor in a conversation.
+    pub(crate) const CURSOR: u8 = b'C';
+}
+
+/// Prekey keys (first byte).
+pub(crate) mod prekey {
+    /// `I user device` → identity key, signed prekey, stock.
+    pub(crate) const IDENTITY: u8 = b'I';
+    /// `O user device id` → one-time prekey.
+    pub(crate) const ONE_TIME: u8 = b'O';
+}
+
+/// A conversation named independently of who looks at it: the unordered user
+/// pair of a direct conversation, or the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ConvKey {
+    /// Direct conversation between two users (lower id first).
+    Pair(UserId, UserId),
+    /// Group conversation.
+    Group(GroupId),
+}
+
+impl ConvKey {
+    /// The conversation `user` names `view`.
+    pub(crate) fn of(user: UserId, view: Conversation) -> Self {
+        match view {
+            Conversation::Direct(other) => Self::Pair(user.min(other), user.max(other)),
+            Conversation::Group(group) => Self::Group(group),
+        }
+    }
+
+    /// Appends the key bytes (tag 1 + two users, or tag 2 + group).
+    pub(crate) fn put(self, out: &mut Vec<u8>) {
+        match self {
+            Self::Pair(a, b) => {
+                out.push(1);
+                out.extend_from_slice(&a.0.to_be_bytes());
+                out.extend_from_slice(&b.0.to_be_bytes());
+            }
+            Self::Group(group) => {
+                out.push(2);
+                out.extend_from_slice(&group.0.to_be_bytes());
+            }
+        }
+    }
+
+    /// Reads a key written by [`ConvKey::put`].
+    pub(crate) fn get(dec: &mut Dec<'_>) -> Result<Self, StoreError> {
+        match dec.u8()? {
+            1 => Ok(Self::Pair(UserId(dec.u64()?), UserId(dec.u64()?))),
+            2 => Ok(Self::Group(GroupId(dec.u64()?))),
+            _ => Err(corrupt("conversation key")),
+        }
+    }
+}
+
+/// Builds a key or value.
+#[derive(Debug, Default)]
+pub(crate) struct Enc(pub(crate) Vec<u8>);
+
+impl Enc {
+    /// Starts with a one-byte tag.
+    pub(crate) fn tag(tag: u8) -> Self {
+        Self(vec![tag])
+    }
+    /// Appends a byte.
+    pub(crate) fn u8(mut self, v: u8) -> Self {
+        self.0.push(v);
+        self
+    }
+    /// Appends a big-endian u32.
+    pub(crate) fn u32(mut self, v: u32) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    /// Appends a big-endian u64.
+    pub(crate) fn u64(mut self, v: u64) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    /// Appends a user id.
+    pub(crate) fn user(self, user: UserId) -> Self {
+        self.u64(user.0)
+    }
+    /// Appends a device id.
+    pub(crate) fn device(self, device: DeviceId) -> Self {
+        self.u32(device.0)
+    }
+    /// Appends a conversation key.
+    pub(crate) fn conv(mut self, conv: ConvKey) -> Self {
+        conv.put(&mut self.0);
+        self
+    }
+    /// Appends a conversation as a device sees it (tag + id, 9 bytes).
+    pub(crate) fn view(self, view: Conversation) -> Self {
+        match view {
+            Conversation::Direct(user) => self.u8(1).u64(user.0),
+            Conversation::Group(group) => self.u8(2).u64(group.0),
+        }
+    }
+    /// Appends bytes with a u32 length prefix.
+    pub(crate) fn bytes(self, bytes: &[u8]) -> Self {
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let mut this = self.u32(len);
+        this.0.extend_from_slice(bytes);
+        this
+    }
+    /// Appends raw bytes (the rest of a value).
+    pub(crate) fn raw(mut self, bytes: &[u8]) -> Self {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+    /// The bytes.
+    pub(crate) fn done(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Reads a key or value; a short or malformed one is [`StoreError::Engine`]
+/// (only this crate writes these bytes, so it means corruption).
+#[derive(Debug)]
+pub(crate) struct Dec<'a>(&'a [u8]);
+
+impl<'a> Dec<'a> {
+    /// Reads `bytes`.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+    /// Skips `n` bytes.
+    pub(crate) fn skip(&mut self, n: usize) -> Result<(), StoreError> {
+        self.take(n).map(|_| ())
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.0.len() < n {
+            return Err(corrupt("short record"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    /// Reads a byte.
+    pub(crate) fn u8(&mut self) -> Result<u8, StoreError> {
+        let (&first, rest) = self.0.split_first().ok_or_else(|| corrupt("short record"))?;
+        self.0 = rest;
+        Ok(first)
+    }
+    /// Reads a big-endian u32.
+    pub(crate) fn u32(&mut self) -> Result<u32, StoreError> {
+        let (head, rest) = self.0.split_first_chunk::<4>().ok_or_else(|| corrupt("short record"))?;
+        self.0 = rest;
+        Ok(u32::from_be_bytes(*head))
+    }
+    /// Reads a big-endian u64.
+    pub(crate) fn u64(&mut self) -> Result<u64, StoreError> {
+        let (head, rest) = self.0.split_first_chunk::<8>().ok_or_else(|| corrupt("short record"))?;
+        self.0 = rest;
+        Ok(u64::from_be_bytes(*head))
+    }
+    /// Reads a conversation as a device sees it.
+    pub(crate) fn view(&mut self) -> Result<Conversation, StoreError> {
+        match self.u8()? {
+            1 => Ok(Conversation::Direct(UserId(self.u64()?))),
+            2 => Ok(Conversation::Group(GroupId(self.u64()?))),
+            _ => Err(corrupt("conversation")),
+        }
+    }
+    /// Reads bytes written by [`Enc::bytes`].
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], StoreError> {
+        let len = self.u32()?;
+        self.take(len as usize)
+    }
+    /// The unread rest.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.0
+    }
+    /// Whether everything was read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A corruption error.
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Engine(format!("corrupt {what}"))
+}
+
+/// Key of a device's inbox entry: `user device seq`.
+pub(crate) fn inbox_key(user: UserId, device: DeviceId, seq: u64) -> Vec<u8> {
+    Enc::default().user(user).device(device).u64(seq).done()
+}
+
+/// Key of a device record in meta.
+pub(crate) fn device_key(user: UserId, device: DeviceId) -> Vec<u8> {
+    Enc::tag(meta::DEVICE).user(user).device(device).done()
+}
+
+/// Key of a user's device list in meta.
+pub(crate) fn devices_key(user: UserId) -> Vec<u8> {
+    Enc::tag(meta::DEVICES).user(user).done()
+}
+
+/// Key of a group record in meta.
+pub(crate) fn group_key(group: GroupId) -> Vec<u8> {
+    Enc::tag(meta::GROUP).u64(group.0).done()
+}
+
+/// Key of a conversation's last conv_seq in meta.
+pub(crate) fn conv_seq_key(conv: ConvKey) -> Vec<u8> {
+    Enc::tag(meta::CONV_SEQ).conv(conv).done()
+}
+
+/// Key of a conversation log entry: `conv conv_seq`.
+pub(crate) fn convlog_key(conv: ConvKey, conv_seq: u64) -> Vec<u8> {
+    Enc::default().conv(conv).u64(conv_seq).done()
+}
+
+/// Key of a dedup record: `user device client_id`.
+pub(crate) fn dedup_key(user: UserId, device: DeviceId, client_id: u64) -> Vec<u8> {
+    Enc::default().user(user).device(device).u64(client_id).done()
+}
+
+/// Key of a device's prekey identity record.
+pub(crate) fn identity_key(user: UserId, device: DeviceId) -> Vec<u8> {
+    Enc::tag(prekey::IDENTITY).user(user).device(device).done()
+}
+
+/// Key of a one-time prekey.
+pub(crate) fn one_time_key(user: UserId, device: DeviceId, id: u32) -> Vec<u8> {
+    Enc::tag(prekey::ONE_TIME).user(user).device(device).u32(id).done()
+}
+
+/// The smallest key above every key starting with `prefix` (for range ends).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xFF: no finite upper bound; an empty end means "unbounded" to callers.
+    Vec::new()
+}
+
+/// A device's state record: inbox head, acked cursor, last connect time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DeviceState {
+    /// Highest seq given.
+    pub(crate) head: u64,
+    /// Highest seq acked.
+    pub(crate) acked: u64,
+    /// Time of the last Connect (ms).
+    pub(crate) connected: u64,
+}
+
+impl DeviceState {
+    /// Encodes.
+    pub(crate) fn encode(self) -> Vec<u8> {
+        Enc::default().u64(self.head).u64(self.acked).u64(self.connected).done()
+    }
+    /// Decodes.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let mut dec = Dec::new(bytes);
+        Ok(Self { head: dec.u64()?, acked: dec.u64()?, connected: dec.u64()? })
+    }
+}
+
+/// An inbox entry's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The message it points to.
+    pub(crate) message: u64,
+    /// The conversation as the device sees it.
+    pub(crate) view: Conversation,
+    /// The message's conv_seq.
+    pub(crate) conv_seq: u64,
+    /// The message's author.
+    pub(crate) sender: UserId,
+    /// When stored (ms), for expiry.
+    pub(crate) time: u64,
+}
+
+impl Entry {
+    /// Encodes.
+    pub(crate) fn encode(self) -> Vec<u8> {
+        Enc::default()
+            .u64(self.message)
+            .view(self.view)
+            .u64(self.conv_seq)
+            .user(self.sender)
+            .u64(self.time)
+            .done()
+    }
+    /// Decodes.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let mut dec = Dec::new(bytes);
+        Ok(Self {
+            message: dec.u64()?,
+            view: dec.view()?,
+            conv_seq: dec.u64()?,
+            sender: UserId(dec.u64()?),
+            time: dec.u64()?,
+        })
+    }
+}
+
+/// Seq of an inbox key (its last 8 bytes).
+pub(crate) fn inbox_key_seq(key: &[u8]) -> Result<u64, StoreError> {
+    let mut dec = Dec::new(key);
+    dec.skip(12)?;
+    dec.u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_keys_sort_numerically() {
+        let a = inbox_key(UserId(7), DeviceId(1), 255);
+        let b = inbox_key(UserId(7), DeviceId(1), 256);
+        let c = inbox_key(UserId(7), DeviceId(2), 1);
+        assert!(a < b && b < c);
+        assert_eq!(inbox_key_seq(&b).unwrap(), 256);
+    }
+
+    #[test]
+    fn pair_key_is_unordered() {
+        let ab = ConvKey::of(UserId(1), Conversation::Direct(UserId(2)));
+        let ba = ConvKey::of(UserId(2), Conversation::Direct(UserId(1)));
+        assert_eq!(ab, ba);
+        let mut bytes = Vec::new();
+        ab.put(&mut bytes);
+        assert_eq!(ConvKey::get(&mut Dec::new(&bytes)).unwrap(), ab);
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end(&[1, 0xFF]), vec![2]);
+        assert!(prefix_end(&[0xFF]).is_empty());
+        let p = [3u8, 4];
+        assert!(p.as_slice() < prefix_end(&p).as_slice());
+    }
+
+    #[test]
+    fn short_values_are_corruption_not_panics() {
+        assert!(Entry::decode(&[1, 2, 3]).is_err());
+        assert!(DeviceState::decode(&[]).is_err());
+    }
+}

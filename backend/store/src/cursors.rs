@@ -1,0 +1,142 @@
+//! Delivered and read cursors, the receipts their moves produce, and the
+//! per-user receipt mailbox that answers `Cursors{user, since}`.
+//!
+//! A user's own cursor lives in meta (`C user conv kind` → up_to, at). Each
+//! note produced is also written to the mailbox of the user it goes to
+//! (`to · conversation as seen by to · cursor owner · kind` → up_to, at),
+//! overwritten on every move: state, not events, bounded by conversations ×
+//! peers. `Cursors` is then one prefix scan of the asking user's mailbox.
+
+use protocol::{ConvSeq, Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
+
+use crate::api::{ReadCursor, ReceiptNote, StoreError};
+use crate::codec::{convlog_key, meta, ConvKey, Dec, Enc};
+use crate::db::{Ks, Tx};
+use crate::{groups, messages};
+
+/// Most conversation-log entries one group cursor move scans for senders
+/// (bounded work per request): a longer jump tells only the senders of the
+/// newest `GROUP_SCAN` messages it covers.
+const GROUP_SCAN: u64 = 4096;
+
+fn cursor_key(user: UserId, conv: ConvKey, kind: ReceiptKind) -> Vec<u8> {
+    Enc::tag(meta::CURSOR).user(user).conv(conv).u8(kind as u8).done()
+}
+
+/// The user's cursor (0: none).
+pub(crate) fn get(
+    tx: &mut Tx<'_>,
+    user: UserId,
+    conv: ConvKey,
+    kind: ReceiptKind,
+) -> Result<u64, StoreError> {
+    match tx.get(Ks::Meta, &cursor_key(user, conv, kind))? {
+        Some(bytes) => Dec::new(&bytes).u64(),
+        None => Ok(0),
+    }
+}
+
+/// Sets the user's cursor without telling anyone (a new group member's start).
+pub(crate) fn set(tx: &mut Tx<'_>, user: UserId, conv: ConvKey, kind: ReceiptKind, up_to: u64) {
+    let now = tx.now;
+    tx.put(Ks::Meta, cursor_key(user, conv, kind), Enc::default().u64(up_to).u64(now).done());
+}
+
+/// Moves `user`'s cursor in `view` (as `user` names it) to `up_to` if that is
+/// higher, and returns the notes to send; `device` is the device that moved a
+/// read cursor (its own copy is not sent back).
+pub(crate) fn advance(
+    tx: &mut Tx<'_>,
+    user: UserId,
+    device: Option<DeviceId>,
+    view: Conversation,
+    kind: ReceiptKind,
+    up_to: u64,
+) -> Result<Vec<ReceiptNote>, StoreError> {
+    let conv = ConvKey::of(user, view);
+    let old = get(tx, user, conv, kind)?;
+    if up_to <= old {
+        return Ok(Vec::new());
+    }
+    set(tx, user, conv, kind, up_to);
+    let note = |to: UserId, conversation: Conversation, except: Option<DeviceId>| ReceiptNote {
+        to,
+        except,
+        conversation,
+        user,
+        kind,
+        up_to: ConvSeq(up_to),
+        at: Timestamp(tx.now),
+    };
+    let mut notes = Vec::new();
+    match conv {
+        ConvKey::Pair(..) => {
+            if let Conversation::Direct(peer) = view {
+                if peer != user {
+                    notes.push(note(peer, Conversation::Direct(user), None));
+                }
+            }
+        }
+        ConvKey::Group(_) => {
+            // Only the authors of the messages the move covers hear of it.
+            let start = convlog_key(conv, (old + 1).max(up_to.saturating_sub(GROUP_SCAN) + 1));
+            let end = convlog_key(conv, up_to + 1);
+            let mut senders: Vec<UserId> = Vec::new();
+            for (_, value) in tx.range(Ks::ConvLog, &start, &end, usize::MAX)? {
+                let value = value.as_slice();
+                let mut dec = Dec::new(value);
+                dec.skip(8)?;
+                let (sender, sender_device) = (UserId(dec.u64()?), dec.u32()?);
+                if sender_device != 0 && sender != user && !senders.contains(&sender) {
+                    senders.push(sender);
+                }
+            }
+            senders.sort_unstable();
+            notes.extend(senders.into_iter().map(|s| note(s, view, None)));
+        }
+    }
+    if kind == ReceiptKind::Read {
+        notes.push(note(user, view, device));
+    }
+    for n in &notes {
+        let key = Enc::default().user(n.to).view(n.conversation).user(n.user).u8(n.kind as u8).done();
+        tx.put(Ks::Mailbox, key, Enc::default().u64(n.up_to.0).u64(n.at.0).done());
+    }
+    Ok(notes)
+}
+
+/// READ: moves the reader's read cursor (clamped to the conversation's last
+/// conv_seq; a group needs membership).
+pub(crate) fn read(tx: &mut Tx<'_>, req: ReadCursor) -> Result<Vec<ReceiptNote>, StoreError> {
+    if let Conversation::Group(group) = req.conversation {
+        let info = groups::load(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
+        if !info.members.iter().any(|m| m.user == req.user) {
+            return Err(StoreError::NotAMember(group));
+        }
+    }
+    let last = messages::conv_seq(tx, ConvKey::of(req.user, req.conversation))?;
+    let up_to = req.up_to.0.min(last);
+    advance(tx, req.user, Some(req.device), req.conversation, ReceiptKind::Read, up_to)
+}
+
+/// Decodes one mailbox pair into the note for its owner's `Cursors` answer.
+pub(crate) fn mailbox_note(key: &[u8], value: &[u8]) -> Result<ReceiptNote, StoreError> {
+    let mut k = Dec::new(key);
+    let to = UserId(k.u64()?);
+    let conversation = k.view()?;
+    let user = UserId(k.u64()?);
+    let kind = match k.u8()? {
+        1 => ReceiptKind::Delivered,
+        _ => ReceiptKind::Read,
+    };
+    let mut v = Dec::new(value);
+    Ok(ReceiptNote {
+        to,
+        except: None,
+        conversation,
+        user,
+        kind,
+        up_to: ConvSeq(v.u64()?),
+        at: Timestamp(v.u64()?),
+    })
+}

@@ -1,0 +1,242 @@
+//! Messages and inboxes, on the writer: storing a message once and fanning
+//! it out to inbox entries (Send, group system entries), dedup, and Ack.
+//!
+//! A message body lives in `messages` with a reference count in `refs` (one
+//! per inbox entry pointing to it); the last ack deletes it. Every message
+//! also gets a conversation-log entry (conv, conv_seq) → (id, sender, device)
+//! for group receipts, and an expiry record keyed by (time, id) listing its
+//! inbox entries and dedup key, which the retention sweep walks.
+
+use bytes::Bytes;
+use protocol::{Conversation, DeviceId, ReceiptKind, Seq, Timestamp, UserId};
+
+use crate::api::{Ack, Delivery, Message, ReceiptNote, SendMessage, Sent, StoreError};
+use crate::codec::{conv_seq_key, convlog_key, dedup_key, inbox_key, meta, ConvKey, Dec, Enc, Entry};
+use crate::db::{Ks, Tx};
+use crate::{cursors, devices, groups};
+
+/// A message about to be stored.
+pub(crate) struct NewMessage {
+    /// Its conversation.
+    pub(crate) conv: ConvKey,
+    /// Author.
+    pub(crate) sender: UserId,
+    /// Author's device (0: system entry).
+    pub(crate) sender_device: DeviceId,
+    /// Body.
+    pub(crate) payload: Bytes,
+    /// Inbox entries to create: device and the conversation as it sees it.
+    pub(crate) targets: Vec<(UserId, DeviceId, Conversation)>,
+    /// Dedup key, for a client message.
+    pub(crate) dedup: Option<Vec<u8>>,
+}
+
+/// Takes the next value of a persisted counter (first value 1).
+pub(crate) fn next_counter(tx: &mut Tx<'_>, key: &[u8]) -> Result<u64, StoreError> {
+    let last = match tx.get(Ks::Meta, key)? {
+        Some(bytes) => Dec::new(&bytes).u64()?,
+        None => 0,
+    };
+    let next = last + 1;
+    tx.put(Ks::Meta, key.to_vec(), Enc::default().u64(next).done());
+    Ok(next)
+}
+
+/// The last conv_seq of a conversation (0: none).
+pub(crate) fn conv_seq(tx: &mut Tx<'_>, conv: ConvKey) -> Result<u64, StoreError> {
+    match tx.get(Ks::Meta, &conv_seq_key(conv))? {
+        Some(bytes) => Dec::new(&bytes).u64(),
+        None => Ok(0),
+    }
+}
+
+/// Stores `new` once and gives each target device its next inbox seq.
+pub(crate) fn store(tx: &mut Tx<'_>, new: NewMessage) -> Result<(Message, Vec<Delivery>), StoreError> {
+    let id = next_counter(tx, meta::NEXT_MESSAGE)?;
+    let seq = conv_seq(tx, new.conv)? + 1;
+    tx.put(Ks::Meta, conv_seq_key(new.conv), Enc::default().u64(seq).done());
+    let log = Enc::default().u64(id).user(new.sender).device(new.sender_device).done();
+    tx.put(Ks::ConvLog, convlog_key(new.conv, seq), log);
+
+    let mut deliveries = Vec::with_capacity(new.targets.len());
+    let mut expiry = Enc::default();
+    expiry = match &new.dedup {
+        Some(key) => expiry.u8(1).raw(key),
+        None => expiry.u8(0),
+    };
+    expiry = expiry.conv(new.conv).u64(seq).u32(u32::try_from(new.targets.len()).unwrap_or(u32::MAX));
+    for (user, device, view) in new.targets {
+        let mut state = devices::state(tx, user, device)?;
+        state.head += 1;
+        devices::set_state(tx, user, device, state);
+        let entry = Entry { message: id, view, conv_seq: seq, sender: new.sender, time: tx.now };
+        tx.put(Ks::Inbox, inbox_key(user, device, state.head), entry.encode());
+        expiry = expiry.user(user).device(device).u64(state.head);
+        deliveries.push(Delivery { user, device, seq: Seq(state.head), conversation: view });
+    }
+    // A message nobody receives (a note to self with no other device) keeps
+    // no body: its dedup record still answers retries.
+    if !deliveries.is_empty() {
+        let body = Enc::default()
+            .u64(seq)
+            .user(new.sender)
+            .device(new.sender_device)
+            .u64(tx.now)
+            .raw(&new.payload)
+            .done();
+        tx.put(Ks::Messages, id.to_be_bytes().to_vec(), body);
+        let count = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
+        tx.put(Ks::Refs, id.to_be_bytes().to_vec(), count.to_be_bytes().to_vec());
+    }
+    tx.put(Ks::Expiry, Enc::default().u64(tx.now).u64(id).done(), expiry.done());
+    let message = Message {
+        id: protocol::MessageId(id),
+        conv_seq: protocol::ConvSeq(seq),
+        sender: new.sender,
+        sender_device: new.sender_device,
+        server_time: Timestamp(tx.now),
+        payload: new.payload,
+    };
+    Ok((message, deliveries))
+}
+
+/// Decodes a stored message body.
+pub(crate) fn decode_body(id: u64, bytes: &[u8]) -> Result<Message, StoreError> {
+    let mut dec = Dec::new(bytes);
+    Ok(Message {
+        id: protocol::MessageId(id),
+        conv_seq: protocol::ConvSeq(dec.u64()?),
+        sender: UserId(dec.u64()?),
+        sender_device: DeviceId(dec.u32()?),
+        server_time: Timestamp(dec.u64()?),
+        payload: Bytes::copy_from_slice(dec.rest()),
+    })
+}
+
+/// Drops one inbox reference to message `id`, deleting the body with the last.
+pub(crate) fn release(tx: &mut Tx<'_>, id: u64) -> Result<(), StoreError> {
+    let key = id.to_be_bytes().to_vec();
+    let Some(bytes) = tx.get(Ks::Refs, &key)? else {
+        return Ok(());
+    };
+    let count = Dec::new(&bytes).u32()?;
+    if count <= 1 {
+        tx.del(Ks::Refs, key.clone());
+        tx.del(Ks::Messages, key);
+        tx.deleted += 1;
+    } else {
+        tx.put(Ks::Refs, key, (count - 1).to_be_bytes().to_vec());
+    }
+    Ok(())
+}
+
+/// Send: dedup, checks, store, fan-out, and the author's read cursor.
+pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError> {
+    if req.payload.len() > protocol::limits::MAX_PAYLOAD {
+        // The gateway's decoder already bounds payloads; this keeps the store
+        // from ever holding a message no DELIVER frame could carry.
+        return Err(StoreError::Engine("payload over MAX_PAYLOAD".into()));
+    }
+    let dkey = dedup_key(req.user, req.device, req.client_id);
+    if let Some(bytes) = tx.get(Ks::Dedup, &dkey)? {
+        return duplicate(tx, &bytes);
+    }
+    let mut targets = Vec::new();
+    let conv = ConvKey::of(req.user, req.to);
+    match req.to {
+        Conversation::Direct(peer) => {
+            let peer_devices = devices::list(tx, peer)?;
+            if peer_devices.is_empty() {
+                return Err(StoreError::UnknownRecipient(peer));
+            }
+            if peer != req.user {
+                targets.extend(peer_devices.into_iter().map(|d| (peer, d, Conversation::Direct(req.user))));
+            }
+            // The author's other devices get a copy, named by the peer.
+            for d in devices::list(tx, req.user)? {
+                if d != req.device {
+                    targets.push((req.user, d, Conversation::Direct(peer)));
+                }
+            }
+        }
+        Conversation::Group(group) => {
+            let info = groups::load(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
+            if !info.members.iter().any(|m| m.user == req.user) {
+                return Err(StoreError::NotAMember(group));
+            }
+            for member in &info.members {
+                for d in devices::list(tx, member.user)? {
+                    if (member.user, d) != (req.user, req.device) {
+                        targets.push((member.user, d, req.to));
+                    }
+                }
+            }
+        }
+    }
+    let new = NewMessage {
+        conv,
+        sender: req.user,
+        sender_device: req.device,
+        payload: req.payload,
+        targets,
+        dedup: Some(dkey.clone()),
+    };
+    let (message, deliveries) = store(tx, new)?;
+    let record = Enc::default().u64(message.id.0).u64(message.conv_seq.0).u64(message.server_time.0).done();
+    tx.put(Ks::Dedup, dkey, record);
+    let receipts =
+        cursors::advance(tx, req.user, Some(req.device), req.to, ReceiptKind::Read, message.conv_seq.0)?;
+    Ok(Sent { message, duplicate: false, deliveries, receipts })
+}
+
+/// The answer to a retried Send. The payload is the stored one while any
+/// inbox entry still points to the message, empty once all were acked.
+fn duplicate(tx: &mut Tx<'_>, record: &[u8]) -> Result<Sent, StoreError> {
+    let mut dec = Dec::new(record);
+    let (id, seq, time) = (dec.u64()?, dec.u64()?, dec.u64()?);
+    let message = match tx.get(Ks::Messages, &id.to_be_bytes())? {
+        Some(body) => decode_body(id, &body)?,
+        None => Message {
+            id: protocol::MessageId(id),
+            conv_seq: protocol::ConvSeq(seq),
+            sender: UserId(0),
+            sender_device: DeviceId(0),
+            server_time: Timestamp(time),
+            payload: Bytes::new(),
+        },
+    };
+    Ok(Sent { message, duplicate: true, deliveries: Vec::new(), receipts: Vec::new() })
+}
+
+/// Ack: removes entries up to `up_to` (clamped to the head), releases their
+/// messages, and moves the user's delivered cursors.
+pub(crate) fn ack(tx: &mut Tx<'_>, req: Ack) -> Result<Vec<ReceiptNote>, StoreError> {
+    let mut state = devices::state(tx, req.user, req.device)?;
+    let up_to = req.up_to.0.min(state.head);
+    if up_to <= state.acked {
+        return Ok(Vec::new());
+    }
+    let start = inbox_key(req.user, req.device, state.acked + 1);
+    let end = inbox_key(req.user, req.device, up_to + 1);
+    let mut highest: Vec<(Conversation, u64)> = Vec::new();
+    for (key, value) in tx.range(Ks::Inbox, &start, &end, usize::MAX)? {
+        let entry = Entry::decode(&value)?;
+        tx.del(Ks::Inbox, key);
+        release(tx, entry.message)?;
+        // Copies of the user's own messages say nothing about delivery to them.
+        if entry.sender == req.user {
+            continue;
+        }
+        match highest.iter_mut().find(|(view, _)| *view == entry.view) {
+            Some((_, seq)) => *seq = (*seq).max(entry.conv_seq),
+            None => highest.push((entry.view, entry.conv_seq)),
+        }
+    }
+    state.acked = up_to;
+    devices::set_state(tx, req.user, req.device, state);
+    let mut notes = Vec::new();
+    for (view, seq) in highest {
+        notes.extend(cursors::advance(tx, req.user, None, view, ReceiptKind::Delivered, seq)?);
+    }
+    Ok(notes)
+}

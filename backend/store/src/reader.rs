@@ -1,0 +1,123 @@
+//! Reads, on reader threads, straight from committed fjall data: Inbox,
+//! GroupGet, Cursors, GetVisibility. Each write batch is atomic, so a reader
+//! never sees seq n + 1 without seq n.
+
+use bytes::Bytes;
+use protocol::limits::MAX_SYNC_BATCH;
+use protocol::{
+    ConvSeq, Deliver, DeviceId, GroupId, MessageId, Payload, Seq, Timestamp, UserId, Visibility, Wire,
+};
+
+use crate::api::{InboxPage, InboxQuery, Request, Response, StoreError};
+use crate::codec::{
+    device_key, group_key, inbox_key, inbox_key_seq, meta, prefix_end, Dec, DeviceState, Enc, Entry,
+};
+use crate::db::{Db, Ks};
+use crate::{cursors, expiry, groups, now_ms};
+
+/// Answers a read request.
+pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Response, StoreError> {
+    match request {
+        Request::Inbox(query) => inbox(db, retention_ms, query).map(Response::Inbox),
+        Request::GroupGet { user, group } => group_get(db, user, group).map(Response::Group),
+        Request::Cursors { user, since } => {
+            let start = Enc::default().user(user).done();
+            let mut notes = Vec::new();
+            for (k, v) in db.scan(Ks::Mailbox, &start, &prefix_end(&start), usize::MAX)? {
+                let note = cursors::mailbox_note(&k, &v)?;
+                if note.at > since {
+                    notes.push(note);
+                }
+            }
+            Ok(Response::Cursors(notes))
+        }
+        Request::GetVisibility { user } => {
+            let key = Enc::tag(meta::VISIBILITY).user(user).done();
+            let visibility = match db.get(Ks::Meta, &key)? {
+                Some(v) if v.first() == Some(&(Visibility::Nobody as u8)) => Visibility::Nobody,
+                _ => Visibility::Everyone,
+            };
+            Ok(Response::Visibility(visibility))
+        }
+        _ => Err(StoreError::Engine("write request on a reader".into())),
+    }
+}
+
+fn group_get(db: &Db, user: UserId, group: GroupId) -> Result<crate::api::GroupInfo, StoreError> {
+    let bytes = db.get(Ks::Meta, &group_key(group))?.ok_or(StoreError::UnknownGroup(group))?;
+    let info = groups::decode(group, &bytes)?;
+    if !info.members.iter().any(|m| m.user == user) {
+        return Err(StoreError::NotAMember(group));
+    }
+    Ok(info)
+}
+
+/// One page of a device's inbox: a range scan of its keys plus one point read
+/// per entry for the body. `remaining` is `head − last seq returned`: exact
+/// while nothing above that seq has expired (entries above the acked cursor
+/// are contiguous), an upper bound otherwise.
+fn inbox(db: &Db, retention_ms: u64, q: InboxQuery) -> Result<InboxPage, StoreError> {
+    let head = match db.get(Ks::Meta, &device_key(q.user, q.device))? {
+        Some(bytes) => DeviceState::decode(&bytes)?.head,
+        None => 0,
+    };
+    let limit = (q.limit as usize).clamp(1, MAX_SYNC_BATCH);
+    let now = now_ms();
+    let start = inbox_key(q.user, q.device, q.after.0.saturating_add(1));
+    let end = prefix_end(&Enc::default().user(q.user).device(q.device).done());
+    let mut entries: Vec<Deliver> = Vec::new();
+    let mut bytes = 0usize;
+    let mut last = q.after.0;
+    // Read a little past `limit` so that skipped (expired or released) entries
+    // do not shorten the page; loop in chunks until the page is full.
+    let mut from = start;
+    'scan: loop {
+        let chunk = db.scan(Ks::Inbox, &from, &end, limit + 16)?;
+        let Some((last_key, _)) = chunk.last() else { break };
+        from = inbox_key(q.user, q.device, inbox_key_seq(last_key)?.saturating_add(1));
+        let short = chunk.len() < limit + 16;
+        for (key, value) in chunk {
+            let seq = inbox_key_seq(&key)?;
+            let entry = Entry::decode(&value)?;
+            if expiry::is_expired(entry.time, now, retention_ms) {
+                continue;
+            }
+            let Some(body) = db.get(Ks::Messages, &entry.message.to_be_bytes())? else {
+                continue;
+            };
+            let deliver = deliver(seq, &entry, &body)?;
+            let size = deliver.wire_len();
+            if !entries.is_empty() && (bytes + size > q.max_bytes as usize || entries.len() >= limit) {
+                break 'scan;
+            }
+            bytes += size;
+            last = seq;
+            entries.push(deliver);
+        }
+        if short {
+            break;
+        }
+    }
+    let remaining = if entries.is_empty() { 0 } else { head.saturating_sub(last) };
+    Ok(InboxPage { entries, remaining, head: Seq(head) })
+}
+
+fn deliver(seq: u64, entry: &Entry, body: &[u8]) -> Result<Deliver, StoreError> {
+    let mut dec = Dec::new(body);
+    let conv_seq = dec.u64()?;
+    let sender = UserId(dec.u64()?);
+    let sender_device = DeviceId(dec.u32()?);
+    let server_time = dec.u64()?;
+    let payload = Payload::new(Bytes::copy_from_slice(dec.rest()))
+        .map_err(|_| StoreError::Engine("stored payload over MAX_PAYLOAD".into()))?;
+    Ok(Deliver {
+        seq: Seq(seq),
+        message_id: MessageId(entry.message),
+        conversation: entry.view,
+        conv_seq: ConvSeq(conv_seq),
+        sender,
+        sender_device,
+        server_time: Timestamp(server_time),
+        payload,
+    })
+}

@@ -1,0 +1,127 @@
+//! [`Store`]: opens the database, starts the writer and reader threads, and
+//! routes requests to them through bounded queues. The threads stop when the
+//! last clone is dropped: the queues disconnect, the writer finishes what is
+//! queued, and the drop joins them (so the directory can be reopened at once).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+
+use crate::api::{Done, Request, StoreApi, StoreError};
+use crate::config::StoreConfig;
+use crate::db::Db;
+use crate::metrics::StoreMetrics;
+use crate::reader;
+use crate::writer::{is_write, Job, Writer};
+
+/// The embedded store. Cheap to clone.
+///
+/// ```no_run
+/// use backend_store::{Store, StoreApi, StoreConfig, Request};
+/// let store = Store::open(StoreConfig::new("/var/lib/gateway/store")).unwrap();
+/// store.call(Request::GetVisibility { user: protocol::UserId(1) }, Box::new(|result| {
+///     println!("{result:?}");
+/// }));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writes: Option<Sender<Job>>,
+    reads: Option<Sender<Job>>,
+    metrics: Arc<StoreMetrics>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("threads", &self.threads.len()).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.writes.take();
+        self.reads.take();
+        // A `done` that drops the last clone runs on a store thread, which
+        // cannot join itself; it exits on its own once its queue is empty.
+        let me = std::thread::current().id();
+        for handle in self.threads.drain(..) {
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Opens the database in `config.dir` (created if missing) and starts the
+    /// writer and `config.readers` reader threads. Counters are recovered
+    /// from the database lazily, on first use.
+    pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        config.validate()?;
+        let db = Arc::new(Db::open(&config.dir)?);
+        let metrics = Arc::new(StoreMetrics::default());
+        let (writes, write_rx) = bounded(config.queue);
+        let (reads, read_rx) = bounded::<Job>(config.queue);
+        let spawn_err = |e: std::io::Error| StoreError::Engine(format!("spawn: {e}"));
+        let mut threads = Vec::with_capacity(1 + config.readers);
+        let writer = Writer::new(db.clone(), write_rx, config.clone(), metrics.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || writer.run())
+                .map_err(spawn_err)?,
+        );
+        let retention_ms = u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX);
+        for i in 0..config.readers {
+            let (db, rx, metrics) = (db.clone(), read_rx.clone(), metrics.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("store-reader-{i}"))
+                .spawn(move || read_loop(&db, &rx, &metrics, retention_ms))
+                .map_err(spawn_err)?;
+            threads.push(handle);
+        }
+        Ok(Store { inner: Arc::new(Inner { writes: Some(writes), reads: Some(reads), metrics, threads }) })
+    }
+
+    /// The store's metrics.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.inner.metrics
+    }
+}
+
+fn read_loop(db: &Db, rx: &Receiver<Job>, metrics: &StoreMetrics, retention_ms: u64) {
+    while let Ok(job) = rx.recv() {
+        metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        (job.done)(reader::handle(db, retention_ms, job.request));
+    }
+}
+
+impl StoreApi for Store {
+    fn call(&self, request: Request, done: Done) {
+        let metrics = &self.inner.metrics;
+        metrics.request(&request);
+        let queue = if is_write(&request) { &self.inner.writes } else { &self.inner.reads };
+        let Some(queue) = queue else {
+            done(Err(StoreError::Engine("store closed".into())));
+            return;
+        };
+        metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+        if let Err(err) = queue.try_send(Job { request, done }) {
+            metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            let (job, error) = match err {
+                TrySendError::Full(job) => {
+                    metrics.overloaded.fetch_add(1, Ordering::Relaxed);
+                    (job, StoreError::Overloaded)
+                }
+                TrySendError::Disconnected(job) => (job, StoreError::Engine("store thread stopped".into())),
+            };
+            (job.done)(Err(error));
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The writer thread: the only thread that writes. It applies write requests
+//! in arrival order with group commit: it takes what is queued (up to
+//! `max_batch`; in Fsync mode it keeps collecting for up to `interval` after
+//! the first request), applies every request into one [`Tx`], commits it as
+//! one atomic fjall batch, and only then calls each request's `done`.
+//!
+//! Process durability commits with `PersistMode::Buffer`: fjall's batch commit
+//! then flushes its journal `BufWriter` to the OS under the journal lock, so
+//! an answered write survives `kill -9` (not a power loss). Fsync durability
+//! commits with `PersistMode::SyncData`: one fdatasync per batch.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use fjall::PersistMode;
+
+use crate::api::{Done, Durability, Request, Response, StoreError};
+use crate::codec::{meta, Enc};
+use crate::config::StoreConfig;
+use crate::db::{Db, Ks, MetaCache, Tx};
+use crate::metrics::StoreMetrics;
+use crate::{devices, expiry, groups, messages, now_ms, prekeys};
+
+/// A queued request and its continuation.
+pub(crate) struct Job {
+    /// The request.
+    pub(crate) request: Request,
+    /// Where its outcome goes.
+    pub(crate) done: Done,
+}
+
+/// The writer's state.
+pub(crate) struct Writer {
+    db: Arc<Db>,
+    rx: Receiver<Job>,
+    config: StoreConfig,
+    metrics: Arc<StoreMetrics>,
+    cache: MetaCache,
+}
+
+impl Writer {
+    /// A writer over `db` fed by `rx`.
+    pub(crate) fn new(
+        db: Arc<Db>,
+        rx: Receiver<Job>,
+        config: StoreConfig,
+        metrics: Arc<StoreMetrics>,
+    ) -> Self {
+        Self { db, rx, config, metrics, cache: MetaCache::new() }
+    }
+
+    /// Runs until every sender is gone and the queue is drained.
+    pub(crate) fn run(mut self) {
+        let sweep_every =
+            (self.config.retention / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+        let mut next_sweep = Instant::now() + sweep_every;
+        loop {
+            let mut jobs = Vec::new();
+            match self.rx.recv_deadline(next_sweep) {
+                Ok(job) => {
+                    jobs.push(job);
+                    self.collect(&mut jobs);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.metrics.queue_depth.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
+            let sweep = Instant::now() >= next_sweep;
+            let more = self.apply(jobs, sweep);
+            if sweep {
+                next_sweep = if more { Instant::now() } else { Instant::now() + sweep_every };
+            }
+        }
+    }
+
+    /// Adds what else belongs in this batch.
+    fn collect(&self, jobs: &mut Vec<Job>) {
+        match self.config.durability {
+            Durability::Process => {
+                while jobs.len() < self.config.max_batch {
+                    match self.rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Durability::Fsync { interval } => {
+                let deadline = Instant::now() + interval;
+                while jobs.len() < self.config.max_batch {
+                    match self.rx.recv_deadline(deadline) {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies, commits and answers one batch; returns whether the sweep has
+    /// more to do.
+    fn apply(&mut self, jobs: Vec<Job>, sweep: bool) -> bool {
+        let mode = match self.config.durability {
+            Durability::Process => PersistMode::Buffer,
+            Durability::Fsync { .. } => PersistMode::SyncData,
+        };
+        let retention_ms = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
+        let (max_devices, prekey_low) = (self.config.max_devices, self.config.prekey_low);
+        let mut tx = Tx::new(&self.db, &mut self.cache, now_ms());
+        let mut answers: Vec<(Done, Result<Response, StoreError>)> = Vec::with_capacity(jobs.len());
+        let count = jobs.len() as u64;
+        for job in jobs {
+            tx.begin();
+            let result = apply_one(&mut tx, job.request, max_devices, prekey_low);
+            if result.is_err() {
+                tx.rollback();
+            }
+            answers.push((job.done, result));
+        }
+        let mut more = false;
+        if sweep {
+            tx.begin();
+            match expiry::sweep(&mut tx, retention_ms) {
+                Ok(m) => more = m,
+                Err(err) => {
+                    tx.rollback();
+                    tracing::warn!(%err, "store: retention sweep failed");
+                }
+            }
+        }
+        let (deleted, expired) = (tx.deleted, tx.expired);
+        let outcome = if tx.is_empty() { Ok(false) } else { tx.commit(mode).map(|()| true) };
+        if count > 0 {
+            self.metrics.write_batches.fetch_add(1, Ordering::Relaxed);
+            self.metrics.batch_requests.fetch_add(count, Ordering::Relaxed);
+        }
+        match outcome {
+            Ok(wrote) => {
+                if wrote {
+                    self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+                    if mode != PersistMode::Buffer {
+                        self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.metrics.messages_deleted.fetch_add(deleted, Ordering::Relaxed);
+                self.metrics.expired_entries.fetch_add(expired, Ordering::Relaxed);
+                for (done, result) in answers {
+                    done(result);
+                }
+            }
+            Err(err) => {
+                // Nothing of the batch is on disk and the cache was cleared:
+                // every request of it failed.
+                self.metrics.commit_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%err, "store: commit failed");
+                for (done, _) in answers {
+                    done(Err(err.clone()));
+                }
+                more = false;
+            }
+        }
+        more
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("cached", &self.cache.len()).finish_non_exhaustive()
+    }
+}
+
+/// Applies one write request to the batch.
+fn apply_one(
+    tx: &mut Tx<'_>,
+    request: Request,
+    max_devices: u32,
+    prekey_low: u32,
+) -> Result<Response, StoreError> {
+    match request {
+        Request::Connect(req) => devices::connect(tx, req, max_devices).map(Response::Connected),
+        Request::Send(req) => messages::send(tx, req).map(Response::Sent),
+        Request::Ack(req) => messages::ack(tx, req).map(Response::Receipts),
+        Request::Read(req) => crate::cursors::read(tx, req).map(Response::Receipts),
+        Request::Group(req) => groups::change(tx, req).map(Response::GroupChanged),
+        Request::PrekeyUpload(req) => prekeys::upload(tx, req).map(Response::PrekeyStock),
+        Request::PrekeyFetch(req) => prekeys::fetch(tx, req, prekey_low).map(Response::PrekeyFetched),
+        Request::SetVisibility { user, visibility } => {
+            tx.put(Ks::Meta, Enc::tag(meta::VISIBILITY).user(user).done(), vec![visibility as u8]);
+            Ok(Response::Done)
+        }
+        Request::GetVisibility { .. }
+        | Request::Inbox(_)
+        | Request::GroupGet { .. }
+        | Request::Cursors { .. } => Err(StoreError::Engine("read request on the writer".into())),
+    }
+}
+
+/// Whether a request goes to the writer.
+pub(crate) fn is_write(request: &Request) -> bool {
+    !matches!(
+        request,
+        Request::GetVisibility { .. }
+            | Request::Inbox(_)
+            | Request::GroupGet { .. }
+            | Request::Cursors { .. }
+    )
+}

@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: synchronous calls into a real
+//! store in a temporary directory.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use backend_store::*;
+use bytes::Bytes;
+use protocol::{Conversation, DeviceId, Seq, UserId};
+
+pub fn config(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig::new(dir)
+}
+
+pub fn call(store: &Store, request: Request) -> Result<Response, StoreError> {
+    let (tx, rx) = mpsc::channel();
+    store.call(request, Box::new(move |r| tx.send(r).unwrap()));
+    rx.recv_timeout(Duration::from_secs(30)).expect("store answered")
+}
+
+pub fn connect(store: &Store, user: u64, device: u32) -> Connected {
+    match call(store, Request::Connect(Connect { user: UserId(user), device: DeviceId(device) })) {
+        Ok(Response::Connected(c)) => c,
+        other => panic!("connect: {other:?}"),
+    }
+}
+
+pub fn try_send(
+    store: &Store,
+    user: u64,
+    device: u32,
+    client_id: u64,
+    to: Conversation,
+    body: &[u8],
+) -> Result<Sent, StoreError> {
+    let req = SendMessage {
+        user: UserId(user),
+        device: DeviceId(device),
+        client_id,
+        to,
+        payload: Bytes::copy_from_slice(body),
+    };
+    match call(store, Request::Send(req))? {
+        Response::Sent(s) => Ok(s),
+        other => panic!("send: {other:?}"),
+    }
+}
+
+pub fn send(store: &Store, user: u64, device: u32, client_id: u64, to: Conversation, body: &[u8]) -> Sent {
+    try_send(store, user, device, client_id, to, body).unwrap()
+}
+
+pub fn direct(user: u64) -> Conversation {
+    Conversation::Direct(UserId(user))
+}
+
+pub fn inbox(store: &Store, user: u64, device: u32, after: u64, limit: u32, max_bytes: u32) -> InboxPage {
+    let q = InboxQuery { user: UserId(user), device: DeviceId(device), after: Seq(after), limit, max_bytes };
+    match call(store, Request::Inbox(q)) {
+        Ok(Response::Inbox(page)) => page,
+        other => panic!("inbox: {other:?}"),
+    }
+}
+
+/// Every entry of an inbox, in pages of 512.
+pub fn inbox_all(store: &Store, user: u64, device: u32) -> Vec<protocol::Deliver> {
+    let mut out: Vec<protocol::Deliver> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |d| d.seq.0);
+        let page = inbox(store, user, device, after, 512, u32::MAX);
+        if page.entries.is_empty() {
+            return out;
+        }
+        out.extend(page.entries);
+    }
+}
+
+pub fn ack(store: &Store, user: u64, device: u32, up_to: u64) -> Vec<ReceiptNote> {
+    match call(store, Request::Ack(Ack { user: UserId(user), device: DeviceId(device), up_to: Seq(up_to) })) {
+        Ok(Response::Receipts(r)) => r,
+        other => panic!("ack: {other:?}"),
+    }
+}
+
+pub fn read(
+    store: &Store,
+    user: u64,
+    device: u32,
+    conversation: Conversation,
+    up_to: u64,
+) -> Result<Vec<ReceiptNote>, StoreError> {
+    let req = ReadCursor {
+        user: UserId(user),
+        device: DeviceId(device),
+        conversation,
+        up_to: protocol::ConvSeq(up_to),
+    };
+    match call(store, Request::Read(req))? {
+        Response::Receipts(r) => Ok(r),
+        other => panic!("read: {other:?}"),
+    }
+}

@@ -1,0 +1,182 @@
+//! Groups: membership rules, errors, system entries and group receipts,
+//! against a real fjall store.
+// Tests unwrap and index: a panic there is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use backend_store::*;
+use common::*;
+use protocol::{Conversation, DeviceId, Frame, GroupId, GroupName, ReceiptKind, Role, UserId};
+
+fn change(store: &Store, user: u64, op: GroupOp) -> Result<GroupChanged, StoreError> {
+    match call(store, Request::Group(GroupChange { user: UserId(user), device: DeviceId(1), op }))? {
+        Response::GroupChanged(c) => Ok(c),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn create(store: &Store, user: u64, members: &[u64]) -> GroupChanged {
+    let op = GroupOp::Create {
+        name: GroupName::new("team").unwrap(),
+        members: members.iter().map(|&m| UserId(m)).collect(),
+    };
+    change(store, user, op).unwrap()
+}
+
+fn users(ids: &[u64]) -> Vec<UserId> {
+    ids.iter().map(|&u| UserId(u)).collect()
+}
+
+fn decode_info(payload: &bytes::Bytes) -> protocol::GroupInfo {
+    let mut frames = protocol::Decoder::for_server_messages().message(payload.clone());
+    match frames.next() {
+        Some(Ok(Frame::GroupInfo(info))) => {
+            assert!(frames.next().is_none(), "exactly one frame");
+            info
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn lifecycle_errors_and_system_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    for (u, d) in [(1, 1), (1, 2), (2, 1), (3, 1), (4, 1)] {
+        connect(&store, u, d);
+    }
+    let created = create(&store, 1, &[2, 2, 1]);
+    let g = created.info.group;
+    assert_eq!(created.info.version, 1);
+    assert_eq!(
+        created.info.members.iter().map(|m| (m.user.0, m.role)).collect::<Vec<_>>(),
+        vec![(1, Role::Admin), (2, Role::Member)]
+    );
+    assert_eq!(created.message.sender_device, DeviceId(0));
+    let info = decode_info(&created.message.payload);
+    assert_eq!((info.request, info.group, info.version, info.members.len()), (0, g, 1, 2));
+    let mut targets: Vec<_> = created.deliveries.iter().map(|d| (d.user.0, d.device.0)).collect();
+    targets.sort_unstable();
+    assert_eq!(targets, vec![(1, 1), (1, 2), (2, 1)], "acting device included");
+    assert!(created.deliveries.iter().all(|d| d.conversation == Conversation::Group(g)));
+
+    // Errors.
+    let add = |user, m: &[u64]| change(&store, user, GroupOp::Add { group: g, members: users(m) });
+    assert_eq!(add(2, &[3]).unwrap_err(), StoreError::NotAdmin(g));
+    assert_eq!(add(3, &[3]).unwrap_err(), StoreError::NotAMember(g));
+    assert_eq!(
+        change(&store, 1, GroupOp::Add { group: GroupId(999), members: vec![] }).unwrap_err(),
+        StoreError::UnknownGroup(GroupId(999))
+    );
+    assert_eq!(
+        call(&store, Request::GroupGet { user: UserId(3), group: g }).unwrap_err(),
+        StoreError::NotAMember(g)
+    );
+    assert_eq!(
+        try_send(&store, 3, 1, 1, Conversation::Group(g), b"x").unwrap_err(),
+        StoreError::NotAMember(g)
+    );
+    assert_eq!(
+        try_send(&store, 1, 1, 1, Conversation::Group(GroupId(999)), b"x").unwrap_err(),
+        StoreError::UnknownGroup(GroupId(999))
+    );
+
+    let added = add(1, &[3, 2]).unwrap();
+    assert_eq!(added.info.version, 2);
+    assert_eq!(added.info.members.len(), 3, "existing member is a no-op");
+    let role =
+        change(&store, 1, GroupOp::SetRole { group: g, member: UserId(3), role: Role::Admin }).unwrap();
+    assert_eq!(role.info.version, 3);
+    // A message reaches every member device but the sending one.
+    let msg = send(&store, 2, 1, 1, Conversation::Group(g), b"hello");
+    let mut got: Vec<_> = msg.deliveries.iter().map(|d| (d.user.0, d.device.0)).collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![(1, 1), (1, 2), (3, 1)]);
+
+    let removed = change(&store, 3, GroupOp::Remove { group: g, members: users(&[2, 4]) }).unwrap();
+    assert_eq!(removed.info.members.len(), 2);
+    assert!(removed.deliveries.iter().any(|d| d.user == UserId(2)), "removed member gets the entry");
+    let after = send(&store, 1, 1, 2, Conversation::Group(g), b"after");
+    assert!(after.deliveries.iter().all(|d| d.user != UserId(2)), "and nothing after it");
+    let last_for_2 = inbox_all(&store, 2, 1).pop().unwrap();
+    assert_eq!(last_for_2.sender_device, DeviceId(0));
+    let info = decode_info(last_for_2.payload.bytes());
+    assert!(info.members.iter().all(|m| m.user != UserId(2)));
+
+    // The admins leave: the oldest remaining member is promoted.
+    change(&store, 1, GroupOp::Leave { group: g }).unwrap();
+    let left = change(&store, 3, GroupOp::Leave { group: g });
+    assert!(left.is_ok());
+    assert_eq!(change(&store, 3, GroupOp::Leave { group: g }).unwrap_err(), StoreError::NotAMember(g));
+    let created2 = create(&store, 1, &[2, 3]);
+    change(&store, 1, GroupOp::Leave { group: created2.info.group }).unwrap();
+    match call(&store, Request::GroupGet { user: UserId(2), group: created2.info.group }).unwrap() {
+        Response::Group(info) => {
+            assert_eq!(info.members[0], protocol::Member { user: UserId(2), role: Role::Admin });
+            assert_eq!(info.version, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn group_full_at_1025() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let many: Vec<u64> = (2..=1024).collect();
+    let created = create(&store, 1, &many);
+    assert_eq!(created.info.members.len(), 1024);
+    let g = created.info.group;
+    let err = change(&store, 1, GroupOp::Add { group: g, members: users(&[5000]) }).unwrap_err();
+    assert_eq!(err, StoreError::GroupFull(g));
+    let too_many: Vec<u64> = (2..=1025).collect();
+    let op = GroupOp::Create { name: GroupName::new("x").unwrap(), members: users(&too_many) };
+    assert!(matches!(change(&store, 1, op), Err(StoreError::GroupFull(_))));
+    match call(&store, Request::GroupGet { user: UserId(1024), group: g }).unwrap() {
+        Response::Group(info) => assert_eq!((info.members.len(), info.version), (1024, 1)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn group_receipts_go_only_to_covered_senders() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    for u in 1..=4 {
+        connect(&store, u, 1);
+    }
+    let g = create(&store, 1, &[2, 3, 4]).info.group;
+    let view = Conversation::Group(g);
+    // conv_seq 1 is the system entry; 2 from user 1, 3 from user 2.
+    send(&store, 1, 1, 1, view, b"a");
+    let sent = send(&store, 2, 1, 1, view, b"b");
+    // User 2's read cursor jumps over user 1's message: user 1 hears, and
+    // user 2's other devices.
+    let mut to: Vec<_> = sent.receipts.iter().map(|r| (r.to.0, r.except)).collect();
+    to.sort_unstable();
+    assert_eq!(to, vec![(1, None), (2, Some(DeviceId(1)))]);
+
+    // User 4 acks everything (system entry + 2 messages): senders 1 and 2 hear.
+    let head = inbox_all(&store, 4, 1).last().unwrap().seq.0;
+    let notes = ack(&store, 4, 1, head);
+    let mut to: Vec<_> = notes.iter().map(|r| r.to.0).collect();
+    to.sort_unstable();
+    assert_eq!(to, vec![1, 2]);
+    assert!(notes.iter().all(|r| r.kind == ReceiptKind::Delivered
+        && r.user == UserId(4)
+        && r.conversation == view
+        && r.up_to.0 == 3));
+
+    // User 3 reads only up to user 1's message: only user 1 (and user 3's
+    // own other devices) hear.
+    let notes = read(&store, 3, 1, view, 2).unwrap();
+    let mut to: Vec<_> = notes.iter().map(|r| r.to.0).collect();
+    to.sort_unstable();
+    assert_eq!(to, vec![1, 3]);
+    // A new member starts with its cursors at its join: reading old
+    // messages moves nothing.
+    connect(&store, 5, 1);
+    change(&store, 1, GroupOp::Add { group: g, members: users(&[5]) }).unwrap();
+    assert!(read(&store, 5, 1, view, 3).unwrap().is_empty());
+}

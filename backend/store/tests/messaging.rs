@@ -1,0 +1,394 @@
+//! Send, inbox, ack, dedup, receipts, devices, retention and queueing against
+//! a real fjall store in a temporary directory.
+// Tests unwrap and index: a panic there is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use backend_store::*;
+use common::*;
+use protocol::{Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
+
+const A: u64 = 1;
+const B: u64 = 2;
+
+fn two_by_two(store: &Store) {
+    for (u, d) in [(A, 1), (A, 2), (B, 1), (B, 2)] {
+        connect(store, u, d);
+    }
+}
+
+#[test]
+fn fan_out_gives_contiguous_seqs_and_per_device_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    two_by_two(&store);
+    for i in 0..3 {
+        let sent = send(&store, A, 1, i, direct(B), b"hi");
+        assert!(!sent.duplicate);
+        let mut got: Vec<_> =
+            sent.deliveries.iter().map(|d| (d.user.0, d.device.0, d.conversation)).collect();
+        got.sort_by_key(|g| (g.0, g.1));
+        assert_eq!(got, vec![(A, 2, direct(B)), (B, 1, direct(A)), (B, 2, direct(A))]);
+        assert!(sent.deliveries.iter().all(|d| d.seq.0 == i + 1));
+        assert_eq!(sent.message.conv_seq.0, i + 1, "conv_seq order");
+    }
+    for (u, d, view) in [(B, 1, direct(A)), (B, 2, direct(A)), (A, 2, direct(B))] {
+        let all = inbox_all(&store, u, d);
+        assert_eq!(all.iter().map(|e| e.seq.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert!(all.iter().all(|e| e.conversation == view && e.sender == UserId(A)));
+        assert_eq!(all.iter().map(|e| e.conv_seq.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+    assert!(inbox_all(&store, A, 1).is_empty(), "the sending device gets nothing");
+    // B answers: conv_seq continues in the same conversation.
+    let reply = send(&store, B, 1, 1, direct(A), b"yo");
+    assert_eq!(reply.message.conv_seq.0, 4);
+    assert_eq!(inbox_all(&store, A, 1).len(), 1);
+}
+
+#[test]
+fn unknown_recipient_and_note_to_self() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    two_by_two(&store);
+    assert_eq!(
+        try_send(&store, A, 1, 1, direct(99), b"x").unwrap_err(),
+        StoreError::UnknownRecipient(UserId(99))
+    );
+    let note = send(&store, A, 1, 2, direct(A), b"note");
+    assert_eq!(note.deliveries.len(), 1);
+    assert_eq!((note.deliveries[0].device, note.deliveries[0].conversation), (DeviceId(2), direct(A)));
+}
+
+#[test]
+fn dedup_returns_original_even_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let store = Store::open(config(dir.path())).unwrap();
+        two_by_two(&store);
+        let first = send(&store, A, 1, 42, direct(B), b"original");
+        let again = send(&store, A, 1, 42, direct(B), b"different");
+        assert!(again.duplicate && again.deliveries.is_empty() && again.receipts.is_empty());
+        assert_eq!(again.message, first.message);
+        first
+    };
+    let store = Store::open(config(dir.path())).unwrap();
+    let again = send(&store, A, 1, 42, direct(B), b"third");
+    assert!(again.duplicate);
+    assert_eq!(again.message, first.message);
+    assert_eq!(again.message.payload.as_ref(), b"original");
+    // Same client id from another device is another message.
+    let other = send(&store, A, 2, 42, direct(B), b"other");
+    assert!(!other.duplicate);
+    assert!(other.message.id > first.message.id);
+    assert_eq!(inbox_all(&store, B, 1).len(), 2);
+}
+
+#[test]
+fn paging_by_count_and_bytes_and_at_least_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    two_by_two(&store);
+    for i in 0..10 {
+        send(&store, A, 1, i, direct(B), &[7u8; 100]);
+    }
+    let page = inbox(&store, B, 1, 0, 4, u32::MAX);
+    assert_eq!(page.entries.iter().map(|e| e.seq.0).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!((page.remaining, page.head.0), (6, 10));
+    let one = protocol::Wire::wire_len(&page.entries[0]) as u32;
+    let page = inbox(&store, B, 1, 4, 100, one * 3);
+    assert_eq!(page.entries.iter().map(|e| e.seq.0).collect::<Vec<_>>(), vec![5, 6, 7]);
+    let page = inbox(&store, B, 1, 7, 100, 1);
+    assert_eq!(page.entries.len(), 1, "at least one entry even over max_bytes");
+    let page = inbox(&store, B, 1, 7, 0, u32::MAX);
+    assert_eq!(page.entries.len(), 1, "limit 0 is clamped to 1");
+    let page = inbox(&store, B, 1, 10, 100, u32::MAX);
+    assert!(page.entries.is_empty());
+    assert_eq!(page.remaining, 0);
+}
+
+#[test]
+fn hundred_thousand_entries_read_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    connect(&store, A, 1);
+    connect(&store, B, 1);
+    const N: u64 = 100_000;
+    let (tx, rx) = mpsc::channel();
+    for i in 0..N {
+        let tx = tx.clone();
+        let req = SendMessage {
+            user: UserId(A),
+            device: DeviceId(1),
+            client_id: i,
+            to: direct(B),
+            payload: bytes::Bytes::from_static(b"m"),
+        };
+        // Pipelined: the queue holds them all, the writer group-commits.
+        store.call(Request::Send(req), Box::new(move |r| tx.send(r.is_ok()).unwrap()));
+        if i % 20_000 == 19_999 {
+            for _ in 0..20_000 {
+                assert!(rx.recv().unwrap());
+            }
+        }
+    }
+    let mut expected = 1;
+    loop {
+        let page = inbox(&store, B, 1, expected - 1, 512, u32::MAX);
+        if page.entries.is_empty() {
+            break;
+        }
+        assert!(page.entries.len() <= 512);
+        for e in &page.entries {
+            assert_eq!(e.seq.0, expected);
+            expected += 1;
+        }
+        assert_eq!(page.remaining, N - (expected - 1));
+    }
+    assert_eq!(expected - 1, N);
+    assert!(store.metrics().write_batches.load(Ordering::Relaxed) < N, "group commit batched sends");
+}
+
+#[test]
+fn ack_removes_clamps_and_deletes_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    two_by_two(&store);
+    for i in 0..5 {
+        send(&store, A, 1, i, direct(B), b"m");
+    }
+    let deleted = || store.metrics().messages_deleted.load(Ordering::Relaxed);
+    ack(&store, B, 1, 3);
+    assert_eq!(inbox_all(&store, B, 1).iter().map(|e| e.seq.0).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(inbox_all(&store, B, 2).len(), 5, "other device untouched");
+    assert_eq!(deleted(), 0, "B2 and A2 still point to the messages");
+    ack(&store, B, 2, 3);
+    ack(&store, A, 2, 3);
+    assert_eq!(deleted(), 3, "last pointer gone: bodies deleted");
+    // Clamp to the head, and a lower ack changes nothing.
+    ack(&store, B, 1, 1_000);
+    assert_eq!(connect(&store, B, 1).acked.0, 5);
+    assert!(ack(&store, B, 1, 2).is_empty());
+    assert!(inbox_all(&store, B, 1).is_empty());
+    // Seqs are never reused after acks.
+    let next = send(&store, A, 1, 9, direct(B), b"m");
+    assert!(next.deliveries.iter().any(|d| d.user == UserId(B) && d.device == DeviceId(1) && d.seq.0 == 6));
+}
+
+#[test]
+fn delivered_and_read_receipts_one_to_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    two_by_two(&store);
+    let sent = send(&store, A, 1, 1, direct(B), b"m1");
+    // The author's read cursor moved: its other devices hear it, and B.
+    let own = sent.receipts.iter().find(|r| r.to == UserId(A)).unwrap();
+    assert_eq!(
+        (own.except, own.conversation, own.kind, own.up_to.0),
+        (Some(DeviceId(1)), direct(B), ReceiptKind::Read, 1)
+    );
+    let peer = sent.receipts.iter().find(|r| r.to == UserId(B)).unwrap();
+    assert_eq!((peer.conversation, peer.user, peer.kind), (direct(A), UserId(A), ReceiptKind::Read));
+    send(&store, A, 1, 2, direct(B), b"m2");
+
+    let notes = ack(&store, B, 2, 1);
+    assert_eq!(notes.len(), 1);
+    let n = notes[0];
+    assert_eq!(
+        (n.to, n.except, n.conversation, n.user, n.kind, n.up_to.0),
+        (UserId(A), None, direct(B), UserId(B), ReceiptKind::Delivered, 1)
+    );
+    assert!(ack(&store, B, 1, 1).is_empty(), "delivered cursor is per user: no move");
+    assert_eq!(ack(&store, B, 1, 2)[0].up_to.0, 2);
+    // Acking copies of one's own messages tells nobody.
+    assert!(ack(&store, A, 2, 2).is_empty());
+
+    let notes = read(&store, B, 1, direct(A), 2).unwrap();
+    assert_eq!(notes.len(), 2);
+    assert!(notes
+        .iter()
+        .any(|r| r.to == UserId(A) && r.kind == ReceiptKind::Read && r.conversation == direct(B)));
+    assert!(notes
+        .iter()
+        .any(|r| r.to == UserId(B) && r.except == Some(DeviceId(1)) && r.conversation == direct(A)));
+    assert!(read(&store, B, 2, direct(A), 1).unwrap().is_empty(), "lower read is ignored");
+}
+
+#[test]
+fn unread_count_agrees_across_devices_and_cursors_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    two_by_two(&store);
+    for i in 0..4 {
+        send(&store, A, 1, i, direct(B), b"m");
+    }
+    let before = protocol::Timestamp(0);
+    read(&store, B, 1, direct(A), 3).unwrap();
+    // B2 learns B's read cursor from the own-device note / Cursors, and the
+    // last conv_seq from its inbox: unread = 4 − 3 on both devices.
+    let last = inbox_all(&store, B, 2).last().unwrap().conv_seq.0;
+    let cursors = match call(&store, Request::Cursors { user: UserId(B), since: before }) {
+        Ok(Response::Cursors(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    let own = cursors.iter().find(|c| c.user == UserId(B) && c.kind == ReceiptKind::Read).unwrap();
+    assert_eq!(last - own.up_to.0, 1);
+    // A, offline, gets B's read cursor from Cursors.
+    let for_a = match call(&store, Request::Cursors { user: UserId(A), since: before }) {
+        Ok(Response::Cursors(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    assert!(for_a.iter().any(|c| c.user == UserId(B)
+        && c.kind == ReceiptKind::Read
+        && c.up_to.0 == 3
+        && c.conversation == direct(B)));
+    // `since` filters: nothing moved after the latest move.
+    let latest = for_a.iter().map(|c| c.at).max().unwrap();
+    let later = match call(&store, Request::Cursors { user: UserId(A), since: latest }) {
+        Ok(Response::Cursors(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    assert!(later.is_empty());
+}
+
+#[test]
+fn device_limit_and_previous_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_devices = 2;
+    let store = Store::open(cfg).unwrap();
+    let first = connect(&store, A, 1);
+    assert_eq!(first.previous_connect, Timestamp(0));
+    assert_eq!(first.prekey_stock, None);
+    connect(&store, A, 2);
+    let err = call(&store, Request::Connect(Connect { user: UserId(A), device: DeviceId(3) })).unwrap_err();
+    assert_eq!(err, StoreError::TooManyDevices(UserId(A)));
+    let again = connect(&store, A, 1);
+    assert!(again.previous_connect.0 > 0, "known devices reconnect");
+}
+
+#[test]
+fn retention_skips_and_sweeps_expired_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.retention = Duration::from_millis(600);
+    let store = Store::open(cfg).unwrap();
+    two_by_two(&store);
+    send(&store, A, 1, 1, direct(B), b"old");
+    std::thread::sleep(Duration::from_millis(700));
+    let fresh = send(&store, A, 1, 2, direct(B), b"new");
+    let page = inbox(&store, B, 1, 0, 10, u32::MAX);
+    assert_eq!(page.entries.iter().map(|e| e.seq.0).collect::<Vec<_>>(), vec![2], "expired entry skipped");
+    assert_eq!(page.head.0, 2);
+    // The sweep (every retention/4) deletes the 3 expired entries and the body.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.metrics().expired_entries.load(Ordering::Relaxed) < 3 {
+        assert!(std::time::Instant::now() < deadline, "sweep did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(store.metrics().expired_entries.load(Ordering::Relaxed), 3);
+    // Dedup records expire too: the old client id is a new message now.
+    let retry = send(&store, A, 1, 1, direct(B), b"again");
+    assert!(!retry.duplicate);
+    assert!(retry.message.id > fresh.message.id);
+}
+
+#[test]
+fn fsync_mode_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.durability = Durability::Fsync { interval: Duration::from_millis(20) };
+    let store = Store::open(cfg).unwrap();
+    two_by_two(&store);
+    let fsyncs_before = store.metrics().fsyncs.load(Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel();
+    const N: u64 = 200;
+    for i in 0..N {
+        let tx = tx.clone();
+        let req = SendMessage {
+            user: UserId(A),
+            device: DeviceId(1),
+            client_id: i,
+            to: direct(B),
+            payload: bytes::Bytes::from_static(b"x"),
+        };
+        store.call(Request::Send(req), Box::new(move |r| tx.send(r.is_ok()).unwrap()));
+    }
+    for _ in 0..N {
+        assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+    }
+    let fsyncs = store.metrics().fsyncs.load(Ordering::Relaxed) - fsyncs_before;
+    assert!(fsyncs >= 1 && fsyncs < N, "{fsyncs} fsyncs for {N} sends");
+    assert_eq!(inbox_all(&store, B, 1).len() as u64, N);
+    let mut text = String::new();
+    store.metrics().render(&mut text);
+    assert!(text.contains("# TYPE store_fsyncs_total counter"));
+    assert!(text.contains("store_requests_total{kind=\"send\"}"));
+}
+
+#[test]
+fn full_queue_is_overloaded_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.queue = 2;
+    let store = Store::open(cfg).unwrap();
+    connect(&store, A, 1);
+    // Hold the writer inside a `done` so that the queue fills up.
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    store.call(
+        Request::SetVisibility { user: UserId(A), visibility: protocol::Visibility::Nobody },
+        Box::new(move |_| {
+            entered_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        }),
+    );
+    entered_rx.recv().unwrap();
+    let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    for _ in 0..3 {
+        let results = results.clone();
+        store.call(
+            Request::SetVisibility { user: UserId(A), visibility: protocol::Visibility::Everyone },
+            Box::new(move |r| results.lock().unwrap().push(r.map(|_| ()))),
+        );
+    }
+    assert_eq!(
+        results.lock().unwrap().clone(),
+        vec![Err(StoreError::Overloaded)],
+        "third call refused synchronously"
+    );
+    assert_eq!(store.metrics().overloaded.load(Ordering::Relaxed), 1);
+    release_tx.send(()).unwrap();
+    // Reads do not queue behind writes: wait for the two queued writes first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while results.lock().unwrap().len() < 3 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(results.lock().unwrap()[1..].iter().all(Result::is_ok));
+    match call(&store, Request::GetVisibility { user: UserId(A) }) {
+        Ok(Response::Visibility(v)) => assert_eq!(v, protocol::Visibility::Everyone),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn visibility_defaults_to_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    match call(&store, Request::GetVisibility { user: UserId(5) }) {
+        Ok(Response::Visibility(v)) => assert_eq!(v, protocol::Visibility::Everyone),
+        other => panic!("{other:?}"),
+    }
+    call(&store, Request::SetVisibility { user: UserId(5), visibility: protocol::Visibility::Nobody })
+        .unwrap();
+    match call(&store, Request::GetVisibility { user: UserId(5) }) {
+        Ok(Response::Visibility(v)) => assert_eq!(v, protocol::Visibility::Nobody),
+        other => panic!("{other:?}"),
+    }
+    let _ = Conversation::Group(protocol::GroupId(1));
+}

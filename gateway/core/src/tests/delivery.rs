@@ -1,0 +1,245 @@
+//! Inbox delivery on one connection (SPEC §6.3): sync windows with at most two
+//! batches unacknowledged, the no-gap rule against live entries racing the
+//! sync, gaps and pauses turning into syncs, ACK clamping and GOAWAY's cursor.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use protocol::{
+    Ack, AuthOk, Capabilities, ConvSeq, Conversation, Deliver, DeviceId, Frame, GoAway, GoAwayReason, Hello,
+    MessageId, Note, Payload, Seq, SyncRequest, Timestamp, Token, UserId,
+};
+
+use super::harness::{config, message, upgrade, Harness, Out};
+use crate::{Action, Limits, Mode, SharedDeliver};
+
+fn entry(seq: u64) -> Deliver {
+    Deliver {
+        seq: Seq(seq),
+        message_id: MessageId(1000 + seq),
+        conversation: Conversation::Direct(UserId(9)),
+        conv_seq: ConvSeq(seq),
+        sender: UserId(9),
+        sender_device: DeviceId(1),
+        server_time: Timestamp(1_700_000_000_000 + seq),
+        payload: Payload::new(Bytes::from(format!("message {seq}"))).unwrap(),
+    }
+}
+
+/// A session authenticated with `resume_after` and an inbox `head`, output
+/// consumed up to AUTH_OK (and SYNC_DONE if the inbox had nothing new).
+fn authed(harness: Harness, resume_after: u64, head: u64) -> Harness {
+    let mut h = harness;
+    h.read(&upgrade("/ws"));
+    let hello = Hello {
+        min_version: 1,
+        max_version: 1,
+        device: DeviceId(2),
+        resume_after: Seq(resume_after),
+        capabilities: Capabilities::ALL,
+        token: Token::new(&b"token"[..]).unwrap(),
+    };
+    h.read(&message(&[Frame::Hello(hello)]));
+    h.take_actions();
+    let auth_ok = AuthOk {
+        version: 1,
+        user: UserId(7),
+        device: DeviceId(2),
+        session: 1,
+        server_time: Timestamp(0),
+        heartbeat_ms: 30_000,
+        inbox_head: Seq(head),
+        max_payload: 65_536,
+        capabilities: Capabilities::ALL,
+    };
+    h.with(|s, ctx| s.accept(ctx, auth_ok, Seq(resume_after)));
+    h
+}
+
+fn reads(h: &mut Harness) -> Vec<(u64, u32, u8)> {
+    h.take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::ReadInbox { after, limit, epoch } => Some((after.0, limit, epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn page(h: &mut Harness, epoch: u8, seqs: std::ops::RangeInclusive<u64>, remaining: u64) {
+    let entries: Vec<Deliver> = seqs.map(entry).collect();
+    h.with(|s, ctx| s.handle_page(ctx, epoch, &entries, remaining));
+}
+
+fn live(h: &mut Harness, seq: u64) {
+    let shared = SharedDeliver::new(&entry(seq));
+    h.with(|s, ctx| s.deliver_live(ctx, Seq(seq), &shared));
+}
+
+/// The seqs of DELIVER and SYNC_BATCH entries, and SYNC_DONE heads as `done:h`.
+fn delivered(out: &[Out]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for out in out {
+        match out {
+            Out::Frame(Frame::Deliver(d)) => seen.push(format!("live:{}", d.seq)),
+            Out::Frame(Frame::SyncBatch(b)) => {
+                let seqs: Vec<String> = b.entries.iter().map(|d| d.seq.to_string()).collect();
+                seen.push(format!("batch:{}", seqs.join(",")));
+            }
+            Out::Frame(Frame::SyncDone(d)) => seen.push(format!("done:{}", d.head)),
+            _ => {}
+        }
+    }
+    seen
+}
+
+#[test]
+fn backlog_is_synced_in_windows_with_two_unacked_at_most() {
+    // The harness window is 2 entries per batch.
+    let mut h = authed(Harness::new(), 0, 7);
+    assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
+    page(&mut h, 1, 1..=2, 5);
+    assert_eq!(reads(&mut h), vec![(2, 2, 1)], "a second window is read before any ACK");
+    page(&mut h, 1, 3..=4, 3);
+    assert!(reads(&mut h).is_empty(), "two batches unacked: wait for an ACK");
+    let out = h.output();
+    assert_eq!(delivered(&out), vec!["batch:1,2", "batch:3,4"]);
+    // An ACK of the first batch frees one slot and is passed to the store.
+    h.read(&message(&[Frame::Ack(Ack { up_to: Seq(2) })]));
+    let actions = h.take_actions();
+    assert!(matches!(actions.as_slice(), [Action::Acked(Seq(2)), Action::ReadInbox { after: Seq(4), .. }]));
+    page(&mut h, 1, 5..=6, 1);
+    h.read(&message(&[Frame::Ack(Ack { up_to: Seq(4) })]));
+    assert_eq!(reads(&mut h), vec![(6, 2, 1)]);
+    page(&mut h, 1, 7..=7, 0);
+    let out = h.output();
+    assert_eq!(delivered(&out), vec!["batch:5,6", "batch:7", "done:7"]);
+    assert!(matches!(h.take_actions().as_slice(), [Action::Synced]));
+    assert_eq!(h.session.delivery_mode(), Mode::Live);
+    // Live entries continue right after the sync's head.
+    live(&mut h, 8);
+    assert_eq!(delivered(&h.output()), vec!["live:8"]);
+}
+
+#[test]
+fn live_entry_racing_the_sync_is_read_from_the_store_before_sync_done() {
+    let mut h = authed(Harness::new(), 0, 2);
+    assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
+    // Seq 3 is stored and announced while the read of 1..2 is in flight.
+    live(&mut h, 3);
+    page(&mut h, 1, 1..=2, 0);
+    // The page said nothing remains, but a live entry was dropped: read again.
+    assert_eq!(reads(&mut h), vec![(2, 2, 1)]);
+    page(&mut h, 1, 3..=3, 0);
+    let out = h.output();
+    assert_eq!(delivered(&out), vec!["batch:1,2", "batch:3", "done:3"], "in order, none missing");
+    // The same entry arriving late is a repeat.
+    live(&mut h, 3);
+    live(&mut h, 4);
+    assert_eq!(delivered(&h.output()), vec!["live:4"]);
+}
+
+#[test]
+fn a_gap_in_live_entries_resyncs_from_the_last_sent() {
+    let mut h = authed(Harness::new(), 5, 5);
+    assert_eq!(delivered(&h.output()), vec!["done:5"]);
+    h.take_actions();
+    live(&mut h, 6);
+    // 7 was lost on the way (a full worker inbox): 8 must not overtake it.
+    live(&mut h, 8);
+    assert_eq!(reads(&mut h), vec![(6, 2, 2)]);
+    assert_eq!(h.session.delivery_mode(), Mode::Syncing);
+    page(&mut h, 2, 7..=8, 0);
+    assert_eq!(delivered(&h.output()), vec!["live:6", "batch:7,8", "done:8"]);
+    assert!(h.take_actions().is_empty(), "Synced is reported once per connection");
+}
+
+#[test]
+fn a_page_of_an_older_sync_is_ignored() {
+    let mut h = authed(Harness::new(), 0, 4);
+    assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
+    // The client restarts the sync from 0 with a window of 1.
+    h.read(&message(&[Frame::SyncRequest(SyncRequest { after: Seq(0), window: 1 })]));
+    assert_eq!(reads(&mut h), vec![(0, 1, 2)]);
+    page(&mut h, 1, 1..=2, 2);
+    assert!(delivered(&h.output()).is_empty(), "stale epoch");
+    page(&mut h, 2, 1..=1, 3);
+    assert_eq!(delivered(&h.output()), vec!["batch:1"]);
+}
+
+#[test]
+fn ack_is_clamped_to_what_was_sent_and_only_forwarded_when_it_moves() {
+    let mut h = authed(Harness::new(), 3, 3);
+    h.output();
+    h.take_actions();
+    live(&mut h, 4);
+    h.output();
+    h.read(&message(&[Frame::Ack(Ack { up_to: Seq(100) })]));
+    assert!(matches!(h.take_actions().as_slice(), [Action::Acked(Seq(4))]));
+    h.read(&message(&[Frame::Ack(Ack { up_to: Seq(2) })]));
+    assert!(h.take_actions().is_empty());
+    assert_eq!(h.session.acked(), Seq(4));
+    // GOAWAY carries the acked cursor whatever the worker put in it.
+    let goaway = GoAway {
+        reason: GoAwayReason::Drain,
+        reconnect_after_ms: 0,
+        resume_after: Seq(0),
+        redirect: Note::default(),
+    };
+    h.with(|s, ctx| s.drain(ctx, goaway, Duration::from_secs(1)));
+    let out = h.output();
+    assert!(matches!(out.as_slice(), [Out::Frame(Frame::GoAway(g))] if g.resume_after == Seq(4)), "{out:?}");
+}
+
+#[test]
+fn a_paused_session_resyncs_once_its_queue_drains() {
+    let mut config = config();
+    config.outbound = Limits { pause_bytes: 64, max_bytes: 1 << 20 };
+    let mut h = authed(Harness::with_config(config), 0, 0);
+    h.output();
+    h.take_actions();
+    // Without writing, the queue grows past the pause mark.
+    for seq in 1..=4 {
+        live(&mut h, seq);
+    }
+    assert_eq!(h.session.delivery_mode(), Mode::Paused);
+    let sent = h.session.sent();
+    assert!(sent.0 < 4, "some entries were refused");
+    assert!(h.observed("dropped:live_paused"));
+    // Live entries wait in the store while paused.
+    live(&mut h, 5);
+    // The client reads everything: the session syncs from what it sent.
+    let out = h.output();
+    let actions = h.take_actions();
+    let epoch = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::ReadInbox { after, epoch, .. } if *after == sent => Some(*epoch),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no read after {sent}: {actions:?}"));
+    let first = sent.0 + 1;
+    page(&mut h, epoch, first..=5, 0);
+    let mut seen = delivered(&out);
+    seen.extend(delivered(&h.output()));
+    let expected: Vec<String> = (1..=sent.0).map(|s| format!("live:{s}")).collect();
+    assert_eq!(seen[..expected.len()], expected[..]);
+    let rest: Vec<String> = (first..=5).map(|s| s.to_string()).collect();
+    assert_eq!(seen[expected.len()..], [format!("batch:{}", rest.join(",")), "done:5".to_string()]);
+}
+
+#[test]
+fn shared_deliver_decodes_to_the_same_frame_for_each_seq() {
+    let original = entry(0);
+    let shared = SharedDeliver::new(&original);
+    for seq in [1u64, 127, 128, 1 << 40] {
+        let (head, used) = shared.head(Seq(seq));
+        let mut bytes = head[..used].to_vec();
+        bytes.extend_from_slice(shared.tail());
+        let frames: Vec<Frame> = protocol::Decoder::for_server_messages()
+            .message(Bytes::from(bytes))
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(frames, vec![Frame::Deliver(Deliver { seq: Seq(seq), ..original.clone() })]);
+    }
+}
