@@ -163,7 +163,6 @@ impl Fatal {
 
     /// Prints `<program>: <message>` to stderr and gives the exit code.
     pub fn report(self, program: &str) -> std::process::ExitCode {
-        tracing::error!(message = %self.message, "fatal");
         eprintln!("{program}: {}", self.message);
         std::process::ExitCode::from(self.code)
     }

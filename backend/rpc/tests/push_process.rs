@@ -161,3 +161,29 @@ fn push_down_drops_and_counts_without_blocking() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn sigterm_exits_0_and_metrics_are_served() {
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let mut daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_push"),
+        &["--listen", "127.0.0.1:0", "--provider", "log", "--metrics-listen", &metrics],
+    );
+    let push = RemotePush::start(RemotePushConfig::new(daemon.endpoint())).unwrap();
+    push.connected(UserId(1), DeviceId(1));
+    let (status, body) = common::http_get(&metrics, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(!body.is_empty());
+    assert!(daemon.terminate().success(), "exit status after SIGTERM");
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_push"))
+        .args(["--listen", "127.0.0.1:0", "--provider", "webhook"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+}

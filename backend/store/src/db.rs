@@ -47,6 +47,9 @@ pub(crate) fn engine(err: fjall::Error) -> StoreError {
     StoreError::Engine(err.to_string())
 }
 
+/// Key-value pairs read by a scan, in key order.
+pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The database and its keyspaces.
 pub(crate) struct Db {
     /// The database (for batches and persist).
@@ -110,13 +113,7 @@ impl Db {
 
     /// Committed pairs with `start <= key < end` (no end bound if `end` is
     /// empty), at most `limit`, in key order.
-    pub(crate) fn scan(
-        &self,
-        ks: Ks,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub(crate) fn scan(&self, ks: Ks, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StoreError> {
         let iter = if end.is_empty() {
             self.ks(ks).range(start.to_vec()..)
         } else {
@@ -214,13 +211,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Pairs with `start <= key < end` as this batch sees them, at most `limit`.
-    pub(crate) fn range(
-        &self,
-        ks: Ks,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub(crate) fn range(&self, ks: Ks, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StoreError> {
         let lo = (ks, start.to_vec());
         let pending: Vec<(&Slot, &Option<Vec<u8>>)> = self
             .overlay

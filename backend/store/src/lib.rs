@@ -1,6 +1,6 @@
 //! The store service: messages, per-device inboxes, dedup, cursors, groups,
 //! devices and prekeys, on fjall. See `README.md` for the key layout,
-//! threading and durability; [`api`](crate::StoreApi) for the contract.
+//! threading and durability; [`StoreApi`] and the request types for the contract.
 //!
 //! Construct with [`Store::open`]`(`[`StoreConfig::new`]`(dir))` and call
 //! [`StoreApi::call`] with a [`Request`] and a `done` callback.

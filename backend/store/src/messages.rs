@@ -139,7 +139,7 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
     }
     let dkey = dedup_key(req.user, req.device, req.client_id);
     if let Some(bytes) = tx.get(Ks::Dedup, &dkey)? {
-        return duplicate(tx, &bytes);
+        return duplicate(tx, &bytes, req.user, req.device);
     }
     let mut targets = Vec::new();
     let conv = ConvKey::of(req.user, req.to);
@@ -191,7 +191,7 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
 
 /// The answer to a retried Send. The payload is the stored one while any
 /// inbox entry still points to the message, empty once all were acked.
-fn duplicate(tx: &mut Tx<'_>, record: &[u8]) -> Result<Sent, StoreError> {
+fn duplicate(tx: &mut Tx<'_>, record: &[u8], user: UserId, device: DeviceId) -> Result<Sent, StoreError> {
     let mut dec = Dec::new(record);
     let (id, seq, time) = (dec.u64()?, dec.u64()?, dec.u64()?);
     let message = match tx.get(Ks::Messages, &id.to_be_bytes())? {
@@ -199,8 +199,8 @@ fn duplicate(tx: &mut Tx<'_>, record: &[u8]) -> Result<Sent, StoreError> {
         None => Message {
             id: protocol::MessageId(id),
             conv_seq: protocol::ConvSeq(seq),
-            sender: UserId(0),
-            sender_device: DeviceId(0),
+            sender: user,
+            sender_device: device,
             server_time: Timestamp(time),
             payload: Bytes::new(),
         },

@@ -322,7 +322,7 @@ fn fsync_mode_group_commits() {
         assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
     }
     let fsyncs = store.metrics().fsyncs.load(Ordering::Relaxed) - fsyncs_before;
-    assert!(fsyncs >= 1 && fsyncs < N, "{fsyncs} fsyncs for {N} sends");
+    assert!((1..N).contains(&fsyncs), "{fsyncs} fsyncs for {N} sends");
     assert_eq!(inbox_all(&store, B, 1).len() as u64, N);
     let mut text = String::new();
     store.metrics().render(&mut text);

@@ -49,24 +49,33 @@ impl Gateway {
     /// As [`Gateway::start_in`], with extra environment variables.
     pub(crate) fn start_with_env(dir: PathBuf, config: &str, env: &[(&str, &str)]) -> Self {
         let (listen, admin) = (free_port(), free_port());
-        let file = dir.join("gateway.toml");
-        std::fs::write(&file, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["--config", file.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()])
-            .args(["--listen", &listen.to_string(), "--admin", &admin.to_string(), "--workers", "2"])
-            .env("GATEWAY_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the gateway binary");
+        std::fs::write(dir.join("gateway.toml"), config).unwrap();
+        let child = spawn(&dir, listen, admin, env);
         let gateway = Self { child, dir, listen, admin };
+        gateway.wait_healthy();
+        gateway
+    }
+
+    /// `kill -9` of the process, then a new one on the same data directory,
+    /// configuration and ports.
+    pub(crate) fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = spawn(&self.dir, self.listen, self.admin, &[]);
+        self.wait_healthy();
+    }
+
+    fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while gateway.http_get("/healthz").is_none() {
+        while self.http_get("/healthz").is_none() {
             assert!(Instant::now() < deadline, "gateway did not become healthy");
             std::thread::sleep(Duration::from_millis(20));
         }
-        gateway
+    }
+
+    /// The node's data directory (keys, the embedded store).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     pub(crate) fn url(&self) -> String {
@@ -121,6 +130,20 @@ impl Gateway {
         }
         None
     }
+}
+
+/// Starts the gateway binary on `dir` (its `gateway.toml` and `data/`).
+fn spawn(dir: &std::path::Path, listen: SocketAddr, admin: SocketAddr, env: &[(&str, &str)]) -> Child {
+    let file = dir.join("gateway.toml");
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--config", file.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()])
+        .args(["--listen", &listen.to_string(), "--admin", &admin.to_string(), "--workers", "2"])
+        .env("GATEWAY_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the gateway binary")
 }
 
 impl Drop for Gateway {

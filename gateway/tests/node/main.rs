@@ -303,7 +303,7 @@ async fn sighup_reloads_limits_for_live_sessions() {
     loop {
         match next_interesting(&mut client).await.unwrap() {
             Event::Pong { .. } => pongs += 1,
-            Event::Other(Frame::Error(error)) => {
+            Event::Error(error) => {
                 assert_eq!(error.code, ErrorCode::RATE_LIMITED);
                 assert!(error.retry_after_ms > 0);
                 break;

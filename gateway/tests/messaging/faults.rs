@@ -1,0 +1,153 @@
+//! `kill -9` in the middle of traffic: of the gateway (both modes), and of the
+//! store and push processes (remote mode). Afterwards every acknowledged
+//! message reaches the recipient exactly once (counted at the application),
+//! and none is lost.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use client::{Client, ClientError, Event};
+use protocol::{Conversation, Payload, UserId};
+
+use super::{both_modes, connect, within, Cluster, Mode};
+
+/// What the sender saw: payload text → acknowledged.
+type Acked = BTreeMap<String, bool>;
+
+/// Sends `count` messages to user 2 without waiting, recording each ack; on
+/// a resumable error reconnects (pending sends are resent with their ids).
+async fn send_through_faults(mut a: Client, count: usize) -> (Client, Acked) {
+    let mut acked = Acked::new();
+    let mut ids = BTreeMap::new();
+    for i in 0..count {
+        let text = format!("msg-{i}");
+        let id = loop {
+            match a
+                .send(Conversation::Direct(UserId(2)), Payload::new(text.clone().into_bytes()).unwrap())
+                .await
+            {
+                Ok(id) => break id,
+                Err(err) => reconnect(&mut a, err).await,
+            }
+        };
+        ids.insert(id, text.clone());
+        acked.insert(text, false);
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Take what has arrived, without waiting.
+        while let Ok(Ok(event)) = tokio::time::timeout(Duration::ZERO, a.next_event()).await {
+            record(&event, &ids, &mut acked);
+        }
+    }
+    // Every send must end acknowledged: retryable refusals and lost
+    // connections are retried with the same client ids.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while acked.values().any(|done| !done) {
+        assert!(tokio::time::Instant::now() < deadline, "sends never acknowledged");
+        match tokio::time::timeout(Duration::from_millis(500), a.next_event()).await {
+            Ok(Ok(event)) => {
+                if let Event::SendFailed { client_id, retryable: true, .. } = event {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = a.resend(client_id).await;
+                }
+                record(&event, &ids, &mut acked);
+            }
+            Ok(Err(err)) => reconnect(&mut a, err).await,
+            Err(_) => {}
+        }
+    }
+    (a, acked)
+}
+
+fn record(event: &Event, ids: &BTreeMap<u64, String>, acked: &mut Acked) {
+    if let Event::Sent { client_id, .. } = event {
+        if let Some(text) = ids.get(client_id) {
+            acked.insert(text.clone(), true);
+        }
+    }
+}
+
+async fn reconnect(client: &mut Client, err: ClientError) {
+    assert!(err.is_resumable(), "{err}");
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if client.reconnect().await.is_ok() {
+            return;
+        }
+    }
+}
+
+/// Connects user 2 and collects every message until `expected` distinct ones
+/// arrived, counting duplicates surfaced to the application (none allowed).
+async fn receive_all(cluster: &Cluster, expected: &HashSet<String>) {
+    let mut b = within(Client::connect(super::client_config(cluster, 2, 1, 0))).await.unwrap();
+    let mut seen = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !expected.is_subset(&seen) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "missing {:?}",
+            expected.difference(&seen).take(5).collect::<Vec<_>>()
+        );
+        let event = tokio::time::timeout(Duration::from_secs(20), b.next_event()).await;
+        let event = event.unwrap_or_else(|_| panic!("stalled after {} of {}", seen.len(), expected.len()));
+        match event.unwrap() {
+            Event::Delivered(d) => {
+                let text = String::from_utf8(d.payload.bytes().to_vec()).unwrap();
+                assert!(seen.insert(text.clone()), "{text} surfaced twice");
+                b.ack(d.seq).await.unwrap();
+            }
+            Event::SyncProgress { up_to, .. } if up_to.0 > 0 => b.ack(up_to).await.unwrap(),
+            _ => {}
+        }
+    }
+    // Nothing else arrives: every message exactly once.
+    let quiet = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(event) = tokio::time::timeout_at(quiet, b.next_event()).await {
+        if let Ok(Event::Delivered(d)) = event {
+            let text = String::from_utf8(d.payload.bytes().to_vec()).unwrap();
+            assert!(seen.insert(text.clone()), "{text} surfaced twice");
+        }
+    }
+    // Resent sends that were stored before the crash are deduplicated, so the
+    // recipient has exactly the acknowledged set.
+    assert_eq!(&seen, expected);
+}
+
+/// Sends while `fault` strikes after `after` messages; checks delivery.
+async fn survive(mode: Mode, fault: impl FnOnce(&mut Cluster) + Send + 'static) {
+    const COUNT: usize = 300;
+    let mut cluster = Cluster::start(mode, "");
+    // B registers its device, then stays away while A sends.
+    connect(&cluster, 2, 1).await.close().await.unwrap();
+    let a = connect(&cluster, 1, 1).await;
+    let sending = tokio::spawn(send_through_faults(a, COUNT));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fault(&mut cluster);
+    let (_a, acked) = within(sending).await.unwrap();
+    let expected: HashSet<String> = acked.into_keys().collect();
+    assert_eq!(expected.len(), COUNT);
+    receive_all(&cluster, &expected).await;
+}
+
+both_modes!(kill9_of_the_gateway_loses_no_acknowledged_message);
+async fn kill9_of_the_gateway_loses_no_acknowledged_message(mode: Mode) {
+    survive(mode, |cluster| cluster.gateway.kill9_and_restart()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_the_store_loses_no_acknowledged_message() {
+    survive(Mode::Remote, |cluster| {
+        let store = cluster.store.as_mut().unwrap();
+        store.kill9();
+        std::thread::sleep(Duration::from_millis(300));
+        store.restart();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_push_loses_no_acknowledged_message() {
+    survive(Mode::Remote, |cluster| cluster.push.as_mut().unwrap().kill9_and_restart()).await;
+}
