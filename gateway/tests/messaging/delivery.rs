@@ -110,7 +110,7 @@ async fn a_retried_send_is_stored_once(mode: Mode) {
         to: Conversation::Direct(UserId(2)),
         payload: payload("once"),
     });
-    a.send_frames(&[send.clone()]).await.unwrap();
+    a.send_frames(std::slice::from_ref(&send)).await.unwrap();
     a.send_frames(&[send]).await.unwrap();
     let mut acks = Vec::new();
     while acks.len() < 2 {
@@ -232,4 +232,27 @@ async fn a_backlog_of_100k_drains_in_order(mode: Mode) {
         }
     }
     assert_eq!(seen.len(), COUNT);
+}
+
+both_modes!(a_user_holds_at_most_the_configured_number_of_devices);
+async fn a_user_holds_at_most_the_configured_number_of_devices(mode: Mode) {
+    // The default limit is 5 (the remote store is started with --max-devices 5).
+    let cluster = Cluster::start(mode, "");
+    let mut devices = Vec::new();
+    for device in 1..=5 {
+        devices.push(connect(&cluster, 1, device).await);
+    }
+    let refused = within(client::Client::connect(super::client_config(&cluster, 1, 6, 0))).await.unwrap_err();
+    match refused {
+        client::ClientError::AuthRejected { code, .. } => {
+            assert_eq!(code, protocol::ErrorCode::TOO_MANY_DEVICES)
+        }
+        other => panic!("expected TOO_MANY_DEVICES, got {other}"),
+    }
+    // A registered device still connects; a message reaches all five.
+    let mut a = connect(&cluster, 2, 1).await;
+    a.send(Conversation::Direct(UserId(1)), payload("to all")).await.unwrap();
+    for device in &mut devices {
+        assert_eq!(deliveries(device, 1).await[0].payload.bytes().as_ref(), b"to all");
+    }
 }

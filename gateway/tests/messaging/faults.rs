@@ -40,21 +40,30 @@ async fn send_through_faults(mut a: Client, count: usize) -> (Client, Acked) {
             record(&event, &ids, &mut acked);
         }
     }
-    // Every send must end acknowledged: retryable refusals and lost
-    // connections are retried with the same client ids.
+    // Every send must end acknowledged: retryable refusals are resent (in
+    // rounds) and lost connections resumed, with the same client ids.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut retry = Vec::new();
     while acked.values().any(|done| !done) {
-        assert!(tokio::time::Instant::now() < deadline, "sends never acknowledged");
-        match tokio::time::timeout(Duration::from_millis(500), a.next_event()).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} sends never acknowledged",
+            acked.values().filter(|done| !**done).count(),
+            acked.len()
+        );
+        match tokio::time::timeout(Duration::from_millis(300), a.next_event()).await {
             Ok(Ok(event)) => {
                 if let Event::SendFailed { client_id, retryable: true, .. } = event {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let _ = a.resend(client_id).await;
+                    retry.push(client_id);
                 }
                 record(&event, &ids, &mut acked);
             }
             Ok(Err(err)) => reconnect(&mut a, err).await,
-            Err(_) => {}
+            Err(_) => {
+                for client_id in retry.drain(..) {
+                    let _ = a.resend(client_id).await;
+                }
+            }
         }
     }
     (a, acked)
@@ -125,7 +134,8 @@ async fn survive(mode: Mode, fault: impl FnOnce(&mut Cluster) + Send + 'static) 
     let sending = tokio::spawn(send_through_faults(a, COUNT));
     tokio::time::sleep(Duration::from_millis(300)).await;
     fault(&mut cluster);
-    let (_a, acked) = within(sending).await.unwrap();
+    let (_a, acked) =
+        tokio::time::timeout(Duration::from_secs(90), sending).await.expect("sends stalled").unwrap();
     let expected: HashSet<String> = acked.into_keys().collect();
     assert_eq!(expected.len(), COUNT);
     receive_all(&cluster, &expected).await;
