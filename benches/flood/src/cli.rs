@@ -1,4 +1,4 @@
-//! Command line: `flood connect ...`.
+//! Command line: `flood connect|chat|fill|sync ...`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +21,137 @@ pub(crate) enum Command {
     /// authenticated or failed (PING every heartbeat, PONGs counted), then
     /// close them all with 1000 and exit.
     Connect(ConnectArgs),
+    /// Open SESSIONS sessions in pairs (user 2k ↔ 2k+1, device 1, no
+    /// receipts); once all are authenticated, every session sends SEND to its
+    /// peer for DURATION seconds, at most WINDOW unacknowledged (as fast as
+    /// SEND_ACKs allow, or at --rate per session), and acks what it receives
+    /// once per WebSocket message. Reports messages sent, acked and
+    /// delivered, acked/s, SEND→SEND_ACK and end-to-end latency percentiles,
+    /// and the gateway's CPU (--gateway-pid). With --ping: PING/PONG round
+    /// trips in the same window instead of SENDs (the unpersisted baseline).
+    Chat(ChatArgs),
+    /// Fill one device's inbox directly in a gateway's store (the node must
+    /// be stopped): MESSAGES messages from FROM_USER to TO_USER, device 1.
+    Fill(FillArgs),
+    /// Connect one device (USER, device 1, resume_after 0) and drain its
+    /// inbox: the server's SYNC_BATCHes, acked once per WebSocket message,
+    /// until SYNC_DONE. Reports entries drained per second.
+    Sync(SyncArgs),
+}
+
+/// `flood chat`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ChatArgs {
+    /// Gateway client listener (ip:port); repeat for several, used round-robin.
+    #[arg(long = "target", value_name = "IP:PORT", required = true)]
+    pub(crate) targets: Vec<SocketAddr>,
+    /// Sessions (an even number: pairs).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub(crate) sessions: u64,
+    /// Connections opened per second while ramping up.
+    #[arg(long, value_name = "R/s", default_value = "1000/s", value_parser = parse_rate)]
+    pub(crate) connect_rate: f64,
+    /// Length of the measured window, seconds (starts once every session is
+    /// authenticated or failed).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub(crate) duration: f64,
+    /// Most SENDs (or PINGs) in flight per session.
+    #[arg(long, value_name = "W", default_value_t = 32)]
+    pub(crate) window: u32,
+    /// SENDs per second per session (still bounded by --window); default:
+    /// as fast as the window allows.
+    #[arg(long, value_name = "R/s", value_parser = parse_rate)]
+    pub(crate) rate: Option<f64>,
+    /// SEND payload size, bytes (the first 8 are the send time).
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    pub(crate) payload: usize,
+    /// PING/PONG round trips instead of SENDs (same sessions, window and rate).
+    #[arg(long)]
+    pub(crate) ping: bool,
+    /// After the window: longest wait for the sends in flight, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub(crate) drain_timeout: f64,
+    /// The gateway's process id: its CPU time over the window is reported.
+    #[arg(long, value_name = "PID")]
+    pub(crate) gateway_pid: Option<u32>,
+    /// Ed25519 PKCS#8 signing key the tokens are minted with (a gateway's
+    /// `<data_dir>/keys/dev-signing.pk8`).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) signing_key: PathBuf,
+    /// Key id written into the tokens.
+    #[arg(long, value_name = "ID", default_value_t = 1)]
+    pub(crate) key_id: u32,
+    /// User id of the first session (even); session i is user FIRST_USER + i.
+    #[arg(long, value_name = "U", default_value_t = 2)]
+    pub(crate) first_user: u64,
+    /// Local addresses to bind, round-robin (as for `connect`).
+    #[arg(long, value_name = "RANGE")]
+    pub(crate) source: Option<String>,
+    /// Worker threads, each with its own poll loop.
+    #[arg(long, value_name = "T", default_value_t = 1)]
+    pub(crate) threads: u64,
+    /// Print the summary as JSON (stdout) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// WebSocket path.
+    #[arg(long, value_name = "PATH", default_value = "/ws")]
+    pub(crate) path: String,
+    /// Deadline from the start of a connect to AUTH_OK, ms.
+    #[arg(long, value_name = "MS", default_value_t = 15_000)]
+    pub(crate) handshake_timeout_ms: u64,
+}
+
+/// `flood fill`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FillArgs {
+    /// The gateway's data directory (the store is `DIR/store`); the node
+    /// must not be running.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
+    /// Messages to store.
+    #[arg(long, value_name = "K", default_value_t = 100_000)]
+    pub(crate) messages: u64,
+    /// Sender (device 1).
+    #[arg(long, value_name = "U", default_value_t = 2)]
+    pub(crate) from_user: u64,
+    /// Recipient (its device 1 gets the inbox entries).
+    #[arg(long, value_name = "U", default_value_t = 3)]
+    pub(crate) to_user: u64,
+    /// Payload size, bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    pub(crate) payload: usize,
+}
+
+/// `flood sync`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SyncArgs {
+    /// Gateway client listener (ip:port).
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) target: SocketAddr,
+    /// The device's user (device 1).
+    #[arg(long, value_name = "U", default_value_t = 3)]
+    pub(crate) user: u64,
+    /// Entries expected in the inbox (reported beside what arrived).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub(crate) messages: u64,
+    /// Longest wait for SYNC_DONE, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub(crate) timeout: f64,
+    /// The gateway's process id: its CPU time during the drain is reported.
+    #[arg(long, value_name = "PID")]
+    pub(crate) gateway_pid: Option<u32>,
+    /// Ed25519 PKCS#8 signing key the token is minted with.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) signing_key: PathBuf,
+    /// Key id written into the token.
+    #[arg(long, value_name = "ID", default_value_t = 1)]
+    pub(crate) key_id: u32,
+    /// Print the summary as JSON (stdout) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// WebSocket path.
+    #[arg(long, value_name = "PATH", default_value = "/ws")]
+    pub(crate) path: String,
 }
 
 /// `flood connect`.
@@ -173,10 +304,10 @@ mod tests {
             "--json",
         ])
         .unwrap();
-        let Command::Connect(args) = cli.command;
+        let Command::Connect(args) = cli.command else { panic!("not connect") };
         let child = args.child_args(15_000, 15_001, 1500.0);
         let parsed = Cli::try_parse_from(std::iter::once("flood".to_owned()).chain(child)).unwrap();
-        let Command::Connect(child) = parsed.command;
+        let Command::Connect(child) = parsed.command else { panic!("not connect") };
         assert_eq!(child.targets, args.targets);
         assert_eq!((child.sessions, child.first_user, child.rate), (15_000, 15_001, 1500.0));
         assert_eq!(child.source.as_deref(), Some("127.0.0.2-127.0.0.9"));

@@ -6,6 +6,12 @@
 //! → `Authenticating` (HELLO sent) → `Live` (PING every heartbeat ±10 %) →
 //! `Closing` (WebSocket close 1000 sent, waiting for the server's). Every
 //! stage has a deadline, so a connection always ends.
+//!
+//! In the `chat` and `sync` scenarios a live connection also carries a
+//! [`Flow`]: its sends (or timed PINGs) go out while the run is in its hold
+//! phase, and every WebSocket message received is answered by one message
+//! holding the cumulative ACK, the PONGs and the sends the window has room
+//! for.
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -17,12 +23,13 @@ use bytes::{Buf as _, BytesMut};
 use client::{Event, Session};
 use mio::net::TcpStream;
 use protocol::limits::MAX_SERVER_MESSAGE_LEN;
-use protocol::{Capabilities, Decoder, DeviceId, Frame, Seq, Token};
+use protocol::{Capabilities, Decoder, DeviceId, ErrorCode, Frame, Seq, Token};
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::stats::Shared;
+use crate::stats::{Phase, Shared};
+use crate::traffic::{self, Flow, Latencies, Mode};
 use crate::ws::{self, Message};
 
 /// How long flood waits for the server's answer to its close.
@@ -71,6 +78,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: Instant,
     /// The `Sec-WebSocket-Accept` every upgrade must answer.
     pub(crate) accept: &'a str,
+    /// This thread's latency histograms (chat).
+    pub(crate) latencies: &'a mut Latencies,
 }
 
 /// How a connection ended.
@@ -139,9 +148,14 @@ pub(crate) struct Conn {
     request: Vec<u8>,
     started: Instant,
     /// When [`Conn::on_timer`] must run next: the handshake deadline before
-    /// AUTH_OK, the next PING while live, the close deadline while closing.
+    /// AUTH_OK, the next PING (or rate-mode send) while live, the close
+    /// deadline while closing.
     pub(crate) deadline: Instant,
     heartbeat: Duration,
+    /// When the next heartbeat PING is due (live).
+    next_ping: Instant,
+    /// Chat and sync traffic.
+    flow: Option<Box<Flow>>,
     /// Whether AUTH_OK arrived (the session counts as live until it ends).
     pub(crate) authenticated: bool,
 }
@@ -150,7 +164,13 @@ impl Conn {
     /// Creates a socket bound to `source`, starts a non-blocking connect to
     /// `target` and prepares the session (HELLO with `token`, device 1).
     /// Fails with an error kind if the socket cannot be made or connected.
-    pub(crate) fn open(params: &OpenParams<'_>, token: Token, now: Instant) -> Result<Self, String> {
+    /// `flow`: the chat or sync traffic of this session, if any.
+    pub(crate) fn open(
+        params: &OpenParams<'_>,
+        token: Token,
+        flow: Option<Flow>,
+        now: Instant,
+    ) -> Result<Self, String> {
         let stream = connect(params.target, params.source).map_err(|e| io_kind("connect", &e))?;
         let tls = match &params.tls {
             Some((config, name)) => Some(Box::new(
@@ -158,7 +178,14 @@ impl Conn {
             )),
             None => None,
         };
-        let session = Session::new(DeviceId(1), token, Capabilities(0), Seq(0));
+        // Client ids from the wall clock in microseconds: unique for the
+        // device across runs against the same node (a reused id would be
+        // answered as a duplicate and not delivered).
+        let first_client_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1));
+        let session =
+            Session::new(DeviceId(1), token, Capabilities(0), Seq(0)).with_first_client_id(first_client_id);
         Ok(Self {
             stream,
             tls,
@@ -171,6 +198,8 @@ impl Conn {
             started: now,
             deadline: now + params.handshake_timeout,
             heartbeat: Duration::ZERO,
+            next_ping: now,
+            flow: flow.map(Box::new),
             authenticated: false,
         })
     }
@@ -202,13 +231,90 @@ impl Conn {
                 Err(End::error(format!("timeout_{}", self.stage.name())))
             }
             Stage::Live => {
-                let (_, ping) = self.session.ping();
-                self.send_frames(std::iter::once(ping), ctx)?;
-                ctx.shared.pings_sent.fetch_add(1, Relaxed);
-                self.deadline = ctx.now + ctx.rng.jitter(self.heartbeat);
+                let mut frames = Vec::new();
+                if ctx.now >= self.next_ping {
+                    let (_, ping) = self.session.ping();
+                    frames.push(ping);
+                    ctx.shared.pings_sent.fetch_add(1, Relaxed);
+                    self.next_ping = ctx.now + ctx.rng.jitter(self.heartbeat);
+                }
+                self.traffic_frames(ctx, &mut frames);
+                if !frames.is_empty() {
+                    self.send_frames(frames.into_iter(), ctx)?;
+                }
+                self.reschedule();
                 self.flush()
             }
             Stage::Closing => Err(End::Closed { clean: false }),
+        }
+    }
+
+    /// The hold began (chat): start sending if live.
+    pub(crate) fn start_traffic(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        if self.stage != Stage::Live || self.flow.as_ref().is_none_or(|flow| flow.started) {
+            return Ok(());
+        }
+        let mut frames = Vec::new();
+        self.traffic_frames(ctx, &mut frames);
+        if !frames.is_empty() {
+            self.send_frames(frames.into_iter(), ctx)?;
+        }
+        self.reschedule();
+        self.flush()
+    }
+
+    /// Live: the next timer is the next PING or the next rate-mode send.
+    fn reschedule(&mut self) {
+        let next_send = self.flow.as_ref().and_then(|flow| flow.next_send);
+        self.deadline = next_send.map_or(self.next_ping, |send| send.min(self.next_ping));
+    }
+
+    /// Appends the sends (or timed PINGs) due now to `frames`: while the
+    /// run is in its hold, as many as the window has room for (rate mode:
+    /// those whose time has come).
+    fn traffic_frames(&mut self, ctx: &mut Ctx<'_>, frames: &mut Vec<Frame>) {
+        let Some(flow) = self.flow.as_deref_mut() else { return };
+        if flow.spec.mode == Mode::Sync || ctx.shared.phase() != Phase::Hold {
+            flow.next_send = None;
+            return;
+        }
+        let now = Instant::now();
+        if !flow.started {
+            flow.started = true;
+            if let Some(interval) = flow.spec.interval {
+                // Spread the sessions over one interval.
+                let unit = (ctx.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                flow.next_send = Some(now + interval.mul_f64(unit));
+                return;
+            }
+        }
+        let stamp = flow.spec.stamp(now);
+        let shared: &Shared = ctx.shared;
+        let counters = &shared.traffic;
+        loop {
+            if !flow.has_room() {
+                break;
+            }
+            if let (Some(interval), Some(due)) = (flow.spec.interval, flow.next_send) {
+                if due > now {
+                    break;
+                }
+                // More than a second behind: skip ahead rather than burst.
+                let next = due + interval;
+                flow.next_send =
+                    Some(if next + Duration::from_secs(1) < now { now + interval } else { next });
+            }
+            match flow.spec.mode {
+                Mode::Send => {
+                    let Some(payload) = flow.payload(stamp) else { break };
+                    let (client_id, frame) = self.session.send(flow.to(), payload);
+                    flow.sent(client_id, stamp);
+                    frames.push(frame);
+                }
+                Mode::Ping => frames.push(flow.ping(stamp)),
+                Mode::Sync => break,
+            }
+            counters.sent.fetch_add(1, Relaxed);
         }
     }
 
@@ -350,24 +456,69 @@ impl Conn {
         }
     }
 
-    /// Takes the session's events (counting them) and sends its PONGs.
+    /// Takes the session's events (counting them, timing the traffic's),
+    /// then sends one message with the PONGs, the cumulative ACK of what was
+    /// delivered and the sends the window has room for.
     fn drain_session(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        let now = Instant::now();
+        let shared: &Shared = ctx.shared;
+        let counters = &shared.traffic;
+        let stamp = self.flow.as_ref().map_or(0, |flow| flow.spec.stamp(now));
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::Authenticated(ok) => {
                     self.stage = Stage::Live;
                     self.authenticated = true;
                     self.heartbeat = Duration::from_millis(u64::from(ok.heartbeat_ms).max(100));
-                    self.deadline = ctx.now + ctx.rng.jitter(self.heartbeat);
+                    self.next_ping = ctx.now + ctx.rng.jitter(self.heartbeat);
+                    self.deadline = self.next_ping;
                     let latency = ctx.now.saturating_duration_since(self.started);
                     ctx.shared.authenticated(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+                    if self.flow.is_some() {
+                        counters.first_auth_ns.fetch_min(stamp, Relaxed);
+                    }
+                }
+                Event::Delivered(deliver) => {
+                    counters.delivered.fetch_add(1, Relaxed);
+                    if self.flow.as_ref().is_some_and(|flow| flow.spec.mode == Mode::Send) {
+                        if let Some(sent) = traffic::payload_stamp(deliver.payload.bytes()) {
+                            traffic::record(&mut ctx.latencies.e2e, sent, stamp);
+                        }
+                    }
+                }
+                Event::Sent { client_id, .. } => {
+                    if let Some(sent) = self.flow.as_deref_mut().and_then(|flow| flow.answered(client_id)) {
+                        counters.acked.fetch_add(1, Relaxed);
+                        traffic::record(&mut ctx.latencies.ack, sent, stamp);
+                    }
+                }
+                Event::SendFailed { client_id, code, .. } => {
+                    if let Some(flow) = self.flow.as_deref_mut() {
+                        flow.answered(client_id);
+                    }
+                    counters.send_errors.fetch_add(1, Relaxed);
+                    ctx.shared.error(&format!("send_error_{}", code_name(code)));
+                }
+                Event::Pong { nonce } => match self.flow.as_deref_mut().and_then(|flow| flow.pong(nonce)) {
+                    Some(sent) => {
+                        counters.acked.fetch_add(1, Relaxed);
+                        traffic::record(&mut ctx.latencies.ack, sent, stamp);
+                    }
+                    None => {
+                        ctx.shared.pongs.fetch_add(1, Relaxed);
+                    }
+                },
+                Event::Synced { head } => {
+                    counters.synced.fetch_add(1, Relaxed);
+                    counters.synced_head.fetch_max(head.0, Relaxed);
+                    counters.last_synced_ns.fetch_max(stamp, Relaxed);
+                }
+                Event::Error(error) => {
+                    ctx.shared.error(&format!("error_{}", code_name(error.code)));
                 }
                 Event::AuthRejected { code, .. } => {
                     let name = code.name().map_or_else(|| code.0.to_string(), str::to_owned);
                     return Err(End::error(format!("auth_{name}")));
-                }
-                Event::Pong { .. } => {
-                    ctx.shared.pongs.fetch_add(1, Relaxed);
                 }
                 Event::Ping { .. } => {
                     ctx.shared.server_pings.fetch_add(1, Relaxed);
@@ -378,14 +529,22 @@ impl Conn {
                 _ => {}
             }
         }
-        let mut pongs = Vec::new();
+        let mut frames = Vec::new();
         while let Some(frame) = self.session.poll_transmit() {
-            pongs.push(frame);
+            frames.push(frame);
         }
-        if pongs.is_empty() {
+        if self.stage == Stage::Live {
+            if let Some(ack) = self.session.ack_surfaced() {
+                frames.push(ack);
+                counters.acks_sent.fetch_add(1, Relaxed);
+            }
+            self.traffic_frames(ctx, &mut frames);
+            self.reschedule();
+        }
+        if frames.is_empty() {
             Ok(())
         } else {
-            self.send_frames(pongs.into_iter(), ctx)
+            self.send_frames(frames.into_iter(), ctx)
         }
     }
 
@@ -496,6 +655,11 @@ fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> 
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(socket.into()))
+}
+
+/// An error code's name (`OVERLOADED`), or its number.
+fn code_name(code: ErrorCode) -> String {
+    code.name().map_or_else(|| code.0.to_string(), str::to_owned)
 }
 
 /// A short error kind for counters: `connect_refused`, `read_reset`, ...

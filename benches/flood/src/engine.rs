@@ -3,7 +3,8 @@
 //! Thread `t` of `T` owns the sessions `t, t + T, t + 2T, ...` of its process
 //! and opens session `i` at `start + i / rate`, so the threads together follow
 //! the process's schedule. It follows the [`Phase`] the main thread sets:
-//! opening on schedule (ramp and hold alike), then closing everything.
+//! opening on schedule (ramp and hold alike), starting the chat traffic when
+//! the hold begins, then closing everything.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -22,6 +23,7 @@ use slab::Slab;
 
 use crate::conn::{Conn, Ctx, End, OpenParams, Rng, CLOSE_TIMEOUT};
 use crate::stats::{Phase, Shared};
+use crate::traffic::{Flow, Latencies, Spec};
 
 /// Token lifetime: a day, as the brief's tokens.
 const TOKEN_TTL_SECS: u64 = 86_400;
@@ -51,6 +53,10 @@ pub(crate) struct Plan {
     pub(crate) signer: Signer,
     /// When session 0 is due.
     pub(crate) start: Instant,
+    /// Chat or sync traffic of every session (`None`: connect, idle).
+    pub(crate) traffic: Option<Spec>,
+    /// Empty latency histograms, cloned by each thread.
+    pub(crate) latencies: Latencies,
 }
 
 impl Plan {
@@ -80,10 +86,31 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
         })
         .collect();
 
+    let mut latencies = plan.latencies.clone();
     let mut next = thread;
     let mut close_deadline: Option<Instant> = None;
+    let mut traffic_started = plan.traffic.is_none();
     loop {
         let now = Instant::now();
+        // The hold began: start every live session's traffic (sessions that
+        // authenticate later start at AUTH_OK).
+        if !traffic_started && shared.phase() == Phase::Hold {
+            traffic_started = true;
+            let mut ctx = Ctx {
+                shared,
+                scratch: &mut scratch,
+                out: &mut out,
+                rng: &mut rng,
+                now,
+                accept: &accept,
+                latencies: &mut latencies,
+            };
+            let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
+            for key in keys {
+                let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.start_traffic(&mut ctx)));
+                settle(key, result, &mut conns, &mut timers, shared);
+            }
+        }
         // Open what is due.
         if close_deadline.is_none() {
             let mut opened = 0;
@@ -96,8 +123,15 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
         // Close once the hold is over.
         if close_deadline.is_none() && shared.phase() == Phase::Close {
             close_deadline = Some(now + CLOSE_TIMEOUT + Duration::from_secs(1));
-            let mut ctx =
-                Ctx { shared, scratch: &mut scratch, out: &mut out, rng: &mut rng, now, accept: &accept };
+            let mut ctx = Ctx {
+                shared,
+                scratch: &mut scratch,
+                out: &mut out,
+                rng: &mut rng,
+                now,
+                accept: &accept,
+                latencies: &mut latencies,
+            };
             let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
             for key in keys {
                 let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.start_close(&mut ctx)));
@@ -109,6 +143,7 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
                 for conn in conns.drain() {
                     finish(&conn, &End::Closed { clean: false }, shared);
                 }
+                shared.traffic.merge(&latencies);
                 return Ok(());
             }
         }
@@ -127,8 +162,15 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
         }
 
         let now = Instant::now();
-        let mut ctx =
-            Ctx { shared, scratch: &mut scratch, out: &mut out, rng: &mut rng, now, accept: &accept };
+        let mut ctx = Ctx {
+            shared,
+            scratch: &mut scratch,
+            out: &mut out,
+            rng: &mut rng,
+            now,
+            accept: &accept,
+            latencies: &mut latencies,
+        };
         for event in events.iter() {
             let key = event.token().0;
             let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.on_ready(&mut ctx)));
@@ -220,14 +262,17 @@ fn open(
     let params =
         OpenParams { target, source, tls, path: &plan.path, handshake_timeout: plan.handshake_timeout };
     let issued_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let minted = plan.signer.mint(UserId(plan.first_user + i), DeviceId(1), issued_at, TOKEN_TTL_SECS);
+    let user = plan.first_user + i;
+    let minted = plan.signer.mint(UserId(user), DeviceId(1), issued_at, TOKEN_TTL_SECS);
     let token = match Token::new(Bytes::from(minted.into_bytes())) {
         Ok(token) => token,
         Err(_) => return fail(shared, "token"),
     };
     let entry = conns.vacant_entry();
     let key = entry.key();
-    let mut conn = match Conn::open(&params, token, now) {
+    // Chat pairs user 2k with 2k + 1 (the first user is even).
+    let flow = plan.traffic.map(|spec| Flow::new(spec, UserId(user ^ 1)));
+    let mut conn = match Conn::open(&params, token, flow, now) {
         Ok(conn) => conn,
         Err(kind) => return fail(shared, &kind),
     };

@@ -9,17 +9,25 @@
 //! by itself: every stage of a connection has a deadline, the ramp has one,
 //! and the hold is fixed.
 //!
+//! `flood chat` runs pairs of sessions that message each other through the
+//! gateway (and `--ping`, the same loop with PING/PONG: its baseline);
+//! `flood fill` fills an inbox in a stopped node's store and `flood sync`
+//! drains it. See `traffic` for what they measure.
+//!
 //! Modules: `cli` (arguments), `source` (`--source` ranges), `ws` (client
 //! side of RFC 6455), `conn` (one connection), `engine` (one thread's poll
 //! loop), `stats` (counters, summary, `/proc/self`), `multi`
-//! (`--processes`).
+//! (`--processes`), `traffic` (chat and sync traffic, latencies, their
+//! summaries), `scenarios` (the chat, fill and sync drivers).
 
 mod cli;
 mod conn;
 mod engine;
 mod multi;
+mod scenarios;
 mod source;
 mod stats;
+mod traffic;
 mod ws;
 
 use std::io::Write as _;
@@ -44,6 +52,9 @@ fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     let result = match command {
         Command::Connect(args) => connect(&args),
+        Command::Chat(args) => scenarios::chat(&args),
+        Command::Fill(args) => scenarios::fill(&args),
+        Command::Sync(args) => scenarios::sync(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,6 +153,8 @@ fn run_connect(args: &ConnectArgs) -> Result<Summary, String> {
         handshake_timeout,
         signer,
         start,
+        traffic: None,
+        latencies: traffic::Latencies::new()?,
     });
     let shared = Arc::new(Shared::new());
     let mut workers = Vec::new();
@@ -278,10 +291,11 @@ fn tls_settings(
     Ok((config, name))
 }
 
-fn phase_name(phase: Phase) -> &'static str {
+pub(crate) fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Ramp => "ramp",
         Phase::Hold => "hold",
+        Phase::Drain => "drain",
         Phase::Close => "close",
     }
 }

@@ -10,16 +10,22 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::traffic::Counters;
+
 /// Where the run is; the main thread moves it forward, workers follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Phase {
     /// Opening connections on schedule.
     Ramp = 0,
-    /// Every session resolved (authenticated or failed): holding.
+    /// Every session resolved (authenticated or failed): holding (chat:
+    /// sending).
     Hold = 1,
+    /// Chat: the measured window is over; no new sends, waiting for what is
+    /// in flight.
+    Drain = 2,
     /// Hold over: close every session (WebSocket close 1000) and exit.
-    Close = 2,
+    Close = 3,
 }
 
 /// Counters of one process, updated by its workers (relaxed atomics: each
@@ -58,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) auth_latency_sum_us: AtomicU64,
     /// Largest connect-to-AUTH_OK time, microseconds.
     pub(crate) auth_latency_max_us: AtomicU64,
+    /// Chat and sync traffic.
+    pub(crate) traffic: Counters,
     /// Failures and drops by kind.
     errors: Mutex<BTreeMap<String, u64>>,
     /// The first detailed message seen for some kinds (TLS errors).
@@ -83,6 +91,7 @@ impl Shared {
             goaways: AtomicU64::new(0),
             auth_latency_sum_us: AtomicU64::new(0),
             auth_latency_max_us: AtomicU64::new(0),
+            traffic: Counters::default(),
             errors: Mutex::new(BTreeMap::new()),
             details: Mutex::new(BTreeMap::new()),
         }
@@ -92,6 +101,7 @@ impl Shared {
         match self.phase.load(Relaxed) {
             0 => Phase::Ramp,
             1 => Phase::Hold,
+            2 => Phase::Drain,
             _ => Phase::Close,
         }
     }
@@ -368,14 +378,24 @@ fn mib(bytes: u64) -> f64 {
 /// This process's CPU time (user + system, all threads) in seconds, from
 /// `/proc/self/stat` (fields 14 and 15, in clock ticks).
 pub(crate) fn self_cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    cpu_secs("/proc/self/stat").unwrap_or(0.0)
+}
+
+/// CPU time (user + system, all threads) of process `pid`, seconds; `None`
+/// if its `/proc/PID/stat` cannot be read (no such process).
+pub(crate) fn pid_cpu_secs(pid: u32) -> Option<f64> {
+    cpu_secs(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_secs(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) may hold spaces: fields are counted after
     // its closing parenthesis, where field 3 (state) is the first.
-    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     let hz = rustix::param::clock_ticks_per_second().max(1);
-    (ticks(11) + ticks(12)) as f64 / hz as f64
+    Some((ticks(11) + ticks(12)) as f64 / hz as f64)
 }
 
 /// This process's resident memory now and at its peak, bytes
@@ -412,6 +432,8 @@ mod tests {
         let (rss, peak) = self_rss_bytes();
         assert!(rss > 0 && peak >= rss, "{rss} {peak}");
         assert!(self_cpu_secs() >= 0.0);
+        assert!(pid_cpu_secs(std::process::id()).unwrap() >= 0.0);
+        assert_eq!(pid_cpu_secs(u32::MAX), None);
         assert!(open_files_limit().unwrap() > 0);
     }
 
