@@ -1,10 +1,14 @@
 //! A session's unsent output, bounded, with the graded slow-reader policy.
 //!
 //! Frames queued during one loop turn are encoded back to back into one
-//! WebSocket binary message (`batch`); [`Outbound::flush`] seals it once per
-//! turn, so a busy session costs one message and, with the driver's vectored
-//! write, one syscall per turn. A frame encoded once for many sessions (group
-//! fanout) is queued as its own message whose payload `Bytes` is shared.
+//! WebSocket binary message; [`Outbound::flush`] seals it once per turn, so a
+//! busy session costs one message and, with the driver's vectored write, one
+//! syscall per turn. A DELIVER encoded once for many sessions joins that
+//! message too: its per-recipient head is copied into the batch and its shared
+//! tail is referenced, not copied ([`Outbound::push_shared_tail`]), so a burst
+//! of live entries is one message (and one cumulative ACK from the client).
+//! A message encoded once for many sessions (echo) is queued as its own message
+//! whose payload `Bytes` is shared.
 //!
 //! Policy when the client reads too slowly (SPEC §7), by queued bytes:
 //! 1. at or above `pause_bytes`: ephemeral frames (typing, presence) are dropped;
@@ -58,23 +62,20 @@ pub struct Limits {
 
 /// Room reserved in front of a batch for its WebSocket header (2, 4 or 10 bytes).
 const HEADER_ROOM: usize = 10;
-/// Inline bytes of a [`Chunk::Header`]: a WebSocket header and a frame head of
-/// up to [`MAX_FRAME_HEAD`] bytes. Small enough that a chunk is no bigger than
-/// a `Bytes`.
-const INLINE: usize = HEADER_ROOM + MAX_FRAME_HEAD;
 /// Longest per-recipient frame head [`Outbound::push_shared_tail`] takes: a tag,
 /// a body length and one varint field.
 pub const MAX_FRAME_HEAD: usize = 20;
+/// Largest message this queue builds (the protocol's server message limit).
+const MAX_MESSAGE: usize = protocol::limits::MAX_SERVER_MESSAGE_LEN;
 
 /// One queued piece of output.
 #[derive(Debug)]
 enum Chunk {
     /// Bytes owned or shared (a sealed batch, a fanout payload, raw HTTP).
     Bytes(Bytes),
-    /// A WebSocket header (and, before a shared frame tail, the frame's own
-    /// per-recipient head) kept inline, so queuing a shared payload for one
+    /// A WebSocket header kept inline, so queuing a shared payload for one
     /// more recipient allocates nothing; `start..end` is what is left to send.
-    Header { bytes: [u8; INLINE], start: u8, end: u8 },
+    Header { bytes: [u8; HEADER_ROOM], start: u8, end: u8 },
 }
 
 impl Chunk {
@@ -106,13 +107,20 @@ pub struct Outbound {
     queued: usize,
     /// The message being built this turn: `HEADER_ROOM` bytes, then frames.
     batch: BytesMut,
+    /// Parts of this turn's message already cut from `batch` because a shared
+    /// tail follows them: owned segments and shared tails, in order. Empty
+    /// unless the turn queued a shared tail.
+    parts: Vec<Bytes>,
+    /// Bytes in `parts` (a message is at most 1 MiB; u32 keeps the session
+    /// small).
+    parts_len: u32,
     live_paused: bool,
 }
 
 impl Outbound {
     /// Bytes waiting, sealed or not.
     pub fn len(&self) -> usize {
-        self.queued + self.batch.len().saturating_sub(HEADER_ROOM)
+        self.queued + self.message_len()
     }
 
     /// Whether nothing waits.
@@ -131,9 +139,7 @@ impl Outbound {
         if let Some(refused) = self.admit(size, class, limits) {
             return refused;
         }
-        if self.batch.is_empty() {
-            self.batch.resize(HEADER_ROOM, 0);
-        }
+        self.make_room(size);
         match frame.encode(&mut self.batch) {
             Ok(_) => Queued::Accepted,
             // Frames built by the gateway fit; if one ever does not, it is not
@@ -149,43 +155,58 @@ impl Outbound {
             return refused;
         }
         self.flush();
-        self.push_message(&[], payload);
+        self.push_message(payload);
         Queued::Accepted
     }
 
     /// Queues one frame made of a per-recipient `head` (at most
     /// [`MAX_FRAME_HEAD`] bytes: tag, length, first field) and a `tail` encoded
-    /// once for many sessions, as its own WebSocket message. This is how a
-    /// DELIVER reaches many devices with one encoding: only the seq differs.
+    /// once for many sessions, into this turn's message: the head is copied,
+    /// the tail referenced. This is how a DELIVER reaches many devices with
+    /// one encoding: only the seq differs.
     pub fn push_shared_tail(&mut self, head: &[u8], tail: Bytes, class: Class, limits: Limits) -> Queued {
         if head.len() > MAX_FRAME_HEAD {
             return Queued::Dropped;
         }
-        if let Some(refused) = self.admit(head.len() + tail.len(), class, limits) {
+        let size = head.len() + tail.len();
+        if let Some(refused) = self.admit(size, class, limits) {
             return refused;
         }
-        self.flush();
-        self.push_message(head, tail);
+        self.make_room(size);
+        self.batch.extend_from_slice(head);
+        // Cut the batch here (its reserved header room stays in the first
+        // part until the message is sealed).
+        let segment = self.batch.split().freeze();
+        self.parts_len += u32::try_from(segment.len() + tail.len()).unwrap_or(u32::MAX);
+        self.parts.push(segment);
+        self.parts.push(tail);
         Queued::Accepted
     }
 
-    /// Queues a WebSocket message of `head` (≤ MAX_FRAME_HEAD bytes, kept
-    /// inline with the header) then `shared`.
-    fn push_message(&mut self, head: &[u8], shared: Bytes) {
-        let (header, header_len) = server_header(OpCode::Binary, head.len() + shared.len());
-        let mut bytes = [0; INLINE];
-        let end = header_len + head.len();
-        if let Some((room, rest)) = bytes.get_mut(..end).map(|b| b.split_at_mut(header_len)) {
-            room.copy_from_slice(header.get(..header_len).unwrap_or_default());
-            rest.copy_from_slice(head);
+    /// Starts this turn's message if there is none, or seals it first if
+    /// `size` more bytes would take it past the server message limit.
+    fn make_room(&mut self, size: usize) {
+        if self.message_len() > 0 && self.message_len() + size > MAX_MESSAGE {
+            self.seal();
         }
-        self.queued += end + shared.len();
-        // `end` is at most INLINE (30).
-        let end = u8::try_from(end).unwrap_or(0);
-        self.chunks.push_back(Chunk::Header { bytes, start: 0, end });
-        if !shared.is_empty() {
-            self.chunks.push_back(Chunk::Bytes(shared));
+        if self.parts.is_empty() && self.batch.is_empty() {
+            self.batch.resize(HEADER_ROOM, 0);
         }
+    }
+
+    /// Payload bytes of this turn's message so far.
+    fn message_len(&self) -> usize {
+        (self.parts_len as usize + self.batch.len()).saturating_sub(HEADER_ROOM)
+    }
+
+    /// Queues a WebSocket message of `shared` with an inline header.
+    fn push_message(&mut self, shared: Bytes) {
+        let (header, header_len) = server_header(OpCode::Binary, shared.len());
+        self.queued += header_len + shared.len();
+        // `header_len` is 2, 4 or 10.
+        let end = u8::try_from(header_len).unwrap_or(10);
+        self.chunks.push_back(Chunk::Header { bytes: header, start: 0, end });
+        self.chunks.push_back(Chunk::Bytes(shared));
     }
 
     /// Queues bytes exactly as given (the HTTP upgrade answer, a WebSocket
@@ -260,20 +281,48 @@ impl Outbound {
     /// into the reserved room and the unused front is cut off, so the message is
     /// one contiguous `Bytes` with no copy.
     fn seal(&mut self) {
-        if self.batch.len() <= HEADER_ROOM {
+        let payload = self.message_len();
+        if payload == 0 {
             self.batch.clear();
+            self.parts.clear();
+            self.parts_len = 0;
             return;
         }
-        let payload = self.batch.len() - HEADER_ROOM;
         let (header, header_len) = server_header(OpCode::Binary, payload);
         let start = HEADER_ROOM - header_len;
-        if let (Some(room), Some(header)) = (self.batch.get_mut(start..HEADER_ROOM), header.get(..header_len))
-        {
-            room.copy_from_slice(header);
+        let mut first = match self.parts.is_empty() {
+            true => self.batch.split(),
+            false => BytesMut::new(),
+        };
+        if self.parts.is_empty() {
+            if let (Some(room), Some(header)) = (first.get_mut(start..HEADER_ROOM), header.get(..header_len))
+            {
+                room.copy_from_slice(header);
+            }
+            first.advance(start);
+            self.queued += first.len();
+            self.chunks.push_back(Chunk::Bytes(first.freeze()));
+            return;
         }
-        let mut message = self.batch.split();
-        message.advance(start);
-        self.queued += message.len();
-        self.chunks.push_back(Chunk::Bytes(message.freeze()));
+        // A message with shared tails: an inline header, then the parts (the
+        // first one without its unused header room), then the rest of the batch.
+        let end = u8::try_from(header_len).unwrap_or(10);
+        self.chunks.push_back(Chunk::Header { bytes: header, start: 0, end });
+        self.queued += header_len;
+        for (i, mut part) in self.parts.drain(..).enumerate() {
+            if i == 0 {
+                part.advance(HEADER_ROOM.min(part.len()));
+            }
+            if !part.is_empty() {
+                self.queued += part.len();
+                self.chunks.push_back(Chunk::Bytes(part));
+            }
+        }
+        self.parts_len = 0;
+        first = self.batch.split();
+        if !first.is_empty() {
+            self.queued += first.len();
+            self.chunks.push_back(Chunk::Bytes(first.freeze()));
+        }
     }
 }

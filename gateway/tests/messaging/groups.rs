@@ -59,7 +59,11 @@ async fn membership_changes_are_ordered_system_entries_and_roles_are_enforced(mo
     assert_eq!(group_ok(&mut a, request).await.1, 2);
     assert_eq!(system_group_info(&deliveries(&mut c, 1).await[0]).unwrap().version, 2);
     // A message, then B removed: B gets the message and its removal, nothing after.
-    c.send(Conversation::Group(group), Payload::new(&b"hi all"[..]).unwrap()).await.unwrap();
+    let id = c.send(Conversation::Group(group), Payload::new(&b"hi all"[..]).unwrap()).await.unwrap();
+    wait_for(&mut c, |event| {
+        matches!(event, Event::Sent { client_id, .. } if *client_id == id).then_some(())
+    })
+    .await;
     let request = a.group_remove(group, &[UserId(2)]).await.unwrap();
     group_ok(&mut a, request).await;
     let on_b = deliveries(&mut b, 3).await;

@@ -129,3 +129,97 @@ fn a_write_that_stops_inside_a_shared_header_resumes_there() {
     h.with(|s, ctx| s.handle_written(ctx, len));
     assert!(h.session.outbound().is_empty());
 }
+
+/// The WebSocket messages in `chunks` (concatenated), each as its payload.
+fn messages(out: &crate::Outbound) -> Vec<Vec<u8>> {
+    let mut bytes: Vec<u8> = out.chunks().flatten().copied().collect();
+    let mut messages = Vec::new();
+    while !bytes.is_empty() {
+        let (len, header) = match bytes[1] & 0x7f {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize, 10),
+            n => (n as usize, 2),
+        };
+        messages.push(bytes[header..header + len].to_vec());
+        bytes.drain(..header + len);
+    }
+    messages
+}
+
+#[test]
+fn shared_deliveries_join_the_turns_message_without_copying_the_tail() {
+    use crate::{Limits, Outbound, SharedDeliver};
+    use protocol::{ConvSeq, Deliver, DeviceId, MessageId, Payload, Seq, Timestamp};
+    let limits = Limits { pause_bytes: 1 << 20, max_bytes: 2 << 20 };
+    let deliver = |seq| Deliver {
+        seq: Seq(seq),
+        message_id: MessageId(9),
+        conversation: Conversation::Direct(UserId(3)),
+        conv_seq: ConvSeq(4),
+        sender: UserId(3),
+        sender_device: DeviceId(1),
+        server_time: Timestamp(5),
+        payload: Payload::new(vec![7u8; 300]).unwrap(),
+    };
+    let shared = SharedDeliver::new(&deliver(0));
+    let mut out = Outbound::default();
+    assert_eq!(out.push_frame(&typing(), Class::Live, limits), Queued::Accepted);
+    for seq in [1, 2] {
+        let (head, used) = shared.head(Seq(seq));
+        assert_eq!(
+            out.push_shared_tail(&head[..used], shared.tail().clone(), Class::Live, limits),
+            Queued::Accepted
+        );
+    }
+    assert_eq!(out.push_frame(&typing(), Class::Live, limits), Queued::Accepted);
+    let before = out.len();
+    out.flush();
+    assert_eq!(out.len(), before + 4, "sealed with a 4-byte header (126 and a 16-bit length)");
+    // The tail is referenced, not copied: a chunk points into its buffer.
+    let tail = shared.tail().as_ptr();
+    assert_eq!(out.chunks().filter(|c| c.as_ptr() == tail).count(), 2);
+    let messages = messages(&out);
+    assert_eq!(messages.len(), 1, "one WebSocket message for the turn");
+    let frames: Vec<Frame> = protocol::Decoder::for_server_messages()
+        .message(messages[0].clone().into())
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(frames, vec![typing(), Frame::Deliver(deliver(1)), Frame::Deliver(deliver(2)), typing()]);
+}
+
+#[test]
+fn a_turn_past_the_server_message_limit_is_split_into_several_messages() {
+    use crate::{Limits, Outbound, SharedDeliver};
+    use protocol::{ConvSeq, Deliver, DeviceId, MessageId, Payload, Seq, Timestamp};
+    let limits = Limits { pause_bytes: 8 << 20, max_bytes: 16 << 20 };
+    let shared = SharedDeliver::new(&Deliver {
+        seq: Seq(0),
+        message_id: MessageId(1),
+        conversation: Conversation::Direct(UserId(3)),
+        conv_seq: ConvSeq(1),
+        sender: UserId(3),
+        sender_device: DeviceId(1),
+        server_time: Timestamp(1),
+        payload: Payload::new(vec![1u8; 60_000]).unwrap(),
+    });
+    let mut out = Outbound::default();
+    for seq in 1..=40 {
+        let (head, used) = shared.head(Seq(seq));
+        assert_eq!(
+            out.push_shared_tail(&head[..used], shared.tail().clone(), Class::Live, limits),
+            Queued::Accepted
+        );
+    }
+    out.flush();
+    let messages = messages(&out);
+    assert!(messages.len() >= 3, "{} messages", messages.len());
+    let mut seqs = Vec::new();
+    for message in messages {
+        assert!(message.len() <= protocol::limits::MAX_SERVER_MESSAGE_LEN);
+        for frame in protocol::Decoder::for_server_messages().message(message.into()) {
+            let Frame::Deliver(d) = frame.unwrap() else { panic!("not a DELIVER") };
+            seqs.push(d.seq.0);
+        }
+    }
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+}
