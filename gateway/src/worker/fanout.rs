@@ -12,9 +12,11 @@
 
 use std::time::Instant;
 
+use backend_push::PushNote;
+use backend_store::{Delivery, Message, ReceiptNote};
 use gateway_admin::DropReason;
 use gateway_core::{Class, SharedDeliver};
-use protocol::{Capabilities, Frame, Seq};
+use protocol::{Capabilities, Conversation, Deliver, DeviceId, Frame, Payload, Receipt, Seq, UserId};
 
 use super::{Command, Worker};
 use crate::directory::SessionRef;
@@ -142,4 +144,91 @@ impl Worker {
             }
         }
     }
+}
+
+impl Worker {
+    /// Delivers a stored message's inbox entries: live to connected devices
+    /// (the DELIVER encoded once per conversation view), a push note for the
+    /// others.
+    pub(super) fn fanout(&mut self, message: &Message, deliveries: &[Delivery]) {
+        let mut views: Vec<(Conversation, SharedDeliver)> = Vec::with_capacity(2);
+        let mut devices = std::mem::take(&mut self.devices);
+        let mut current = None;
+        for delivery in deliveries {
+            if current != Some(delivery.user) {
+                self.shared.directory.devices(delivery.user, &mut devices);
+                current = Some(delivery.user);
+            }
+            let session = devices.iter().find(|(device, _)| *device == delivery.device).map(|(_, s)| *s);
+            let Some(to) = session else {
+                self.shared.backend.push.notify(PushNote {
+                    user: delivery.user,
+                    device: delivery.device,
+                    seq: delivery.seq,
+                    conversation: delivery.conversation,
+                    sender: message.sender,
+                });
+                continue;
+            };
+            let deliver = match views.iter().find(|(view, _)| *view == delivery.conversation) {
+                Some((_, shared)) => shared.clone(),
+                None => {
+                    let shared = SharedDeliver::new(&deliver_of(delivery, message));
+                    views.push((delivery.conversation, shared.clone()));
+                    shared
+                }
+            };
+            self.post(Remote::Live { to, seq: delivery.seq, deliver });
+        }
+        self.devices = devices;
+    }
+
+    /// Sends each cursor move to the devices of the user who must hear it.
+    pub(super) fn receipts(&mut self, notes: &[ReceiptNote]) {
+        for note in notes {
+            self.post_to_user(note.to, note.except, &receipt_frame(note), Class::Live);
+        }
+    }
+
+    /// Queues `frame` for every connected device of `user` but `except`.
+    pub(super) fn post_to_user(
+        &mut self,
+        user: UserId,
+        except: Option<DeviceId>,
+        frame: &Frame,
+        class: Class,
+    ) {
+        let mut devices = std::mem::take(&mut self.devices);
+        self.shared.directory.devices(user, &mut devices);
+        for (device, session) in devices.iter().copied() {
+            if Some(device) != except {
+                self.post_frame(session, frame.clone(), class);
+            }
+        }
+        self.devices = devices;
+    }
+}
+
+/// The DELIVER body of `delivery`'s entry.
+fn deliver_of(delivery: &Delivery, message: &Message) -> Deliver {
+    Deliver {
+        seq: delivery.seq,
+        message_id: message.id,
+        conversation: delivery.conversation,
+        conv_seq: message.conv_seq,
+        sender: message.sender,
+        sender_device: message.sender_device,
+        server_time: message.server_time,
+        payload: Payload::new(message.payload.clone()).unwrap_or_default(),
+    }
+}
+
+pub(super) fn receipt_frame(note: &ReceiptNote) -> Frame {
+    Frame::Receipt(Receipt {
+        conversation: note.conversation,
+        user: note.user,
+        kind: note.kind,
+        up_to: note.up_to,
+        at: note.at,
+    })
 }

@@ -19,6 +19,7 @@ mod fanout;
 mod messaging;
 mod observe;
 mod presence;
+mod replies;
 
 use std::collections::VecDeque;
 use std::io;
