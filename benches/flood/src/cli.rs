@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::args::{EchoArgs, GroupArgs, HandshakeArgs, StormArgs};
+
 /// Connection-flood load tool for the gateway.
 #[derive(Debug, Parser)]
-#[command(name = "flood", version, about, long_about = None)]
+#[command(name = "flood", version, about, long_about = None, args_override_self = true)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -37,6 +39,30 @@ pub(crate) enum Command {
     /// inbox: the server's SYNC_BATCHes, acked once per WebSocket message,
     /// until SYNC_DONE. Reports entries drained per second.
     Sync(SyncArgs),
+    /// Raw WebSocket echo (no protocol, no auth) against any server's echo
+    /// route: CONNECTIONS connections each keep WINDOW binary messages of
+    /// SIZE bytes in flight for DURATION seconds; every echo is checked
+    /// (intact, in order). Reports msgs/s, round-trip percentiles, errors by
+    /// kind, and the --pid processes' CPU and RSS.
+    Echo(EchoArgs),
+    /// Open and close CONNECTIONS connections as fast as CONCURRENCY allows:
+    /// the WebSocket upgrade only (default, path /echo: comparable with the
+    /// baseline server), or with --protocol the full HELLO/AUTH_OK (path
+    /// /ws). Reports handshakes/s and their latency.
+    Handshake(HandshakeArgs),
+    /// Groups of GROUP_SIZE sessions: member 0 creates each group
+    /// (GROUP_CREATE naming the others), SENDERS members send to it for
+    /// DURATION seconds, every member checks what it receives (loss,
+    /// duplicates, order per sender) and acks. Reports fanout deliveries/s
+    /// and send→deliver latency. With --hub: the baseline hub's rooms
+    /// (PATH/ROOM, broadcast to the others, no auth, no acks).
+    Group(GroupArgs),
+    /// SESSIONS chat sessions in pairs send at RATE; after WARMUP seconds
+    /// DROP % of them are dropped abruptly (no close frame) and reconnect at
+    /// RECONNECT_RATE with HELLO.resume_after = their last ack. Reports the
+    /// time until all are back and synced, reconnect latency, and proves
+    /// every acknowledged message was delivered exactly once.
+    Storm(StormArgs),
 }
 
 /// `flood chat`.

@@ -1,39 +1,41 @@
-//! One flood connection: a non-blocking socket bound to a source address, the
-//! optional TLS layer, the WebSocket upgrade, and a [`client::Session`] driven
-//! through HELLO, AUTH_OK and heartbeats until flood closes it.
+//! One protocol connection: a [`Transport`] (socket, TLS, buffers), the
+//! WebSocket upgrade, and a [`client::Session`] driven through HELLO, AUTH_OK
+//! and heartbeats until flood closes it.
 //!
 //! Stages: `Connecting` (TCP) → `Upgrading` (TLS handshake and HTTP upgrade)
 //! → `Authenticating` (HELLO sent) → `Live` (PING every heartbeat ±10 %) →
 //! `Closing` (WebSocket close 1000 sent, waiting for the server's). Every
-//! stage has a deadline, so a connection always ends.
+//! stage has a deadline, so a connection always ends. `storm` adds `Down`:
+//! the socket was dropped abruptly and the session waits for its reconnect
+//! time; the [`Session`] (resume cursor, dedup cursor, pending sends) and the
+//! traffic survive, and the next connection resumes after the last ack.
 //!
-//! In the `chat` and `sync` scenarios a live connection also carries a
-//! [`Flow`]: its sends (or timed PINGs) go out while the run is in its hold
-//! phase, and every WebSocket message received is answered by one message
-//! holding the cumulative ACK, the PONGs and the sends the window has room
-//! for.
+//! In the message scenarios a live connection also carries a [`Flow`]: its
+//! sends (or timed PINGs) go out while the run is in its hold phase, and
+//! every WebSocket message received is answered by one message holding the
+//! cumulative ACK, the PONGs and the sends the window has room for (see
+//! `events`).
 
-use std::io::{self, Read as _, Write as _};
+mod events;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf as _, BytesMut};
-use client::{Event, Session};
-use mio::net::TcpStream;
+use client::Session;
+use mio::{Registry, Token as MioToken};
 use protocol::limits::MAX_SERVER_MESSAGE_LEN;
-use protocol::{Capabilities, Decoder, DeviceId, ErrorCode, Frame, Seq, Token};
-use rustls::pki_types::ServerName;
-use rustls::ClientConnection;
-use socket2::{Domain, Protocol, Socket, Type};
+use protocol::{Capabilities, Decoder, DeviceId, Frame, Seq, Token};
 
 use crate::stats::{Phase, Shared};
-use crate::traffic::{self, Flow, Latencies, Mode};
+use crate::traffic::{Flow, Latencies};
+use crate::transport::{TlsParams, Transport};
 use crate::ws::{self, Message};
 
 /// How long flood waits for the server's answer to its close.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Storm: reconnect attempts of one session before it counts as lost.
+const MAX_RECONNECT_RETRIES: u32 = 10;
 
 /// A small, fast generator for WebSocket masks and heartbeat jitter
 /// (xorshift64*; not for secrets).
@@ -59,10 +61,14 @@ impl Rng {
         ((self.next_u64() >> 32) as u32).to_le_bytes()
     }
 
+    /// A uniform number in [0, 1).
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// `period` scaled by a uniform factor in [0.9, 1.1) (SPEC §5: ±10 %).
     pub(crate) fn jitter(&mut self, period: Duration) -> Duration {
-        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        period.mul_f64(0.9 + 0.2 * unit)
+        period.mul_f64(0.9 + 0.2 * self.unit())
     }
 }
 
@@ -78,7 +84,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: Instant,
     /// The `Sec-WebSocket-Accept` every upgrade must answer.
     pub(crate) accept: &'a str,
-    /// This thread's latency histograms (chat).
+    /// This thread's latency histograms.
     pub(crate) latencies: &'a mut Latencies,
 }
 
@@ -93,7 +99,7 @@ pub(crate) enum End {
 }
 
 impl End {
-    fn error(kind: impl Into<String>) -> Self {
+    pub(crate) fn error(kind: impl Into<String>) -> Self {
         Self::Error(kind.into())
     }
 }
@@ -105,6 +111,8 @@ enum Stage {
     Authenticating,
     Live,
     Closing,
+    /// Storm: dropped, waiting for the reconnect time (no socket).
+    Down,
 }
 
 impl Stage {
@@ -115,17 +123,18 @@ impl Stage {
             Self::Authenticating => "auth",
             Self::Live => "live",
             Self::Closing => "close",
+            Self::Down => "down",
         }
     }
 }
 
-/// What [`Conn::open`] needs besides the session.
+/// Where and how a connection connects.
 #[derive(Debug)]
 pub(crate) struct OpenParams<'a> {
     pub(crate) target: SocketAddr,
     pub(crate) source: Option<IpAddr>,
     /// TLS settings and the name to verify, for wss.
-    pub(crate) tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    pub(crate) tls: Option<TlsParams>,
     pub(crate) path: &'a str,
     /// Deadline from the connect to AUTH_OK.
     pub(crate) handshake_timeout: Duration,
@@ -134,50 +143,45 @@ pub(crate) struct OpenParams<'a> {
 /// One connection and its session.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
-    tls: Option<Box<ClientConnection>>,
+    /// The socket (`None` while down).
+    t: Option<Transport>,
     stage: Stage,
     session: Session,
-    /// Bytes received and not yet parsed (plaintext).
-    inbuf: BytesMut,
-    /// Plaintext bytes the socket did not take yet (plain ws only; rustls
-    /// buffers its own records).
-    outbuf: Vec<u8>,
-    reader: ws::MessageReader,
     /// The upgrade request, sent once TCP is up.
     request: Vec<u8>,
     started: Instant,
     /// When [`Conn::on_timer`] must run next: the handshake deadline before
     /// AUTH_OK, the next PING (or rate-mode send) while live, the close
-    /// deadline while closing.
+    /// deadline while closing, the reconnect time while down.
     pub(crate) deadline: Instant,
     heartbeat: Duration,
     /// When the next heartbeat PING is due (live).
     next_ping: Instant,
-    /// Chat and sync traffic.
+    /// Message traffic.
     flow: Option<Box<Flow>>,
-    /// Whether AUTH_OK arrived (the session counts as live until it ends).
+    /// Whether the session is authenticated on this connection (it counts
+    /// as live until it ends or drops).
     pub(crate) authenticated: bool,
+    /// Index of the session in its process.
+    pub(crate) index: u64,
+    /// Storm: when the current reconnect began (until its SYNC_DONE).
+    reconnect_started: Option<Instant>,
+    /// Storm: failed reconnect attempts in a row.
+    retries: u32,
 }
 
 impl Conn {
-    /// Creates a socket bound to `source`, starts a non-blocking connect to
-    /// `target` and prepares the session (HELLO with `token`, device 1).
-    /// Fails with an error kind if the socket cannot be made or connected.
-    /// `flow`: the chat or sync traffic of this session, if any.
+    /// Starts a non-blocking connect for session `index` and prepares the
+    /// session (HELLO with `token`, device 1). Fails with an error kind if
+    /// the socket cannot be made or connected. `flow`: its traffic, if any.
     pub(crate) fn open(
         params: &OpenParams<'_>,
         token: Token,
         flow: Option<Flow>,
+        index: u64,
         now: Instant,
     ) -> Result<Self, String> {
-        let stream = connect(params.target, params.source).map_err(|e| io_kind("connect", &e))?;
-        let tls = match &params.tls {
-            Some((config, name)) => Some(Box::new(
-                ClientConnection::new(Arc::clone(config), name.clone()).map_err(|e| tls_kind(&e))?,
-            )),
-            None => None,
-        };
+        let t = Transport::open(params.target, params.source, params.tls.as_ref())?;
         // Client ids from the wall clock in microseconds: unique for the
         // device across runs against the same node (a reused id would be
         // answered as a duplicate and not delivered).
@@ -187,13 +191,9 @@ impl Conn {
         let session =
             Session::new(DeviceId(1), token, Capabilities(0), Seq(0)).with_first_client_id(first_client_id);
         Ok(Self {
-            stream,
-            tls,
+            t: Some(t),
             stage: Stage::Connecting,
             session,
-            inbuf: BytesMut::new(),
-            outbuf: Vec::new(),
-            reader: ws::MessageReader::default(),
             request: ws::upgrade_request(&params.target.to_string(), params.path, ws::UPGRADE_KEY),
             started: now,
             deadline: now + params.handshake_timeout,
@@ -201,15 +201,34 @@ impl Conn {
             next_ping: now,
             flow: flow.map(Box::new),
             authenticated: false,
+            index,
+            reconnect_started: None,
+            retries: 0,
         })
+    }
+
+    /// Registers the socket with this thread's poll.
+    pub(crate) fn register(&mut self, registry: &Registry, token: MioToken) -> Result<(), String> {
+        match self.t.as_mut() {
+            Some(t) => t.register(registry, token),
+            None => Err("register_no_socket".to_owned()),
+        }
+    }
+
+    /// Entries the session core dropped as replays so far.
+    pub(crate) fn replays_dropped(&self) -> u64 {
+        self.session.duplicates_dropped()
     }
 
     /// The socket is readable or writable (or both): make what progress there is.
     pub(crate) fn on_ready(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        if self.stage == Stage::Down {
+            return Ok(());
+        }
         if self.stage == Stage::Connecting && !self.check_connected(ctx)? {
             return Ok(());
         }
-        let eof = self.read(ctx)?;
+        let eof = self.io()?.read(ctx.scratch, ctx.shared).map_err(End::Error)?;
         self.process(ctx)?;
         self.flush()?;
         if eof {
@@ -222,6 +241,7 @@ impl Conn {
     }
 
     /// The deadline passed (or a stale timer fired: nothing to do then).
+    /// A session down for a storm is reconnected by the engine instead.
     pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
         if ctx.now < self.deadline {
             return Ok(());
@@ -246,10 +266,11 @@ impl Conn {
                 self.flush()
             }
             Stage::Closing => Err(End::Closed { clean: false }),
+            Stage::Down => Ok(()),
         }
     }
 
-    /// The hold began (chat): start sending if live.
+    /// The hold began: start sending if live.
     pub(crate) fn start_traffic(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
         if self.stage != Stage::Live || self.flow.as_ref().is_none_or(|flow| flow.started) {
             return Ok(());
@@ -263,63 +284,31 @@ impl Conn {
         self.flush()
     }
 
+    /// Group setup: a creator sends GROUP_CREATE naming the other members.
+    pub(crate) fn setup(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        if self.stage != Stage::Live {
+            return Ok(());
+        }
+        let Some(role) = self.flow.as_deref_mut().and_then(|flow| flow.group.as_mut()) else { return Ok(()) };
+        if role.members.is_empty() || role.request.is_some() {
+            return Ok(());
+        }
+        let name = format!("flood-{}", role.index);
+        let (request, frame) =
+            self.session.group_create(&name, &role.members).map_err(|_| End::error("group_create_encode"))?;
+        role.request = Some(request);
+        self.send_frames(std::iter::once(frame), ctx)?;
+        self.flush()
+    }
+
     /// Live: the next timer is the next PING or the next rate-mode send.
     fn reschedule(&mut self) {
         let next_send = self.flow.as_ref().and_then(|flow| flow.next_send);
         self.deadline = next_send.map_or(self.next_ping, |send| send.min(self.next_ping));
     }
 
-    /// Appends the sends (or timed PINGs) due now to `frames`: while the
-    /// run is in its hold, as many as the window has room for (rate mode:
-    /// those whose time has come).
-    fn traffic_frames(&mut self, ctx: &mut Ctx<'_>, frames: &mut Vec<Frame>) {
-        let Some(flow) = self.flow.as_deref_mut() else { return };
-        if flow.spec.mode == Mode::Sync || ctx.shared.phase() != Phase::Hold {
-            flow.next_send = None;
-            return;
-        }
-        let now = Instant::now();
-        if !flow.started {
-            flow.started = true;
-            if let Some(interval) = flow.spec.interval {
-                // Spread the sessions over one interval.
-                let unit = (ctx.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-                flow.next_send = Some(now + interval.mul_f64(unit));
-                return;
-            }
-        }
-        let stamp = flow.spec.stamp(now);
-        let shared: &Shared = ctx.shared;
-        let counters = &shared.traffic;
-        loop {
-            if !flow.has_room() {
-                break;
-            }
-            if let (Some(interval), Some(due)) = (flow.spec.interval, flow.next_send) {
-                if due > now {
-                    break;
-                }
-                // More than a second behind: skip ahead rather than burst.
-                let next = due + interval;
-                flow.next_send =
-                    Some(if next + Duration::from_secs(1) < now { now + interval } else { next });
-            }
-            match flow.spec.mode {
-                Mode::Send => {
-                    let Some(payload) = flow.payload(stamp) else { break };
-                    let (client_id, frame) = self.session.send(flow.to(), payload);
-                    flow.sent(client_id, stamp);
-                    frames.push(frame);
-                }
-                Mode::Ping => frames.push(flow.ping(stamp)),
-                Mode::Sync => break,
-            }
-            counters.sent.fetch_add(1, Relaxed);
-        }
-    }
-
     /// The hold is over: close a live session with 1000 and wait for the
-    /// server's close; end a session still in its handshake at once.
+    /// server's close; end a session still in its handshake (or down) at once.
     pub(crate) fn start_close(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
         if self.stage != Stage::Live {
             return Err(End::error(format!("unfinished_{}_at_close", self.stage.name())));
@@ -330,76 +319,92 @@ impl Conn {
         self.flush()
     }
 
-    /// Whether the non-blocking connect completed (mio's recipe: a pending
-    /// error fails it, `NotConnected` from `peer_addr` means not yet).
-    fn check_connected(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, End> {
-        if let Some(err) = self.stream.take_error().map_err(|e| End::error(io_kind("connect", &e)))? {
-            return Err(End::error(io_kind("connect", &err)));
+    /// Whether the session is down, waiting for its reconnect.
+    pub(crate) fn is_down(&self) -> bool {
+        self.stage == Stage::Down
+    }
+
+    /// Storm: drops a live session abruptly (no close frame, a TCP reset)
+    /// and schedules its reconnect at `reconnect_at`. Returns whether it
+    /// was live (and is now down).
+    pub(crate) fn storm_drop(&mut self, shared: &Shared, reconnect_at: Instant) -> bool {
+        if self.stage != Stage::Live {
+            return false;
         }
-        match self.stream.peer_addr() {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
-            Err(e) => return Err(End::error(io_kind("connect", &e))),
+        self.go_down(shared, reconnect_at);
+        shared.traffic.storm_dropped.fetch_add(1, Relaxed);
+        true
+    }
+
+    fn go_down(&mut self, shared: &Shared, reconnect_at: Instant) {
+        if let Some(t) = self.t.take() {
+            t.abort();
+        }
+        if self.authenticated {
+            self.authenticated = false;
+            shared.live.fetch_sub(1, Relaxed);
+        }
+        self.session.on_disconnect();
+        self.stage = Stage::Down;
+        self.deadline = reconnect_at;
+    }
+
+    /// Storm: the reconnect time came; opens a new connection (the same
+    /// session, so HELLO resumes after the last ack). The caller registers it.
+    pub(crate) fn reconnect(&mut self, params: &OpenParams<'_>, now: Instant) -> Result<(), String> {
+        self.t = Some(Transport::open(params.target, params.source, params.tls.as_ref())?);
+        self.stage = Stage::Connecting;
+        self.request = ws::upgrade_request(&params.target.to_string(), params.path, ws::UPGRADE_KEY);
+        self.started = now;
+        self.deadline = now + params.handshake_timeout;
+        self.reconnect_started.get_or_insert(now);
+        Ok(())
+    }
+
+    /// Storm: a reconnect failed before AUTH_OK (or a reconnected session
+    /// was lost before its sync): go down again and retry in a second, up to
+    /// a limit. Returns false if the session is not reconnecting or gives up.
+    pub(crate) fn retry_reconnect(&mut self, shared: &Shared, now: Instant) -> bool {
+        if self.reconnect_started.is_none() || self.retries >= MAX_RECONNECT_RETRIES {
+            return false;
+        }
+        self.retries += 1;
+        shared.traffic.reconnect_retries.fetch_add(1, Relaxed);
+        self.go_down(shared, now + Duration::from_secs(1));
+        true
+    }
+
+    fn io(&mut self) -> Result<&mut Transport, End> {
+        self.t.as_mut().ok_or_else(|| End::error("no_socket"))
+    }
+
+    /// Whether the non-blocking connect completed; sends the upgrade if so.
+    fn check_connected(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, End> {
+        if !self.io()?.check_connected().map_err(End::Error)? {
+            return Ok(false);
         }
         ctx.shared.connected.fetch_add(1, Relaxed);
         self.stage = Stage::Upgrading;
         let request = std::mem::take(&mut self.request);
-        self.write_plaintext(&request)?;
+        self.io()?.write_plaintext(&request).map_err(End::Error)?;
         Ok(true)
     }
 
-    /// Reads everything the socket has into `inbuf` (through TLS for wss).
-    /// Returns whether the peer closed its side.
-    fn read(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, End> {
-        match self.tls.as_deref_mut() {
-            None => loop {
-                match self.stream.read(ctx.scratch) {
-                    Ok(0) => return Ok(true),
-                    Ok(n) => self.inbuf.extend_from_slice(ctx.scratch.get(..n).unwrap_or_default()),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(End::error(io_kind("read", &e))),
-                }
-            },
-            Some(tls) => loop {
-                match tls.read_tls(&mut self.stream) {
-                    Ok(0) => {
-                        drain_plaintext(tls, &mut self.inbuf, ctx.scratch)?;
-                        return Ok(true);
-                    }
-                    Ok(_) => {
-                        tls.process_new_packets().map_err(|e| {
-                            // Send the alert rustls queued, for the server's log.
-                            let _ = tls.write_tls(&mut self.stream);
-                            let kind = tls_kind(&e);
-                            ctx.shared.detail(&kind, &e.to_string());
-                            End::error(kind)
-                        })?;
-                        if drain_plaintext(tls, &mut self.inbuf, ctx.scratch)? {
-                            return Ok(true);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(End::error(io_kind("read", &e))),
-                }
-            },
-        }
-    }
-
-    /// Parses what `inbuf` holds: the upgrade answer, then WebSocket messages.
+    /// Parses what the read buffer holds: the upgrade answer, then WebSocket
+    /// messages.
     fn process(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
         loop {
             match self.stage {
-                Stage::Connecting => break,
+                Stage::Connecting | Stage::Down => break,
                 Stage::Upgrading => {
-                    if self.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
+                    let t = self.io()?;
+                    if t.tls_handshaking() {
                         break;
                     }
-                    match ws::parse_upgrade_response(&self.inbuf, ctx.accept) {
+                    match ws::parse_upgrade_response(&t.inbuf, ctx.accept) {
                         Ok(None) => break,
                         Ok(Some(head)) => {
-                            self.inbuf.advance(head);
+                            bytes::Buf::advance(&mut t.inbuf, head);
                             ctx.shared.upgraded.fetch_add(1, Relaxed);
                             self.stage = Stage::Authenticating;
                             let hello = self.session.hello();
@@ -409,17 +414,15 @@ impl Conn {
                     }
                 }
                 Stage::Authenticating | Stage::Live | Stage::Closing => {
-                    match self.reader.next(&mut self.inbuf, MAX_SERVER_MESSAGE_LEN) {
-                        Ok(None) => break,
-                        Ok(Some(message)) => self.on_message(message, ctx)?,
-                        Err(e) => return Err(End::error(e.kind())),
+                    match self.io()?.next_message(MAX_SERVER_MESSAGE_LEN).map_err(End::Error)? {
+                        None => break,
+                        Some(message) => self.on_message(message, ctx)?,
                     }
                 }
             }
         }
-        // An idle session keeps no read buffer.
-        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
-            self.inbuf = BytesMut::new();
+        if let Some(t) = self.t.as_mut() {
+            t.shrink();
         }
         Ok(())
     }
@@ -456,235 +459,34 @@ impl Conn {
         }
     }
 
-    /// Takes the session's events (counting them, timing the traffic's),
-    /// then sends one message with the PONGs, the cumulative ACK of what was
-    /// delivered and the sends the window has room for.
-    fn drain_session(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
-        let now = Instant::now();
-        let shared: &Shared = ctx.shared;
-        let counters = &shared.traffic;
-        let stamp = self.flow.as_ref().map_or(0, |flow| flow.spec.stamp(now));
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                Event::Authenticated(ok) => {
-                    self.stage = Stage::Live;
-                    self.authenticated = true;
-                    self.heartbeat = Duration::from_millis(u64::from(ok.heartbeat_ms).max(100));
-                    self.next_ping = ctx.now + ctx.rng.jitter(self.heartbeat);
-                    self.deadline = self.next_ping;
-                    let latency = ctx.now.saturating_duration_since(self.started);
-                    ctx.shared.authenticated(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
-                    if self.flow.is_some() {
-                        counters.first_auth_ns.fetch_min(stamp, Relaxed);
-                    }
-                }
-                Event::Delivered(deliver) => {
-                    counters.delivered.fetch_add(1, Relaxed);
-                    if self.flow.as_ref().is_some_and(|flow| flow.spec.mode == Mode::Send) {
-                        if let Some(sent) = traffic::payload_stamp(deliver.payload.bytes()) {
-                            traffic::record(&mut ctx.latencies.e2e, sent, stamp);
-                        }
-                    }
-                }
-                Event::Sent { client_id, .. } => {
-                    if let Some(sent) = self.flow.as_deref_mut().and_then(|flow| flow.answered(client_id)) {
-                        counters.acked.fetch_add(1, Relaxed);
-                        traffic::record(&mut ctx.latencies.ack, sent, stamp);
-                    }
-                }
-                Event::SendFailed { client_id, code, .. } => {
-                    if let Some(flow) = self.flow.as_deref_mut() {
-                        flow.answered(client_id);
-                    }
-                    counters.send_errors.fetch_add(1, Relaxed);
-                    ctx.shared.error(&format!("send_error_{}", code_name(code)));
-                }
-                Event::Pong { nonce } => match self.flow.as_deref_mut().and_then(|flow| flow.pong(nonce)) {
-                    Some(sent) => {
-                        counters.acked.fetch_add(1, Relaxed);
-                        traffic::record(&mut ctx.latencies.ack, sent, stamp);
-                    }
-                    None => {
-                        ctx.shared.pongs.fetch_add(1, Relaxed);
-                    }
-                },
-                Event::Synced { head } => {
-                    counters.synced.fetch_add(1, Relaxed);
-                    counters.synced_head.fetch_max(head.0, Relaxed);
-                    counters.last_synced_ns.fetch_max(stamp, Relaxed);
-                }
-                Event::Error(error) => {
-                    ctx.shared.error(&format!("error_{}", code_name(error.code)));
-                }
-                Event::AuthRejected { code, .. } => {
-                    let name = code.name().map_or_else(|| code.0.to_string(), str::to_owned);
-                    return Err(End::error(format!("auth_{name}")));
-                }
-                Event::Ping { .. } => {
-                    ctx.shared.server_pings.fetch_add(1, Relaxed);
-                }
-                Event::GoAway(_) => {
-                    ctx.shared.goaways.fetch_add(1, Relaxed);
-                }
-                _ => {}
-            }
-        }
-        let mut frames = Vec::new();
-        while let Some(frame) = self.session.poll_transmit() {
-            frames.push(frame);
-        }
-        if self.stage == Stage::Live {
-            if let Some(ack) = self.session.ack_surfaced() {
-                frames.push(ack);
-                counters.acks_sent.fetch_add(1, Relaxed);
-            }
-            self.traffic_frames(ctx, &mut frames);
-            self.reschedule();
-        }
-        if frames.is_empty() {
-            Ok(())
-        } else {
-            self.send_frames(frames.into_iter(), ctx)
-        }
-    }
-
     /// Sends `frames` batched in one binary message.
     fn send_frames(&mut self, frames: impl Iterator<Item = Frame>, ctx: &mut Ctx<'_>) -> Result<(), End> {
         let mut message = Vec::new();
         for frame in frames {
             frame.encode(&mut message).map_err(|_| End::error("encode"))?;
         }
-        ctx.out.clear();
-        ws::encode_client_frame(ctx.out, ws::OP_BINARY, &message, ctx.rng.mask());
-        let out = std::mem::take(ctx.out);
-        let written = self.write_plaintext(&out);
-        *ctx.out = out;
-        written
+        let mask = ctx.rng.mask();
+        self.io()?.send_frame(ws::OP_BINARY, &message, mask, ctx.out).map_err(End::Error)
     }
 
     /// Sends a control frame (best effort: a failure shows on the next read).
     fn send_control(&mut self, opcode: u8, payload: &[u8], ctx: &mut Ctx<'_>) {
-        ctx.out.clear();
-        ws::encode_client_frame(ctx.out, opcode, payload, ctx.rng.mask());
-        let out = std::mem::take(ctx.out);
-        let _ = self.write_plaintext(&out);
-        *ctx.out = out;
-    }
-
-    /// Queues plaintext: into rustls for wss; for ws straight to the socket
-    /// when nothing is queued, the rest into `outbuf`.
-    fn write_plaintext(&mut self, bytes: &[u8]) -> Result<(), End> {
-        if let Some(tls) = self.tls.as_deref_mut() {
-            return tls.writer().write_all(bytes).map_err(|e| End::error(io_kind("tls_write", &e)));
+        let mask = ctx.rng.mask();
+        if let Some(t) = self.t.as_mut() {
+            let _ = t.send_frame(opcode, payload, mask, ctx.out);
         }
-        let mut rest = bytes;
-        if self.outbuf.is_empty() {
-            while !rest.is_empty() {
-                match self.stream.write(rest) {
-                    Ok(n) => rest = rest.get(n..).unwrap_or_default(),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(End::error(io_kind("write", &e))),
-                }
-            }
-        }
-        self.outbuf.extend_from_slice(rest);
-        Ok(())
     }
 
     /// Writes what is queued until the socket is full.
     fn flush(&mut self) -> Result<(), End> {
-        if let Some(tls) = self.tls.as_deref_mut() {
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(End::error(io_kind("write", &e))),
-                }
-            }
-            return Ok(());
-        }
-        while !self.outbuf.is_empty() {
-            match self.stream.write(&self.outbuf) {
-                Ok(n) => {
-                    self.outbuf.drain(..n.min(self.outbuf.len()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(End::error(io_kind("write", &e))),
-            }
-        }
-        if self.outbuf.capacity() > 0 {
-            self.outbuf = Vec::new();
-        }
-        Ok(())
-    }
-}
-
-/// Moves the plaintext rustls decrypted into `inbuf`; true if the server sent
-/// close_notify.
-fn drain_plaintext(
-    tls: &mut ClientConnection,
-    inbuf: &mut BytesMut,
-    scratch: &mut [u8],
-) -> Result<bool, End> {
-    loop {
-        match tls.reader().read(scratch) {
-            Ok(0) => return Ok(true),
-            Ok(n) => inbuf.extend_from_slice(scratch.get(..n).unwrap_or_default()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(true),
-            Err(e) => return Err(End::error(io_kind("tls_read", &e))),
+        match self.t.as_mut() {
+            Some(t) => t.flush().map_err(End::Error),
+            None => Ok(()),
         }
     }
-}
 
-/// A non-blocking TCP socket bound to `source` (port chosen by the kernel),
-/// connecting to `target`.
-fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    socket.set_tcp_nodelay(true)?;
-    if let Some(source) = source {
-        socket.bind(&SocketAddr::new(source, 0).into())?;
+    /// Whether the run is in a phase where traffic flows.
+    fn sending_phase(shared: &Shared) -> bool {
+        shared.phase() == Phase::Hold
     }
-    match socket.connect(&target.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_std(socket.into()))
-}
-
-/// An error code's name (`OVERLOADED`), or its number.
-fn code_name(code: ErrorCode) -> String {
-    code.name().map_or_else(|| code.0.to_string(), str::to_owned)
-}
-
-/// A short error kind for counters: `connect_refused`, `read_reset`, ...
-pub(crate) fn io_kind(what: &str, err: &io::Error) -> String {
-    let kind = match err.kind() {
-        io::ErrorKind::ConnectionRefused => "refused",
-        io::ErrorKind::ConnectionReset => "reset",
-        io::ErrorKind::ConnectionAborted => "aborted",
-        io::ErrorKind::BrokenPipe => "broken_pipe",
-        io::ErrorKind::AddrNotAvailable => "addr_not_available",
-        io::ErrorKind::AddrInUse => "addr_in_use",
-        io::ErrorKind::TimedOut => "timed_out",
-        _ if err.raw_os_error() == Some(libc::EMFILE) => "too_many_open_files",
-        _ => "other",
-    };
-    format!("{what}_{kind}")
-}
-
-fn tls_kind(err: &rustls::Error) -> String {
-    let kind = match err {
-        rustls::Error::InvalidCertificate(_) => "bad_certificate",
-        rustls::Error::AlertReceived(_) => "alert_received",
-        rustls::Error::PeerIncompatible(_) => "peer_incompatible",
-        rustls::Error::PeerMisbehaved(_) => "peer_misbehaved",
-        _ => "other",
-    };
-    format!("tls_{kind}")
 }

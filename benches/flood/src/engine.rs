@@ -3,8 +3,11 @@
 //! Thread `t` of `T` owns the sessions `t, t + T, t + 2T, ...` of its process
 //! and opens session `i` at `start + i / rate`, so the threads together follow
 //! the process's schedule. It follows the [`Phase`] the main thread sets:
-//! opening on schedule (ramp and hold alike), starting the chat traffic when
-//! the hold begins, then closing everything.
+//! opening on schedule (ramp and hold alike), creating the groups in the
+//! setup phase, starting the traffic when the hold begins, dropping and
+//! reconnecting the storm's sessions when the driver starts the storm, then
+//! closing everything. It merges its latency histograms into the process's
+//! once a second, for the progress lines.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -16,14 +19,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use gateway_auth::Signer;
-use mio::{Events, Interest, Poll, Token as MioToken};
+use mio::{Events, Poll, Token as MioToken};
 use protocol::{DeviceId, Token, UserId};
 use rustls::pki_types::ServerName;
 use slab::Slab;
 
 use crate::conn::{Conn, Ctx, End, OpenParams, Rng, CLOSE_TIMEOUT};
 use crate::stats::{Phase, Shared};
-use crate::traffic::{Flow, Latencies, Spec};
+use crate::traffic::{Flow, Latencies, Mode, Spec};
 
 /// Token lifetime: a day, as the brief's tokens.
 const TOKEN_TTL_SECS: u64 = 86_400;
@@ -32,6 +35,8 @@ const TOKEN_TTL_SECS: u64 = 86_400;
 const MAX_OPENS_PER_TURN: u64 = 256;
 /// Longest poll wait: how fast a thread sees a phase change.
 const MAX_WAIT: Duration = Duration::from_millis(50);
+/// How often a thread merges its latency histograms into the process's.
+const MERGE_EVERY: Duration = Duration::from_secs(1);
 
 /// What every thread of a process shares.
 #[derive(Debug)]
@@ -90,8 +95,47 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
     let mut next = thread;
     let mut close_deadline: Option<Instant> = None;
     let mut traffic_started = plan.traffic.is_none();
+    let mut setup_done = plan.traffic.is_none_or(|spec| spec.mode != Mode::Group);
+    let mut storm_done = plan.traffic.is_none_or(|spec| spec.mode != Mode::Storm);
+    let mut next_merge = Instant::now() + MERGE_EVERY;
     loop {
         let now = Instant::now();
+        if now >= next_merge {
+            next_merge = now + MERGE_EVERY;
+            shared.traffic.merge(&latencies);
+            latencies.reset();
+        }
+        // Group setup: the creators send GROUP_CREATE.
+        if !setup_done && shared.phase() == Phase::Setup {
+            setup_done = true;
+            let mut ctx = Ctx {
+                shared,
+                scratch: &mut scratch,
+                out: &mut out,
+                rng: &mut rng,
+                now,
+                accept: &accept,
+                latencies: &mut latencies,
+            };
+            let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
+            for key in keys {
+                let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.setup(&mut ctx)));
+                settle(key, result, &mut conns, &mut timers, shared, now);
+            }
+        }
+        // The storm: drop the chosen live sessions, each with its reconnect time.
+        if !storm_done {
+            if let (Some(spec), Some(at)) = (plan.traffic, storm_start(plan, shared)) {
+                storm_done = true;
+                for (key, conn) in conns.iter_mut() {
+                    let Some(rank) = spec.storm_rank(conn.index) else { continue };
+                    let reconnect_at = at + Duration::from_secs_f64(rank as f64 / spec.reconnect_rate);
+                    if conn.storm_drop(shared, reconnect_at) {
+                        timers.push(Reverse((conn.deadline, key)));
+                    }
+                }
+            }
+        }
         // The hold began: start every live session's traffic (sessions that
         // authenticate later start at AUTH_OK).
         if !traffic_started && shared.phase() == Phase::Hold {
@@ -108,7 +152,7 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
             let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
             for key in keys {
                 let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.start_traffic(&mut ctx)));
-                settle(key, result, &mut conns, &mut timers, shared);
+                settle(key, result, &mut conns, &mut timers, shared, now);
             }
         }
         // Open what is due.
@@ -135,7 +179,7 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
             let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
             for key in keys {
                 let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.start_close(&mut ctx)));
-                settle(key, result, &mut conns, &mut timers, shared);
+                settle(key, result, &mut conns, &mut timers, shared, now);
             }
         }
         if let Some(deadline) = close_deadline {
@@ -144,6 +188,7 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
                     finish(&conn, &End::Closed { clean: false }, shared);
                 }
                 shared.traffic.merge(&latencies);
+                latencies.reset();
                 return Ok(());
             }
         }
@@ -174,7 +219,7 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
         for event in events.iter() {
             let key = event.token().0;
             let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.on_ready(&mut ctx)));
-            settle(key, result, &mut conns, &mut timers, shared);
+            settle(key, result, &mut conns, &mut timers, shared, now);
         }
         while let Some(&Reverse((when, key))) = timers.peek() {
             if when > now {
@@ -182,11 +227,14 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
             }
             timers.pop();
             // A timer whose connection moved its deadline (or is gone) is stale.
-            let result = conns
-                .get_mut(key)
-                .filter(|conn| conn.deadline == when)
-                .map(|conn| (when, conn.on_timer(&mut ctx)));
-            settle(key, result, &mut conns, &mut timers, shared);
+            let result = conns.get_mut(key).filter(|conn| conn.deadline == when).map(|conn| {
+                if conn.is_down() {
+                    (when, reconnect(plan, conn, key, now, &server_names, &poll))
+                } else {
+                    (when, conn.on_timer(&mut ctx))
+                }
+            });
+            settle(key, result, &mut conns, &mut timers, shared, now);
         }
     }
 }
@@ -194,12 +242,14 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
 /// After a connection handled something (`result`: its deadline before and
 /// the outcome): push its timer if the deadline moved, or remove and count
 /// it if it ended. Old heap entries stay and are skipped when they pop.
+/// A storm reconnect that fails goes down again for a retry instead.
 fn settle(
     key: usize,
     result: Option<(Instant, Result<(), End>)>,
     conns: &mut Slab<Conn>,
     timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
     shared: &Shared,
+    now: Instant,
 ) {
     match result {
         None => {}
@@ -209,6 +259,13 @@ fn settle(
             }
         }
         Some((_, Err(end))) => {
+            if let (Some(conn), End::Error(kind)) = (conns.get_mut(key), &end) {
+                if shared.phase() != Phase::Close && conn.retry_reconnect(shared, now) {
+                    shared.error(&format!("reconnect_retry_{kind}"));
+                    timers.push(Reverse((conn.deadline, key)));
+                    return;
+                }
+            }
             if let Some(conn) = conns.try_remove(key) {
                 finish(&conn, &end, shared);
             }
@@ -216,8 +273,46 @@ fn settle(
     }
 }
 
+/// When the driver started the storm, if it did.
+fn storm_start(plan: &Plan, shared: &Shared) -> Option<Instant> {
+    let at = shared.traffic.storm_at_ns.load(Relaxed);
+    (at != u64::MAX).then(|| plan.start + Duration::from_nanos(at))
+}
+
+/// Storm: reconnects session `conn` (down, its time come) and registers the
+/// new socket under its old key.
+fn reconnect(
+    plan: &Plan,
+    conn: &mut Conn,
+    key: usize,
+    now: Instant,
+    server_names: &[ServerName<'static>],
+    poll: &Poll,
+) -> Result<(), End> {
+    if plan.traffic.is_none() {
+        return Err(End::error("reconnect_without_traffic"));
+    }
+    let params =
+        params_for(plan, conn.index, server_names).ok_or_else(|| End::error("reconnect_no_target"))?;
+    conn.reconnect(&params, now).map_err(End::Error)?;
+    conn.register(poll.registry(), MioToken(key)).map_err(End::Error)
+}
+
+/// Where session `i` connects: its target and source, round-robin.
+fn params_for<'a>(plan: &'a Plan, i: u64, server_names: &[ServerName<'static>]) -> Option<OpenParams<'a>> {
+    let pick = |n: usize| usize::try_from(i).unwrap_or(0) % n.max(1);
+    let target_index = pick(plan.targets.len());
+    let target = *plan.targets.get(target_index)?;
+    let source = plan.sources.get(pick(plan.sources.len())).copied();
+    let tls = plan.tls.as_ref().and_then(|(config, _)| {
+        server_names.get(target_index).map(|name| (Arc::clone(config), name.clone()))
+    });
+    Some(OpenParams { target, source, tls, path: &plan.path, handshake_timeout: plan.handshake_timeout })
+}
+
 /// Counts how a connection ended.
 fn finish(conn: &Conn, end: &End, shared: &Shared) {
+    shared.traffic.replays_dropped.fetch_add(conn.replays_dropped(), Relaxed);
     if conn.authenticated {
         shared.live.fetch_sub(1, Relaxed);
     }
@@ -252,15 +347,7 @@ fn open(
     timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
 ) {
     shared.attempted.fetch_add(1, Relaxed);
-    let pick = |n: usize| usize::try_from(i).unwrap_or(0) % n.max(1);
-    let target_index = pick(plan.targets.len());
-    let Some(&target) = plan.targets.get(target_index) else { return };
-    let source = plan.sources.get(pick(plan.sources.len())).copied();
-    let tls = plan.tls.as_ref().and_then(|(config, _)| {
-        server_names.get(target_index).map(|name| (Arc::clone(config), name.clone()))
-    });
-    let params =
-        OpenParams { target, source, tls, path: &plan.path, handshake_timeout: plan.handshake_timeout };
+    let Some(params) = params_for(plan, i, server_names) else { return fail(shared, "no_target") };
     let issued_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let user = plan.first_user + i;
     let minted = plan.signer.mint(UserId(user), DeviceId(1), issued_at, TOKEN_TTL_SECS);
@@ -270,16 +357,15 @@ fn open(
     };
     let entry = conns.vacant_entry();
     let key = entry.key();
-    // Chat pairs user 2k with 2k + 1 (the first user is even).
-    let flow = plan.traffic.map(|spec| Flow::new(spec, UserId(user ^ 1)));
-    let mut conn = match Conn::open(&params, token, flow, now) {
+    // Chat pairs user 2k with 2k + 1 (the first user is even); groups are
+    // consecutive users.
+    let flow = plan.traffic.map(|spec| Flow::for_session(spec, i, plan.first_user));
+    let mut conn = match Conn::open(&params, token, flow, i, now) {
         Ok(conn) => conn,
         Err(kind) => return fail(shared, &kind),
     };
-    if let Err(e) =
-        poll.registry().register(&mut conn.stream, MioToken(key), Interest::READABLE | Interest::WRITABLE)
-    {
-        return fail(shared, &crate::conn::io_kind("register", &e));
+    if let Err(kind) = conn.register(poll.registry(), MioToken(key)) {
+        return fail(shared, &kind);
     }
     timers.push(Reverse((conn.deadline, key)));
     entry.insert(conn);

@@ -14,20 +14,42 @@
 //! `flood fill` fills an inbox in a stopped node's store and `flood sync`
 //! drains it. See `traffic` for what they measure.
 //!
-//! Modules: `cli` (arguments), `source` (`--source` ranges), `ws` (client
-//! side of RFC 6455), `conn` (one connection), `engine` (one thread's poll
-//! loop), `stats` (counters, summary, `/proc/self`), `multi`
-//! (`--processes`), `traffic` (chat and sync traffic, latencies, their
-//! summaries), `scenarios` (the chat, fill and sync drivers).
+//! `flood echo` keeps a window of messages in flight on raw WebSocket
+//! connections to an echo route (the gateway's `/echo`, the baseline's) and
+//! checks every echo; `flood handshake` opens and closes connections as fast
+//! as a concurrency bound allows (upgrade only, or the full HELLO/AUTH_OK
+//! with `--protocol`); `flood group` measures group fanout (or, with
+//! `--hub`, a baseline hub's rooms); `flood storm` drops a share of the
+//! sessions abruptly mid-traffic, reconnects them with `resume_after` and
+//! proves no message was lost or surfaced twice.
+//!
+//! Modules: `cli` and `args` (arguments), `source` (`--source` ranges),
+//! `ws` (client side of RFC 6455), `transport` (socket, TLS, buffers),
+//! `conn` (one protocol connection), `engine` (one thread's poll loop for
+//! them), `raw` and `rawloop` (raw WebSocket connections and their loop),
+//! `stats` (counters, summary, `/proc`), `multi` (`--processes` for
+//! connect), `driver` (progress lines, summaries and children of the newer
+//! scenarios), `traffic` (message traffic, tags, latencies), `report`
+//! (percentiles, `--pid`, tables), `scenarios` (chat, fill, sync), `echo`
+//! (echo, handshake), `group`, `storm`.
 
+mod args;
 mod cli;
 mod conn;
+mod driver;
+mod echo;
 mod engine;
+mod group;
 mod multi;
+mod raw;
+mod rawloop;
+mod report;
 mod scenarios;
 mod source;
 mod stats;
+mod storm;
 mod traffic;
+mod transport;
 mod ws;
 
 use std::io::Write as _;
@@ -46,7 +68,7 @@ use crate::stats::{Phase, Progress, Shared, Summary};
 
 /// Open files a process needs besides its connections (stdio, poll, eventfd,
 /// files read at start).
-const SPARE_FILES: u64 = 32;
+pub(crate) const SPARE_FILES: u64 = 32;
 
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
@@ -55,6 +77,10 @@ fn main() -> ExitCode {
         Command::Chat(args) => scenarios::chat(&args),
         Command::Fill(args) => scenarios::fill(&args),
         Command::Sync(args) => scenarios::sync(&args),
+        Command::Echo(args) => echo::echo(&args),
+        Command::Handshake(args) => echo::handshake(&args),
+        Command::Group(args) => group::group(&args),
+        Command::Storm(args) => storm::storm(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -271,7 +297,16 @@ fn run_connect(args: &ConnectArgs) -> Result<Summary, String> {
 fn tls_settings(
     args: &ConnectArgs,
 ) -> Result<(Arc<rustls::ClientConfig>, Option<ServerName<'static>>), String> {
-    let Some(ca) = &args.ca else { return Err("--tls needs --ca".to_owned()) };
+    tls_from(args.ca.as_deref(), args.server_name.as_deref())
+}
+
+/// The client TLS settings trusting the certificates in `ca`, and the name
+/// to verify (`None`: the target's IP address).
+pub(crate) fn tls_from(
+    ca: Option<&std::path::Path>,
+    server_name: Option<&str>,
+) -> Result<(Arc<rustls::ClientConfig>, Option<ServerName<'static>>), String> {
+    let Some(ca) = ca else { return Err("--tls needs --ca".to_owned()) };
     let pem = std::fs::read(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -282,9 +317,9 @@ fn tls_settings(
         return Err(format!("--ca {}: no certificate in the file", ca.display()));
     }
     let config = client::tls_config(roots).map_err(|e| format!("TLS settings: {e}"))?;
-    let name = match &args.server_name {
+    let name = match server_name {
         Some(name) => {
-            Some(ServerName::try_from(name.clone()).map_err(|e| format!("--server-name {name:?}: {e}"))?)
+            Some(ServerName::try_from(name.to_owned()).map_err(|e| format!("--server-name {name:?}: {e}"))?)
         }
         None => None,
     };
@@ -297,6 +332,7 @@ pub(crate) fn phase_name(phase: Phase) -> &'static str {
         Phase::Hold => "hold",
         Phase::Drain => "drain",
         Phase::Close => "close",
+        Phase::Setup => "setup",
     }
 }
 

@@ -16,8 +16,9 @@ use protocol::{Conversation, DeviceId, UserId};
 
 use crate::cli::{ChatArgs, FillArgs, SyncArgs};
 use crate::engine::Plan;
+use crate::report::{ChatSummary, Percentiles, SyncSummary};
 use crate::stats::{self, Phase, Shared};
-use crate::traffic::{ChatSummary, Latencies, Mode, Percentiles, Spec, SyncSummary, STAMP_LEN};
+use crate::traffic::{Latencies, Mode, Spec, STAMP_LEN};
 
 /// How often the driver looks at the counters.
 const TICK: Duration = Duration::from_millis(5);
@@ -70,7 +71,7 @@ fn validate_chat(args: &ChatArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn signer(path: &std::path::Path, key_id: u32) -> Result<Signer, String> {
+pub(crate) fn signer(path: &std::path::Path, key_id: u32) -> Result<Signer, String> {
     let key = std::fs::read(path).map_err(|e| format!("--signing-key {}: {e}", path.display()))?;
     Signer::from_pkcs8(key_id, &key).map_err(|e| format!("--signing-key {}: {e}", path.display()))
 }
@@ -108,13 +109,8 @@ fn run_chat(args: &ChatArgs) -> Result<ChatSummary, String> {
     let mode = if args.ping { Mode::Ping } else { Mode::Send };
     let handshake_timeout = Duration::from_millis(args.handshake_timeout_ms);
     let start = Instant::now();
-    let spec = Spec {
-        mode,
-        window: args.window,
-        interval: args.rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
-        payload_len: args.payload,
-        origin: start,
-    };
+    let interval = args.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
+    let spec = Spec::new(mode, args.window, interval, args.payload, start);
     let plan = Arc::new(Plan {
         threads: args.threads,
         sessions: args.sessions,
@@ -315,7 +311,7 @@ pub(crate) fn sync(args: &SyncArgs) -> Result<(), String> {
     }
     let signer = signer(&args.signing_key, args.key_id)?;
     let start = Instant::now();
-    let spec = Spec { mode: Mode::Sync, window: 1, interval: None, payload_len: 0, origin: start };
+    let spec = Spec::new(Mode::Sync, 1, None, 0, start);
     let plan = Arc::new(Plan {
         threads: 1,
         sessions: 1,

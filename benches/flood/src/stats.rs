@@ -26,6 +26,9 @@ pub(crate) enum Phase {
     Drain = 2,
     /// Hold over: close every session (WebSocket close 1000) and exit.
     Close = 3,
+    /// Group: every session resolved; the creators send GROUP_CREATE (the
+    /// hold follows once the groups exist).
+    Setup = 4,
 }
 
 /// Counters of one process, updated by its workers (relaxed atomics: each
@@ -33,6 +36,8 @@ pub(crate) enum Phase {
 #[derive(Debug)]
 pub(crate) struct Shared {
     phase: AtomicU8,
+    /// Zero of the raw scenarios' send times (when the counters were made).
+    pub(crate) origin: std::time::Instant,
     /// Sockets created and connecting.
     pub(crate) attempted: AtomicU64,
     /// TCP connections established.
@@ -76,6 +81,7 @@ impl Shared {
     pub(crate) fn new() -> Self {
         Self {
             phase: AtomicU8::new(Phase::Ramp as u8),
+            origin: std::time::Instant::now(),
             attempted: AtomicU64::new(0),
             connected: AtomicU64::new(0),
             upgraded: AtomicU64::new(0),
@@ -102,6 +108,7 @@ impl Shared {
             0 => Phase::Ramp,
             1 => Phase::Hold,
             2 => Phase::Drain,
+            4 => Phase::Setup,
             _ => Phase::Close,
         }
     }
@@ -401,7 +408,17 @@ fn cpu_secs(path: &str) -> Option<f64> {
 /// This process's resident memory now and at its peak, bytes
 /// (`/proc/self/status` VmRSS and VmHWM).
 pub(crate) fn self_rss_bytes() -> (u64, u64) {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return (0, 0) };
+    rss_bytes("/proc/self/status").unwrap_or((0, 0))
+}
+
+/// Resident memory of process `pid` now and at its peak, bytes; `None` if
+/// its `/proc/PID/status` cannot be read.
+pub(crate) fn pid_rss_bytes(pid: u32) -> Option<(u64, u64)> {
+    rss_bytes(&format!("/proc/{pid}/status"))
+}
+
+fn rss_bytes(path: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(path).ok()?;
     let kib = |key: &str| {
         status
             .lines()
@@ -411,7 +428,7 @@ pub(crate) fn self_rss_bytes() -> (u64, u64) {
             .unwrap_or(0)
             * 1024
     };
-    (kib("VmRSS:"), kib("VmHWM:"))
+    Some((kib("VmRSS:"), kib("VmHWM:")))
 }
 
 /// The soft limit on open files (`/proc/self/limits`), if it can be read.

@@ -1,7 +1,8 @@
-//! Message traffic of the `chat` and `sync` scenarios: what one connection
-//! does once live ([`Flow`]), the counters and latency histograms the
-//! threads of a process share ([`Counters`], [`Latencies`]), and the
-//! summaries printed at the end ([`ChatSummary`], [`SyncSummary`]).
+//! Message traffic of the protocol scenarios (`chat`, `sync`, `group`,
+//! `storm`): what one connection does once live ([`Flow`]), the tag that
+//! lets a receiver check order, loss and duplication ([`Tag`],
+//! [`StreamCheck`]), and the counters and latency histograms the threads of
+//! a process share ([`Counters`], [`Latencies`]).
 //!
 //! Chat: sessions in pairs (user 2k ↔ 2k+1, device 1). Each sends SEND to
 //! its peer, at most `window` unacknowledged at a time, either as fast as
@@ -18,16 +19,20 @@
 //!
 //! Sync: one device connects to a filled inbox and drains it (the server's
 //! SYNC_BATCHes, acked once per WebSocket message) until SYNC_DONE.
+//!
+//! Group: sessions in groups of G (session `g·G + m` is member `m` of group
+//! `g`); member 0 creates the group, members `0..K` send to it, everyone
+//! counts what arrives. Storm: chat pairs whose payloads are tagged, so that
+//! the receivers can prove every message arrived once across reconnects.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use protocol::{Conversation, Frame, Payload, Ping, UserId};
+use protocol::{Conversation, Frame, GroupId, Payload, Ping, UserId};
 use serde::{Deserialize, Serialize};
 
 /// Marks the PINGs of the ping mode (their nonce is a send time); heartbeat
@@ -35,6 +40,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) const TIMED_PING: u64 = 1 << 63;
 /// Bytes of the send time at the start of a chat payload.
 pub(crate) const STAMP_LEN: usize = 8;
+/// Bytes of a [`Tag`] at the start of a group, storm, echo or hub payload.
+pub(crate) const TAG_LEN: usize = 24;
 /// Largest latency the histograms hold, microseconds (larger ones saturate).
 const MAX_LATENCY_US: u64 = 120_000_000;
 
@@ -48,6 +55,10 @@ pub(crate) enum Mode {
     Ping,
     /// Nothing sent: drain the inbox (sync).
     Sync,
+    /// Tagged SENDs to a group, checked by every member.
+    Group,
+    /// Tagged SENDs to the peer, checked across drops and reconnects.
+    Storm,
 }
 
 impl Mode {
@@ -56,7 +67,14 @@ impl Mode {
             Self::Send => "chat",
             Self::Ping => "ping",
             Self::Sync => "sync",
+            Self::Group => "group",
+            Self::Storm => "storm",
         }
+    }
+
+    /// Whether payloads carry a [`Tag`] the receivers check.
+    pub(crate) fn tagged(self) -> bool {
+        matches!(self, Self::Group | Self::Storm)
     }
 }
 
@@ -69,25 +87,157 @@ pub(crate) struct Spec {
     /// Time between two sends of one session; `None`: as fast as the window
     /// allows.
     pub(crate) interval: Option<Duration>,
-    /// SEND payload size, bytes (at least [`STAMP_LEN`]).
+    /// SEND payload size, bytes (at least [`STAMP_LEN`]; [`TAG_LEN`] when tagged).
     pub(crate) payload_len: usize,
     /// Zero of the send times.
     pub(crate) origin: Instant,
+    /// Group mode: members per group.
+    pub(crate) group_size: u32,
+    /// Group mode: senders per group (members `0..senders`).
+    pub(crate) senders: u32,
+    /// Storm: share of the sessions dropped, percent.
+    pub(crate) drop_percent: f64,
+    /// Storm: reconnections per second (this process).
+    pub(crate) reconnect_rate: f64,
 }
 
 impl Spec {
+    /// Settings with no group or storm part.
+    pub(crate) fn new(
+        mode: Mode,
+        window: u32,
+        interval: Option<Duration>,
+        payload_len: usize,
+        origin: Instant,
+    ) -> Self {
+        Self {
+            mode,
+            window,
+            interval,
+            payload_len,
+            origin,
+            group_size: 0,
+            senders: 0,
+            drop_percent: 0.0,
+            reconnect_rate: 1.0,
+        }
+    }
+
     /// Nanoseconds from the origin to `now`.
     pub(crate) fn stamp(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
+
+    /// Storm: whether session `i` is one of the dropped, and its rank among
+    /// them (the dropped are spread evenly over the indexes: `⌊(i+1)·p⌋ >
+    /// ⌊i·p⌋`, rank `⌊i·p⌋`, with `p` the dropped share).
+    pub(crate) fn storm_rank(&self, i: u64) -> Option<u64> {
+        let p = (self.drop_percent / 100.0).clamp(0.0, 1.0);
+        let below = (i as f64 * p).floor();
+        ((i + 1) as f64 * p).floor().gt(&below).then_some(below as u64)
+    }
+}
+
+/// The header of a checked payload: send time, stream (group index; 0 for
+/// pairs), sender (member or session index), and the sender's sequence
+/// number in that stream (from 1). Little-endian, [`TAG_LEN`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tag {
+    pub(crate) stamp: u64,
+    pub(crate) stream: u32,
+    pub(crate) from: u32,
+    pub(crate) seq: u64,
+}
+
+impl Tag {
+    /// Writes the tag at the start of `buf` (false if it is too short).
+    pub(crate) fn write(&self, buf: &mut [u8]) -> bool {
+        let Some(head) = buf.get_mut(..TAG_LEN) else { return false };
+        let (stamp, rest) = head.split_at_mut(8);
+        let (stream, rest) = rest.split_at_mut(4);
+        let (from, seq) = rest.split_at_mut(4);
+        stamp.copy_from_slice(&self.stamp.to_le_bytes());
+        stream.copy_from_slice(&self.stream.to_le_bytes());
+        from.copy_from_slice(&self.from.to_le_bytes());
+        seq.copy_from_slice(&self.seq.to_le_bytes());
+        true
+    }
+
+    /// The tag at the start of `buf`.
+    pub(crate) fn read(buf: &[u8]) -> Option<Self> {
+        let u64_at =
+            |at: usize| -> Option<u64> { Some(u64::from_le_bytes(buf.get(at..at + 8)?.try_into().ok()?)) };
+        let u32_at =
+            |at: usize| -> Option<u32> { Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?)) };
+        Some(Self { stamp: u64_at(0)?, stream: u32_at(8)?, from: u32_at(12)?, seq: u64_at(16)? })
+    }
+}
+
+/// What a receiver made of one tagged message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// The next in its stream.
+    InOrder,
+    /// New, but after a gap (an earlier one is missing so far).
+    OutOfOrder,
+    /// Seen before.
+    Duplicate,
+}
+
+/// One sender's stream as a receiver sees it: every seq below `next` has
+/// arrived, and the ones in `ahead` too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamCheck {
+    next: u64,
+    ahead: BTreeSet<u64>,
+}
+
+impl Default for StreamCheck {
+    fn default() -> Self {
+        Self { next: 1, ahead: BTreeSet::new() }
+    }
+}
+
+impl StreamCheck {
+    pub(crate) fn see(&mut self, seq: u64) -> Seen {
+        if seq < self.next || self.ahead.contains(&seq) {
+            return Seen::Duplicate;
+        }
+        if seq != self.next {
+            self.ahead.insert(seq);
+            return Seen::OutOfOrder;
+        }
+        self.next += 1;
+        while self.ahead.remove(&self.next) {
+            self.next += 1;
+        }
+        Seen::InOrder
+    }
+}
+
+/// A group session's part in its group.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupRole {
+    /// Group index in this process.
+    pub(crate) index: u32,
+    /// Creator only: the other members, named in GROUP_CREATE.
+    pub(crate) members: Vec<UserId>,
+    /// Creator only: the GROUP_CREATE request, once sent.
+    pub(crate) request: Option<u64>,
 }
 
 /// One connection's traffic state.
 #[derive(Debug)]
 pub(crate) struct Flow {
     pub(crate) spec: Spec,
-    /// Recipient of this session's SENDs.
-    pub(crate) peer: UserId,
+    /// Where this session's SENDs go (`None`: nowhere yet, such as a group
+    /// before its GROUP_OK).
+    pub(crate) to: Option<Conversation>,
+    /// Whether this session sends (every chat and storm session; group
+    /// members `0..senders`).
+    pub(crate) sender: bool,
+    /// Group mode.
+    pub(crate) group: Option<GroupRole>,
     /// Whether sending began (at the start of the hold, or at AUTH_OK after it).
     pub(crate) started: bool,
     /// Sends (or timed PINGs) not answered yet.
@@ -96,28 +246,78 @@ pub(crate) struct Flow {
     pub(crate) next_send: Option<Instant>,
     /// Client id and send time of the sends in flight, oldest first.
     sends: VecDeque<(u64, u64)>,
+    /// Tag of this session's sends: stream, sender, next seq.
+    stream: u32,
+    from: u32,
+    next_seq: u64,
+    /// Tagged modes: each sender's stream as received here.
+    checks: BTreeMap<(u32, u32), StreamCheck>,
 }
 
 impl Flow {
+    /// Chat, ping and sync: sends (if any) go to `peer`.
     pub(crate) fn new(spec: Spec, peer: UserId) -> Self {
-        Self { spec, peer, started: false, inflight: 0, next_send: None, sends: VecDeque::new() }
+        Self {
+            spec,
+            to: Some(Conversation::Direct(peer)),
+            sender: spec.mode != Mode::Sync,
+            group: None,
+            started: false,
+            inflight: 0,
+            next_send: None,
+            sends: VecDeque::new(),
+            stream: 0,
+            from: 0,
+            next_seq: 1,
+            checks: BTreeMap::new(),
+        }
+    }
+
+    /// The traffic of session `i` of a process whose session 0 is user
+    /// `first_user`: chat pairs (user 2k ↔ 2k+1), or member `i mod G` of
+    /// group `i / G`.
+    pub(crate) fn for_session(spec: Spec, i: u64, first_user: u64) -> Self {
+        let user = first_user + i;
+        let mut flow = Self::new(spec, UserId(user ^ 1));
+        flow.from = u32::try_from(i).unwrap_or(u32::MAX);
+        if spec.mode == Mode::Group {
+            let size = u64::from(spec.group_size.max(1));
+            let (index, member) = (i / size, i % size);
+            let first = first_user + index * size;
+            flow.to = None;
+            flow.stream = u32::try_from(index).unwrap_or(u32::MAX);
+            flow.from = u32::try_from(member).unwrap_or(u32::MAX);
+            flow.sender = member < u64::from(spec.senders);
+            let members =
+                if member == 0 { (1..size).map(|m| UserId(first + m)).collect() } else { Vec::new() };
+            flow.group = Some(GroupRole { index: flow.stream, members, request: None });
+        }
+        flow
     }
 
     /// Whether another send fits the window.
     pub(crate) fn has_room(&self) -> bool {
-        self.spec.mode != Mode::Sync && self.inflight < self.spec.window
+        let can = match self.spec.mode {
+            Mode::Sync => false,
+            Mode::Ping => true,
+            Mode::Send | Mode::Group | Mode::Storm => self.sender && self.to.is_some(),
+        };
+        can && self.inflight < self.spec.window
     }
 
-    /// The payload of a send made at `stamp`.
-    pub(crate) fn payload(&self, stamp: u64) -> Option<Payload> {
+    /// The payload of a send made at `stamp` (tagged modes: the next seq).
+    pub(crate) fn payload(&mut self, stamp: u64) -> Option<Payload> {
         let mut bytes = vec![0u8; self.spec.payload_len.max(STAMP_LEN)];
-        bytes.get_mut(..STAMP_LEN)?.copy_from_slice(&stamp.to_le_bytes());
+        if self.spec.mode.tagged() {
+            let tag = Tag { stamp, stream: self.stream, from: self.from, seq: self.next_seq };
+            if !tag.write(&mut bytes) {
+                return None;
+            }
+            self.next_seq += 1;
+        } else {
+            bytes.get_mut(..STAMP_LEN)?.copy_from_slice(&stamp.to_le_bytes());
+        }
         Payload::new(Bytes::from(bytes)).ok()
-    }
-
-    /// The recipient conversation.
-    pub(crate) fn to(&self) -> Conversation {
-        Conversation::Direct(self.peer)
     }
 
     /// Records a SEND of `client_id` at `stamp`.
@@ -149,6 +349,11 @@ impl Flow {
         self.inflight = self.inflight.saturating_sub(1);
         Some(nonce & !TIMED_PING)
     }
+
+    /// A tagged message arrived here.
+    pub(crate) fn see(&mut self, tag: &Tag) -> Seen {
+        self.checks.entry((tag.stream, tag.from)).or_default().see(tag.seq)
+    }
 }
 
 /// The send time a chat payload starts with.
@@ -157,28 +362,41 @@ pub(crate) fn payload_stamp(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(stamp))
 }
 
+/// An empty latency histogram of 1 µs to 120 s, 3 significant figures.
+pub(crate) fn histogram() -> Result<Histogram<u64>, String> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(|e| format!("latency histogram: {e}"))
+}
+
 /// Latency histograms, microseconds.
 #[derive(Debug, Clone)]
 pub(crate) struct Latencies {
-    /// SEND → SEND_ACK (ping mode: PING → PONG).
+    /// SEND → SEND_ACK (ping mode: PING → PONG; echo: the round trip;
+    /// handshake: connect → upgrade or AUTH_OK).
     pub(crate) ack: Histogram<u64>,
-    /// SEND written → DELIVER read.
+    /// SEND written → DELIVER read (hub: sent → received).
     pub(crate) e2e: Histogram<u64>,
+    /// Storm: reconnect started → SYNC_DONE.
+    pub(crate) reconnect: Histogram<u64>,
 }
 
 impl Latencies {
-    /// Empty histograms of 1 µs to 120 s, 3 significant figures.
+    /// Empty histograms.
     pub(crate) fn new() -> Result<Self, String> {
-        let histogram = || {
-            Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(|e| format!("latency histogram: {e}"))
-        };
-        Ok(Self { ack: histogram()?, e2e: histogram()? })
+        Ok(Self { ack: histogram()?, e2e: histogram()?, reconnect: histogram()? })
     }
 
     /// Adds another thread's histograms.
     pub(crate) fn add(&mut self, other: &Self) {
         let _ = self.ack.add(&other.ack);
         let _ = self.e2e.add(&other.e2e);
+        let _ = self.reconnect.add(&other.reconnect);
+    }
+
+    /// Empties them (after they were merged into the process's).
+    pub(crate) fn reset(&mut self) {
+        self.ack.reset();
+        self.e2e.reset();
+        self.reconnect.reset();
     }
 }
 
@@ -191,13 +409,14 @@ pub(crate) fn record(histogram: &mut Histogram<u64>, from_ns: u64, to_ns: u64) {
 /// Traffic counters of one process (relaxed atomics, each read on its own).
 #[derive(Debug)]
 pub(crate) struct Counters {
-    /// SENDs (ping mode: timed PINGs) written.
+    /// SENDs (ping mode: timed PINGs; echo and hub: messages) written.
     pub(crate) sent: AtomicU64,
-    /// SEND_ACKs (ping mode: PONGs of timed PINGs).
+    /// SEND_ACKs (ping mode: PONGs of timed PINGs; echo: echoes back intact).
     pub(crate) acked: AtomicU64,
     /// SEND_ERRORs.
     pub(crate) send_errors: AtomicU64,
-    /// Entries delivered (live DELIVER and SYNC_BATCH entries alike).
+    /// Entries delivered (live DELIVER and SYNC_BATCH entries alike; group:
+    /// system entries not counted; hub: messages received).
     pub(crate) delivered: AtomicU64,
     /// ACK frames sent.
     pub(crate) acks_sent: AtomicU64,
@@ -209,7 +428,34 @@ pub(crate) struct Counters {
     pub(crate) first_auth_ns: AtomicU64,
     /// Latest SYNC_DONE, ns since the origin.
     pub(crate) last_synced_ns: AtomicU64,
-    /// Histograms merged by each thread as it ends.
+    /// Tagged messages received for the first time.
+    pub(crate) unique: AtomicU64,
+    /// Tagged messages received again (the application saw them twice).
+    pub(crate) duplicates: AtomicU64,
+    /// Tagged messages that arrived after a gap in their stream.
+    pub(crate) out_of_order: AtomicU64,
+    /// Group system entries (membership changes) received.
+    pub(crate) system_entries: AtomicU64,
+    /// Groups whose GROUP_OK arrived.
+    pub(crate) groups_created: AtomicU64,
+    /// Group index → group id, as the creators learn them.
+    groups: Mutex<BTreeMap<u32, u64>>,
+    /// Storm: when the drop starts, ns since the origin (`u64::MAX`: not yet).
+    pub(crate) storm_at_ns: AtomicU64,
+    /// Storm: sessions dropped.
+    pub(crate) storm_dropped: AtomicU64,
+    /// Storm: dropped sessions authenticated again.
+    pub(crate) reconnected: AtomicU64,
+    /// Storm: dropped sessions authenticated again and synced.
+    pub(crate) resynced: AtomicU64,
+    /// Storm: reconnect attempts that failed and were retried.
+    pub(crate) reconnect_retries: AtomicU64,
+    /// Storm: latest resync, ns since the origin.
+    pub(crate) last_resync_ns: AtomicU64,
+    /// Entries the session core dropped as replays of what it had surfaced
+    /// (SPEC §6.3: harmless, the application never sees them).
+    pub(crate) replays_dropped: AtomicU64,
+    /// Histograms merged by each thread once a second and as it ends.
     pub(crate) latencies: Mutex<Option<Latencies>>,
 }
 
@@ -225,6 +471,19 @@ impl Default for Counters {
             synced_head: AtomicU64::new(0),
             first_auth_ns: AtomicU64::new(u64::MAX),
             last_synced_ns: AtomicU64::new(0),
+            unique: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            out_of_order: AtomicU64::new(0),
+            system_entries: AtomicU64::new(0),
+            groups_created: AtomicU64::new(0),
+            groups: Mutex::new(BTreeMap::new()),
+            storm_at_ns: AtomicU64::new(u64::MAX),
+            storm_dropped: AtomicU64::new(0),
+            reconnected: AtomicU64::new(0),
+            resynced: AtomicU64::new(0),
+            reconnect_retries: AtomicU64::new(0),
+            last_resync_ns: AtomicU64::new(0),
+            replays_dropped: AtomicU64::new(0),
             latencies: Mutex::new(None),
         }
     }
@@ -246,6 +505,11 @@ impl Counters {
         self.latencies.lock().ok().and_then(|l| l.clone())
     }
 
+    /// Runs `f` on the merged histograms, if any (progress lines).
+    pub(crate) fn with_latencies<T>(&self, f: impl FnOnce(&Latencies) -> T) -> Option<T> {
+        self.latencies.lock().ok().and_then(|l| l.as_ref().map(f))
+    }
+
     /// `(sent, acked, send_errors, delivered)` now.
     pub(crate) fn snapshot(&self) -> (u64, u64, u64, u64) {
         (
@@ -255,202 +519,36 @@ impl Counters {
             self.delivered.load(Relaxed),
         )
     }
-}
 
-/// Percentiles of one histogram, microseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Percentiles {
-    pub(crate) count: u64,
-    pub(crate) mean_us: f64,
-    pub(crate) p50_us: u64,
-    pub(crate) p99_us: u64,
-    pub(crate) p999_us: u64,
-    pub(crate) max_us: u64,
-}
-
-impl Percentiles {
-    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
-        if histogram.is_empty() {
-            return Self::default();
-        }
-        Self {
-            count: histogram.len(),
-            mean_us: histogram.mean(),
-            p50_us: histogram.value_at_quantile(0.5),
-            p99_us: histogram.value_at_quantile(0.99),
-            p999_us: histogram.value_at_quantile(0.999),
-            max_us: histogram.max(),
+    /// A creator learned its group's id.
+    pub(crate) fn group_created(&self, index: u32, id: GroupId) {
+        if let Ok(mut groups) = self.groups.lock() {
+            if groups.insert(index, id.0).is_none() {
+                self.groups_created.fetch_add(1, Relaxed);
+            }
         }
     }
 
-    fn row(&self) -> String {
-        let ms = |us: u64| us as f64 / 1000.0;
-        format!(
-            "{:.3} / {:.3} / {:.3} / {:.3}  (n = {})",
-            ms(self.p50_us),
-            ms(self.p99_us),
-            ms(self.p999_us),
-            ms(self.max_us),
-            self.count
-        )
+    /// The id of group `index`, once created.
+    pub(crate) fn group(&self, index: u32) -> Option<GroupId> {
+        self.groups.lock().ok().and_then(|groups| groups.get(&index).copied()).map(GroupId)
     }
-}
 
-/// What a `chat` run did (also the `--json` output).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ChatSummary {
-    /// `chat` or `ping`.
-    pub(crate) scenario: String,
-    pub(crate) targets: Vec<String>,
-    pub(crate) threads: u64,
-    pub(crate) sessions: u64,
-    /// Most sends in flight per session.
-    pub(crate) window: u32,
-    /// Sends per second per session asked for (`None`: as fast as the window allows).
-    pub(crate) rate_per_session: Option<f64>,
-    pub(crate) payload_bytes: usize,
-    pub(crate) authenticated: u64,
-    pub(crate) failed: u64,
-    pub(crate) dropped: u64,
-    pub(crate) errors: BTreeMap<String, u64>,
-    /// Length of the measured window (the hold), seconds.
-    pub(crate) duration_secs: f64,
-    /// Wait after the window for what was in flight, seconds.
-    pub(crate) drain_secs: f64,
-    /// Whole run (ramp, window, drain, close), seconds.
-    pub(crate) wall_secs: f64,
-    /// SENDs written (ping: timed PINGs), whole run.
-    pub(crate) sent: u64,
-    /// SEND_ACKs received (ping: PONGs), whole run.
-    pub(crate) acked: u64,
-    pub(crate) send_errors: u64,
-    /// Entries delivered to the receivers, whole run.
-    pub(crate) delivered: u64,
-    /// ACK frames sent by the receivers.
-    pub(crate) acks_sent: u64,
-    /// SEND_ACKs (ping: PONGs) received within the window.
-    pub(crate) acked_in_window: u64,
-    pub(crate) delivered_in_window: u64,
-    /// `acked_in_window / duration_secs`: persisted messages (ping: round
-    /// trips) per second.
-    pub(crate) msgs_per_sec: f64,
-    pub(crate) delivered_per_sec: f64,
-    /// SEND → SEND_ACK (ping: PING → PONG), whole run.
-    pub(crate) ack_latency: Percentiles,
-    /// SEND written → DELIVER read, whole run.
-    pub(crate) e2e_latency: Percentiles,
-    /// The gateway's CPU time (user + system) over the window, seconds
-    /// (`--gateway-pid`; `None` without it).
-    pub(crate) gateway_cpu_secs: Option<f64>,
-    /// `gateway_cpu_secs / duration_secs`: gateway cores busy.
-    pub(crate) gateway_cores: Option<f64>,
-    /// `acked_in_window / gateway_cpu_secs`.
-    pub(crate) msgs_per_sec_per_gateway_core: Option<f64>,
-    /// flood's CPU time over the window, seconds.
-    pub(crate) flood_cpu_secs: f64,
-}
-
-impl ChatSummary {
-    pub(crate) fn table(&self) -> String {
-        let opt =
-            |v: Option<f64>, digits: usize| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"));
-        let rows: Vec<(&str, String)> = vec![
-            ("scenario", self.scenario.clone()),
-            ("targets", self.targets.join(" ")),
-            ("sessions / threads", format!("{} / {}", self.sessions, self.threads)),
-            (
-                "window / rate per session",
-                format!(
-                    "{} / {}",
-                    self.window,
-                    self.rate_per_session.map_or_else(|| "max".to_owned(), |r| format!("{r}/s"))
-                ),
-            ),
-            ("payload (bytes)", self.payload_bytes.to_string()),
-            (
-                "authenticated / failed / dropped",
-                format!("{} / {} / {}", self.authenticated, self.failed, self.dropped),
-            ),
-            ("window (s) / drain (s)", format!("{:.2} / {:.2}", self.duration_secs, self.drain_secs)),
-            ("sent / acked / errors", format!("{} / {} / {}", self.sent, self.acked, self.send_errors)),
-            ("delivered / ACKs sent", format!("{} / {}", self.delivered, self.acks_sent)),
-            ("acked/s in window", format!("{:.0}", self.msgs_per_sec)),
-            ("delivered/s in window", format!("{:.0}", self.delivered_per_sec)),
-            ("ack latency p50/p99/p999/max (ms)", self.ack_latency.row()),
-            ("end-to-end p50/p99/p999/max (ms)", self.e2e_latency.row()),
-            (
-                "gateway CPU (s) / cores",
-                format!("{} / {}", opt(self.gateway_cpu_secs, 2), opt(self.gateway_cores, 2)),
-            ),
-            ("acked/s per gateway core", opt(self.msgs_per_sec_per_gateway_core, 0)),
-            ("flood CPU in window (s)", format!("{:.2}", self.flood_cpu_secs)),
-            ("wall (s)", format!("{:.2}", self.wall_secs)),
-        ];
-        render(rows, &self.errors)
+    /// Counts a tagged message as the receiver saw it.
+    pub(crate) fn seen(&self, seen: Seen) {
+        match seen {
+            Seen::InOrder => {
+                self.unique.fetch_add(1, Relaxed);
+            }
+            Seen::OutOfOrder => {
+                self.unique.fetch_add(1, Relaxed);
+                self.out_of_order.fetch_add(1, Relaxed);
+            }
+            Seen::Duplicate => {
+                self.duplicates.fetch_add(1, Relaxed);
+            }
+        }
     }
-}
-
-/// What a `sync` run did (also the `--json` output).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct SyncSummary {
-    pub(crate) scenario: String,
-    pub(crate) targets: Vec<String>,
-    /// The draining user (device 1).
-    pub(crate) user: u64,
-    /// Entries expected (`--messages`).
-    pub(crate) expected: u64,
-    pub(crate) authenticated: u64,
-    pub(crate) errors: BTreeMap<String, u64>,
-    /// Entries received.
-    pub(crate) delivered: u64,
-    /// SYNC_DONE's head.
-    pub(crate) head: u64,
-    /// Whether SYNC_DONE arrived.
-    pub(crate) synced: bool,
-    /// ACK frames sent.
-    pub(crate) acks_sent: u64,
-    /// Connect to AUTH_OK, ms.
-    pub(crate) auth_latency_ms: f64,
-    /// AUTH_OK to SYNC_DONE, seconds.
-    pub(crate) drain_secs: f64,
-    /// `delivered / drain_secs`.
-    pub(crate) msgs_per_sec: f64,
-    /// Gateway CPU (user + system) from before the connect to SYNC_DONE, seconds.
-    pub(crate) gateway_cpu_secs: Option<f64>,
-    pub(crate) flood_cpu_secs: f64,
-    pub(crate) wall_secs: f64,
-}
-
-impl SyncSummary {
-    pub(crate) fn table(&self) -> String {
-        let rows: Vec<(&str, String)> = vec![
-            ("scenario", self.scenario.clone()),
-            ("targets", self.targets.join(" ")),
-            ("user (device 1)", self.user.to_string()),
-            ("expected / delivered", format!("{} / {}", self.expected, self.delivered)),
-            ("SYNC_DONE head", format!("{}{}", self.head, if self.synced { "" } else { " (no SYNC_DONE)" })),
-            ("ACKs sent", self.acks_sent.to_string()),
-            ("auth latency (ms)", format!("{:.2}", self.auth_latency_ms)),
-            ("drain AUTH_OK → SYNC_DONE (s)", format!("{:.3}", self.drain_secs)),
-            ("drained msgs/s", format!("{:.0}", self.msgs_per_sec)),
-            ("gateway CPU (s)", self.gateway_cpu_secs.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))),
-            ("flood CPU (s)", format!("{:.2}", self.flood_cpu_secs)),
-            ("wall (s)", format!("{:.2}", self.wall_secs)),
-        ];
-        render(rows, &self.errors)
-    }
-}
-
-fn render(mut rows: Vec<(&str, String)>, errors: &BTreeMap<String, u64>) -> String {
-    for (kind, n) in errors {
-        rows.push(("error", format!("{kind}: {n}")));
-    }
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for (key, value) in rows {
-        let _ = writeln!(out, "{key:<width$}  {value}");
-    }
-    out
 }
 
 #[cfg(test)]
@@ -460,12 +558,12 @@ mod tests {
     use super::*;
 
     fn spec(mode: Mode) -> Spec {
-        Spec { mode, window: 2, interval: None, payload_len: 16, origin: Instant::now() }
+        Spec::new(mode, 2, None, 16, Instant::now())
     }
 
     #[test]
     fn payload_carries_the_stamp() {
-        let flow = Flow::new(spec(Mode::Send), UserId(3));
+        let mut flow = Flow::new(spec(Mode::Send), UserId(3));
         let payload = flow.payload(123_456_789).unwrap();
         assert_eq!(payload.bytes().len(), 16);
         assert_eq!(payload_stamp(payload.bytes()), Some(123_456_789));
@@ -501,10 +599,54 @@ mod tests {
         record(&mut b.ack, 0, 3_000_000);
         record(&mut b.e2e, 5, 0);
         a.add(&b);
-        let p = Percentiles::of(&a.ack);
+        let p = crate::report::Percentiles::of(&a.ack);
         assert_eq!(p.count, 2);
         assert!((999..=1001).contains(&p.p50_us), "{p:?}");
         assert!((2990..=3010).contains(&p.max_us), "{p:?}");
-        assert_eq!(Percentiles::of(&a.e2e).max_us, 1, "negative spans clamp to 1 µs");
+        assert_eq!(crate::report::Percentiles::of(&a.e2e).max_us, 1, "negative spans clamp to 1 µs");
+    }
+
+    #[test]
+    fn tags_round_trip() {
+        let tag = Tag { stamp: 1 << 40, stream: 7, from: 3, seq: 99 };
+        let mut buf = [0u8; TAG_LEN + 4];
+        assert!(tag.write(&mut buf));
+        assert_eq!(Tag::read(&buf), Some(tag));
+        assert!(!tag.write(&mut [0u8; 10]));
+        assert_eq!(Tag::read(&buf[..20]), None);
+    }
+
+    #[test]
+    fn streams_count_gaps_and_repeats() {
+        let mut check = StreamCheck::default();
+        assert_eq!(check.see(1), Seen::InOrder);
+        assert_eq!(check.see(3), Seen::OutOfOrder);
+        assert_eq!(check.see(3), Seen::Duplicate);
+        assert_eq!(check.see(2), Seen::InOrder);
+        assert_eq!(check.see(4), Seen::InOrder, "3 was seen: 4 is next");
+        assert_eq!(check.see(1), Seen::Duplicate);
+    }
+
+    #[test]
+    fn group_roles_and_storm_ranks() {
+        let mut spec = spec(Mode::Group);
+        spec.group_size = 5;
+        spec.senders = 2;
+        let creator = Flow::for_session(spec, 10, 100);
+        let role = creator.group.as_ref().unwrap();
+        assert_eq!((role.index, creator.sender), (2, true));
+        assert_eq!(role.members, (111..115).map(UserId).collect::<Vec<_>>());
+        let member = Flow::for_session(spec, 13, 100);
+        assert!(!member.sender && member.group.as_ref().unwrap().members.is_empty());
+        assert!(Flow::for_session(spec, 11, 100).sender);
+
+        let mut storm = spec;
+        storm.drop_percent = 50.0;
+        let dropped: Vec<_> = (0..6).filter_map(|i| storm.storm_rank(i).map(|r| (i, r))).collect();
+        assert_eq!(dropped, vec![(1, 0), (3, 1), (5, 2)]);
+        storm.drop_percent = 100.0;
+        assert_eq!((0..4).filter_map(|i| storm.storm_rank(i)).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        storm.drop_percent = 0.0;
+        assert_eq!(storm.storm_rank(3), None);
     }
 }

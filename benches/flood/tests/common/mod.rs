@@ -103,3 +103,41 @@ impl Drop for Gateway {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The baseline server (`<target>/debug/baseline`, built like the gateway by
+/// `cargo build -p baseline` or any workspace-wide build), killed on drop.
+pub struct Baseline {
+    child: Child,
+    pub listen: SocketAddr,
+}
+
+impl Baseline {
+    pub fn start() -> Self {
+        let path = gateway_binary().with_file_name("baseline");
+        assert!(
+            path.is_file(),
+            "the baseline binary is missing at {}: `cargo build -p baseline`",
+            path.display()
+        );
+        let listen = free_port();
+        let child = Command::new(path)
+            .args(["--listen", &listen.to_string(), "--threads", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the baseline binary");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "the baseline did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, listen }
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
