@@ -271,8 +271,13 @@ impl Node {
         if config.listen != self.started.listen
             || config.node != self.started.node
             || config.tls != self.started.tls
+            || config.store != self.started.store
+            || config.push != self.started.push
+            || config.messaging != self.started.messaging
         {
-            tracing::warn!("SIGHUP: [node], [listen] and [tls] paths apply only after a restart");
+            tracing::warn!(
+                "SIGHUP: [node], [listen], [tls] paths, [store], [push] and [messaging] apply only after a restart"
+            );
         }
         let reconfigure = || {
             Command::Reconfigure(Box::new(Reconfigure {
