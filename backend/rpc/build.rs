@@ -11,6 +11,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc);
     }
     println!("cargo:rerun-if-env-changed=PROTOC");
+    // Printing any rerun-if line turns off cargo's default (rerun when any
+    // file of the package changes), so name the inputs.
+    for proto in ["proto/store.proto", "proto/push.proto"] {
+        println!("cargo:rerun-if-changed={proto}");
+    }
     tonic_prost_build::configure()
         // Payloads and keys become `bytes::Bytes`: decoding slices the
         // received buffer instead of copying every payload into a Vec.

@@ -1,25 +1,47 @@
 //! [`RemoteStore`]: a [`StoreApi`] that forwards every request to a separate
-//! `store` process over gRPC.
+//! `store` process over gRPC, in call order.
 //!
 //! `call` never blocks: it takes an in-flight permit (none left: `Overloaded`
-//! at once), spawns the rpc onto the client's own runtime and returns. The
-//! channel connects lazily and reconnects by itself; while the store process
-//! is down calls answer `Unavailable` after at most the connect timeout.
+//! at once) and queues the request for the client's driver task, which writes
+//! the requests, in the order they were queued, onto one long-lived
+//! `Pipeline` stream and matches the replies to their `Done`s by id. The
+//! server hands them to the store in stream order, so the store applies them
+//! in call order, as the embedded store does.
+//!
+//! When the stream or its connection fails, every request waiting for a reply
+//! answers `Unavailable` (once), and the driver reopens the stream on the next
+//! request after a backoff; while it waits, requests answer `Unavailable` at
+//! once.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use backend_store::{Done, Request, Response, StoreApi, StoreError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use prost::Message as _;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::{Status, Streaming};
 
-use crate::convert::request::{self, Call};
-use crate::convert::response::{outcome, Answer, Reply};
+use crate::convert::pipeline::reply_from_proto;
+use crate::convert::request::{self, Kind};
+use crate::pb::store as pb;
 use crate::pb::store::store_client::StoreClient;
 use crate::runtime::RuntimeThread;
 use crate::RpcError;
+
+/// The wait before the first reopening of a failed stream; it doubles with
+/// each failed attempt up to [`MAX_BACKOFF`] and is back to this once a
+/// stream opens.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The longest wait between two attempts to open the stream.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How a [`RemoteStore`] reaches the store process. Build with
 /// [`RemoteStoreConfig::new`] and change fields as needed.
@@ -30,8 +52,9 @@ pub struct RemoteStoreConfig {
     pub endpoint: String,
     /// Longest wait for a TCP connection to the store. Default 1 s.
     pub connect_timeout: Duration,
-    /// Longest wait for one request's answer, also sent to the server as the
-    /// gRPC deadline. Default 5 s.
+    /// Longest wait for one request's answer, and for the stream to open;
+    /// past it the request answers [`StoreError::Unavailable`] and a late
+    /// reply is dropped. Default 5 s.
     pub request_timeout: Duration,
     /// Most requests in flight at once; beyond it `call` answers
     /// [`StoreError::Overloaded`] without sending. Default 4096.
@@ -96,11 +119,14 @@ pub struct RemoteStoreStats {
     pub answered: u64,
     /// Requests refused at once because `max_in_flight` were in flight.
     pub overloaded: u64,
-    /// Requests that failed as calls (transport, timeout, bad reply):
-    /// answered [`StoreError::Unavailable`].
+    /// Requests that failed as calls (transport, timeout, stream down, bad
+    /// reply): answered [`StoreError::Unavailable`].
     pub unavailable: u64,
     /// Requests in flight now.
     pub in_flight: u64,
+    /// Times the pipeline stream failed (or the store ended it) while open
+    /// or opening.
+    pub stream_failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -108,10 +134,24 @@ struct Counters {
     answered: AtomicU64,
     overloaded: AtomicU64,
     unavailable: AtomicU64,
+    stream_failures: AtomicU64,
+}
+
+impl Counters {
+    /// Counts an outcome and hands it to its `done`.
+    fn answer(&self, done: OnceDone, outcome: Result<Response, StoreError>) {
+        let counter = match &outcome {
+            Err(StoreError::Unavailable(_)) => &self.unavailable,
+            _ => &self.answered,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        done.answer(outcome);
+    }
 }
 
 /// A store in a separate process, reached over gRPC. Cheap to clone (clones
-/// share the connection); the runtime stops when the last clone is dropped.
+/// share the stream and keep one call order); the runtime stops when the
+/// last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct RemoteStore {
     shared: Arc<Shared>,
@@ -119,18 +159,21 @@ pub struct RemoteStore {
 
 #[derive(Debug)]
 struct Shared {
-    client: StoreClient<Channel>,
+    /// To the driver, in call order. Unbounded: the permits bound it.
+    jobs: mpsc::UnboundedSender<Job>,
     permits: Arc<Semaphore>,
     max_in_flight: usize,
-    request_timeout: Duration,
+    max_message_bytes: usize,
     counters: Arc<Counters>,
-    // Last: dropped after the client, so the channel's tasks stop with it.
-    runtime: RuntimeThread,
+    // Last: dropped after `jobs`, whose closing tells the driver to answer
+    // what it holds and stop.
+    _runtime: RuntimeThread,
 }
 
 impl RemoteStore {
-    /// Starts the client's runtime and a lazy channel to `config.endpoint`.
-    /// Nothing is sent until the first call: the store may start later.
+    /// Starts the client's runtime, its driver task and a lazy channel to
+    /// `config.endpoint`. Nothing is sent until the first call: the store may
+    /// start later.
     pub fn start(config: RemoteStoreConfig) -> Result<Self, RpcError> {
         config.validate()?;
         let runtime = RuntimeThread::start("store-client", config.worker_threads)?;
@@ -147,14 +190,28 @@ impl RemoteStore {
         let client = StoreClient::new(channel)
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes);
+        let counters = Arc::<Counters>::default();
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let driver = Driver {
+            client,
+            queue,
+            request_timeout: config.request_timeout,
+            counters: Arc::clone(&counters),
+            link: Link::Down { retry_at: Instant::now(), why: String::new() },
+            waiting: BTreeMap::new(),
+            next_id: 0,
+            backoff: FIRST_BACKOFF,
+            healthy: true,
+        };
+        let _detached = runtime.handle().spawn(driver.run());
         Ok(Self {
             shared: Arc::new(Shared {
-                client,
+                jobs,
                 permits: Arc::new(Semaphore::new(config.max_in_flight)),
                 max_in_flight: config.max_in_flight,
-                request_timeout: config.request_timeout,
-                counters: Arc::default(),
-                runtime,
+                max_message_bytes: config.max_message_bytes,
+                counters,
+                _runtime: runtime,
             }),
         })
     }
@@ -168,6 +225,7 @@ impl RemoteStore {
             overloaded: counters.overloaded.load(Ordering::Relaxed),
             unavailable: counters.unavailable.load(Ordering::Relaxed),
             in_flight: self.shared.max_in_flight.saturating_sub(free) as u64,
+            stream_failures: counters.stream_failures.load(Ordering::Relaxed),
         }
     }
 }
@@ -180,105 +238,277 @@ pub(crate) fn endpoint(address: &str) -> Result<Endpoint, RpcError> {
 
 impl StoreApi for RemoteStore {
     fn call(&self, request: Request, done: Done) {
-        let Ok(permit) = Arc::clone(&self.shared.permits).try_acquire_owned() else {
-            self.shared.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+        let shared = &self.shared;
+        let Ok(permit) = Arc::clone(&shared.permits).try_acquire_owned() else {
+            shared.counters.overloaded.fetch_add(1, Ordering::Relaxed);
             done(Err(StoreError::Overloaded));
             return;
         };
-        let task = Task {
-            client: self.shared.client.clone(),
-            timeout: self.shared.request_timeout,
-            counters: Arc::clone(&self.shared.counters),
-            _permit: permit,
-        };
         let done = OnceDone::new(done);
-        // If the runtime is stopping the task is dropped unrun, and `OnceDone`
-        // still answers (Unavailable).
-        let _detached = self.shared.runtime.handle().spawn(task.run(request, done));
-    }
-}
-
-/// What one spawned request needs. Deliberately not the `Shared`: a task that
-/// held the last reference would drop the runtime from inside itself.
-struct Task {
-    client: StoreClient<Channel>,
-    timeout: Duration,
-    counters: Arc<Counters>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Task {
-    async fn run(self, request: Request, done: OnceDone) {
-        let result = match tokio::time::timeout(self.timeout, self.send(request)).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer from the store within {} ms",
-                self.timeout.as_millis()
-            ))),
-        };
-        let counter = match &result {
-            Err(StoreError::Unavailable(_)) => &self.counters.unavailable,
-            _ => &self.counters.answered,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        done.answer(result);
-    }
-
-    async fn send(&self, request: Request) -> Result<Response, StoreError> {
-        let mut client = self.client.clone();
-        let timeout = self.timeout;
-        match request::to_proto(request) {
-            Call::Connect(m) => settle(client.connect(grpc(m, timeout)).await, Answer::Connected),
-            Call::Send(m) => settle(client.send(grpc(m, timeout)).await, Answer::Sent),
-            Call::Ack(m) => settle(client.ack(grpc(m, timeout)).await, Answer::Receipts),
-            Call::Read(m) => settle(client.read(grpc(m, timeout)).await, Answer::Receipts),
-            Call::Group(m) => settle(client.group(grpc(m, timeout)).await, Answer::GroupChanged),
-            Call::PrekeyUpload(m) => {
-                settle(client.prekey_upload(grpc(m, timeout)).await, Answer::PrekeyStock)
-            }
-            Call::PrekeyFetch(m) => {
-                settle(client.prekey_fetch(grpc(m, timeout)).await, Answer::PrekeyFetched)
-            }
-            Call::SetVisibility(m) => settle(client.set_visibility(grpc(m, timeout)).await, Answer::Done),
-            Call::GetVisibility(m) => {
-                settle(client.get_visibility(grpc(m, timeout)).await, Answer::Visibility)
-            }
-            Call::Inbox(m) => settle(client.inbox(grpc(m, timeout)).await, Answer::Inbox),
-            Call::GroupGet(m) => settle(client.group_get(grpc(m, timeout)).await, Answer::Group),
-            Call::Cursors(m) => settle(client.cursors(grpc(m, timeout)).await, Answer::Cursors),
+        let call = request::to_proto(request);
+        let kind = Kind::of(&call);
+        // The driver sets the id; the largest one sizes the check.
+        let envelope = pb::Envelope { id: u64::MAX, request: Some(call) };
+        let len = envelope.encoded_len();
+        if len > shared.max_message_bytes {
+            drop(permit);
+            let why = format!(
+                "the request is {len} bytes, more than the largest message ({})",
+                shared.max_message_bytes
+            );
+            shared.counters.answer(done, Err(StoreError::Unavailable(why)));
+            return;
+        }
+        let job = Job { envelope, kind, done, permit };
+        if let Err(mpsc::error::SendError(job)) = shared.jobs.send(job) {
+            // The driver is gone (the runtime is stopping).
+            let why = "the store client is shutting down".to_owned();
+            drop(job.permit);
+            shared.counters.answer(job.done, Err(StoreError::Unavailable(why)));
         }
     }
 }
 
-/// A request carrying its deadline, so the server gives up when we do.
-fn grpc<T>(message: T, timeout: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(timeout);
-    request
+/// One call on its way to the driver.
+struct Job {
+    envelope: pb::Envelope,
+    kind: Kind,
+    done: OnceDone,
+    permit: OwnedSemaphorePermit,
 }
 
-/// An rpc's result as the store's outcome.
-fn settle<R: Reply>(
-    result: Result<tonic::Response<R>, Status>,
-    wrap: impl FnOnce(R::Ok) -> Answer,
-) -> Result<Response, StoreError> {
-    match result {
-        Ok(reply) => outcome(reply.into_inner(), wrap),
-        Err(status) => Err(status_to_error(&status)),
+/// A request on the stream, waiting for its reply.
+struct Waiting {
+    kind: Kind,
+    deadline: Instant,
+    done: OnceDone,
+    /// Held until answered: the in-flight bound.
+    permit: OwnedSemaphorePermit,
+}
+
+impl Waiting {
+    /// Frees the in-flight slot, then answers: a caller that calls again from
+    /// its `done` finds the slot free.
+    fn answer(self, counters: &Counters, outcome: Result<Response, StoreError>) {
+        drop(self.permit);
+        counters.answer(self.done, outcome);
     }
 }
 
-/// A failed call: the store's own shedding stays `Overloaded` (retry later),
-/// everything else means the store could not be used: `Unavailable`.
-fn status_to_error(status: &Status) -> StoreError {
-    match status.code() {
-        Code::ResourceExhausted => StoreError::Overloaded,
-        code => StoreError::Unavailable(format!("{code:?}: {}", status.message())),
+type Opening =
+    Pin<Box<dyn Future<Output = Result<tonic::Response<Streaming<pb::EnvelopeReply>>, Status>> + Send>>;
+
+/// The state of the pipeline stream.
+enum Link {
+    /// No stream: requests answer `Unavailable` at once until `retry_at`;
+    /// the first request after it opens a stream.
+    Down { retry_at: Instant, why: String },
+    /// Requests already go out on `out`; the server's response headers have
+    /// not arrived yet (at the latest by `deadline`).
+    Opening { out: mpsc::UnboundedSender<pb::Envelope>, open: Opening, deadline: Instant },
+    /// Open: requests go out on `out`, replies come in on `replies`.
+    Up { out: mpsc::UnboundedSender<pb::Envelope>, replies: Streaming<pb::EnvelopeReply> },
+}
+
+/// What woke the driver.
+enum Event {
+    /// A call (`None`: every `RemoteStore` is gone).
+    Job(Option<Job>),
+    /// The stream opened, or failed to.
+    Opened(Result<Streaming<pb::EnvelopeReply>, Status>),
+    /// A reply, the end of the stream (`Ok(None)`), or its failure.
+    Reply(Result<Option<pb::EnvelopeReply>, Status>),
+    /// The oldest waiting request's deadline passed.
+    Deadline,
+}
+
+impl Link {
+    /// The next thing the stream has to say; never resolves while down.
+    async fn event(&mut self) -> Event {
+        match self {
+            Self::Down { .. } => std::future::pending().await,
+            Self::Opening { open, deadline, .. } => {
+                let opened = match tokio::time::timeout_at(*deadline, open.as_mut()).await {
+                    Ok(opened) => opened.map(tonic::Response::into_inner),
+                    Err(_) => Err(Status::deadline_exceeded("the store did not open the stream in time")),
+                };
+                Event::Opened(opened)
+            }
+            Self::Up { replies, .. } => Event::Reply(replies.message().await),
+        }
+    }
+}
+
+/// The task that owns the stream: sends requests in queue order, matches
+/// replies, enforces deadlines, reopens after failures. It holds no
+/// `Shared`: it must never drop the runtime it runs on.
+struct Driver {
+    client: StoreClient<Channel>,
+    queue: mpsc::UnboundedReceiver<Job>,
+    request_timeout: Duration,
+    counters: Arc<Counters>,
+    link: Link,
+    /// By id: ids and deadlines both increase in queue order, so the first
+    /// entry is the next to expire.
+    waiting: BTreeMap<u64, Waiting>,
+    next_id: u64,
+    /// The wait after the next failure.
+    backoff: Duration,
+    /// False from a failure until a stream opens again: one warning per
+    /// outage.
+    healthy: bool,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let next = self.waiting.first_key_value().map(|(_, waiting)| waiting.deadline);
+            if let Some(deadline) = next {
+                if armed != Some(deadline) {
+                    timer.as_mut().reset(deadline);
+                    armed = Some(deadline);
+                }
+            }
+            let event = tokio::select! {
+                job = self.queue.recv() => Event::Job(job),
+                event = self.link.event() => event,
+                () = &mut timer, if next.is_some() => Event::Deadline,
+            };
+            match event {
+                Event::Job(Some(job)) => self.send(job),
+                Event::Job(None) => {
+                    self.fail_waiting("the store client is shutting down");
+                    return;
+                }
+                Event::Opened(Ok(replies)) => self.opened(replies),
+                Event::Opened(Err(status)) => {
+                    self.failed(format!("opening the stream: {:?}: {}", status.code(), status.message()));
+                }
+                Event::Reply(Ok(Some(reply))) => self.reply(reply),
+                Event::Reply(Ok(None)) => self.failed("the store ended the stream".to_owned()),
+                Event::Reply(Err(status)) => {
+                    self.failed(format!("{:?}: {}", status.code(), status.message()));
+                }
+                Event::Deadline => {
+                    armed = None;
+                    self.expire();
+                }
+            }
+        }
+    }
+
+    /// Puts one request on the stream (opening it if it is down and the
+    /// backoff has passed), or answers `Unavailable` while it is down.
+    fn send(&mut self, job: Job) {
+        let now = Instant::now();
+        if let Link::Down { retry_at, .. } = &self.link {
+            if now >= *retry_at {
+                self.open(now);
+            }
+        }
+        let out = match &self.link {
+            Link::Down { retry_at, why } => {
+                let wait = retry_at.saturating_duration_since(now).as_millis();
+                let why = format!("the store is unreachable ({why}); next try in {wait} ms");
+                drop(job.permit);
+                self.counters.answer(job.done, Err(StoreError::Unavailable(why)));
+                return;
+            }
+            Link::Opening { out, .. } | Link::Up { out, .. } => out,
+        };
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let Job { mut envelope, kind, done, permit } = job;
+        envelope.id = id;
+        if out.send(envelope).is_err() {
+            // The request stream was dropped: the stream is broken.
+            let why = "the stream to the store is closed".to_owned();
+            drop(permit);
+            self.counters.answer(done, Err(StoreError::Unavailable(why.clone())));
+            self.failed(why);
+            return;
+        }
+        let deadline = now + self.request_timeout;
+        self.waiting.insert(id, Waiting { kind, deadline, done, permit });
+    }
+
+    /// Starts opening a stream; requests go out on it at once.
+    fn open(&mut self, now: Instant) {
+        let (out, requests) = mpsc::unbounded_channel();
+        let mut client = self.client.clone();
+        let open: Opening =
+            Box::pin(async move { client.pipeline(UnboundedReceiverStream::new(requests)).await });
+        self.link = Link::Opening { out, open, deadline: now + self.request_timeout };
+    }
+
+    fn opened(&mut self, replies: Streaming<pb::EnvelopeReply>) {
+        let old =
+            std::mem::replace(&mut self.link, Link::Down { retry_at: Instant::now(), why: String::new() });
+        let Link::Opening { out, .. } = old else {
+            // Only an opening link reports `Opened`.
+            self.link = old;
+            return;
+        };
+        self.link = Link::Up { out, replies };
+        self.backoff = FIRST_BACKOFF;
+        if !self.healthy {
+            tracing::info!("the store's pipeline stream is open again");
+            self.healthy = true;
+        }
+    }
+
+    /// One reply: to its waiting request, or dropped if that one already
+    /// timed out.
+    fn reply(&mut self, reply: pb::EnvelopeReply) {
+        let Some(waiting) = self.waiting.remove(&reply.id) else {
+            tracing::debug!(id = reply.id, "late reply dropped (the request timed out)");
+            return;
+        };
+        let outcome = reply_from_proto(waiting.kind, reply.reply);
+        waiting.answer(&self.counters, outcome);
+    }
+
+    /// Answers every request whose deadline passed.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        while let Some(entry) = self.waiting.first_entry() {
+            if entry.get().deadline > now {
+                break;
+            }
+            let why = format!("no answer from the store within {} ms", self.request_timeout.as_millis());
+            entry.remove().answer(&self.counters, Err(StoreError::Unavailable(why)));
+        }
+    }
+
+    /// The stream failed (or never opened): every waiting request answers
+    /// `Unavailable`, and the next opening waits out the backoff.
+    fn failed(&mut self, why: String) {
+        self.counters.stream_failures.fetch_add(1, Ordering::Relaxed);
+        if self.healthy {
+            tracing::warn!(why = %why, "the store's pipeline stream failed; reopening with backoff");
+            self.healthy = false;
+        } else {
+            tracing::debug!(why = %why, "the store's pipeline stream is still down");
+        }
+        // Dropping the old link drops its request sender (ending the request
+        // stream) and its response stream (resetting it).
+        self.link = Link::Down { retry_at: Instant::now() + self.backoff, why: why.clone() };
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.fail_waiting(&format!("the stream to the store failed: {why}"));
+    }
+
+    fn fail_waiting(&mut self, why: &str) {
+        for (_, waiting) in std::mem::take(&mut self.waiting) {
+            waiting.answer(&self.counters, Err(StoreError::Unavailable(why.to_owned())));
+        }
     }
 }
 
 /// A `Done` that is called exactly once: by [`OnceDone::answer`], or when
-/// dropped unanswered (task cancelled at shutdown) with `Unavailable`.
+/// dropped unanswered (driver stopped with the runtime) with `Unavailable`.
 struct OnceDone(Option<Done>);
 
 impl OnceDone {

@@ -1,6 +1,7 @@
 //! The real `store` binary behind a real `RemoteStore`: every kind of request
-//! end to end, domain errors as the same variant, and `kill -9` mid-traffic
-//! with a restart on the same data directory and port.
+//! end to end, domain errors as the same variant, pipelined requests applied
+//! in call order, and `kill -9` mid-traffic with a restart on the same data
+//! directory and port.
 
 // Integration tests: a failed unwrap is a failed assertion, and indexing into
 // replies the test itself shaped is the clearest way to check them.
@@ -66,6 +67,17 @@ fn send(client_id: u64, to: Conversation, payload: &'static [u8]) -> Request {
         client_id,
         to,
         payload: Bytes::from_static(payload),
+    })
+}
+
+/// A send from Alice's device 1 whose payload names its client id.
+fn numbered(client_id: u64, to: Conversation, prefix: &str) -> Request {
+    Request::Send(SendMessage {
+        user: ALICE,
+        device: D1,
+        client_id,
+        to,
+        payload: Bytes::from(format!("{prefix}{client_id}")),
     })
 }
 
@@ -311,7 +323,7 @@ fn kill_9_mid_traffic_loses_no_acked_message() {
     for client_id in 100..400 {
         let tx = tx.clone();
         store.call(
-            send(client_id, Conversation::Direct(BOB), b"burst"),
+            numbered(client_id, Conversation::Direct(BOB), "burst "),
             Box::new(move |outcome| {
                 let _ = tx.send((client_id, outcome));
             }),
@@ -324,14 +336,27 @@ fn kill_9_mid_traffic_loses_no_acked_message() {
         record(&mut acked, client_id, outcome);
     }
     daemon.kill9();
-    // Every call is answered, once (the channel closes when all `done`s ran).
+    // Every call is answered, once (the channel closes when all `done`s ran),
+    // and what was not answered before the kill answers Unavailable.
     let mut answered = 50;
+    let mut unavailable = 0;
     while let Ok((client_id, outcome)) = answers.recv_timeout(Duration::from_secs(10)) {
+        if matches!(outcome, Err(StoreError::Unavailable(_))) {
+            unavailable += 1;
+        }
         record(&mut acked, client_id, outcome);
         answered += 1;
     }
     assert_eq!(answered, 300);
-    eprintln!("burst of 300 around the kill: {} acked, the rest Unavailable", acked.len() - before);
+    assert_eq!(acked.len() - before + unavailable, 300);
+    assert_eq!(store.stats().in_flight, 0);
+    // The client noticed (at once if a request was waiting, else soon).
+    let noticed = Instant::now() + Duration::from_secs(10);
+    while store.stats().stream_failures == 0 {
+        assert!(Instant::now() < noticed, "the stream's failure went unnoticed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("burst of 300 around the kill: {} acked, {unavailable} Unavailable", acked.len() - before);
 
     // While it is down: Unavailable, promptly.
     for client_id in 400..405 {
@@ -387,6 +412,90 @@ fn kill_9_mid_traffic_loses_no_acked_message() {
     let missing: HashSet<_> = acked.values().filter(|id| !seen.contains_key(id)).collect();
     assert!(missing.is_empty(), "{} acked messages lost: {missing:?}", missing.len());
     assert!(acked.len() >= 151, "acked {}", acked.len());
+
+    // The store applied the burst in call order and the crash cut it: what
+    // survived of it is a prefix of the calls, in call order.
+    let burst: Vec<u64> = entries
+        .iter()
+        .filter_map(|(_, payload)| std::str::from_utf8(payload).ok()?.strip_prefix("burst ")?.parse().ok())
+        .collect();
+    let prefix: Vec<u64> = (100..100 + burst.len() as u64).collect();
+    assert_eq!(burst, prefix, "the burst's surviving messages are not a prefix in call order");
+}
+
+#[test]
+fn pipelined_requests_reach_the_store_in_call_order() {
+    const N: u64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_store(dir.path(), "127.0.0.1:0");
+    let store = client(daemon.endpoint());
+    connect(&store, ALICE);
+    connect(&store, BOB);
+
+    // 500 sends from one device to one recipient, none waiting for another.
+    let (tx, answers) = mpsc::channel();
+    for client_id in 0..N {
+        let tx = tx.clone();
+        store.call(
+            numbered(client_id, Conversation::Direct(BOB), "m"),
+            Box::new(move |outcome| {
+                let _ = tx.send((client_id, outcome));
+            }),
+        );
+    }
+    drop(tx);
+    let mut stored = vec![None; N as usize];
+    for _ in 0..N {
+        let (client_id, outcome) = answers.recv_timeout(Duration::from_secs(10)).unwrap();
+        match outcome {
+            Ok(Response::Sent(sent)) if !sent.duplicate => {
+                stored[client_id as usize] = Some((sent.message.conv_seq, sent.message.id));
+            }
+            other => panic!("send {client_id}: {other:?}"),
+        }
+    }
+    // Conversation seqs (and message ids) increase in call order.
+    let stored: Vec<_> = stored.into_iter().map(Option::unwrap).collect();
+    for (i, pair) in stored.windows(2).enumerate() {
+        assert!(pair[0].0 < pair[1].0 && pair[0].1 < pair[1].1, "call {} stored after call {}", i, i + 1);
+    }
+    // The recipient's inbox lists the payloads in call order.
+    let payloads: Vec<Bytes> = inbox(&store, BOB).into_iter().map(|(_, payload)| payload).collect();
+    let expected: Vec<Bytes> = (0..N).map(|i| Bytes::from(format!("m{i}"))).collect();
+    assert_eq!(payloads, expected);
+
+    // A call depending on the one before it: a device registered by a
+    // Connect is a known recipient for the Send called right after it.
+    let (tx, answers) = mpsc::channel();
+    for k in 0..100 {
+        let user = UserId(1_000 + k);
+        let tx_connect = tx.clone();
+        store.call(
+            Request::Connect(Connect { user, device: D1 }),
+            Box::new(move |outcome| {
+                let _ = tx_connect.send(("connect", outcome));
+            }),
+        );
+        let tx_send = tx.clone();
+        store.call(
+            numbered(10_000 + k, Conversation::Direct(user), "hello "),
+            Box::new(move |outcome| {
+                let _ = tx_send.send(("send", outcome));
+            }),
+        );
+    }
+    drop(tx);
+    let mut answered = 0;
+    while let Ok((what, outcome)) = answers.recv_timeout(Duration::from_secs(10)) {
+        match (what, outcome) {
+            ("connect", Ok(Response::Connected(_))) | ("send", Ok(Response::Sent(_))) => answered += 1,
+            (what, other) => panic!("{what}: {other:?}"),
+        }
+    }
+    assert_eq!(answered, 200);
+    let stats = store.stats();
+    assert_eq!(stats.in_flight, 0);
+    assert_eq!((stats.unavailable, stats.overloaded, stats.stream_failures), (0, 0, 0));
 }
 
 #[test]

@@ -66,7 +66,8 @@ impl Gateway {
     }
 
     fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: a node opening a large store on a loaded machine.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while self.http_get("/healthz").is_none() {
             assert!(Instant::now() < deadline, "gateway did not become healthy");
             std::thread::sleep(Duration::from_millis(20));

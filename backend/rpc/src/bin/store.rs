@@ -110,11 +110,20 @@ async fn serve(args: &Args, store: Store) -> Result<(), Fatal> {
         daemon::spawn_metrics(addr, Arc::new(move |out: &mut String| metrics_store.metrics().render(out)))
             .await?;
     }
-    let service = StoreService::new(Arc::new(store)).into_server(args.max_message_bytes);
+    let service = StoreService::new(Arc::new(store));
+    let closer = service.clone();
+    let service = service.into_server(args.max_message_bytes);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     daemon::announce(local).map_err(|e| Fatal::runtime(format!("cannot write to stdout: {e}")))?;
     tracing::info!(%local, "serving the store");
     daemon::serve_until_signal(|signal| {
+        // On the signal the server stops accepting and waits for its streams;
+        // closing the service ends the pipelines (after answering what they
+        // read), so the wait is for in-flight requests, not for the clients.
+        let signal = async move {
+            signal.await;
+            closer.close();
+        };
         Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, signal)
     })
     .await

@@ -3,9 +3,10 @@
 //! proto value that has no native form (a missing required field, an unknown
 //! enum value, an over-long key) is a [`Bad`] naming the field, never a panic.
 //!
-//! This file holds the shared records; [`request`], [`response`] and [`push`]
-//! build on it.
+//! This file holds the shared records; [`request`], [`response`], [`pipeline`]
+//! and [`push`] build on it.
 
+pub(crate) mod pipeline;
 pub(crate) mod push;
 pub(crate) mod request;
 pub(crate) mod response;

@@ -1,6 +1,5 @@
-//! [`Request`] ↔ the proto request of its rpc. [`Call`] names the rpc and
-//! carries its message: the client matches on it to pick the method, the
-//! server builds one from what arrived.
+//! [`Request`] ↔ the proto request in a pipeline envelope. [`Call`] (the
+//! envelope's oneof) names the request kind and carries its message.
 
 use backend_store::{
     Ack, Connect, GroupChange, GroupOp, InboxQuery, PrekeyFetch, PrekeyUpload, ReadCursor, Request,
@@ -16,21 +15,63 @@ use super::{
 };
 use crate::pb::store as pb;
 
-/// One store rpc with its request message.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Call {
-    Connect(pb::ConnectRequest),
-    Send(pb::SendRequest),
-    Ack(pb::AckRequest),
-    Read(pb::ReadRequest),
-    Group(pb::GroupRequest),
-    PrekeyUpload(pb::PrekeyUploadRequest),
-    PrekeyFetch(pb::PrekeyFetchRequest),
-    SetVisibility(pb::SetVisibilityRequest),
-    GetVisibility(pb::GetVisibilityRequest),
-    Inbox(pb::InboxRequest),
-    GroupGet(pb::GroupGetRequest),
-    Cursors(pb::CursorsRequest),
+/// One store request in proto form: the `request` oneof of a pipeline
+/// [`pb::Envelope`].
+pub(crate) use crate::pb::store::envelope::Request as Call;
+
+/// Which request a [`Call`] is, kept by the client to check that the reply
+/// matches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Connect,
+    Send,
+    Ack,
+    Read,
+    Group,
+    PrekeyUpload,
+    PrekeyFetch,
+    SetVisibility,
+    GetVisibility,
+    Inbox,
+    GroupGet,
+    Cursors,
+}
+
+impl Kind {
+    pub(crate) fn of(call: &Call) -> Self {
+        match call {
+            Call::Connect(_) => Self::Connect,
+            Call::Send(_) => Self::Send,
+            Call::Ack(_) => Self::Ack,
+            Call::Read(_) => Self::Read,
+            Call::Group(_) => Self::Group,
+            Call::PrekeyUpload(_) => Self::PrekeyUpload,
+            Call::PrekeyFetch(_) => Self::PrekeyFetch,
+            Call::SetVisibility(_) => Self::SetVisibility,
+            Call::GetVisibility(_) => Self::GetVisibility,
+            Call::Inbox(_) => Self::Inbox,
+            Call::GroupGet(_) => Self::GroupGet,
+            Call::Cursors(_) => Self::Cursors,
+        }
+    }
+
+    /// The oneof field's name, for an error message.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Send => "send",
+            Self::Ack => "ack",
+            Self::Read => "read",
+            Self::Group => "group",
+            Self::PrekeyUpload => "prekey_upload",
+            Self::PrekeyFetch => "prekey_fetch",
+            Self::SetVisibility => "set_visibility",
+            Self::GetVisibility => "get_visibility",
+            Self::Inbox => "inbox",
+            Self::GroupGet => "group_get",
+            Self::Cursors => "cursors",
+        }
+    }
 }
 
 pub(crate) fn to_proto(request: Request) -> Call {

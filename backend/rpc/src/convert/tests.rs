@@ -1,5 +1,6 @@
 //! Round trips native → proto → native for every request, response, fault and
-//! push note, and refusals of malformed proto input.
+//! push note (the store's also through pipeline envelopes, encoded and
+//! decoded), and refusals of malformed proto input.
 //!
 //! `Request` and `Response` have no `PartialEq`, and `Blob`'s `Debug` shows
 //! only a length; so each round trip compares both the `Debug` text and the
@@ -18,8 +19,9 @@ use protocol::{
     OneTimePrekey, Payload, ReceiptKind, Role, Seq, Signature, SignedPrekey, Timestamp, UserId, Visibility,
 };
 
+use super::request::Kind;
 use super::response::{outcome, reply, Answer};
-use super::{fault_from_proto, fault_to_proto, push, request, response, Bad};
+use super::{fault_from_proto, fault_to_proto, pipeline, push, request, response, Bad};
 use crate::pb::store as pb;
 
 fn key(byte: u8) -> Key {
@@ -375,4 +377,82 @@ fn push_notes_round_trip() {
     assert_eq!(push::device_from_proto(device), (UserId(1), DeviceId(2)));
     let missing = crate::pb::push::PushNote::default();
     assert_eq!(push::note_from_proto(missing).unwrap_err(), Bad::missing("PushNote.conversation"));
+}
+
+/// The request kinds a response answers.
+fn kinds_answered_by(response: &Response) -> Vec<Kind> {
+    match response {
+        Response::Connected(_) => vec![Kind::Connect],
+        Response::Sent(_) => vec![Kind::Send],
+        Response::Receipts(_) => vec![Kind::Ack, Kind::Read],
+        Response::GroupChanged(_) => vec![Kind::Group],
+        Response::PrekeyStock(_) => vec![Kind::PrekeyUpload],
+        Response::PrekeyFetched(_) => vec![Kind::PrekeyFetch],
+        Response::Done => vec![Kind::SetVisibility],
+        Response::Visibility(_) => vec![Kind::GetVisibility],
+        Response::Inbox(_) => vec![Kind::Inbox],
+        Response::Group(_) => vec![Kind::GroupGet],
+        Response::Cursors(_) => vec![Kind::Cursors],
+    }
+}
+
+/// Encoded and decoded, as the stream carries it.
+fn over_the_wire<M: prost::Message + Default>(message: &M) -> M {
+    M::decode(message.encode_to_vec().as_slice()).unwrap()
+}
+
+#[test]
+fn every_request_round_trips_through_an_envelope() {
+    for native in every_request() {
+        let envelope = pb::Envelope { id: 3, request: Some(request::to_proto(native.clone())) };
+        let arrived = over_the_wire(&envelope);
+        assert_eq!(arrived, envelope);
+        let back = request::from_proto(arrived.request.unwrap()).unwrap();
+        assert_eq!(format!("{native:?}"), format!("{back:?}"));
+    }
+}
+
+#[test]
+fn every_outcome_round_trips_through_an_envelope_reply() {
+    let mut kinds = std::collections::HashSet::new();
+    for native in every_response() {
+        for kind in kinds_answered_by(&native) {
+            kinds.insert(kind.name());
+            let field = pipeline::reply_to_proto(kind, Ok(native.clone())).unwrap();
+            let arrived = over_the_wire(&pb::EnvelopeReply { id: 9, reply: Some(field) });
+            assert_eq!(arrived.id, 9);
+            let back = pipeline::reply_from_proto(kind, arrived.reply).unwrap();
+            assert_eq!(format!("{native:?}"), format!("{back:?}"));
+            // A domain error in the same reply field comes back as the same variant.
+            for error in every_error() {
+                let field = pipeline::reply_to_proto(kind, Err(error.clone())).unwrap();
+                assert_eq!(pipeline::reply_from_proto(kind, Some(field)).unwrap_err(), error);
+            }
+        }
+    }
+    assert_eq!(kinds.len(), 12, "every request kind is covered");
+}
+
+#[test]
+fn envelope_replies_must_match_their_request() {
+    let bad_reply = |r: Result<Response, StoreError>| match r {
+        Err(StoreError::Unavailable(why)) => assert!(why.starts_with("bad reply"), "{why}"),
+        other => panic!("expected a bad reply, got {other:?}"),
+    };
+    // The store answering with the wrong kind is reported by the server.
+    assert_eq!(pipeline::reply_to_proto(Kind::Send, Ok(Response::Done)), Err("Done"));
+    // A reply of another kind, or none, is a bad reply at the client.
+    let ack = pipeline::reply_to_proto(Kind::Ack, Ok(Response::Receipts(vec![]))).unwrap();
+    bad_reply(pipeline::reply_from_proto(Kind::Read, Some(ack)));
+    bad_reply(pipeline::reply_from_proto(Kind::Send, None));
+    // A failed call: the store's shedding stays Overloaded, the rest is Unavailable.
+    let shed = pipeline::failure(tonic::Code::ResourceExhausted, "queue full");
+    assert_eq!(pipeline::reply_from_proto(Kind::Send, Some(shed)).unwrap_err(), StoreError::Overloaded);
+    let refused = pipeline::failure(tonic::Code::InvalidArgument, "field `SendRequest.to`: required, absent");
+    match pipeline::reply_from_proto(Kind::Send, Some(refused)) {
+        Err(StoreError::Unavailable(why)) => {
+            assert_eq!(why, "InvalidArgument: field `SendRequest.to`: required, absent")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
 }
