@@ -26,8 +26,8 @@ pub(crate) enum Verdict {
     Pass,
     /// Refused; tell the client to wait this long (first refusal of a run).
     Warn(Duration),
-    /// Refused again.
-    Refuse,
+    /// Refused again (the client should wait this long).
+    Refuse(Duration),
     /// Refused a whole burst in a row: close the session.
     Close,
 }
@@ -63,15 +63,15 @@ impl Bucket {
             return Verdict::Pass;
         }
         self.strikes += 1;
+        let missing = SCALE - self.units;
+        let wait = Duration::from_millis(missing.div_ceil(u64::from(limit.per_sec.max(1))));
         if self.strikes == 1 {
-            let missing = SCALE - self.units;
-            let wait_ms = missing.div_ceil(u64::from(limit.per_sec.max(1)));
-            return Verdict::Warn(Duration::from_millis(wait_ms));
+            return Verdict::Warn(wait);
         }
         if self.strikes > limit.burst.max(1) {
             return Verdict::Close;
         }
-        Verdict::Refuse
+        Verdict::Refuse(wait)
     }
 }
 
@@ -89,13 +89,13 @@ mod tests {
         }
         // Empty: one token comes back in 100 ms.
         assert_eq!(bucket.check(limit, t0, t0), Verdict::Warn(Duration::from_millis(100)));
-        assert_eq!(bucket.check(limit, t0, t0), Verdict::Refuse);
+        assert_eq!(bucket.check(limit, t0, t0), Verdict::Refuse(Duration::from_millis(100)));
         // 100 ms later a frame passes and the strikes reset.
         assert_eq!(bucket.check(limit, t0, t0 + Duration::from_millis(100)), Verdict::Pass);
         let t1 = t0 + Duration::from_millis(100);
         assert!(matches!(bucket.check(limit, t0, t1), Verdict::Warn(_)));
-        assert_eq!(bucket.check(limit, t0, t1), Verdict::Refuse);
-        assert_eq!(bucket.check(limit, t0, t1), Verdict::Refuse);
+        assert!(matches!(bucket.check(limit, t0, t1), Verdict::Refuse(_)));
+        assert!(matches!(bucket.check(limit, t0, t1), Verdict::Refuse(_)));
         assert_eq!(bucket.check(limit, t0, t1), Verdict::Close);
     }
 }

@@ -476,8 +476,11 @@ impl Session {
     }
 
     fn on_frame<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: Frame) {
-        if matches!(self.state, State::Live(_) | State::Draining(_)) && !self.within_rate(ctx) {
-            return;
+        if matches!(self.state, State::Live(_) | State::Draining(_)) {
+            if let Err(wait) = self.check_rate(ctx) {
+                self.refuse(ctx, &frame, wait);
+                return;
+            }
         }
         match (self.state, frame) {
             (State::AwaitHello, Frame::Hello(hello)) => {
@@ -513,11 +516,13 @@ impl Session {
         }
     }
 
-    /// Applies the frame-rate limit; false when this frame is refused.
-    fn within_rate<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>) -> bool {
-        let Some(limit) = ctx.config.rate else { return true };
+    /// Applies the frame-rate limit: `Err(wait)` when this frame is refused.
+    /// The first refusal of a burst gets ERROR `RATE_LIMITED` (reference 0);
+    /// a client that keeps going is closed with 4009.
+    fn check_rate<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>) -> Result<(), std::time::Duration> {
+        let Some(limit) = ctx.config.rate else { return Ok(()) };
         match self.bucket.check(limit, self.timers.origin(), ctx.now) {
-            Verdict::Pass => true,
+            Verdict::Pass => Ok(()),
             Verdict::Warn(wait) => {
                 ctx.observer.dropped("rate_limited");
                 let frame = protocol::Error {
@@ -528,18 +533,49 @@ impl Session {
                     text: Note::truncated("frame rate limit"),
                 };
                 self.send_control(ctx, &Frame::Error(frame));
-                false
+                Err(wait)
             }
-            Verdict::Refuse => {
+            Verdict::Refuse(wait) => {
                 ctx.observer.dropped("rate_limited");
-                false
+                Err(wait)
             }
             Verdict::Close => {
                 ctx.observer.dropped("rate_limited");
                 self.close(ctx, CloseCode::RATE_LIMITED.0, "frame rate limit");
-                false
+                Err(std::time::Duration::ZERO)
             }
         }
+    }
+
+    /// Answers a frame the rate limit refused when it has an answer (SPEC
+    /// §4.1): SEND gets SEND_ERROR and a request ERROR with its id, so the
+    /// client knows exactly what to retry. Frames without an answer (ACK,
+    /// READ, TYPING, PRESENCE_*) are covered by the burst's one ERROR.
+    fn refuse<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: &Frame, wait: std::time::Duration) {
+        if matches!(self.state, State::Closing | State::Closed) {
+            return;
+        }
+        let retry_after_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1);
+        let text = Note::truncated("frame rate limit");
+        let answer = match frame {
+            Frame::SendMessage(send) => Frame::SendError(protocol::SendError {
+                client_id: send.client_id,
+                code: ErrorCode::RATE_LIMITED,
+                retry_after_ms,
+                text,
+            }),
+            frame => match request_id(frame) {
+                Some(reference) => Frame::Error(protocol::Error {
+                    code: ErrorCode::RATE_LIMITED,
+                    retryable: true,
+                    retry_after_ms,
+                    reference,
+                    text,
+                }),
+                None => return,
+            },
+        };
+        self.send_control(ctx, &answer);
     }
 
     /// Queues session control output (AUTH_*, PONG, ERROR, GOAWAY): the policy
@@ -628,6 +664,21 @@ impl Session {
         let mut frame = BytesMut::new();
         write_close(&mut frame, code, reason);
         self.out.push_raw(frame.freeze());
+    }
+}
+
+/// The `request` id of a client request that has an answer, if `frame` is one.
+fn request_id(frame: &Frame) -> Option<u64> {
+    match frame {
+        Frame::GroupCreate(f) => Some(f.request),
+        Frame::GroupAdd(f) => Some(f.request),
+        Frame::GroupRemove(f) => Some(f.request),
+        Frame::GroupLeave(f) => Some(f.request),
+        Frame::GroupSetRole(f) => Some(f.request),
+        Frame::GroupGet(f) => Some(f.request),
+        Frame::PrekeyUpload(f) => Some(f.request),
+        Frame::PrekeyFetch(f) => Some(f.request),
+        _ => None,
     }
 }
 

@@ -19,6 +19,8 @@ type Acked = BTreeMap<String, bool>;
 async fn send_through_faults(mut a: Client, count: usize) -> (Client, Acked) {
     let mut acked = Acked::new();
     let mut ids = BTreeMap::new();
+    // Sends refused with a retryable code, resent in rounds.
+    let mut retry = Vec::new();
     for i in 0..count {
         let text = format!("msg-{i}");
         let id = loop {
@@ -37,13 +39,12 @@ async fn send_through_faults(mut a: Client, count: usize) -> (Client, Acked) {
         }
         // Take what has arrived, without waiting.
         while let Ok(Ok(event)) = tokio::time::timeout(Duration::ZERO, a.next_event()).await {
-            record(&event, &ids, &mut acked);
+            record(&event, &ids, &mut acked, &mut retry);
         }
     }
     // Every send must end acknowledged: retryable refusals are resent (in
     // rounds) and lost connections resumed, with the same client ids.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut retry = Vec::new();
     while acked.values().any(|done| !done) {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -52,12 +53,7 @@ async fn send_through_faults(mut a: Client, count: usize) -> (Client, Acked) {
             acked.len()
         );
         match tokio::time::timeout(Duration::from_millis(300), a.next_event()).await {
-            Ok(Ok(event)) => {
-                if let Event::SendFailed { client_id, retryable: true, .. } = event {
-                    retry.push(client_id);
-                }
-                record(&event, &ids, &mut acked);
-            }
+            Ok(Ok(event)) => record(&event, &ids, &mut acked, &mut retry),
             Ok(Err(err)) => reconnect(&mut a, err).await,
             Err(_) => {
                 for client_id in retry.drain(..) {
@@ -69,11 +65,17 @@ async fn send_through_faults(mut a: Client, count: usize) -> (Client, Acked) {
     (a, acked)
 }
 
-fn record(event: &Event, ids: &BTreeMap<u64, String>, acked: &mut Acked) {
-    if let Event::Sent { client_id, .. } = event {
-        if let Some(text) = ids.get(client_id) {
-            acked.insert(text.clone(), true);
+/// Marks acknowledged sends; collects retryable refusals for the next round.
+fn record(event: &Event, ids: &BTreeMap<u64, String>, acked: &mut Acked, retry: &mut Vec<u64>) {
+    match event {
+        Event::Sent { client_id, .. } => {
+            if let Some(text) = ids.get(client_id) {
+                acked.insert(text.clone(), true);
+            }
         }
+        Event::SendFailed { client_id, retryable: true, .. } => retry.push(*client_id),
+        Event::SendFailed { client_id, code, .. } => panic!("send {client_id} refused for good: {code}"),
+        _ => {}
     }
 }
 
@@ -134,8 +136,8 @@ async fn survive(mode: Mode, fault: impl FnOnce(&mut Cluster) + Send + 'static) 
     let sending = tokio::spawn(send_through_faults(a, COUNT));
     tokio::time::sleep(Duration::from_millis(300)).await;
     fault(&mut cluster);
-    let (_a, acked) =
-        tokio::time::timeout(Duration::from_secs(90), sending).await.expect("sends stalled").unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(90), sending).await.expect("sends stalled");
+    let (_a, acked) = result.unwrap();
     let expected: HashSet<String> = acked.into_keys().collect();
     assert_eq!(expected.len(), COUNT);
     receive_all(&cluster, &expected).await;

@@ -332,3 +332,37 @@ fn frame_flood_gets_rate_limited_then_closed_with_4009() {
     assert!(out.contains(&Out::Close(CloseCode::RATE_LIMITED.0)), "{out:?}");
     assert!(h.observed("dropped:rate_limited"));
 }
+
+#[test]
+fn rate_limited_sends_and_requests_get_their_own_answers() {
+    let mut h = live();
+    // Spend the burst of 20.
+    let pings: Vec<Frame> = (0..20).map(|nonce| Frame::Ping(Ping { nonce })).collect();
+    h.read(&message(&pings));
+    h.output();
+    let send = Frame::SendMessage(protocol::SendMessage {
+        client_id: 41,
+        to: Conversation::Direct(UserId(3)),
+        payload: protocol::Payload::new(&b"x"[..]).unwrap(),
+    });
+    let get = Frame::GroupGet(protocol::GroupGet { request: 9, group: protocol::GroupId(1) });
+    let read = Frame::Read(Read { conversation: Conversation::Direct(UserId(3)), up_to: ConvSeq(1) });
+    h.read(&message(&[send, get, read]));
+    let out = h.output();
+    // The burst's ERROR, then an answer naming each refused request; READ
+    // has no answer of its own.
+    assert!(
+        matches!(&out[0], Out::Frame(Frame::Error(e)) if e.code == ErrorCode::RATE_LIMITED && e.reference == 0),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[1], Out::Frame(Frame::SendError(e)) if e.client_id == 41 && e.code == ErrorCode::RATE_LIMITED && e.retry_after_ms > 0),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[2], Out::Frame(Frame::Error(e)) if e.reference == 9 && e.code == ErrorCode::RATE_LIMITED),
+        "{out:?}"
+    );
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(h.take_actions().is_empty(), "nothing refused reaches the worker");
+}
