@@ -14,7 +14,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +21,7 @@ use crate::args::Common;
 use crate::report::{self, Cpu, HistDump, PidStat, PidWatch};
 use crate::stats::{self, Shared};
 use crate::traffic::Latencies;
+use crate::worker::Endpoints;
 
 /// A process's counters and its worker threads, as a driver starts them.
 pub(crate) type Running = (Arc<Shared>, Vec<JoinHandle<std::io::Result<()>>>);
@@ -360,23 +360,25 @@ pub(crate) fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `--source` addresses.
-pub(crate) fn sources(common: &Common) -> Result<Vec<std::net::IpAddr>, String> {
-    match &common.source {
-        Some(source) => crate::source::parse_sources(source).map_err(|e| format!("--source {e}")),
-        None => Ok(Vec::new()),
-    }
-}
-
-/// TLS settings for `--tls`.
-#[allow(clippy::type_complexity)]
-pub(crate) fn tls(
-    common: &Common,
-) -> Result<Option<(Arc<rustls::ClientConfig>, Option<ServerName<'static>>)>, String> {
-    if !common.tls {
-        return Ok(None);
-    }
-    crate::tls_from(common.ca.as_deref(), common.server_name.as_deref()).map(Some)
+/// Where the connections connect: `--target`, `--source`, `--tls` and the
+/// WebSocket `path`.
+pub(crate) fn endpoints(common: &Common, path: String) -> Result<Endpoints, String> {
+    let sources = match &common.source {
+        Some(source) => crate::source::parse_sources(source).map_err(|e| format!("--source {e}"))?,
+        None => Vec::new(),
+    };
+    let tls = if common.tls {
+        Some(crate::tls_from(common.ca.as_deref(), common.server_name.as_deref())?)
+    } else {
+        None
+    };
+    Ok(Endpoints {
+        targets: common.targets.clone(),
+        sources,
+        tls,
+        path,
+        handshake_timeout: Duration::from_millis(common.handshake_timeout_ms),
+    })
 }
 
 /// Starts `threads` workers running `work(thread)`.
@@ -422,42 +424,13 @@ pub(crate) fn run_children<S: DeserializeOwned + Send + 'static>(
     let exe = std::env::current_exe().map_err(|e| format!("locating flood's own binary: {e}"))?;
     let base: Vec<String> = std::env::args().skip(1).collect();
     let watch = Window::open(pids);
-    let (tx, rx) = mpsc::channel::<(usize, Line<S>)>();
-    let mut children: Vec<Child> = Vec::new();
-    let mut readers = Vec::new();
-    for index in 0..processes {
+    let args = (0..processes).map(|index| {
         let mut args = base.clone();
         args.extend(overrides(index));
         args.extend(["--processes".to_owned(), "1".to_owned(), "--child".to_owned()]);
-        let mut child = match Command::new(&exe).args(&args).stdout(Stdio::piped()).spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                stop(&mut children);
-                return Err(format!("starting child {index}: {e}"));
-            }
-        };
-        let Some(stdout) = child.stdout.take() else {
-            stop(&mut children);
-            return Err(format!("child {index}: no stdout"));
-        };
-        children.push(child);
-        let tx = tx.clone();
-        let slot = children.len() - 1;
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<Line<S>>(&line) {
-                    Ok(parsed) => {
-                        if tx.send((slot, parsed)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => eprintln!("flood: child {slot}: {line}"),
-                }
-            }
-        }));
-    }
-    drop(tx);
+        args
+    });
+    let (mut children, readers, rx) = spawn_children::<Line<S>>(&exe, args)?;
     let count = children.len();
     let mut ticks = vec![Tick::default(); count];
     let mut summaries: Vec<Option<S>> = (0..count).map(|_| None).collect();
@@ -491,6 +464,61 @@ pub(crate) fn run_children<S: DeserializeOwned + Send + 'static>(
     }
     let (_, pid_stats, _) = watch.close();
     let own_cpu = stats::self_cpu_secs();
+    wait_children(&mut children)?;
+    let summaries = summaries
+        .into_iter()
+        .enumerate()
+        .map(|(index, s)| s.ok_or_else(|| format!("child {index} printed no summary")))
+        .collect::<Result<Vec<S>, String>>()?;
+    Ok((summaries, pid_stats, own_cpu))
+}
+
+/// Starts a child of flood's own binary `exe` for each command line, and a
+/// thread for each that sends the JSON lines `L` it writes, with its index.
+/// A line that does not parse goes to stderr.
+#[allow(clippy::type_complexity)]
+pub(crate) fn spawn_children<L: DeserializeOwned + Send + 'static>(
+    exe: &std::path::Path,
+    args: impl Iterator<Item = Vec<String>>,
+) -> Result<(Vec<Child>, Vec<JoinHandle<()>>, mpsc::Receiver<(usize, L)>), String> {
+    let (tx, rx) = mpsc::channel::<(usize, L)>();
+    let mut children: Vec<Child> = Vec::new();
+    let mut readers = Vec::new();
+    for (index, args) in args.enumerate() {
+        let mut child = match Command::new(exe).args(&args).stdout(Stdio::piped()).spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                stop(&mut children);
+                return Err(format!("starting child {index}: {e}"));
+            }
+        };
+        let Some(stdout) = child.stdout.take() else {
+            stop(&mut children);
+            return Err(format!("child {index}: no stdout"));
+        };
+        children.push(child);
+        let tx = tx.clone();
+        let slot = children.len() - 1;
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<L>(&line) {
+                    Ok(parsed) => {
+                        if tx.send((slot, parsed)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => eprintln!("flood: child {slot}: {line}"),
+                }
+            }
+        }));
+    }
+    drop(tx);
+    Ok((children, readers, rx))
+}
+
+/// Waits for the children; an error names each that failed.
+pub(crate) fn wait_children(children: &mut [Child]) -> Result<(), String> {
     let mut failures = Vec::new();
     for (index, child) in children.iter_mut().enumerate() {
         match child.wait() {
@@ -499,15 +527,11 @@ pub(crate) fn run_children<S: DeserializeOwned + Send + 'static>(
             Err(e) => failures.push(format!("child {index}: {e}")),
         }
     }
-    if !failures.is_empty() {
-        return Err(failures.join("; "));
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
     }
-    let summaries = summaries
-        .into_iter()
-        .enumerate()
-        .map(|(index, s)| s.ok_or_else(|| format!("child {index} printed no summary")))
-        .collect::<Result<Vec<S>, String>>()?;
-    Ok((summaries, pid_stats, own_cpu))
 }
 
 /// Ends the children started so far (after a failure to start another).

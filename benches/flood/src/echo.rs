@@ -118,11 +118,7 @@ fn raw_plan(
         opening,
         kind,
         first_user,
-        targets: common.targets.clone(),
-        sources: driver::sources(common)?,
-        tls: driver::tls(common)?,
-        path,
-        handshake_timeout: Duration::from_millis(common.handshake_timeout_ms),
+        endpoints: driver::endpoints(common, path)?,
         start: Instant::now(),
         latencies: Latencies::new()?,
     })
@@ -143,7 +139,7 @@ fn run_echo(args: &EchoArgs) -> Result<EchoSummary, String> {
     let kind = Kind::Echo { window: args.window, size: args.size };
     let plan =
         raw_plan(common, args.connections, Opening::Rate(args.connect_rate), kind, args.path.clone(), 0)?;
-    let handshake_timeout = plan.handshake_timeout;
+    let handshake_timeout = plan.endpoints.handshake_timeout;
     let (shared, workers) = start_raw(plan)?;
     let counters = &shared.traffic;
     let ramp_deadline = start

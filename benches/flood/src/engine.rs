@@ -9,34 +9,20 @@
 //! closing everything. It merges its latency histograms into the process's
 //! once a second, for the progress lines.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use gateway_auth::Signer;
-use mio::{Events, Poll, Token as MioToken};
-use protocol::{DeviceId, Token, UserId};
+use mio::{Poll, Registry, Token as MioToken};
 use rustls::pki_types::ServerName;
-use slab::Slab;
 
-use crate::conn::{Conn, Ctx, End, OpenParams, Rng, CLOSE_TIMEOUT};
+use crate::conn::{Conn, End, CLOSE_TIMEOUT};
 use crate::stats::{Phase, Shared};
 use crate::traffic::{Flow, Latencies, Mode, Spec};
-
-/// Token lifetime: a day, as the brief's tokens.
-const TOKEN_TTL_SECS: u64 = 86_400;
-/// Most connections one loop turn opens, so events keep being served when
-/// the schedule is behind.
-const MAX_OPENS_PER_TURN: u64 = 256;
-/// Longest poll wait: how fast a thread sees a phase change.
-const MAX_WAIT: Duration = Duration::from_millis(50);
-/// How often a thread merges its latency histograms into the process's.
-const MERGE_EVERY: Duration = Duration::from_secs(1);
+use crate::worker::{self, Driven, Endpoints, Worker, MAX_OPENS_PER_TURN};
 
 /// What every thread of a process shares.
 #[derive(Debug)]
@@ -48,13 +34,7 @@ pub(crate) struct Plan {
     pub(crate) rate: f64,
     /// User id of session 0.
     pub(crate) first_user: u64,
-    pub(crate) targets: Vec<SocketAddr>,
-    pub(crate) sources: Vec<IpAddr>,
-    /// For wss: the client settings, and the name to verify (`None`: the
-    /// target's IP address).
-    pub(crate) tls: Option<(Arc<rustls::ClientConfig>, Option<ServerName<'static>>)>,
-    pub(crate) path: String,
-    pub(crate) handshake_timeout: Duration,
+    pub(crate) endpoints: Endpoints,
     pub(crate) signer: Signer,
     /// When session 0 is due.
     pub(crate) start: Instant,
@@ -71,95 +51,81 @@ impl Plan {
     }
 }
 
+impl Driven for Conn {
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn register(&mut self, registry: &Registry, token: MioToken) -> Result<(), String> {
+        Conn::register(self, registry, token)
+    }
+
+    /// A storm reconnect that fails goes down again for a retry.
+    fn retry(&mut self, end: &End, shared: &Shared, now: Instant) -> bool {
+        let End::Error(kind) = end else { return false };
+        if shared.phase() != Phase::Close && self.retry_reconnect(shared, now) {
+            shared.error(&format!("reconnect_retry_{kind}"));
+            return true;
+        }
+        false
+    }
+
+    fn finish(&self, end: &End, shared: &Shared) {
+        shared.traffic.replays_dropped.fetch_add(self.replays_dropped(), Relaxed);
+        worker::count_end(end, self.authenticated, shared);
+    }
+}
+
+/// Starts the plan's worker threads.
+pub(crate) fn spawn(
+    plan: &Arc<Plan>,
+    shared: &Arc<Shared>,
+) -> Result<Vec<JoinHandle<io::Result<()>>>, String> {
+    let (plan, shared) = (Arc::clone(plan), Arc::clone(shared));
+    crate::driver::spawn(plan.threads, move |thread| run(&plan, thread, &shared))
+}
+
 /// Runs thread `thread` of the plan until the close phase is over.
 pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
-    let mut conns: Slab<Conn> = Slab::new();
-    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
-    let mut scratch = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    let mut rng = Rng::new(seed ^ (thread.wrapping_add(1)).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let accept = crate::ws::accept_for(crate::ws::UPGRADE_KEY);
-    let server_names: Vec<ServerName<'static>> = plan
-        .targets
-        .iter()
-        .map(|t| match &plan.tls {
-            Some((_, Some(name))) => name.clone(),
-            _ => ServerName::IpAddress(t.ip().into()),
-        })
-        .collect();
-
-    let mut latencies = plan.latencies.clone();
+    let mut w: Worker<Conn> = Worker::new(thread, &plan.latencies)?;
+    let server_names = plan.endpoints.server_names();
     let mut next = thread;
     let mut close_deadline: Option<Instant> = None;
     let mut traffic_started = plan.traffic.is_none();
     let mut setup_done = plan.traffic.is_none_or(|spec| spec.mode != Mode::Group);
     let mut storm_done = plan.traffic.is_none_or(|spec| spec.mode != Mode::Storm);
-    let mut next_merge = Instant::now() + MERGE_EVERY;
     loop {
         let now = Instant::now();
-        if now >= next_merge {
-            next_merge = now + MERGE_EVERY;
-            shared.traffic.merge(&latencies);
-            latencies.reset();
-        }
+        w.merge_if_due(shared, now);
         // Group setup: the creators send GROUP_CREATE.
         if !setup_done && shared.phase() == Phase::Setup {
             setup_done = true;
-            let mut ctx = Ctx {
-                shared,
-                scratch: &mut scratch,
-                out: &mut out,
-                rng: &mut rng,
-                now,
-                accept: &accept,
-                latencies: &mut latencies,
-            };
-            let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
-            for key in keys {
-                let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.setup(&mut ctx)));
-                settle(key, result, &mut conns, &mut timers, shared, now);
-            }
+            w.each(shared, now, Conn::setup);
         }
         // The storm: drop the chosen live sessions, each with its reconnect time.
         if !storm_done {
             if let (Some(spec), Some(at)) = (plan.traffic, storm_start(plan, shared)) {
                 storm_done = true;
-                for (key, conn) in conns.iter_mut() {
-                    let Some(rank) = spec.storm_rank(conn.index) else { continue };
-                    let reconnect_at = at + Duration::from_secs_f64(rank as f64 / spec.reconnect_rate);
-                    if conn.storm_drop(shared, reconnect_at) {
-                        timers.push(Reverse((conn.deadline, key)));
+                w.each(shared, now, |conn, ctx| {
+                    if let Some(rank) = spec.storm_rank(conn.index) {
+                        let reconnect_at = at + Duration::from_secs_f64(rank as f64 / spec.reconnect_rate);
+                        conn.storm_drop(ctx.shared, reconnect_at);
                     }
-                }
+                    Ok(())
+                });
             }
         }
         // The hold began: start every live session's traffic (sessions that
         // authenticate later start at AUTH_OK).
         if !traffic_started && shared.phase() == Phase::Hold {
             traffic_started = true;
-            let mut ctx = Ctx {
-                shared,
-                scratch: &mut scratch,
-                out: &mut out,
-                rng: &mut rng,
-                now,
-                accept: &accept,
-                latencies: &mut latencies,
-            };
-            let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
-            for key in keys {
-                let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.start_traffic(&mut ctx)));
-                settle(key, result, &mut conns, &mut timers, shared, now);
-            }
+            w.each(shared, now, Conn::start_traffic);
         }
         // Open what is due.
         if close_deadline.is_none() {
             let mut opened = 0;
             while next < plan.sessions && plan.due(next) <= now && opened < MAX_OPENS_PER_TURN {
-                open(plan, next, now, &server_names, shared, &mut poll, &mut conns, &mut timers);
+                open(plan, next, now, &server_names, shared, &mut w);
                 next += plan.threads;
                 opened += 1;
             }
@@ -167,109 +133,26 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
         // Close once the hold is over.
         if close_deadline.is_none() && shared.phase() == Phase::Close {
             close_deadline = Some(now + CLOSE_TIMEOUT + Duration::from_secs(1));
-            let mut ctx = Ctx {
-                shared,
-                scratch: &mut scratch,
-                out: &mut out,
-                rng: &mut rng,
-                now,
-                accept: &accept,
-                latencies: &mut latencies,
-            };
-            let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
-            for key in keys {
-                let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.start_close(&mut ctx)));
-                settle(key, result, &mut conns, &mut timers, shared, now);
-            }
+            w.each(shared, now, Conn::start_close);
         }
         if let Some(deadline) = close_deadline {
-            if conns.is_empty() || now >= deadline {
-                for conn in conns.drain() {
-                    finish(&conn, &End::Closed { clean: false }, shared);
-                }
-                shared.traffic.merge(&latencies);
-                latencies.reset();
+            if w.conns.is_empty() || now >= deadline {
+                w.finish_all(shared);
                 return Ok(());
             }
         }
 
-        let mut wait = MAX_WAIT;
-        if close_deadline.is_none() && next < plan.sessions {
-            wait = wait.min(plan.due(next).saturating_duration_since(now));
+        let due = (close_deadline.is_none() && next < plan.sessions).then(|| plan.due(next));
+        if !w.wait(due, now)? {
+            continue;
         }
-        if let Some(Reverse((when, _))) = timers.peek() {
-            wait = wait.min(when.saturating_duration_since(now));
-        }
-        match poll.poll(&mut events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-
-        let now = Instant::now();
-        let mut ctx = Ctx {
-            shared,
-            scratch: &mut scratch,
-            out: &mut out,
-            rng: &mut rng,
-            now,
-            accept: &accept,
-            latencies: &mut latencies,
-        };
-        for event in events.iter() {
-            let key = event.token().0;
-            let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.on_ready(&mut ctx)));
-            settle(key, result, &mut conns, &mut timers, shared, now);
-        }
-        while let Some(&Reverse((when, key))) = timers.peek() {
-            if when > now {
-                break;
+        w.dispatch(shared, Conn::on_ready, |key, conn, ctx, poll| {
+            if conn.is_down() {
+                reconnect(plan, conn, key, ctx.now, &server_names, poll)
+            } else {
+                conn.on_timer(ctx)
             }
-            timers.pop();
-            // A timer whose connection moved its deadline (or is gone) is stale.
-            let result = conns.get_mut(key).filter(|conn| conn.deadline == when).map(|conn| {
-                if conn.is_down() {
-                    (when, reconnect(plan, conn, key, now, &server_names, &poll))
-                } else {
-                    (when, conn.on_timer(&mut ctx))
-                }
-            });
-            settle(key, result, &mut conns, &mut timers, shared, now);
-        }
-    }
-}
-
-/// After a connection handled something (`result`: its deadline before and
-/// the outcome): push its timer if the deadline moved, or remove and count
-/// it if it ended. Old heap entries stay and are skipped when they pop.
-/// A storm reconnect that fails goes down again for a retry instead.
-fn settle(
-    key: usize,
-    result: Option<(Instant, Result<(), End>)>,
-    conns: &mut Slab<Conn>,
-    timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
-    shared: &Shared,
-    now: Instant,
-) {
-    match result {
-        None => {}
-        Some((before, Ok(()))) => {
-            if let Some(conn) = conns.get(key).filter(|conn| conn.deadline != before) {
-                timers.push(Reverse((conn.deadline, key)));
-            }
-        }
-        Some((_, Err(end))) => {
-            if let (Some(conn), End::Error(kind)) = (conns.get_mut(key), &end) {
-                if shared.phase() != Phase::Close && conn.retry_reconnect(shared, now) {
-                    shared.error(&format!("reconnect_retry_{kind}"));
-                    timers.push(Reverse((conn.deadline, key)));
-                    return;
-                }
-            }
-            if let Some(conn) = conns.try_remove(key) {
-                finish(&conn, &end, shared);
-            }
-        }
+        });
     }
 }
 
@@ -292,86 +175,35 @@ fn reconnect(
     if plan.traffic.is_none() {
         return Err(End::error("reconnect_without_traffic"));
     }
-    let params =
-        params_for(plan, conn.index, server_names).ok_or_else(|| End::error("reconnect_no_target"))?;
+    let params = plan
+        .endpoints
+        .params_for(conn.index, server_names)
+        .ok_or_else(|| End::error("reconnect_no_target"))?;
     conn.reconnect(&params, now).map_err(End::Error)?;
     conn.register(poll.registry(), MioToken(key)).map_err(End::Error)
 }
 
-/// Where session `i` connects: its target and source, round-robin.
-fn params_for<'a>(plan: &'a Plan, i: u64, server_names: &[ServerName<'static>]) -> Option<OpenParams<'a>> {
-    let pick = |n: usize| usize::try_from(i).unwrap_or(0) % n.max(1);
-    let target_index = pick(plan.targets.len());
-    let target = *plan.targets.get(target_index)?;
-    let source = plan.sources.get(pick(plan.sources.len())).copied();
-    let tls = plan.tls.as_ref().and_then(|(config, _)| {
-        server_names.get(target_index).map(|name| (Arc::clone(config), name.clone()))
-    });
-    Some(OpenParams { target, source, tls, path: &plan.path, handshake_timeout: plan.handshake_timeout })
-}
-
-/// Counts how a connection ended.
-fn finish(conn: &Conn, end: &End, shared: &Shared) {
-    shared.traffic.replays_dropped.fetch_add(conn.replays_dropped(), Relaxed);
-    if conn.authenticated {
-        shared.live.fetch_sub(1, Relaxed);
-    }
-    match end {
-        End::Closed { clean: true } => {
-            shared.closed_clean.fetch_add(1, Relaxed);
-        }
-        End::Closed { clean: false } => {
-            shared.closed_unclean.fetch_add(1, Relaxed);
-        }
-        End::Error(kind) if conn.authenticated => {
-            shared.dropped.fetch_add(1, Relaxed);
-            shared.error(&format!("dropped_{kind}"));
-        }
-        End::Error(kind) => {
-            shared.failed.fetch_add(1, Relaxed);
-            shared.error(kind);
-        }
-    }
-}
-
 /// Opens session `i`: mints its token, creates and registers the socket.
-#[allow(clippy::too_many_arguments)]
 fn open(
     plan: &Plan,
     i: u64,
     now: Instant,
     server_names: &[ServerName<'static>],
     shared: &Shared,
-    poll: &mut Poll,
-    conns: &mut Slab<Conn>,
-    timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    w: &mut Worker<Conn>,
 ) {
     shared.attempted.fetch_add(1, Relaxed);
-    let Some(params) = params_for(plan, i, server_names) else { return fail(shared, "no_target") };
-    let issued_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let user = plan.first_user + i;
-    let minted = plan.signer.mint(UserId(user), DeviceId(1), issued_at, TOKEN_TTL_SECS);
-    let token = match Token::new(Bytes::from(minted.into_bytes())) {
-        Ok(token) => token,
-        Err(_) => return fail(shared, "token"),
+    let Some(params) = plan.endpoints.params_for(i, server_names) else {
+        return worker::fail(shared, "no_target");
     };
-    let entry = conns.vacant_entry();
-    let key = entry.key();
+    let Some(token) = worker::mint(&plan.signer, plan.first_user + i) else {
+        return worker::fail(shared, "token");
+    };
     // Chat pairs user 2k with 2k + 1 (the first user is even); groups are
     // consecutive users.
     let flow = plan.traffic.map(|spec| Flow::for_session(spec, i, plan.first_user));
-    let mut conn = match Conn::open(&params, token, flow, i, now) {
-        Ok(conn) => conn,
-        Err(kind) => return fail(shared, &kind),
-    };
-    if let Err(kind) = conn.register(poll.registry(), MioToken(key)) {
-        return fail(shared, &kind);
+    match Conn::open(&params, token, flow, i, now) {
+        Ok(conn) => w.insert(shared, conn),
+        Err(kind) => worker::fail(shared, &kind),
     }
-    timers.push(Reverse((conn.deadline, key)));
-    entry.insert(conn);
-}
-
-fn fail(shared: &Shared, kind: &str) {
-    shared.failed.fetch_add(1, Relaxed);
-    shared.error(kind);
 }

@@ -205,11 +205,7 @@ fn run(args: &GroupArgs, sessions: u64) -> Result<GroupSummary, String> {
                 size: args.payload,
             },
             first_user: args.first_user,
-            targets: common.targets.clone(),
-            sources: driver::sources(common)?,
-            tls: driver::tls(common)?,
-            path,
-            handshake_timeout,
+            endpoints: driver::endpoints(common, path)?,
             start,
             latencies: Latencies::new()?,
         };
@@ -226,11 +222,7 @@ fn run(args: &GroupArgs, sessions: u64) -> Result<GroupSummary, String> {
             sessions,
             rate: args.connect_rate,
             first_user: args.first_user,
-            targets: common.targets.clone(),
-            sources: driver::sources(common)?,
-            tls: driver::tls(common)?,
-            path,
-            handshake_timeout,
+            endpoints: driver::endpoints(common, path)?,
             signer: crate::scenarios::signer(key, args.key_id)?,
             start,
             traffic: Some(spec),
@@ -343,9 +335,7 @@ fn run(args: &GroupArgs, sessions: u64) -> Result<GroupSummary, String> {
 
 /// Starts the protocol workers of `plan`.
 pub(crate) fn start_engine(plan: Plan) -> Result<driver::Running, String> {
-    let plan = Arc::new(plan);
     let shared = Arc::new(Shared::new());
-    let (p, s) = (Arc::clone(&plan), Arc::clone(&shared));
-    let workers = driver::spawn(plan.threads, move |thread| crate::engine::run(&p, thread, &s))?;
+    let workers = crate::engine::spawn(&Arc::new(plan), &shared)?;
     Ok((shared, workers))
 }

@@ -25,10 +25,11 @@
 //!
 //! Modules: `cli` and `args` (arguments), `source` (`--source` ranges),
 //! `ws` (client side of RFC 6455), `transport` (socket, TLS, buffers),
-//! `conn` (one protocol connection), `engine` (one thread's poll loop for
-//! them), `raw` and `rawloop` (raw WebSocket connections and their loop),
-//! `stats` (counters, summary, `/proc`), `multi` (`--processes` for
-//! connect), `driver` (progress lines, summaries and children of the newer
+//! `conn` (one protocol connection), `worker` (what the two poll loops
+//! share), `engine` (one thread's poll loop for them), `raw` and
+//! `rawloop` (raw WebSocket connections and their loop), `stats`
+//! (counters, summary, `/proc`), `multi` (`--processes` for connect),
+//! `driver` (progress lines, summaries and children of the newer
 //! scenarios), `traffic` (message traffic, tags, latencies), `report`
 //! (percentiles, `--pid`, tables), `scenarios` (chat, fill, sync), `echo`
 //! (echo, handshake), `group`, `storm`.
@@ -50,6 +51,7 @@ mod stats;
 mod storm;
 mod traffic;
 mod transport;
+mod worker;
 mod ws;
 
 use std::io::Write as _;
@@ -65,6 +67,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use crate::cli::{Cli, Command, ConnectArgs};
 use crate::engine::Plan;
 use crate::stats::{Phase, Progress, Shared, Summary};
+use crate::worker::Endpoints;
 
 /// Open files a process needs besides its connections (stdio, poll, eventfd,
 /// files read at start).
@@ -172,26 +175,20 @@ fn run_connect(args: &ConnectArgs) -> Result<Summary, String> {
         sessions: args.sessions,
         rate: args.rate,
         first_user: args.first_user,
-        targets: args.targets.clone(),
-        sources,
-        tls,
-        path: args.path.clone(),
-        handshake_timeout,
+        endpoints: Endpoints {
+            targets: args.targets.clone(),
+            sources,
+            tls,
+            path: args.path.clone(),
+            handshake_timeout,
+        },
         signer,
         start,
         traffic: None,
         latencies: traffic::Latencies::new()?,
     });
     let shared = Arc::new(Shared::new());
-    let mut workers = Vec::new();
-    for thread in 0..args.threads {
-        let (plan, shared) = (Arc::clone(&plan), Arc::clone(&shared));
-        let worker = std::thread::Builder::new()
-            .name(format!("flood-{thread}"))
-            .spawn(move || engine::run(&plan, thread, &shared))
-            .map_err(|e| format!("starting a worker thread: {e}"))?;
-        workers.push(worker);
-    }
+    let workers = engine::spawn(&plan, &shared)?;
 
     // The ramp ends when every session is authenticated or failed, or at
     // this deadline (every connection has its own deadline well before it).
@@ -239,13 +236,7 @@ fn run_connect(args: &ConnectArgs) -> Result<Summary, String> {
             }
         }
     }
-    for worker in workers {
-        match worker.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("worker thread: {e}")),
-            Err(_) => return Err("a worker thread panicked".to_owned()),
-        }
-    }
+    driver::join(workers)?;
 
     let end = Instant::now();
     let (ramp_time, ramp_complete) = ramp.unwrap_or((end - start, false));

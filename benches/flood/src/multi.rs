@@ -8,12 +8,11 @@
 //! its stderr is flood's. Each child holds for `--hold` seconds after its
 //! own ramp; the children ramp in parallel, so their holds overlap.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::cli::ConnectArgs;
+use crate::driver;
 use crate::stats::{Progress, Summary};
 use crate::ChildLine;
 
@@ -22,43 +21,14 @@ pub(crate) fn run(args: &ConnectArgs) -> Result<Summary, String> {
     let exe = std::env::current_exe().map_err(|e| format!("locating flood's own binary: {e}"))?;
     let processes = args.processes;
     let rate = args.rate / processes as f64;
-    let (tx, rx) = mpsc::channel::<(usize, ChildLine)>();
-    let mut children: Vec<Child> = Vec::new();
-    let mut readers = Vec::new();
     let mut offset = 0;
-    for index in 0..processes {
+    let command_lines = (0..processes).map(|index| {
         let sessions = args.sessions / processes + u64::from(index < args.sessions % processes);
         let child_args = args.child_args(sessions, args.first_user + offset, rate);
         offset += sessions;
-        let mut child = match Command::new(&exe).args(&child_args).stdout(Stdio::piped()).spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                stop(&mut children);
-                return Err(format!("starting child {index}: {e}"));
-            }
-        };
-        let Some(stdout) = child.stdout.take() else {
-            stop(&mut children);
-            return Err(format!("child {index}: no stdout"));
-        };
-        children.push(child);
-        let tx = tx.clone();
-        let slot = children.len() - 1;
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<ChildLine>(&line) {
-                    Ok(parsed) => {
-                        if tx.send((slot, parsed)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => eprintln!("flood: child {slot}: {line}"),
-                }
-            }
-        }));
-    }
-    drop(tx);
+        child_args
+    });
+    let (mut children, readers, rx) = driver::spawn_children::<ChildLine>(&exe, command_lines)?;
 
     let start = Instant::now();
     let count = children.len();
@@ -97,17 +67,7 @@ pub(crate) fn run(args: &ConnectArgs) -> Result<Summary, String> {
     for reader in readers {
         let _ = reader.join();
     }
-    let mut failures = Vec::new();
-    for (index, child) in children.iter_mut().enumerate() {
-        match child.wait() {
-            Ok(status) if status.success() => {}
-            Ok(status) => failures.push(format!("child {index} exited with {status}")),
-            Err(e) => failures.push(format!("child {index}: {e}")),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(failures.join("; "));
-    }
+    driver::wait_children(&mut children)?;
     let mut summaries = summaries.into_iter();
     let Some(Some(mut total)) = summaries.next() else {
         return Err("child 0 printed no summary".to_owned());
@@ -118,12 +78,4 @@ pub(crate) fn run(args: &ConnectArgs) -> Result<Summary, String> {
     }
     total.rate = args.rate;
     Ok(total)
-}
-
-/// Ends the children started so far (after a failure to start another).
-fn stop(children: &mut [Child]) {
-    for child in children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }

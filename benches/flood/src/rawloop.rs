@@ -7,30 +7,19 @@
 //! Handshakes keep at most `concurrency / T` connections in progress and
 //! end the thread when all are done.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use gateway_auth::Signer;
-use mio::{Events, Poll, Token as MioToken};
-use protocol::{DeviceId, Token, UserId};
+use mio::{Registry, Token as MioToken};
 use rustls::pki_types::ServerName;
-use slab::Slab;
 
-use crate::conn::{Ctx, End, OpenParams, Rng, CLOSE_TIMEOUT};
+use crate::conn::{End, CLOSE_TIMEOUT};
 use crate::raw::{EchoState, HubState, RawConn, Role};
 use crate::stats::{Phase, Shared};
 use crate::traffic::Latencies;
-
-const TOKEN_TTL_SECS: u64 = 86_400;
-const MAX_OPENS_PER_TURN: u64 = 256;
-const MAX_WAIT: Duration = Duration::from_millis(50);
-const MERGE_EVERY: Duration = Duration::from_secs(1);
+use crate::worker::{self, Driven, Endpoints, Worker, MAX_OPENS_PER_TURN};
 
 /// How connections are opened.
 #[derive(Debug, Clone, Copy)]
@@ -73,220 +62,114 @@ pub(crate) struct RawPlan {
     /// First user (handshake) or first room id (hub: a room is named after
     /// its first member's number, `first_user + g·G`).
     pub(crate) first_user: u64,
-    pub(crate) targets: Vec<SocketAddr>,
-    pub(crate) sources: Vec<IpAddr>,
-    pub(crate) tls: Option<(Arc<rustls::ClientConfig>, Option<ServerName<'static>>)>,
-    /// WebSocket path (hub: the rooms' prefix, `/hub`).
-    pub(crate) path: String,
-    pub(crate) handshake_timeout: Duration,
+    /// The path is the rooms' prefix (`/hub`) for the hub.
+    pub(crate) endpoints: Endpoints,
     pub(crate) start: Instant,
     pub(crate) latencies: Latencies,
+}
+
+impl Driven for RawConn {
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn register(&mut self, registry: &Registry, token: MioToken) -> Result<(), String> {
+        self.transport().register(registry, token)
+    }
+
+    /// Counts how it ended (echo: what it had in flight is lost).
+    fn finish(&self, end: &End, shared: &Shared) {
+        let lost = self.inflight() as u64;
+        if lost > 0 {
+            shared.traffic.send_errors.fetch_add(lost, Relaxed);
+            shared.error("echo_lost_in_flight");
+        }
+        worker::count_end(end, self.open, shared);
+    }
 }
 
 /// Runs thread `thread` until the close phase is over (handshakes: until
 /// every connection is done).
 pub(crate) fn run(plan: &RawPlan, thread: u64, shared: &Shared) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
-    let mut conns: Slab<RawConn> = Slab::new();
-    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
-    let mut scratch = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    let mut rng = Rng::new(seed ^ (thread.wrapping_add(1)).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let accept = crate::ws::accept_for(crate::ws::UPGRADE_KEY);
-    let server_names: Vec<ServerName<'static>> = plan
-        .targets
-        .iter()
-        .map(|t| match &plan.tls {
-            Some((_, Some(name))) => name.clone(),
-            _ => ServerName::IpAddress(t.ip().into()),
-        })
-        .collect();
-    let mut latencies = plan.latencies.clone();
+    let mut w: Worker<RawConn> = Worker::new(thread, &plan.latencies)?;
+    let server_names = plan.endpoints.server_names();
     let mut next = thread;
     let mut sending = false;
     let mut close_deadline: Option<Instant> = None;
-    let mut next_merge = Instant::now() + MERGE_EVERY;
     loop {
         let now = Instant::now();
-        if now >= next_merge {
-            next_merge = now + MERGE_EVERY;
-            shared.traffic.merge(&latencies);
-            latencies.reset();
-        }
+        w.merge_if_due(shared, now);
         let phase = shared.phase();
-        let mut ctx = Ctx {
-            shared,
-            scratch: &mut scratch,
-            out: &mut out,
-            rng: &mut rng,
-            now,
-            accept: &accept,
-            latencies: &mut latencies,
-        };
         if (phase == Phase::Hold) != sending {
             sending = phase == Phase::Hold;
-            let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
-            for key in keys {
-                let result =
-                    conns.get_mut(key).map(|conn| (conn.deadline, conn.start_traffic(&mut ctx, sending)));
-                settle(key, result, &mut conns, &mut timers, shared);
-            }
+            w.each(shared, now, |conn, ctx| conn.start_traffic(ctx, sending));
         }
         if close_deadline.is_none() && phase != Phase::Close {
             let mut opened = 0;
             while next < plan.total && opened < MAX_OPENS_PER_TURN {
                 let due = match plan.opening {
                     Opening::Rate(rate) => plan.start + Duration::from_secs_f64(next as f64 / rate) <= now,
-                    Opening::Concurrency(bound) => (conns.len() as u64) < bound.div_ceil(plan.threads).max(1),
+                    Opening::Concurrency(bound) => {
+                        (w.conns.len() as u64) < bound.div_ceil(plan.threads).max(1)
+                    }
                 };
                 if !due {
                     break;
                 }
-                open(plan, next, now, &server_names, shared, &poll, &mut conns, &mut timers);
+                open(plan, next, now, &server_names, shared, &mut w);
                 next += plan.threads;
                 opened += 1;
             }
         }
         if close_deadline.is_none() && phase == Phase::Close {
             close_deadline = Some(now + CLOSE_TIMEOUT + Duration::from_secs(1));
-            let keys: Vec<usize> = conns.iter().map(|(key, _)| key).collect();
-            for key in keys {
-                let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.start_close(&mut ctx)));
-                settle(key, result, &mut conns, &mut timers, shared);
-            }
+            w.each(shared, now, RawConn::start_close);
         }
         let handshakes_done =
-            matches!(plan.opening, Opening::Concurrency(_)) && next >= plan.total && conns.is_empty();
-        if handshakes_done || close_deadline.is_some_and(|d| conns.is_empty() || now >= d) {
-            for conn in conns.drain() {
-                finish(&conn, &End::Closed { clean: false }, shared);
-            }
-            shared.traffic.merge(&latencies);
+            matches!(plan.opening, Opening::Concurrency(_)) && next >= plan.total && w.conns.is_empty();
+        if handshakes_done || close_deadline.is_some_and(|d| w.conns.is_empty() || now >= d) {
+            w.finish_all(shared);
             return Ok(());
         }
 
-        let mut wait = MAX_WAIT;
-        if let (Opening::Rate(rate), true) = (plan.opening, next < plan.total && close_deadline.is_none()) {
-            let due = plan.start + Duration::from_secs_f64(next as f64 / rate);
-            wait = wait.min(due.saturating_duration_since(now));
-        }
-        if let Some(Reverse((when, _))) = timers.peek() {
-            wait = wait.min(when.saturating_duration_since(now));
-        }
-        match poll.poll(&mut events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        let now = Instant::now();
-        let mut ctx = Ctx {
-            shared,
-            scratch: &mut scratch,
-            out: &mut out,
-            rng: &mut rng,
-            now,
-            accept: &accept,
-            latencies: &mut latencies,
+        let due = match plan.opening {
+            Opening::Rate(rate) if next < plan.total && close_deadline.is_none() => {
+                Some(plan.start + Duration::from_secs_f64(next as f64 / rate))
+            }
+            _ => None,
         };
-        for event in events.iter() {
-            let key = event.token().0;
-            let result = conns.get_mut(key).map(|conn| (conn.deadline, conn.on_ready(&mut ctx, sending)));
-            settle(key, result, &mut conns, &mut timers, shared);
+        if !w.wait(due, now)? {
+            continue;
         }
-        while let Some(&Reverse((when, key))) = timers.peek() {
-            if when > now {
-                break;
-            }
-            timers.pop();
-            let result = conns
-                .get_mut(key)
-                .filter(|conn| conn.deadline == when)
-                .map(|conn| (when, conn.on_timer(&mut ctx, sending)));
-            settle(key, result, &mut conns, &mut timers, shared);
-        }
-    }
-}
-
-/// Pushes a moved deadline, or removes and counts an ended connection.
-fn settle(
-    key: usize,
-    result: Option<(Instant, Result<(), End>)>,
-    conns: &mut Slab<RawConn>,
-    timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
-    shared: &Shared,
-) {
-    match result {
-        None => {}
-        Some((before, Ok(()))) => {
-            if let Some(conn) = conns.get(key).filter(|conn| conn.deadline != before) {
-                timers.push(Reverse((conn.deadline, key)));
-            }
-        }
-        Some((_, Err(end))) => {
-            if let Some(conn) = conns.try_remove(key) {
-                finish(&conn, &end, shared);
-            }
-        }
-    }
-}
-
-/// Counts how a connection ended (echo: what it had in flight is lost).
-fn finish(conn: &RawConn, end: &End, shared: &Shared) {
-    let lost = conn.inflight() as u64;
-    if lost > 0 {
-        shared.traffic.send_errors.fetch_add(lost, Relaxed);
-        shared.error("echo_lost_in_flight");
-    }
-    if conn.open {
-        shared.live.fetch_sub(1, Relaxed);
-    }
-    match end {
-        End::Closed { clean: true } => {
-            shared.closed_clean.fetch_add(1, Relaxed);
-        }
-        End::Closed { clean: false } => {
-            shared.closed_unclean.fetch_add(1, Relaxed);
-        }
-        End::Error(kind) if conn.open => {
-            shared.dropped.fetch_add(1, Relaxed);
-            shared.error(&format!("dropped_{kind}"));
-        }
-        End::Error(kind) => {
-            shared.failed.fetch_add(1, Relaxed);
-            shared.error(kind);
-        }
+        w.dispatch(
+            shared,
+            |conn, ctx| conn.on_ready(ctx, sending),
+            |_, conn, ctx, _| conn.on_timer(ctx, sending),
+        );
     }
 }
 
 /// Opens connection `i`.
-#[allow(clippy::too_many_arguments)]
 fn open(
     plan: &RawPlan,
     i: u64,
     now: Instant,
     server_names: &[ServerName<'static>],
     shared: &Shared,
-    poll: &Poll,
-    conns: &mut Slab<RawConn>,
-    timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    w: &mut Worker<RawConn>,
 ) {
     shared.attempted.fetch_add(1, Relaxed);
-    let pick = |n: usize| usize::try_from(i).unwrap_or(0) % n.max(1);
-    let target_index = pick(plan.targets.len());
-    let Some(&target) = plan.targets.get(target_index) else { return fail(shared, "no_target") };
-    let source = plan.sources.get(pick(plan.sources.len())).copied();
-    let tls = plan.tls.as_ref().and_then(|(config, _)| {
-        server_names.get(target_index).map(|name| (Arc::clone(config), name.clone()))
-    });
-    let mut path = plan.path.clone();
+    let Some(mut params) = plan.endpoints.params_for(i, server_names) else {
+        return worker::fail(shared, "no_target");
+    };
+    let hub_path;
     let role = match &plan.kind {
         Kind::Echo { window, size } => Role::Echo(EchoState::new(*window, *size)),
         Kind::Hub { group_size, senders, interval, size } => {
             let size_g = (*group_size).max(1);
             let (group, member) = (i / size_g, i % size_g);
-            path = format!("{}/{}", plan.path.trim_end_matches('/'), plan.first_user + group * size_g);
+            hub_path = format!("{}/{}", params.path.trim_end_matches('/'), plan.first_user + group * size_g);
+            params.path = &hub_path;
             let (room, member32) =
                 (u32::try_from(group).unwrap_or(u32::MAX), u32::try_from(member).unwrap_or(0));
             Role::Hub(Box::new(HubState::new(room, member32, member < *senders, *interval, *size)))
@@ -294,34 +177,16 @@ fn open(
         Kind::Handshake { signer, users } => {
             let hello = match signer {
                 None => None,
-                Some(signer) => {
-                    let issued = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-                    let user = plan.first_user + i % (*users).max(1);
-                    let minted = signer.mint(UserId(user), DeviceId(1), issued, TOKEN_TTL_SECS);
-                    match Token::new(Bytes::from(minted.into_bytes())) {
-                        Ok(token) => Some(token),
-                        Err(_) => return fail(shared, "token"),
-                    }
-                }
+                Some(signer) => match worker::mint(signer, plan.first_user + i % (*users).max(1)) {
+                    Some(token) => Some(token),
+                    None => return worker::fail(shared, "token"),
+                },
             };
             Role::Handshake { hello }
         }
     };
-    let params = OpenParams { target, source, tls, path: &path, handshake_timeout: plan.handshake_timeout };
-    let entry = conns.vacant_entry();
-    let key = entry.key();
-    let mut conn = match RawConn::open(&params, role, now) {
-        Ok(conn) => conn,
-        Err(kind) => return fail(shared, &kind),
-    };
-    if let Err(kind) = conn.transport().register(poll.registry(), MioToken(key)) {
-        return fail(shared, &kind);
+    match RawConn::open(&params, role, now) {
+        Ok(conn) => w.insert(shared, conn),
+        Err(kind) => worker::fail(shared, &kind),
     }
-    timers.push(Reverse((conn.deadline, key)));
-    entry.insert(conn);
-}
-
-fn fail(shared: &Shared, kind: &str) {
-    shared.failed.fetch_add(1, Relaxed);
-    shared.error(kind);
 }

@@ -19,6 +19,7 @@ use crate::engine::Plan;
 use crate::report::{ChatSummary, Percentiles, SyncSummary};
 use crate::stats::{self, Phase, Shared};
 use crate::traffic::{Latencies, Mode, Spec, STAMP_LEN};
+use crate::worker::Endpoints;
 
 /// How often the driver looks at the counters.
 const TICK: Duration = Duration::from_millis(5);
@@ -76,30 +77,6 @@ pub(crate) fn signer(path: &std::path::Path, key_id: u32) -> Result<Signer, Stri
     Signer::from_pkcs8(key_id, &key).map_err(|e| format!("--signing-key {}: {e}", path.display()))
 }
 
-fn spawn(plan: &Arc<Plan>, shared: &Arc<Shared>) -> Result<Vec<JoinHandle<std::io::Result<()>>>, String> {
-    let mut workers = Vec::new();
-    for thread in 0..plan.threads {
-        let (plan, shared) = (Arc::clone(plan), Arc::clone(shared));
-        let worker = std::thread::Builder::new()
-            .name(format!("flood-{thread}"))
-            .spawn(move || crate::engine::run(&plan, thread, &shared))
-            .map_err(|e| format!("starting a worker thread: {e}"))?;
-        workers.push(worker);
-    }
-    Ok(workers)
-}
-
-fn join(workers: Vec<JoinHandle<std::io::Result<()>>>) -> Result<(), String> {
-    for worker in workers {
-        match worker.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("worker thread: {e}")),
-            Err(_) => return Err("a worker thread panicked".to_owned()),
-        }
-    }
-    Ok(())
-}
-
 fn run_chat(args: &ChatArgs) -> Result<ChatSummary, String> {
     let signer = signer(&args.signing_key, args.key_id)?;
     let sources = match &args.source {
@@ -116,18 +93,20 @@ fn run_chat(args: &ChatArgs) -> Result<ChatSummary, String> {
         sessions: args.sessions,
         rate: args.connect_rate,
         first_user: args.first_user,
-        targets: args.targets.clone(),
-        sources,
-        tls: None,
-        path: args.path.clone(),
-        handshake_timeout,
+        endpoints: Endpoints {
+            targets: args.targets.clone(),
+            sources,
+            tls: None,
+            path: args.path.clone(),
+            handshake_timeout,
+        },
         signer,
         start,
         traffic: Some(spec),
         latencies: Latencies::new()?,
     });
     let shared = Arc::new(Shared::new());
-    let workers = spawn(&plan, &shared)?;
+    let workers = crate::engine::spawn(&plan, &shared)?;
     let counters = &shared.traffic;
 
     let ramp_deadline = start
@@ -183,7 +162,7 @@ fn run_chat(args: &ChatArgs) -> Result<ChatSummary, String> {
             last_acked = acked;
         }
     }
-    join(workers)?;
+    crate::driver::join(workers)?;
 
     let end = Instant::now();
     let progress = shared.progress();
@@ -317,11 +296,13 @@ pub(crate) fn sync(args: &SyncArgs) -> Result<(), String> {
         sessions: 1,
         rate: 1.0,
         first_user: args.user,
-        targets: vec![args.target],
-        sources: Vec::new(),
-        tls: None,
-        path: args.path.clone(),
-        handshake_timeout: Duration::from_secs(15),
+        endpoints: Endpoints {
+            targets: vec![args.target],
+            sources: Vec::new(),
+            tls: None,
+            path: args.path.clone(),
+            handshake_timeout: Duration::from_secs(15),
+        },
         signer,
         start,
         traffic: Some(spec),
@@ -330,7 +311,7 @@ pub(crate) fn sync(args: &SyncArgs) -> Result<(), String> {
     let gateway_cpu = || args.gateway_pid.and_then(stats::pid_cpu_secs);
     let cpu0 = gateway_cpu();
     let shared = Arc::new(Shared::new());
-    let workers = spawn(&plan, &shared)?;
+    let workers = crate::engine::spawn(&plan, &shared)?;
     let counters = &shared.traffic;
     let deadline = start + Duration::from_secs_f64(args.timeout);
     let mut cpu1 = None;
@@ -362,7 +343,7 @@ pub(crate) fn sync(args: &SyncArgs) -> Result<(), String> {
             );
         }
     }
-    join(workers)?;
+    crate::driver::join(workers)?;
 
     let progress = shared.progress();
     let synced = counters.synced.load(Relaxed) > 0;
