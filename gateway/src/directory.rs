@@ -88,6 +88,8 @@ impl Directory {
         let replaced = match entry.devices.iter_mut().find(|(d, _)| *d == device) {
             Some(slot) => Some(std::mem::replace(&mut slot.1, session)).filter(|old| *old != session),
             None => {
+                // Most users have one device: no room for four.
+                entry.devices.reserve_exact(1);
                 entry.devices.push((device, session));
                 None
             }

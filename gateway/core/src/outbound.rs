@@ -107,20 +107,21 @@ pub struct Outbound {
     queued: usize,
     /// The message being built this turn: `HEADER_ROOM` bytes, then frames.
     batch: BytesMut,
-    /// Parts of this turn's message already cut from `batch` because a shared
-    /// tail follows them: owned segments and shared tails, in order. Empty
-    /// unless the turn queued a shared tail.
-    parts: Vec<Bytes>,
-    /// Bytes in `parts` (a message is at most 1 MiB; u32 keeps the session
-    /// small).
-    parts_len: u32,
     live_paused: bool,
+    /// When this turn's message holds a shared tail: the index in `chunks` of
+    /// its header, a placeholder until the message is sealed (nothing is
+    /// written between a push and the seal that ends the turn, so the index
+    /// stays valid). The owned segments and tails after it are already queued.
+    open_message: Option<u32>,
+    /// Payload bytes of the open message already in `chunks` (a message is at
+    /// most 1 MiB; u32 keeps the session small).
+    open_len: u32,
 }
 
 impl Outbound {
     /// Bytes waiting, sealed or not.
     pub fn len(&self) -> usize {
-        self.queued + self.message_len()
+        self.queued + self.batch_payload()
     }
 
     /// Whether nothing waits.
@@ -174,12 +175,22 @@ impl Outbound {
         }
         self.make_room(size);
         self.batch.extend_from_slice(head);
-        // Cut the batch here (its reserved header room stays in the first
-        // part until the message is sealed).
-        let segment = self.batch.split().freeze();
-        self.parts_len += u32::try_from(segment.len() + tail.len()).unwrap_or(u32::MAX);
-        self.parts.push(segment);
-        self.parts.push(tail);
+        let mut segment = self.batch.split().freeze();
+        if self.open_message.is_none() {
+            // The message's header goes in front of everything: a placeholder
+            // now, the real one at the seal. The batch's reserved room is
+            // not needed any more.
+            self.open_message = u32::try_from(self.chunks.len()).ok();
+            self.chunks.push_back(Chunk::Header { bytes: [0; HEADER_ROOM], start: 0, end: 0 });
+            segment.advance(HEADER_ROOM.min(segment.len()));
+        }
+        let added = segment.len() + tail.len();
+        self.open_len = self.open_len.saturating_add(u32::try_from(added).unwrap_or(u32::MAX));
+        self.queued += added;
+        if !segment.is_empty() {
+            self.chunks.push_back(Chunk::Bytes(segment));
+        }
+        self.chunks.push_back(Chunk::Bytes(tail));
         Queued::Accepted
     }
 
@@ -189,14 +200,22 @@ impl Outbound {
         if self.message_len() > 0 && self.message_len() + size > MAX_MESSAGE {
             self.seal();
         }
-        if self.parts.is_empty() && self.batch.is_empty() {
+        if self.open_message.is_none() && self.batch.is_empty() {
             self.batch.resize(HEADER_ROOM, 0);
+        }
+    }
+
+    /// Payload bytes in `batch` (without its reserved header room).
+    fn batch_payload(&self) -> usize {
+        match self.open_message {
+            Some(_) => self.batch.len(),
+            None => self.batch.len().saturating_sub(HEADER_ROOM),
         }
     }
 
     /// Payload bytes of this turn's message so far.
     fn message_len(&self) -> usize {
-        (self.parts_len as usize + self.batch.len()).saturating_sub(HEADER_ROOM)
+        self.open_len as usize + self.batch_payload()
     }
 
     /// Queues a WebSocket message of `shared` with an inline header.
@@ -282,47 +301,35 @@ impl Outbound {
     /// one contiguous `Bytes` with no copy.
     fn seal(&mut self) {
         let payload = self.message_len();
+        let (header, header_len) = server_header(OpCode::Binary, payload);
+        if let Some(index) = self.open_message.take() {
+            // A message with shared tails: its parts are queued; patch the
+            // placeholder header and queue what the batch still holds.
+            let end = u8::try_from(header_len).unwrap_or(10);
+            if let Some(slot) = self.chunks.get_mut(index as usize) {
+                *slot = Chunk::Header { bytes: header, start: 0, end };
+            }
+            self.queued += header_len;
+            self.open_len = 0;
+            if !self.batch.is_empty() {
+                let rest = self.batch.split().freeze();
+                self.queued += rest.len();
+                self.chunks.push_back(Chunk::Bytes(rest));
+            }
+            return;
+        }
         if payload == 0 {
             self.batch.clear();
-            self.parts.clear();
-            self.parts_len = 0;
             return;
         }
-        let (header, header_len) = server_header(OpCode::Binary, payload);
         let start = HEADER_ROOM - header_len;
-        let mut first = match self.parts.is_empty() {
-            true => self.batch.split(),
-            false => BytesMut::new(),
-        };
-        if self.parts.is_empty() {
-            if let (Some(room), Some(header)) = (first.get_mut(start..HEADER_ROOM), header.get(..header_len))
-            {
-                room.copy_from_slice(header);
-            }
-            first.advance(start);
-            self.queued += first.len();
-            self.chunks.push_back(Chunk::Bytes(first.freeze()));
-            return;
+        if let (Some(room), Some(header)) = (self.batch.get_mut(start..HEADER_ROOM), header.get(..header_len))
+        {
+            room.copy_from_slice(header);
         }
-        // A message with shared tails: an inline header, then the parts (the
-        // first one without its unused header room), then the rest of the batch.
-        let end = u8::try_from(header_len).unwrap_or(10);
-        self.chunks.push_back(Chunk::Header { bytes: header, start: 0, end });
-        self.queued += header_len;
-        for (i, mut part) in self.parts.drain(..).enumerate() {
-            if i == 0 {
-                part.advance(HEADER_ROOM.min(part.len()));
-            }
-            if !part.is_empty() {
-                self.queued += part.len();
-                self.chunks.push_back(Chunk::Bytes(part));
-            }
-        }
-        self.parts_len = 0;
-        first = self.batch.split();
-        if !first.is_empty() {
-            self.queued += first.len();
-            self.chunks.push_back(Chunk::Bytes(first.freeze()));
-        }
+        let mut message = self.batch.split();
+        message.advance(start);
+        self.queued += message.len();
+        self.chunks.push_back(Chunk::Bytes(message.freeze()));
     }
 }

@@ -14,7 +14,7 @@ use backend_store::{
     ReadCursor, Request, SendMessage as StoreSend,
 };
 use gateway_core::Class;
-use protocol::{Capabilities, ErrorCode, Frame, GroupId, Note, Presence, SendError, Seq, Timestamp, UserId};
+use protocol::{Capabilities, ErrorCode, Frame, GroupId, Note, Presence, SendError, Seq, UserId};
 
 use super::Worker;
 use crate::directory::SessionRef;
@@ -231,7 +231,7 @@ impl Worker {
                 self.store_call(key, Request::Ack(StoreAck { user, device, up_to }), Pending::Receipts);
             }
             gateway_core::Action::Synced => {
-                let since = conn.extras.as_ref().map_or(Timestamp(0), |extras| extras.previous_connect);
+                let since = protocol::Timestamp(u64::from(conn.previous_connect_secs) * 1_000);
                 self.store_call(key, Request::Cursors { user, since }, Pending::Cursors);
             }
             _ => {}

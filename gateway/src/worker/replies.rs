@@ -219,7 +219,7 @@ impl Worker {
         };
         let generation = conn.generation;
         conn.capabilities = u8::try_from(capabilities.0).unwrap_or(0);
-        conn.extras().previous_connect = connected.previous_connect;
+        conn.previous_connect_secs = u32::try_from(connected.previous_connect.0 / 1_000).unwrap_or(u32::MAX);
         let me = SessionRef { worker: self.index, key, generation };
         let auth_ok = protocol::AuthOk {
             version,
