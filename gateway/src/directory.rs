@@ -13,6 +13,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 
 use protocol::{DeviceId, PresenceStatus, Timestamp, UserId, Visibility};
+use smallvec::SmallVec;
 
 /// A session somewhere on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,25 +28,54 @@ pub struct SessionRef {
 
 const SHARDS: usize = 64;
 
-/// What the node knows of one user.
+/// What the node knows of one user: kept small, since every connected user
+/// has one (72 bytes; the first device inline, what only some users need
+/// boxed).
 #[derive(Debug, Default)]
 struct UserEntry {
-    /// Connected devices.
-    devices: Vec<(DeviceId, SessionRef)>,
-    /// Sessions watching this user's presence.
-    watchers: Vec<SessionRef>,
+    /// Connected devices (one inline: most users have one).
+    devices: SmallVec<[(DeviceId, SessionRef); 1]>,
     /// When the last device left (ms), 0 while connected or never seen here.
     left_at: u64,
-    /// Whether watchers were last told "online".
-    announced_online: bool,
-    visibility: Option<Visibility>,
+    /// `ANNOUNCED`, `VISIBILITY_KNOWN`, `HIDDEN`.
+    flags: u8,
+    /// Watchers and the prekey-fetch budget, for the users that have them.
+    social: Option<Box<Social>>,
+}
+
+/// Watchers told "online" (so "offline" is announced after the grace period).
+const ANNOUNCED: u8 = 1;
+/// The user's visibility was read from the store.
+const VISIBILITY_KNOWN: u8 = 2;
+/// Visibility `nobody`.
+const HIDDEN: u8 = 4;
+
+/// The parts of a [`UserEntry`] only some users need.
+#[derive(Debug, Default)]
+struct Social {
+    /// Sessions watching this user's presence.
+    watchers: Vec<SessionRef>,
     /// PREKEY_FETCH token bucket: tokens and the time (ms) they were counted.
     fetch_tokens: (f64, u64),
 }
 
 impl UserEntry {
     fn is_idle(&self) -> bool {
-        self.devices.is_empty() && self.watchers.is_empty() && self.left_at == 0
+        self.devices.is_empty()
+            && self.social.as_ref().is_none_or(|s| s.watchers.is_empty())
+            && self.left_at == 0
+    }
+
+    fn watchers(&self) -> &[SessionRef] {
+        self.social.as_ref().map_or(&[], |social| &social.watchers)
+    }
+
+    fn social(&mut self) -> &mut Social {
+        self.social.get_or_insert_with(Box::default)
+    }
+
+    fn hidden(&self) -> bool {
+        self.flags & HIDDEN != 0
     }
 }
 
@@ -88,15 +118,13 @@ impl Directory {
         let replaced = match entry.devices.iter_mut().find(|(d, _)| *d == device) {
             Some(slot) => Some(std::mem::replace(&mut slot.1, session)).filter(|old| *old != session),
             None => {
-                // Most users have one device: no room for four.
-                entry.devices.reserve_exact(1);
                 entry.devices.push((device, session));
                 None
             }
         };
         entry.left_at = 0;
-        let came_online = !entry.announced_online;
-        entry.announced_online = true;
+        let came_online = entry.flags & ANNOUNCED == 0;
+        entry.flags |= ANNOUNCED;
         (replaced, came_online)
     }
 
@@ -111,9 +139,13 @@ impl Directory {
     ) {
         let mut shard = self.shard(user);
         let entry = shard.entry(user).or_default();
-        entry.visibility = Some(visibility);
+        entry.flags |= VISIBILITY_KNOWN;
+        match visibility {
+            Visibility::Nobody => entry.flags |= HIDDEN,
+            Visibility::Everyone => entry.flags &= !HIDDEN,
+        }
         if came_online && visibility == Visibility::Everyone && !entry.devices.is_empty() {
-            watchers.extend_from_slice(&entry.watchers);
+            watchers.extend_from_slice(entry.watchers());
         }
     }
 
@@ -127,7 +159,7 @@ impl Directory {
     ) -> PresenceView {
         let mut shard = self.shard(user);
         let entry = shard.entry(user).or_default();
-        watchers.extend_from_slice(&entry.watchers);
+        watchers.extend_from_slice(entry.watchers());
         view(entry, now_ms, grace_ms)
     }
 
@@ -164,8 +196,9 @@ impl Directory {
     pub fn watch(&self, user: UserId, watcher: SessionRef, now_ms: u64, grace_ms: u64) -> PresenceView {
         let mut shard = self.shard(user);
         let entry = shard.entry(user).or_default();
-        if !entry.watchers.contains(&watcher) {
-            entry.watchers.push(watcher);
+        let social = entry.social();
+        if !social.watchers.contains(&watcher) {
+            social.watchers.push(watcher);
         }
         view(entry, now_ms, grace_ms)
     }
@@ -174,7 +207,9 @@ impl Directory {
     pub fn unwatch(&self, user: UserId, watcher: SessionRef) {
         let mut shard = self.shard(user);
         if let Some(entry) = shard.get_mut(&user) {
-            entry.watchers.retain(|w| *w != watcher);
+            if let Some(social) = entry.social.as_mut() {
+                social.watchers.retain(|w| *w != watcher);
+            }
             if entry.is_idle() {
                 shard.remove(&user);
             }
@@ -192,13 +227,12 @@ impl Directory {
     ) -> Option<PresenceView> {
         let mut shard = self.shard(user);
         let entry = shard.get_mut(&user)?;
-        if !entry.devices.is_empty() || entry.left_at != left_at || !entry.announced_online {
+        if !entry.devices.is_empty() || entry.left_at != left_at || entry.flags & ANNOUNCED == 0 {
             return None;
         }
-        entry.announced_online = false;
-        watchers.extend_from_slice(&entry.watchers);
-        let hidden = entry.visibility == Some(Visibility::Nobody);
-        let last_seen = if hidden { 0 } else { left_at };
+        entry.flags &= !ANNOUNCED;
+        watchers.extend_from_slice(entry.watchers());
+        let last_seen = if entry.hidden() { 0 } else { left_at };
         Some(PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(last_seen) })
     }
 
@@ -206,16 +240,16 @@ impl Directory {
     /// burst `per_min`); false when empty.
     pub fn take_fetch_token(&self, user: UserId, now_ms: u64, per_min: u32) -> bool {
         let mut shard = self.shard(user);
-        let entry = shard.entry(user).or_default();
+        let social = shard.entry(user).or_default().social();
         let capacity = f64::from(per_min);
-        let (tokens, at) = entry.fetch_tokens;
+        let (tokens, at) = social.fetch_tokens;
         let tokens = if at == 0 {
             capacity
         } else {
             (tokens + now_ms.saturating_sub(at) as f64 * capacity / 60_000.0).min(capacity)
         };
         let allowed = tokens >= 1.0;
-        entry.fetch_tokens = (if allowed { tokens - 1.0 } else { tokens }, now_ms);
+        social.fetch_tokens = (if allowed { tokens - 1.0 } else { tokens }, now_ms);
         allowed
     }
 
@@ -232,7 +266,7 @@ impl Directory {
 
 /// What a watcher may see of `entry` now.
 fn view(entry: &UserEntry, now_ms: u64, grace_ms: u64) -> PresenceView {
-    if entry.visibility == Some(Visibility::Nobody) {
+    if entry.hidden() {
         return PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(0) };
     }
     let online = !entry.devices.is_empty() || (entry.left_at != 0 && now_ms < entry.left_at + grace_ms);
@@ -289,6 +323,12 @@ mod tests {
         assert!(watchers.is_empty(), "a hidden user is never announced");
         let hidden = dir.watch(UserId(7), W, 3_000, 50);
         assert_eq!(hidden, PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(0) });
+    }
+
+    #[test]
+    fn a_user_entry_stays_small() {
+        let size = std::mem::size_of::<UserEntry>();
+        assert!(size <= 72, "UserEntry grew to {size} bytes");
     }
 
     #[test]
