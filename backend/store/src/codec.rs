@@ -82,13 +82,24 @@ impl ConvKey {
 }
 
 /// Builds a key or value.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Enc(pub(crate) Vec<u8>);
+
+/// Bytes an [`Enc`] starts with room for: every key and fixed-size value
+/// fits (the longest, an expiry record of one message, is 38 bytes plus 20
+/// per inbox entry), so building one costs one allocation, not a few growths.
+const ENC_CAPACITY: usize = 64;
+
+impl Default for Enc {
+    fn default() -> Self {
+        Self(Vec::with_capacity(ENC_CAPACITY))
+    }
+}
 
 impl Enc {
     /// Starts with a one-byte tag.
     pub(crate) fn tag(tag: u8) -> Self {
-        Self(vec![tag])
+        Self::default().u8(tag)
     }
     /// Appends a byte.
     pub(crate) fn u8(mut self, v: u8) -> Self {

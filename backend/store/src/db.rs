@@ -111,6 +111,14 @@ impl Db {
         Ok(self.ks(ks).get(key).map_err(engine)?.map(|v| v.to_vec()))
     }
 
+    /// The last committed key starting with `prefix`.
+    pub(crate) fn last_key(&self, ks: Ks, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.ks(ks).prefix(prefix).next_back() {
+            Some(guard) => Ok(Some(guard.key().map_err(engine)?.to_vec())),
+            None => Ok(None),
+        }
+    }
+
     /// Committed pairs with `start <= key < end` (no end bound if `end` is
     /// empty), at most `limit`, in key order.
     pub(crate) fn scan(&self, ks: Ks, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StoreError> {
@@ -128,18 +136,125 @@ impl Db {
     }
 }
 
-/// The writer's cache of committed meta records (`None`: known absent).
-pub(crate) type MetaCache = HashMap<Vec<u8>, Option<Vec<u8>>>;
+/// Entries of each writer cache above which that cache is cleared (the store
+/// is the truth; this only bounds memory).
+const CACHE_MAX: usize = META_CACHE_MAX;
 
-type Slot = (Ks, Vec<u8>);
+/// Keyspaces, in [`Ks`] order (the overlay's index).
+const KEYSPACES: usize = 9;
+
+/// The writer's caches of committed values. Each only ever holds what the
+/// last successful commit left on disk for a key (entered after the commit,
+/// cleared on a failed one), so a hit answers exactly what the engine would.
+///
+/// - `meta`: meta records read or written (`None`: known absent).
+/// - `refs`, `inbox`: reference counts and inbox entries this writer
+///   committed and nobody has deleted yet. A delete drops the entry; a miss
+///   reads the engine. They let an Ack find the entries it removes and the
+///   counts it decrements without engine reads: the entries were written a
+///   moment ago by the Send they answer.
+/// - `dedup_max`: per sending device (`user device`, the first 12 bytes of
+///   its dedup keys), the highest client id among its committed dedup
+///   records (0: none). Records are only ever added by this writer or
+///   deleted (expiry), so it stays an upper bound, and a Send with a higher
+///   client id (clients count up) is known new without an engine read.
+#[derive(Debug, Default)]
+pub(crate) struct MetaCache {
+    meta: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    refs: HashMap<Vec<u8>, Vec<u8>>,
+    inbox: HashMap<Vec<u8>, Vec<u8>>,
+    dedup_max: HashMap<[u8; DEDUP_DEVICE], u64>,
+}
+
+/// Bytes of a dedup key that name the device (`user device`).
+const DEDUP_DEVICE: usize = 12;
+
+/// A dedup key's device prefix and client id.
+fn dedup_parts(key: &[u8]) -> Option<([u8; DEDUP_DEVICE], u64)> {
+    let (device, rest) = key.split_first_chunk::<DEDUP_DEVICE>()?;
+    let client_id: &[u8; 8] = rest.try_into().ok()?;
+    Some((*device, u64::from_be_bytes(*client_id)))
+}
+
+impl MetaCache {
+    /// An empty cache.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Entries held.
+    pub(crate) fn len(&self) -> usize {
+        self.meta.len() + self.refs.len() + self.inbox.len() + self.dedup_max.len()
+    }
+
+    fn clear(&mut self) {
+        self.meta.clear();
+        self.refs.clear();
+        self.inbox.clear();
+        self.dedup_max.clear();
+    }
+
+    /// The committed value of `key`, if this cache knows it.
+    fn get(&self, ks: Ks, key: &[u8]) -> Option<Option<&[u8]>> {
+        match ks {
+            Ks::Meta => self.meta.get(key).map(Option::as_deref),
+            Ks::Refs => self.refs.get(key).map(|v| Some(v.as_slice())),
+            Ks::Inbox => self.inbox.get(key).map(|v| Some(v.as_slice())),
+            _ => None,
+        }
+    }
+
+    /// Records a committed write.
+    fn committed(&mut self, ks: Ks, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let positive = match ks {
+            Ks::Meta => {
+                bounded_insert(&mut self.meta, key, value);
+                return;
+            }
+            Ks::Dedup => {
+                // Only a device whose maximum is known can raise it: an
+                // unknown one may have higher records on disk.
+                if let (Some(_), Some((device, client_id))) = (value, dedup_parts(&key)) {
+                    if let Some(max) = self.dedup_max.get_mut(&device) {
+                        *max = (*max).max(client_id);
+                    }
+                }
+                return;
+            }
+            Ks::Refs => &mut self.refs,
+            Ks::Inbox => &mut self.inbox,
+            _ => return,
+        };
+        match value {
+            Some(value) => bounded_insert(positive, key, value),
+            None => {
+                positive.remove(&key);
+            }
+        }
+    }
+}
+
+fn bounded_insert<V>(map: &mut HashMap<Vec<u8>, V>, key: Vec<u8>, value: V) {
+    if map.len() >= CACHE_MAX && !map.contains_key(&key) {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A slot's overlay state before the current request wrote it (`None`: not in
+/// the overlay).
+type Undo = (Ks, Vec<u8>, Option<Option<Vec<u8>>>);
 
 /// One group commit being built; see the module doc.
 pub(crate) struct Tx<'a> {
     db: &'a Db,
     cache: &'a mut MetaCache,
-    overlay: BTreeMap<Slot, Option<Vec<u8>>>,
+    /// This batch's writes, one map per keyspace (in `ALL` order).
+    overlay: [Overlay; KEYSPACES],
     /// Previous overlay state of each slot the current request touched.
-    undo: Vec<(Slot, Option<Option<Vec<u8>>>)>,
+    undo: Vec<Undo>,
     /// The batch's clock (ms since the Unix epoch).
     pub(crate) now: u64,
     /// Message bodies this batch deletes (for metrics).
@@ -150,14 +265,57 @@ pub(crate) struct Tx<'a> {
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tx").field("writes", &self.overlay.len()).finish_non_exhaustive()
+        let writes: usize = self.overlay.iter().map(BTreeMap::len).sum();
+        f.debug_struct("Tx").field("writes", &writes).finish_non_exhaustive()
     }
 }
+
+const ALL: [Ks; KEYSPACES] = [
+    Ks::Meta,
+    Ks::Messages,
+    Ks::Refs,
+    Ks::Inbox,
+    Ks::Dedup,
+    Ks::ConvLog,
+    Ks::Mailbox,
+    Ks::Prekeys,
+    Ks::Expiry,
+];
 
 impl<'a> Tx<'a> {
     /// Starts a batch at time `now`.
     pub(crate) fn new(db: &'a Db, cache: &'a mut MetaCache, now: u64) -> Self {
-        Self { db, cache, overlay: BTreeMap::new(), undo: Vec::new(), now, deleted: 0, expired: 0 }
+        Self { db, cache, overlay: Default::default(), undo: Vec::new(), now, deleted: 0, expired: 0 }
+    }
+
+    fn overlay(&self, ks: Ks) -> &Overlay {
+        let [meta, messages, refs, inbox, dedup, convlog, mailbox, prekeys, expiry] = &self.overlay;
+        match ks {
+            Ks::Meta => meta,
+            Ks::Messages => messages,
+            Ks::Refs => refs,
+            Ks::Inbox => inbox,
+            Ks::Dedup => dedup,
+            Ks::ConvLog => convlog,
+            Ks::Mailbox => mailbox,
+            Ks::Prekeys => prekeys,
+            Ks::Expiry => expiry,
+        }
+    }
+
+    fn overlay_mut(&mut self, ks: Ks) -> &mut Overlay {
+        let [meta, messages, refs, inbox, dedup, convlog, mailbox, prekeys, expiry] = &mut self.overlay;
+        match ks {
+            Ks::Meta => meta,
+            Ks::Messages => messages,
+            Ks::Refs => refs,
+            Ks::Inbox => inbox,
+            Ks::Dedup => dedup,
+            Ks::ConvLog => convlog,
+            Ks::Mailbox => mailbox,
+            Ks::Prekeys => prekeys,
+            Ks::Expiry => expiry,
+        }
     }
 
     /// Starts a request: its writes can be undone until the next `begin`.
@@ -167,37 +325,64 @@ impl<'a> Tx<'a> {
 
     /// Undoes the current request's writes.
     pub(crate) fn rollback(&mut self) {
-        while let Some((slot, previous)) = self.undo.pop() {
+        while let Some((ks, key, previous)) = self.undo.pop() {
             match previous {
-                Some(value) => self.overlay.insert(slot, value),
-                None => self.overlay.remove(&slot),
+                Some(value) => self.overlay_mut(ks).insert(key, value),
+                None => self.overlay_mut(ks).remove(&key),
             };
         }
     }
 
+    /// The value of `key` as this batch sees it, if known without reading the
+    /// engine (this batch's writes, then the writer's cache).
+    pub(crate) fn known(&self, ks: Ks, key: &[u8]) -> Option<Option<&[u8]>> {
+        if let Some(value) = self.overlay(ks).get(key) {
+            return Some(value.as_deref());
+        }
+        self.cache.get(ks, key)
+    }
+
     /// The value of `key` as this batch sees it.
     pub(crate) fn get(&mut self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(value) = self.overlay.get(&(ks, key.to_vec())) {
-            return Ok(value.clone());
+        if let Some(value) = self.known(ks, key) {
+            return Ok(value.map(<[u8]>::to_vec));
         }
+        let value = self.db.get(ks, key)?;
         if ks == Ks::Meta {
-            if let Some(value) = self.cache.get(key) {
-                return Ok(value.clone());
-            }
-            let value = self.db.get(ks, key)?;
-            if self.cache.len() >= META_CACHE_MAX {
-                self.cache.clear();
-            }
-            self.cache.insert(key.to_vec(), value.clone());
-            return Ok(value);
+            self.cache.committed(ks, key.to_vec(), value.clone());
         }
-        self.db.get(ks, key)
+        Ok(value)
+    }
+
+    /// Whether the dedup record `key` (`user device client_id`) is certainly
+    /// absent as this batch sees it, without reading it: its client id is
+    /// above every committed record of the device and this batch has not
+    /// written it. `false` means "maybe present": read it.
+    pub(crate) fn dedup_absent(&mut self, key: &[u8]) -> Result<bool, StoreError> {
+        let Some((device, client_id)) = dedup_parts(key) else {
+            return Ok(false);
+        };
+        if self.overlay(Ks::Dedup).contains_key(key) {
+            return Ok(false);
+        }
+        let max = match self.cache.dedup_max.get(&device) {
+            Some(max) => *max,
+            None => {
+                let last = self.db.last_key(Ks::Dedup, &device)?;
+                let max = last.as_deref().and_then(dedup_parts).map_or(0, |(_, id)| id);
+                if self.cache.dedup_max.len() >= CACHE_MAX {
+                    self.cache.dedup_max.clear();
+                }
+                self.cache.dedup_max.insert(device, max);
+                max
+            }
+        };
+        Ok(client_id > max)
     }
 
     fn write(&mut self, ks: Ks, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let slot = (ks, key);
-        let previous = self.overlay.insert(slot.clone(), value);
-        self.undo.push((slot, previous));
+        let previous = self.overlay_mut(ks).insert(key.clone(), value);
+        self.undo.push((ks, key, previous));
     }
 
     /// Sets `key`.
@@ -212,16 +397,15 @@ impl<'a> Tx<'a> {
 
     /// Pairs with `start <= key < end` as this batch sees them, at most `limit`.
     pub(crate) fn range(&self, ks: Ks, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StoreError> {
-        let lo = (ks, start.to_vec());
-        let pending: Vec<(&Slot, &Option<Vec<u8>>)> = self
-            .overlay
-            .range(lo..)
-            .take_while(|((k, key), _)| *k == ks && (end.is_empty() || key.as_slice() < end))
+        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
+            .overlay(ks)
+            .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+            .take_while(|(key, _)| end.is_empty() || key.as_slice() < end)
             .collect();
         // Each overlay delete can hide at most one committed pair: read that many more.
         let committed = self.db.scan(ks, start, end, limit.saturating_add(pending.len()))?;
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = committed.into_iter().collect();
-        for ((_, key), value) in pending {
+        for (key, value) in pending {
             match value {
                 Some(v) => merged.insert(key.clone(), v.clone()),
                 None => merged.remove(key),
@@ -230,24 +414,28 @@ impl<'a> Tx<'a> {
         Ok(merged.into_iter().take(limit).collect())
     }
 
-    /// Writes the batch atomically with `mode`; on success the meta writes
-    /// enter the cache, on failure the cache is cleared.
+    /// Writes the batch atomically with `mode`; on success the writes enter
+    /// the cache, on failure the cache is cleared.
     pub(crate) fn commit(self, mode: PersistMode) -> Result<(), StoreError> {
-        let mut batch = self.db.db.batch().durability(Some(mode));
-        for ((ks, key), value) in &self.overlay {
-            match value {
-                Some(v) => batch.insert(self.db.ks(*ks), key.as_slice(), v.as_slice()),
-                None => batch.remove(self.db.ks(*ks), key.as_slice()),
+        let writes: usize = self.overlay.iter().map(BTreeMap::len).sum();
+        let mut batch =
+            fjall::OwnedWriteBatch::with_capacity(self.db.db.clone(), writes).durability(Some(mode));
+        for (ks, overlay) in ALL.into_iter().zip(&self.overlay) {
+            let handle = self.db.ks(ks);
+            for (key, value) in overlay {
+                match value {
+                    Some(v) => batch.insert(handle, key.as_slice(), v.as_slice()),
+                    None => batch.remove(handle, key.as_slice()),
+                }
             }
         }
         match batch.commit() {
             Ok(()) => {
-                if self.cache.len() >= META_CACHE_MAX {
-                    self.cache.clear();
-                }
-                for ((ks, key), value) in self.overlay {
-                    if ks == Ks::Meta {
-                        self.cache.insert(key, value);
+                for (ks, overlay) in ALL.into_iter().zip(self.overlay) {
+                    if matches!(ks, Ks::Meta | Ks::Refs | Ks::Inbox | Ks::Dedup) {
+                        for (key, value) in overlay {
+                            self.cache.committed(ks, key, value);
+                        }
                     }
                 }
                 Ok(())
@@ -261,6 +449,6 @@ impl<'a> Tx<'a> {
 
     /// Whether the batch writes anything.
     pub(crate) fn is_empty(&self) -> bool {
-        self.overlay.is_empty()
+        self.overlay.iter().all(BTreeMap::is_empty)
     }
 }

@@ -138,8 +138,10 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
         return Err(StoreError::Engine("payload over MAX_PAYLOAD".into()));
     }
     let dkey = dedup_key(req.user, req.device, req.client_id);
-    if let Some(bytes) = tx.get(Ks::Dedup, &dkey)? {
-        return duplicate(tx, &bytes, req.user, req.device);
+    if !tx.dedup_absent(&dkey)? {
+        if let Some(bytes) = tx.get(Ks::Dedup, &dkey)? {
+            return duplicate(tx, &bytes, req.user, req.device);
+        }
     }
     let mut targets = Vec::new();
     let conv = ConvKey::of(req.user, req.to);
@@ -208,6 +210,48 @@ fn duplicate(tx: &mut Tx<'_>, record: &[u8], user: UserId, device: DeviceId) -> 
     Ok(Sent { message, duplicate: true, deliveries: Vec::new(), receipts: Vec::new() })
 }
 
+/// Most seqs one Ack resolves through the writer's cache before it falls
+/// back to a range scan.
+const ACK_CACHED: u64 = 1024;
+
+/// The inbox entries with `from <= seq <= to`, in seq order. Inbox keys are
+/// fixed-width (`user device seq`), so that range holds exactly these seqs'
+/// keys: when the batch or the writer's cache knows every one of them (the
+/// usual case, the Send that wrote them was a moment ago), no engine read is
+/// needed; otherwise one range scan.
+fn acked_entries(
+    tx: &mut Tx<'_>,
+    user: UserId,
+    device: DeviceId,
+    from: u64,
+    to: u64,
+) -> Result<crate::db::Pairs, StoreError> {
+    if to - from < ACK_CACHED {
+        let mut pairs = Vec::new();
+        let mut complete = true;
+        for seq in from..=to {
+            let key = inbox_key(user, device, seq);
+            match tx.known(Ks::Inbox, &key) {
+                Some(Some(value)) => {
+                    let value = value.to_vec();
+                    pairs.push((key, value));
+                }
+                Some(None) => {}
+                None => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if complete {
+            return Ok(pairs);
+        }
+    }
+    let start = inbox_key(user, device, from);
+    let end = inbox_key(user, device, to + 1);
+    tx.range(Ks::Inbox, &start, &end, usize::MAX)
+}
+
 /// Ack: removes entries up to `up_to` (clamped to the head), releases their
 /// messages, and moves the user's delivered cursors.
 pub(crate) fn ack(tx: &mut Tx<'_>, req: Ack) -> Result<Vec<ReceiptNote>, StoreError> {
@@ -216,10 +260,8 @@ pub(crate) fn ack(tx: &mut Tx<'_>, req: Ack) -> Result<Vec<ReceiptNote>, StoreEr
     if up_to <= state.acked {
         return Ok(Vec::new());
     }
-    let start = inbox_key(req.user, req.device, state.acked + 1);
-    let end = inbox_key(req.user, req.device, up_to + 1);
     let mut highest: Vec<(Conversation, u64)> = Vec::new();
-    for (key, value) in tx.range(Ks::Inbox, &start, &end, usize::MAX)? {
+    for (key, value) in acked_entries(tx, req.user, req.device, state.acked + 1, up_to)? {
         let entry = Entry::decode(&value)?;
         tx.del(Ks::Inbox, key);
         release(tx, entry.message)?;

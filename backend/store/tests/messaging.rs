@@ -89,6 +89,45 @@ fn dedup_returns_original_even_after_reopen() {
 }
 
 #[test]
+fn dedup_and_acks_across_reopen_with_client_ids_out_of_order() {
+    // The writer knows a device's highest committed client id and only then
+    // skips the dedup read; acks take entries from its cache when it has
+    // them. Both must agree with the disk across a reopen (cold caches).
+    let dir = tempfile::tempdir().unwrap();
+    let (ten, twenty) = {
+        let store = Store::open(config(dir.path())).unwrap();
+        two_by_two(&store);
+        let ten = send(&store, A, 1, 10, direct(B), b"ten");
+        let twenty = send(&store, A, 1, 20, direct(B), b"twenty");
+        assert!(!send(&store, A, 1, 15, direct(B), b"fifteen").duplicate, "below the max, still new");
+        assert!(send(&store, A, 1, 15, direct(B), b"again").duplicate);
+        ack(&store, B, 1, 1); // from the cache
+        (ten, twenty)
+    };
+    let store = Store::open(config(dir.path())).unwrap();
+    for (id, original) in [(10, &ten), (20, &twenty)] {
+        let again = send(&store, A, 1, id, direct(B), b"retry");
+        assert!(again.duplicate);
+        assert_eq!(again.message.id, original.message.id);
+    }
+    assert!(send(&store, A, 1, 15, direct(B), b"again").duplicate);
+    assert!(!send(&store, A, 1, 21, direct(B), b"new").duplicate);
+    assert!(send(&store, A, 1, 21, direct(B), b"again").duplicate);
+    assert!(!send(&store, A, 1, 5, direct(B), b"low").duplicate);
+    let deleted = || store.metrics().messages_deleted.load(Ordering::Relaxed);
+    // Entries 2..=3 were written before the reopen (engine), 4..=5 after (cache).
+    ack(&store, B, 1, 5);
+    assert!(inbox_all(&store, B, 1).is_empty());
+    assert_eq!(deleted(), 0, "B2 and A2 still hold every message");
+    ack(&store, B, 2, 5);
+    ack(&store, A, 2, 5);
+    assert_eq!(deleted(), 5, "each of the five bodies deleted once, with its last entry");
+    ack(&store, B, 2, 5);
+    ack(&store, A, 2, 5);
+    assert_eq!(deleted(), 5);
+}
+
+#[test]
 fn paging_by_count_and_bytes_and_at_least_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(config(dir.path())).unwrap();

@@ -1,0 +1,283 @@
+//! Writer throughput for the gateway's real message mix: pipelined Sends with
+//! a window of outstanding requests (so group commits form, as behind a busy
+//! gateway), each delivery later acked by its recipient device. The driver
+//! thread plays the gateway: it drains the completions that arrived, issues
+//! one cumulative Ack per recipient device that got something new (a
+//! receiver acks once per WebSocket message), and tops the window up.
+//!
+//! - `direct/process`, `direct/fsync_2ms`: 1000 pairs (2000 users, one
+//!   device each), every user sending to its peer in turn, 1024 Sends in
+//!   flight.
+//! - `group100/process`: one group of 100 members (one device each), members
+//!   sending in turn, 64 Sends in flight; each message makes 99 inbox entries.
+//!
+//! Throughput is messages per second (stored and acked). The store persists
+//! across iterations (memtables fill and flush, ack tombstones pile up), like
+//! a node that has been running for a while.
+//!
+//! After each case the bench also prints the `store-writer` thread's CPU time
+//! per message (from `/proc/self/task/*/schedstat`, Linux only): the writer is
+//! the node's bottleneck, and on a shared, noisy machine its CPU time per
+//! message is steadier than wall-clock throughput.
+//!
+//! Run: `cargo bench -p backend-store --bench writer`.
+
+// Bench setup on fixed, valid inputs: a failure here is a bug in the bench.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use backend_store::{
+    Ack, Connect, Durability, GroupChange, GroupOp, Request, Response, SendMessage, Store, StoreApi,
+    StoreConfig, StoreError,
+};
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use protocol::{Conversation, DeviceId, GroupId, GroupName, Seq, UserId};
+
+/// Messages per criterion iteration.
+const CHUNK: u64 = 5_000;
+/// Messages per iteration of the group case (99 entries each).
+const GROUP_CHUNK: u64 = 500;
+/// Payload size (flood's chat scenario sends 64 bytes).
+const PAYLOAD: usize = 64;
+
+enum Event {
+    Sent(Result<Response, StoreError>),
+    Acked(Result<Response, StoreError>),
+}
+
+/// A store plus the traffic it is driven with.
+struct Rig {
+    store: Store,
+    _dir: tempfile::TempDir,
+    events: (Sender<Event>, Receiver<Event>),
+    /// Senders, taken in turn, and where each sends.
+    senders: Vec<(UserId, Conversation)>,
+    next_sender: usize,
+    /// Next client id of each sender.
+    client_ids: Vec<u64>,
+    window: usize,
+    payload: Bytes,
+    /// The writer thread's schedstat file, if readable.
+    writer_stat: Option<std::path::PathBuf>,
+    /// Messages run and writer CPU spent on them (for the summary line).
+    messages: u64,
+    writer_ns: u64,
+}
+
+/// The `store-writer` thread of this process (the one live store).
+fn writer_stat() -> Option<std::path::PathBuf> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path();
+        if std::fs::read_to_string(path.join("comm")).ok()?.trim() == "store-writer" {
+            return Some(path.join("schedstat"));
+        }
+    }
+    None
+}
+
+/// CPU time the thread has run, in ns (first field of schedstat).
+fn cpu_ns(path: &Option<std::path::PathBuf>) -> u64 {
+    path.as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn call(store: &Store, request: Request) -> Response {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    store.call(request, Box::new(move |r| tx.send(r).unwrap()));
+    rx.recv().unwrap().unwrap()
+}
+
+fn open(durability: Durability) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path());
+    config.durability = durability;
+    (Store::open(config).unwrap(), dir)
+}
+
+impl Rig {
+    fn direct(durability: Durability, pairs: u64, window: usize) -> Self {
+        let (store, dir) = open(durability);
+        let mut senders = Vec::new();
+        for pair in 0..pairs {
+            let (a, b) = (UserId(2 * pair + 1), UserId(2 * pair + 2));
+            senders.push((a, Conversation::Direct(b)));
+            senders.push((b, Conversation::Direct(a)));
+        }
+        for (user, _) in &senders {
+            call(&store, Request::Connect(Connect { user: *user, device: DeviceId(1) }));
+        }
+        Self::new(store, dir, senders, window)
+    }
+
+    fn group(durability: Durability, members: u64, window: usize) -> Self {
+        let (store, dir) = open(durability);
+        let users: Vec<UserId> = (1..=members).map(UserId).collect();
+        for user in &users {
+            call(&store, Request::Connect(Connect { user: *user, device: DeviceId(1) }));
+        }
+        let op = GroupOp::Create {
+            name: GroupName::new("bench").unwrap(),
+            members: users.iter().skip(1).copied().collect(),
+        };
+        let group =
+            match call(&store, Request::Group(GroupChange { user: users[0], device: DeviceId(1), op })) {
+                Response::GroupChanged(changed) => changed.info.group,
+                other => panic!("group create: {other:?}"),
+            };
+        let senders = users.iter().map(|u| (*u, Conversation::Group(GroupId(group.0)))).collect();
+        let rig = Self::new(store, dir, senders, window);
+        // Ack the creation entries so that every inbox starts empty.
+        let mut pending = HashMap::new();
+        for user in users {
+            pending.insert((user, DeviceId(1)), Seq(u64::MAX));
+        }
+        rig.ack(&mut pending);
+        let mut acks = rig.senders.len();
+        while acks > 0 {
+            if let Event::Acked(r) = rig.events.1.recv().unwrap() {
+                r.unwrap();
+                acks -= 1;
+            }
+        }
+        rig
+    }
+
+    fn new(
+        store: Store,
+        dir: tempfile::TempDir,
+        senders: Vec<(UserId, Conversation)>,
+        window: usize,
+    ) -> Self {
+        let client_ids = vec![0; senders.len()];
+        let senders_len = senders.len();
+        Self {
+            store,
+            _dir: dir,
+            // Preallocated: at most `window` Sends and one Ack per device in flight.
+            events: bounded(window + 2 * senders_len + 16),
+            senders,
+            next_sender: 0,
+            client_ids,
+            window,
+            payload: Bytes::from(vec![0x5a; PAYLOAD]),
+            writer_stat: writer_stat(),
+            messages: 0,
+            writer_ns: 0,
+        }
+    }
+
+    fn send_next(&mut self) {
+        let i = self.next_sender;
+        self.next_sender = (i + 1) % self.senders.len();
+        let (user, to) = self.senders[i];
+        let client_id = self.client_ids[i];
+        self.client_ids[i] += 1;
+        let request = SendMessage { user, device: DeviceId(1), client_id, to, payload: self.payload.clone() };
+        let events = self.events.0.clone();
+        self.store.call(Request::Send(request), Box::new(move |r| events.send(Event::Sent(r)).unwrap()));
+    }
+
+    fn ack(&self, pending: &mut HashMap<(UserId, DeviceId), Seq>) {
+        for ((user, device), up_to) in pending.drain() {
+            let events = self.events.0.clone();
+            self.store.call(
+                Request::Ack(Ack { user, device, up_to }),
+                Box::new(move |r| events.send(Event::Acked(r)).unwrap()),
+            );
+        }
+    }
+
+    /// Sends `n` messages with the window full and acks every delivery;
+    /// returns when the last ack is answered.
+    fn run(&mut self, n: u64) -> Duration {
+        let start = Instant::now();
+        let cpu_start = cpu_ns(&self.writer_stat);
+        let (mut issued, mut stored, mut acks) = (0u64, 0u64, 0usize);
+        let mut pending: HashMap<(UserId, DeviceId), Seq> = HashMap::new();
+        while issued < n && (issued as usize) < self.window {
+            self.send_next();
+            issued += 1;
+        }
+        while stored < n || acks > 0 {
+            let mut event = Some(self.events.1.recv().unwrap());
+            while let Some(e) = event {
+                match e {
+                    Event::Sent(r) => {
+                        stored += 1;
+                        let Ok(Response::Sent(sent)) = r else { panic!("send: {r:?}") };
+                        for d in sent.deliveries {
+                            let seq = pending.entry((d.user, d.device)).or_insert(d.seq);
+                            *seq = (*seq).max(d.seq);
+                        }
+                    }
+                    Event::Acked(r) => {
+                        acks -= 1;
+                        let Ok(Response::Receipts(_)) = r else { panic!("ack: {r:?}") };
+                    }
+                }
+                event = self.events.1.try_recv().ok();
+            }
+            acks += pending.len();
+            self.ack(&mut pending);
+            while issued < n && issued - stored < self.window as u64 {
+                self.send_next();
+                issued += 1;
+            }
+        }
+        let elapsed = start.elapsed();
+        self.writer_ns += cpu_ns(&self.writer_stat).saturating_sub(cpu_start);
+        self.messages += n;
+        elapsed
+    }
+
+    /// Prints the writer's CPU per message over every run so far.
+    fn summary(&self, name: &str) {
+        if self.writer_ns == 0 || self.messages == 0 {
+            return;
+        }
+        let per = self.writer_ns as f64 / self.messages as f64;
+        println!(
+            "{name}: store-writer CPU {:.2} µs/message = {:.0} messages per writer core-second ({} messages)",
+            per / 1000.0,
+            1e9 / per,
+            self.messages
+        );
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("writer");
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(2));
+    g.measurement_time(Duration::from_secs(8));
+
+    g.throughput(Throughput::Elements(CHUNK));
+    let mut rig = Rig::direct(Durability::Process, 1000, 1024);
+    g.bench_function("direct/process", |b| b.iter_custom(|iters| (0..iters).map(|_| rig.run(CHUNK)).sum()));
+    rig.summary("direct/process");
+    drop(rig);
+
+    let mut rig = Rig::direct(Durability::Fsync { interval: Duration::from_millis(2) }, 1000, 1024);
+    g.bench_function("direct/fsync_2ms", |b| b.iter_custom(|iters| (0..iters).map(|_| rig.run(CHUNK)).sum()));
+    rig.summary("direct/fsync_2ms");
+    drop(rig);
+
+    g.throughput(Throughput::Elements(GROUP_CHUNK));
+    let mut rig = Rig::group(Durability::Process, 100, 64);
+    g.bench_function("group100/process", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| rig.run(GROUP_CHUNK)).sum())
+    });
+    rig.summary("group100/process");
+    drop(rig);
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
