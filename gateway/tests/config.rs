@@ -460,7 +460,10 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
     let text = documented_defaults();
     let lines: Vec<&str> = text.lines().collect();
     let sections = known_keys(None);
-    assert_eq!(sections, ["node", "listen", "tls", "session", "limits", "drain", "auth", "log"]);
+    assert_eq!(
+        sections,
+        ["node", "listen", "tls", "session", "limits", "drain", "store", "push", "messaging", "auth", "log"]
+    );
     let mut total = 0;
     for section in &sections {
         let header = format!("[{section}]");
@@ -494,7 +497,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             .collect();
         assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
     }
-    assert_eq!(total, 35, "keys in all sections");
+    assert_eq!(total, 53, "keys in all sections");
 }
 
 #[test]

@@ -110,6 +110,8 @@ fn every_label_value_is_rendered_once() {
             "rate_limited",
             "ephemeral",
             "overflow",
+            "live_gap",
+            "backend",
             "write_stall"
         ])
     );
