@@ -203,6 +203,15 @@ pub(crate) fn storm(args: &StormArgs) -> Result<(), String> {
     if summary.lost > 0 || summary.duplicates > 0 {
         return Err(format!("{} messages lost, {} surfaced twice", summary.lost, summary.duplicates));
     }
+    // "Nothing lost" proves nothing if nothing was stored: a pair split over
+    // nodes with separate stores (no routing between nodes yet) has every
+    // SEND refused. Such a run fails instead of passing vacuously.
+    if summary.acked == 0 {
+        return Err(format!(
+            "no send acknowledged ({} refused): the storm checked nothing (are pairs on nodes that share a store?)",
+            summary.send_errors
+        ));
+    }
     Ok(())
 }
 
