@@ -147,7 +147,13 @@ fn messages(out: &crate::Outbound) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn shared_deliveries_join_the_turns_message_without_copying_the_tail() {
+fn shared_deliveries_join_the_turns_message_large_tails_referenced_small_ones_copied() {
+    for (size, referenced) in [(3000, 2), (300, 0)] {
+        shared_deliveries_in_one_message(size, referenced);
+    }
+}
+
+fn shared_deliveries_in_one_message(size: usize, referenced: usize) {
     use crate::{Limits, Outbound, SharedDeliver};
     use protocol::{ConvSeq, Deliver, DeviceId, MessageId, Payload, Seq, Timestamp};
     let limits = Limits { pause_bytes: 1 << 20, max_bytes: 2 << 20 };
@@ -159,7 +165,7 @@ fn shared_deliveries_join_the_turns_message_without_copying_the_tail() {
         sender: UserId(3),
         sender_device: DeviceId(1),
         server_time: Timestamp(5),
-        payload: Payload::new(vec![7u8; 300]).unwrap(),
+        payload: Payload::new(vec![7u8; size]).unwrap(),
     };
     let shared = SharedDeliver::new(&deliver(0));
     let mut out = Outbound::default();
@@ -175,9 +181,10 @@ fn shared_deliveries_join_the_turns_message_without_copying_the_tail() {
     let before = out.len();
     out.flush();
     assert_eq!(out.len(), before + 4, "sealed with a 4-byte header (126 and a 16-bit length)");
-    // The tail is referenced, not copied: a chunk points into its buffer.
+    // A large tail is referenced (a chunk points into its buffer), a small
+    // one copied into the batch.
     let tail = shared.tail().as_ptr();
-    assert_eq!(out.chunks().filter(|c| c.as_ptr() == tail).count(), 2);
+    assert_eq!(out.chunks().filter(|c| c.as_ptr() == tail).count(), referenced, "{size} B");
     let messages = messages(&out);
     assert_eq!(messages.len(), 1, "one WebSocket message for the turn");
     let frames: Vec<Frame> = protocol::Decoder::for_server_messages()
