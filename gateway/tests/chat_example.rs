@@ -1,0 +1,97 @@
+//! The quick start's demo end to end: two `chat` example processes (client
+//! crate) against a real node, as a newcomer runs them in two terminals; the
+//! sender sees its message stored (✓), delivered (✓✓) and read.
+
+// Test code: a panic is a failed assertion, so unwrap is fine here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "common/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::Gateway;
+
+/// The example binary, built by `cargo test --all-targets` beside the gateway.
+fn chat_binary() -> PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("examples").join("chat");
+    assert!(bin.exists(), "{} is missing: `cargo build -p client --examples`", bin.display());
+    bin
+}
+
+/// A running example: its stdin and the lines it printed so far.
+struct Chat {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Chat {
+    fn start(gateway: &Gateway, user: u64, to: u64) -> Self {
+        let key = gateway.data_dir().join("keys/dev-signing.pk8");
+        let mut child = Command::new(chat_binary())
+            .current_dir(&gateway.dir)
+            .args(["--url", &gateway.url(), "--key", key.to_str().unwrap()])
+            .args(["--user", &user.to_string(), "--to", &to.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the chat example");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (stdout, kept) = (child.stdout.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    /// Waits until a printed line contains `needle`.
+    fn expect(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.lines.lock().unwrap().iter().any(|line| line.contains(needle)) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_chat_examples_exchange_a_message_with_sent_delivered_and_read_marks() {
+    let gateway = Gateway::start("");
+    let mut one = Chat::start(&gateway, 1, 2);
+    one.expect("connected");
+    let mut two = Chat::start(&gateway, 2, 1);
+    two.expect("connected");
+    one.type_line("hello from 1");
+    one.expect("✓    hello from 1");
+    two.expect("user 1: hello from 1");
+    one.expect("✓✓   hello from 1");
+    // Typing a line marks what was received as read (READ), then sends it.
+    two.type_line("hi from 2");
+    one.expect("user 2: hi from 2");
+    one.expect("read hello from 1");
+    for chat in [&mut one, &mut two] {
+        chat.type_line("/quit");
+    }
+}
