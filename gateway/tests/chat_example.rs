@@ -16,10 +16,24 @@ use std::time::{Duration, Instant};
 
 use support::Gateway;
 
-/// The example binary, built by `cargo test --all-targets` beside the gateway.
+/// The example binary. `--all-targets` compiles examples only as test
+/// harnesses, so the runnable `chat` is built here (a no-op when fresh) into
+/// the target dir this test runs from.
 fn chat_binary() -> PathBuf {
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("examples").join("chat");
-    assert!(bin.exists(), "{} is missing: `cargo build -p client --examples`", bin.display());
+    let profile_dir = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).parent().unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap();
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--quiet", "--locked", "-p", "client", "--example", "chat", "--target-dir"]);
+    build.arg(target_dir);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .expect("run cargo build for the chat example");
+    assert!(status.success(), "cargo build -p client --example chat failed: {status}");
+    let bin = profile_dir.join("examples").join("chat");
+    assert!(bin.exists(), "{} is missing after the build", bin.display());
     bin
 }
 
