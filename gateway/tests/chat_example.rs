@@ -28,9 +28,7 @@ fn chat_binary() -> PathBuf {
     if profile_dir.ends_with("release") {
         build.arg("--release");
     }
-    let status = build
-        .status()
-        .expect("run cargo build for the chat example");
+    let status = build.status().expect("run cargo build for the chat example");
     assert!(status.success(), "cargo build -p client --example chat failed: {status}");
     let bin = profile_dir.join("examples").join("chat");
     assert!(bin.exists(), "{} is missing after the build", bin.display());
