@@ -10,8 +10,8 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use backend_store::{
-    Ack as StoreAck, Connect, GroupChange, GroupOp, InboxQuery, PrekeyFetch, PrekeyUpload as StoreUpload,
-    ReadCursor, Request, SendMessage as StoreSend,
+    Connect, GroupChange, GroupOp, InboxQuery, PrekeyFetch, PrekeyUpload as StoreUpload, ReadCursor, Request,
+    SendMessage as StoreSend,
 };
 use gateway_core::Class;
 use protocol::{Capabilities, ErrorCode, Frame, GroupId, Note, Presence, SendError, Seq, UserId};
@@ -27,8 +27,10 @@ pub(crate) enum Pending {
     Connect { resume_after: Seq, capabilities: Capabilities, version: u8 },
     /// A SEND.
     Send { client_id: u64 },
-    /// An ACK or READ: the answer is receipts to fan out.
+    /// A READ: the answer is receipts to fan out.
     Receipts,
+    /// An Ack (see `acks`): receipts to fan out, then the next Ack.
+    Ack,
     /// A group change.
     Group { request: u64 },
     /// GROUP_GET.
@@ -227,9 +229,7 @@ impl Worker {
                     self.shed(now, key, protocol::CloseCode::TRY_AGAIN_LATER);
                 }
             }
-            gateway_core::Action::Acked(up_to) => {
-                self.store_call(key, Request::Ack(StoreAck { user, device, up_to }), Pending::Receipts);
-            }
+            gateway_core::Action::Acked(up_to) => self.ack_arrived(key, up_to),
             gateway_core::Action::Synced => {
                 let since = protocol::Timestamp(u64::from(conn.previous_connect_secs) * 1_000);
                 self.store_call(key, Request::Cursors { user, since }, Pending::Cursors);

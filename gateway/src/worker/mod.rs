@@ -12,6 +12,7 @@
 //! feed sessions → run due deadlines → drain the inbox (one batch per turn) →
 //! flush every session that has output, one vectored write each.
 
+mod acks;
 mod admission;
 mod conn;
 mod deadlines;
@@ -293,7 +294,7 @@ impl Worker {
             }
             let turn = Instant::now();
             for key in std::mem::take(&mut self.reread) {
-                self.read(turn, key);
+                self.read(turn, key, false);
             }
             for event in events.iter() {
                 match event.token() {
@@ -302,8 +303,10 @@ impl Worker {
                     WAKER => {}
                     Token(token) => {
                         let key = token - FIRST_SESSION;
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(turn, key);
+                        if event.is_read_closed() || event.is_error() {
+                            self.read(turn, key, false);
+                        } else if event.is_readable() {
+                            self.read(turn, key, true);
                         }
                         if event.is_writable() {
                             self.mark_dirty(key);
@@ -425,9 +428,11 @@ impl Worker {
         }
     }
 
-    fn read(&mut self, now: Instant, key: usize) {
+    /// Reads connection `key` (see [`Conn::read_into`] for `stop_short`) and
+    /// hands what came to its session.
+    fn read(&mut self, now: Instant, key: usize, stop_short: bool) {
         let Some(conn) = self.conns.get_mut(key) else { return };
-        let outcome = conn.read_into(&mut self.scratch, &mut self.input, READ_BUDGET);
+        let outcome = conn.read_into(&mut self.scratch, &mut self.input, READ_BUDGET, stop_short);
         if outcome.more {
             self.reread.push(key);
         }
@@ -736,6 +741,7 @@ impl Worker {
         if !self.conns.contains(key) {
             return;
         }
+        self.flush_ack(key);
         let mut conn = self.conns.remove(key);
         let (state, queued) = conn.reported;
         self.metrics.sessions.transition(state, None);

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use backend_store::{Ack as StoreAck, Request, Response, StoreError};
+use backend_store::{Request, Response, StoreError};
 use gateway_core::Class;
 use protocol::{
     Capabilities, Conversation, ErrorCode, Frame, Note, Presence, SendError, Seq, Timestamp, TypingNotify,
@@ -59,6 +59,14 @@ impl Worker {
                 self.answer_if(now, key, &refusal);
             }
             (Pending::Receipts, Ok(Response::Receipts(notes))) => self.receipts(&notes),
+            (Pending::Ack, result) => {
+                match result {
+                    Ok(Response::Receipts(notes)) => self.receipts(&notes),
+                    // The next (cumulative) Ack or the client's resume covers it.
+                    result => tracing::debug!(err = %failure(result), "store Ack failed"),
+                }
+                self.ack_answered(key);
+            }
             (Pending::Group { request }, Ok(Response::GroupChanged(changed))) => {
                 self.fanout(&changed.message, &changed.deliveries);
                 let ok =
@@ -236,8 +244,7 @@ impl Worker {
         let resume_after = Seq(resume_after.0.min(connected.inbox_head.0));
         self.call(now, key, |conn, ctx| conn.session.accept(ctx, auth_ok, resume_after));
         if resume_after > connected.acked {
-            let ack = Request::Ack(StoreAck { user, device, up_to: resume_after });
-            self.store_call(key, ack, Pending::Receipts);
+            self.ack_arrived(key, resume_after);
         }
         if let Some(stock) = connected.prekey_stock.filter(|stock| *stock <= self.messaging.prekey_low) {
             self.answer(now, key, &Frame::PrekeyLow(protocol::PrekeyLow { stock }));
