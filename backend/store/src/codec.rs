@@ -252,6 +252,12 @@ pub(crate) fn convlog_key(conv: ConvKey, conv_seq: u64) -> Vec<u8> {
     Enc::default().conv(conv).u64(conv_seq).done()
 }
 
+/// Whether a conversation-log key is a group's (its first byte is the
+/// `ConvKey` tag).
+pub(crate) fn is_group_convlog_key(key: &[u8]) -> bool {
+    key.first() == Some(&2)
+}
+
 /// Key of a dedup record: `user device client_id`.
 pub(crate) fn dedup_key(user: UserId, device: DeviceId, client_id: u64) -> Vec<u8> {
     Enc::default().user(user).device(device).u64(client_id).done()

@@ -79,18 +79,18 @@ pub(crate) fn advance(
         }
         ConvKey::Group(_) => {
             // Only the authors of the messages the move covers hear of it.
-            let start = convlog_key(conv, (old + 1).max(up_to.saturating_sub(GROUP_SCAN) + 1));
-            let end = convlog_key(conv, up_to + 1);
-            let mut senders: Vec<UserId> = Vec::new();
-            for (_, value) in tx.range(Ks::ConvLog, &start, &end, usize::MAX)? {
-                let value = value.as_slice();
-                let mut dec = Dec::new(value);
-                dec.skip(8)?;
-                let (sender, sender_device) = (UserId(dec.u64()?), dec.u32()?);
-                if sender_device != 0 && sender != user && !senders.contains(&sender) {
-                    senders.push(sender);
+            let first = (old + 1).max(up_to.saturating_sub(GROUP_SCAN) + 1);
+            let mut senders = match senders_from_cache(tx, conv, user, first, up_to)? {
+                Some(senders) => senders,
+                None => {
+                    let mut senders = Vec::new();
+                    let (start, end) = (convlog_key(conv, first), convlog_key(conv, up_to + 1));
+                    for (_, value) in tx.range(Ks::ConvLog, &start, &end, usize::MAX)? {
+                        add_sender(&mut senders, &value, user)?;
+                    }
+                    senders
                 }
-            }
+            };
             senders.sort_unstable();
             notes.extend(senders.into_iter().map(|s| note(s, view, None)));
         }
@@ -103,6 +103,48 @@ pub(crate) fn advance(
         tx.put(Ks::Mailbox, key, Enc::default().u64(n.up_to.0).u64(n.at.0).done());
     }
     Ok(notes)
+}
+
+/// Most entries a cursor move looks up one by one in the writer's cache
+/// before it reads the range from the engine instead.
+const CACHED_SCAN: u64 = 64;
+
+/// The authors of group log entries `first..=last`, if every one of them is
+/// known without reading the engine (this batch's writes or the writer's
+/// cache: a member's ACK covers what a Send wrote moments ago); `None`
+/// otherwise, and the caller scans the range.
+fn senders_from_cache(
+    tx: &Tx<'_>,
+    conv: ConvKey,
+    user: UserId,
+    first: u64,
+    last: u64,
+) -> Result<Option<Vec<UserId>>, StoreError> {
+    if last.saturating_sub(first) >= CACHED_SCAN {
+        return Ok(None);
+    }
+    let mut senders = Vec::new();
+    for seq in first..=last {
+        match tx.known(Ks::ConvLog, &convlog_key(conv, seq)) {
+            Some(Some(value)) => add_sender(&mut senders, value, user)?,
+            // Deleted in this batch: not in the log.
+            Some(None) => {}
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(senders))
+}
+
+/// Adds the author of log entry `value` (`message_id sender sender_device`)
+/// to `senders` unless it is `user`, a system entry (device 0) or already in.
+fn add_sender(senders: &mut Vec<UserId>, value: &[u8], user: UserId) -> Result<(), StoreError> {
+    let mut dec = Dec::new(value);
+    dec.skip(8)?;
+    let (sender, sender_device) = (UserId(dec.u64()?), dec.u32()?);
+    if sender_device != 0 && sender != user && !senders.contains(&sender) {
+        senders.push(sender);
+    }
+    Ok(())
 }
 
 /// READ: moves the reader's read cursor (clamped to the conversation's last

@@ -14,6 +14,7 @@ use std::path::Path;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::api::StoreError;
+use crate::codec::is_group_convlog_key;
 
 /// Entries of the meta cache above which it is cleared (the store is the truth;
 /// this only bounds memory).
@@ -158,12 +159,17 @@ const KEYSPACES: usize = 9;
 ///   records (0: none). Records are only ever added by this writer or
 ///   deleted (expiry), so it stays an upper bound, and a Send with a higher
 ///   client id (clients count up) is known new without an engine read.
+/// - `group_log`: group conversation-log entries this writer committed and
+///   nobody has deleted yet. A member's ACK moves its delivered cursor over
+///   entries the Send wrote a moment ago; their authors are found here
+///   instead of by an engine range scan per member (a miss falls back to it).
 #[derive(Debug, Default)]
 pub(crate) struct MetaCache {
     meta: HashMap<Vec<u8>, Option<Vec<u8>>>,
     refs: HashMap<Vec<u8>, Vec<u8>>,
     inbox: HashMap<Vec<u8>, Vec<u8>>,
     dedup_max: HashMap<[u8; DEDUP_DEVICE], u64>,
+    group_log: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 /// Bytes of a dedup key that name the device (`user device`).
@@ -184,7 +190,7 @@ impl MetaCache {
 
     /// Entries held.
     pub(crate) fn len(&self) -> usize {
-        self.meta.len() + self.refs.len() + self.inbox.len() + self.dedup_max.len()
+        self.meta.len() + self.refs.len() + self.inbox.len() + self.dedup_max.len() + self.group_log.len()
     }
 
     fn clear(&mut self) {
@@ -192,6 +198,7 @@ impl MetaCache {
         self.refs.clear();
         self.inbox.clear();
         self.dedup_max.clear();
+        self.group_log.clear();
     }
 
     /// The committed value of `key`, if this cache knows it.
@@ -200,6 +207,7 @@ impl MetaCache {
             Ks::Meta => self.meta.get(key).map(Option::as_deref),
             Ks::Refs => self.refs.get(key).map(|v| Some(v.as_slice())),
             Ks::Inbox => self.inbox.get(key).map(|v| Some(v.as_slice())),
+            Ks::ConvLog => self.group_log.get(key).map(|v| Some(v.as_slice())),
             _ => None,
         }
     }
@@ -223,6 +231,7 @@ impl MetaCache {
             }
             Ks::Refs => &mut self.refs,
             Ks::Inbox => &mut self.inbox,
+            Ks::ConvLog if is_group_convlog_key(&key) => &mut self.group_log,
             _ => return,
         };
         match value {
@@ -432,7 +441,7 @@ impl<'a> Tx<'a> {
         match batch.commit() {
             Ok(()) => {
                 for (ks, overlay) in ALL.into_iter().zip(self.overlay) {
-                    if matches!(ks, Ks::Meta | Ks::Refs | Ks::Inbox | Ks::Dedup) {
+                    if matches!(ks, Ks::Meta | Ks::Refs | Ks::Inbox | Ks::Dedup | Ks::ConvLog) {
                         for (key, value) in overlay {
                             self.cache.committed(ks, key, value);
                         }

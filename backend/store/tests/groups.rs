@@ -180,3 +180,42 @@ fn group_receipts_go_only_to_covered_senders() {
     change(&store, 1, GroupOp::Add { group: g, members: users(&[5]) }).unwrap();
     assert!(read(&store, 5, 1, view, 3).unwrap().is_empty());
 }
+
+/// A group cursor move finds the authors it covers in the writer's cache
+/// when the entries are recent and few, and in the engine otherwise (a long
+/// jump, or a store reopened with an empty cache): the receipts are the same.
+#[test]
+fn group_receipts_from_the_writer_cache_and_from_disk_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    for u in 1..=4 {
+        connect(&store, u, 1);
+    }
+    let view = Conversation::Group(create(&store, 1, &[2, 3, 4]).info.group);
+    // Acks all of `user`'s inbox: who hears of it.
+    let acked_to = |store: &Store, user: u64| {
+        let head = inbox_all(store, user, 1).last().unwrap().seq.0;
+        let notes = ack(store, user, 1, head);
+        let mut to: Vec<_> = notes.iter().map(|r| r.to.0).collect();
+        to.sort_unstable();
+        to
+    };
+    // Recent and few (cache): one message from each of users 1 and 2.
+    send(&store, 1, 1, 1, view, b"a");
+    send(&store, 2, 1, 1, view, b"b");
+    assert_eq!(acked_to(&store, 3), vec![1, 2]);
+    // A jump longer than the cached lookup (70 messages from user 1, then
+    // one from user 4): read from the engine.
+    for id in 2..72 {
+        send(&store, 1, 1, id, view, b"c");
+    }
+    send(&store, 4, 1, 1, view, b"d");
+    assert_eq!(acked_to(&store, 3), vec![1, 4]);
+    // After a reopen the cache is empty: user 2 covers everything so far, and
+    // user 3 covers only a new message from user 4.
+    send(&store, 4, 1, 2, view, b"e");
+    drop(store);
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(acked_to(&store, 2), vec![1, 4]);
+    assert_eq!(acked_to(&store, 3), vec![4]);
+}

@@ -252,3 +252,54 @@ async fn a_user_holds_at_most_the_configured_number_of_devices(mode: Mode) {
         assert_eq!(deliveries(device, 1).await[0].payload.bytes().as_ref(), b"to all");
     }
 }
+
+both_modes!(a_burst_of_acks_is_stored_up_to_the_last_even_when_the_device_closes_at_once);
+/// The gateway keeps one store Ack in flight per connection and lets the
+/// newest ACK stand for those that arrive meanwhile (SPEC §6.2): the last of a
+/// burst must still be stored, also when the connection closes right after it.
+async fn a_burst_of_acks_is_stored_up_to_the_last_even_when_the_device_closes_at_once(mode: Mode) {
+    let cluster = Cluster::start(mode, "");
+    let mut a = connect(&cluster, 1, 1).await;
+    let mut b = connect(&cluster, 2, 1).await;
+    for close_after_burst in [false, true] {
+        let mut last_conv_seq = protocol::ConvSeq(0);
+        for i in 0..20 {
+            a.send(Conversation::Direct(UserId(2)), payload(&format!("m{i}"))).await.unwrap();
+        }
+        for _ in 0..20 {
+            let conv_seq = wait_for(&mut a, |event| match event {
+                Event::Sent { conv_seq, .. } => Some(*conv_seq),
+                _ => None,
+            })
+            .await;
+            last_conv_seq = last_conv_seq.max(conv_seq);
+        }
+        // B takes the 20 deliveries without acking them, then acks each one
+        // separately, all in one WebSocket message: one read at the gateway.
+        let mut seqs = Vec::new();
+        while seqs.len() < 20 {
+            if let Event::Delivered(deliver) = within(b.next_event()).await.unwrap() {
+                seqs.push(deliver.seq);
+            }
+        }
+        let acks: Vec<Frame> = seqs.iter().map(|&up_to| Frame::Ack(protocol::Ack { up_to })).collect();
+        b.send_frames(&acks).await.unwrap();
+        if close_after_burst {
+            b.close().await.unwrap();
+        }
+        // The delivered cursor reaches the last message (intermediate
+        // receipts may come first).
+        wait_for(&mut a, |event| match event {
+            Event::Receipt(r) if r.kind == protocol::ReceiptKind::Delivered && r.up_to == last_conv_seq => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
+    // Every entry left B's inbox: a device that resumes from 0 syncs nothing
+    // (`connect_after` acks what a sync brings, so its cursor would move).
+    let mut b = connect_after(&cluster, 2, 1, 0).await;
+    assert_eq!(b.session().acked().0, 0, "entries were left in the inbox");
+    no_delivery(&mut b, Duration::from_millis(300)).await;
+}
