@@ -58,8 +58,8 @@ impl AckRelay {
         }
     }
 
-    /// The Ack up to `up_to` could not be sent (the worker's store requests
-    /// are at their bound): it waits for the next ACK, answer or close.
+    /// The Ack up to `up_to` could not be sent (see `Worker::send_ack`): it
+    /// waits for the next ACK, answer or close.
     pub(crate) fn refused(&mut self, up_to: Seq) {
         self.0 = self.waiting().max(up_to.0 & !IN_FLIGHT);
     }
@@ -102,9 +102,17 @@ impl Worker {
         }
     }
 
+    /// Sends the Ack, or keeps it waiting if it cannot go: the worker's store
+    /// requests are at their bound, or the connection was replaced by a newer
+    /// one of its device (no identity: that one's HELLO carries the cursor).
     fn send_ack(&mut self, key: usize, up_to: Seq) {
-        let Some((user, device)) = self.conns.get(key).and_then(|conn| conn.identity) else { return };
-        if !self.store_call(key, Request::Ack(StoreAck { user, device, up_to }), Pending::Ack) {
+        let sent = match self.conns.get(key).and_then(|conn| conn.identity) {
+            Some((user, device)) => {
+                self.store_call(key, Request::Ack(StoreAck { user, device, up_to }), Pending::Ack)
+            }
+            None => false,
+        };
+        if !sent {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.acks.refused(up_to);
             }

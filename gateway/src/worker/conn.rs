@@ -166,7 +166,8 @@ impl Conn {
     /// With `stop_short`, a read that does not fill `scratch` ends the call:
     /// it emptied the TCP receive queue, and the edge-triggered poll reports
     /// the next segment that arrives, so the `EAGAIN` read that would confirm
-    /// it is skipped (a third of the gateway's syscalls under echo load).
+    /// it is skipped (about a quarter of the node's syscalls under echo load,
+    /// `benches/RESULTS.md`).
     /// The caller clears it when the event also reported the peer's FIN or an
     /// error, which only a read to the end (0 or `Err`) surfaces.
     pub(crate) fn read_into(
