@@ -47,6 +47,10 @@ pub(crate) enum ConvKey {
     Group(GroupId),
 }
 
+/// `ConvKey`'s first byte: a pair, or a group.
+const PAIR_TAG: u8 = 1;
+const GROUP_TAG: u8 = 2;
+
 impl ConvKey {
     /// The conversation `user` names `view`.
     pub(crate) fn of(user: UserId, view: Conversation) -> Self {
@@ -60,12 +64,12 @@ impl ConvKey {
     pub(crate) fn put(self, out: &mut Vec<u8>) {
         match self {
             Self::Pair(a, b) => {
-                out.push(1);
+                out.push(PAIR_TAG);
                 out.extend_from_slice(&a.0.to_be_bytes());
                 out.extend_from_slice(&b.0.to_be_bytes());
             }
             Self::Group(group) => {
-                out.push(2);
+                out.push(GROUP_TAG);
                 out.extend_from_slice(&group.0.to_be_bytes());
             }
         }
@@ -74,8 +78,8 @@ impl ConvKey {
     /// Reads a key written by [`ConvKey::put`].
     pub(crate) fn get(dec: &mut Dec<'_>) -> Result<Self, StoreError> {
         match dec.u8()? {
-            1 => Ok(Self::Pair(UserId(dec.u64()?), UserId(dec.u64()?))),
-            2 => Ok(Self::Group(GroupId(dec.u64()?))),
+            PAIR_TAG => Ok(Self::Pair(UserId(dec.u64()?), UserId(dec.u64()?))),
+            GROUP_TAG => Ok(Self::Group(GroupId(dec.u64()?))),
             _ => Err(corrupt("conversation key")),
         }
     }
@@ -252,10 +256,9 @@ pub(crate) fn convlog_key(conv: ConvKey, conv_seq: u64) -> Vec<u8> {
     Enc::default().conv(conv).u64(conv_seq).done()
 }
 
-/// Whether a conversation-log key is a group's (its first byte is the
-/// `ConvKey` tag).
+/// Whether a conversation-log key is a group's (it starts with its `ConvKey`).
 pub(crate) fn is_group_convlog_key(key: &[u8]) -> bool {
-    key.first() == Some(&2)
+    key.first() == Some(&GROUP_TAG)
 }
 
 /// Key of a dedup record: `user device client_id`.
