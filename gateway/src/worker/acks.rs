@@ -8,7 +8,8 @@
 //! answers every DELIVER, and the slower the store gets the more of those
 //! ACKs one Ack carries (the writer's cost falls as its queue grows instead
 //! of rising with it). The price is a delivered receipt late by at most one
-//! store round trip. An ACK waiting when the connection closes is sent then;
+//! store round trip. An Ack the store fails or the worker cannot send waits
+//! for the next ACK; one waiting when the connection closes is sent then;
 //! one the store never takes (a crash) is repeated by the client's
 //! `resume_after` at its next HELLO, like any other.
 
@@ -47,14 +48,24 @@ impl AckRelay {
         Some(Seq(up_to))
     }
 
-    /// The store answered the Ack in flight (either way): the waiting one to
-    /// send now, if any.
-    pub(crate) fn answered(&mut self) -> Option<Seq> {
+    /// The store answered the Ack in flight: the waiting one to send now, if
+    /// any. A `failed` Ack waits again, unless a newer ACK covers it; it is
+    /// not resent at once, so a failing store gets no retry loop, but goes
+    /// with the next ACK or at close.
+    pub(crate) fn answered(&mut self, failed: Option<Seq>) -> Option<Seq> {
         let waiting = self.waiting();
-        self.0 = 0;
-        match waiting {
-            0 => None,
-            up_to => self.arrived(Seq(up_to)),
+        match failed {
+            Some(failed) if failed.0 & !IN_FLIGHT >= waiting => {
+                self.0 = failed.0 & !IN_FLIGHT;
+                None
+            }
+            _ => {
+                self.0 = 0;
+                match waiting {
+                    0 => None,
+                    up_to => self.arrived(Seq(up_to)),
+                }
+            }
         }
     }
 
@@ -85,11 +96,12 @@ impl Worker {
         }
     }
 
-    /// The store answered session `key`'s Ack (`None`: the session is gone).
-    pub(super) fn ack_answered(&mut self, key: Option<usize>) {
+    /// The store answered session `key`'s Ack (`None`: the session is gone),
+    /// or failed the one up to `failed`.
+    pub(super) fn ack_answered(&mut self, key: Option<usize>, failed: Option<Seq>) {
         let Some(key) = key else { return };
         let Some(conn) = self.conns.get_mut(key) else { return };
-        if let Some(up_to) = conn.acks.answered() {
+        if let Some(up_to) = conn.acks.answered(failed) {
             self.send_ack(key, up_to);
         }
     }
@@ -108,7 +120,7 @@ impl Worker {
     fn send_ack(&mut self, key: usize, up_to: Seq) {
         let sent = match self.conns.get(key).and_then(|conn| conn.identity) {
             Some((user, device)) => {
-                self.store_call(key, Request::Ack(StoreAck { user, device, up_to }), Pending::Ack)
+                self.store_call(key, Request::Ack(StoreAck { user, device, up_to }), Pending::Ack { up_to })
             }
             None => false,
         };
@@ -131,8 +143,8 @@ mod tests {
         assert_eq!(relay.arrived(Seq(5)), None);
         assert_eq!(relay.arrived(Seq(9)), None);
         // One Ack carries both waiting ACKs.
-        assert_eq!(relay.answered(), Some(Seq(9)));
-        assert_eq!(relay.answered(), None);
+        assert_eq!(relay.answered(None), Some(Seq(9)));
+        assert_eq!(relay.answered(None), None);
         assert_eq!(relay, AckRelay::default());
     }
 
@@ -142,7 +154,7 @@ mod tests {
         assert_eq!(relay.arrived(Seq(10)), Some(Seq(10)));
         assert_eq!(relay.arrived(Seq(12)), None);
         assert_eq!(relay.arrived(Seq(11)), None);
-        assert_eq!(relay.answered(), Some(Seq(12)));
+        assert_eq!(relay.answered(None), Some(Seq(12)));
     }
 
     #[test]
@@ -155,6 +167,21 @@ mod tests {
         relay.refused(Seq(4));
         assert_eq!(relay.take_waiting(), Some(Seq(4)));
         assert_eq!(relay.take_waiting(), None);
+    }
+
+    #[test]
+    fn a_failed_ack_waits_unless_a_newer_one_covers_it() {
+        let mut relay = AckRelay::default();
+        assert_eq!(relay.arrived(Seq(5)), Some(Seq(5)));
+        // Failed with nothing newer: kept, not resent at once.
+        assert_eq!(relay.answered(Some(Seq(5))), None);
+        assert_eq!(relay.arrived(Seq(3)), Some(Seq(5)), "the next ACK carries it");
+        // Failed while a newer ACK waited: the newer one goes and covers it.
+        assert_eq!(relay.arrived(Seq(8)), None);
+        assert_eq!(relay.answered(Some(Seq(5))), Some(Seq(8)));
+        // Failed, then the connection closes: it goes at close.
+        assert_eq!(relay.answered(Some(Seq(8))), None);
+        assert_eq!(relay.take_waiting(), Some(Seq(8)));
     }
 
     #[test]

@@ -29,8 +29,9 @@ pub(crate) enum Pending {
     Send { client_id: u64 },
     /// A READ: the answer is receipts to fan out.
     Receipts,
-    /// An Ack (see `acks`): receipts to fan out, then the next Ack.
-    Ack,
+    /// An Ack up to `up_to` (see `acks`): receipts to fan out, then the
+    /// next Ack.
+    Ack { up_to: Seq },
     /// A group change.
     Group { request: u64 },
     /// GROUP_GET.

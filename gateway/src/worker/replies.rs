@@ -59,13 +59,18 @@ impl Worker {
                 self.answer_if(now, key, &refusal);
             }
             (Pending::Receipts, Ok(Response::Receipts(notes))) => self.receipts(&notes),
-            (Pending::Ack, result) => {
-                match result {
-                    Ok(Response::Receipts(notes)) => self.receipts(&notes),
-                    // The next (cumulative) Ack or the client's resume covers it.
-                    result => tracing::debug!(err = %failure(result), "store Ack failed"),
-                }
-                self.ack_answered(key);
+            (Pending::Ack { up_to }, result) => {
+                let failed = match result {
+                    Ok(Response::Receipts(notes)) => {
+                        self.receipts(&notes);
+                        None
+                    }
+                    result => {
+                        tracing::debug!(err = %failure(result), "store Ack failed; it waits for the next");
+                        Some(up_to)
+                    }
+                };
+                self.ack_answered(key, failed);
             }
             (Pending::Group { request }, Ok(Response::GroupChanged(changed))) => {
                 self.fanout(&changed.message, &changed.deliveries);
