@@ -28,6 +28,11 @@ pub(crate) struct AckRelay(u64);
 
 const IN_FLIGHT: u64 = 1 << 63;
 
+/// `up_to` as stored beside the flag (a seq never reaches the top bit).
+fn seq_bits(up_to: Seq) -> u64 {
+    up_to.0 & !IN_FLIGHT
+}
+
 impl AckRelay {
     fn in_flight(self) -> bool {
         self.0 & IN_FLIGHT != 0
@@ -39,7 +44,7 @@ impl AckRelay {
 
     /// An ACK up to `up_to` arrived: the Ack to send now, if none is in flight.
     pub(crate) fn arrived(&mut self, up_to: Seq) -> Option<Seq> {
-        let up_to = (up_to.0 & !IN_FLIGHT).max(self.waiting());
+        let up_to = seq_bits(up_to).max(self.waiting());
         if self.in_flight() {
             self.0 = IN_FLIGHT | up_to;
             return None;
@@ -55,8 +60,8 @@ impl AckRelay {
     pub(crate) fn answered(&mut self, failed: Option<Seq>) -> Option<Seq> {
         let waiting = self.waiting();
         match failed {
-            Some(failed) if failed.0 & !IN_FLIGHT >= waiting => {
-                self.0 = failed.0 & !IN_FLIGHT;
+            Some(failed) if seq_bits(failed) >= waiting => {
+                self.0 = seq_bits(failed);
                 None
             }
             _ => {
@@ -72,7 +77,7 @@ impl AckRelay {
     /// The Ack up to `up_to` could not be sent (see `Worker::send_ack`): it
     /// waits for the next ACK, answer or close.
     pub(crate) fn refused(&mut self, up_to: Seq) {
-        self.0 = self.waiting().max(up_to.0 & !IN_FLIGHT);
+        self.0 = self.waiting().max(seq_bits(up_to));
     }
 
     /// The ACK still waiting, taken (the connection is closing).

@@ -105,6 +105,11 @@ impl ReadOutcome {
     fn closed(bytes: usize) -> Self {
         Self { bytes, closed: true, tls_failed: false, more: false }
     }
+
+    /// The socket has nothing more to read now.
+    fn drained(bytes: usize) -> Self {
+        Self { bytes, closed: false, tls_failed: false, more: false }
+    }
 }
 
 /// Result of one write.
@@ -190,32 +195,26 @@ impl Conn {
                 Ok(0) => return ReadOutcome::closed(bytes),
                 Ok(n) => {
                     bytes += n;
-                    let drained = stop_short && n < scratch.len();
                     let read = scratch.get_mut(..n).unwrap_or_default();
-                    let Some(tls) = &mut self.tls else {
+                    if let Some(tls) = &mut self.tls {
+                        let handshaking = tls.is_handshaking();
+                        match tls.handle_read(read, input) {
+                            // close_notify: nothing more will come.
+                            Ok(received) if received.peer_closed => return ReadOutcome::closed(bytes),
+                            Ok(_) => {}
+                            Err(err) => {
+                                tracing::debug!(%err, handshaking, "TLS");
+                                return ReadOutcome { tls_failed: handshaking, ..ReadOutcome::closed(bytes) };
+                            }
+                        }
+                    } else {
                         input.extend_from_slice(read);
-                        if drained {
-                            return ReadOutcome { bytes, closed: false, tls_failed: false, more: false };
-                        }
-                        continue;
-                    };
-                    let handshaking = tls.is_handshaking();
-                    match tls.handle_read(read, input) {
-                        // close_notify: nothing more will come.
-                        Ok(received) if received.peer_closed => return ReadOutcome::closed(bytes),
-                        Ok(_) => {}
-                        Err(err) => {
-                            tracing::debug!(%err, handshaking, "TLS");
-                            return ReadOutcome { tls_failed: handshaking, ..ReadOutcome::closed(bytes) };
-                        }
                     }
-                    if drained {
-                        return ReadOutcome { bytes, closed: false, tls_failed: false, more: false };
+                    if stop_short && n < scratch.len() {
+                        return ReadOutcome::drained(bytes);
                     }
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    return ReadOutcome { bytes, closed: false, tls_failed: false, more: false }
-                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::drained(bytes),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return ReadOutcome::closed(bytes),
             }
