@@ -37,7 +37,7 @@ struct UserEntry {
     devices: SmallVec<[(DeviceId, SessionRef); 1]>,
     /// When the last device left (ms), 0 while connected or never seen here.
     left_at: u64,
-    /// `ANNOUNCED`, `VISIBILITY_KNOWN`, `HIDDEN`.
+    /// `ANNOUNCED`, `VISIBILITY_KNOWN`, `VISIBILITY_SET`, `HIDDEN`.
     flags: u8,
     /// Watchers and the prekey-fetch budget, for the users that have them.
     social: Option<Box<Social>>,
@@ -45,10 +45,18 @@ struct UserEntry {
 
 /// Watchers told "online" (so "offline" is announced after the grace period).
 const ANNOUNCED: u8 = 1;
-/// The user's visibility was read from the store.
+/// The user's visibility is known (read from the store, or set by one of its
+/// sessions). Until it is, watchers see the user as hidden: presence fails
+/// closed, never open.
 const VISIBILITY_KNOWN: u8 = 2;
 /// Visibility `nobody`.
 const HIDDEN: u8 = 4;
+/// A session on this node set the visibility (PRESENCE_SET). A store read
+/// answers later than the write it may precede (readers and the writer are
+/// separate threads, and a read sent at login can still be queued when the
+/// client's PRESENCE_SET arrives), so from then on store reads no longer
+/// change it: the user's own latest choice wins.
+const VISIBILITY_SET: u8 = 8;
 
 /// The parts of a [`UserEntry`] only some users need.
 #[derive(Debug, Default)]
@@ -70,12 +78,22 @@ impl UserEntry {
         self.social.as_ref().map_or(&[], |social| &social.watchers)
     }
 
+    fn set_visibility(&mut self, visibility: Visibility) {
+        self.flags |= VISIBILITY_KNOWN;
+        match visibility {
+            Visibility::Nobody => self.flags |= HIDDEN,
+            Visibility::Everyone => self.flags &= !HIDDEN,
+        }
+    }
+
     fn social(&mut self) -> &mut Social {
         self.social.get_or_insert_with(Box::default)
     }
 
+    /// Whether watchers must not see this user (visibility `nobody`, or not
+    /// known yet).
     fn hidden(&self) -> bool {
-        self.flags & HIDDEN != 0
+        self.flags & HIDDEN != 0 || self.flags & VISIBILITY_KNOWN == 0
     }
 }
 
@@ -128,9 +146,11 @@ impl Directory {
         (replaced, came_online)
     }
 
-    /// Records the user's visibility (from the store) and, when `came_online`,
-    /// copies the watchers that may see it come online into `watchers`.
-    pub fn announce_online(
+    /// Records the user's visibility as read from the store at login, unless
+    /// a session here has set it since ([`Directory::set_visibility`] wins),
+    /// and, when `came_online` and the user may be seen, copies the watchers
+    /// to tell into `watchers`.
+    pub fn visibility_read(
         &self,
         user: UserId,
         visibility: Visibility,
@@ -139,26 +159,29 @@ impl Directory {
     ) {
         let mut shard = self.shard(user);
         let entry = shard.entry(user).or_default();
-        entry.flags |= VISIBILITY_KNOWN;
-        match visibility {
-            Visibility::Nobody => entry.flags |= HIDDEN,
-            Visibility::Everyone => entry.flags &= !HIDDEN,
+        if entry.flags & VISIBILITY_SET == 0 {
+            entry.set_visibility(visibility);
         }
-        if came_online && visibility == Visibility::Everyone && !entry.devices.is_empty() {
+        if came_online && !entry.hidden() && !entry.devices.is_empty() {
             watchers.extend_from_slice(entry.watchers());
         }
     }
 
-    /// What watchers may see of the user now; copies them into `watchers`.
-    pub fn current(
+    /// Records the visibility a session of the user set (PRESENCE_SET); store
+    /// reads answered later no longer change it. Copies the watchers into
+    /// `watchers` and returns what they may see now.
+    pub fn set_visibility(
         &self,
         user: UserId,
+        visibility: Visibility,
         now_ms: u64,
         grace_ms: u64,
         watchers: &mut Vec<SessionRef>,
     ) -> PresenceView {
         let mut shard = self.shard(user);
         let entry = shard.entry(user).or_default();
+        entry.set_visibility(visibility);
+        entry.flags |= VISIBILITY_SET;
         watchers.extend_from_slice(entry.watchers());
         view(entry, now_ms, grace_ms)
     }
@@ -303,7 +326,7 @@ mod tests {
         assert_eq!(dir.watch(UserId(7), W, 100, 50).status, PresenceStatus::Offline);
         let (_, online) = dir.insert(UserId(7), DeviceId(1), A);
         assert!(online);
-        dir.announce_online(UserId(7), Visibility::Everyone, online, &mut watchers);
+        dir.visibility_read(UserId(7), Visibility::Everyone, online, &mut watchers);
         assert_eq!(watchers, vec![W]);
         assert!(dir.remove(UserId(7), DeviceId(1), A, 1_000));
         // Within the grace period the user still looks online.
@@ -319,10 +342,49 @@ mod tests {
         assert!(!online);
         assert!(dir.expire_presence(UserId(7), 2_000, &mut watchers).is_none());
         watchers.clear();
-        dir.announce_online(UserId(7), Visibility::Nobody, true, &mut watchers);
+        dir.visibility_read(UserId(7), Visibility::Nobody, true, &mut watchers);
         assert!(watchers.is_empty(), "a hidden user is never announced");
         let hidden = dir.watch(UserId(7), W, 3_000, 50);
         assert_eq!(hidden, PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(0) });
+    }
+
+    #[test]
+    fn a_user_is_hidden_until_its_visibility_is_known() {
+        let dir = Directory::default();
+        let mut watchers = Vec::new();
+        dir.watch(UserId(7), W, 100, 50);
+        let (_, online) = dir.insert(UserId(7), DeviceId(1), A);
+        // Connected, but the store has not said yet whether it may be seen.
+        let unknown = dir.watch(UserId(7), W, 200, 50);
+        assert_eq!(unknown, PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(0) });
+        dir.visibility_read(UserId(7), Visibility::Everyone, online, &mut watchers);
+        assert_eq!(watchers, vec![W]);
+        assert_eq!(dir.watch(UserId(7), W, 300, 50).status, PresenceStatus::Online);
+    }
+
+    #[test]
+    fn a_store_read_answered_after_a_presence_set_does_not_undo_it() {
+        // The race of issue 12: the login's visibility read (from before the
+        // client's PRESENCE_SET was stored) answered after the set.
+        let dir = Directory::default();
+        let mut watchers = Vec::new();
+        dir.watch(UserId(7), W, 100, 50);
+        let (_, online) = dir.insert(UserId(7), DeviceId(1), A);
+        let view = dir.set_visibility(UserId(7), Visibility::Nobody, 200, 50, &mut watchers);
+        assert_eq!(view, PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(0) });
+        assert_eq!(watchers, vec![W], "watchers hear the setting at once");
+        watchers.clear();
+        dir.visibility_read(UserId(7), Visibility::Everyone, online, &mut watchers);
+        assert!(watchers.is_empty(), "the stale read announced the hidden user");
+        let seen = dir.watch(UserId(7), W, 300, 50);
+        assert_eq!(seen, PresenceView { status: PresenceStatus::Offline, last_seen: Timestamp(0) });
+        // The same for a second device logging in later: the set still wins,
+        // and a set back to `everyone` shows the user again.
+        let (_, online) = dir.insert(UserId(7), DeviceId(2), B);
+        dir.visibility_read(UserId(7), Visibility::Everyone, online, &mut watchers);
+        assert_eq!(dir.watch(UserId(7), W, 400, 50).status, PresenceStatus::Offline);
+        let view = dir.set_visibility(UserId(7), Visibility::Everyone, 500, 50, &mut watchers);
+        assert_eq!(view.status, PresenceStatus::Online);
     }
 
     #[test]

@@ -48,8 +48,8 @@ pub(crate) enum Pending {
     Cursors,
     /// The user's visibility, read when it connected.
     Visibility { user: UserId, came_online: bool },
-    /// PRESENCE_SET stored.
-    Stored,
+    /// PRESENCE_SET being stored.
+    VisibilitySet,
 }
 
 /// Milliseconds since the Unix epoch (presence times).
@@ -123,12 +123,21 @@ impl Worker {
             }
             Frame::PresenceSet(set) => {
                 let request = Request::SetVisibility { user, visibility: set.visibility };
-                self.store_call(key, request, Pending::Stored);
+                if !self.store_call(key, request, Pending::VisibilitySet) {
+                    // Applied on this node below, but not stored: the client
+                    // must send it again, or its next login reads the old one.
+                    let text = "presence setting not stored; send it again";
+                    self.answer(now, key, &error_frame(ErrorCode::OVERLOADED, 0, text));
+                }
                 let mut watchers = std::mem::take(&mut self.watchers);
                 watchers.clear();
-                self.shared.directory.announce_online(user, set.visibility, false, &mut watchers);
-                let view =
-                    self.shared.directory.current(user, unix_ms(), self.messaging.grace_ms, &mut watchers);
+                let view = self.shared.directory.set_visibility(
+                    user,
+                    set.visibility,
+                    unix_ms(),
+                    self.messaging.grace_ms,
+                    &mut watchers,
+                );
                 let presence =
                     Frame::Presence(Presence { user, status: view.status, last_seen: view.last_seen });
                 for watcher in watchers.drain(..) {

@@ -160,7 +160,7 @@ impl Worker {
             (Pending::Visibility { user, came_online }, Ok(Response::Visibility(visibility))) => {
                 let mut watchers = std::mem::take(&mut self.watchers);
                 watchers.clear();
-                self.shared.directory.announce_online(user, visibility, came_online, &mut watchers);
+                self.shared.directory.visibility_read(user, visibility, came_online, &mut watchers);
                 let presence = Frame::Presence(Presence {
                     user,
                     status: protocol::PresenceStatus::Online,
@@ -171,7 +171,15 @@ impl Worker {
                 }
                 self.watchers = watchers;
             }
-            (Pending::Stored, Ok(_)) => {}
+            (Pending::VisibilitySet, Ok(_)) => {}
+            (Pending::VisibilitySet, result) => {
+                // The node applied the setting, the store did not keep it: the
+                // client is told, so that its next login does not read the
+                // old one (SPEC §6.6).
+                tracing::warn!(session = ?to, err = %failure(result), "presence setting not stored");
+                let text = "presence setting not stored; send it again";
+                self.answer_if(now, key, &error_frame(ErrorCode::BACKEND_UNAVAILABLE, 0, text));
+            }
             (
                 Pending::Group { request }
                 | Pending::GroupGet { request }
