@@ -35,7 +35,7 @@ impl PendingSend {
         Frame::SendMessage(SendMessage {
             client_id: self.client_id,
             to: self.to,
-            payload: self.payload.clone(),
+            payload: self.payload.clone().into(),
         })
     }
 }

@@ -75,6 +75,9 @@ codes!(ErrorCode, Retry:
     UNSUPPORTED_VERSION = 102, Terminal;
     /// Too many frames or connections; wait `retry_after_ms`.
     RATE_LIMITED = 103, Retryable;
+    /// The session already watches MAX_PRESENCE_SUBSCRIPTIONS users: a cap,
+    /// not a rate, so waiting does not help; unsubscribe one first.
+    TOO_MANY_SUBSCRIPTIONS = 104, Terminal;
     /// The token is malformed or its signature does not verify.
     AUTH_INVALID = 110, Terminal;
     /// The token has expired; get a new one and reconnect.

@@ -6,7 +6,7 @@
 
 use crate::codes::ErrorCode;
 use crate::limits::{
-    MAX_DEVICES_PER_USER, MAX_GROUP_MEMBERS, MAX_GROUP_NAME, MAX_KEY, MAX_MEMBERS_PER_CHANGE,
+    MAX_DEVICES_PER_USER, MAX_FRAME_LEN, MAX_GROUP_MEMBERS, MAX_GROUP_NAME, MAX_KEY, MAX_MEMBERS_PER_CHANGE,
     MAX_ONE_TIME_PREKEYS, MAX_PAYLOAD, MAX_SIGNATURE, MAX_SYNC_BATCH, MAX_TEXT, MAX_TOKEN,
 };
 use crate::types::{
@@ -14,8 +14,21 @@ use crate::types::{
     PresenceStatus, ReceiptKind, Role, Seq, Text, Timestamp, UserId, Visibility,
 };
 
-/// Opaque message ciphertext.
+/// Opaque message ciphertext, as stored and delivered.
 pub type Payload = Blob<MAX_PAYLOAD>;
+/// A SEND's ciphertext on the wire: bounded only by the frame, so that a
+/// payload over the server's limit is a refused request (SEND_ERROR
+/// `PAYLOAD_TOO_LARGE`, the session lives), not a malformed frame (SPEC §6.1).
+pub type SendPayload = Blob<MAX_FRAME_LEN>;
+
+const _: () = assert!(MAX_PAYLOAD < MAX_FRAME_LEN);
+
+impl From<Payload> for SendPayload {
+    fn from(payload: Payload) -> Self {
+        // Cannot fail: MAX_PAYLOAD < MAX_FRAME_LEN (asserted above).
+        Self::new(payload.into_bytes()).unwrap_or_default()
+    }
+}
 /// Signed auth token (format defined by the server, opaque to the codec).
 pub type Token = Blob<MAX_TOKEN>;
 /// A public key.
@@ -127,7 +140,8 @@ frames! {
         server_time: Timestamp,
         /// Send PING at this interval (ms); silence for 3 intervals closes.
         heartbeat_ms: u32,
-        /// Highest seq in this device's inbox now; sync ends at or after it.
+        /// Highest seq ever assigned in this device's inbox (acked and expired
+        /// entries included); sync ends at or after it.
         inbox_head: Seq,
         /// This server's payload limit (at most `MAX_PAYLOAD`).
         max_payload: u32,
@@ -190,8 +204,9 @@ frames! {
         client_id: u64,
         /// Recipient.
         to: Conversation,
-        /// Ciphertext, never read by the server.
-        payload: Payload,
+        /// Ciphertext, never read by the server; the server stores at most
+        /// `AUTH_OK.max_payload` bytes.
+        payload: SendPayload,
     }
 
     /// The message is durably stored (✓).

@@ -87,6 +87,22 @@ impl Worker {
         let me = SessionRef { worker: self.index, key, generation: conn.generation };
         match frame {
             Frame::SendMessage(send) => {
+                // Over the limit AUTH_OK announced: a refused request, not a
+                // malformed frame, so the session lives (SPEC §6.1).
+                let len = send.payload.bytes().len();
+                if len > self.messaging.max_payload as usize {
+                    let refusal = Frame::SendError(SendError {
+                        client_id: send.client_id,
+                        code: ErrorCode::PAYLOAD_TOO_LARGE,
+                        retry_after_ms: 0,
+                        text: Note::truncated(&format!(
+                            "payload of {len} bytes over max_payload {}",
+                            self.messaging.max_payload
+                        )),
+                    });
+                    self.answer(now, key, &refusal);
+                    return;
+                }
                 let request = Request::Send(StoreSend {
                     user,
                     device,

@@ -25,7 +25,7 @@ impl Worker {
         if !watching.contains(&user) {
             if watching.len() >= MAX_PRESENCE_SUBSCRIPTIONS {
                 let text = "too many presence subscriptions";
-                self.answer(now, key, &error_frame(ErrorCode::RATE_LIMITED, 0, text));
+                self.answer(now, key, &error_frame(ErrorCode::TOO_MANY_SUBSCRIPTIONS, 0, text));
                 return;
             }
             watching.push(user);

@@ -181,6 +181,15 @@ impl Worker {
                 self.answer_if(now, key, &error_frame(ErrorCode::BACKEND_UNAVAILABLE, 0, text));
             }
             (
+                Pending::Receipts | Pending::Typing { .. },
+                Err(err @ (StoreError::UnknownGroup(_) | StoreError::NotAMember(_))),
+            ) => {
+                // READ and TYPING have no request id: a refusal of the group
+                // they name is ERROR with reference 0, and the session lives
+                // (SPEC §4.1).
+                self.answer_if(now, key, &error_frame(err.code(), 0, &err.to_string()));
+            }
+            (
                 Pending::Group { request }
                 | Pending::GroupGet { request }
                 | Pending::PrekeyUpload { request }
@@ -253,8 +262,10 @@ impl Worker {
             max_payload: self.messaging.max_payload,
             capabilities,
         };
-        // HELLO.resume_after is an implicit ACK (SPEC §6.2), never above the head.
-        let resume_after = Seq(resume_after.0.min(connected.inbox_head.0));
+        // HELLO.resume_after is an implicit ACK (SPEC §6.2), never above the
+        // head; below the store's acked cursor the sync starts at that cursor
+        // (those entries are gone, and are not expired ones: SPEC §6.3).
+        let resume_after = Seq(resume_after.0.min(connected.inbox_head.0).max(connected.acked.0));
         self.call(now, key, |conn, ctx| conn.session.accept(ctx, auth_ok, resume_after));
         if resume_after > connected.acked {
             self.ack_arrived(key, resume_after);

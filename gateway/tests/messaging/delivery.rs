@@ -108,7 +108,7 @@ async fn a_retried_send_is_stored_once(mode: Mode) {
     let send = Frame::SendMessage(Send {
         client_id: 77,
         to: Conversation::Direct(UserId(2)),
-        payload: payload("once"),
+        payload: payload("once").into(),
     });
     a.send_frames(std::slice::from_ref(&send)).await.unwrap();
     a.send_frames(&[send]).await.unwrap();

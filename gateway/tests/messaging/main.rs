@@ -14,6 +14,7 @@ mod delivery;
 mod faults;
 mod groups;
 mod social;
+mod spec;
 mod visibility;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

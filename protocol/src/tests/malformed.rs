@@ -108,16 +108,45 @@ fn text_must_be_utf8_and_fields_respect_limits() {
         decode_stream(&[0x07, 0x07, 0x64, 0x00, 0x00, 0x00, 0x02, 0xff, 0xfe]),
         Err(DecodeError::InvalidUtf8 { field: "text" })
     );
-    // SEND announcing a payload one byte over MAX_PAYLOAD.
+    // DELIVER announcing a payload one byte over MAX_PAYLOAD.
+    let mut body = vec![0x01, 0x01, 0x01, 0x07, 0x01, 0x01, 0x01, 0x01];
+    put_varint(&mut body, MAX_PAYLOAD as u64 + 1);
+    body.resize(body.len() + MAX_PAYLOAD + 1, 0);
+    let mut frame = vec![0x13];
+    put_varint(&mut frame, body.len() as u64);
+    frame.extend_from_slice(&body);
+    assert_eq!(
+        decode_stream(&frame),
+        Err(DecodeError::FieldTooLong { field: "payload", len: MAX_PAYLOAD as u64 + 1, max: MAX_PAYLOAD })
+    );
+}
+
+#[test]
+fn a_send_payload_is_bounded_by_the_frame_not_by_max_payload() {
+    // SPEC §6.1: over the server's limit is SEND_ERROR PAYLOAD_TOO_LARGE, so
+    // the SEND must decode; only the frame's own limit makes it malformed.
     let mut body = vec![0x01, 0x01, 0x07];
     put_varint(&mut body, MAX_PAYLOAD as u64 + 1);
     body.resize(body.len() + MAX_PAYLOAD + 1, 0);
     let mut frame = vec![0x10];
     put_varint(&mut frame, body.len() as u64);
     frame.extend_from_slice(&body);
+    assert!(
+        matches!(decode_stream(&frame), Ok(Some(Frame::SendMessage(s))) if s.payload.bytes().len() == MAX_PAYLOAD + 1)
+    );
+    // A payload length over MAX_FRAME_LEN inside a small frame.
+    let mut body = vec![0x01, 0x01, 0x07];
+    put_varint(&mut body, MAX_FRAME_LEN as u64 + 1);
+    let mut frame = vec![0x10];
+    put_varint(&mut frame, body.len() as u64);
+    frame.extend_from_slice(&body);
     assert_eq!(
         decode_stream(&frame),
-        Err(DecodeError::FieldTooLong { field: "payload", len: MAX_PAYLOAD as u64 + 1, max: MAX_PAYLOAD })
+        Err(DecodeError::FieldTooLong {
+            field: "payload",
+            len: MAX_FRAME_LEN as u64 + 1,
+            max: MAX_FRAME_LEN
+        })
     );
 }
 

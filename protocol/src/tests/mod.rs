@@ -3,6 +3,7 @@
 
 pub(crate) mod arb;
 mod malformed;
+mod order;
 mod roundtrip;
 mod spec;
 mod vectors;

@@ -1,6 +1,7 @@
 //! SPEC.md and the code agree: frame catalogue, field lists, error codes, close
-//! codes, limits, decode errors, and the worked examples (which must also be
-//! vectors). The SPEC's tables are parsed, not copied.
+//! codes, limits, decode errors, the JSON keys of nested records, and the
+//! worked examples (which must also be vectors). The SPEC's tables are parsed,
+//! not copied.
 
 use std::collections::BTreeMap;
 
@@ -167,4 +168,52 @@ fn worked_examples_are_vectors() {
             (None, None) => panic!("example {name} is not in vectors.json"),
         }
     }
+}
+
+#[test]
+fn nested_record_keys_match_the_code() {
+    use crate::json::Json;
+    use crate::types::{Blob, ConvSeq, Conversation, DeviceId, MessageId, Role, Seq, Timestamp, UserId};
+    use crate::{Deliver, DeviceBundle, Member, OneTimePrekey, SignedPrekey};
+
+    let signed = SignedPrekey { id: 1, key: Blob::default(), signature: Blob::default() };
+    let one_time = OneTimePrekey { id: 2, key: Blob::default() };
+    let bundle = DeviceBundle {
+        device: DeviceId(1),
+        identity_key: Blob::default(),
+        signed_prekey: signed.clone(),
+        one_time: Some(one_time.clone()),
+    };
+    let deliver = Deliver {
+        seq: Seq(1),
+        message_id: MessageId(1),
+        conversation: Conversation::Direct(UserId(1)),
+        conv_seq: ConvSeq(1),
+        sender: UserId(1),
+        sender_device: DeviceId(1),
+        server_time: Timestamp(1),
+        payload: Blob::default(),
+    };
+    let code: BTreeMap<&str, serde_json::Value> = BTreeMap::from([
+        ("member", Member { user: UserId(1), role: Role::Admin }.to_json()),
+        ("signed_prekey", signed.to_json()),
+        ("one_time_prekey", one_time.to_json()),
+        ("device_bundle", bundle.to_json()),
+        ("DELIVER body", deliver.to_json()),
+    ]);
+    let rows = table(section("## 15. Test vectors"));
+    assert_eq!(rows.len(), code.len(), "one row per nested record");
+    for row in rows {
+        let json = code.get(row[0].as_str()).unwrap_or_else(|| panic!("no record {}", row[0]));
+        let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut spec: Vec<&str> = row[2].split(", ").collect();
+        keys.sort_unstable();
+        spec.sort_unstable();
+        assert_eq!(spec, keys, "JSON keys of {}", row[0]);
+    }
+    // DELIVER's keys are its §9 fields.
+    assert_eq!(
+        table(section("## 15. Test vectors")).last().unwrap()[2].split(", ").collect::<Vec<_>>(),
+        FrameKind::Deliver.fields()
+    );
 }

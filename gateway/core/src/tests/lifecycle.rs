@@ -37,7 +37,12 @@ fn auth_ok() -> AuthOk {
 
 /// A session that completed the upgrade and HELLO, with its output consumed.
 fn live() -> Harness {
-    let mut h = Harness::new();
+    live_with(super::harness::config())
+}
+
+/// As [`live`], with `config`.
+fn live_with(config: crate::Config) -> Harness {
+    let mut h = Harness::with_config(config);
     h.read(&upgrade("/ws"));
     h.read(&message(&[hello(1, 1)]));
     assert!(matches!(h.take_actions().as_slice(), [Action::Verify(_)]));
@@ -343,7 +348,7 @@ fn rate_limited_sends_and_requests_get_their_own_answers() {
     let send = Frame::SendMessage(protocol::SendMessage {
         client_id: 41,
         to: Conversation::Direct(UserId(3)),
-        payload: protocol::Payload::new(&b"x"[..]).unwrap(),
+        payload: protocol::SendPayload::new(&b"x"[..]).unwrap(),
     });
     let get = Frame::GroupGet(protocol::GroupGet { request: 9, group: protocol::GroupId(1) });
     let read = Frame::Read(Read { conversation: Conversation::Direct(UserId(3)), up_to: ConvSeq(1) });
@@ -365,4 +370,57 @@ fn rate_limited_sends_and_requests_get_their_own_answers() {
     );
     assert_eq!(out.len(), 3, "{out:?}");
     assert!(h.take_actions().is_empty(), "nothing refused reaches the worker");
+}
+
+#[test]
+fn the_rate_limit_closes_at_the_refusal_after_a_burst_of_refusals_and_refused_pings_get_no_pong() {
+    // SPEC §7, exactly: the harness allows a burst of 20 at 100/s, and the
+    // clock stands still, so no token comes back.
+    let mut h = live();
+    let pings = |from: u64, n: u64| {
+        message(&(from..from + n).map(|nonce| Frame::Ping(Ping { nonce })).collect::<Vec<_>>())
+    };
+    h.read(&pings(0, 20));
+    assert_eq!(h.output().len(), 20, "the burst passes");
+    // Refusal 1 of the run: ERROR, and no PONG.
+    h.read(&pings(100, 1));
+    let out = h.output();
+    assert!(
+        matches!(out.as_slice(), [Out::Frame(Frame::Error(e))] if e.code == ErrorCode::RATE_LIMITED && e.retryable && e.reference == 0),
+        "{out:?}"
+    );
+    // Refusals 2..=20 (a burst's worth in a row): nothing at all, not closed.
+    h.read(&pings(200, 19));
+    assert_eq!(h.output(), vec![], "refused PINGs get no PONG and no more ERROR");
+    assert!(matches!(h.session.state(), State::Live(_)));
+    // Refusal 21 in a row: close 4009.
+    h.read(&pings(300, 1));
+    closed_with(&mut h, CloseCode::RATE_LIMITED);
+}
+
+#[test]
+fn the_257th_frame_of_a_message_gets_bad_frame_and_4000_after_256_are_answered() {
+    // SPEC §1 and §13: not 1009 (that is the byte limit, from the WebSocket
+    // header), and the frames before it are acted on.
+    let mut h = live_with(crate::Config { rate: None, ..super::harness::config() });
+    let pings: Vec<Frame> = (0..257).map(|nonce| Frame::Ping(Ping { nonce })).collect();
+    h.read(&message(&pings));
+    let out = h.output();
+    let pongs = out.iter().take_while(|o| matches!(o, Out::Frame(Frame::Pong(_)))).count();
+    assert_eq!(pongs, 256, "{out:?}");
+    assert!(
+        matches!(&out[256..], [Out::Frame(Frame::Error(e)), Out::Close(4000)] if e.code == ErrorCode::BAD_FRAME && e.reference == 0),
+        "{:?}",
+        &out[256..]
+    );
+    // A message ending inside a frame header: the same answer.
+    let mut h = live();
+    let mut bytes = Frame::Ping(Ping { nonce: 1 }).to_bytes().unwrap().to_vec();
+    bytes.push(0x04);
+    h.read(&client_frame(0x2, &bytes));
+    let out = h.output();
+    assert!(
+        matches!(out.as_slice(), [Out::Frame(Frame::Pong(_)), Out::Frame(Frame::Error(e)), Out::Close(4000)] if e.code == ErrorCode::BAD_FRAME),
+        "{out:?}"
+    );
 }
