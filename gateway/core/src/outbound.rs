@@ -247,7 +247,10 @@ impl Outbound {
         // `header_len` is 2, 4 or 10.
         let end = u8::try_from(header_len).unwrap_or(10);
         self.chunks.push_back(Chunk::Header { bytes: header, start: 0, end });
-        self.chunks.push_back(Chunk::Bytes(shared));
+        // An empty payload (an empty pong or echo) is the header alone.
+        if !shared.is_empty() {
+            self.chunks.push_back(Chunk::Bytes(shared));
+        }
     }
 
     /// Queues bytes exactly as given (the HTTP upgrade answer, the close
