@@ -34,6 +34,10 @@ use serde::{Deserialize, Serialize};
 /// Most worker threads a node accepts (`node.workers`).
 pub const MAX_WORKERS: usize = 1024;
 
+/// Largest `session.echo_max_message`: 16 MiB, the biggest message of
+/// Autobahn|Testsuite's cases (9.x), which `/echo` is checked with.
+pub const ECHO_MAX_MESSAGE_LIMIT: usize = 16 << 20;
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -208,12 +212,19 @@ section! {
         /// Queued bytes above which live delivery pauses (the client catches up
         /// by sync); below outbound_queue_bytes.
         outbound_pause_bytes: usize = 131_072;
+        /// Bytes queued for a client that has not authenticated yet (pongs to
+        /// its WebSocket pings, AUTH_ERROR) before it is closed with 1008; at
+        /// most outbound_queue_bytes.
+        outbound_preauth_bytes: usize = 8_192;
         /// A client whose socket takes no bytes for this long while data is
         /// queued is closed, ms.
         write_stall_ms: u64 = 30_000;
         /// Conformance testing and benchmarks: also serve `/echo`, a raw
         /// WebSocket echo of text and binary messages (no auth, no protocol).
         echo_route: bool = false;
+        /// Largest message accepted on `/echo`, bytes (up to 16 MiB; `/ws` keeps
+        /// max_message); an echo session may queue this much more output.
+        echo_max_message: usize = ECHO_MAX_MESSAGE_LIMIT;
     }
 }
 
@@ -224,8 +235,8 @@ section! {
         connections_per_ip_per_sec: u32 = 50;
         /// Connections a client IP may open in a burst (bucket size).
         connections_per_ip_burst: u32 = 200;
-        /// Frames per second one session may send (bucket refill rate); beyond
-        /// it: RATE_LIMITED.
+        /// Frames per second one session may send, WebSocket pings and pongs
+        /// included (bucket refill rate); beyond it: RATE_LIMITED.
         frames_per_sec: u32 = 100;
         /// Frames one session may send in a burst (bucket size).
         frames_burst: u32 = 400;
@@ -679,6 +690,21 @@ impl SessionConfig {
                     "{} must be above 0 and below session.outbound_queue_bytes ({})",
                     self.outbound_pause_bytes, self.outbound_queue_bytes
                 ),
+            ));
+        }
+        if self.outbound_preauth_bytes == 0 || self.outbound_preauth_bytes > self.outbound_queue_bytes {
+            return Err(invalid(
+                "session.outbound_preauth_bytes",
+                format!(
+                    "{} must be above 0 and at most session.outbound_queue_bytes ({})",
+                    self.outbound_preauth_bytes, self.outbound_queue_bytes
+                ),
+            ));
+        }
+        if self.echo_max_message == 0 || self.echo_max_message > ECHO_MAX_MESSAGE_LIMIT {
+            return Err(invalid(
+                "session.echo_max_message",
+                format!("{} is not in 1..={ECHO_MAX_MESSAGE_LIMIT}", self.echo_max_message),
             ));
         }
         Ok(())

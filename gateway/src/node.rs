@@ -338,6 +338,8 @@ fn session_config(config: &Config) -> SessionConfig {
         heartbeat_misses: s.heartbeat_misses,
         max_message: s.max_message,
         outbound: Limits { pause_bytes: s.outbound_pause_bytes, max_bytes: s.outbound_queue_bytes },
+        outbound_preauth: s.outbound_preauth_bytes,
+        echo_max_message: s.echo_max_message,
         write_stall: s.write_stall(),
         linger: Duration::from_secs(2),
         decoder: Decoder::new(),

@@ -374,6 +374,12 @@ fn each_validation_rule_fails_on_a_bad_value() {
         ("session.outbound_pause_bytes", |c| c.session.outbound_pause_bytes = c.session.outbound_queue_bytes),
         ("session.outbound_pause_bytes", |c| c.session.outbound_queue_bytes = 1000),
         ("session.outbound_pause_bytes", |c| c.session.outbound_pause_bytes = 0),
+        ("session.outbound_preauth_bytes", |c| c.session.outbound_preauth_bytes = 0),
+        ("session.outbound_preauth_bytes", |c| {
+            c.session.outbound_preauth_bytes = c.session.outbound_queue_bytes + 1;
+        }),
+        ("session.echo_max_message", |c| c.session.echo_max_message = 0),
+        ("session.echo_max_message", |c| c.session.echo_max_message = (16 << 20) + 1),
         ("limits.connections_per_ip_per_sec", |c| c.limits.connections_per_ip_per_sec = 0),
         ("limits.connections_per_ip_burst", |c| c.limits.connections_per_ip_burst = 0),
         ("limits.frames_per_sec", |c| c.limits.frames_per_sec = 0),
@@ -497,7 +503,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             .collect();
         assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
     }
-    assert_eq!(total, 53, "keys in all sections");
+    assert_eq!(total, 55, "keys in all sections");
 }
 
 #[test]

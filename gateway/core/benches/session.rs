@@ -40,6 +40,8 @@ fn config() -> Config {
         heartbeat_misses: 3,
         max_message: protocol::limits::MAX_CLIENT_MESSAGE_LEN,
         outbound: Limits { pause_bytes: 1 << 20, max_bytes: 2 << 20 },
+        outbound_preauth: 8 << 10,
+        echo_max_message: 16 << 20,
         write_stall: Duration::from_secs(30),
         linger: Duration::from_secs(2),
         decoder: Decoder::new(),

@@ -27,15 +27,23 @@ pub struct Config {
     pub heartbeat_misses: u32,
     /// Longest client WebSocket message (1009 above).
     pub max_message: usize,
-    /// Outbound queue bounds.
+    /// Outbound queue bounds of an authenticated session.
     pub outbound: Limits,
+    /// Outbound bytes a session may have queued before it is authenticated
+    /// (pongs, AUTH_ERROR): above, it is closed with 1008.
+    pub outbound_preauth: usize,
+    /// Longest client message on the `/echo` route; its outbound bound is
+    /// `outbound.max_bytes` plus this, room for one whole echo.
+    pub echo_max_message: usize,
     /// Time unsent output may make no progress before the session is cut.
     pub write_stall: Duration,
     /// Time to wait for the client's close frame after sending ours.
     pub linger: Duration,
     /// Decoder for client messages.
     pub decoder: Decoder,
-    /// Frame-rate limit of an authenticated session (`None`: unlimited).
+    /// Frame-rate limit of a session (`None`: unlimited): every protocol frame
+    /// of an authenticated session, and WebSocket pings and pongs in every
+    /// state.
     pub rate: Option<RateLimit>,
     /// Entries per SYNC_BATCH when the client asks for the server default
     /// (at most `MAX_SYNC_BATCH`).

@@ -16,7 +16,11 @@
 //!    store; the session resyncs when it has drained below half of it);
 //! 3. above `max_bytes`: nothing more fits, the session closes with 4008.
 //!
-//! Control output (PONG, AUTH_*, ERROR, GOAWAY, close) is never dropped.
+//! Replies to client input (PONG, WebSocket pongs, the answers to refused
+//! frames) are never dropped, but they count toward `max_bytes`: a
+//! client that makes the server answer and does not read is closed there,
+//! like any slow consumer. Server control output (AUTH_*, GOAWAY, SYNC_*, the
+//! close) is bounded by the protocol itself and always queued.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -29,8 +33,11 @@ use protocol::Frame;
 /// How a frame may be treated under pressure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    /// Session control: always queued.
+    /// Session control the server starts (AUTH_*, GOAWAY, sync): always queued.
     Control,
+    /// An answer to client input (PONG, a WebSocket pong, an ERROR for a
+    /// refused frame): never dropped, closed on overflow.
+    Reply,
     /// Messages, acks, receipts: paused under pressure, never dropped.
     Live,
     /// Typing and presence: dropped first.
@@ -157,11 +164,17 @@ impl Outbound {
     /// Queues an already-encoded message payload (frames encoded once for many
     /// sessions), sealing this turn's batch first to keep the order.
     pub fn push_shared(&mut self, payload: Bytes, class: Class, limits: Limits) -> Queued {
+        self.push_data(OpCode::Binary, payload, class, limits)
+    }
+
+    /// Queues one WebSocket frame of `opcode` (a message, or a pong) whose
+    /// payload is referenced, not copied, after this turn's batch.
+    pub fn push_data(&mut self, opcode: OpCode, payload: Bytes, class: Class, limits: Limits) -> Queued {
         if let Some(refused) = self.admit(payload.len(), class, limits) {
             return refused;
         }
         self.flush();
-        self.push_message(payload);
+        self.push_message(opcode, payload);
         Queued::Accepted
     }
 
@@ -227,18 +240,21 @@ impl Outbound {
         self.open_len as usize + self.batch_payload()
     }
 
-    /// Queues a WebSocket message of `shared` with an inline header.
-    fn push_message(&mut self, shared: Bytes) {
-        let (header, header_len) = server_header(OpCode::Binary, shared.len());
+    /// Queues a WebSocket frame of `shared` with an inline header.
+    fn push_message(&mut self, opcode: OpCode, shared: Bytes) {
+        let (header, header_len) = server_header(opcode, shared.len());
         self.queued += header_len + shared.len();
         // `header_len` is 2, 4 or 10.
         let end = u8::try_from(header_len).unwrap_or(10);
         self.chunks.push_back(Chunk::Header { bytes: header, start: 0, end });
-        self.chunks.push_back(Chunk::Bytes(shared));
+        // An empty payload (an empty pong or echo) is the header alone.
+        if !shared.is_empty() {
+            self.chunks.push_back(Chunk::Bytes(shared));
+        }
     }
 
-    /// Queues bytes exactly as given (the HTTP upgrade answer, a WebSocket
-    /// control frame), after this turn's batch.
+    /// Queues bytes exactly as given (the HTTP upgrade answer, the close
+    /// frame), after this turn's batch, outside the policy.
     pub fn push_raw(&mut self, bytes: Bytes) {
         self.seal();
         self.queued += bytes.len();

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use gateway_ws::frame::{write_close, write_frame};
+use gateway_ws::frame::write_close;
 use gateway_ws::{parse_request, write_accept, write_rejection};
 use gateway_ws::{MessageReader, OpCode, Route, WsEvent};
 use protocol::{
@@ -14,7 +14,7 @@ use protocol::{
 
 use crate::context::{Action, Ctx, Observer};
 use crate::delivery::{Delivery, Live, Mode, Step};
-use crate::outbound::{Class, Outbound, Queued};
+use crate::outbound::{Class, Limits, Outbound, Queued};
 use crate::rate::{Bucket, RateLimit, Verdict};
 use crate::shared::SharedDeliver;
 use crate::timers::{Timer, Timers};
@@ -155,8 +155,12 @@ impl Session {
         let result = reader.read(buf, |event| self.on_ws_event(ctx, event));
         self.reader = Some(reader);
         if let Err(err) = result {
+            // RFC 6455 §7.1.7, failing the connection: the close frame, then
+            // the TCP close at once, without waiting for the client's close
+            // frame (which the reader could not find past a broken frame).
             let reason = err.to_string();
             self.close(ctx, err.close_code(), &reason);
+            self.finish(ctx, 0);
         }
     }
 
@@ -253,7 +257,7 @@ impl Session {
                 let was_paused = self.out.live_paused();
                 let head = head.get(..used).unwrap_or_default();
                 let queued =
-                    self.out.push_shared_tail(head, deliver.tail().clone(), Class::Live, ctx.config.outbound);
+                    self.out.push_shared_tail(head, deliver.tail().clone(), Class::Live, self.limits(ctx));
                 self.after_queue(ctx, queued, was_paused, "DELIVER");
                 match queued {
                     Queued::Accepted => {
@@ -311,7 +315,7 @@ impl Session {
             return Queued::Dropped;
         }
         let was_paused = self.out.live_paused();
-        let queued = self.out.push_frame(frame, class, ctx.config.outbound);
+        let queued = self.out.push_frame(frame, class, self.limits(ctx));
         self.after_queue(ctx, queued, was_paused, frame.kind().name());
         if queued == Queued::Accepted {
             ctx.observer.frame_out(frame.kind());
@@ -322,13 +326,44 @@ impl Session {
     /// Queues frames encoded once for many sessions (group fanout) as one
     /// message whose payload is shared, under the outbound policy.
     pub fn send_shared<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, message: Bytes, class: Class) -> Queued {
+        self.send_data(ctx, OpCode::Binary, message, class)
+    }
+
+    /// Queues one WebSocket frame of `opcode` with a shared payload under the
+    /// outbound policy.
+    fn send_data<O: Observer>(
+        &mut self,
+        ctx: &mut Ctx<'_, O>,
+        opcode: OpCode,
+        payload: Bytes,
+        class: Class,
+    ) -> Queued {
         if !self.accepts_output(class) {
             return Queued::Dropped;
         }
         let was_paused = self.out.live_paused();
-        let queued = self.out.push_shared(message, class, ctx.config.outbound);
+        let queued = self.out.push_data(opcode, payload, class, self.limits(ctx));
         self.after_queue(ctx, queued, was_paused, "shared");
         queued
+    }
+
+    /// The outbound bounds for this session's state: small before
+    /// authentication (only pongs and AUTH_ERROR go out, so a client that
+    /// pings without reading is cut early), one whole message more on `/echo`
+    /// (whose messages may be far larger than `/ws`'s).
+    fn limits<O: Observer>(&self, ctx: &Ctx<'_, O>) -> Limits {
+        let config = ctx.config;
+        match self.state {
+            State::Handshake | State::AwaitHello | State::Verifying => {
+                let max_bytes = config.outbound_preauth;
+                Limits { pause_bytes: config.outbound.pause_bytes.min(max_bytes), max_bytes }
+            }
+            State::Echo => Limits {
+                pause_bytes: config.outbound.pause_bytes.saturating_add(config.echo_max_message),
+                max_bytes: config.outbound.max_bytes.saturating_add(config.echo_max_message),
+            },
+            State::Live(_) | State::Draining(_) | State::Closing | State::Closed => config.outbound,
+        }
     }
 
     /// Starts draining: a live session gets GOAWAY and is closed with 1001 after
@@ -370,7 +405,7 @@ impl Session {
 
     /// Reports `written` bytes of [`Session::outbound`] as sent.
     pub fn handle_written<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, written: usize) {
-        if self.out.consume(written, ctx.config.outbound) {
+        if self.out.consume(written, self.limits(ctx)) {
             ctx.actions.push(Action::LiveResumed);
             let step = self.delivery.resume();
             self.step(ctx, step);
@@ -393,7 +428,10 @@ impl Session {
                 self.out.push_raw(response.freeze());
                 self.timers.stop(Timer::Handshake);
                 self.state = match accepted.route {
-                    Route::Echo => State::Echo,
+                    Route::Echo => {
+                        self.reader = Some(MessageReader::new(ctx.config.echo_max_message));
+                        State::Echo
+                    }
                     Route::Ws => {
                         self.timers.set(Timer::Auth, ctx.now + ctx.config.auth_timeout);
                         State::AwaitHello
@@ -423,20 +461,26 @@ impl Session {
                 ctx.observer.closed(code);
                 self.finish(ctx, 0);
             }
+            // Control frames take tokens from the frame-rate bucket like
+            // protocol frames, in every state; a refused ping gets no pong.
+            // The pong's payload is copied (at most 125 bytes) so that it does
+            // not pin the read buffer it was split from while it waits.
             (_, WsEvent::Ping(payload)) => {
-                let mut pong = BytesMut::new();
-                write_frame(&mut pong, OpCode::Pong, &payload);
-                self.out.push_raw(pong.freeze());
+                if self.check_rate(ctx).is_ok() {
+                    // A refusal (overflow) has already started the close.
+                    let _ = self.send_data(ctx, OpCode::Pong, Bytes::copy_from_slice(&payload), Class::Reply);
+                }
             }
-            (_, WsEvent::Pong(_)) => {}
+            (_, WsEvent::Pong(_)) => {
+                let _ = self.check_rate(ctx);
+            }
+            // Echoes are live output: paused for a client that does not read
+            // (SPEC §7's policy, with room for one whole echo more).
             (State::Echo, WsEvent::Binary(message)) => {
-                // A refusal (overflow) has already started the close.
-                let _ = self.send_shared(ctx, message, Class::Live);
+                let _ = self.send_data(ctx, OpCode::Binary, message, Class::Live);
             }
             (State::Echo, WsEvent::Text(message)) => {
-                let mut text = BytesMut::new();
-                write_frame(&mut text, OpCode::Text, &message);
-                self.out.push_raw(text.freeze());
+                let _ = self.send_data(ctx, OpCode::Text, message, Class::Live);
             }
             (_, WsEvent::Text(_)) => {
                 self.close(ctx, CloseCode::UNSUPPORTED_DATA.0, "binary messages only");
@@ -488,7 +532,7 @@ impl Session {
                 ctx.actions.push(Action::Verify(Box::new(hello)));
             }
             (State::Live(_) | State::Draining(_), Frame::Ping(ping)) => {
-                self.send_control(ctx, &Frame::Pong(Pong { nonce: ping.nonce }));
+                self.reply(ctx, &Frame::Pong(Pong { nonce: ping.nonce }));
             }
             (State::Live(_) | State::Draining(_), Frame::Pong(_)) => {}
             (State::Live(_) | State::Draining(_), Frame::Ack(ack)) => {
@@ -517,22 +561,26 @@ impl Session {
     }
 
     /// Applies the frame-rate limit: `Err(wait)` when this frame is refused.
-    /// The first refusal of a burst gets ERROR `RATE_LIMITED` (reference 0);
-    /// a client that keeps going is closed with 4009.
+    /// The first refusal of a burst gets ERROR `RATE_LIMITED` (reference 0)
+    /// once authenticated; a client that keeps going is closed with 4009
+    /// (1008 before authentication and on `/echo`, where no protocol frame
+    /// is sent).
     fn check_rate<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>) -> Result<(), std::time::Duration> {
         let Some(limit) = ctx.config.rate else { return Ok(()) };
         match self.bucket.check(limit, self.timers.origin(), ctx.now) {
             Verdict::Pass => Ok(()),
             Verdict::Warn(wait) => {
                 ctx.observer.dropped("rate_limited");
-                let frame = protocol::Error {
-                    code: ErrorCode::RATE_LIMITED,
-                    retryable: true,
-                    retry_after_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
-                    reference: 0,
-                    text: Note::truncated("frame rate limit"),
-                };
-                self.send_control(ctx, &Frame::Error(frame));
+                if self.is_authenticated() {
+                    let frame = protocol::Error {
+                        code: ErrorCode::RATE_LIMITED,
+                        retryable: true,
+                        retry_after_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+                        reference: 0,
+                        text: Note::truncated("frame rate limit"),
+                    };
+                    self.reply(ctx, &Frame::Error(frame));
+                }
                 Err(wait)
             }
             Verdict::Refuse(wait) => {
@@ -541,7 +589,8 @@ impl Session {
             }
             Verdict::Close => {
                 ctx.observer.dropped("rate_limited");
-                self.close(ctx, CloseCode::RATE_LIMITED.0, "frame rate limit");
+                let code = self.unless_authenticated(CloseCode::RATE_LIMITED);
+                self.close(ctx, code.0, "frame rate limit");
                 Err(std::time::Duration::ZERO)
             }
         }
@@ -575,13 +624,28 @@ impl Session {
                 None => return,
             },
         };
-        self.send_control(ctx, &answer);
+        self.reply(ctx, &answer);
     }
 
-    /// Queues session control output (AUTH_*, PONG, ERROR, GOAWAY): the policy
+    /// Queues session control output (AUTH_*, ERROR, GOAWAY, sync): the policy
     /// never refuses it; it is only skipped once the session is closing.
     fn send_control<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: &Frame) {
         let _ = self.send(ctx, frame, Class::Control);
+    }
+
+    /// Queues an answer to client input (PONG, a refusal): counted toward the
+    /// outbound bound; an overflow has already started the close.
+    fn reply<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: &Frame) {
+        let _ = self.send(ctx, frame, Class::Reply);
+    }
+
+    /// `code` for an authenticated session; 1008 before authentication and on
+    /// `/echo`, where the protocol's close codes do not apply yet.
+    fn unless_authenticated(&self, code: CloseCode) -> CloseCode {
+        match self.is_authenticated() {
+            true => code,
+            false => CloseCode::POLICY_VIOLATION,
+        }
     }
 
     /// Queues ERROR about the session (`reference = 0`).
@@ -597,7 +661,9 @@ impl Session {
             State::Closed => false,
             State::Closing => false,
             State::Live(_) | State::Draining(_) | State::Echo => true,
-            State::Handshake | State::AwaitHello | State::Verifying => class == Class::Control,
+            State::Handshake | State::AwaitHello | State::Verifying => {
+                matches!(class, Class::Control | Class::Reply)
+            }
         }
     }
 
@@ -624,7 +690,8 @@ impl Session {
             }
             Queued::Overflow => {
                 ctx.observer.dropped("overflow");
-                self.close(ctx, CloseCode::SLOW_CONSUMER.0, "slow consumer");
+                let code = self.unless_authenticated(CloseCode::SLOW_CONSUMER);
+                self.close(ctx, code.0, "slow consumer");
             }
         }
     }

@@ -56,6 +56,11 @@ const FIRST_SESSION: usize = 3;
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes one session may read per loop turn before the others get a turn.
 const READ_BUDGET: usize = 4 * READ_CHUNK;
+/// Capacity above which the worker's input buffer is released after a read
+/// instead of kept for the next one: a large partial frame (an `/echo`
+/// message of up to 16 MiB) grows it once, and kept it would stay that size
+/// for the life of the worker.
+const INPUT_KEEP: usize = 2 * READ_BUDGET;
 
 /// A command from another thread.
 #[derive(Debug)]
@@ -450,6 +455,9 @@ impl Worker {
             };
             conn.session.handle_read(&mut ctx, &mut self.input);
             conn.keep_partial(&mut self.input);
+            if self.input.capacity() > INPUT_KEEP {
+                self.input = BytesMut::new();
+            }
         }
         if outcome.closed {
             // The peer is gone: nothing more to read or write.

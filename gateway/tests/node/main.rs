@@ -7,6 +7,8 @@
 #[path = "../common/mod.rs"]
 mod support;
 
+mod control_flood;
+
 use std::time::Duration;
 
 use client::{Client, ClientConfig, ClientError, Event};

@@ -4,9 +4,12 @@
 //! The caller appends what it reads to a `BytesMut` and calls
 //! [`MessageReader::read`]. Every complete frame at the front is split off,
 //! unmasked in place and turned into a [`WsEvent`]; a partial frame stays in the
-//! buffer for the next call. The reader itself keeps only the state of a
-//! fragmented message, and owns a buffer only while such a message is in
-//! flight: an idle reader is 16 bytes with no heap behind it.
+//! buffer for the next call. The payload of a partial text frame that has
+//! arrived is unmasked in place and checked as UTF-8 at once, so that invalid
+//! text fails on its first bad byte, not at the frame's end. The reader itself
+//! keeps only the state of a text frame or fragmented message in flight, boxed
+//! and owning a buffer only while a fragmented message is in flight: an idle
+//! reader is 16 bytes with no heap behind it.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -63,20 +66,77 @@ pub struct MessageReader {
     max_message: u32,
     /// A close frame was read: everything after it is discarded.
     closed: bool,
-    /// The fragmented message in flight, boxed so that an idle reader stays small.
+    /// The fragmented message, or the partly received text frame, in flight;
+    /// boxed so that an idle reader stays small.
     partial: Option<Box<Partial>>,
 }
 
-/// A fragmented message being assembled.
+/// A fragmented message being assembled, or a text frame partly received.
 #[derive(Debug)]
 struct Partial {
-    /// The payload of the fragments so far.
+    /// The payload of the fragments so far (empty until the first fragment is
+    /// complete).
     data: BytesMut,
-    /// A text message: its UTF-8 is checked as fragments arrive.
+    /// A fragment without FIN has been read: continuations follow.
+    fragmented: bool,
+    /// A text message: its UTF-8 is checked as its bytes arrive.
     text: bool,
-    /// Bytes of `data` known to be complete, valid UTF-8 (text only); a code
-    /// point cut by a fragment boundary lies after it.
-    validated: usize,
+    /// The UTF-8 state of the text so far (fragments and the front frame's
+    /// bytes already seen).
+    utf8: Utf8,
+    /// Payload bytes of the text frame at the front of the caller's buffer
+    /// already unmasked (in place) and checked.
+    seen: usize,
+}
+
+/// Incremental UTF-8 validation: a code point cut by a read or a fragment
+/// boundary (at most 3 bytes) is kept until its next bytes arrive; anything
+/// that cannot start valid UTF-8 fails at once.
+#[derive(Debug, Clone, Copy, Default)]
+struct Utf8 {
+    cut: [u8; 4],
+    len: u8,
+}
+
+impl Utf8 {
+    /// Checks `bytes`, which follow everything checked so far.
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<(), WsError> {
+        while self.len > 0 {
+            let Some((&byte, rest)) = bytes.split_first() else { return Ok(()) };
+            bytes = rest;
+            if let Some(slot) = self.cut.get_mut(usize::from(self.len)) {
+                *slot = byte;
+            }
+            self.len += 1;
+            match core::str::from_utf8(self.cut.get(..usize::from(self.len)).unwrap_or_default()) {
+                Ok(_) => self.len = 0,
+                // Still a valid prefix of a code point (at most 3 bytes of 4).
+                Err(e) if e.error_len().is_none() => {}
+                Err(_) => return Err(WsError::InvalidUtf8),
+            }
+        }
+        match core::str::from_utf8(bytes) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_none() => {
+                let tail = bytes.get(e.valid_up_to()..).unwrap_or_default();
+                if let Some(cut) = self.cut.get_mut(..tail.len()) {
+                    cut.copy_from_slice(tail);
+                }
+                // A valid prefix of a code point: 1 to 3 bytes.
+                self.len = tail.len() as u8;
+                Ok(())
+            }
+            Err(_) => Err(WsError::InvalidUtf8),
+        }
+    }
+
+    /// At the end of a message: no code point may be left cut.
+    fn finish(&self) -> Result<(), WsError> {
+        match self.len {
+            0 => Ok(()),
+            _ => Err(WsError::InvalidUtf8),
+        }
+    }
 }
 
 /// A frame header, parsed once the length and mask are in the buffer.
@@ -105,7 +165,8 @@ impl MessageReader {
         self.max_message as usize
     }
 
-    /// True when no fragmented message is in flight (the reader owns no buffer).
+    /// True when no fragmented message or partly received text frame is in
+    /// flight (the reader owns no buffer).
     pub fn is_idle(&self) -> bool {
         self.partial.is_none()
     }
@@ -129,9 +190,11 @@ impl MessageReader {
     ///
     /// Faults are found as early as the bytes allow: header faults from the
     /// first two bytes, an oversized message as soon as its length is read (no
-    /// payload is buffered for it), invalid UTF-8 at the first fragment that
-    /// shows it. After a close frame, the rest of `buf` (and of any later call)
-    /// is discarded.
+    /// payload is buffered for it), invalid UTF-8 at the first byte that shows
+    /// it, even inside a frame not yet complete (its bytes so far are left in
+    /// `buf` unmasked; pass them back unchanged, as for any partial frame).
+    /// After a close frame, the rest of `buf` (and of any later call) is
+    /// discarded.
     pub fn read(&mut self, buf: &mut BytesMut, mut on_event: impl FnMut(WsEvent)) -> Result<(), WsError> {
         loop {
             if self.closed {
@@ -139,16 +202,76 @@ impl MessageReader {
                 return Ok(());
             }
             let Some(header) = self.parse_header(buf)? else { return Ok(()) };
-            if buf.len() - header.header_len < header.len {
+            let available = buf.len() - header.header_len;
+            let seen = match self.is_text(header.opcode) {
+                true => self.scan_text(buf, header, available)?,
+                false => 0,
+            };
+            if available < header.len {
                 return Ok(());
             }
             buf.advance(header.header_len);
             let mut payload = buf.split_to(header.len);
-            unmask(&mut payload, header.mask);
+            if let Some(rest) = payload.get_mut(seen..) {
+                unmask(rest, rotate(header.mask, seen));
+            }
             if let Some(event) = self.on_frame(header, payload)? {
                 on_event(event);
             }
         }
+    }
+
+    /// The fragmented message in flight (not a text frame only partly read).
+    fn message(&self) -> Option<&Partial> {
+        self.partial.as_deref().filter(|partial| partial.fragmented)
+    }
+
+    /// Whether a frame with `opcode` carries text.
+    fn is_text(&self, opcode: OpCode) -> bool {
+        match opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => self.message().is_some_and(|message| message.text),
+            _ => false,
+        }
+    }
+
+    /// Unmasks and checks the payload bytes of the text frame at the front of
+    /// `buf` that arrived since the last call (`available` of them are there
+    /// now); returns how many of its payload bytes are unmasked. The UTF-8 state
+    /// is kept only while the frame is partial or the message fragmented.
+    fn scan_text(&mut self, buf: &mut [u8], header: Header, available: usize) -> Result<usize, WsError> {
+        let (mut utf8, seen) = self.partial.as_deref().map_or((Utf8::default(), 0), |p| (p.utf8, p.seen));
+        let end = available.min(header.len);
+        if let Some(new) = buf.get_mut(header.header_len + seen..header.header_len + end) {
+            unmask(new, rotate(header.mask, seen));
+            utf8.feed(new)?;
+        }
+        if end < header.len || self.partial.is_some() {
+            let partial = self.partial.get_or_insert_with(|| {
+                Box::new(Partial {
+                    data: BytesMut::new(),
+                    fragmented: false,
+                    text: true,
+                    utf8: Utf8::default(),
+                    seen: 0,
+                })
+            });
+            partial.utf8 = utf8;
+            partial.seen = end;
+        } else if header.fin {
+            // A whole single-frame text message: nothing to keep.
+            utf8.finish()?;
+        } else {
+            // The first fragment, whole: its state goes with the message.
+            self.partial = Some(Box::new(Partial {
+                data: BytesMut::new(),
+                fragmented: false,
+                text: true,
+                utf8,
+                seen: end,
+            }));
+        }
+        Ok(end)
     }
 
     /// Parses the header at the front of `buf`: `Ok(None)` while it is
@@ -167,7 +290,7 @@ impl MessageReader {
         let len7 = b1 & 0x7f;
         // Bytes of the message already assembled, for the size check.
         let mut assembled = 0;
-        match (opcode, &self.partial) {
+        match (opcode, self.message()) {
             (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => {
                 if !fin {
                     return Err(WsError::FragmentedControl);
@@ -178,7 +301,7 @@ impl MessageReader {
             }
             (OpCode::Continuation, None) => return Err(WsError::UnexpectedContinuation),
             (OpCode::Text | OpCode::Binary, Some(_)) => return Err(WsError::ExpectedContinuation),
-            (OpCode::Continuation, Some(partial)) => assembled = partial.data.len() as u64,
+            (OpCode::Continuation, Some(message)) => assembled = message.data.len() as u64,
             (OpCode::Text | OpCode::Binary, None) => {}
         }
 
@@ -221,20 +344,30 @@ impl MessageReader {
                 event
             }
             OpCode::Text if header.fin => {
-                if core::str::from_utf8(&payload).is_err() {
-                    return Err(WsError::InvalidUtf8);
+                // scan_text checked all of it; a state kept for a partial
+                // frame ends here.
+                if let Some(partial) = self.partial.take() {
+                    partial.utf8.finish()?;
                 }
                 WsEvent::Text(payload.freeze())
             }
             OpCode::Binary if header.fin => WsEvent::Binary(payload.freeze()),
             OpCode::Text | OpCode::Binary => {
                 // Copied out of the caller's buffer, so that the fragments do not
-                // pin its allocation while the message is assembled.
-                let text = header.opcode == OpCode::Text;
-                let mut partial =
-                    Box::new(Partial { data: BytesMut::from(payload.as_ref()), text, validated: 0 });
-                partial.check_utf8(false)?;
-                self.partial = Some(partial);
+                // pin its allocation while the message is assembled. A text
+                // fragment's state is already there (scan_text).
+                let partial = self.partial.get_or_insert_with(|| {
+                    Box::new(Partial {
+                        data: BytesMut::new(),
+                        fragmented: false,
+                        text: false,
+                        utf8: Utf8::default(),
+                        seen: 0,
+                    })
+                });
+                partial.data.extend_from_slice(&payload);
+                partial.fragmented = true;
+                partial.seen = 0;
                 return Ok(None);
             }
             OpCode::Continuation => {
@@ -243,13 +376,14 @@ impl MessageReader {
                     return Err(WsError::UnexpectedContinuation);
                 };
                 partial.data.extend_from_slice(&payload);
-                partial.check_utf8(header.fin)?;
+                partial.seen = 0;
                 if !header.fin {
                     return Ok(None);
                 }
                 let Some(partial) = self.partial.take() else { return Ok(None) };
-                let Partial { data, text, .. } = *partial;
+                let Partial { data, text, utf8, .. } = *partial;
                 if text {
+                    utf8.finish()?;
                     WsEvent::Text(data.freeze())
                 } else {
                     WsEvent::Binary(data.freeze())
@@ -257,24 +391,6 @@ impl MessageReader {
             }
         };
         Ok(Some(event))
-    }
-}
-
-impl Partial {
-    /// Checks the UTF-8 of a text message after each fragment: bytes before a
-    /// code point cut by the fragment boundary must be valid, and at the last
-    /// fragment (`fin`) there must be no cut code point left.
-    fn check_utf8(&mut self, fin: bool) -> Result<(), WsError> {
-        if !self.text {
-            return Ok(());
-        }
-        let unchecked = self.data.get(self.validated..).unwrap_or_default();
-        match core::str::from_utf8(unchecked) {
-            Ok(_) => self.validated = self.data.len(),
-            Err(e) if e.error_len().is_none() && !fin => self.validated += e.valid_up_to(),
-            Err(_) => return Err(WsError::InvalidUtf8),
-        }
-        Ok(())
     }
 }
 
@@ -299,6 +415,12 @@ fn parse_close(mut payload: BytesMut) -> Result<WsEvent, WsError> {
 /// The `N` bytes of `buf` at `at`, if they are there.
 fn array<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
     buf.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// The mask as it applies from payload byte `offset` on.
+fn rotate(mut mask: [u8; 4], offset: usize) -> [u8; 4] {
+    mask.rotate_left(offset % 4);
+    mask
 }
 
 /// XORs `data` with the repeating 4-byte `mask` (RFC 6455 §5.3), 8 bytes at a time.

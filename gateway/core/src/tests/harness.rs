@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use gateway_ws::HandshakeConfig;
-use protocol::{Decoder, Frame, FrameKind};
+use protocol::{
+    AuthOk, Capabilities, Decoder, DeviceId, Frame, FrameKind, Hello, Seq, Timestamp, Token, UserId,
+};
 
 use crate::{Action, Config, Ctx, Limits, Observer, Session};
 
@@ -41,6 +43,8 @@ pub(crate) fn config() -> Config {
         heartbeat_misses: 3,
         max_message: protocol::limits::MAX_CLIENT_MESSAGE_LEN,
         outbound: Limits { pause_bytes: 4096, max_bytes: 16_384 },
+        outbound_preauth: 1024,
+        echo_max_message: 1 << 20,
         write_stall: Duration::from_secs(30),
         linger: Duration::from_secs(2),
         decoder: Decoder::new(),
@@ -125,6 +129,53 @@ impl Harness {
     pub(crate) fn observed(&self, what: &str) -> bool {
         self.observer.0.iter().any(|o| o == what)
     }
+}
+
+pub(crate) fn hello(min: u8, max: u8) -> Frame {
+    Frame::Hello(Hello {
+        min_version: min,
+        max_version: max,
+        device: DeviceId(2),
+        resume_after: Seq(0),
+        capabilities: Capabilities::ALL,
+        token: Token::new(&b"token"[..]).unwrap(),
+    })
+}
+
+pub(crate) fn auth_ok() -> AuthOk {
+    AuthOk {
+        version: 1,
+        user: UserId(7),
+        device: DeviceId(2),
+        session: 1,
+        server_time: Timestamp(0),
+        heartbeat_ms: 30_000,
+        inbox_head: Seq(0),
+        max_payload: 65_536,
+        capabilities: Capabilities::ALL,
+    }
+}
+
+/// A session that completed the upgrade and HELLO, with its output consumed.
+pub(crate) fn live() -> Harness {
+    live_with(config())
+}
+
+/// As [`live`], with `config`.
+pub(crate) fn live_with(config: Config) -> Harness {
+    let mut h = Harness::with_config(config);
+    h.read(&upgrade("/ws"));
+    h.read(&message(&[hello(1, 1)]));
+    assert!(matches!(h.take_actions().as_slice(), [Action::Verify(_)]));
+    h.with(|s, ctx| s.accept(ctx, auth_ok(), Seq(0)));
+    let out = h.output();
+    // An empty inbox: the sync is over at once.
+    assert!(
+        matches!(out.as_slice(), [Out::Http(_), Out::Frame(Frame::AuthOk(_)), Out::Frame(Frame::SyncDone(d))] if d.head == Seq(0)),
+        "{out:?}"
+    );
+    assert!(matches!(h.take_actions().as_slice(), [Action::Synced]));
+    h
 }
 
 pub(crate) fn upgrade(path: &str) -> Vec<u8> {

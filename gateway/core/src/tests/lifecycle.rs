@@ -3,59 +3,12 @@
 use std::time::Duration;
 
 use protocol::{
-    Ack, AuthOk, Capabilities, CloseCode, ConvSeq, Conversation, DeviceId, ErrorCode, Frame, GoAway,
-    GoAwayReason, Hello, Note, Ping, Pong, Read, Seq, Timestamp, Token, UserId,
+    Ack, CloseCode, ConvSeq, Conversation, ErrorCode, Frame, GoAway, GoAwayReason, Note, Ping, Pong, Read,
+    Seq, UserId,
 };
 
-use super::harness::{client_frame, close_frame, message, upgrade, Harness, Out};
+use super::harness::{client_frame, close_frame, hello, live, live_with, message, upgrade, Harness, Out};
 use crate::{Action, State};
-
-fn hello(min: u8, max: u8) -> Frame {
-    Frame::Hello(Hello {
-        min_version: min,
-        max_version: max,
-        device: DeviceId(2),
-        resume_after: Seq(0),
-        capabilities: Capabilities::ALL,
-        token: Token::new(&b"token"[..]).unwrap(),
-    })
-}
-
-fn auth_ok() -> AuthOk {
-    AuthOk {
-        version: 1,
-        user: UserId(7),
-        device: DeviceId(2),
-        session: 1,
-        server_time: Timestamp(0),
-        heartbeat_ms: 30_000,
-        inbox_head: Seq(0),
-        max_payload: 65_536,
-        capabilities: Capabilities::ALL,
-    }
-}
-
-/// A session that completed the upgrade and HELLO, with its output consumed.
-fn live() -> Harness {
-    live_with(super::harness::config())
-}
-
-/// As [`live`], with `config`.
-fn live_with(config: crate::Config) -> Harness {
-    let mut h = Harness::with_config(config);
-    h.read(&upgrade("/ws"));
-    h.read(&message(&[hello(1, 1)]));
-    assert!(matches!(h.take_actions().as_slice(), [Action::Verify(_)]));
-    h.with(|s, ctx| s.accept(ctx, auth_ok(), Seq(0)));
-    let out = h.output();
-    // An empty inbox: the sync is over at once.
-    assert!(
-        matches!(out.as_slice(), [Out::Http(_), Out::Frame(Frame::AuthOk(_)), Out::Frame(Frame::SyncDone(d))] if d.head == Seq(0)),
-        "{out:?}"
-    );
-    assert!(matches!(h.take_actions().as_slice(), [Action::Synced]));
-    h
-}
 
 fn closed_with(h: &mut Harness, code: CloseCode) {
     let out = h.output();
@@ -423,4 +376,20 @@ fn the_257th_frame_of_a_message_gets_bad_frame_and_4000_after_256_are_answered()
         matches!(out.as_slice(), [Out::Frame(Frame::Pong(_)), Out::Frame(Frame::Error(e)), Out::Close(4000)] if e.code == ErrorCode::BAD_FRAME),
         "{out:?}"
     );
+}
+
+#[test]
+fn a_websocket_fault_sends_its_close_and_ends_at_once() {
+    // RFC 6455 §7.1.7: the close frame, then the TCP close, with no wait for
+    // the client's close frame (Autobahn 3.x, 4.x, 5.x: the server closes TCP).
+    for (bad, code) in [(vec![0xf2, 0x80, 0, 0, 0, 0], 1002), (client_frame(0x1, b"\xff"), 1007)] {
+        let mut h = Harness::new();
+        h.read(&upgrade("/echo"));
+        h.output();
+        h.read(&bad);
+        assert!(matches!(h.take_actions().as_slice(), [Action::Close]));
+        assert_eq!(h.session.state(), State::Closed);
+        assert_eq!(h.output(), vec![Out::Close(code)]);
+        assert!(h.observed(&format!("closed:{code}")));
+    }
 }

@@ -1,5 +1,6 @@
 //! Session core tests: a virtual clock, in-memory bytes, no sockets.
 
+mod control;
 mod delivery;
 mod harness;
 mod lifecycle;

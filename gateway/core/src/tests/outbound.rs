@@ -2,7 +2,7 @@
 
 use protocol::{Conversation, Frame, TypingNotify, UserId};
 
-use super::harness::{upgrade, Harness, Out};
+use super::harness::{live, Out};
 use crate::{Action, Class, Queued};
 
 fn typing() -> Frame {
@@ -22,13 +22,6 @@ fn big_live() -> Frame {
         retry_after_ms: 0,
         text: protocol::Note::truncated(&"x".repeat(250)),
     })
-}
-
-fn live() -> Harness {
-    let mut h = Harness::new();
-    h.read(&upgrade("/echo"));
-    h.output();
-    h
 }
 
 #[test]

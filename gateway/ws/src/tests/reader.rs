@@ -242,6 +242,66 @@ fn invalid_utf8_fails_fast_in_fragments() {
     assert_eq!(error(MAX, &stream), WsError::InvalidUtf8);
 }
 
+/// Feeds `stream` one byte per read; the number of bytes fed when the reader
+/// failed, and its error.
+fn fail_point(stream: &[u8]) -> Option<(usize, WsError)> {
+    let mut reader = MessageReader::new(MAX);
+    let mut buf = BytesMut::new();
+    for (fed, byte) in stream.iter().enumerate() {
+        buf.extend_from_slice(&[*byte]);
+        if let Err(e) = reader.read(&mut buf, |_| {}) {
+            return Some((fed + 1, e));
+        }
+    }
+    None
+}
+
+#[test]
+fn invalid_utf8_fails_fast_inside_a_partial_frame() {
+    // A 100-byte text frame whose 6th byte is invalid fails when that byte
+    // arrives, not when the frame is complete (Autobahn 6.4.3, 6.4.4).
+    let payload = [&b"hello\xffworld"[..], &[b'x'; 89]].concat();
+    let whole = frame(true, 0x1, &payload);
+    let header = whole.len() - payload.len();
+    assert_eq!(fail_point(&whole), Some((header + 6, WsError::InvalidUtf8)));
+    let ((events, result), _) = read_all(MAX, &whole[..header + 5]);
+    assert!(events.is_empty() && result.is_ok());
+    // In a continuation frame of a fragmented text message, and with a
+    // code point that cannot continue ("\xf4\x90" is above U+10FFFF).
+    let first = frame(false, 0x1, b"ok");
+    let stream = cat(&[first.clone(), frame(true, 0x0, &payload)]);
+    assert_eq!(fail_point(&stream), Some((first.len() + header + 6, WsError::InvalidUtf8)));
+    let stream = cat(&[first.clone(), frame(true, 0x0, b"ab\xf4\x90\x80\x80cd")]);
+    assert_eq!(fail_point(&stream), Some((first.len() + header + 4, WsError::InvalidUtf8)));
+    // A cut code point left at the end of the frame fails at its last byte.
+    let cut = frame(true, 0x1, b"ab\xe2\x82");
+    assert_eq!(fail_point(&cut), Some((cut.len(), WsError::InvalidUtf8)));
+    // Binary is never checked.
+    assert_eq!(fail_point(&frame(true, 0x2, &payload)), None);
+}
+
+#[test]
+fn text_cut_anywhere_inside_one_frame_reads_whole() {
+    let s = "a\u{1F600}b\u{20AC}c";
+    let stream =
+        cat(&[frame(true, 0x1, s.as_bytes()), frame(false, 0x1, s.as_bytes()), frame(true, 0x0, b"!")]);
+    let expected = vec![text(s), text(&format!("{s}!"))];
+    for i in 0..=stream.len() {
+        for j in i..=stream.len() {
+            assert_eq!(read_chunked(MAX, &stream, &[i, j]), (expected.clone(), Ok(())), "cuts {i} {j}");
+        }
+    }
+    let every_byte: Vec<usize> = (1..stream.len()).collect();
+    assert_eq!(read_chunked(MAX, &stream, &every_byte), (expected, Ok(())));
+    // Every mask offset: the part unmasked early and the rest agree.
+    for mask in [[0, 0, 0, 0], [0xff, 1, 0x80, 7]] {
+        let f = frame_masked(true, 0x1, s.as_bytes(), mask);
+        for cut in 0..=f.len() {
+            assert_eq!(read_chunked(MAX, &f, &[cut]), (vec![text(s)], Ok(())), "{mask:?} cut {cut}");
+        }
+    }
+}
+
 #[test]
 fn control_frames_inside_a_fragmented_message() {
     let stream = cat(&[
