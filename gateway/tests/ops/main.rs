@@ -91,10 +91,12 @@ async fn connect(gateway: &Gateway, token: String, device: u32) -> Result<Client
     tokio::time::timeout(Duration::from_secs(10), Client::connect(config)).await.expect("connect timed out")
 }
 
-fn auth_code(err: ClientError) -> ErrorCode {
-    match err {
-        ClientError::AuthRejected { code, .. } => code,
-        other => panic!("expected AUTH_ERROR, got {other:?}"),
+/// The AUTH_ERROR code a connection attempt got.
+fn auth_code(attempt: Result<Client, ClientError>) -> ErrorCode {
+    match attempt {
+        Err(ClientError::AuthRejected { code, .. }) => code,
+        Err(other) => panic!("expected AUTH_ERROR, got {other:?}"),
+        Ok(_) => panic!("the token was accepted"),
     }
 }
 
@@ -128,8 +130,7 @@ async fn a_configured_keys_dir_gets_no_dev_key_and_refuses_dev_tokens() {
     // `gateway token` still mints with the dev key (of the default config's
     // data dir), and this node does not hold its id.
     let dev_token = minted(&gateway_token(&gateway.data_dir(), None, &["--user", "1", "--device", "1"]));
-    let err = connect(&gateway, dev_token, 1).await.err().expect("a dev token was accepted");
-    assert_eq!(auth_code(err), ErrorCode::AUTH_UNKNOWN_KEY);
+    assert_eq!(auth_code(connect(&gateway, dev_token, 1).await), ErrorCode::AUTH_UNKNOWN_KEY);
     // With the same configuration it says so.
     let out = gateway_token(
         &gateway.data_dir(),
@@ -167,8 +168,7 @@ async fn the_dev_key_is_written_once_announced_and_derives_its_key_id() {
     // A token of another dev key names an id this node does not hold.
     let other = temp_dir();
     let stranger = minted(&gateway_token(&other, None, &["--user", "1", "--device", "1"]));
-    let err = connect(&gateway, stranger, 1).await.err().expect("another dev key's token was accepted");
-    assert_eq!(auth_code(err), ErrorCode::AUTH_UNKNOWN_KEY);
+    assert_eq!(auth_code(connect(&gateway, stranger, 1).await), ErrorCode::AUTH_UNKNOWN_KEY);
     fs::remove_dir_all(other).unwrap();
 
     gateway.kill9_and_restart();

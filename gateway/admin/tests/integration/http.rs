@@ -227,10 +227,13 @@ fn sixteen_slow_clients_do_not_starve_healthz() {
                             break;
                         }
                         thread::sleep(Duration::from_millis(300));
-                        // Closed by the listener: reconnect.
+                        // Closed (or answered) by the listener: reconnect.
                         let mut byte = [0u8; 1];
                         stream.set_nonblocking(true).unwrap();
-                        let gone = matches!(stream.read(&mut byte), Ok(_));
+                        let gone = !matches!(
+                            stream.read(&mut byte),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+                        );
                         stream.set_nonblocking(false).unwrap();
                         if gone {
                             break;
