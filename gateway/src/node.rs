@@ -275,9 +275,10 @@ impl Node {
             || config.store != self.started.store
             || config.push != self.started.push
             || config.messaging != self.started.messaging
+            || config.auth != self.started.auth
         {
             tracing::warn!(
-                "SIGHUP: [node], [listen], [tls] paths, [store], [push] and [messaging] apply only after a restart"
+                "SIGHUP: [node], [listen], [tls] paths, [store], [push], [messaging] and [auth] apply only after a restart"
             );
         }
         let reconfigure = || {

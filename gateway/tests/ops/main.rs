@@ -115,6 +115,26 @@ fn listing(dir: &Path) -> Vec<(String, u64, u64, i64, i64)> {
     files
 }
 
+/// A directory made read-only by a bind mount onto itself, until dropped.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &Path) -> Self {
+        let dir = dir.to_str().unwrap();
+        for args in [&["--bind", dir, dir][..], &["-o", "remount,bind,ro", dir]] {
+            let status = Command::new("mount").args(args).status().expect("run mount (util-linux)");
+            assert!(status.success(), "mount {args:?} failed: this test needs root (CAP_SYS_ADMIN)");
+        }
+        Self(dir.into())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 #[tokio::test]
 async fn a_configured_keys_dir_gets_no_dev_key_and_refuses_dev_tokens() {
     let dir = temp_dir();
@@ -171,7 +191,11 @@ async fn the_dev_key_is_written_once_announced_and_derives_its_key_id() {
     assert_eq!(auth_code(connect(&gateway, stranger, 1).await), ErrorCode::AUTH_UNKNOWN_KEY);
     fs::remove_dir_all(other).unwrap();
 
+    // A restart only reads the key: it works with the keys directory
+    // read-only (as on a full disk).
+    let read_only = ReadOnly::mount(&keys_dir);
     gateway.kill9_and_restart();
+    drop(read_only);
     assert_eq!(listing(&keys_dir), first, "the dev key is not rewritten, nothing is added");
     connect(&gateway, gateway.token(3, 1), 1).await.expect("the same dev key after a restart");
 }
