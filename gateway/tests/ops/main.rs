@@ -233,6 +233,20 @@ fn gateway_token_refuses_a_ttl_of_0() {
     fs::remove_dir_all(data).unwrap();
 }
 
+#[test]
+fn gateway_token_never_creates_the_dev_key_in_a_configured_keys_dir() {
+    let dir = temp_dir();
+    let data = dir.join("data");
+    let config = dir.join("gateway.toml");
+    fs::write(&config, format!("[auth]\nkeys_dir = \"{}\"\n", keys::keys_dir(&data).display())).unwrap();
+    let out = gateway_token(&data, Some(&config), &["--user", "1", "--device", "1"]);
+    assert!(!out.status.success(), "minted {:?}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("never writes into a configured keys directory"), "{stderr}");
+    assert!(!keys::keys_dir(&data).exists(), "something was written into the keys directory");
+    fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn a_drain_refuses_new_connections_and_exits_at_its_deadline() {
     const DEADLINE: Duration = Duration::from_millis(2000);
