@@ -1,9 +1,10 @@
 //! One gateway node (one process): starts the workers and the admin listener,
 //! and turns signals into the shutdown phases (pingora's conventions):
 //!
-//! - SIGTERM: graceful drain. Readiness turns false, workers stop accepting and
-//!   send GOAWAY to their sessions spread over the drain window, and the process
-//!   exits when every session is gone or at the drain deadline.
+//! - SIGTERM: graceful drain. Readiness turns false, workers close their
+//!   listeners (new connections are refused) and send GOAWAY to their sessions
+//!   spread over the drain window, and the process exits when every session is
+//!   gone or at the drain deadline.
 //! - SIGINT: fast stop. Every session gets close 1001 now.
 //! - SIGHUP: reload the token verification keys (the `.pub` files; the
 //!   development key, when used, stays as loaded at start) and the wss listener's TLS
