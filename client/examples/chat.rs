@@ -33,7 +33,6 @@ use client::protocol::{
 use client::protocol::{ReceiptKind, Timestamp, UserId};
 use client::{system_group_info, Backoff, Client, ClientConfig, ClientError, Event, MessageStatus};
 use client::{StatusChange, StatusTracker};
-use gateway_auth::keys::DEV_KEY_ID;
 use gateway_auth::Signer;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -337,12 +336,13 @@ fn now() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
-/// The gateway's development signer (key id 1), from its PKCS#8 file.
+/// The gateway's development signer (its key id derived from the key, as the
+/// gateway does), from its PKCS#8 file.
 fn dev_signer(path: &std::path::Path) -> Result<Signer, Box<dyn Error>> {
     let pkcs8 = std::fs::read(path).map_err(|e| {
         format!("{}: {e} (start the gateway once to create it, or pass --token)", path.display())
     })?;
-    Ok(Signer::from_pkcs8(DEV_KEY_ID, &pkcs8)?)
+    Ok(gateway_auth::keys::dev_signer_from_pkcs8(&pkcs8)?)
 }
 
 /// A one-hour token from the development key (refreshed on AUTH_EXPIRED).

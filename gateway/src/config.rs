@@ -352,9 +352,50 @@ section! {
         keys_dir: Option<PathBuf> = None, example "/var/lib/gateway/keys";
         /// Clock skew tolerated on token expiry and not-before, seconds.
         leeway_secs: u64 = 60;
-        /// Generate a development signing key in the keys directory on first
-        /// start if there is none. Turn it off in production.
-        dev_key: bool = true;
+        /// Development signing key <data_dir>/keys/dev-signing.pk8 (created on
+        /// first use, announced at WARN; tokens of `gateway token`): "auto" =
+        /// only while keys_dir is unset, "on" = also with keys_dir, "off" = never.
+        dev_key: DevKey = DevKey::Auto;
+    }
+}
+
+/// Whether a node accepts tokens of the development key (`auth.dev_key`).
+///
+/// Its public half is held in memory, never written into a keys directory,
+/// so pointing `auth.keys_dir` at production keys is enough to keep dev
+/// tokens out. `true` and `false` are read as `"on"` and `"off"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DevKey {
+    /// Only when no keys directory is configured (`auth.keys_dir` unset).
+    #[default]
+    Auto,
+    /// Always, also next to a configured keys directory.
+    On,
+    /// Never.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for DevKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Bool(bool),
+            Name(String),
+        }
+        match Repr::deserialize(deserializer)? {
+            Repr::Bool(true) => Ok(Self::On),
+            Repr::Bool(false) => Ok(Self::Off),
+            Repr::Name(name) => match name.as_str() {
+                "auto" => Ok(Self::Auto),
+                "on" => Ok(Self::On),
+                "off" => Ok(Self::Off),
+                _ => Err(serde::de::Error::custom(format!(
+                    "auth.dev_key must be \"auto\", \"on\" or \"off\", not {name:?}"
+                ))),
+            },
+        }
     }
 }
 
@@ -463,7 +504,30 @@ impl Config {
         if self.log.filter.trim().is_empty() {
             return Err(invalid("log.filter", "must not be empty (e.g. \"info\")"));
         }
+        if self.auth.dev_key == DevKey::On && self.dev_key_in_keys_dir() {
+            return Err(invalid(
+                "auth.dev_key",
+                "\"on\" with auth.keys_dir = <node.data_dir>/keys would put the development key \
+                 among the configured keys: point keys_dir elsewhere",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether this node accepts tokens of the development key
+    /// (`auth.dev_key`, "auto" resolved against `auth.keys_dir`).
+    pub fn uses_dev_key(&self) -> bool {
+        match self.auth.dev_key {
+            DevKey::Auto => self.auth.keys_dir.is_none(),
+            DevKey::On => true,
+            DevKey::Off => false,
+        }
+    }
+
+    /// Whether `auth.keys_dir` is the directory the development key lives in
+    /// (`<node.data_dir>/keys`), where it must then never be created.
+    pub fn dev_key_in_keys_dir(&self) -> bool {
+        self.auth.keys_dir.as_deref() == Some(self.node.data_dir.join("keys").as_path())
     }
 
     fn validate_tls(&self) -> Result<(), ConfigError> {
@@ -844,8 +908,9 @@ pub struct TokenArgs {
     /// Device id (from 1).
     #[arg(long, value_name = "D", value_parser = clap::value_parser!(u32).range(1..))]
     pub device: u32,
-    /// Lifetime of the token, seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+    /// Lifetime of the token, seconds (from 1: a node refuses a token that
+    /// expires when it is issued).
+    #[arg(long, value_name = "SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
     pub ttl: u64,
 }
 

@@ -30,8 +30,23 @@ fn run() -> Result<()> {
     init_logging(&config);
     match &cli.command {
         Some(Command::Token(args)) => {
-            let signer = gateway_auth::keys::load_or_create_dev_signer(&config.node.data_dir)
-                .with_context(|| format!("signing key in {}", config.node.data_dir.display()))?;
+            let data_dir = &config.node.data_dir;
+            if config.dev_key_in_keys_dir() {
+                anyhow::bail!(
+                    "auth.keys_dir is {}, where the development key would be created: \
+                     `gateway token` never writes into a configured keys directory",
+                    config.keys_dir().display()
+                );
+            }
+            let signer = gateway_auth::keys::load_or_create_dev_signer(data_dir)
+                .with_context(|| format!("signing key in {}", data_dir.display()))?;
+            if !config.uses_dev_key() {
+                tracing::warn!(
+                    keys_dir = %config.keys_dir().display(),
+                    "this configuration does not accept the development key (auth.dev_key): \
+                     a node started with it refuses this token with AUTH_UNKNOWN_KEY"
+                );
+            }
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
             println!("{}", signer.mint(UserId(args.user), DeviceId(args.device), now, args.ttl));
             Ok(())

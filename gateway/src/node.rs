@@ -1,11 +1,13 @@
 //! One gateway node (one process): starts the workers and the admin listener,
 //! and turns signals into the shutdown phases (pingora's conventions):
 //!
-//! - SIGTERM: graceful drain. Readiness turns false, workers stop accepting and
-//!   send GOAWAY to their sessions spread over the drain window, and the process
-//!   exits when every session is gone or at the drain deadline.
+//! - SIGTERM: graceful drain. Readiness turns false, workers close their
+//!   listeners (new connections are refused) and send GOAWAY to their sessions
+//!   spread over the drain window, and the process exits when every session is
+//!   gone or at the drain deadline.
 //! - SIGINT: fast stop. Every session gets close 1001 now.
-//! - SIGHUP: reload the token verification keys and the wss listener's TLS
+//! - SIGHUP: reload the token verification keys (the `.pub` files; the
+//!   development key, when used, stays as loaded at start) and the wss listener's TLS
 //!   certificate and key without dropping sessions (open connections keep
 //!   the certificate they were accepted with; a reload that fails keeps the
 //!   old keys or certificate).
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
 use gateway_admin::Registry;
-use gateway_auth::{keys, Verifier};
+use gateway_auth::{keys, Signer, Verifier};
 use gateway_core::{Config as SessionConfig, Limits, RateLimit};
 use gateway_tls::Reloadable;
 use gateway_ws::HandshakeConfig;
@@ -47,6 +49,8 @@ pub struct Node {
     wss: Option<SocketAddr>,
     drain: (Duration, Duration),
     keys_dir: PathBuf,
+    /// The development signer and its file, when `auth.dev_key` applies.
+    dev_key: Option<(Signer, PathBuf)>,
     verifier: Arc<RwLock<Arc<Verifier>>>,
     tls: Option<Reloadable>,
     /// The configuration the node started with (SIGHUP compares against it).
@@ -58,13 +62,9 @@ impl Node {
     /// starts the threads.
     pub fn start(config: &Config) -> Result<Self> {
         let keys_dir = config.keys_dir();
-        if config.auth.dev_key {
-            let signer = keys::load_or_create_dev_signer(&config.node.data_dir)
-                .with_context(|| format!("dev signing key in {}", config.node.data_dir.display()))?;
-            keys::write_public_key(&keys_dir, signer.key_id(), &signer.public_key())
-                .with_context(|| format!("writing the dev public key into {}", keys_dir.display()))?;
-        }
-        let verifier = Arc::new(RwLock::new(Arc::new(load_verifier(&keys_dir, config.auth.leeway_secs)?)));
+        let dev_key = config.uses_dev_key().then(|| load_dev_key(config)).transpose()?;
+        let verifier = load_verifier(&keys_dir, dev_key.as_ref(), config.auth.leeway_secs)?;
+        let verifier = Arc::new(RwLock::new(Arc::new(verifier)));
         let wss = config.listen.wss_addr()?;
         let tls = wss.map(|_| load_tls(config)).transpose()?;
 
@@ -149,6 +149,7 @@ impl Node {
             wss: listen.wss,
             drain: (config.drain.window(), config.drain.deadline()),
             keys_dir,
+            dev_key,
             verifier,
             tls,
             started: config.clone(),
@@ -227,7 +228,7 @@ impl Node {
                 }
                 SIGHUP => {
                     self.reload_settings(&reload);
-                    match load_verifier(&self.keys_dir, self.verifier_leeway()) {
+                    match load_verifier(&self.keys_dir, self.dev_key.as_ref(), self.verifier_leeway()) {
                         Ok(verifier) => {
                             tracing::info!(keys = verifier.len(), "SIGHUP: verification keys reloaded");
                             if let Ok(mut current) = self.verifier.write() {
@@ -253,6 +254,7 @@ impl Node {
         }
         let result = workers_done.join().map_err(|_| anyhow::anyhow!("worker joiner panicked"))?;
         if let Some(watchdog) = watchdog {
+            watchdog.thread().unpark();
             let _ = watchdog.join();
         }
         self.admin.shutdown();
@@ -274,9 +276,10 @@ impl Node {
             || config.store != self.started.store
             || config.push != self.started.push
             || config.messaging != self.started.messaging
+            || config.auth != self.started.auth
         {
             tracing::warn!(
-                "SIGHUP: [node], [listen], [tls] paths, [store], [push] and [messaging] apply only after a restart"
+                "SIGHUP: [node], [listen], [tls] paths, [store], [push], [messaging] and [auth] apply only after a restart"
             );
         }
         let reconfigure = || {
@@ -319,9 +322,32 @@ fn load_tls(config: &Config) -> Result<Reloadable> {
     Reloadable::load(settings).context("TLS certificate of the wss listener")
 }
 
-fn load_verifier(dir: &std::path::Path, leeway: u64) -> Result<Verifier> {
+/// The development signer (created on first use, never rewritten), announced
+/// at WARN with its path on every start: a node that accepts its tokens must
+/// not go unnoticed.
+fn load_dev_key(config: &Config) -> Result<(Signer, PathBuf)> {
+    let data_dir = &config.node.data_dir;
+    let signer = keys::load_or_create_dev_signer(data_dir)
+        .with_context(|| format!("dev signing key in {}", data_dir.display()))?;
+    let path = keys::dev_key_path(data_dir);
+    tracing::warn!(
+        path = %path.display(),
+        key_id = signer.key_id(),
+        "development signing key in use: tokens of `gateway token` are accepted (set auth.keys_dir \
+         to production keys, or auth.dev_key = \"off\")"
+    );
+    Ok((signer, path))
+}
+
+/// Every `.pub` key in `dir`, and the development key's public half.
+fn load_verifier(
+    dir: &std::path::Path,
+    dev_key: Option<&(Signer, PathBuf)>,
+    leeway: u64,
+) -> Result<Verifier> {
+    let dev = dev_key.map(|(signer, path)| (signer, path.as_path()));
     let verifier =
-        keys::load_verifier(dir).with_context(|| format!("verification keys in {}", dir.display()))?;
+        keys::load_node_keys(dir, dev).with_context(|| format!("verification keys in {}", dir.display()))?;
     if verifier.is_empty() {
         anyhow::bail!("no verification key (*.pub) in {}: no client could authenticate", dir.display());
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use gateway::config::{
-    documented_defaults, Cli, Command, Config, ConfigError, LogFormat, TokenArgs, MAX_WORKERS,
+    documented_defaults, Cli, Command, Config, ConfigError, DevKey, LogFormat, TokenArgs, MAX_WORKERS,
 };
 
 /// Every variable `Cli` reads.
@@ -143,7 +143,7 @@ deadline_ms = 15000
 [auth]
 keys_dir = "/etc/gateway/keys"
 leeway_secs = 30
-dev_key = false
+dev_key = "off"
 
 [log]
 filter = "warn,gateway=debug"
@@ -189,8 +189,41 @@ fn defaults_are_the_documented_values_and_valid() {
         (50, 200, 100, 400, 65_536)
     );
     assert_eq!((c.drain.window_ms, c.drain.deadline_ms), (30_000, 60_000));
-    assert_eq!((c.auth.keys_dir.as_deref(), c.auth.leeway_secs, c.auth.dev_key), (None, 60, true));
+    assert_eq!((c.auth.keys_dir.as_deref(), c.auth.leeway_secs, c.auth.dev_key), (None, 60, DevKey::Auto));
     assert_eq!((c.log.filter.as_str(), c.log.format), ("info", LogFormat::Text));
+}
+
+#[test]
+fn dev_key_is_auto_on_or_off_and_auto_follows_keys_dir() {
+    let parse =
+        |value: &str| Config::from_toml(&format!("[auth]\ndev_key = {value}\n")).map(|c| c.auth.dev_key);
+    assert_eq!(parse("\"auto\"").unwrap(), DevKey::Auto);
+    assert_eq!(parse("\"on\"").unwrap(), DevKey::On);
+    assert_eq!(parse("\"off\"").unwrap(), DevKey::Off);
+    // The booleans of earlier versions keep their meaning.
+    assert_eq!((parse("true").unwrap(), parse("false").unwrap()), (DevKey::On, DevKey::Off));
+    let err = parse("\"yes\"").unwrap_err().to_string();
+    assert!(err.contains("\"auto\", \"on\" or \"off\""), "{err}");
+
+    let mut c = Config::default();
+    assert!(c.uses_dev_key(), "no keys configured: the dev key");
+    c.auth.keys_dir = Some("/etc/gateway/keys".into());
+    assert!(!c.uses_dev_key(), "a keys directory and no explicit ask: no dev key");
+    c.auth.dev_key = DevKey::On;
+    assert!(c.uses_dev_key());
+    c.validate().unwrap();
+    c.auth.dev_key = DevKey::Off;
+    c.auth.keys_dir = None;
+    assert!(!c.uses_dev_key());
+
+    // "on" with keys_dir = where the dev key lives would mix it into the
+    // configured keys.
+    c.auth.dev_key = DevKey::On;
+    c.auth.keys_dir = Some(c.node.data_dir.join("keys"));
+    assert_eq!(invalid_key(&c), "auth.dev_key");
+    c.auth.dev_key = DevKey::Auto;
+    c.validate().unwrap();
+    assert!(!c.uses_dev_key());
 }
 
 #[test]
@@ -262,7 +295,7 @@ fn a_full_file_parses() {
     );
     assert_eq!((c.drain.window_ms, c.drain.deadline_ms), (10_000, 15_000));
     assert_eq!(c.auth.keys_dir.as_deref(), Some(Path::new("/etc/gateway/keys")));
-    assert_eq!((c.auth.leeway_secs, c.auth.dev_key), (30, false));
+    assert_eq!((c.auth.leeway_secs, c.auth.dev_key), (30, DevKey::Off));
     assert_eq!((c.log.filter.as_str(), c.log.format), ("warn,gateway=debug", LogFormat::Json));
     assert_eq!(c.keys_dir(), Path::new("/etc/gateway/keys"));
     assert_eq!(c.listen.wss_addr().unwrap(), Some("0.0.0.0:443".parse().unwrap()));
@@ -665,6 +698,7 @@ fn token_subcommand_parses() {
         &["token", "--user", "1", "--device", "0"],
         &["token", "--user", "x", "--device", "1"],
         &["token", "--user", "1", "--device", "1", "--ttl", "-5"],
+        &["token", "--user", "1", "--device", "1", "--ttl", "0"],
     ] {
         assert!(cli(bad).is_err(), "{bad:?}");
     }

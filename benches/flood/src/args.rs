@@ -96,9 +96,10 @@ pub(crate) struct HandshakeArgs {
     /// Ed25519 PKCS#8 signing key for --protocol tokens.
     #[arg(long, value_name = "PATH")]
     pub(crate) signing_key: Option<PathBuf>,
-    /// Key id written into the tokens.
-    #[arg(long, value_name = "ID", default_value_t = 1)]
-    pub(crate) key_id: u32,
+    /// Key id written into the tokens (default: the id `gateway` derives for
+    /// its development key from the key itself).
+    #[arg(long, value_name = "ID")]
+    pub(crate) key_id: Option<u32>,
     /// --protocol: connection i is user FIRST_USER + (i mod USERS).
     #[arg(long, value_name = "U", default_value_t = 1)]
     pub(crate) first_user: u64,
@@ -157,9 +158,10 @@ pub(crate) struct GroupArgs {
     /// Ed25519 PKCS#8 signing key the tokens are minted with (not with --hub).
     #[arg(long, value_name = "PATH", required_unless_present = "hub")]
     pub(crate) signing_key: Option<PathBuf>,
-    /// Key id written into the tokens.
-    #[arg(long, value_name = "ID", default_value_t = 1)]
-    pub(crate) key_id: u32,
+    /// Key id written into the tokens (default: the id `gateway` derives for
+    /// its development key from the key itself).
+    #[arg(long, value_name = "ID")]
+    pub(crate) key_id: Option<u32>,
     /// User id of member 0 of group 0; members are consecutive users.
     #[arg(long, value_name = "U", default_value_t = 1_000_000)]
     pub(crate) first_user: u64,
@@ -209,9 +211,10 @@ pub(crate) struct StormArgs {
     /// Ed25519 PKCS#8 signing key the tokens are minted with.
     #[arg(long, value_name = "PATH")]
     pub(crate) signing_key: PathBuf,
-    /// Key id written into the tokens.
-    #[arg(long, value_name = "ID", default_value_t = 1)]
-    pub(crate) key_id: u32,
+    /// Key id written into the tokens (default: the id `gateway` derives for
+    /// its development key from the key itself).
+    #[arg(long, value_name = "ID")]
+    pub(crate) key_id: Option<u32>,
     /// User id of the first session (even); session i is user FIRST_USER + i.
     #[arg(long, value_name = "U", default_value_t = 2_000_000)]
     pub(crate) first_user: u64,

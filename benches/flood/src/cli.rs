@@ -104,9 +104,10 @@ pub(crate) struct ChatArgs {
     /// `<data_dir>/keys/dev-signing.pk8`).
     #[arg(long, value_name = "PATH")]
     pub(crate) signing_key: PathBuf,
-    /// Key id written into the tokens.
-    #[arg(long, value_name = "ID", default_value_t = 1)]
-    pub(crate) key_id: u32,
+    /// Key id written into the tokens (default: the id `gateway` derives for
+    /// its development key from the key itself).
+    #[arg(long, value_name = "ID")]
+    pub(crate) key_id: Option<u32>,
     /// User id of the first session (even); session i is user FIRST_USER + i.
     #[arg(long, value_name = "U", default_value_t = 2)]
     pub(crate) first_user: u64,
@@ -169,9 +170,10 @@ pub(crate) struct SyncArgs {
     /// Ed25519 PKCS#8 signing key the token is minted with.
     #[arg(long, value_name = "PATH")]
     pub(crate) signing_key: PathBuf,
-    /// Key id written into the token.
-    #[arg(long, value_name = "ID", default_value_t = 1)]
-    pub(crate) key_id: u32,
+    /// Key id written into the token (default: the id `gateway` derives for
+    /// its development key from the key itself).
+    #[arg(long, value_name = "ID")]
+    pub(crate) key_id: Option<u32>,
     /// Print the summary as JSON (stdout) instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -205,9 +207,10 @@ pub(crate) struct ConnectArgs {
     /// `<data_dir>/keys/dev-signing.pk8`).
     #[arg(long, value_name = "PATH")]
     pub(crate) signing_key: PathBuf,
-    /// Key id written into the tokens.
-    #[arg(long, value_name = "ID", default_value_t = 1)]
-    pub(crate) key_id: u32,
+    /// Key id written into the tokens (default: the id `gateway` derives for
+    /// its development key from the key itself).
+    #[arg(long, value_name = "ID")]
+    pub(crate) key_id: Option<u32>,
     /// User id of the first session; session i is user FIRST_USER + i.
     #[arg(long, value_name = "U", default_value_t = 1)]
     pub(crate) first_user: u64,
@@ -259,7 +262,9 @@ impl ConnectArgs {
             pair("--source", source.clone());
         }
         pair("--signing-key", self.signing_key.display().to_string());
-        pair("--key-id", self.key_id.to_string());
+        if let Some(key_id) = self.key_id {
+            pair("--key-id", key_id.to_string());
+        }
         pair("--first-user", first_user.to_string());
         pair("--threads", self.threads.to_string());
         pair("--path", self.path.clone());

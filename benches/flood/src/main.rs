@@ -60,7 +60,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use gateway_auth::Signer;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -159,10 +158,7 @@ fn validate(args: &ConnectArgs) -> Result<(), String> {
 
 /// Runs the sessions of this process and returns its summary.
 fn run_connect(args: &ConnectArgs) -> Result<Summary, String> {
-    let key = std::fs::read(&args.signing_key)
-        .map_err(|e| format!("--signing-key {}: {e}", args.signing_key.display()))?;
-    let signer = Signer::from_pkcs8(args.key_id, &key)
-        .map_err(|e| format!("--signing-key {}: {e}", args.signing_key.display()))?;
+    let signer = scenarios::signer(&args.signing_key, args.key_id)?;
     let tls = if args.tls { Some(tls_settings(args)?) } else { None };
     let sources = match &args.source {
         Some(source) => source::parse_sources(source)?,

@@ -72,9 +72,13 @@ fn validate_chat(args: &ChatArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn signer(path: &std::path::Path, key_id: u32) -> Result<Signer, String> {
+pub(crate) fn signer(path: &std::path::Path, key_id: Option<u32>) -> Result<Signer, String> {
     let key = std::fs::read(path).map_err(|e| format!("--signing-key {}: {e}", path.display()))?;
-    Signer::from_pkcs8(key_id, &key).map_err(|e| format!("--signing-key {}: {e}", path.display()))
+    match key_id {
+        Some(key_id) => Signer::from_pkcs8(key_id, &key),
+        None => gateway_auth::keys::dev_signer_from_pkcs8(&key),
+    }
+    .map_err(|e| format!("--signing-key {}: {e}", path.display()))
 }
 
 fn run_chat(args: &ChatArgs) -> Result<ChatSummary, String> {

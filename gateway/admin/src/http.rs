@@ -11,19 +11,31 @@
 //! | request head over the size limit | 431 |
 //! | head not complete before the request timeout | 408 |
 //! | malformed request line | 400 |
-//! | more concurrent clients than allowed | 503 `busy` |
+//! | more concurrent clients than allowed, none of them still sending its request | 503 `busy` |
 //!
 //! One request per connection: every response carries `Connection: close`.
 //! The accept thread hands each connection to a short-lived thread, at most
-//! [`AdminOptions::max_connections`] at once, and every connection has a
-//! deadline for its whole request head, so a stuck or slow (slowloris) admin
-//! client holds one slot for at most [`AdminOptions::request_timeout`] and never
-//! delays the health checks of a load balancer or a Prometheus scrape.
+//! [`AdminOptions::max_connections`] at once. Slow clients are cut, so they
+//! never delay the health checks of a load balancer or a Prometheus scrape:
+//!
+//! - every connection has a deadline for its whole request head
+//!   ([`AdminOptions::request_timeout`]) and one for its whole response
+//!   ([`AdminOptions::write_timeout`]);
+//! - when every slot is taken, a new connection takes the slot of the oldest
+//!   one still sending its request head, which is closed without an answer:
+//!   a probe sends its request at once, so only clients that drip or send
+//!   nothing lose their slot, however many of them there are;
+//! - one descriptor is held in reserve: at the process's descriptor limit
+//!   (EMFILE on accept) it is closed, one connection is accepted and served on
+//!   the accept thread itself, and the reserve is taken back as that
+//!   connection closes. Health checks are answered instead of waiting in the
+//!   accept queue, and the loop never spins on the error.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -34,16 +46,19 @@ use crate::registry::{Registry, CONTENT_TYPE};
 pub struct AdminOptions {
     /// Deadline for a client to send its whole request head, from accept.
     pub request_timeout: Duration,
-    /// Deadline for each write of the response.
+    /// Deadline for writing the whole response.
     pub write_timeout: Duration,
     /// Largest request head accepted (request line plus headers).
     pub max_request_bytes: usize,
-    /// Connections served at once; one more is answered 503 at once.
+    /// Connections served at once. One more takes the slot of the oldest
+    /// connection still sending its request, or is answered 503 when there
+    /// is none.
     pub max_connections: usize,
 }
 
 impl Default for AdminOptions {
-    /// 2 s to send the request, 5 s per write, 8 KiB heads, 8 connections.
+    /// 2 s to send the request, 5 s to write the response, 8 KiB heads, 8
+    /// connections.
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(2),
@@ -122,7 +137,13 @@ pub fn spawn_with(
     let listener = TcpListener::bind(addr)?;
     let local_addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let shared = Arc::new(Shared { registry, ready, options, in_flight: AtomicUsize::new(0) });
+    let shared = Arc::new(Shared {
+        registry,
+        ready,
+        options,
+        slots: Mutex::new(Vec::new()),
+        next_id: AtomicU64::new(0),
+    });
     let thread = {
         let stop = Arc::clone(&stop);
         thread::Builder::new().name("admin".into()).spawn(move || accept_loop(&listener, &stop, &shared))?
@@ -135,10 +156,41 @@ struct Shared {
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
     options: AdminOptions,
-    in_flight: AtomicUsize,
+    /// The connections being served, oldest first.
+    slots: Mutex<Vec<Tracked>>,
+    next_id: AtomicU64,
+}
+
+/// A connection being served.
+struct Tracked {
+    id: u64,
+    /// Shared with its thread (not a `try_clone`: no second descriptor).
+    stream: Arc<TcpStream>,
+    /// Still reading its request head: the slot may be taken from it.
+    reading: bool,
+}
+
+impl Shared {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Tracked>> {
+        // A panicking connection thread leaves the list consistent (every
+        // change is one push, remove or flag write).
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `EMFILE` and `ENFILE` (the same numbers on Linux, the BSDs and macOS):
+/// the process's or the system's descriptor limit.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(24 | 23))
+}
+
+/// The descriptor kept in reserve for accepting at the descriptor limit.
+fn reserve() -> Option<File> {
+    File::open("/dev/null").ok()
 }
 
 fn accept_loop(listener: &TcpListener, stop: &AtomicBool, shared: &Arc<Shared>) {
+    let mut spare = reserve();
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::Acquire) {
@@ -147,77 +199,111 @@ fn accept_loop(listener: &TcpListener, stop: &AtomicBool, shared: &Arc<Shared>) 
         match accepted {
             Ok((stream, _)) => dispatch(stream, shared),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // Out of descriptors or memory, or a connection reset before
-            // accept: back off briefly instead of spinning on the error.
+            Err(e) if out_of_descriptors(&e) => {
+                match spare.take() {
+                    Some(reserved) => {
+                        drop(reserved);
+                        // Served here rather than on a thread, so that its
+                        // descriptor is free again the moment it closes and
+                        // the reserve can be taken back before anyone else
+                        // takes it.
+                        if let Ok((stream, _)) = listener.accept() {
+                            handle(&stream, shared);
+                        }
+                    }
+                    // The reserve was lost to another thread: back off
+                    // rather than spin.
+                    None => thread::sleep(Duration::from_millis(10)),
+                }
+                spare = spare.or_else(reserve);
+            }
+            // Out of memory, or a connection reset before accept: back off
+            // briefly instead of spinning on the error.
             Err(_) => thread::sleep(Duration::from_millis(10)),
         }
     }
 }
 
-/// Hands the connection to its own thread, or answers 503 when the
-/// connection limit is reached.
+/// Hands the connection to its own thread. When every slot is taken, the
+/// oldest connection still sending its request head is closed to make room;
+/// when there is none, the new one is answered 503.
 fn dispatch(stream: TcpStream, shared: &Arc<Shared>) {
-    let admitted = shared
-        .in_flight
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < shared.options.max_connections).then_some(n + 1)
-        })
-        .is_ok();
-    if !admitted {
-        return reject_busy(stream);
+    let stream = Arc::new(stream);
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut slots = shared.slots();
+        if slots.len() >= shared.options.max_connections {
+            let Some(oldest) = slots.iter().position(|t| t.reading) else {
+                drop(slots);
+                return reject_busy(&stream);
+            };
+            // Its thread's read returns at once and the thread ends; until
+            // then it runs outside the count, which this bounds to one such
+            // thread per new connection.
+            let evicted = slots.remove(oldest);
+            let _ = evicted.stream.shutdown(Shutdown::Both);
+        }
+        slots.push(Tracked { id, stream: Arc::clone(&stream), reading: true });
     }
-    let slot = Slot(Arc::clone(shared));
-    let Ok(clone) = stream.try_clone() else {
-        return; // `slot` drops and frees the count
-    };
+    let slot = Slot { shared: Arc::clone(shared), id };
+    let served = Arc::clone(&stream);
     let spawned = thread::Builder::new().name("admin-conn".into()).spawn(move || {
         let slot = slot;
-        handle(stream, &slot.0);
+        handle(&served, &slot.shared);
     });
-    match spawned {
-        Ok(_) => drop(clone),
+    if spawned.is_err() {
         // The closure (and its slot) was dropped with the error.
-        Err(_) => reject_busy(clone),
+        reject_busy(&stream);
     }
 }
 
-/// One connection slot, released when dropped (also on a panic).
-struct Slot(Arc<Shared>);
+/// One connection's slot, released when dropped (also on a panic).
+struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.shared.slots().retain(|t| t.id != self.id);
     }
 }
 
-fn reject_busy(mut stream: TcpStream) {
+/// Marks connection `stream` as past its request head: its slot is no
+/// longer taken from it.
+fn mark_answering(shared: &Shared, stream: &TcpStream) {
+    if let Some(tracked) = shared.slots().iter_mut().find(|t| std::ptr::eq(&*t.stream, stream)) {
+        tracked.reading = false;
+    }
+}
+
+fn reject_busy(mut stream: &TcpStream) {
     // A fresh socket's send buffer takes this without blocking; the timeout
     // only guards the accept thread against the impossible.
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let response = Response::text(503, "Service Unavailable", "busy\n");
-    let _ = response.write_to(&mut stream);
+    let _ = response.write_to(&mut stream, Instant::now() + Duration::from_millis(100));
     let _ = stream.shutdown(Shutdown::Write);
 }
 
-/// Serves one request on `stream` and closes it.
-fn handle(mut stream: TcpStream, shared: &Shared) {
+/// Serves one request on `stream` and shuts it down (the caller closes it).
+fn handle(mut stream: &TcpStream, shared: &Shared) {
     let options = &shared.options;
     let _ = stream.set_nodelay(true);
-    if stream.set_write_timeout(Some(options.write_timeout.max(Duration::from_millis(1)))).is_err() {
-        return;
-    }
     let response = match read_head(&mut stream, options) {
-        Ok(head) => match parse_request_line(&head) {
-            Some((method, path)) => route(method, path, shared),
-            None => Response::text(400, "Bad Request", "bad request\n"),
-        },
+        Ok(head) => {
+            mark_answering(shared, stream);
+            match parse_request_line(&head) {
+                Some((method, path)) => route(method, path, shared),
+                None => Response::text(400, "Bad Request", "bad request\n"),
+            }
+        }
         Err(HeadError::TooLarge) => {
             Response::text(431, "Request Header Fields Too Large", "request too large\n")
         }
         Err(HeadError::Timeout) => Response::text(408, "Request Timeout", "request timeout\n"),
         Err(HeadError::Closed) => return,
     };
-    if response.write_to(&mut stream).is_err() {
+    if response.write_to(&mut stream, Instant::now() + options.write_timeout).is_err() {
         return;
     }
     let _ = stream.shutdown(Shutdown::Write);
@@ -247,7 +333,7 @@ enum HeadError {
 }
 
 /// Reads until the blank line ending the head; returns the head without it.
-fn read_head(stream: &mut TcpStream, options: &AdminOptions) -> Result<Vec<u8>, HeadError> {
+fn read_head(stream: &mut &TcpStream, options: &AdminOptions) -> Result<Vec<u8>, HeadError> {
     const END: &[u8] = b"\r\n\r\n";
     let deadline = Instant::now() + options.request_timeout;
     let mut head = Vec::with_capacity(1024);
@@ -347,7 +433,8 @@ impl Response {
         }
     }
 
-    fn write_to(&self, stream: &mut TcpStream) -> io::Result<()> {
+    /// Writes the response by `deadline`, however slowly the client reads.
+    fn write_to(&self, stream: &mut &TcpStream, deadline: Instant) -> io::Result<()> {
         let allow = if self.allow_get { "Allow: GET\r\n" } else { "" };
         let mut message = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Cache-Control: no-store\r\nConnection: close\r\n\r\n",
@@ -358,8 +445,21 @@ impl Response {
         )
         .into_bytes();
         message.extend_from_slice(self.body.as_bytes());
-        stream.write_all(&message)?;
-        stream.flush()
+        let mut rest = message.as_slice();
+        while !rest.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            stream.set_write_timeout(Some(left))?;
+            match stream.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 

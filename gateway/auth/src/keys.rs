@@ -1,16 +1,19 @@
 //! Key files: the development signing key and the public verification keys.
 //!
 //! - `<data_dir>/keys/dev-signing.pk8`: the development private key, PKCS#8
-//!   DER, mode 0600, key id [`DEV_KEY_ID`]. Made by
-//!   [`load_or_create_dev_signer`] on first use.
+//!   DER, mode 0600. Made by [`load_or_create_dev_signer`] on first use and
+//!   never rewritten. Its key id is derived from its public key
+//!   ([`dev_key_id`]), so tokens of another dev key name an id this node does
+//!   not hold (AUTH_UNKNOWN_KEY) instead of failing their signature check.
 //! - `<dir>/<key_id>.pub`: one public verification key each, 64 hex
 //!   characters (either case) and an optional newline; `key_id` is a decimal
 //!   `u32` without leading zeros. [`load_verifier`] loads every `*.pub` file of
 //!   a directory, [`write_public_key`] writes one.
 //!
-//! The gateway keeps both in `<data_dir>/keys` ([`keys_dir`]), so after
-//! writing the dev key's public half there the default node verifies dev
-//! tokens. Other files in the directory are ignored.
+//! A node that uses the dev key holds its public half in memory
+//! ([`load_node_keys`]): it is never written as a `.pub` file, so it cannot
+//! leak into a directory of production keys. Other files in a keys directory
+//! are ignored.
 //!
 //! Blocking std I/O: for startup and the CLI, not for an event loop.
 
@@ -19,10 +22,12 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{Signer, Verifier};
+use crate::{Signer, SignerError, Verifier};
 
-/// Key id of the development signing key.
-pub const DEV_KEY_ID: u32 = 1;
+/// Every development key id has this bit set ([`dev_key_id`]). Ids below it
+/// are for keys an operator names; a dev id can still equal an operator's
+/// `.pub` id, which [`load_node_keys`] refuses.
+pub const DEV_KEY_ID_BIT: u32 = 1 << 31;
 /// File name of the development signing key, in [`keys_dir`].
 pub const DEV_SIGNING_KEY_FILE: &str = "dev-signing.pk8";
 
@@ -51,13 +56,27 @@ pub enum KeyFileError {
         /// The file.
         path: PathBuf,
     },
+    /// A `*.pub` file whose key id is the development key's, with another
+    /// key: a token of that id could not say which key signed it.
+    #[error("{}: key id {key_id} is also the id of the development key ({}), which is a different key; two keys cannot share an id", path.display(), dev_key.display())]
+    KeyIdCollision {
+        /// The `.pub` file.
+        path: PathBuf,
+        /// The id both keys claim.
+        key_id: u32,
+        /// The development key's file.
+        dev_key: PathBuf,
+    },
 }
 
 impl KeyFileError {
     /// The file or directory the error is about.
     pub fn path(&self) -> &Path {
         match self {
-            Self::Io { path, .. } | Self::BadName { path } | Self::BadContent { path } => path,
+            Self::Io { path, .. }
+            | Self::BadName { path }
+            | Self::BadContent { path }
+            | Self::KeyIdCollision { path, .. } => path,
         }
     }
 }
@@ -65,6 +84,28 @@ impl KeyFileError {
 /// `<data_dir>/keys`, where the gateway keeps its key files.
 pub fn keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("keys")
+}
+
+/// `<data_dir>/keys/dev-signing.pk8`, the development signing key.
+pub fn dev_key_path(data_dir: &Path) -> PathBuf {
+    keys_dir(data_dir).join(DEV_SIGNING_KEY_FILE)
+}
+
+/// The key id of the development key whose public half is `public_key`: the
+/// first four bytes of its SHA-256, with [`DEV_KEY_ID_BIT`] set. Two dev keys
+/// get the same id with probability 2^-31.
+pub fn dev_key_id(public_key: &[u8; 32]) -> u32 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, public_key);
+    let first = digest.as_ref().first_chunk::<4>().copied().unwrap_or_default();
+    u32::from_be_bytes(first) | DEV_KEY_ID_BIT
+}
+
+/// A development signer from its PKCS#8 document, with its derived key id
+/// ([`dev_key_id`]): how `gateway token`, the client's chat example and the
+/// flood tool load `dev-signing.pk8`.
+pub fn dev_signer_from_pkcs8(pkcs8: &[u8]) -> Result<Signer, SignerError> {
+    let key_id_unknown = Signer::from_pkcs8(0, pkcs8)?;
+    Signer::from_pkcs8(dev_key_id(&key_id_unknown.public_key()), pkcs8)
 }
 
 /// `<dir>/<key_id>.pub`.
@@ -161,6 +202,31 @@ pub fn load_verifier(dir: &Path) -> Result<Verifier, KeyFileError> {
     Ok(verifier)
 }
 
+/// A node's verification keys: every `<key_id>.pub` in `dir`
+/// ([`load_verifier`]) and, with `dev`, the development signer's public half
+/// (held in memory only; `dev_key` is its file, for messages).
+///
+/// A `.pub` file with the dev key's id and another key is a
+/// [`KeyFileError::KeyIdCollision`]; one with the same key is harmless (an
+/// operator installed it).
+pub fn load_node_keys(dir: &Path, dev: Option<(&Signer, &Path)>) -> Result<Verifier, KeyFileError> {
+    let mut verifier = load_verifier(dir)?;
+    if let Some((signer, dev_key)) = dev {
+        let key_id = signer.key_id();
+        match verifier.public_key(key_id) {
+            Some(held) if held != signer.public_key() => {
+                return Err(KeyFileError::KeyIdCollision {
+                    path: public_key_path(dir, key_id),
+                    key_id,
+                    dev_key: dev_key.to_path_buf(),
+                })
+            }
+            _ => verifier.add_key(key_id, signer.public_key()),
+        }
+    }
+    Ok(verifier)
+}
+
 /// Writes `public_key` to `<dir>/<key_id>.pub` (lowercase hex and a newline),
 /// creating `dir` if needed and replacing the file atomically. Returns the
 /// file's path.
@@ -177,9 +243,11 @@ pub fn write_public_key(dir: &Path, key_id: u32, public_key: &[u8; 32]) -> io::R
     Ok(path)
 }
 
-/// The development signer (key id [`DEV_KEY_ID`]) from
-/// `<data_dir>/keys/dev-signing.pk8`, generating and saving a new key (mode
-/// 0600, directory 0700 when created) if there is none yet.
+/// The development signer (key id [`dev_key_id`]) from
+/// `<data_dir>/keys/dev-signing.pk8` ([`dev_key_path`]), generating and
+/// saving a new key (mode 0600, directory 0700 when created) if there is none
+/// yet. An existing key is only read: this works on a full disk or a
+/// read-only data directory.
 ///
 /// Safe to race: concurrent first calls (threads or processes) all end up with
 /// the one key that was saved first. An unreadable or corrupt key file is an
@@ -187,7 +255,7 @@ pub fn write_public_key(dir: &Path, key_id: u32, public_key: &[u8; 32]) -> io::R
 /// dev token minted with it then stops verifying).
 pub fn load_or_create_dev_signer(data_dir: &Path) -> io::Result<Signer> {
     let dir = keys_dir(data_dir);
-    let path = dir.join(DEV_SIGNING_KEY_FILE);
+    let path = dev_key_path(data_dir);
     match fs::read(&path) {
         Ok(pkcs8) => return parse_dev_key(&path, &pkcs8),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -195,7 +263,7 @@ pub fn load_or_create_dev_signer(data_dir: &Path) -> io::Result<Signer> {
     }
     fs::create_dir_all(data_dir).map_err(|e| with_path(e, data_dir))?;
     create_private_dir(&dir).map_err(|e| with_path(e, &dir))?;
-    let (signer, pkcs8) = Signer::generate(DEV_KEY_ID).map_err(io::Error::other)?;
+    let (_, pkcs8) = Signer::generate(0).map_err(io::Error::other)?;
     // Written whole under a temporary name, then linked into place: the key
     // file never exists half-written, and linking fails if another process
     // got there first, in which case its key wins.
@@ -203,7 +271,7 @@ pub fn load_or_create_dev_signer(data_dir: &Path) -> io::Result<Signer> {
     let linked = write_new(&tmp, &pkcs8, 0o600).and_then(|()| fs::hard_link(&tmp, &path));
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => Ok(signer),
+        Ok(()) => parse_dev_key(&path, &pkcs8),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let pkcs8 = fs::read(&path).map_err(|e| with_path(e, &path))?;
             parse_dev_key(&path, &pkcs8)
@@ -213,7 +281,7 @@ pub fn load_or_create_dev_signer(data_dir: &Path) -> io::Result<Signer> {
 }
 
 fn parse_dev_key(path: &Path, pkcs8: &[u8]) -> io::Result<Signer> {
-    Signer::from_pkcs8(DEV_KEY_ID, pkcs8).map_err(|e| {
+    dev_signer_from_pkcs8(pkcs8).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{}: {e} (delete the file to generate a new dev key)", path.display()),

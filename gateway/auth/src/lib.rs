@@ -32,7 +32,7 @@
 //! | Offset | Size | Field        | Meaning |
 //! |--------|------|--------------|---------|
 //! | 0      | 4    | `key_id`     | Which verification key signed it |
-//! | 4      | 8    | `user`       | User id ([`protocol::UserId`]) |
+//! | 4      | 8    | `user`       | User id ([`protocol::UserId`]), any value, 0 included |
 //! | 12     | 4    | `device`     | Device id ([`protocol::DeviceId`]), never 0 |
 //! | 16     | 8    | `issued_at`  | Unix seconds when issued |
 //! | 24     | 8    | `expires_at` | Unix seconds from which it is invalid; `> issued_at` |

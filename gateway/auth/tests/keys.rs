@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use gateway_auth::keys::{
-    keys_dir, load_or_create_dev_signer, load_verifier, parse_public_key_hex, public_key_path,
-    public_key_to_hex, write_public_key, KeyFileError, DEV_KEY_ID, DEV_SIGNING_KEY_FILE,
+    dev_key_id, dev_key_path, dev_signer_from_pkcs8, keys_dir, load_node_keys, load_or_create_dev_signer,
+    load_verifier, parse_public_key_hex, public_key_path, public_key_to_hex, write_public_key, KeyFileError,
+    DEV_KEY_ID_BIT, DEV_SIGNING_KEY_FILE,
 };
 use gateway_auth::Signer;
 use protocol::{DeviceId, UserId};
@@ -53,14 +54,16 @@ fn dev_signer_is_created_once_then_loaded_unchanged() {
     assert!(!key_file.exists());
 
     let first = load_or_create_dev_signer(data.path()).unwrap();
-    assert_eq!(first.key_id(), DEV_KEY_ID);
+    assert_eq!(first.key_id(), dev_key_id(&first.public_key()));
+    assert_eq!(key_file, dev_key_path(data.path()));
     let bytes = fs::read(&key_file).unwrap();
-    assert_eq!(Signer::from_pkcs8(1, &bytes).unwrap().public_key(), first.public_key());
+    let loaded = dev_signer_from_pkcs8(&bytes).unwrap();
+    assert_eq!((loaded.key_id(), loaded.public_key()), (first.key_id(), first.public_key()));
 
     for _ in 0..3 {
         let again = load_or_create_dev_signer(data.path()).unwrap();
         assert_eq!(again.public_key(), first.public_key());
-        assert_eq!(again.key_id(), DEV_KEY_ID);
+        assert_eq!(again.key_id(), first.key_id());
     }
     assert_eq!(fs::read(&key_file).unwrap(), bytes, "the key file is never rewritten");
     // No temporary files are left behind.
@@ -114,16 +117,53 @@ fn corrupt_dev_key_is_an_error_naming_the_file_and_is_kept() {
 
 #[test]
 fn dev_setup_verifies_dev_tokens() {
-    // What the gateway does on first start, then what `gateway token` does.
+    // What the gateway does on start, then what `gateway token` does.
     let data = TempDir::new("dev-flow");
     let signer = load_or_create_dev_signer(data.path()).unwrap();
-    let written = write_public_key(&keys_dir(data.path()), signer.key_id(), &signer.public_key()).unwrap();
-    assert_eq!(written, keys_dir(data.path()).join("1.pub"));
-    // The private key file in the same directory is not a .pub file: ignored.
-    let verifier = load_verifier(&keys_dir(data.path())).unwrap();
-    assert_eq!(verifier.key_ids().collect::<Vec<_>>(), [DEV_KEY_ID]);
+    let dir = keys_dir(data.path());
+    // The private key file in the keys directory is not a .pub file: ignored.
+    let verifier = load_node_keys(&dir, Some((&signer, &dev_key_path(data.path())))).unwrap();
+    assert_eq!(verifier.key_ids().collect::<Vec<_>>(), [signer.key_id()]);
+    let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, [DEV_SIGNING_KEY_FILE], "the dev key's public half is never written");
     let token = load_or_create_dev_signer(data.path()).unwrap().mint(UserId(8), DeviceId(1), 1_000, 60);
     assert_eq!(verifier.verify(token.as_bytes(), 1_010).unwrap().user, UserId(8));
+}
+
+#[test]
+fn dev_key_ids_come_from_the_key() {
+    let (a, b) = (Signer::generate(0).unwrap().0, Signer::generate(0).unwrap().0);
+    let (id_a, id_b) = (dev_key_id(&a.public_key()), dev_key_id(&b.public_key()));
+    assert_eq!(id_a, dev_key_id(&a.public_key()), "stable");
+    assert_ne!(id_a, id_b, "two dev keys, two ids (a 2^-31 chance of failing)");
+    assert!(id_a & DEV_KEY_ID_BIT != 0 && id_b & DEV_KEY_ID_BIT != 0, "out of the operators' range");
+
+    // A token of another dev key names an id this node does not hold.
+    let data = TempDir::new("dev-other");
+    let ours = load_or_create_dev_signer(data.path()).unwrap();
+    let verifier = load_node_keys(&keys_dir(data.path()), Some((&ours, &dev_key_path(data.path())))).unwrap();
+    let theirs = dev_signer_from_pkcs8(&Signer::generate(0).unwrap().1).unwrap();
+    let err = verifier.verify(theirs.mint(UserId(1), DeviceId(1), 1_000, 60).as_bytes(), 1_010).unwrap_err();
+    assert_eq!(err.error_code(), protocol::ErrorCode::AUTH_UNKNOWN_KEY, "{err}");
+}
+
+#[test]
+fn a_pub_file_with_the_dev_key_id_and_another_key_is_an_error() {
+    let data = TempDir::new("dev-collision");
+    let dev = load_or_create_dev_signer(data.path()).unwrap();
+    let (dir, dev_file) = (keys_dir(data.path()), dev_key_path(data.path()));
+    // The same key under its own id is harmless (an operator installed it).
+    write_public_key(&dir, dev.key_id(), &dev.public_key()).unwrap();
+    assert_eq!(load_node_keys(&dir, Some((&dev, &dev_file))).unwrap().len(), 1);
+
+    let path = write_public_key(&dir, dev.key_id(), &KEY_A).unwrap();
+    let err = load_node_keys(&dir, Some((&dev, &dev_file))).unwrap_err();
+    assert!(matches!(err, KeyFileError::KeyIdCollision { key_id, .. } if key_id == dev.key_id()), "{err:?}");
+    assert_eq!(err.path(), path);
+    let message = err.to_string();
+    assert!(message.contains(&dev.key_id().to_string()) && message.contains(&dev_file.display().to_string()));
+    // Without the dev key the same directory loads.
+    assert_eq!(load_node_keys(&dir, None).unwrap().public_key(dev.key_id()), Some(KEY_A));
 }
 
 #[test]

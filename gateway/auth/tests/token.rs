@@ -447,3 +447,27 @@ fn claims_payload_layout_is_big_endian_in_field_order() {
     assert_eq!(c.to_payload().to_vec(), expected);
     assert_eq!(Claims::from_payload(&c.to_payload()), c);
 }
+
+#[test]
+fn every_user_id_is_valid_including_0_and_the_largest() {
+    // TOKEN.md: `user` is any u64 (SPEC's user ids reserve no value); only
+    // device 0 is refused.
+    let signer = signer(3);
+    for user in [0, 1, u64::MAX] {
+        let token = signer.mint(UserId(user), DeviceId(1), T0, DAY);
+        assert_eq!(signer.verifier().verify(token.as_bytes(), T0).unwrap().user, UserId(user));
+    }
+}
+
+#[test]
+fn token_md_dev_key_id_is_what_the_code_derives() {
+    let public_key: [u8; 32] = hex(vector("public-key")).try_into().unwrap();
+    let stated: u32 = TOKEN_MD
+        .split("`dev-key-id: ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("TOKEN.md states the test key's dev key id")
+        .parse()
+        .unwrap();
+    assert_eq!(gateway_auth::keys::dev_key_id(&public_key), stated);
+}

@@ -11,6 +11,11 @@
 //! One loop turn: wait for events (or the next deadline) → accept → read and
 //! feed sessions → run due deadlines → drain the inbox (one batch per turn) →
 //! flush every session that has output, one vectored write each.
+//!
+//! A drain (SIGTERM) closes the listeners at once, so new connections are
+//! refused (RST) instead of waiting in an accept queue nobody reads, and the
+//! worker returns at the drain deadline, closing what is left with 1001
+//! without waiting out the close handshake.
 
 mod acks;
 mod admission;
@@ -160,8 +165,10 @@ pub(crate) struct Listen {
 pub(crate) struct Worker {
     index: usize,
     poll: Poll,
-    listener: TcpListener,
-    /// The wss listener (with `Shared::tls`).
+    /// The ws listener; `None` once draining (closed).
+    listener: Option<TcpListener>,
+    /// The wss listener (with `Shared::tls`); `None` without one or once
+    /// draining.
     wss: Option<TcpListener>,
     listening: bool,
     inbox: Receiver<Command>,
@@ -232,7 +239,7 @@ impl Worker {
         Ok(Self {
             index,
             poll,
-            listener,
+            listener: Some(listener),
             wss,
             listening: true,
             inbox,
@@ -265,7 +272,7 @@ impl Worker {
 
     /// The address the listener is bound to (its port, when 0 was asked).
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listener.as_ref().ok_or_else(|| io::Error::other("the listener is closed"))?.local_addr()
     }
 
     /// The address the wss listener is bound to, if there is one.
@@ -288,7 +295,10 @@ impl Worker {
                 (false, _) => Some(Duration::ZERO),
                 // A batch for a full inbox: try again shortly.
                 (true, true) => Some(Duration::from_millis(1)),
-                (true, false) => earliest(self.deadlines.timeout(now), self.presence_timeout(now)),
+                (true, false) => earliest(
+                    earliest(self.deadlines.timeout(now), self.presence_timeout(now)),
+                    self.draining.map(|deadline| deadline.saturating_duration_since(now)),
+                ),
             };
             self.retry_outgoing = false;
             if let Err(err) = self.poll.poll(&mut events, timeout) {
@@ -321,7 +331,9 @@ impl Worker {
             }
             self.run_deadlines(turn);
             self.drain_replies(turn);
-            if self.drain_inbox(turn) {
+            // Past the drain deadline nothing is waited for: not even the
+            // clients' answers to the close frames (the sessions' linger).
+            if self.drain_inbox(turn) || self.draining.is_some_and(|deadline| turn >= deadline) {
                 self.close_all(turn);
                 self.flush(turn);
                 return Ok(());
@@ -339,11 +351,9 @@ impl Worker {
     /// Accepts from the ws listener, or with `tls` from the wss one.
     fn accept(&mut self, now: Instant, tls: bool) {
         while self.listening {
-            let accepted = match (tls, &self.wss) {
-                (false, _) => self.listener.accept(),
-                (true, Some(wss)) => wss.accept(),
-                (true, None) => return,
-            };
+            let listener = if tls { &self.wss } else { &self.listener };
+            let Some(listener) = listener else { return };
+            let accepted = listener.accept();
             match accepted {
                 Ok((mut stream, peer)) => {
                     if !self.admission.admit(peer.ip(), now) {
@@ -423,7 +433,11 @@ impl Worker {
     fn set_listening(&mut self, on: bool) {
         self.listening = on;
         let registry = self.poll.registry();
-        let listeners = std::iter::once((&mut self.listener, LISTENER))
+        let listeners = self
+            .listener
+            .as_mut()
+            .map(|ws| (ws, LISTENER))
+            .into_iter()
             .chain(self.wss.as_mut().map(|wss| (wss, WSS_LISTENER)));
         for (listener, token) in listeners {
             let _ = match on {
@@ -647,8 +661,8 @@ impl Worker {
         self.check_capacity();
     }
 
-    /// SIGTERM: stop accepting and send GOAWAY to each session, spread over
-    /// `window` so that clients do not all reconnect in the same instant.
+    /// SIGTERM: close the listeners and send GOAWAY to each session, spread
+    /// over `window` so that clients do not all reconnect in the same instant.
     fn start_drain(&mut self, now: Instant, window: Duration, deadline: Instant) {
         if self.draining.is_some() {
             return;
@@ -657,6 +671,12 @@ impl Worker {
         if self.listening {
             self.set_listening(false);
         }
+        // Closed rather than only left unpolled: connections queued or still
+        // arriving are reset (a load balancer's "connection refused": try
+        // another node) instead of hanging until the process exits. With
+        // SO_REUSEPORT the port stays open while any worker still listens.
+        self.listener = None;
+        self.wss = None;
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         let count = keys.len().max(1) as u32;
         for (i, key) in keys.into_iter().enumerate() {

@@ -1,0 +1,318 @@
+//! Operating the binary: signing keys (the development key and configured
+//! keys directories), `gateway token`, the drain (refused connections, exit
+//! at the deadline) and the admin listener at the descriptor limit. Real
+//! processes, sockets and files; `prlimit` for the descriptor limit.
+
+// Test code: a panic is a failed assertion, so unwrap and indexing are fine here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "../common/mod.rs"]
+mod support;
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use client::{Client, ClientConfig, ClientError, Event};
+use gateway_auth::keys;
+use gateway_auth::Signer;
+use protocol::{DeviceId, ErrorCode, UserId};
+use support::{free_port, temp_dir, upgrade_request, Gateway};
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
+
+/// Starts the binary on `dir` with `config` and `env`, its stderr (WARN and
+/// up) kept in `<dir>/stderr.log`, under `prlimit --nofile=N:N` when
+/// `nofile` is given; waits until `/healthz` answers.
+fn start_logged(dir: PathBuf, config: &str, nofile: Option<u32>, env: &[(&str, &str)]) -> Gateway {
+    let (mut command, (listen, admin)) = node_command(&dir, config, nofile);
+    command.envs(env.iter().copied());
+    let gateway = Gateway { child: command.spawn().expect("start the gateway"), dir, listen, admin };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gateway.http_get("/healthz").is_none() {
+        assert!(Instant::now() < deadline, "gateway did not become healthy: {}", log(&gateway.dir));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gateway
+}
+
+/// The command that runs the node on `dir` (and the addresses it is given).
+fn node_command(
+    dir: &Path,
+    config: &str,
+    nofile: Option<u32>,
+) -> (Command, (std::net::SocketAddr, std::net::SocketAddr)) {
+    let (listen, admin) = (free_port(), free_port());
+    fs::write(dir.join("gateway.toml"), config).unwrap();
+    let mut command = match nofile {
+        Some(n) => {
+            let mut command = Command::new("prlimit");
+            command.arg(format!("--nofile={n}:{n}")).arg("--").arg(GATEWAY);
+            command
+        }
+        None => Command::new(GATEWAY),
+    };
+    let file = dir.join("gateway.toml");
+    command
+        .args(["--config", file.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()])
+        .args(["--listen", &listen.to_string(), "--admin", &admin.to_string(), "--workers", "2"])
+        .env("GATEWAY_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join("stderr.log")).unwrap());
+    (command, (listen, admin))
+}
+
+fn log(dir: &Path) -> String {
+    fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+}
+
+/// `gateway --data-dir <data_dir> [--config <config>] token ...args`.
+fn gateway_token(data_dir: &Path, config: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = Command::new(GATEWAY);
+    command.args(["--data-dir", data_dir.to_str().unwrap()]);
+    if let Some(config) = config {
+        command.args(["--config", config.to_str().unwrap()]);
+    }
+    command.arg("token").args(args).output().unwrap()
+}
+
+fn minted(out: &Output) -> String {
+    assert!(out.status.success(), "gateway token: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap().trim().to_owned()
+}
+
+async fn connect(gateway: &Gateway, token: String, device: u32) -> Result<Client, ClientError> {
+    let config = ClientConfig::new(gateway.url(), token.into_bytes(), DeviceId(device));
+    tokio::time::timeout(Duration::from_secs(10), Client::connect(config)).await.expect("connect timed out")
+}
+
+/// The AUTH_ERROR code a connection attempt got.
+fn auth_code(attempt: Result<Client, ClientError>) -> ErrorCode {
+    match attempt {
+        Err(ClientError::AuthRejected { code, .. }) => code,
+        Err(other) => panic!("expected AUTH_ERROR, got {other:?}"),
+        Ok(_) => panic!("the token was accepted"),
+    }
+}
+
+/// Names, sizes, inodes and modification times of a directory's files.
+fn listing(dir: &Path) -> Vec<(String, u64, u64, i64, i64)> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            (name, meta.len(), meta.ino(), meta.mtime(), meta.mtime_nsec())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A directory made read-only by a bind mount onto itself, until dropped.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &Path) -> Self {
+        let dir = dir.to_str().unwrap();
+        for args in [&["--bind", dir, dir][..], &["-o", "remount,bind,ro", dir]] {
+            let status = Command::new("mount").args(args).status().expect("run mount (util-linux)");
+            assert!(status.success(), "mount {args:?} failed: this test needs root (CAP_SYS_ADMIN)");
+        }
+        Self(dir.into())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_configured_keys_dir_gets_no_dev_key_and_refuses_dev_tokens() {
+    let dir = temp_dir();
+    let production = dir.join("production-keys");
+    let (signer, _) = Signer::generate(5).unwrap();
+    keys::write_public_key(&production, 5, &signer.public_key()).unwrap();
+    let before = listing(&production);
+    let config = format!("[auth]\nkeys_dir = \"{}\"\n", production.display());
+    let gateway = start_logged(dir, &config, None, &[]);
+
+    assert_eq!(listing(&production), before, "nothing written into the configured keys directory");
+    assert!(!log(&gateway.dir).contains("development signing key"), "{}", log(&gateway.dir));
+    // `gateway token` still mints with the dev key (of the default config's
+    // data dir), and this node does not hold its id.
+    let dev_token = minted(&gateway_token(&gateway.data_dir(), None, &["--user", "1", "--device", "1"]));
+    assert_eq!(auth_code(connect(&gateway, dev_token, 1).await), ErrorCode::AUTH_UNKNOWN_KEY);
+    // With the same configuration it says so.
+    let out = gateway_token(
+        &gateway.data_dir(),
+        Some(&gateway.dir.join("gateway.toml")),
+        &["--user", "1", "--device", "1"],
+    );
+    minted(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTH_UNKNOWN_KEY"), "{out:?}");
+
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let token = signer.mint(UserId(1), DeviceId(1), now, 600);
+    let client = connect(&gateway, token, 1).await.expect("the production key's token");
+    assert_eq!(client.user(), Some(UserId(1)));
+    assert_eq!(listing(&production), before);
+}
+
+#[tokio::test]
+async fn the_dev_key_is_written_once_announced_and_derives_its_key_id() {
+    let mut gateway = start_logged(temp_dir(), "", None, &[]);
+    let key_path = keys::dev_key_path(&gateway.data_dir());
+    let text = log(&gateway.dir);
+    let warning = text.lines().find(|line| line.contains("development signing key in use"));
+    let warning = warning.unwrap_or_else(|| panic!("no dev key warning in: {text}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains(&key_path.display().to_string()), "{warning}");
+    let keys_dir = keys::keys_dir(&gateway.data_dir());
+    let first = listing(&keys_dir);
+    assert_eq!(first.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), [keys::DEV_SIGNING_KEY_FILE]);
+
+    // User 0 is a user like any other (TOKEN.md).
+    let client = connect(&gateway, gateway.token(0, 1), 1).await.expect("user 0");
+    assert_eq!(client.user(), Some(UserId(0)));
+    drop(client);
+
+    // A token of another dev key names an id this node does not hold.
+    let other = temp_dir();
+    let stranger = minted(&gateway_token(&other, None, &["--user", "1", "--device", "1"]));
+    assert_eq!(auth_code(connect(&gateway, stranger, 1).await), ErrorCode::AUTH_UNKNOWN_KEY);
+    fs::remove_dir_all(other).unwrap();
+
+    // A restart only reads the key: it works with the keys directory
+    // read-only (as on a full disk).
+    let read_only = ReadOnly::mount(&keys_dir);
+    gateway.kill9_and_restart();
+    drop(read_only);
+    assert_eq!(listing(&keys_dir), first, "the dev key is not rewritten, nothing is added");
+    connect(&gateway, gateway.token(3, 1), 1).await.expect("the same dev key after a restart");
+}
+
+#[test]
+fn two_keys_with_one_key_id_stop_the_start() {
+    let dir = temp_dir();
+    let data = dir.join("data");
+    // `gateway token` creates the dev key; a .pub with its id and another key
+    // then sits in the default keys directory.
+    minted(&gateway_token(&data, None, &["--user", "1", "--device", "1"]));
+    let dev = keys::dev_signer_from_pkcs8(&fs::read(keys::dev_key_path(&data)).unwrap()).unwrap();
+    let (other, _) = Signer::generate(dev.key_id()).unwrap();
+    let clash = keys::write_public_key(&keys::keys_dir(&data), dev.key_id(), &other.public_key()).unwrap();
+
+    let (mut command, (listen, admin)) = node_command(&dir, "", None);
+    let mut node = Gateway { child: command.spawn().unwrap(), dir: dir.clone(), listen, admin };
+    let status = node.wait_exit(Duration::from_secs(30));
+    let status = status.unwrap_or_else(|| panic!("the node started with two keys for id {}", dev.key_id()));
+    assert!(!status.success());
+    let text = log(&dir);
+    assert!(text.contains(&format!("key id {}", dev.key_id())), "{text}");
+    assert!(text.contains(&clash.display().to_string()), "{text}");
+}
+
+#[test]
+fn gateway_token_refuses_a_ttl_of_0() {
+    let data = temp_dir();
+    let out = gateway_token(&data, None, &["--user", "1", "--device", "1", "--ttl", "0"]);
+    assert!(!out.status.success(), "minted {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--ttl"), "{stderr}");
+    minted(&gateway_token(&data, None, &["--user", "1", "--device", "1", "--ttl", "1"]));
+    fs::remove_dir_all(data).unwrap();
+}
+
+#[test]
+fn gateway_token_never_creates_the_dev_key_in_a_configured_keys_dir() {
+    let dir = temp_dir();
+    let data = dir.join("data");
+    let config = dir.join("gateway.toml");
+    fs::write(&config, format!("[auth]\nkeys_dir = \"{}\"\n", keys::keys_dir(&data).display())).unwrap();
+    let out = gateway_token(&data, Some(&config), &["--user", "1", "--device", "1"]);
+    assert!(!out.status.success(), "minted {:?}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("never writes into a configured keys directory"), "{stderr}");
+    assert!(!keys::keys_dir(&data).exists(), "something was written into the keys directory");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_drain_refuses_new_connections_and_exits_at_its_deadline() {
+    const DEADLINE: Duration = Duration::from_millis(2000);
+    // As under the shipped unit (WatchdogSec=30s): the watchdog thread must
+    // not hold the exit back.
+    let mut gateway = start_logged(
+        temp_dir(),
+        "[drain]\nwindow_ms = 0\ndeadline_ms = 2000\n",
+        None,
+        &[("WATCHDOG_USEC", "30000000")],
+    );
+    let mut client = connect(&gateway, gateway.token(5, 1), 1).await.unwrap();
+    let signalled = Instant::now();
+    gateway.signal("-TERM");
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap();
+        if let Event::GoAway(_) = event.unwrap() {
+            break;
+        }
+    }
+    // A new connection is refused or reset at once: it never waits in an
+    // accept queue nobody reads.
+    for _ in 0..3 {
+        let Ok(mut stream) = TcpStream::connect_timeout(&gateway.listen, Duration::from_secs(1)) else {
+            continue;
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let _ = stream.write_all(&upgrade_request("/ws", "dGhlIHNhbXBsZSBub25jZQ==", "13"));
+        let mut answer = [0u8; 64];
+        match stream.read(&mut answer) {
+            Ok(0) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {}
+            Ok(n) => panic!("a draining node answered {:?}", String::from_utf8_lossy(&answer[..n])),
+            Err(e) => panic!("a new connection hung during the drain: {e}"),
+        }
+    }
+    // The client stays: the node closes it at the deadline and exits then,
+    // without waiting out the close handshake.
+    let status = gateway.wait_exit(Duration::from_secs(15)).expect("the node exits after draining");
+    let exited = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    eprintln!("drain deadline {DEADLINE:?}, exited {exited:?} after SIGTERM");
+    assert!(exited <= DEADLINE + Duration::from_millis(1500), "exited {exited:?} after SIGTERM");
+}
+
+#[test]
+fn healthz_answers_at_the_descriptor_limit() {
+    // 256 descriptors and no connection limit: idle client connections use
+    // up every descriptor the node has.
+    let config = "[listen]\nmax_connections = 1000000\n\
+                  [limits]\nconnections_per_ip_per_sec = 1000000\nconnections_per_ip_burst = 1000000\n";
+    let gateway = start_logged(temp_dir(), config, Some(256), &[]);
+    let idle: Vec<TcpStream> = (0..400)
+        .filter_map(|_| TcpStream::connect_timeout(&gateway.listen, Duration::from_secs(2)).ok())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log(&gateway.dir).contains("Too many open files") {
+        assert!(Instant::now() < deadline, "the node never ran out of descriptors: {}", log(&gateway.dir));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let answer = gateway.http_get("/healthz");
+        assert_eq!(answer.as_ref().map(|a| a.0), Some(200), "at the descriptor limit: {answer:?}");
+        assert!(asked.elapsed() < Duration::from_secs(3), "healthz took {:?}", asked.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(idle);
+}
