@@ -12,8 +12,10 @@
 //!
 //! So the writer, on a failed commit, closes the database ([`Engine::close`]:
 //! readers stop using it), answers [`StoreError::Recovering`] while it is
-//! closed, and reopens it ([`Engine::reopen`]) with a growing backoff until
-//! that works. An answered write is never lost: writes are answered only after
+//! closed, and reopens it ([`Engine::open_again`]) with a growing backoff
+//! until that works and a first write commits (a reopening on a disk that is
+//! still full succeeds, since opening writes nothing); only then are readers
+//! and writes let in again ([`Engine::publish`]). An answered write is never lost: writes are answered only after
 //! their commit returned, and a commit that failed was answered `Recovering`
 //! (if its batch reached the journal anyway, the client's retry finds it by
 //! dedup).
@@ -76,10 +78,14 @@ impl Engine {
         self.retry_after_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Opens the database again and hands it to the readers.
-    pub(crate) fn reopen(&self) -> Result<Arc<Db>, StoreError> {
-        let db = Arc::new(Db::open(&self.dir)?);
-        *self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db.clone());
-        Ok(db)
+    /// Opens the database again (fjall refuses while an old handle is alive:
+    /// a reader still using it; the next attempt will do).
+    pub(crate) fn open_again(&self) -> Result<Arc<Db>, StoreError> {
+        Ok(Arc::new(Db::open(&self.dir)?))
+    }
+
+    /// Hands a reopened database to the readers.
+    pub(crate) fn publish(&self, db: Arc<Db>) {
+        *self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db);
     }
 }

@@ -117,14 +117,29 @@ impl Writer {
         }
     }
 
+    fn persist_mode(&self) -> PersistMode {
+        match self.config.durability {
+            Durability::Process => PersistMode::Buffer,
+            Durability::Fsync { .. } => PersistMode::SyncData,
+        }
+    }
+
     /// Reopens the database if its time has come; whether it is open.
     fn reopen(&mut self) -> bool {
         let now = Instant::now();
         if now < self.retry_at {
             return false;
         }
-        match self.engine.reopen() {
+        let mode = self.persist_mode();
+        let reopened = self.engine.open_again().and_then(|db| {
+            let mut tx = Tx::new(&db, &mut self.cache, now_ms());
+            tx.put(Ks::Meta, meta::REOPENED.to_vec(), tx.now.to_be_bytes().to_vec());
+            tx.commit(mode)?;
+            Ok(db)
+        });
+        match reopened {
             Ok(db) => {
+                self.engine.publish(db.clone());
                 self.db = Some(db);
                 self.metrics.writable.store(1, Ordering::Relaxed);
                 self.metrics.reopens.fetch_add(1, Ordering::Relaxed);
@@ -172,10 +187,7 @@ impl Writer {
             self.refuse(jobs);
             return false;
         };
-        let mode = match self.config.durability {
-            Durability::Process => PersistMode::Buffer,
-            Durability::Fsync { .. } => PersistMode::SyncData,
-        };
+        let mode = self.persist_mode();
         let retention_ms = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
         let (max_devices, prekey_low) = (self.config.max_devices, self.config.prekey_low);
         let mut tx = Tx::new(&db, &mut self.cache, now_ms());

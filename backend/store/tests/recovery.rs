@@ -98,9 +98,11 @@ fn a_full_disk_makes_the_store_recover_by_itself_with_nothing_acked_lost() {
     assert!(!store.writable(), "the store says it is not writable while it recovers");
     assert_eq!(store.metrics().writable.load(Ordering::Relaxed), 0);
     assert!(store.metrics().failures.load(Ordering::Relaxed) >= 1);
-    // While the disk stays full, it keeps refusing (retryably), not stuck.
+    // While the disk stays full, it keeps refusing (retryably), not stuck, and
+    // never claims to be writable (a reopening only counts once it wrote).
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
+        assert!(!store.writable(), "writable while the disk is full");
         match send(&store) {
             Ok(_) | Err(StoreError::Recovering { .. }) => {}
             Err(other) => panic!("expected Recovering while full, got {other:?}"),
