@@ -22,7 +22,9 @@ pub fn raise_open_file_limit() -> Option<u64> {
     if limit.current != limit.maximum {
         limit.current = limit.maximum;
         match setrlimit(Resource::Nofile, limit.clone()) {
-            Ok(()) => tracing::debug!(limit = ?limit.maximum, "raised the open-file soft limit to the hard limit"),
+            Ok(()) => {
+                tracing::debug!(limit = ?limit.maximum, "raised the open-file soft limit to the hard limit")
+            }
             Err(err) => tracing::warn!(%err, "cannot raise the open-file soft limit to the hard limit"),
         }
     }
@@ -82,6 +84,9 @@ mod tests {
     #[test]
     fn the_documented_default_names_the_reserve() {
         let documented = crate::config::documented_defaults();
-        assert!(documented.contains(&format!("minus {FD_RESERVE} ")), "the max_connections doc names the reserve");
+        assert!(
+            documented.contains(&format!("minus {FD_RESERVE} ")),
+            "the max_connections doc names the reserve"
+        );
     }
 }

@@ -58,7 +58,8 @@ impl Node {
     /// Loads keys, binds every worker's listener and the admin listener, and
     /// starts the threads.
     pub fn start(config: &Config) -> Result<Self> {
-        let max_connections = fds::connection_limit(config.listen.max_connections, fds::raise_open_file_limit())?;
+        let max_connections =
+            fds::connection_limit(config.listen.max_connections, fds::raise_open_file_limit())?;
         private_dir(&config.node.data_dir)?;
         let keys_dir = config.keys_dir();
         if config.auth.dev_key {
@@ -282,7 +283,9 @@ impl Node {
         let max_connections =
             match fds::connection_limit(config.listen.max_connections, fds::raise_open_file_limit()) {
                 Ok(max_connections) => max_connections,
-                Err(err) => return tracing::error!(err = format!("{err:#}"), "SIGHUP: keeping the old settings"),
+                Err(err) => {
+                    return tracing::error!(err = format!("{err:#}"), "SIGHUP: keeping the old settings")
+                }
             };
         if config.listen != self.started.listen
             || config.node != self.started.node

@@ -88,8 +88,7 @@ impl Db {
         let io = |e: std::io::Error| StoreError::Engine(format!("{}: {e}", dir.display()));
         std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(dir).map_err(io)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR)).map_err(io)?;
-        let db =
-            Database::builder(dir).max_cached_files(Some(MAX_CACHED_FILES)).open().map_err(engine)?;
+        let db = Database::builder(dir).max_cached_files(Some(MAX_CACHED_FILES)).open().map_err(engine)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(engine);
         Ok(Self {
             meta: ks("meta")?,

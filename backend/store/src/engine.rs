@@ -57,7 +57,8 @@ impl Engine {
     /// The open database, or `Recovering` while it is closed.
     pub(crate) fn db(&self) -> Result<Arc<Db>, StoreError> {
         let slot = self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        slot.clone().ok_or(StoreError::Recovering { retry_after_ms: self.retry_after_ms.load(Ordering::Relaxed) })
+        slot.clone()
+            .ok_or(StoreError::Recovering { retry_after_ms: self.retry_after_ms.load(Ordering::Relaxed) })
     }
 
     /// Whether the database is open.

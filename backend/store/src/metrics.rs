@@ -111,7 +111,12 @@ impl StoreMetrics {
             ("store_queue_depth", "gauge", "Requests waiting in the queues.", &self.queue_depth),
             ("store_expired_entries_total", "counter", "Inbox entries expired.", &self.expired_entries),
             ("store_messages_deleted_total", "counter", "Message bodies deleted.", &self.messages_deleted),
-            ("store_writable", "gauge", "1 while the database accepts writes, 0 while it recovers.", &self.writable),
+            (
+                "store_writable",
+                "gauge",
+                "1 while the database accepts writes, 0 while it recovers.",
+                &self.writable,
+            ),
             ("store_failures_total", "counter", "Failed commits that closed the database.", &self.failures),
             ("store_reopens_total", "counter", "Reopenings of the database after a failure.", &self.reopens),
         ];

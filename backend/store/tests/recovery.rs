@@ -9,67 +9,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use backend_store::*;
 use common::*;
-
-/// A tmpfs mounted for the test; unmounted (lazily) when dropped, even when
-/// the test fails.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("running mount");
-        assert!(status.success(), "this test mounts a tmpfs and needs root (mount exited {status})");
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
-/// Writes zeros into `path` until the file system is full.
-fn fill(path: &Path) -> PathBuf {
-    let filler = path.join("filler");
-    std::fs::File::create(&filler).unwrap();
-    fill_more(&filler);
-    filler
-}
-
-/// Appends to `filler` until the file system is full again.
-fn fill_more(filler: &Path) {
-    let mut file = std::fs::OpenOptions::new().append(true).open(filler).unwrap();
-    let block = vec![0u8; 64 * 1024];
-    loop {
-        match file.write(&block) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
-            Err(e) => panic!("filling: {e}"),
-        }
-    }
-    // Smaller writes take the last partial block too.
-    while file.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
-}
 
 #[test]
 fn a_full_disk_makes_the_store_recover_by_itself_with_nothing_acked_lost() {
@@ -139,9 +83,8 @@ fn a_full_disk_makes_the_store_recover_by_itself_with_nothing_acked_lost() {
         send(&store).unwrap();
     }
 
-    let delivered = |store: &Store| -> HashSet<_> {
-        inbox_all(store, 2, 1).into_iter().map(|d| d.message_id).collect()
-    };
+    let delivered =
+        |store: &Store| -> HashSet<_> { inbox_all(store, 2, 1).into_iter().map(|d| d.message_id).collect() };
     let live = delivered(&store);
     let lost: Vec<_> = acked.difference(&live).collect();
     assert!(lost.is_empty(), "{} acknowledged messages lost: {lost:?}", lost.len());
