@@ -164,3 +164,48 @@ async fn a_full_disk_is_refused_retryably_not_ready_and_recovered_from_with_noth
     connect(&gateway, 3).await;
     super::receive_exactly(&gateway, &acked).await;
 }
+
+/// A node restarted on a full disk starts (opening the store writes nothing),
+/// refuses logins retryably while nothing can be written, and serves what it
+/// stored once space is back. (The dev key is off for the restart: its
+/// rewrite at start is not the store's business.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_on_a_full_disk_and_serves_once_space_is_back() {
+    let fs = Tmpfs::mount("32m");
+    let node_dir = fs.0.join("node");
+    std::fs::create_dir(&node_dir).unwrap();
+    let mut gateway = Gateway::start_in(node_dir.clone(), OPEN_LIMITS);
+    let config_2 = config(&gateway, 2);
+    connect(&gateway, 2).await.close().await.unwrap();
+    let mut a = connect(&gateway, 1).await;
+    let (_, outcome) = send(&mut a, "stored before the disk filled up").await;
+    assert!(matches!(outcome, Outcome::Sent), "{outcome:?}");
+    drop(a);
+
+    std::fs::write(node_dir.join("gateway.toml"), format!("{OPEN_LIMITS}[auth]\ndev_key = false\n")).unwrap();
+    let filler = fs.0.join("filler");
+    fill(&filler);
+    gateway.kill9_and_restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        assert!(Instant::now() < deadline, "a login succeeded on a full disk every time");
+        fill(&filler);
+        match within(Client::connect(config_2.clone())).await {
+            Err(err) => break err,
+            Ok(client) => drop(client),
+        }
+    };
+    let ClientError::AuthRejected { code, retry_after_ms, text } = refused else { panic!("{refused}") };
+    assert_eq!(code, ErrorCode::BACKEND_UNAVAILABLE);
+    assert!(retry_after_ms > 0);
+    generic(&text);
+
+    std::fs::remove_file(&filler).unwrap();
+    let expected = HashSet::from(["stored before the disk filled up".to_owned()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gateway.http_get("/readyz").map(|(status, _)| status) != Some(200) {
+        assert!(Instant::now() < deadline, "not ready 30 s after the disk was freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    super::receive_exactly(&gateway, &expected).await;
+}
