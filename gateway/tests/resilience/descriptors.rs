@@ -55,3 +55,19 @@ async fn idle_connections_cannot_starve_the_store_or_the_admin_listener() {
     drop(flood);
     super::receive_exactly(&gateway, &acked).await;
 }
+
+#[test]
+fn a_limit_without_room_for_connections_fails_the_start_with_a_clear_message() {
+    let dir = temp_dir();
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=400:400")
+        .arg(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--data-dir", dir.join("data").to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--admin", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with 400 descriptors: {stderr}");
+    assert!(stderr.contains("RLIMIT_NOFILE") && stderr.contains("is 400"), "{stderr}");
+}
