@@ -15,10 +15,10 @@
 //! closed, and reopens it ([`Engine::open_again`]) with a growing backoff
 //! until that works and a first write commits (a reopening on a disk that is
 //! still full succeeds, since opening writes nothing); only then are readers
-//! and writes let in again ([`Engine::publish`]). An answered write is never lost: writes are answered only after
-//! their commit returned, and a commit that failed was answered `Recovering`
-//! (if its batch reached the journal anyway, the client's retry finds it by
-//! dedup).
+//! and writes let in again ([`Engine::publish`]). An answered write is never
+//! lost: writes are answered only after their commit returned, and a commit
+//! that failed was answered `Recovering` (if its batch reached the journal
+//! anyway, the client's retry finds it by dedup).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -106,8 +106,8 @@ impl Store {
 fn read_loop(engine: &Engine, rx: &Receiver<Job>, metrics: &StoreMetrics, retention_ms: u64) {
     while let Ok(job) = rx.recv() {
         metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-        // The handle is let go after each read: the writer reopens the
-        // database only once nobody holds the old one.
+        // The handle is let go after each read: fjall refuses to reopen a
+        // database while a handle of the old one lives.
         let answer = engine.db().and_then(|db| reader::handle(&db, retention_ms, job.request));
         (job.done)(answer);
     }

@@ -55,7 +55,7 @@ impl Worker {
                 let refusal = Frame::SendError(SendError {
                     client_id,
                     code: err.code(),
-                    retry_after_ms: retry_after_ms(&err),
+                    retry_after_ms: retry_after_ms(&err, err.code()),
                     text: Note::truncated(&client_text(&err)),
                 });
                 self.answer_if(now, key, &refusal);
@@ -224,7 +224,7 @@ impl Worker {
                     _ => (ErrorCode::BACKEND_UNAVAILABLE, protocol::CloseCode::INTERNAL_ERROR),
                 };
                 conn.identity = None;
-                let (text, retry_after) = (client_text(&err), retry_after_ms(&err));
+                let (text, retry_after) = (client_text(&err), retry_after_ms(&err, code));
                 if self
                     .call(now, key, |conn, ctx| {
                         conn.session.reject_retry_after(ctx, code, close, "backend", &text, retry_after)
@@ -270,13 +270,13 @@ impl Worker {
     }
 }
 
-/// The wait a client is advised after `err`: the store's own when it knows
-/// it (a recovering engine's next attempt), a second for other retryable
-/// codes, none for the rest.
-fn retry_after_ms(err: &StoreError) -> u32 {
+/// The wait a client is advised after `err`, answered with `code`: the
+/// store's own when it knows it (a recovering engine's next attempt), a
+/// second for other retryable codes, none for the rest.
+fn retry_after_ms(err: &StoreError, code: ErrorCode) -> u32 {
     match err {
         StoreError::Recovering { retry_after_ms } => *retry_after_ms,
-        err if err.code().retry() == protocol::Retry::Retryable => 1_000,
+        _ if code.retry() == protocol::Retry::Retryable => 1_000,
         _ => 0,
     }
 }
