@@ -164,7 +164,10 @@ section! {
         /// listen(2) backlog of the client listeners (the kernel caps it at
         /// net.core.somaxconn).
         backlog: u32 = 4096;
-        /// Open connections this node holds before it stops accepting; 0 = unlimited.
+        /// Open connections this node holds before it stops accepting; 0 = the
+        /// open-file limit (RLIMIT_NOFILE; the soft limit is raised to the hard one
+        /// at start) minus 512 descriptors reserved for the store, listeners, admin
+        /// and push (gateway --print-config shows this machine's value on stderr).
         max_connections: usize = 0;
         /// After reaching max_connections, accepting resumes below this fraction
         /// of it (hysteresis); in (0, 1].

@@ -5,6 +5,7 @@
 //! - [`node`]: starts the workers and the admin listener, handles signals.
 //! - `worker`: one thread's event loop (accept, read, timers, flush).
 //! - [`directory`]: which worker holds each (user, device), presence.
+//! - [`fds`]: the descriptor budget (connections vs. the reserve) and the umask.
 //! - [`backend`]: the store and push services (embedded or remote) and the
 //!   channel their answers come back on.
 //!
@@ -15,6 +16,7 @@
 pub mod backend;
 pub mod config;
 pub mod directory;
+pub mod fds;
 pub mod node;
 mod watchdog;
 mod worker;

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::Parser;
 use gateway::config::{documented_defaults, Cli, Command, Config, LogFormat};
-use gateway::Node;
+use gateway::{fds, Node};
 use protocol::{DeviceId, UserId};
 
 fn main() -> ExitCode {
@@ -21,9 +21,20 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
+    // Before anything creates a file: the data dir and what is in it are
+    // private whatever the umask.
+    fds::private_umask();
     let cli = Cli::parse();
     if cli.print_config {
         print!("{}", documented_defaults());
+        // On stderr: the derived value is this machine's, not a default.
+        let limit = fds::raise_open_file_limit();
+        let connections = fds::connection_limit(0, limit)?;
+        let limit = limit.map_or_else(|| "unlimited".to_owned(), |l| l.to_string());
+        eprintln!(
+            "# here: open-file limit {limit}, reserve {}, so max_connections = 0 means {connections}",
+            fds::FD_RESERVE
+        );
         return Ok(());
     }
     let config = cli.load().context("configuration")?;

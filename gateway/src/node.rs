@@ -35,6 +35,7 @@ use protocol::Decoder;
 use crate::backend::{reply_channel, Backend};
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::fds;
 use crate::worker::{Command, Listen, Messaging, Reconfigure, Shared, Worker};
 
 /// A running node.
@@ -61,6 +62,9 @@ impl Node {
     /// Loads keys, binds every worker's listener and the admin listener, and
     /// starts the threads.
     pub fn start(config: &Config) -> Result<Self> {
+        let max_connections =
+            fds::connection_limit(config.listen.max_connections, fds::raise_open_file_limit())?;
+        private_dir(&config.node.data_dir)?;
         let keys_dir = config.keys_dir();
         let dev_key = config.uses_dev_key().then(|| load_dev_key(config)).transpose()?;
         let verifier = load_verifier(&keys_dir, dev_key.as_ref(), config.auth.leeway_secs)?;
@@ -83,7 +87,12 @@ impl Node {
             receivers.push(receiver);
         }
         let inboxes = Arc::new(inboxes);
-        let registry = Arc::new(Registry::new(workers).with_source(backend.metrics.clone()));
+        let store = backend.store.clone();
+        let registry = Arc::new(
+            Registry::new(workers)
+                .with_source(backend.metrics.clone())
+                .with_store_probe(Arc::new(move || store.writable())),
+        );
         let shared = Shared {
             session: session_config(config),
             verifier: verifier.clone(),
@@ -91,7 +100,7 @@ impl Node {
             directory: Arc::new(Directory::default()),
             inboxes: inboxes.clone(),
             // Each worker holds its share of the node's limit.
-            max_connections: config.listen.max_connections.div_ceil(workers),
+            max_connections: max_connections.div_ceil(workers),
             resume_ratio: config.listen.accept_resume_ratio,
             connections_per_ip: (
                 config.limits.connections_per_ip_per_sec,
@@ -138,7 +147,10 @@ impl Node {
             .with_context(|| format!("binding the admin listener {admin_addr}"))?;
         notify_systemd("READY=1");
         let wss = listen.wss.map(|wss| wss.to_string());
-        tracing::info!(listen = %listen.ws, wss, admin = %admin.local_addr(), workers, "gateway node ready");
+        tracing::info!(
+            listen = %listen.ws, wss, admin = %admin.local_addr(), workers, max_connections,
+            fd_reserve = fds::FD_RESERVE, "gateway node ready"
+        );
         Ok(Self {
             workers: threads,
             inboxes,
@@ -270,6 +282,13 @@ impl Node {
             Ok(config) => config,
             Err(err) => return tracing::error!(err = format!("{err:#}"), "SIGHUP: keeping the old settings"),
         };
+        let max_connections =
+            match fds::connection_limit(config.listen.max_connections, fds::raise_open_file_limit()) {
+                Ok(max_connections) => max_connections,
+                Err(err) => {
+                    return tracing::error!(err = format!("{err:#}"), "SIGHUP: keeping the old settings")
+                }
+            };
         if config.listen != self.started.listen
             || config.node != self.started.node
             || config.tls != self.started.tls
@@ -285,7 +304,7 @@ impl Node {
         let reconfigure = || {
             Command::Reconfigure(Box::new(Reconfigure {
                 session: session_config(&config),
-                max_connections: config.listen.max_connections,
+                max_connections,
                 connections_per_ip: (
                     config.limits.connections_per_ip_per_sec,
                     config.limits.connections_per_ip_burst,
@@ -299,6 +318,18 @@ impl Node {
     fn verifier_leeway(&self) -> u64 {
         self.verifier.read().map_or(gateway_auth::DEFAULT_LEEWAY_SECS, |v| v.leeway())
     }
+}
+
+/// Creates the data directory, or makes an existing one, private (0700): the
+/// store, keys and dead letters under it are nobody else's.
+fn private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("making the data directory {} private", dir.display()))
 }
 
 fn broadcast(inboxes: &[(Sender<Command>, Arc<Waker>)], command: impl Fn() -> Command) {

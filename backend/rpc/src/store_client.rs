@@ -9,14 +9,15 @@
 //! in call order, as the embedded store does.
 //!
 //! When the stream or its connection fails, every request waiting for a reply
-//! answers `Unavailable` (once), and the driver reopens the stream on the next
-//! request after a backoff; while it waits, requests answer `Unavailable` at
-//! once.
+//! answers `Unavailable` (once), and the driver reopens the stream after a
+//! backoff, by itself (so that [`StoreApi::writable`], behind the gateway's
+//! `/readyz`, turns true again without traffic); while it waits, requests
+//! answer `Unavailable` at once.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +136,8 @@ struct Counters {
     overloaded: AtomicU64,
     unavailable: AtomicU64,
     stream_failures: AtomicU64,
+    /// From a stream failure until a stream opens again.
+    down: AtomicBool,
 }
 
 impl Counters {
@@ -172,8 +175,9 @@ struct Shared {
 
 impl RemoteStore {
     /// Starts the client's runtime, its driver task and a lazy channel to
-    /// `config.endpoint`. Nothing is sent until the first call: the store may
-    /// start later.
+    /// `config.endpoint`. The driver opens the stream at once and keeps
+    /// trying with backoff: the store may start later (until then, calls
+    /// answer `Unavailable` and [`StoreApi::writable`] is false).
     pub fn start(config: RemoteStoreConfig) -> Result<Self, RpcError> {
         config.validate()?;
         let runtime = RuntimeThread::start("store-client", config.worker_threads)?;
@@ -237,6 +241,10 @@ pub(crate) fn endpoint(address: &str) -> Result<Endpoint, RpcError> {
 }
 
 impl StoreApi for RemoteStore {
+    fn writable(&self) -> bool {
+        !self.shared.counters.down.load(Ordering::Relaxed)
+    }
+
     fn call(&self, request: Request, done: Done) {
         let shared = &self.shared;
         let Ok(permit) = Arc::clone(&shared.permits).try_acquire_owned() else {
@@ -320,13 +328,19 @@ enum Event {
     Reply(Result<Option<pb::EnvelopeReply>, Status>),
     /// The oldest waiting request's deadline passed.
     Deadline,
+    /// The backoff after a failure passed: open a stream again.
+    Retry,
 }
 
 impl Link {
-    /// The next thing the stream has to say; never resolves while down.
+    /// The next thing the stream has to say; while down, the end of the
+    /// backoff.
     async fn event(&mut self) -> Event {
         match self {
-            Self::Down { .. } => std::future::pending().await,
+            Self::Down { retry_at, .. } => {
+                tokio::time::sleep_until(*retry_at).await;
+                Event::Retry
+            }
             Self::Opening { open, deadline, .. } => {
                 let opened = match tokio::time::timeout_at(*deadline, open.as_mut()).await {
                     Ok(opened) => opened.map(tonic::Response::into_inner),
@@ -396,6 +410,7 @@ impl Driver {
                     armed = None;
                     self.expire();
                 }
+                Event::Retry => self.open(Instant::now()),
             }
         }
     }
@@ -454,6 +469,7 @@ impl Driver {
         };
         self.link = Link::Up { out, replies };
         self.backoff = FIRST_BACKOFF;
+        self.counters.down.store(false, Ordering::Relaxed);
         if !self.healthy {
             tracing::info!("the store's pipeline stream is open again");
             self.healthy = true;
@@ -487,6 +503,7 @@ impl Driver {
     /// `Unavailable`, and the next opening waits out the backoff.
     fn failed(&mut self, why: String) {
         self.counters.stream_failures.fetch_add(1, Ordering::Relaxed);
+        self.counters.down.store(true, Ordering::Relaxed);
         if self.healthy {
             tracing::warn!(why = %why, "the store's pipeline stream failed; reopening with backoff");
             self.healthy = false;

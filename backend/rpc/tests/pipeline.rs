@@ -36,6 +36,10 @@ impl std::fmt::Debug for Fake {
 }
 
 impl StoreApi for Fake {
+    fn writable(&self) -> bool {
+        true
+    }
+
     fn call(&self, request: Request, done: Done) {
         let Request::GetVisibility { user } = request else {
             done(Err(StoreError::Engine("the fake only knows GetVisibility".into())));

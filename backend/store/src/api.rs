@@ -20,6 +20,11 @@ pub trait StoreApi: Send + Sync + std::fmt::Debug + 'static {
     /// Starts `request`; `done` gets the outcome. Never blocks: a full
     /// request queue answers [`StoreError::Overloaded`] at once.
     fn call(&self, request: Request, done: Done);
+
+    /// Whether writes can succeed now, as far as this side knows: false while
+    /// an embedded engine recovers from a failure, or while a remote store's
+    /// stream is down. Behind the gateway's `/readyz`.
+    fn writable(&self) -> bool;
 }
 
 /// How durable a write is before its request is answered.
@@ -430,6 +435,13 @@ pub enum StoreError {
     /// The engine failed (I/O, corruption).
     #[error("store engine: {0}")]
     Engine(String),
+    /// The engine failed and is being reopened (disk full, out of
+    /// descriptors): nothing of the request was stored; retry after this.
+    #[error("store unavailable: recovering, retry in {retry_after_ms} ms")]
+    Recovering {
+        /// When the store tries again (ms from now).
+        retry_after_ms: u32,
+    },
 }
 
 impl StoreError {
@@ -444,7 +456,7 @@ impl StoreError {
             Self::UnknownDevice(_) => ErrorCode::UNKNOWN_DEVICE,
             Self::TooManyDevices(_) => ErrorCode::TOO_MANY_DEVICES,
             Self::Overloaded => ErrorCode::OVERLOADED,
-            Self::Unavailable(_) => ErrorCode::BACKEND_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Recovering { .. } => ErrorCode::BACKEND_UNAVAILABLE,
             Self::Engine(_) => ErrorCode::INTERNAL,
         }
     }

@@ -15,6 +15,9 @@ pub(crate) mod meta {
     pub(crate) const NEXT_MESSAGE: &[u8] = b"M";
     /// Next group id counter.
     pub(crate) const NEXT_GROUP: &[u8] = b"N";
+    /// When the database was last reopened after a failure (the write that
+    /// shows it can write again).
+    pub(crate) const REOPENED: &[u8] = b"R";
     /// `U user` → registered device ids.
     pub(crate) const DEVICES: u8 = b'U';
     /// `D user device` → device state (head, acked, connect time).

@@ -9,12 +9,20 @@
 //! leave it ahead of disk.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::api::StoreError;
 use crate::codec::is_group_convlog_key;
+
+/// Mode of the database directory.
+const PRIVATE_DIR: u32 = 0o700;
+
+/// Table files fjall keeps open at most (its default is 900); the gateway
+/// reserves descriptors for them beside its connections.
+pub const MAX_CACHED_FILES: usize = 256;
 
 /// Entries of the meta cache above which it is cleared (the store is the truth;
 /// this only bounds memory).
@@ -73,10 +81,14 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, which is made private
+    /// (0700): the files inside follow the umask, the directory does not let
+    /// anyone else reach them whatever it is.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Engine(format!("{}: {e}", dir.display())))?;
-        let db = Database::builder(dir).open().map_err(engine)?;
+        let io = |e: std::io::Error| StoreError::Engine(format!("{}: {e}", dir.display()));
+        std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(dir).map_err(io)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR)).map_err(io)?;
+        let db = Database::builder(dir).max_cached_files(Some(MAX_CACHED_FILES)).open().map_err(engine)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(engine);
         Ok(Self {
             meta: ks("meta")?,

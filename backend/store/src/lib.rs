@@ -11,6 +11,7 @@ mod config;
 mod cursors;
 mod db;
 mod devices;
+mod engine;
 mod expiry;
 mod groups;
 mod messages;
@@ -22,6 +23,7 @@ mod writer;
 
 pub use api::*;
 pub use config::StoreConfig;
+pub use db::MAX_CACHED_FILES;
 pub use metrics::StoreMetrics;
 pub use store::Store;
 

@@ -62,6 +62,13 @@ pub struct StoreMetrics {
     pub expired_entries: AtomicU64,
     /// Message bodies deleted (last inbox entry acked, or expired).
     pub messages_deleted: AtomicU64,
+    /// 1 while the database is open for writes, 0 from a failed commit until
+    /// it is reopened.
+    pub writable: AtomicU64,
+    /// Failed commits that closed the database for reopening.
+    pub failures: AtomicU64,
+    /// Reopenings of the database after a failure.
+    pub reopens: AtomicU64,
 }
 
 impl StoreMetrics {
@@ -89,7 +96,7 @@ impl StoreMetrics {
             let _ =
                 writeln!(out, "store_requests_total{{kind=\"{kind}\"}} {}", counter.load(Ordering::Relaxed));
         }
-        let rows: [(&str, &str, &str, &AtomicU64); 9] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
             ("store_overloaded_total", "counter", "Requests refused with a full queue.", &self.overloaded),
             ("store_write_batches_total", "counter", "Group commits.", &self.write_batches),
             (
@@ -104,6 +111,14 @@ impl StoreMetrics {
             ("store_queue_depth", "gauge", "Requests waiting in the queues.", &self.queue_depth),
             ("store_expired_entries_total", "counter", "Inbox entries expired.", &self.expired_entries),
             ("store_messages_deleted_total", "counter", "Message bodies deleted.", &self.messages_deleted),
+            (
+                "store_writable",
+                "gauge",
+                "1 while the database accepts writes, 0 while it recovers.",
+                &self.writable,
+            ),
+            ("store_failures_total", "counter", "Failed commits that closed the database.", &self.failures),
+            ("store_reopens_total", "counter", "Reopenings of the database after a failure.", &self.reopens),
         ];
         for (name, kind, help, value) in rows {
             let _ = writeln!(out, "# HELP {name} {help}");

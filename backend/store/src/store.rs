@@ -11,7 +11,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::api::{Done, Request, StoreApi, StoreError};
 use crate::config::StoreConfig;
-use crate::db::Db;
+use crate::engine::Engine;
 use crate::metrics::StoreMetrics;
 use crate::reader;
 use crate::writer::{is_write, Job, Writer};
@@ -33,6 +33,7 @@ pub struct Store {
 struct Inner {
     writes: Option<Sender<Job>>,
     reads: Option<Sender<Job>>,
+    engine: Arc<Engine>,
     metrics: Arc<StoreMetrics>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -64,13 +65,13 @@ impl Store {
     /// from the database lazily, on first use.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
         config.validate()?;
-        let db = Arc::new(Db::open(&config.dir)?);
+        let engine = Arc::new(Engine::open(config.dir.clone())?);
         let metrics = Arc::new(StoreMetrics::default());
         let (writes, write_rx) = bounded(config.queue);
         let (reads, read_rx) = bounded::<Job>(config.queue);
         let spawn_err = |e: std::io::Error| StoreError::Engine(format!("spawn: {e}"));
         let mut threads = Vec::with_capacity(1 + config.readers);
-        let writer = Writer::new(db.clone(), write_rx, config.clone(), metrics.clone());
+        let writer = Writer::new(engine.clone(), write_rx, config.clone(), metrics.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("store-writer".into())
@@ -79,14 +80,21 @@ impl Store {
         );
         let retention_ms = u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX);
         for i in 0..config.readers {
-            let (db, rx, metrics) = (db.clone(), read_rx.clone(), metrics.clone());
+            let (engine, rx, metrics) = (engine.clone(), read_rx.clone(), metrics.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("store-reader-{i}"))
-                .spawn(move || read_loop(&db, &rx, &metrics, retention_ms))
+                .spawn(move || read_loop(&engine, &rx, &metrics, retention_ms))
                 .map_err(spawn_err)?;
             threads.push(handle);
         }
-        Ok(Store { inner: Arc::new(Inner { writes: Some(writes), reads: Some(reads), metrics, threads }) })
+        let inner = Inner { writes: Some(writes), reads: Some(reads), engine, metrics, threads };
+        Ok(Store { inner: Arc::new(inner) })
+    }
+
+    /// Whether the store accepts writes now: false from an engine failure
+    /// until the database is open again (see `README.md`, "Failures").
+    pub fn writable(&self) -> bool {
+        self.inner.engine.is_open()
     }
 
     /// The store's metrics.
@@ -95,14 +103,21 @@ impl Store {
     }
 }
 
-fn read_loop(db: &Db, rx: &Receiver<Job>, metrics: &StoreMetrics, retention_ms: u64) {
+fn read_loop(engine: &Engine, rx: &Receiver<Job>, metrics: &StoreMetrics, retention_ms: u64) {
     while let Ok(job) = rx.recv() {
         metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-        (job.done)(reader::handle(db, retention_ms, job.request));
+        // The handle is let go after each read: fjall refuses to reopen a
+        // database while a handle of the old one lives.
+        let answer = engine.db().and_then(|db| reader::handle(&db, retention_ms, job.request));
+        (job.done)(answer);
     }
 }
 
 impl StoreApi for Store {
+    fn writable(&self) -> bool {
+        Store::writable(self)
+    }
+
     fn call(&self, request: Request, done: Done) {
         let metrics = &self.inner.metrics;
         metrics.request(&request);

@@ -4,6 +4,10 @@
 //! the first request), applies every request into one [`Tx`], commits it as
 //! one atomic fjall batch, and only then calls each request's `done`.
 //!
+//! A failed commit closes the database and the writer reopens it with
+//! backoff (see [`crate::engine`]); meanwhile it answers every write
+//! `Recovering` with the time left until its next attempt.
+//!
 //! Process durability commits with `PersistMode::Buffer`: fjall's batch commit
 //! then flushes its journal `BufWriter` to the OS under the journal lock, so
 //! an answered write survives `kill -9` (not a power loss). Fsync durability
@@ -20,6 +24,7 @@ use crate::api::{Done, Durability, Request, Response, StoreError};
 use crate::codec::{meta, Enc};
 use crate::config::StoreConfig;
 use crate::db::{Db, Ks, MetaCache, Tx};
+use crate::engine::{Engine, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::metrics::StoreMetrics;
 use crate::{devices, expiry, groups, messages, now_ms, prekeys};
 
@@ -33,22 +38,31 @@ pub(crate) struct Job {
 
 /// The writer's state.
 pub(crate) struct Writer {
-    db: Arc<Db>,
+    engine: Arc<Engine>,
+    /// The open database; `None` from a failed commit until a reopening works.
+    db: Option<Arc<Db>>,
     rx: Receiver<Job>,
     config: StoreConfig,
     metrics: Arc<StoreMetrics>,
     cache: MetaCache,
+    /// While closed: when to try reopening.
+    retry_at: Instant,
+    /// The wait after the next failure.
+    backoff: Duration,
 }
 
 impl Writer {
     /// A writer over `db` fed by `rx`.
     pub(crate) fn new(
-        db: Arc<Db>,
+        engine: Arc<Engine>,
         rx: Receiver<Job>,
         config: StoreConfig,
         metrics: Arc<StoreMetrics>,
     ) -> Self {
-        Self { db, rx, config, metrics, cache: MetaCache::new() }
+        let db = engine.db().ok();
+        metrics.writable.store(1, Ordering::Relaxed);
+        let (retry_at, backoff) = (Instant::now(), FIRST_BACKOFF);
+        Self { engine, db, rx, config, metrics, cache: MetaCache::new(), retry_at, backoff }
     }
 
     /// Runs until every sender is gone and the queue is drained.
@@ -58,7 +72,8 @@ impl Writer {
         let mut next_sweep = Instant::now() + sweep_every;
         loop {
             let mut jobs = Vec::new();
-            match self.rx.recv_deadline(next_sweep) {
+            let wake = if self.db.is_some() { next_sweep } else { self.retry_at };
+            match self.rx.recv_deadline(wake) {
                 Ok(job) => {
                     jobs.push(job);
                     self.collect(&mut jobs);
@@ -67,6 +82,10 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.metrics.queue_depth.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
+            if self.db.is_none() && !self.reopen() {
+                self.refuse(jobs);
+                continue;
+            }
             let sweep = Instant::now() >= next_sweep;
             let more = self.apply(jobs, sweep);
             if sweep {
@@ -98,16 +117,80 @@ impl Writer {
         }
     }
 
+    fn persist_mode(&self) -> PersistMode {
+        match self.config.durability {
+            Durability::Process => PersistMode::Buffer,
+            Durability::Fsync { .. } => PersistMode::SyncData,
+        }
+    }
+
+    /// Reopens the database if its time has come; whether it is open.
+    fn reopen(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.retry_at {
+            return false;
+        }
+        let mode = self.persist_mode();
+        let reopened = self.engine.open_again().and_then(|db| {
+            let mut tx = Tx::new(&db, &mut self.cache, now_ms());
+            tx.put(Ks::Meta, meta::REOPENED.to_vec(), tx.now.to_be_bytes().to_vec());
+            tx.commit(mode)?;
+            Ok(db)
+        });
+        match reopened {
+            Ok(db) => {
+                self.engine.publish(db.clone());
+                self.db = Some(db);
+                self.metrics.writable.store(1, Ordering::Relaxed);
+                self.metrics.reopens.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("store: database reopened; accepting writes again");
+                true
+            }
+            Err(err) => {
+                self.retry_at = now + self.backoff;
+                self.engine.announce(self.backoff);
+                tracing::warn!(%err, retry_in_ms = self.backoff.as_millis(), "store: reopening failed");
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                false
+            }
+        }
+    }
+
+    /// Answers jobs that came while the database is closed.
+    fn refuse(&self, jobs: Vec<Job>) {
+        for job in jobs {
+            (job.done)(Err(self.recovering()));
+        }
+    }
+
+    /// The answer while closed: the time left until the next attempt.
+    fn recovering(&self) -> StoreError {
+        let left = self.retry_at.saturating_duration_since(Instant::now());
+        StoreError::Recovering { retry_after_ms: u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1) }
+    }
+
+    /// A commit failed: close the database (fjall refuses every later write
+    /// until it is reopened) and try again after the backoff.
+    fn failed(&mut self) {
+        self.db = None;
+        self.retry_at = Instant::now() + self.backoff;
+        self.engine.close(self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.metrics.writable.store(0, Ordering::Relaxed);
+        self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Applies, commits and answers one batch; returns whether the sweep has
     /// more to do.
     fn apply(&mut self, jobs: Vec<Job>, sweep: bool) -> bool {
-        let mode = match self.config.durability {
-            Durability::Process => PersistMode::Buffer,
-            Durability::Fsync { .. } => PersistMode::SyncData,
+        let Some(db) = self.db.clone() else {
+            self.refuse(jobs);
+            return false;
         };
+        let mode = self.persist_mode();
         let retention_ms = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
         let (max_devices, prekey_low) = (self.config.max_devices, self.config.prekey_low);
-        let mut tx = Tx::new(&self.db, &mut self.cache, now_ms());
+        let mut tx = Tx::new(&db, &mut self.cache, now_ms());
         let mut answers: Vec<(Done, Result<Response, StoreError>)> = Vec::with_capacity(jobs.len());
         let count = jobs.len() as u64;
         for job in jobs {
@@ -138,6 +221,7 @@ impl Writer {
         match outcome {
             Ok(wrote) => {
                 if wrote {
+                    self.backoff = FIRST_BACKOFF;
                     self.metrics.commits.fetch_add(1, Ordering::Relaxed);
                     if mode != PersistMode::Buffer {
                         self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -150,12 +234,15 @@ impl Writer {
                 }
             }
             Err(err) => {
-                // Nothing of the batch is on disk and the cache was cleared:
-                // every request of it failed.
+                // The batch was not answered and the cache was cleared: every
+                // request of it is refused, to be retried once the database is
+                // open again.
                 self.metrics.commit_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%err, "store: commit failed");
+                drop(db);
+                tracing::error!(%err, retry_in_ms = self.backoff.as_millis(), "store: commit failed; reopening");
+                self.failed();
                 for (done, _) in answers {
-                    done(Err(err.clone()));
+                    done(Err(self.recovering()));
                 }
                 more = false;
             }

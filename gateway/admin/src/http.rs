@@ -5,7 +5,7 @@
 //! |---------|--------|
 //! | `GET /metrics` | 200, [`Registry::render`] as `text/plain; version=0.0.4` |
 //! | `GET /healthz` | 200 `ok` while the process runs |
-//! | `GET /readyz` | 200 `ready` while the readiness flag is true, else 503 (starting or draining) |
+//! | `GET /readyz` | 200 `ready` while the readiness flag is true and the store accepts writes ([`Registry::store_writable`]), else 503 `not ready` (starting or draining) or `store not writable` |
 //! | other method on those paths | 405 with `Allow: GET` |
 //! | any other path | 404 |
 //! | request head over the size limit | 431 |
@@ -407,6 +407,9 @@ fn route(method: &str, path: &str, shared: &Shared) -> Response {
         }
         "/readyz" if !shared.ready.load(Ordering::Acquire) => {
             Response::text(503, "Service Unavailable", "not ready\n")
+        }
+        "/readyz" if !shared.registry.store_writable() => {
+            Response::text(503, "Service Unavailable", "store not writable\n")
         }
         "/readyz" => Response::text(200, "OK", "ready\n"),
         _ => Response::text(200, "OK", "ok\n"),

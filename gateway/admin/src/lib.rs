@@ -46,4 +46,4 @@ pub use http::{spawn, AdminHandle, AdminOptions};
 pub use labels::{AuthFailure, DropReason, HandshakeFailure, Label, SessionState};
 pub use metrics::{Counter, Counters, Gauge, Gauges, Histogram, WorkerMetrics, LOOP_TURN_BOUNDS_NS};
 pub use process::resident_memory_bytes;
-pub use registry::{Registry, Render, CONTENT_TYPE};
+pub use registry::{Probe, Registry, Render, CONTENT_TYPE};

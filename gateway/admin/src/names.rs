@@ -113,6 +113,8 @@ families! {
     LOOP_TURN_SECONDS = "gateway_loop_turn_seconds", Histogram, PerWorker;
     /// Resident set size of the gateway process (VmRSS).
     PROCESS_RESIDENT_MEMORY_BYTES = "gateway_process_resident_memory_bytes", Gauge, Process;
+    /// 1 while the store accepts writes (embedded: its database is open; remote: the stream is up), else 0; /readyz is 503 while 0.
+    STORE_WRITABLE = "gateway_store_writable", Gauge, Process;
 }
 
 /// The family called `name`, if it is one of [`ALL`].

@@ -22,11 +22,17 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Appends complete metric families, in the text format, to a render.
 pub type Render = dyn Fn(&mut String) + Send + Sync;
 
+/// Whether the store accepts writes now (behind [`names::STORE_WRITABLE`]
+/// and `/readyz`).
+pub type Probe = dyn Fn() -> bool + Send + Sync;
+
 pub struct Registry {
     workers: Box<[Arc<WorkerMetrics>]>,
     /// Families rendered by other components of the process (the embedded
     /// store and push services), appended after the gateway's own.
     extra: Option<Arc<Render>>,
+    /// The store's writability; none: always writable.
+    store: Option<Arc<Probe>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -41,7 +47,19 @@ impl Registry {
         Self {
             workers: (0..workers).map(|worker| Arc::new(WorkerMetrics::new(worker))).collect(),
             extra: None,
+            store: None,
         }
+    }
+
+    /// Reads the store's writability from `probe` (gauge and readiness).
+    pub fn with_store_probe(mut self, probe: Arc<Probe>) -> Self {
+        self.store = Some(probe);
+        self
+    }
+
+    /// Whether the store accepts writes now: `/readyz` answers 503 while not.
+    pub fn store_writable(&self) -> bool {
+        self.store.as_ref().is_none_or(|probe| probe())
     }
 
     /// Also renders what `source` appends (complete families in the text
@@ -86,6 +104,7 @@ impl Registry {
                         Sample::new(out, family.name).value(rss);
                     }
                 }
+                names::STORE_WRITABLE => Sample::new(out, family.name).value(u8::from(self.store_writable())),
                 // names::ALL and this match are kept in step by the tests.
                 _ => {}
             }

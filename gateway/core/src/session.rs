@@ -299,11 +299,25 @@ impl Session {
         reason: &'static str,
         text: &str,
     ) {
+        self.reject_retry_after(ctx, code, close, reason, text, 0);
+    }
+
+    /// [`Session::reject`] advising the client to wait `retry_after_ms`
+    /// before reconnecting (a store that is recovering, or overloaded).
+    pub fn reject_retry_after<O: Observer>(
+        &mut self,
+        ctx: &mut Ctx<'_, O>,
+        code: ErrorCode,
+        close: CloseCode,
+        reason: &'static str,
+        text: &str,
+        retry_after_ms: u32,
+    ) {
         if !matches!(self.state, State::AwaitHello | State::Verifying) {
             return;
         }
         ctx.observer.auth_failed(reason);
-        let error = AuthError { code, retry_after_ms: 0, text: Note::truncated(text) };
+        let error = AuthError { code, retry_after_ms, text: Note::truncated(text) };
         self.send_control(ctx, &Frame::AuthError(error));
         self.close(ctx, close.0, text);
     }

@@ -279,7 +279,7 @@ impl Worker {
         if !self.store_call(key, Request::Connect(Connect { user, device }), pending) {
             let (code, close) = (ErrorCode::OVERLOADED, protocol::CloseCode::TRY_AGAIN_LATER);
             self.call(now, key, |conn, ctx| {
-                conn.session.reject(ctx, code, close, "backend", "too many store requests")
+                conn.session.reject_retry_after(ctx, code, close, "backend", "too many store requests", 1_000)
             });
         }
     }

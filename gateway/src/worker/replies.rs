@@ -4,12 +4,14 @@
 //! Fanout happens even when the asking session is gone: a stored message must
 //! reach its recipients.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use backend_store::{Request, Response, StoreError};
 use gateway_core::Class;
 use protocol::{
-    Capabilities, Conversation, ErrorCode, Frame, Note, Presence, SendError, Seq, Timestamp, TypingNotify,
+    Capabilities, Conversation, DeviceId, ErrorCode, Frame, Note, Presence, SendError, Seq, Timestamp,
+    TypingNotify, UserId,
 };
 
 use super::fanout::receipt_frame;
@@ -49,12 +51,12 @@ impl Worker {
             }
             (Pending::Send { client_id }, result) => {
                 let err = failure(result);
-                let retryable = err.code().retry() == protocol::Retry::Retryable;
+                log_failure(&err, "send", key.and_then(|key| self.conns.get(key)?.identity));
                 let refusal = Frame::SendError(SendError {
                     client_id,
                     code: err.code(),
-                    retry_after_ms: if retryable { 1_000 } else { 0 },
-                    text: Note::truncated(&err.to_string()),
+                    retry_after_ms: retry_after_ms(&err, err.code()),
+                    text: Note::truncated(&client_text(&err)),
                 });
                 self.answer_if(now, key, &refusal);
             }
@@ -197,7 +199,8 @@ impl Worker {
                 result,
             ) => {
                 let err = failure(result);
-                self.answer_if(now, key, &error_frame(err.code(), request, &err.to_string()));
+                log_failure(&err, "request", key.and_then(|key| self.conns.get(key)?.identity));
+                self.answer_if(now, key, &error_frame(err.code(), request, &client_text(&err)));
             }
             (pending, result) => {
                 // Receipts, typing, cursors, visibility: best effort.
@@ -229,6 +232,7 @@ impl Worker {
             Ok(Response::Connected(connected)) => connected,
             other => {
                 let err = failure(other);
+                log_failure(&err, "connect", Some((user, device)));
                 let (code, close) = match &err {
                     StoreError::TooManyDevices(_) => {
                         (ErrorCode::TOO_MANY_DEVICES, protocol::CloseCode::TOO_MANY_DEVICES)
@@ -237,9 +241,11 @@ impl Worker {
                     _ => (ErrorCode::BACKEND_UNAVAILABLE, protocol::CloseCode::INTERNAL_ERROR),
                 };
                 conn.identity = None;
-                let text = err.to_string();
+                let (text, retry_after) = (client_text(&err), retry_after_ms(&err, code));
                 if self
-                    .call(now, key, |conn, ctx| conn.session.reject(ctx, code, close, "backend", &text))
+                    .call(now, key, |conn, ctx| {
+                        conn.session.reject_retry_after(ctx, code, close, "backend", &text, retry_after)
+                    })
                     .is_some()
                 {
                     self.after(now, key);
@@ -280,6 +286,42 @@ impl Worker {
         if let Some(old) = replaced {
             self.replace(now, old);
         }
+    }
+}
+
+/// The wait a client is advised after `err`, answered with `code`: the
+/// store's own when it knows it (a recovering engine's next attempt), a
+/// second for other retryable codes, none for the rest.
+fn retry_after_ms(err: &StoreError, code: ErrorCode) -> u32 {
+    match err {
+        StoreError::Recovering { retry_after_ms } => *retry_after_ms,
+        _ if code.retry() == protocol::Retry::Retryable => 1_000,
+        _ => 0,
+    }
+}
+
+/// The text a client sees for `err`: a refusal's own message (it names only
+/// the client's ids), and a generic one for a failure of the store itself,
+/// whose detail (engine errors, paths, peers) is for the log only.
+fn client_text(err: &StoreError) -> Cow<'static, str> {
+    match err {
+        StoreError::Unavailable(_) | StoreError::Recovering { .. } => "store unavailable".into(),
+        StoreError::Engine(_) => "internal error".into(),
+        refusal => refusal.to_string().into(),
+    }
+}
+
+/// Logs the detail a client is not told. Outages are logged once by the
+/// store (or its client) with their cause, so the per-request line is debug;
+/// an engine error is unexpected and goes out at warn.
+fn log_failure(err: &StoreError, kind: &'static str, identity: Option<(UserId, DeviceId)>) {
+    let (user, device) = identity.map_or((0, 0), |(user, device)| (user.0, device.0));
+    match err {
+        StoreError::Engine(_) => tracing::warn!(kind, user, device, %err, "store request failed"),
+        StoreError::Unavailable(_) | StoreError::Recovering { .. } => {
+            tracing::debug!(kind, user, device, %err, "store request failed");
+        }
+        _ => {}
     }
 }
 

@@ -16,6 +16,8 @@ pub(crate) struct Gateway {
     pub(crate) dir: PathBuf,
     pub(crate) listen: SocketAddr,
     pub(crate) admin: SocketAddr,
+    /// A command the binary runs under (`prlimit ...`, `sh -c ...`), if any.
+    launcher: Vec<String>,
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -48,10 +50,17 @@ impl Gateway {
 
     /// As [`Gateway::start_in`], with extra environment variables.
     pub(crate) fn start_with_env(dir: PathBuf, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_under(dir, config, env, &[])
+    }
+
+    /// As [`Gateway::start_with_env`], with the binary and its arguments
+    /// appended to `launcher` (e.g. `["prlimit", "--nofile=900:900"]`).
+    pub(crate) fn start_under(dir: PathBuf, config: &str, env: &[(&str, &str)], launcher: &[&str]) -> Self {
         let (listen, admin) = (free_port(), free_port());
         std::fs::write(dir.join("gateway.toml"), config).unwrap();
-        let child = spawn(&dir, listen, admin, env);
-        let gateway = Self { child, dir, listen, admin };
+        let launcher: Vec<String> = launcher.iter().map(|arg| (*arg).to_owned()).collect();
+        let child = spawn(&dir, listen, admin, env, &launcher);
+        let gateway = Self { child, dir, listen, admin, launcher };
         gateway.wait_healthy();
         gateway
     }
@@ -61,7 +70,7 @@ impl Gateway {
     pub(crate) fn kill9_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = spawn(&self.dir, self.listen, self.admin, &[]);
+        self.child = spawn(&self.dir, self.listen, self.admin, &[], &self.launcher);
         self.wait_healthy();
     }
 
@@ -133,10 +142,25 @@ impl Gateway {
     }
 }
 
-/// Starts the gateway binary on `dir` (its `gateway.toml` and `data/`).
-fn spawn(dir: &std::path::Path, listen: SocketAddr, admin: SocketAddr, env: &[(&str, &str)]) -> Child {
+/// Starts the gateway binary on `dir` (its `gateway.toml` and `data/`), under
+/// `launcher` if not empty.
+fn spawn(
+    dir: &std::path::Path,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    env: &[(&str, &str)],
+    launcher: &[String],
+) -> Child {
     let file = dir.join("gateway.toml");
-    Command::new(env!("CARGO_BIN_EXE_gateway"))
+    let mut command = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(env!("CARGO_BIN_EXE_gateway"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_gateway")),
+    };
+    command
         .args(["--config", file.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()])
         .args(["--listen", &listen.to_string(), "--admin", &admin.to_string(), "--workers", "2"])
         .env("GATEWAY_LOG", "warn")

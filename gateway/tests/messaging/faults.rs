@@ -163,3 +163,30 @@ async fn kill9_of_the_store_loses_no_acknowledged_message() {
 async fn kill9_of_push_loses_no_acknowledged_message() {
     survive(Mode::Remote, |cluster| cluster.push.as_mut().unwrap().kill9_and_restart()).await;
 }
+
+/// `/readyz` follows the remote store: 503 (`store not writable`) soon after
+/// the store process dies, 200 again once it is back, with no client traffic
+/// (the store client reopens its stream by itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_remote_store_without_traffic() {
+    let mut cluster = Cluster::start(Mode::Remote, "");
+    let readyz = |cluster: &Cluster| cluster.gateway.http_get("/readyz");
+    let wait_for = |cluster: &Cluster, status: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match readyz(cluster) {
+                Some((got, body)) if got == status => return body,
+                other => assert!(std::time::Instant::now() < deadline, "/readyz is {other:?}, not {status}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&cluster, 200);
+    assert_eq!(cluster.gateway.metric("gateway_store_writable"), 1.0);
+    cluster.store.as_mut().unwrap().kill9();
+    assert_eq!(wait_for(&cluster, 503), "store not writable\n");
+    assert_eq!(cluster.gateway.metric("gateway_store_writable"), 0.0);
+    cluster.store.as_mut().unwrap().restart();
+    wait_for(&cluster, 200);
+    connect(&cluster, 1, 1).await;
+}

@@ -152,6 +152,7 @@ pub(crate) fn fault_to_proto(error: StoreError) -> pb::Fault {
         StoreError::Overloaded => Kind::Overloaded(pb::Empty {}),
         StoreError::Unavailable(why) => Kind::Unavailable(why),
         StoreError::Engine(why) => Kind::Engine(why),
+        StoreError::Recovering { retry_after_ms } => Kind::Recovering(retry_after_ms),
     };
     pb::Fault { kind: Some(kind) }
 }
@@ -169,6 +170,7 @@ pub(crate) fn fault_from_proto(fault: pb::Fault) -> Result<StoreError, Bad> {
         Kind::Overloaded(pb::Empty {}) => StoreError::Overloaded,
         Kind::Unavailable(why) => StoreError::Unavailable(why),
         Kind::Engine(why) => StoreError::Engine(why),
+        Kind::Recovering(retry_after_ms) => StoreError::Recovering { retry_after_ms },
     })
 }
 

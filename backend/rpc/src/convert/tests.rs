@@ -249,6 +249,7 @@ fn every_error() -> Vec<StoreError> {
         StoreError::Overloaded,
         StoreError::Unavailable("relay down".into()),
         StoreError::Engine("disk full".into()),
+        StoreError::Recovering { retry_after_ms: 400 },
     ]
 }
 

@@ -2,6 +2,9 @@
 //! store in a temporary directory.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -100,4 +103,57 @@ pub fn read(
         Response::Receipts(r) => Ok(r),
         other => panic!("read: {other:?}"),
     }
+}
+
+/// A tmpfs mounted for the test; unmounted (lazily) when dropped, even when
+/// the test fails.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "this test mounts a tmpfs and needs root (mount exited {status})");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Writes zeros into `path` until the file system is full.
+pub fn fill(path: &Path) -> PathBuf {
+    let filler = path.join("filler");
+    std::fs::File::create(&filler).unwrap();
+    fill_more(&filler);
+    filler
+}
+
+/// Appends to `filler` until the file system is full again.
+pub fn fill_more(filler: &Path) {
+    let mut file = std::fs::OpenOptions::new().append(true).open(filler).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        match file.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling: {e}"),
+        }
+    }
+    // Smaller writes take the last partial block too.
+    while file.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
 }
