@@ -18,6 +18,9 @@ pub(crate) struct Gateway {
     pub(crate) admin: SocketAddr,
     /// A command the binary runs under (`prlimit ...`, `sh -c ...`), if any.
     launcher: Vec<String>,
+    /// Whether its stderr goes to `<dir>/stderr.log` ([`Gateway::log`])
+    /// rather than the test's.
+    logged: bool,
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -56,13 +59,36 @@ impl Gateway {
     /// As [`Gateway::start_with_env`], with the binary and its arguments
     /// appended to `launcher` (e.g. `["prlimit", "--nofile=900:900"]`).
     pub(crate) fn start_under(dir: PathBuf, config: &str, env: &[(&str, &str)], launcher: &[&str]) -> Self {
+        let gateway = Self::spawn(dir, config, env, launcher, false);
+        gateway.wait_healthy();
+        gateway
+    }
+
+    /// As [`Gateway::start_under`], with the node's stderr kept in
+    /// `<dir>/stderr.log` for the test to read ([`Gateway::log`]).
+    pub(crate) fn start_logged(dir: PathBuf, config: &str, env: &[(&str, &str)], launcher: &[&str]) -> Self {
+        let gateway = Self::spawn(dir, config, env, launcher, true);
+        gateway.wait_healthy();
+        gateway
+    }
+
+    /// Starts the process (stderr logged) without waiting for it to be
+    /// healthy: for a start that must fail.
+    pub(crate) fn spawn_logged(dir: PathBuf, config: &str) -> Self {
+        Self::spawn(dir, config, &[], &[], true)
+    }
+
+    fn spawn(dir: PathBuf, config: &str, env: &[(&str, &str)], launcher: &[&str], logged: bool) -> Self {
         let (listen, admin) = (free_port(), free_port());
         std::fs::write(dir.join("gateway.toml"), config).unwrap();
         let launcher: Vec<String> = launcher.iter().map(|arg| (*arg).to_owned()).collect();
-        let child = spawn(&dir, listen, admin, env, &launcher);
-        let gateway = Self { child, dir, listen, admin, launcher };
-        gateway.wait_healthy();
-        gateway
+        let child = spawn(&dir, listen, admin, env, &launcher, logged);
+        Self { child, dir, listen, admin, launcher, logged }
+    }
+
+    /// What the node wrote to stderr so far (a logged node only).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
     /// `kill -9` of the process, then a new one on the same data directory,
@@ -70,7 +96,7 @@ impl Gateway {
     pub(crate) fn kill9_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = spawn(&self.dir, self.listen, self.admin, &[], &self.launcher);
+        self.child = spawn(&self.dir, self.listen, self.admin, &[], &self.launcher, self.logged);
         self.wait_healthy();
     }
 
@@ -78,7 +104,7 @@ impl Gateway {
         // Generous: a node opening a large store on a loaded machine.
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.http_get("/healthz").is_none() {
-            assert!(Instant::now() < deadline, "gateway did not become healthy");
+            assert!(Instant::now() < deadline, "gateway did not become healthy: {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -143,14 +169,22 @@ impl Gateway {
 }
 
 /// Starts the gateway binary on `dir` (its `gateway.toml` and `data/`), under
-/// `launcher` if not empty.
+/// `launcher` if not empty; its stderr into `<dir>/stderr.log` (appended to,
+/// across restarts) when `logged`.
 fn spawn(
     dir: &std::path::Path,
     listen: SocketAddr,
     admin: SocketAddr,
     env: &[(&str, &str)],
     launcher: &[String],
+    logged: bool,
 ) -> Child {
+    let stderr = match logged {
+        true => Stdio::from(
+            std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap(),
+        ),
+        false => Stdio::inherit(),
+    };
     let file = dir.join("gateway.toml");
     let mut command = match launcher.split_first() {
         Some((program, args)) => {
@@ -164,9 +198,10 @@ fn spawn(
         .args(["--config", file.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()])
         .args(["--listen", &listen.to_string(), "--admin", &admin.to_string(), "--workers", "2"])
         .env("GATEWAY_LOG", "warn")
+        .env("NO_COLOR", "1")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("start the gateway binary")
 }

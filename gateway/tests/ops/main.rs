@@ -14,14 +14,14 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use client::{Client, ClientConfig, ClientError, Event};
 use gateway_auth::keys;
 use gateway_auth::Signer;
 use protocol::{DeviceId, ErrorCode, UserId};
-use support::{free_port, temp_dir, upgrade_request, Gateway};
+use support::{temp_dir, upgrade_request, Gateway};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
 
@@ -29,46 +29,10 @@ const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
 /// up) kept in `<dir>/stderr.log`, under `prlimit --nofile=N:N` when
 /// `nofile` is given; waits until `/healthz` answers.
 fn start_logged(dir: PathBuf, config: &str, nofile: Option<u32>, env: &[(&str, &str)]) -> Gateway {
-    let (mut command, (listen, admin)) = node_command(&dir, config, nofile);
-    command.envs(env.iter().copied());
-    let gateway = Gateway { child: command.spawn().expect("start the gateway"), dir, listen, admin };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while gateway.http_get("/healthz").is_none() {
-        assert!(Instant::now() < deadline, "gateway did not become healthy: {}", log(&gateway.dir));
-        std::thread::sleep(Duration::from_millis(20));
+    match nofile {
+        Some(n) => Gateway::start_logged(dir, config, env, &["prlimit", &format!("--nofile={n}:{n}"), "--"]),
+        None => Gateway::start_logged(dir, config, env, &[]),
     }
-    gateway
-}
-
-/// The command that runs the node on `dir` (and the addresses it is given).
-fn node_command(
-    dir: &Path,
-    config: &str,
-    nofile: Option<u32>,
-) -> (Command, (std::net::SocketAddr, std::net::SocketAddr)) {
-    let (listen, admin) = (free_port(), free_port());
-    fs::write(dir.join("gateway.toml"), config).unwrap();
-    let mut command = match nofile {
-        Some(n) => {
-            let mut command = Command::new("prlimit");
-            command.arg(format!("--nofile={n}:{n}")).arg("--").arg(GATEWAY);
-            command
-        }
-        None => Command::new(GATEWAY),
-    };
-    let file = dir.join("gateway.toml");
-    command
-        .args(["--config", file.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()])
-        .args(["--listen", &listen.to_string(), "--admin", &admin.to_string(), "--workers", "2"])
-        .env("GATEWAY_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.join("stderr.log")).unwrap());
-    (command, (listen, admin))
-}
-
-fn log(dir: &Path) -> String {
-    fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
 }
 
 /// `gateway --data-dir <data_dir> [--config <config>] token ...args`.
@@ -146,7 +110,7 @@ async fn a_configured_keys_dir_gets_no_dev_key_and_refuses_dev_tokens() {
     let gateway = start_logged(dir, &config, None, &[]);
 
     assert_eq!(listing(&production), before, "nothing written into the configured keys directory");
-    assert!(!log(&gateway.dir).contains("development signing key"), "{}", log(&gateway.dir));
+    assert!(!gateway.log().contains("development signing key"), "{}", gateway.log());
     // `gateway token` still mints with the dev key (of the default config's
     // data dir), and this node does not hold its id.
     let dev_token = minted(&gateway_token(&gateway.data_dir(), None, &["--user", "1", "--device", "1"]));
@@ -171,7 +135,7 @@ async fn a_configured_keys_dir_gets_no_dev_key_and_refuses_dev_tokens() {
 async fn the_dev_key_is_written_once_announced_and_derives_its_key_id() {
     let mut gateway = start_logged(temp_dir(), "", None, &[]);
     let key_path = keys::dev_key_path(&gateway.data_dir());
-    let text = log(&gateway.dir);
+    let text = gateway.log();
     let warning = text.lines().find(|line| line.contains("development signing key in use"));
     let warning = warning.unwrap_or_else(|| panic!("no dev key warning in: {text}"));
     assert!(warning.contains("WARN"), "{warning}");
@@ -211,12 +175,11 @@ fn two_keys_with_one_key_id_stop_the_start() {
     let (other, _) = Signer::generate(dev.key_id()).unwrap();
     let clash = keys::write_public_key(&keys::keys_dir(&data), dev.key_id(), &other.public_key()).unwrap();
 
-    let (mut command, (listen, admin)) = node_command(&dir, "", None);
-    let mut node = Gateway { child: command.spawn().unwrap(), dir: dir.clone(), listen, admin };
+    let mut node = Gateway::spawn_logged(dir.clone(), "");
     let status = node.wait_exit(Duration::from_secs(30));
     let status = status.unwrap_or_else(|| panic!("the node started with two keys for id {}", dev.key_id()));
     assert!(!status.success());
-    let text = log(&dir);
+    let text = node.log();
     assert!(text.contains(&format!("key id {}", dev.key_id())), "{text}");
     assert!(text.contains(&clash.display().to_string()), "{text}");
 }
@@ -294,17 +257,18 @@ async fn a_drain_refuses_new_connections_and_exits_at_its_deadline() {
 
 #[test]
 fn healthz_answers_at_the_descriptor_limit() {
-    // 256 descriptors and no connection limit: idle client connections use
-    // up every descriptor the node has.
+    // 800 descriptors (the 512 of the reserve and some room) and a
+    // connection limit far above them: idle client connections use up every
+    // descriptor the node has.
     let config = "[listen]\nmax_connections = 1000000\n\
                   [limits]\nconnections_per_ip_per_sec = 1000000\nconnections_per_ip_burst = 1000000\n";
-    let gateway = start_logged(temp_dir(), config, Some(256), &[]);
-    let idle: Vec<TcpStream> = (0..400)
+    let gateway = start_logged(temp_dir(), config, Some(800), &[]);
+    let idle: Vec<TcpStream> = (0..1_000)
         .filter_map(|_| TcpStream::connect_timeout(&gateway.listen, Duration::from_secs(2)).ok())
         .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !log(&gateway.dir).contains("Too many open files") {
-        assert!(Instant::now() < deadline, "the node never ran out of descriptors: {}", log(&gateway.dir));
+    while !gateway.log().contains("Too many open files") {
+        assert!(Instant::now() < deadline, "the node never ran out of descriptors: {}", gateway.log());
         std::thread::sleep(Duration::from_millis(50));
     }
     for _ in 0..5 {
