@@ -129,7 +129,7 @@ impl Directory {
 
     /// Records `session` as the device's session. Returns the session it
     /// replaces, and whether the user just came online (its watchers are
-    /// told once its visibility is known: [`Directory::announce_online`]).
+    /// told once its visibility is known: [`Directory::visibility_read`]).
     pub fn insert(&self, user: UserId, device: DeviceId, session: SessionRef) -> (Option<SessionRef>, bool) {
         let mut shard = self.shard(user);
         let entry = shard.entry(user).or_default();
