@@ -12,6 +12,8 @@ mod cursors;
 mod db;
 mod devices;
 mod expiry;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod groups;
 mod messages;
 mod metrics;
