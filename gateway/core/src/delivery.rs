@@ -113,7 +113,7 @@ impl Delivery {
         self.acked = resume_after.0;
         self.sent = resume_after.0;
         self.set_window(window);
-        self.restart(head.0 > resume_after.0)
+        self.restart(head.0 > resume_after.0, [0; 2])
     }
 
     /// SYNC_REQUEST: restart the sync from `after` (entries at or below the
@@ -124,15 +124,25 @@ impl Delivery {
         }
         self.sent = after.0.max(self.acked);
         self.set_window(window);
-        self.restart(true)
+        // The batches already sent keep their slots until an ACK covers them
+        // (SPEC §6.3: two unacknowledged at most): freeing them here let a
+        // client that repeats SYNC_REQUEST and never reads have two more
+        // windows queued each time.
+        let unacked = self.batch_ends;
+        self.restart(true, unacked)
     }
 
     /// The client's cumulative ACK. Returns the new acked cursor when it moved
     /// (to tell the store), and the next step of a sync waiting on it.
     pub(crate) fn ack(&mut self, up_to: Seq) -> (Option<Seq>, Step) {
-        let up_to = up_to.0.min(self.sent);
+        // Clamped to the highest seq sent on this connection: after a
+        // SYNC_REQUEST lowered `sent`, the batches sent before it are still
+        // acked by their seqs, and the sync goes on after what is acked.
+        let highest = self.batch_ends.iter().fold(self.sent, |max, end| max.max(*end));
+        let up_to = up_to.0.min(highest);
         let moved = (up_to > self.acked).then(|| {
             self.acked = up_to;
+            self.sent = self.sent.max(up_to);
             Seq(up_to)
         });
         for end in &mut self.batch_ends {
@@ -180,7 +190,7 @@ impl Delivery {
             }
             Mode::Live if seq.0 <= self.sent => Live::Drop,
             Mode::Live if seq.0 == self.sent + 1 => Live::Send,
-            Mode::Live => Live::Resync(self.restart(true)),
+            Mode::Live => Live::Resync(self.restart(true, [0; 2])),
         }
     }
 
@@ -199,16 +209,17 @@ impl Delivery {
     /// The outbound queue drained: a paused session syncs from `sent`.
     pub(crate) fn resume(&mut self) -> Step {
         match self.mode {
-            Mode::Paused => self.restart(true),
+            Mode::Paused => self.restart(true, [0; 2]),
             _ => Step::Idle,
         }
     }
 
-    /// Starts (or restarts) a sync from `sent`.
-    fn restart(&mut self, more: bool) -> Step {
+    /// Starts (or restarts) a sync from `sent`, with `batch_ends` the batches
+    /// still unacknowledged.
+    fn restart(&mut self, more: bool, batch_ends: [u64; 2]) -> Step {
         self.mode = Mode::Syncing;
         self.epoch = self.epoch.wrapping_add(1);
-        self.batch_ends = [0; 2];
+        self.batch_ends = batch_ends;
         self.reading = false;
         self.missed = false;
         self.more = more;

@@ -243,3 +243,30 @@ fn shared_deliver_decodes_to_the_same_frame_for_each_seq() {
         assert_eq!(frames, vec![Frame::Deliver(Deliver { seq: Seq(seq), ..original.clone() })]);
     }
 }
+
+/// Found by the `session` fuzz target: SYNC_REQUEST freed both batch slots,
+/// so a client repeating it without reading (or acking) had two more windows
+/// read and queued each time. The batches sent keep their slots until acked,
+/// and an ACK of them (above the restarted sync's position) still counts.
+#[test]
+fn repeated_sync_requests_keep_two_batches_unacked_at_most() {
+    let mut h = authed(Harness::new(), 0, 100);
+    assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
+    page(&mut h, 1, 1..=2, 98);
+    assert_eq!(reads(&mut h), vec![(2, 2, 1)]);
+    page(&mut h, 1, 3..=4, 96);
+    assert!(reads(&mut h).is_empty(), "two batches unacked");
+    for _ in 0..5 {
+        h.read(&message(&[Frame::SyncRequest(SyncRequest { after: Seq(0), window: 2 })]));
+        assert!(reads(&mut h).is_empty(), "a SYNC_REQUEST does not free the slots");
+    }
+    // The client reads and acks the first batch: the restarted sync goes on
+    // after it.
+    h.read(&message(&[Frame::Ack(Ack { up_to: Seq(2) })]));
+    let actions = h.take_actions();
+    assert!(matches!(actions.first(), Some(Action::Acked(Seq(2)))), "{actions:?}");
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::ReadInbox { after: Seq(2), limit: 2, epoch: 6 })),
+        "{actions:?}"
+    );
+}
