@@ -13,7 +13,8 @@
 //! After every operation it checks that:
 //! - the state only moves forward (LIFECYCLE.md), and Close comes with the
 //!   Closed state, nothing after it and no timer left;
-//! - unsent output stays within the configured cap (plus the closing frames);
+//! - unsent output stays within the configured cap, plus the closing frames
+//!   and the two sync windows that may be unacknowledged (SPEC §6.3);
 //! - what is written is a valid server stream: one HTTP response, then
 //!   unmasked final frames whose binary messages decode as server frames, and
 //!   close codes from SPEC §11 (or a valid client code, echoed);
@@ -33,8 +34,8 @@ use gateway_ws::HandshakeConfig;
 use libfuzzer_sys::fuzz_target;
 use protocol::{
     Ack, AuthOk, Capabilities, CloseCode, ConvSeq, Conversation, Decoder, Deliver, DeviceId, ErrorCode,
-    Frame, GoAway, GoAwayReason, Hello, MessageId, Note, Payload, Ping, Presence, PresenceStatus, Seq,
-    SyncRequest, Timestamp, Token, TypingNotify, UserId,
+    Frame, GoAway, GoAwayReason, Hello, List, MessageId, Note, Payload, Ping, Presence, PresenceStatus, Seq,
+    SyncBatch, SyncRequest, Timestamp, Token, TypingNotify, UserId,
 };
 
 /// Room above `max_bytes` for what ends an overflowing session: one ERROR
@@ -98,6 +99,9 @@ struct Driver {
     upgraded: bool,
     /// The session is on `/echo`: messages are the client's, not frames.
     echo: bool,
+    /// The largest store page handed in, as a SYNC_BATCH frame: sync output
+    /// is bounded by two unacknowledged windows, not by the cap.
+    sync_batch_max: usize,
 }
 
 impl Driver {
@@ -119,6 +123,7 @@ impl Driver {
             written: BytesMut::new(),
             upgraded: false,
             echo: false,
+            sync_batch_max: 0,
         }
     }
 
@@ -214,6 +219,10 @@ impl Driver {
                 if let Some((after, limit, epoch)) = self.reads.pop_front() {
                     let count = u64::from(count).min(u64::from(limit));
                     let entries: Vec<Deliver> = (1..=count).map(|i| entry(after.0 + i)).collect();
+                    let batch = List::from_items(&entries).expect("within MAX_SYNC_BATCH");
+                    let len = Frame::SyncBatch(SyncBatch { remaining: 0, entries: batch }).encoded_len();
+                    // Plus the largest WebSocket header: a batch may start a message.
+                    self.sync_batch_max = self.sync_batch_max.max(len + 10);
                     let epoch = if stale { epoch.wrapping_add(1) } else { epoch };
                     self.with(|s, ctx| s.handle_page(ctx, epoch, &entries, u64::from(remaining)));
                 }
@@ -346,7 +355,7 @@ impl Driver {
         self.state = state;
         self.echo |= state == State::Echo;
         let queued = self.session.outbound().len();
-        let cap = self.config.outbound.max_bytes + CLOSING_SLACK;
+        let cap = self.config.outbound.max_bytes + 2 * self.sync_batch_max + CLOSING_SLACK;
         assert!(queued <= cap, "{queued} bytes queued, cap {cap} ({state:?})");
         if self.closed {
             assert!(self.session.poll_timeout().is_none(), "a timer left on a closed session");

@@ -159,6 +159,10 @@ SESSION = {
     "overflow": b"\x00\x00" + LIVE + bytes([11, 2, 200] * 12) + WRITE_ALL,
     "slow_writes": b"\x00\x00" + LIVE + bytes([8, 1, 9, 10] * 6) + bytes([5, 255]),
     "ephemeral": b"\xf0\x00" + LIVE + bytes([11, 0, 5, 11, 1, 6]) + WRITE_ALL,
+    # SYNC_REQUEST again and again, never reading nor acking: two windows
+    # queued at most (it was two more per request).
+    "sync_requests_unread": b"\x04\x00" + UPGRADE_WS + HELLO + bytes([6, 0, 228])
+    + bytes([7, 255, 255, 1, 4, 3, 0, 0, 7, 255, 255, 1, 7, 255, 255, 1]) * 6,
 }
 
 write("tls_conn", TLS)
