@@ -117,19 +117,39 @@ impl Delivery {
     }
 
     /// SYNC_REQUEST: restart the sync from `after` (entries at or below the
-    /// acked cursor are gone, so never from below it).
-    pub(crate) fn sync_request(&mut self, after: Seq, window: u32) -> Step {
+    /// acked cursor are gone, so never from below it). `unwritten`: output
+    /// queued before the request has not all been written to the socket.
+    pub(crate) fn sync_request(&mut self, after: Seq, window: u32, unwritten: bool) -> Step {
         if self.mode == Mode::Off {
             return Step::Idle;
         }
         self.sent = after.0.max(self.acked);
         self.set_window(window);
-        // The batches already sent keep their slots until an ACK covers them
-        // (SPEC §6.3: two unacknowledged at most): freeing them here let a
-        // client that repeats SYNC_REQUEST and never reads have two more
-        // windows queued each time.
-        let unacked = self.batch_ends;
-        self.restart(true, unacked)
+        // Batches the client may have read and discarded (what SYNC_REQUEST is
+        // for) give their slots back. While output is still queued, the
+        // batches keep them until acked or written (`written_out`): freeing
+        // them let a client that repeats SYNC_REQUEST and never reads have
+        // two more windows queued each time (SPEC §6.3: two at most).
+        let held = if unwritten { self.batch_ends } else { [0; 2] };
+        self.restart(true, held)
+    }
+
+    /// Everything queued for the client has been written: batches held over
+    /// a SYNC_REQUEST (their ends above the restarted sync's position) give
+    /// their slots back.
+    pub(crate) fn written_out(&mut self) -> Step {
+        let mut freed = false;
+        for end in &mut self.batch_ends {
+            if *end > self.sent {
+                *end = 0;
+                freed = true;
+            }
+        }
+        if freed {
+            self.advance()
+        } else {
+            Step::Idle
+        }
     }
 
     /// The client's cumulative ACK. Returns the new acked cursor when it moved
@@ -215,7 +235,7 @@ impl Delivery {
     }
 
     /// Starts (or restarts) a sync from `sent`, with `batch_ends` the batches
-    /// still unacknowledged.
+    /// that keep their slots.
     fn restart(&mut self, more: bool, batch_ends: [u64; 2]) -> Step {
         self.mode = Mode::Syncing;
         self.epoch = self.epoch.wrapping_add(1);

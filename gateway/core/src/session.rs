@@ -377,6 +377,8 @@ impl Session {
         }
         if self.out.is_empty() {
             self.timers.stop(Timer::WriteStall);
+            let step = self.delivery.written_out();
+            self.step(ctx, step);
         } else if written > 0 || self.timers.get(Timer::WriteStall).is_none() {
             self.timers.set(Timer::WriteStall, ctx.now + ctx.config.write_stall);
         }
@@ -499,7 +501,8 @@ impl Session {
                 self.step(ctx, step);
             }
             (State::Live(_) | State::Draining(_), Frame::SyncRequest(request)) => {
-                let step = self.delivery.sync_request(request.after, request.window);
+                let unwritten = !self.out.is_empty();
+                let step = self.delivery.sync_request(request.after, request.window, unwritten);
                 self.step(ctx, step);
             }
             (State::Live(_) | State::Draining(_), frame)

@@ -246,22 +246,16 @@ fn shared_deliver_decodes_to_the_same_frame_for_each_seq() {
 
 /// Found by the `session` fuzz target: SYNC_REQUEST freed both batch slots,
 /// so a client repeating it without reading (or acking) had two more windows
-/// read and queued each time. The batches sent keep their slots until acked,
-/// and an ACK of them (above the restarted sync's position) still counts.
+/// read and queued each time. While output is unwritten the batches keep
+/// their slots, until acked (an ACK of a batch sent before the request
+/// counts) or written.
 #[test]
-fn repeated_sync_requests_keep_two_batches_unacked_at_most() {
-    let mut h = authed(Harness::new(), 0, 100);
-    assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
-    page(&mut h, 1, 1..=2, 98);
-    assert_eq!(reads(&mut h), vec![(2, 2, 1)]);
-    page(&mut h, 1, 3..=4, 96);
-    assert!(reads(&mut h).is_empty(), "two batches unacked");
+fn sync_requests_without_reading_keep_two_batches_queued_at_most() {
+    let mut h = two_batches_unacked();
     for _ in 0..5 {
         h.read(&message(&[Frame::SyncRequest(SyncRequest { after: Seq(0), window: 2 })]));
-        assert!(reads(&mut h).is_empty(), "a SYNC_REQUEST does not free the slots");
+        assert!(reads(&mut h).is_empty(), "nothing read: the slots stay taken");
     }
-    // The client reads and acks the first batch: the restarted sync goes on
-    // after it.
     h.read(&message(&[Frame::Ack(Ack { up_to: Seq(2) })]));
     let actions = h.take_actions();
     assert!(matches!(actions.first(), Some(Action::Acked(Seq(2)))), "{actions:?}");
@@ -269,4 +263,33 @@ fn repeated_sync_requests_keep_two_batches_unacked_at_most() {
         actions.iter().any(|a| matches!(a, Action::ReadInbox { after: Seq(2), limit: 2, epoch: 6 })),
         "{actions:?}"
     );
+
+    // Unacked but written, the batches give their slots back.
+    let mut h = two_batches_unacked();
+    h.read(&message(&[Frame::SyncRequest(SyncRequest { after: Seq(0), window: 2 })]));
+    assert!(reads(&mut h).is_empty());
+    assert_eq!(delivered(&h.output()), vec!["batch:1,2", "batch:3,4"]);
+    assert_eq!(reads(&mut h), vec![(0, 2, 2)]);
+}
+
+/// With nothing unwritten, a SYNC_REQUEST restarts at once: the client may
+/// have discarded the batches it read (what SYNC_REQUEST is for).
+#[test]
+fn a_sync_request_after_everything_was_written_replays_at_once() {
+    let mut h = two_batches_unacked();
+    h.output();
+    h.read(&message(&[Frame::SyncRequest(SyncRequest { after: Seq(0), window: 2 })]));
+    assert_eq!(reads(&mut h), vec![(0, 2, 2)]);
+}
+
+/// Authenticated with 100 entries waiting, and two batches of 2 sent (not
+/// written, not acked).
+fn two_batches_unacked() -> Harness {
+    let mut h = authed(Harness::new(), 0, 100);
+    assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
+    page(&mut h, 1, 1..=2, 98);
+    assert_eq!(reads(&mut h), vec![(2, 2, 1)]);
+    page(&mut h, 1, 3..=4, 96);
+    assert!(reads(&mut h).is_empty(), "two batches unacked");
+    h
 }
