@@ -135,12 +135,12 @@ impl Delivery {
     }
 
     /// Everything queued for the client has been written: batches held over
-    /// a SYNC_REQUEST (their ends above the restarted sync's position) give
-    /// their slots back.
+    /// a SYNC_REQUEST (their ends above the restarted sync's position) or
+    /// acked while unwritten give their slots back.
     pub(crate) fn written_out(&mut self) -> Step {
         let mut freed = false;
         for end in &mut self.batch_ends {
-            if *end > self.sent {
+            if *end != 0 && (*end > self.sent || *end <= self.acked) {
                 *end = 0;
                 freed = true;
             }
@@ -154,7 +154,11 @@ impl Delivery {
 
     /// The client's cumulative ACK. Returns the new acked cursor when it moved
     /// (to tell the store), and the next step of a sync waiting on it.
-    pub(crate) fn ack(&mut self, up_to: Seq) -> (Option<Seq>, Step) {
+    /// `unwritten`: output is still queued, so the batches it acks may not
+    /// have reached the client: their slots are given back once everything
+    /// is written (`written_out`), not before. A client acking what it has
+    /// not read would otherwise have a third window, and more, queued.
+    pub(crate) fn ack(&mut self, up_to: Seq, unwritten: bool) -> (Option<Seq>, Step) {
         // Clamped to the highest seq sent on this connection: after a
         // SYNC_REQUEST lowered `sent`, the batches sent before it are still
         // acked by their seqs, and the sync goes on after what is acked.
@@ -165,9 +169,11 @@ impl Delivery {
             self.sent = self.sent.max(up_to);
             Seq(up_to)
         });
-        for end in &mut self.batch_ends {
-            if *end != 0 && *end <= up_to {
-                *end = 0;
+        if !unwritten {
+            for end in &mut self.batch_ends {
+                if *end <= up_to {
+                    *end = 0;
+                }
             }
         }
         (moved, self.advance())

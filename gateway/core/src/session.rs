@@ -494,7 +494,7 @@ impl Session {
             }
             (State::Live(_) | State::Draining(_), Frame::Pong(_)) => {}
             (State::Live(_) | State::Draining(_), Frame::Ack(ack)) => {
-                let (moved, step) = self.delivery.ack(ack.up_to);
+                let (moved, step) = self.delivery.ack(ack.up_to, !self.out.is_empty());
                 if let Some(up_to) = moved {
                     ctx.actions.push(Action::Acked(up_to));
                 }
