@@ -10,7 +10,7 @@
 use protocol::{ConvSeq, Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
 
 use crate::api::{ReadCursor, ReceiptNote, StoreError};
-use crate::codec::{convlog_key, meta, ConvKey, Dec, Enc};
+use crate::codec::{convlog_key, corrupt, meta, ConvKey, Dec, Enc};
 use crate::db::{Ks, Tx};
 use crate::{groups, messages};
 
@@ -99,8 +99,7 @@ pub(crate) fn advance(
         notes.push(note(user, view, device));
     }
     for n in &notes {
-        let key = Enc::default().user(n.to).view(n.conversation).user(n.user).u8(n.kind as u8).done();
-        tx.put(Ks::Mailbox, key, Enc::default().u64(n.up_to.0).u64(n.at.0).done());
+        tx.put(Ks::Mailbox, mailbox_key(n), Enc::default().u64(n.up_to.0).u64(n.at.0).done());
     }
     Ok(notes)
 }
@@ -161,7 +160,14 @@ pub(crate) fn read(tx: &mut Tx<'_>, req: ReadCursor) -> Result<Vec<ReceiptNote>,
     advance(tx, req.user, Some(req.device), req.conversation, ReceiptKind::Read, up_to)
 }
 
+/// The mailbox key of `note`: `to · conversation as seen by to · cursor
+/// owner · kind`.
+pub(crate) fn mailbox_key(note: &ReceiptNote) -> Vec<u8> {
+    Enc::default().user(note.to).view(note.conversation).user(note.user).u8(note.kind as u8).done()
+}
+
 /// Decodes one mailbox pair into the note for its owner's `Cursors` answer.
+/// A kind byte other than delivered or read is corruption, not a read.
 pub(crate) fn mailbox_note(key: &[u8], value: &[u8]) -> Result<ReceiptNote, StoreError> {
     let mut k = Dec::new(key);
     let to = UserId(k.u64()?);
@@ -169,7 +175,8 @@ pub(crate) fn mailbox_note(key: &[u8], value: &[u8]) -> Result<ReceiptNote, Stor
     let user = UserId(k.u64()?);
     let kind = match k.u8()? {
         1 => ReceiptKind::Delivered,
-        _ => ReceiptKind::Read,
+        2 => ReceiptKind::Read,
+        _ => return Err(corrupt("receipt kind")),
     };
     let mut v = Dec::new(value);
     Ok(ReceiptNote {
@@ -181,4 +188,31 @@ pub(crate) fn mailbox_note(key: &[u8], value: &[u8]) -> Result<ReceiptNote, Stor
         up_to: ConvSeq(v.u64()?),
         at: Timestamp(v.u64()?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::GroupId;
+
+    use super::*;
+
+    /// Found by the `store_codec` fuzz target: any kind byte but 1 decoded as
+    /// a read cursor, so a corrupt mailbox key was answered as a receipt.
+    #[test]
+    fn mailbox_keys_round_trip_and_an_unknown_kind_is_corruption() {
+        let note = ReceiptNote {
+            to: UserId(1),
+            except: None,
+            conversation: Conversation::Group(GroupId(5)),
+            user: UserId(2),
+            kind: ReceiptKind::Read,
+            up_to: ConvSeq(7),
+            at: Timestamp(9),
+        };
+        let value = Enc::default().u64(7).u64(9).done();
+        let mut key = mailbox_key(&note);
+        assert_eq!(mailbox_note(&key, &value).unwrap(), note);
+        *key.last_mut().unwrap() = 3;
+        assert!(matches!(mailbox_note(&key, &value), Err(StoreError::Engine(_))));
+    }
 }

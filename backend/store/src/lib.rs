@@ -13,6 +13,8 @@ mod db;
 mod devices;
 mod engine;
 mod expiry;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod groups;
 mod messages;
 mod metrics;

@@ -113,31 +113,67 @@ impl Delivery {
         self.acked = resume_after.0;
         self.sent = resume_after.0;
         self.set_window(window);
-        self.restart(head.0 > resume_after.0)
+        self.restart(head.0 > resume_after.0, [0; 2])
     }
 
     /// SYNC_REQUEST: restart the sync from `after` (entries at or below the
-    /// acked cursor are gone, so never from below it).
-    pub(crate) fn sync_request(&mut self, after: Seq, window: u32) -> Step {
+    /// acked cursor are gone, so never from below it). `unwritten`: output
+    /// queued before the request has not all been written to the socket.
+    pub(crate) fn sync_request(&mut self, after: Seq, window: u32, unwritten: bool) -> Step {
         if self.mode == Mode::Off {
             return Step::Idle;
         }
         self.sent = after.0.max(self.acked);
         self.set_window(window);
-        self.restart(true)
+        // Batches the client may have read and discarded (what SYNC_REQUEST is
+        // for) give their slots back. While output is still queued, the
+        // batches keep them until acked or written (`written_out`): freeing
+        // them let a client that repeats SYNC_REQUEST and never reads have
+        // two more windows queued each time (SPEC §6.3: two at most).
+        let held = if unwritten { self.batch_ends } else { [0; 2] };
+        self.restart(true, held)
+    }
+
+    /// Everything queued for the client has been written: batches held over
+    /// a SYNC_REQUEST (their ends above the restarted sync's position) or
+    /// acked while unwritten give their slots back.
+    pub(crate) fn written_out(&mut self) -> Step {
+        let mut freed = false;
+        for end in &mut self.batch_ends {
+            if *end != 0 && (*end > self.sent || *end <= self.acked) {
+                *end = 0;
+                freed = true;
+            }
+        }
+        if freed {
+            self.advance()
+        } else {
+            Step::Idle
+        }
     }
 
     /// The client's cumulative ACK. Returns the new acked cursor when it moved
     /// (to tell the store), and the next step of a sync waiting on it.
-    pub(crate) fn ack(&mut self, up_to: Seq) -> (Option<Seq>, Step) {
-        let up_to = up_to.0.min(self.sent);
+    /// `unwritten`: output is still queued, so the batches it acks may not
+    /// have reached the client: their slots are given back once everything
+    /// is written (`written_out`), not before. A client acking what it has
+    /// not read would otherwise have a third window, and more, queued.
+    pub(crate) fn ack(&mut self, up_to: Seq, unwritten: bool) -> (Option<Seq>, Step) {
+        // Clamped to the highest seq sent on this connection: after a
+        // SYNC_REQUEST lowered `sent`, the batches sent before it are still
+        // acked by their seqs, and the sync goes on after what is acked.
+        let highest = self.batch_ends.iter().fold(self.sent, |max, end| max.max(*end));
+        let up_to = up_to.0.min(highest);
         let moved = (up_to > self.acked).then(|| {
             self.acked = up_to;
+            self.sent = self.sent.max(up_to);
             Seq(up_to)
         });
-        for end in &mut self.batch_ends {
-            if *end != 0 && *end <= up_to {
-                *end = 0;
+        if !unwritten {
+            for end in &mut self.batch_ends {
+                if *end <= up_to {
+                    *end = 0;
+                }
             }
         }
         (moved, self.advance())
@@ -180,7 +216,7 @@ impl Delivery {
             }
             Mode::Live if seq.0 <= self.sent => Live::Drop,
             Mode::Live if seq.0 == self.sent + 1 => Live::Send,
-            Mode::Live => Live::Resync(self.restart(true)),
+            Mode::Live => Live::Resync(self.restart(true, [0; 2])),
         }
     }
 
@@ -199,16 +235,17 @@ impl Delivery {
     /// The outbound queue drained: a paused session syncs from `sent`.
     pub(crate) fn resume(&mut self) -> Step {
         match self.mode {
-            Mode::Paused => self.restart(true),
+            Mode::Paused => self.restart(true, [0; 2]),
             _ => Step::Idle,
         }
     }
 
-    /// Starts (or restarts) a sync from `sent`.
-    fn restart(&mut self, more: bool) -> Step {
+    /// Starts (or restarts) a sync from `sent`, with `batch_ends` the batches
+    /// that keep their slots.
+    fn restart(&mut self, more: bool, batch_ends: [u64; 2]) -> Step {
         self.mode = Mode::Syncing;
         self.epoch = self.epoch.wrapping_add(1);
-        self.batch_ends = [0; 2];
+        self.batch_ends = batch_ends;
         self.reading = false;
         self.missed = false;
         self.more = more;

@@ -426,6 +426,8 @@ impl Session {
         }
         if self.out.is_empty() {
             self.timers.stop(Timer::WriteStall);
+            let step = self.delivery.written_out();
+            self.step(ctx, step);
         } else if written > 0 || self.timers.get(Timer::WriteStall).is_none() {
             self.timers.set(Timer::WriteStall, ctx.now + ctx.config.write_stall);
         }
@@ -550,14 +552,15 @@ impl Session {
             }
             (State::Live(_) | State::Draining(_), Frame::Pong(_)) => {}
             (State::Live(_) | State::Draining(_), Frame::Ack(ack)) => {
-                let (moved, step) = self.delivery.ack(ack.up_to);
+                let (moved, step) = self.delivery.ack(ack.up_to, !self.out.is_empty());
                 if let Some(up_to) = moved {
                     ctx.actions.push(Action::Acked(up_to));
                 }
                 self.step(ctx, step);
             }
             (State::Live(_) | State::Draining(_), Frame::SyncRequest(request)) => {
-                let step = self.delivery.sync_request(request.after, request.window);
+                let unwritten = !self.out.is_empty();
+                let step = self.delivery.sync_request(request.after, request.window, unwritten);
                 self.step(ctx, step);
             }
             (State::Live(_) | State::Draining(_), frame)

@@ -292,3 +292,24 @@ fn plain_http_on_the_wss_port_gets_an_alert() {
     assert_eq!(answer.first(), Some(&21), "{answer:?}");
     wss.wait_metric(r#"gateway_handshake_failures_total{reason="tls"}"#, 1.0);
 }
+
+/// Found by the `tls_conn` fuzz target: a record holding the start of a
+/// handshake message, then a record that does not parse, made the TLS layer
+/// panic while collecting the alert (in a release build, with panic =
+/// "abort", the whole node). The client gets the alert, and the one worker
+/// serves the next client.
+#[test]
+fn a_bad_record_after_part_of_a_handshake_message_gets_an_alert_and_the_node_lives() {
+    let pki = Pki::new("gateway test CA");
+    let wss = Wss::start(&pki, "[node]\nworkers = 1\n");
+    let mut raw = Raw::connect(wss.addr);
+    raw.send(&[0x16, 0x03, 0x03, 0x00, 0x01, 0x01, 0x00]);
+    let mut answer = Vec::new();
+    let _ = raw.0.read_to_end(&mut answer);
+    assert_eq!(answer.first(), Some(&21), "an alert record: {answer:?}");
+    wss.wait_metric(r#"gateway_handshake_failures_total{reason="tls"}"#, 1.0);
+    let mut next = Raw(tls_stream(&pki, wss.addr));
+    next.send(&upgrade_request("/ws", "dGhlIHNhbXBsZSBub25jZQ==", "13"));
+    let head = next.read_head();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+}

@@ -141,25 +141,29 @@ impl TlsConn {
             return Err(TlsError::Failed);
         }
         let mut job = Job::Read(plain);
-        let (progress, result) = if self.partial.is_empty() {
+        let progress = if self.partial.is_empty() {
             // The common case: records start at the front of what was read;
             // only an incomplete tail is copied.
             let (progress, result) = drive(&mut self.conn, incoming, &mut self.unsent, &mut job);
+            if let Err(err) = result {
+                self.fail(incoming.get_mut(progress.discard..).unwrap_or_default());
+                return Err(err);
+            }
             if let Some(rest) = incoming.get(progress.discard..).filter(|rest| !rest.is_empty()) {
                 self.partial.extend_from_slice(rest);
             }
-            (progress, result)
+            progress
         } else {
             let mut buf = mem::take(&mut self.partial);
             buf.extend_from_slice(incoming);
             let (progress, result) = drive(&mut self.conn, &mut buf, &mut self.unsent, &mut job);
+            if let Err(err) = result {
+                self.fail(buf.get_mut(progress.discard..).unwrap_or_default());
+                return Err(err);
+            }
             self.keep_partial(buf, progress.discard);
-            (progress, result)
+            progress
         };
-        if let Err(err) = result {
-            self.fail();
-            return Err(err);
-        }
         Ok(Received { plaintext: progress.plaintext, peer_closed: progress.peer_closed })
     }
 
@@ -220,11 +224,16 @@ impl TlsConn {
         }
         let mut buf = mem::take(&mut self.partial);
         let (progress, result) = drive(&mut self.conn, &mut buf, out, &mut job);
-        self.keep_partial(buf, progress.discard);
-        if result.is_err() {
-            self.fail();
+        match result {
+            Ok(()) => {
+                self.keep_partial(buf, progress.discard);
+                Ok(progress.plaintext)
+            }
+            Err(err) => {
+                self.fail(buf.get_mut(progress.discard..).unwrap_or_default());
+                Err(err)
+            }
         }
-        result.map(|()| progress.plaintext)
     }
 
     fn keep_partial(&mut self, mut buf: Vec<u8>, discard: usize) {
@@ -235,24 +244,22 @@ impl TlsConn {
         self.partial = buf;
     }
 
-    /// After an error: drops what was received and moves the alert rustls
-    /// queued for the peer into `unsent`, so the caller can send it before
-    /// closing.
-    fn fail(&mut self) {
+    /// After an error: moves the alert rustls queued for the peer into
+    /// `unsent`, so the caller can send it before closing, and drops what
+    /// was received.
+    ///
+    /// rustls is driven once more, over `rest` (the failed call's input after
+    /// what rustls discarded): it may still count the front of `rest` as part
+    /// of a handshake message, and given less it indexes past the end (a
+    /// panic). Once only: the alert is queued last, behind nothing (every
+    /// earlier record was taken before rustls read more), and a second call
+    /// would parse `rest` again and raise a second fatal alert.
+    fn fail(&mut self, rest: &mut [u8]) {
         self.failed = true;
         self.partial = Vec::new();
-        // An alert is one record; the bound only guards against looping.
-        for _ in 0..4 {
-            let status = self.conn.process_tls_records(&mut []);
-            match status.state {
-                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    if encode_into(&mut encode, &mut self.unsent).is_err() {
-                        return;
-                    }
-                }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
-                _ => return,
-            }
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = self.conn.process_tls_records(rest).state {
+            // A record too large to encode is not sent; the socket closes anyway.
+            let _ = encode_into(&mut encode, &mut self.unsent);
         }
     }
 }

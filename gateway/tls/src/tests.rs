@@ -284,6 +284,33 @@ fn plaintext_http_on_the_tls_port_is_an_error_with_an_alert() {
     assert!(matches!(server.encrypt(b"data", &mut out), Err(TlsError::Failed)));
 }
 
+/// Found by the `tls_conn` fuzz target: a record holding the start of a
+/// handshake message, then a record that does not parse. rustls had taken
+/// the first record into its handshake buffer; asking it for the alert with
+/// an empty buffer made it index past the end (a panic, which aborts the
+/// node). In one read and byte by byte.
+#[test]
+fn a_bad_record_after_part_of_a_handshake_message_is_an_error_not_a_panic() {
+    let pki = Pki::new("partial CA");
+    let config = server_config(&pki, "partial");
+    let input = [0x16, 0x03, 0x03, 0x00, 0x01, 0x01, 0x00];
+    for step in [input.len(), 1] {
+        let mut server = TlsConn::new(Arc::clone(&config)).unwrap();
+        let mut result = Ok(Default::default());
+        for chunk in input.chunks(step) {
+            result = server.handle_read(&mut chunk.to_vec(), &mut BytesMut::new());
+            if result.is_err() {
+                break;
+            }
+        }
+        let err = result.unwrap_err();
+        assert!(matches!(err, TlsError::Connection(rustls::Error::InvalidMessage(_))), "{err:?}");
+        assert!(!server.unsent().is_empty(), "an alert for the peer");
+        let mut more = b"more".to_vec();
+        assert!(matches!(server.handle_read(&mut more, &mut BytesMut::new()), Err(TlsError::Failed)));
+    }
+}
+
 #[test]
 fn tickets_resume_across_a_reload() {
     let pki = Pki::new("resume CA");

@@ -109,11 +109,15 @@ fn backlog_is_synced_in_windows_with_two_unacked_at_most() {
     let actions = h.take_actions();
     assert!(matches!(actions.as_slice(), [Action::Acked(Seq(2)), Action::ReadInbox { after: Seq(4), .. }]));
     page(&mut h, 1, 5..=6, 1);
+    // An ACK while output is unwritten frees its slot once the output is
+    // written (a client cannot have read what is still queued).
     h.read(&message(&[Frame::Ack(Ack { up_to: Seq(4) })]));
+    assert!(reads(&mut h).is_empty(), "batch 5,6 is still queued");
+    assert_eq!(delivered(&h.output()), vec!["batch:5,6"]);
     assert_eq!(reads(&mut h), vec![(6, 2, 1)]);
     page(&mut h, 1, 7..=7, 0);
     let out = h.output();
-    assert_eq!(delivered(&out), vec!["batch:5,6", "batch:7", "done:7"]);
+    assert_eq!(delivered(&out), vec!["batch:7", "done:7"]);
     assert!(matches!(h.take_actions().as_slice(), [Action::Synced]));
     assert_eq!(h.session.delivery_mode(), Mode::Live);
     // Live entries continue right after the sync's head.
@@ -242,4 +246,52 @@ fn shared_deliver_decodes_to_the_same_frame_for_each_seq() {
             .collect();
         assert_eq!(frames, vec![Frame::Deliver(Deliver { seq: Seq(seq), ..original.clone() })]);
     }
+}
+
+/// Found by the `session` fuzz target: SYNC_REQUEST freed both batch slots,
+/// so a client repeating it without reading (or acking) had two more windows
+/// read and queued each time, and one acking what it had not read had a
+/// third. Batches keep their slots while output is unwritten.
+#[test]
+fn sync_requests_without_reading_keep_two_batches_queued_at_most() {
+    let mut h = two_batches_unacked();
+    for _ in 0..5 {
+        h.read(&message(&[Frame::SyncRequest(SyncRequest { after: Seq(0), window: 2 })]));
+        assert!(reads(&mut h).is_empty(), "nothing read: the slots stay taken");
+    }
+    // Nor does an ACK of what is still queued: the client cannot have read
+    // it. Once written, the sync goes on after the acked cursor.
+    h.read(&message(&[Frame::Ack(Ack { up_to: Seq(2) })]));
+    assert!(matches!(h.take_actions().as_slice(), [Action::Acked(Seq(2))]));
+    assert_eq!(delivered(&h.output()), vec!["batch:1,2", "batch:3,4"]);
+    assert_eq!(reads(&mut h), vec![(2, 2, 6)]);
+
+    // Unacked but written, the batches give their slots back.
+    let mut h = two_batches_unacked();
+    h.read(&message(&[Frame::SyncRequest(SyncRequest { after: Seq(0), window: 2 })]));
+    assert!(reads(&mut h).is_empty());
+    assert_eq!(delivered(&h.output()), vec!["batch:1,2", "batch:3,4"]);
+    assert_eq!(reads(&mut h), vec![(0, 2, 2)]);
+}
+
+/// With nothing unwritten, a SYNC_REQUEST restarts at once: the client may
+/// have discarded the batches it read (what SYNC_REQUEST is for).
+#[test]
+fn a_sync_request_after_everything_was_written_replays_at_once() {
+    let mut h = two_batches_unacked();
+    h.output();
+    h.read(&message(&[Frame::SyncRequest(SyncRequest { after: Seq(0), window: 2 })]));
+    assert_eq!(reads(&mut h), vec![(0, 2, 2)]);
+}
+
+/// Authenticated with 100 entries waiting, and two batches of 2 sent (not
+/// written, not acked).
+fn two_batches_unacked() -> Harness {
+    let mut h = authed(Harness::new(), 0, 100);
+    assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
+    page(&mut h, 1, 1..=2, 98);
+    assert_eq!(reads(&mut h), vec![(2, 2, 1)]);
+    page(&mut h, 1, 3..=4, 96);
+    assert!(reads(&mut h).is_empty(), "two batches unacked");
+    h
 }
