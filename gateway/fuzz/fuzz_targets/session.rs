@@ -70,6 +70,8 @@ fn config(settings: u8, message_limit: u8) -> Config {
             n => usize::from(n) * 8,
         },
         outbound: Limits { pause_bytes, max_bytes: pause_bytes * 4 },
+        outbound_preauth: pause_bytes,
+        echo_max_message: 64 + usize::from(message_limit) * 8,
         write_stall: Duration::from_secs(30),
         linger: Duration::from_secs(2),
         decoder: Decoder::new(),
@@ -355,7 +357,10 @@ impl Driver {
         self.state = state;
         self.echo |= state == State::Echo;
         let queued = self.session.outbound().len();
-        let cap = self.config.outbound.max_bytes + 2 * self.sync_batch_max + CLOSING_SLACK;
+        // Before authentication the bound is smaller (outbound_preauth); on
+        // /echo it has room for one more whole message.
+        let echo_room = if self.echo { self.config.echo_max_message } else { 0 };
+        let cap = self.config.outbound.max_bytes + 2 * self.sync_batch_max + echo_room + CLOSING_SLACK;
         assert!(queued <= cap, "{queued} bytes queued, cap {cap} ({state:?})");
         if self.closed {
             assert!(self.session.poll_timeout().is_none(), "a timer left on a closed session");
