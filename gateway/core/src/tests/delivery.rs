@@ -10,7 +10,7 @@ use protocol::{
     MessageId, Note, Payload, Seq, SyncRequest, Timestamp, Token, UserId,
 };
 
-use super::harness::{config, message, upgrade, Harness, Out};
+use super::harness::{auth_ok, config, message, upgrade, Harness, Out};
 use crate::{Action, Limits, Mode, SharedDeliver};
 
 fn entry(seq: u64) -> Deliver {
@@ -41,17 +41,7 @@ fn authed(harness: Harness, resume_after: u64, head: u64) -> Harness {
     };
     h.read(&message(&[Frame::Hello(hello)]));
     h.take_actions();
-    let auth_ok = AuthOk {
-        version: 1,
-        user: UserId(7),
-        device: DeviceId(2),
-        session: 1,
-        server_time: Timestamp(0),
-        heartbeat_ms: 30_000,
-        inbox_head: Seq(head),
-        max_payload: 65_536,
-        capabilities: Capabilities::ALL,
-    };
+    let auth_ok = AuthOk { inbox_head: Seq(head), ..auth_ok() };
     h.with(|s, ctx| s.accept(ctx, auth_ok, Seq(resume_after)));
     h
 }
