@@ -23,7 +23,6 @@ use gateway_admin::Render;
 use mio::Waker;
 
 use crate::config::{self, BackendMode, Config};
-use crate::directory::SessionRef;
 
 /// The store and push services of this node.
 #[derive(Clone)]
@@ -115,11 +114,9 @@ fn push_config(config: &Config) -> EmbeddedPushConfig {
 
 /// A store answer on its way back to the worker that asked.
 #[derive(Debug)]
-pub(crate) struct Reply<P> {
-    /// The session that asked (it may be gone by now).
-    pub(crate) to: SessionRef,
-    /// What the worker was doing, to finish it.
-    pub(crate) pending: P,
+pub(crate) struct Reply<T> {
+    /// What the asking hub handed with the request, to finish it.
+    pub(crate) ticket: T,
     /// The answer.
     pub(crate) result: Result<Response, StoreError>,
 }
@@ -156,10 +153,10 @@ pub(crate) fn reply_channel<P>(waker: Arc<Waker>) -> (ReplySink<P>, Replies<P>) 
 
 impl<P: Send + 'static> ReplySink<P> {
     /// Sends `request` to `store`; the answer comes back on this channel with
-    /// `to` and `pending`.
-    pub(crate) fn call(&self, store: &dyn StoreApi, request: Request, to: SessionRef, pending: P) {
+    /// `ticket`.
+    pub(crate) fn call(&self, store: &dyn StoreApi, request: Request, ticket: P) {
         let sink = self.clone();
-        let done: Done = Box::new(move |result| sink.deliver(Reply { to, pending, result }));
+        let done: Done = Box::new(move |result| sink.deliver(Reply { ticket, result }));
         store.call(request, done);
     }
 

@@ -3,22 +3,22 @@
 //!
 //! - [`config`]: the TOML configuration, its CLI and environment overrides.
 //! - [`node`]: starts the workers and the admin listener, handles signals.
-//! - `worker`: one thread's event loop (accept, read, timers, flush).
-//! - [`directory`]: which worker holds each (user, device), presence.
+//! - `driver`: the IO around each worker's hub: the epoll (mio) loop
+//!   (accept, read, timers, writes, wake-ups, the clock).
 //! - [`fds`]: the descriptor budget (connections vs. the reserve) and the umask.
 //! - [`backend`]: the store and push services (embedded or remote) and the
 //!   channel their answers come back on.
 //!
-//! The protocol logic lives in the sans-IO crates beside this one:
+//! The logic lives in the sans-IO crates beside this one: `gateway-hub`
+//! (messaging), `routing` (the directory, per-worker batches),
 //! `gateway-core` (session state machine), `gateway-ws` (RFC 6455),
 //! `gateway-auth` (tokens), `gateway-admin` (metrics and admin HTTP).
 
 pub mod backend;
 pub mod config;
-pub mod directory;
+mod driver;
 pub mod fds;
 pub mod node;
 mod watchdog;
-mod worker;
 
 pub use node::Node;

@@ -23,7 +23,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use crossbeam_channel::Sender;
 use gateway_admin::Registry;
 use gateway_auth::{keys, Signer, Verifier};
 use gateway_core::{Config as SessionConfig, Limits, RateLimit};
@@ -34,15 +33,15 @@ use protocol::Decoder;
 
 use crate::backend::{reply_channel, Backend};
 use crate::config::Config;
-use crate::directory::Directory;
+use crate::driver::epoll::Worker;
+use crate::driver::{Command, Inbox, Listen, Reconfigure, Shared};
 use crate::fds;
-use crate::worker::{Command, Listen, Messaging, Reconfigure, Shared, Worker};
 
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
     workers: Vec<JoinHandle<std::io::Result<()>>>,
-    inboxes: Arc<Vec<(Sender<Command>, Arc<Waker>)>>,
+    inboxes: Arc<Vec<Inbox>>,
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
     admin: gateway_admin::AdminHandle,
@@ -83,7 +82,7 @@ impl Node {
                 Arc::new(Waker::new(poll.registry(), Worker::waker_token()).context("creating a waker")?);
             let (sender, receiver) = crossbeam_channel::bounded(config.limits.worker_inbox);
             polls.push(poll);
-            inboxes.push((sender, waker));
+            inboxes.push(Inbox { sender, waker });
             receivers.push(receiver);
         }
         let inboxes = Arc::new(inboxes);
@@ -94,10 +93,13 @@ impl Node {
                 .with_store_probe(Arc::new(move || store.writable())),
         );
         let shared = Shared {
-            session: session_config(config),
-            verifier: verifier.clone(),
+            hub: gateway_hub::Setup {
+                config: hub_config(config),
+                session: session_config(config),
+                verifier: verifier.clone(),
+                directory: Arc::new(routing::Directory::default()),
+            },
             tls: tls.clone(),
-            directory: Arc::new(Directory::default()),
             inboxes: inboxes.clone(),
             // Each worker holds its share of the node's limit.
             max_connections: max_connections.div_ceil(workers),
@@ -107,7 +109,6 @@ impl Node {
                 config.limits.connections_per_ip_burst,
             ),
             backend,
-            messaging: messaging(config),
         };
         let mut listen = Listen {
             ws: config.listen.ws_addr()?,
@@ -118,7 +119,7 @@ impl Node {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         for (index, (poll, receiver)) in polls.into_iter().zip(receivers).enumerate() {
             let metrics = registry.worker(index).cloned().context("worker metrics")?;
-            let waker = inboxes.get(index).map(|(_, waker)| waker.clone()).context("worker waker")?;
+            let waker = inboxes.get(index).map(|inbox| inbox.waker.clone()).context("worker waker")?;
             let replies = reply_channel(waker);
             let worker = Worker::new(index, listen, receiver, poll, shared.clone(), metrics, replies)
                 .with_context(|| match listen.wss {
@@ -193,7 +194,7 @@ impl Node {
         let stopped = Arc::new(AtomicBool::new(false));
         let watchdog = match crate::watchdog::interval_from_env() {
             Some(interval) => {
-                let wakers = self.inboxes.iter().map(|(_, waker)| waker.clone()).collect();
+                let wakers = self.inboxes.iter().map(|inbox| inbox.waker.clone()).collect();
                 Some(crate::watchdog::spawn(
                     interval,
                     self.registry.clone(),
@@ -332,11 +333,9 @@ fn private_dir(dir: &std::path::Path) -> Result<()> {
         .with_context(|| format!("making the data directory {} private", dir.display()))
 }
 
-fn broadcast(inboxes: &[(Sender<Command>, Arc<Waker>)], command: impl Fn() -> Command) {
-    for (sender, waker) in inboxes {
-        if sender.send(command()).is_ok() {
-            let _ = waker.wake();
-        }
+fn broadcast(inboxes: &[Inbox], command: impl Fn() -> Command) {
+    for inbox in inboxes {
+        inbox.command(command());
     }
 }
 
@@ -405,17 +404,17 @@ fn session_config(config: &Config) -> SessionConfig {
     }
 }
 
-fn messaging(config: &Config) -> Messaging {
+fn hub_config(config: &Config) -> gateway_hub::HubConfig {
     let m = &config.messaging;
-    Messaging {
+    gateway_hub::HubConfig {
         // Each worker holds its share of the node's in-flight budget.
         max_inflight: config.store.max_inflight.div_ceil(config.worker_threads()).max(1),
         grace: Duration::from_millis(m.presence_grace_ms),
-        grace_ms: m.presence_grace_ms,
         typing_interval: Duration::from_millis(m.typing_interval_ms),
         prekey_fetches_per_min: m.prekey_fetches_per_min,
         prekey_low: config.store.prekey_low,
         max_payload: u32::try_from(config.session.max_payload).unwrap_or(u32::MAX),
+        max_batch: gateway_hub::HubConfig::MAX_BATCH,
     }
 }
 

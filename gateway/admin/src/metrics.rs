@@ -332,6 +332,10 @@ pub struct WorkerMetrics {
     pub sessions: Gauges<SessionState, { SessionState::COUNT }>,
     /// `gateway_accepts_total`.
     pub accepts: Counter,
+    /// `gateway_accept_paused{worker}`: 1 while this worker does not accept.
+    pub accept_paused: Gauge,
+    /// `gateway_accept_pauses_total`.
+    pub accept_pauses: Counter,
     /// `gateway_handshake_failures_total{reason}`.
     pub handshake_failures: counters!(HandshakeFailure),
     /// `gateway_auth_failures_total{reason}`.
@@ -364,6 +368,8 @@ impl WorkerMetrics {
             sessions_open: Gauge::new(),
             sessions: Gauges::new(),
             accepts: Counter::new(),
+            accept_paused: Gauge::new(),
+            accept_pauses: Counter::new(),
             handshake_failures: Counters::new(),
             auth_failures: Counters::new(),
             frames_in: Counters::new(),

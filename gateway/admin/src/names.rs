@@ -89,6 +89,10 @@ families! {
     SESSIONS = "gateway_sessions" {state}, Gauge, Summed;
     /// Client TCP connections accepted.
     ACCEPTS_TOTAL = "gateway_accepts_total", Counter, Summed;
+    /// 1 while a worker has stopped accepting (its share of listen.max_connections is reached; it resumes below listen.accept_resume_ratio of it), else 0.
+    ACCEPT_PAUSED = "gateway_accept_paused", Gauge, PerWorker;
+    /// Times a worker stopped accepting at its share of listen.max_connections.
+    ACCEPT_PAUSES_TOTAL = "gateway_accept_pauses_total", Counter, Summed;
     /// WebSocket upgrades that failed before a session existed, by reason.
     HANDSHAKE_FAILURES_TOTAL = "gateway_handshake_failures_total" {reason}, Counter, Summed;
     /// HELLOs refused (token or protocol version), by reason.

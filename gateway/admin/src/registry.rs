@@ -88,6 +88,8 @@ impl Registry {
                 names::SESSIONS_OPEN => self.gauge(out, family, |w| w.sessions_open.get()),
                 names::SESSIONS => self.gauges(out, family, |w| &w.sessions),
                 names::ACCEPTS_TOTAL => self.counter(out, family, |w| w.accepts.get()),
+                names::ACCEPT_PAUSED => self.gauge(out, family, |w| w.accept_paused.get()),
+                names::ACCEPT_PAUSES_TOTAL => self.counter(out, family, |w| w.accept_pauses.get()),
                 names::HANDSHAKE_FAILURES_TOTAL => self.counters(out, family, |w| &w.handshake_failures),
                 names::AUTH_FAILURES_TOTAL => self.counters(out, family, |w| &w.auth_failures),
                 names::FRAMES_IN_TOTAL => self.counters(out, family, |w| &w.frames_in),

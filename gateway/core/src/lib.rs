@@ -21,5 +21,7 @@ pub use session::{Identity, Session, State};
 pub use shared::SharedDeliver;
 pub use timers::{Timer, Timers};
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,8 @@ fn touch_everything(w: &WorkerMetrics) {
     w.sessions_open.inc();
     w.sessions.inc(SessionState::Live);
     w.accepts.inc();
+    w.accept_paused.set(1);
+    w.accept_pauses.inc();
     HandshakeFailure::ALL.iter().for_each(|&r| w.handshake_failures.inc(r));
     AuthFailure::ALL.iter().for_each(|&r| w.auth_failures.inc(r));
     FrameKind::ALL.iter().for_each(|&k| w.frames_in.inc(k));

@@ -6,25 +6,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::{
-    Ack, AuthOk, Capabilities, ConvSeq, Conversation, Deliver, DeviceId, Frame, GoAway, GoAwayReason, Hello,
-    MessageId, Note, Payload, Seq, SyncRequest, Timestamp, Token, UserId,
+    Ack, AuthOk, Capabilities, Deliver, DeviceId, Frame, GoAway, GoAwayReason, Hello, Note, Seq, SyncRequest,
+    Token,
 };
 
 use super::harness::{auth_ok, config, message, upgrade, Harness, Out};
+use crate::testing::entry;
 use crate::{Action, Limits, Mode, SharedDeliver};
-
-fn entry(seq: u64) -> Deliver {
-    Deliver {
-        seq: Seq(seq),
-        message_id: MessageId(1000 + seq),
-        conversation: Conversation::Direct(UserId(9)),
-        conv_seq: ConvSeq(seq),
-        sender: UserId(9),
-        sender_device: DeviceId(1),
-        server_time: Timestamp(1_700_000_000_000 + seq),
-        payload: Payload::new(Bytes::from(format!("message {seq}"))).unwrap(),
-    }
-}
 
 /// A session authenticated with `resume_after` and an inbox `head`, output
 /// consumed up to AUTH_OK (and SYNC_DONE if the inbox had nothing new).

@@ -16,8 +16,8 @@
 use backend_store::{Ack as StoreAck, Request};
 use protocol::Seq;
 
-use super::messaging::Pending;
-use super::Worker;
+use crate::work::Pending;
+use crate::Hub;
 
 /// The store Ack state of one connection, packed into 8 bytes of its slab
 /// slot (bytes per idle session are a published figure): the top bit says an
@@ -74,7 +74,7 @@ impl AckRelay {
         }
     }
 
-    /// The Ack up to `up_to` could not be sent (see `Worker::send_ack`): it
+    /// The Ack up to `up_to` could not be sent (see `Hub::send_ack`): it
     /// waits for the next ACK, answer or close.
     pub(crate) fn refused(&mut self, up_to: Seq) {
         self.0 = self.waiting().max(seq_bits(up_to));
@@ -91,30 +91,30 @@ impl AckRelay {
     }
 }
 
-impl Worker {
+impl<C> Hub<C> {
     /// Session `key`'s device acknowledged up to `up_to` (an ACK frame, or
     /// HELLO's `resume_after`).
-    pub(super) fn ack_arrived(&mut self, key: usize, up_to: Seq) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
-        if let Some(up_to) = conn.acks.arrived(up_to) {
+    pub(crate) fn ack_arrived(&mut self, key: usize, up_to: Seq) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        if let Some(up_to) = slot.acks.arrived(up_to) {
             self.send_ack(key, up_to);
         }
     }
 
     /// The store answered session `key`'s Ack (`None`: the session is gone),
     /// or failed the one up to `failed`.
-    pub(super) fn ack_answered(&mut self, key: Option<usize>, failed: Option<Seq>) {
+    pub(crate) fn ack_answered(&mut self, key: Option<usize>, failed: Option<Seq>) {
         let Some(key) = key else { return };
-        let Some(conn) = self.conns.get_mut(key) else { return };
-        if let Some(up_to) = conn.acks.answered(failed) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        if let Some(up_to) = slot.acks.answered(failed) {
             self.send_ack(key, up_to);
         }
     }
 
     /// Sends the Ack still waiting on connection `key`, which is closing.
-    pub(super) fn flush_ack(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
-        if let Some(up_to) = conn.acks.take_waiting() {
+    pub(crate) fn flush_ack(&mut self, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        if let Some(up_to) = slot.acks.take_waiting() {
             self.send_ack(key, up_to);
         }
     }
@@ -123,15 +123,15 @@ impl Worker {
     /// requests are at their bound, or the connection was replaced by a newer
     /// one of its device (no identity: that one's HELLO carries the cursor).
     fn send_ack(&mut self, key: usize, up_to: Seq) {
-        let sent = match self.conns.get(key).and_then(|conn| conn.identity) {
-            Some((user, device)) => {
-                self.store_call(key, Request::Ack(StoreAck { user, device, up_to }), Pending::Ack { up_to })
+        let sent = match self.identified(key) {
+            Some((me, (user, device))) => {
+                self.store_call(me, Request::Ack(StoreAck { user, device, up_to }), Pending::Ack { up_to })
             }
             None => false,
         };
         if !sent {
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.acks.refused(up_to);
+            if let Some(slot) = self.slots.get_mut(key) {
+                slot.acks.refused(up_to);
             }
         }
     }

@@ -1,13 +1,16 @@
 //! Maps the session core's observations onto the worker's metrics.
 
+use std::sync::Arc;
+
 use gateway_admin::{AuthFailure, DropReason, HandshakeFailure, WorkerMetrics};
 use gateway_core::Observer;
 use protocol::{CloseCode, FrameKind};
 
-/// The worker's metrics as a session observer (a borrow, created per call).
-pub(crate) struct MetricsObserver<'a>(pub(crate) &'a WorkerMetrics);
+/// The worker's metrics as a session observer.
+#[derive(Debug)]
+pub(crate) struct MetricsObserver(pub(crate) Arc<WorkerMetrics>);
 
-impl Observer for MetricsObserver<'_> {
+impl Observer for MetricsObserver {
     fn handshake_failed(&mut self, reason: &'static str) {
         if let Some(label) = HandshakeFailure::ALL.iter().find(|l| l.name() == reason) {
             self.0.handshake_failures.inc(*label);

@@ -47,11 +47,10 @@ impl Deadlines {
         }
     }
 
-    /// How long the poll may sleep before the next deadline.
-    pub(crate) fn timeout(&self, now: Instant) -> Option<Duration> {
+    /// The end of the earliest scheduled slot (the poll sleeps until then).
+    pub(crate) fn next(&self) -> Option<Instant> {
         let Reverse((slot, _)) = self.heap.peek()?;
-        let at = self.epoch + SLOT.saturating_mul(*slot);
-        Some(at.saturating_duration_since(now))
+        Some(self.epoch + SLOT.saturating_mul(*slot))
     }
 
     /// Moves every session whose slot has ended by `now` into `due` (with its
@@ -86,7 +85,7 @@ mod tests {
         assert_eq!(d.schedule(1, t0 + Duration::from_secs(9), Some(a)), a);
         let b = d.schedule(2, t0 + Duration::from_millis(15), None);
         assert!(b < a);
-        assert!(d.timeout(t0).unwrap() <= Duration::from_millis(20));
+        assert!(d.next().unwrap() <= t0 + Duration::from_millis(20));
         d.take_due(t0, &mut due);
         assert!(due.is_empty());
         d.take_due(t0 + Duration::from_millis(20), &mut due);

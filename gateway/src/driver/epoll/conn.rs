@@ -1,4 +1,4 @@
-//! One accepted connection: the socket, its session, the bytes of a partial
+//! One accepted connection as the driver holds it: the socket, the bytes of a partial
 //! frame (only while one is pending: an idle connection holds no read
 //! buffer) and, for a connection from the wss listener, its TLS layer.
 //!
@@ -12,13 +12,10 @@
 use std::io::{self, IoSlice, Read, Write};
 
 use bytes::BytesMut;
-use gateway_core::Session;
+use gateway_core::Outbound;
 use gateway_tls::TlsConn;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use protocol::{Capabilities, Conversation, DeviceId, UserId};
-
-use super::acks::AckRelay;
 
 /// Most slices handed to one `writev`.
 const MAX_IOV: usize = 64;
@@ -28,22 +25,15 @@ const MAX_IOV: usize = 64;
 /// queue, under its slow-reader policy.
 const TLS_WRITE_BATCH: usize = 64 * 1024;
 
+/// The driver's part of a connection (it rides in the session's slot in the
+/// hub).
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
-    pub(crate) session: Session,
-    /// Distinguishes this connection from earlier ones with the same slab key.
-    pub(crate) generation: u64,
-    /// Set once authenticated; cleared when replaced (the newer one owns the
-    /// directory entry).
-    pub(crate) identity: Option<(UserId, DeviceId)>,
     /// Deadline slot this connection has in the worker's heap.
     pub(crate) scheduled: Option<u32>,
-    /// Queued for this turn's flush.
+    /// Queued for this turn's writes.
     pub(crate) dirty: bool,
-    /// What the metrics last counted for this connection: its state label and
-    /// its queued output bytes (gauges move by differences).
-    pub(crate) reported: (Option<gateway_admin::SessionState>, u32),
     writable_interest: bool,
     /// A partial frame left from the last read: boxed, since most
     /// connections never hold one and the slab pays for every slot's size.
@@ -51,41 +41,6 @@ pub(crate) struct Conn {
     /// The TLS layer of a wss connection (boxed: plain connections do not
     /// pay for its size in the slab).
     tls: Option<Box<TlsConn>>,
-    /// Optional traffic granted at AUTH_OK (receipts, presence, typing).
-    pub(crate) capabilities: u8,
-    /// When the device connected before this session, in whole seconds since
-    /// the epoch (rounded down, so a receipt at the edge is sent again rather
-    /// than missed; 4 bytes fit the slot's padding): cursors that moved since
-    /// then are sent after the first sync.
-    pub(crate) previous_connect_secs: u32,
-    /// Messaging state most connections never need (boxed, created on
-    /// first use).
-    pub(crate) extras: Option<Box<Extras>>,
-    /// The device's ACKs on their way to the store (8 bytes: the slot's
-    /// padding has 5 to spare and the highest waiting seq needs 8).
-    pub(crate) acks: AckRelay,
-}
-
-/// Per-connection messaging state beyond delivery.
-#[derive(Debug, Default)]
-pub(crate) struct Extras {
-    /// Users whose presence this connection watches (at most
-    /// MAX_PRESENCE_SUBSCRIPTIONS).
-    pub(crate) watching: Vec<UserId>,
-    /// Last TYPING forwarded per conversation (a few, most recent).
-    pub(crate) typing: Vec<(Conversation, std::time::Instant)>,
-}
-
-impl Conn {
-    /// The connection's extras, created on first use.
-    pub(crate) fn extras(&mut self) -> &mut Extras {
-        self.extras.get_or_insert_with(Box::default)
-    }
-
-    /// Whether the client asked for (and was granted) `capability`.
-    pub(crate) fn wants(&self, capability: Capabilities) -> bool {
-        Capabilities(u64::from(self.capabilities)).contains(capability)
-    }
 }
 
 /// Result of draining a socket's input.
@@ -132,33 +87,24 @@ impl WriteOutcome {
 
 impl Conn {
     /// `tls` for a connection from the wss listener.
-    pub(crate) fn new(stream: TcpStream, session: Session, generation: u64, tls: Option<TlsConn>) -> Self {
+    pub(crate) fn new(stream: TcpStream, tls: Option<TlsConn>) -> Self {
         Self {
             stream,
-            session,
-            generation,
-            identity: None,
             scheduled: None,
             dirty: false,
-            reported: (None, 0),
             writable_interest: false,
             partial: None,
             tls: tls.map(Box::new),
-            capabilities: 0,
-            previous_connect_secs: 0,
-            extras: None,
-            acks: AckRelay::default(),
         }
     }
 
     /// Whether there is output the socket could take now: the session's
-    /// (under TLS, once the handshake has completed) or TLS records.
-    pub(crate) fn wants_write(&self) -> bool {
+    /// `outbound` (under TLS, once the handshake has completed) or TLS
+    /// records.
+    pub(crate) fn wants_write(&self, outbound: &Outbound) -> bool {
         match &self.tls {
-            None => !self.session.outbound().is_empty(),
-            Some(tls) => {
-                !tls.unsent().is_empty() || (!tls.is_handshaking() && !self.session.outbound().is_empty())
-            }
+            None => !outbound.is_empty(),
+            Some(tls) => !tls.unsent().is_empty() || (!tls.is_handshaking() && !outbound.is_empty()),
         }
     }
 
@@ -233,17 +179,16 @@ impl Conn {
         }
     }
 
-    /// One write: a vectored write of the session's output (at most
+    /// One write: a vectored write of the session's `outbound` (at most
     /// `MAX_IOV` chunks); under TLS, the records left from last time, or else
     /// up to `TLS_WRITE_BATCH` bytes of output encrypted into `out` (the
-    /// worker's buffer). The worker reports `bytes` to the session and calls
+    /// worker's buffer). The worker reports `bytes` to the hub and calls
     /// again while the socket takes everything it is given and
     /// [`Conn::wants_write`].
-    pub(crate) fn write_once(&mut self, out: &mut Vec<u8>) -> WriteOutcome {
+    pub(crate) fn write_once(&mut self, outbound: &Outbound, out: &mut Vec<u8>) -> WriteOutcome {
         if self.tls.is_some() {
-            return self.write_tls(out);
+            return self.write_tls(outbound, out);
         }
-        let outbound = self.session.outbound();
         if outbound.is_empty() {
             return WriteOutcome::NOTHING;
         }
@@ -257,7 +202,7 @@ impl Conn {
         }
     }
 
-    fn write_tls(&mut self, out: &mut Vec<u8>) -> WriteOutcome {
+    fn write_tls(&mut self, outbound: &Outbound, out: &mut Vec<u8>) -> WriteOutcome {
         let Some(tls) = &mut self.tls else { return WriteOutcome::NOTHING };
         let unsent = tls.unsent();
         if !unsent.is_empty() {
@@ -270,7 +215,7 @@ impl Conn {
             };
         }
         out.clear();
-        let Ok(bytes) = encrypt_batch(tls, self.session.outbound(), out) else {
+        let Ok(bytes) = encrypt_batch(tls, outbound, out) else {
             return WriteOutcome::FAILED;
         };
         if out.is_empty() {
@@ -288,16 +233,16 @@ impl Conn {
     /// The last write before the socket is closed, best effort: what the
     /// session has left (a close frame, an HTTP answer) and, under TLS, what
     /// the TLS layer holds (an alert) and a `close_notify`.
-    pub(crate) fn write_last(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn write_last(&mut self, outbound: &Outbound, out: &mut Vec<u8>) {
         let Some(tls) = &mut self.tls else {
-            let _ = self.write_once(out);
+            let _ = self.write_once(outbound, out);
             return;
         };
         // Everything in order in one buffer, written once.
         out.clear();
         out.extend_from_slice(tls.unsent());
         tls.consume_unsent(out.len());
-        if encrypt_batch(tls, self.session.outbound(), out).is_ok() {
+        if encrypt_batch(tls, outbound, out).is_ok() {
             let _ = tls.close_notify(out);
         }
         if !out.is_empty() {
@@ -337,11 +282,7 @@ fn write(
 
 /// Encrypts up to `TLS_WRITE_BATCH` bytes from the front of `outbound` into
 /// `out`; returns how many (none while the handshake is incomplete).
-fn encrypt_batch(
-    tls: &mut TlsConn,
-    outbound: &gateway_core::Outbound,
-    out: &mut Vec<u8>,
-) -> Result<usize, ()> {
+fn encrypt_batch(tls: &mut TlsConn, outbound: &Outbound, out: &mut Vec<u8>) -> Result<usize, ()> {
     let mut taken = 0;
     for slice in outbound.chunks().take(MAX_IOV) {
         let room = TLS_WRITE_BATCH.saturating_sub(taken);
@@ -363,15 +304,16 @@ fn encrypt_batch(
 
 #[cfg(test)]
 mod tests {
-    /// Every connection slot in the worker's slab has this size (and the slab
-    /// keeps spare capacity), so it is most of a plain idle session's cost
+    /// Every session's slot in the hub's slab (session, messaging state and
+    /// this driver's `Conn`) has this size (and the slab keeps spare
+    /// capacity), so it is most of a plain idle session's cost
     /// (`benches/RESULTS.md`, idle sessions). This catches a field that
-    /// quietly grows it. (336 → 344 for `acks`, which lets one store Ack
-    /// carry a burst of a device's ACKs.)
+    /// quietly grows it. (336 → 344 for the ACK relay, which lets one store
+    /// Ack carry a burst of a device's ACKs.)
     #[test]
-    fn connection_slot_stays_small() {
-        let size = std::mem::size_of::<super::Conn>();
-        eprintln!("Conn {size} bytes");
-        assert!(size <= 344, "Conn grew to {size} bytes");
+    fn session_slot_stays_small() {
+        let size = gateway_hub::Hub::<super::Conn>::slot_size();
+        eprintln!("slot {size} bytes");
+        assert!(size <= 344, "the session slot grew to {size} bytes");
     }
 }

@@ -1,0 +1,35 @@
+//! The hub's settings (from the node's `[store]` and `[messaging]`).
+
+use std::time::Duration;
+
+/// Messaging settings of a worker's hub.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Store requests outstanding at most, per worker.
+    pub max_inflight: usize,
+    /// Presence grace period: a user whose last device left is announced
+    /// offline this long after, unless it returns.
+    pub grace: Duration,
+    /// TYPING throttle per conversation.
+    pub typing_interval: Duration,
+    /// PREKEY_FETCH budget per user and minute.
+    pub prekey_fetches_per_min: u32,
+    /// PREKEY_LOW mark.
+    pub prekey_low: u32,
+    /// AUTH_OK.max_payload.
+    pub max_payload: u32,
+    /// Items one worker may hold for another before shedding the oldest.
+    pub max_batch: usize,
+}
+
+impl HubConfig {
+    /// Items a worker holds for another by default: enough for a full
+    /// 1024-member group fanout to every device of a busy worker many times
+    /// over, bounded so a stuck worker cannot grow its peers without limit.
+    pub const MAX_BATCH: usize = 1 << 16;
+
+    /// The grace period in ms (presence times are wall-clock ms).
+    pub(crate) fn grace_ms(&self) -> u64 {
+        u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX)
+    }
+}

@@ -1,0 +1,155 @@
+//! Output for sessions other than the one being handled: live inbox entries,
+//! receipts, presence, typing and prekey notices, posted to the outbox of
+//! the session's worker (`routing::outbox`: one batch per worker per turn,
+//! this worker's own applied at the end of the turn, never in the middle of
+//! another session's call), and push notes for devices not connected.
+//!
+//! Beyond `HubConfig::max_batch` items for one worker the oldest are shed and
+//! counted (`drops{reason="inbox_full"}`): a shed live entry is not lost, its
+//! device finds the gap at its next entry, or at its next sync, and reads it
+//! from the store.
+
+use backend_push::PushNote;
+use backend_store::{Delivery, Message, ReceiptNote};
+use gateway_admin::DropReason;
+use gateway_core::{Class, SharedDeliver};
+use protocol::{Capabilities, Conversation, Deliver, DeviceId, Frame, Payload, Receipt, UserId};
+use routing::{Posted, SessionRef};
+
+use crate::work::{Now, PushWork, Remote};
+use crate::Hub;
+
+/// The capability a frame needs the client to have asked for, if any.
+fn needs(frame: &Frame) -> Option<Capabilities> {
+    match frame {
+        Frame::Receipt(_) => Some(Capabilities::RECEIPTS),
+        Frame::Presence(_) => Some(Capabilities::PRESENCE),
+        Frame::TypingNotify(_) => Some(Capabilities::TYPING),
+        _ => None,
+    }
+}
+
+impl<C> Hub<C> {
+    /// Queues `item` for its session's worker (sent at the end of the turn).
+    pub(crate) fn post(&mut self, item: Remote) {
+        match self.outbox.post(item.to().worker, item) {
+            Posted::Queued => {}
+            Posted::Shed => self.metrics.drops.inc(DropReason::InboxFull),
+            Posted::Unknown => debug_assert!(false, "a session of a worker that does not exist"),
+        }
+    }
+
+    /// Queues `frame` for `to`.
+    pub(crate) fn post_frame(&mut self, to: SessionRef, frame: Frame, class: Class) {
+        self.post(Remote::Frame { to, frame, class });
+    }
+
+    /// Hands each item to its session on this worker (if it is still there).
+    pub(crate) fn apply(&mut self, now: Now, items: Vec<Remote>) {
+        for item in items {
+            let Some(key) = self.live_key(item.to()) else { continue };
+            match item {
+                Remote::Live { seq, deliver, .. } => {
+                    self.call(now, key, |session, ctx| session.deliver_live(ctx, seq, &deliver));
+                }
+                Remote::Frame { frame, class, .. } => {
+                    let wanted =
+                        self.slots.get(key).is_some_and(|slot| needs(&frame).is_none_or(|c| slot.wants(c)));
+                    if wanted {
+                        self.call(now, key, |session, ctx| {
+                            let _ = session.send(ctx, &frame, class);
+                        });
+                    }
+                }
+                Remote::Replace(_) => self.replaced(now, key),
+            }
+        }
+    }
+}
+
+impl<C> Hub<C> {
+    /// Delivers a stored message's inbox entries: live to connected devices
+    /// (the DELIVER encoded once per conversation view), a push note for the
+    /// others.
+    pub(crate) fn fanout(&mut self, message: &Message, deliveries: &[Delivery]) {
+        let mut views: Vec<(Conversation, SharedDeliver)> = Vec::with_capacity(2);
+        let mut devices = std::mem::take(&mut self.devices);
+        let mut current = None;
+        for delivery in deliveries {
+            if current != Some(delivery.user) {
+                self.directory.devices(delivery.user, &mut devices);
+                current = Some(delivery.user);
+            }
+            let session = devices.iter().find(|(device, _)| *device == delivery.device).map(|(_, s)| *s);
+            let Some(to) = session else {
+                self.push.push_back(PushWork::Notify(PushNote {
+                    user: delivery.user,
+                    device: delivery.device,
+                    seq: delivery.seq,
+                    conversation: delivery.conversation,
+                    sender: message.sender,
+                }));
+                continue;
+            };
+            let deliver = match views.iter().find(|(view, _)| *view == delivery.conversation) {
+                Some((_, shared)) => shared.clone(),
+                None => {
+                    let shared = SharedDeliver::new(&deliver_of(delivery, message));
+                    views.push((delivery.conversation, shared.clone()));
+                    shared
+                }
+            };
+            self.post(Remote::Live { to, seq: delivery.seq, deliver });
+        }
+        self.devices = devices;
+    }
+
+    /// Sends each cursor move to the devices of the user who must hear it.
+    pub(crate) fn receipts(&mut self, notes: &[ReceiptNote]) {
+        for note in notes {
+            self.post_to_user(note.to, note.except, &receipt_frame(note), Class::Live);
+        }
+    }
+
+    /// Queues `frame` for every connected device of `user` but `except`.
+    pub(crate) fn post_to_user(
+        &mut self,
+        user: UserId,
+        except: Option<DeviceId>,
+        frame: &Frame,
+        class: Class,
+    ) {
+        let mut devices = std::mem::take(&mut self.devices);
+        self.directory.devices(user, &mut devices);
+        for (device, session) in devices.iter().copied() {
+            if Some(device) != except {
+                self.post_frame(session, frame.clone(), class);
+            }
+        }
+        self.devices = devices;
+    }
+}
+
+/// The DELIVER body of `delivery`'s entry.
+fn deliver_of(delivery: &Delivery, message: &Message) -> Deliver {
+    Deliver {
+        seq: delivery.seq,
+        message_id: message.id,
+        conversation: delivery.conversation,
+        conv_seq: message.conv_seq,
+        sender: message.sender,
+        sender_device: message.sender_device,
+        server_time: message.server_time,
+        payload: Payload::new(message.payload.clone()).unwrap_or_default(),
+    }
+}
+
+pub(crate) fn receipt_frame(note: &ReceiptNote) -> Frame {
+    Frame::Receipt(Receipt {
+        conversation: note.conversation,
+        user: note.user,
+        kind: note.kind,
+        up_to: note.up_to,
+        at: note.at,
+    })
+}

@@ -1,0 +1,238 @@
+//! A session's life as messaging sees it: HELLO verified and the device
+//! registered (AUTH_OK, the sync, presence), sync windows and the cursors
+//! after the first sync, replacement by a newer connection of the device,
+//! and the node's drain and stop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backend_store::{Connect, Connected, InboxQuery, Request, Response, StoreError};
+use gateway_core::Class;
+use protocol::{Capabilities, CloseCode, ErrorCode, Frame, GoAway, GoAwayReason, Note, Seq, Timestamp};
+use routing::SessionRef;
+
+use crate::answers::{client_text, failure, log_failure, retry_after_ms};
+use crate::work::{Now, Pending};
+use crate::Hub;
+
+impl<C> Hub<C> {
+    /// HELLO arrived: verify its token, then register the device.
+    pub(crate) fn verify(&mut self, now: Now, key: usize, hello: &protocol::Hello) {
+        let verifier = match self.verifier.read() {
+            Ok(verifier) => Arc::clone(&verifier),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        let result = verifier.verify_for_device(hello.token.bytes(), hello.device, now.unix_ms / 1_000);
+        let claims = match result {
+            Ok(claims) => claims,
+            Err(err) => {
+                let code = err.error_code();
+                let close = if code == ErrorCode::AUTH_EXPIRED {
+                    CloseCode::AUTH_EXPIRED
+                } else {
+                    CloseCode::AUTH_FAILED
+                };
+                let text = err.to_string();
+                self.call(now, key, |session, ctx| session.reject(ctx, code, close, err.reason(), &text));
+                return;
+            }
+        };
+        let Some(me) = self.session_ref(key) else { return };
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.set_identity(Some((claims.user, claims.device)));
+        }
+        let pending = Pending::Connect {
+            resume_after: hello.resume_after,
+            capabilities: hello.capabilities.intersection(Capabilities::ALL),
+            version: protocol::limits::VERSION_MAX.min(hello.max_version),
+        };
+        let request = Request::Connect(Connect { user: claims.user, device: claims.device });
+        if !self.store_call(me, request, pending) {
+            let (code, close) = (ErrorCode::OVERLOADED, CloseCode::TRY_AGAIN_LATER);
+            self.call(now, key, |session, ctx| {
+                session.reject_retry_after(ctx, code, close, "backend", "too many store requests", 1_000);
+            });
+        }
+    }
+
+    /// Connect answered: AUTH_OK and the sync, or AUTH_ERROR and a close.
+    pub(crate) fn connected(
+        &mut self,
+        now: Now,
+        key: usize,
+        (resume_after, capabilities, version): (Seq, Capabilities, u8),
+        result: Result<Response, StoreError>,
+    ) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        let Some((user, device)) = slot.identity() else { return };
+        let connected = match result {
+            Ok(Response::Connected(connected)) => connected,
+            other => {
+                slot.set_identity(None);
+                self.refuse_login(now, key, failure(other), (user, device));
+                return;
+            }
+        };
+        slot.capabilities = u8::try_from(capabilities.0).unwrap_or(0);
+        slot.previous_connect_secs = u32::try_from(connected.previous_connect.0 / 1_000).unwrap_or(u32::MAX);
+        let me = SessionRef { worker: self.worker, key, generation: slot.generation };
+        let auth_ok = protocol::AuthOk {
+            version,
+            user,
+            device,
+            session: me.generation,
+            server_time: Timestamp(now.unix_ms),
+            heartbeat_ms: u32::try_from(self.session_config.heartbeat.as_millis()).unwrap_or(u32::MAX),
+            inbox_head: connected.inbox_head,
+            max_payload: self.config.max_payload,
+            capabilities,
+        };
+        let resume_after = sync_start(resume_after, &connected);
+        self.call(now, key, |session, ctx| session.accept(ctx, auth_ok, resume_after));
+        if resume_after > connected.acked {
+            self.ack_arrived(key, resume_after);
+        }
+        if let Some(stock) = connected.prekey_stock.filter(|stock| *stock <= self.config.prekey_low) {
+            self.reply(now, key, &Frame::PrekeyLow(protocol::PrekeyLow { stock }));
+        }
+        self.push.push_back(crate::PushWork::Connected(user, device));
+        let (replaced, came_online) = self.directory.insert(user, device, me);
+        self.store_call(me, Request::GetVisibility { user }, Pending::Visibility { user, came_online });
+        if let Some(old) = replaced {
+            self.post(crate::Remote::Replace(old));
+        }
+    }
+
+    /// AUTH_ERROR and a close for a login the store refused or failed.
+    fn refuse_login(
+        &mut self,
+        now: Now,
+        key: usize,
+        err: StoreError,
+        identity: (protocol::UserId, protocol::DeviceId),
+    ) {
+        log_failure(&err, "connect", Some(identity));
+        let (code, close) = match &err {
+            StoreError::TooManyDevices(_) => (ErrorCode::TOO_MANY_DEVICES, CloseCode::TOO_MANY_DEVICES),
+            StoreError::Overloaded => (ErrorCode::OVERLOADED, CloseCode::TRY_AGAIN_LATER),
+            _ => (ErrorCode::BACKEND_UNAVAILABLE, CloseCode::INTERNAL_ERROR),
+        };
+        let (text, retry_after) = (client_text(&err), retry_after_ms(&err, code));
+        self.call(now, key, |session, ctx| {
+            session.reject_retry_after(ctx, code, close, "backend", &text, retry_after);
+        });
+    }
+
+    /// The session asks for a sync window.
+    pub(crate) fn read_inbox(&mut self, now: Now, key: usize, after: Seq, limit: u32, epoch: u8) {
+        let Some((me, (user, device))) = self.identified(key) else { return };
+        let max_bytes = (protocol::limits::MAX_FRAME_LEN - 64) as u32;
+        let query = InboxQuery { user, device, after, limit, max_bytes };
+        if !self.store_call(me, Request::Inbox(query), Pending::Inbox { epoch }) {
+            // A sync cannot stall: the client reconnects and resumes.
+            self.call(now, key, |session, ctx| {
+                session.close_with(ctx, CloseCode::TRY_AGAIN_LATER, "store overloaded");
+            });
+        }
+    }
+
+    /// A sync window came back (or could not be read).
+    pub(crate) fn page(
+        &mut self,
+        now: Now,
+        key: Option<usize>,
+        epoch: u8,
+        result: Result<Response, StoreError>,
+    ) {
+        match (key, result) {
+            (Some(key), Ok(Response::Inbox(page))) => {
+                self.call(now, key, |session, ctx| {
+                    session.handle_page(ctx, epoch, &page.entries, page.remaining)
+                });
+            }
+            (None, Ok(_)) => {}
+            (key, result) => {
+                // The sync cannot go on: close resumably, the next connection
+                // syncs again from the client's cursor.
+                tracing::warn!(err = %failure(result), "inbox read failed");
+                if let Some(key) = key {
+                    self.call(now, key, |session, ctx| {
+                        session.close_with(ctx, CloseCode::INTERNAL_ERROR, "store unavailable");
+                    });
+                }
+            }
+        }
+    }
+
+    /// The first sync is over: the cursors that moved while the device was
+    /// away come next.
+    pub(crate) fn synced(&mut self, key: usize) {
+        let Some((me, (user, _))) = self.identified(key) else { return };
+        let Some(slot) = self.slots.get(key) else { return };
+        let since = Timestamp(u64::from(slot.previous_connect_secs) * 1_000);
+        self.store_call(me, Request::Cursors { user, since }, Pending::Cursors);
+    }
+
+    /// Session `key`'s reference and identity, once authenticated.
+    pub(crate) fn identified(
+        &self,
+        key: usize,
+    ) -> Option<(SessionRef, (protocol::UserId, protocol::DeviceId))> {
+        let identity = self.slots.get(key)?.identity()?;
+        Some((self.session_ref(key)?, identity))
+    }
+
+    /// Queues `frame` for session `key` itself (an answer to its request).
+    pub(crate) fn reply(&mut self, now: Now, key: usize, frame: &Frame) {
+        self.call(now, key, |session, ctx| {
+            let _ = session.send(ctx, frame, Class::Control);
+        });
+    }
+
+    /// Closes a session replaced by a newer connection of the same device.
+    pub(crate) fn replaced(&mut self, now: Now, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        // The replacement owns the directory entry now.
+        slot.set_identity(None);
+        self.call(now, key, |session, ctx| {
+            session.close_with(ctx, CloseCode::REPLACED, "replaced by a newer connection");
+        });
+    }
+
+    /// SIGTERM: GOAWAY to each session, spread over `window` so that clients
+    /// do not all reconnect in the same instant; each is closed by
+    /// `deadline`.
+    pub fn drain(&mut self, now: Now, window: Duration, deadline: Instant) {
+        let keys: Vec<usize> = self.slots.iter().map(|(key, _)| key).collect();
+        let count = keys.len().max(1) as u32;
+        for (i, key) in keys.into_iter().enumerate() {
+            // Session i reconnects after i/count of the window.
+            let delay = window.saturating_mul(i as u32) / count;
+            let grace = deadline.saturating_duration_since(now.at).saturating_sub(delay);
+            let goaway = GoAway {
+                reason: GoAwayReason::Drain,
+                reconnect_after_ms: u32::try_from(delay.as_millis()).unwrap_or(u32::MAX),
+                resume_after: Seq(0),
+                redirect: Note::default(),
+            };
+            self.call(now, key, |session, ctx| session.drain(ctx, goaway, grace));
+        }
+    }
+
+    /// Stop: every session is closed with 1001.
+    pub fn close_all(&mut self, now: Now) {
+        let keys: Vec<usize> = self.slots.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.call(now, key, |session, ctx| {
+                session.close_with(ctx, CloseCode::GOING_AWAY, "shutting down")
+            });
+        }
+    }
+}
+
+/// Where the sync starts. HELLO.resume_after is an implicit ACK (SPEC §6.2),
+/// never above the head; below the store's acked cursor the sync starts at
+/// that cursor (those entries are gone, and are not expired ones: SPEC §6.3).
+fn sync_start(resume_after: Seq, connected: &Connected) -> Seq {
+    Seq(resume_after.0.min(connected.inbox_head.0).max(connected.acked.0))
+}

@@ -1,0 +1,127 @@
+//! What crosses the hub's edge: the time it is given, the work it hands its
+//! driver (store calls, push work, closed sessions) and the items it batches
+//! for other workers.
+
+use std::time::Instant;
+
+use backend_push::PushNote;
+use backend_store::Request;
+use gateway_core::{Class, Session, SharedDeliver};
+use protocol::{Capabilities, DeviceId, Frame, GroupId, Seq, UserId};
+use routing::SessionRef;
+
+/// The time of a call, read once per loop turn by the driver: the monotonic
+/// clock for deadlines and throttles, the wall clock for what clients see
+/// (token expiry, presence times, AUTH_OK's server time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time.
+    pub at: Instant,
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+}
+
+/// A store request for the driver to send ([`backend_store::StoreApi::call`]);
+/// its answer comes back with the same ticket to [`crate::Hub::handle_answer`].
+#[derive(Debug)]
+pub struct StoreCall {
+    /// The request.
+    pub request: Request,
+    /// Opaque to the driver: what to finish when the answer comes.
+    pub ticket: Ticket,
+}
+
+/// Who asked the store and what it was doing.
+#[derive(Debug)]
+pub struct Ticket {
+    pub(crate) to: SessionRef,
+    pub(crate) pending: Pending,
+}
+
+/// What the hub was doing when it called the store.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    /// HELLO verified; the device is being registered.
+    Connect { resume_after: Seq, capabilities: Capabilities, version: u8 },
+    /// A SEND.
+    Send { client_id: u64 },
+    /// A READ: the answer is receipts to fan out.
+    Receipts,
+    /// An Ack up to `up_to` (see `acks`): receipts to fan out, then the
+    /// next Ack.
+    Ack { up_to: Seq },
+    /// A group change.
+    Group { request: u64 },
+    /// GROUP_GET.
+    GroupGet { request: u64 },
+    /// TYPING in a group: the members are being read.
+    Typing { user: UserId, group: GroupId, active: bool },
+    /// PREKEY_UPLOAD.
+    PrekeyUpload { request: u64 },
+    /// PREKEY_FETCH of `user`'s bundles.
+    PrekeyFetch { request: u64, user: UserId },
+    /// A sync window.
+    Inbox { epoch: u8 },
+    /// Cursors that moved while the device was away.
+    Cursors,
+    /// The user's visibility, read when it connected.
+    Visibility { user: UserId, came_online: bool },
+    /// PRESENCE_SET being stored.
+    VisibilitySet,
+}
+
+/// Work for the push service.
+#[derive(Debug)]
+pub enum PushWork {
+    /// A device that is not connected has a new inbox entry.
+    Notify(PushNote),
+    /// A device connected: its pending notes are cancelled.
+    Connected(UserId, DeviceId),
+}
+
+/// A session the hub has finished with. The driver writes what it has left
+/// (a close frame, an HTTP answer), best effort, then closes its socket.
+#[derive(Debug)]
+pub struct Closed<C> {
+    /// Its slab key (free again from now on).
+    pub key: usize,
+    /// The session, for its last output.
+    pub session: Session,
+    /// The driver's part of the connection.
+    pub conn: C,
+}
+
+/// Output for one session, possibly on another worker, batched per worker
+/// (see `routing::outbox`).
+#[derive(Debug)]
+pub enum Remote {
+    /// A live inbox entry.
+    Live {
+        /// The recipient session.
+        to: SessionRef,
+        /// The entry's seq in that device's inbox.
+        seq: Seq,
+        /// The DELIVER, encoded once for every recipient.
+        deliver: SharedDeliver,
+    },
+    /// Any other frame.
+    Frame {
+        /// The recipient session.
+        to: SessionRef,
+        /// The frame.
+        frame: Frame,
+        /// Its outbound class (ephemeral frames go first under pressure).
+        class: Class,
+    },
+    /// Close a session replaced by a newer connection of its device (4007).
+    Replace(SessionRef),
+}
+
+impl Remote {
+    /// The session this is for.
+    pub fn to(&self) -> SessionRef {
+        match self {
+            Self::Live { to, .. } | Self::Frame { to, .. } | Self::Replace(to) => *to,
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The drivers: the IO around each worker's hub. A driver owns the sockets,
+//! buffers, the clock and the wake-ups, feeds its worker's
+//! [`gateway_hub::Hub`] events with the time, and carries the hub's work
+//! out (session output, store calls, push work, batches for other workers).
+//! It holds no messaging state and makes no messaging decisions.
+//!
+//! - [`epoll`]: the mio (epoll) loop, one thread per worker.
+//!
+//! What every driver shares: the commands other threads send a worker, and
+//! the link that carries a hub's batches to another worker's inbox.
+
+pub(crate) mod epoll;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+use gateway_core::Config as SessionConfig;
+use gateway_hub::Remote;
+use gateway_tls::Reloadable;
+use mio::Waker;
+
+use crate::backend::Backend;
+
+/// A command from another thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// New session settings and limits (SIGHUP): they apply to every session
+    /// from its next call on, except the WebSocket message limit, which each
+    /// session fixed at its upgrade.
+    Reconfigure(Box<Reconfigure>),
+    /// Start draining: stop accepting, GOAWAY every live session within
+    /// `window`, close what is left at `deadline`.
+    Drain {
+        /// Spread GOAWAYs over this long.
+        window: Duration,
+        /// Close every session by then.
+        deadline: Instant,
+    },
+    /// Stop now (SIGINT): close every session with 1001 and exit.
+    Stop,
+    /// Output for sessions of this worker, batched by another worker's hub.
+    Remote(Vec<Remote>),
+}
+
+/// The reloadable part of a worker's settings.
+#[derive(Debug)]
+pub(crate) struct Reconfigure {
+    /// Session settings.
+    pub(crate) session: SessionConfig,
+    /// The node's connection limit (0: none).
+    pub(crate) max_connections: usize,
+    /// New connections per client IP: per second and burst, for the node.
+    pub(crate) connections_per_ip: (u32, u32),
+}
+
+/// A worker's inbox as other threads see it: a bounded channel and the
+/// waker of the worker's loop. It is also the [`routing::Link`] a hub's
+/// batches for that worker go over.
+#[derive(Debug, Clone)]
+pub(crate) struct Inbox {
+    pub(crate) sender: Sender<Command>,
+    pub(crate) waker: Arc<Waker>,
+}
+
+impl Inbox {
+    /// Sends `command`, waiting for room (commands from the node are rare
+    /// and must not be lost).
+    pub(crate) fn command(&self, command: Command) {
+        if self.sender.send(command).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+impl routing::Link<Remote> for Inbox {
+    /// Never blocks the sending worker's loop: a full inbox gives the batch
+    /// back (it stays in the hub's outbox for the next turn).
+    fn offer(&self, batch: Vec<Remote>) -> Result<(), Vec<Remote>> {
+        match self.sender.try_send(Command::Remote(batch)) {
+            Ok(()) => {
+                let _ = self.waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(Command::Remote(batch))) => Err(batch),
+            // The worker is gone (the node is stopping): nobody to deliver to.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// What a worker's driver shares with the node.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    /// The hub's settings and what the hubs share (directory, verifier).
+    pub(crate) hub: gateway_hub::Setup,
+    /// The wss listener's TLS configuration, when there is one; SIGHUP
+    /// reloads it. Read once per accepted wss connection.
+    pub(crate) tls: Option<Reloadable>,
+    /// Every worker's inbox, by worker index.
+    pub(crate) inboxes: Arc<Vec<Inbox>>,
+    /// Stop accepting above this many sessions (0: no limit); resume below
+    /// `max_connections * resume_ratio`.
+    pub(crate) max_connections: usize,
+    /// See `max_connections`.
+    pub(crate) resume_ratio: f64,
+    /// New connections per client IP: per second and burst, for the node
+    /// (each worker enforces its share).
+    pub(crate) connections_per_ip: (u32, u32),
+    /// The store and push services.
+    pub(crate) backend: Backend,
+}
+
+/// Where a worker listens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listen {
+    /// Plain WebSocket (ws://).
+    pub(crate) ws: SocketAddr,
+    /// WebSocket over TLS (wss://), if configured.
+    pub(crate) wss: Option<SocketAddr>,
+    /// listen(2) backlog of each.
+    pub(crate) backlog: i32,
+}
