@@ -13,7 +13,7 @@ use backend_push::PushNote;
 use backend_store::{Delivery, Message, ReceiptNote};
 use gateway_admin::DropReason;
 use gateway_core::{Class, SharedDeliver};
-use protocol::{Capabilities, Conversation, Deliver, DeviceId, Frame, Payload, Receipt, UserId};
+use protocol::{Capabilities, Conversation, DeviceId, Frame, Receipt, UserId};
 use routing::{Posted, SessionRef};
 
 use crate::work::{Now, PushWork, Remote};
@@ -94,7 +94,7 @@ impl<C> Hub<C> {
             let deliver = match views.iter().find(|(view, _)| *view == delivery.conversation) {
                 Some((_, shared)) => shared.clone(),
                 None => {
-                    let shared = SharedDeliver::new(&deliver_of(delivery, message));
+                    let shared = SharedDeliver::new(&delivery.deliver(message));
                     views.push((delivery.conversation, shared.clone()));
                     shared
                 }
@@ -127,20 +127,6 @@ impl<C> Hub<C> {
             }
         }
         self.devices = devices;
-    }
-}
-
-/// The DELIVER body of `delivery`'s entry.
-fn deliver_of(delivery: &Delivery, message: &Message) -> Deliver {
-    Deliver {
-        seq: delivery.seq,
-        message_id: message.id,
-        conversation: delivery.conversation,
-        conv_seq: message.conv_seq,
-        sender: message.sender,
-        sender_device: message.sender_device,
-        server_time: message.server_time,
-        payload: Payload::new(message.payload.clone()).unwrap_or_default(),
     }
 }
 

@@ -141,7 +141,11 @@ impl Conn {
                 Ok(0) => return ReadOutcome::closed(bytes),
                 Ok(n) => {
                     bytes += n;
-                    let read = scratch.get_mut(..n).unwrap_or_default();
+                    // read(2) never returns more than it was given room for.
+                    let Some(read) = scratch.get_mut(..n) else {
+                        debug_assert!(false, "read {n} bytes into {}", scratch.len());
+                        return ReadOutcome::closed(bytes);
+                    };
                     if let Some(tls) = &mut self.tls {
                         let handshaking = tls.is_handshaking();
                         match tls.handle_read(read, input) {
@@ -195,7 +199,8 @@ impl Conn {
         // On the stack: no allocation per write.
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let filled = outbound.io_slices(&mut slices);
-        let slices = slices.get(..filled).unwrap_or_default();
+        debug_assert!(filled <= MAX_IOV, "io_slices fills at most the slices it is given");
+        let (slices, _) = slices.split_at(filled.min(MAX_IOV));
         match write(&mut self.stream, |stream| stream.write_vectored(slices)) {
             Ok(n) => WriteOutcome { bytes: n, wire: n, failed: false, blocked: false },
             Err(outcome) => outcome,
@@ -226,7 +231,9 @@ impl Conn {
             Err(outcome) => (0, WriteOutcome { bytes, ..outcome }),
         };
         // What the socket did not take goes first next time.
-        tls.keep_unsent(out.get(wire..).unwrap_or_default());
+        // write(2) never takes more than it was given.
+        debug_assert!(wire <= out.len());
+        tls.keep_unsent(out.split_at(wire.min(out.len())).1);
         outcome
     }
 
@@ -289,7 +296,7 @@ fn encrypt_batch(tls: &mut TlsConn, outbound: &Outbound, out: &mut Vec<u8>) -> R
         if room == 0 {
             break;
         }
-        let chunk = slice.get(..room.min(slice.len())).unwrap_or_default();
+        let (chunk, _) = slice.split_at(room.min(slice.len()));
         match tls.encrypt(chunk, out) {
             Ok(0) => break,
             Ok(n) => taken += n,
