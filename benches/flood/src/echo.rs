@@ -14,7 +14,8 @@ use crate::driver::{self, Base, Tick, Ticker, Window, TICK};
 use crate::rawloop::{self, Kind, Opening, RawPlan};
 use crate::report::{self, per_sec, Percentiles};
 use crate::stats::{Phase, Shared};
-use crate::traffic::{self, Latencies, TAG_LEN};
+use crate::tag::TAG_LEN;
+use crate::traffic::{self, Latencies};
 
 /// What an `echo` run did (also the `--json` output).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

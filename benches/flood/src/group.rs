@@ -21,7 +21,8 @@ use crate::engine::Plan;
 use crate::rawloop::{Kind, Opening, RawPlan};
 use crate::report::{self, per_sec, HistDump, Percentiles};
 use crate::stats::{Phase, Shared};
-use crate::traffic::{self, Latencies, Mode, Spec, TAG_LEN};
+use crate::tag::TAG_LEN;
+use crate::traffic::{self, Latencies, Mode, Spec};
 
 /// What a `group` run did (also the `--json` output).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

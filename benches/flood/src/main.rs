@@ -30,9 +30,10 @@
 //! `rawloop` (raw WebSocket connections and their loop), `stats`
 //! (counters, summary, `/proc`), `multi` (`--processes` for connect),
 //! `driver` (progress lines, summaries and children of the newer
-//! scenarios), `traffic` (message traffic, tags, latencies), `report`
-//! (percentiles, `--pid`, tables), `scenarios` (chat, fill, sync), `echo`
-//! (echo, handshake), `group`, `storm`.
+//! scenarios), `traffic` (message traffic, counters, latencies), `tag`
+//! (tagged payloads: order, loss, duplicates), `report` (percentiles,
+//! `--pid`, tables), `scenarios` (chat, fill, sync), `echo` (echo,
+//! handshake), `group`, `storm`.
 
 mod args;
 mod cli;
@@ -49,6 +50,7 @@ mod scenarios;
 mod source;
 mod stats;
 mod storm;
+mod tag;
 mod traffic;
 mod transport;
 mod worker;

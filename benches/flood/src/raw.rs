@@ -21,7 +21,8 @@ use protocol::limits::{MAX_SERVER_MESSAGE_LEN, VERSION_MAX, VERSION_MIN};
 use protocol::{Capabilities, Decoder, DeviceId, Frame, Hello, Seq, Token};
 
 use crate::conn::{Ctx, End, OpenParams, CLOSE_TIMEOUT};
-use crate::traffic::{self, StreamCheck, Tag, TAG_LEN};
+use crate::tag::{StreamCheck, Tag, TAG_LEN};
+use crate::traffic;
 use crate::transport::Transport;
 use crate::ws::{self, Message};
 

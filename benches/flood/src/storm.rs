@@ -18,7 +18,8 @@ use crate::driver::{self, Base, Tick, Ticker, Window, TICK};
 use crate::engine::Plan;
 use crate::report::{self, per_sec, HistDump, Percentiles};
 use crate::stats::Phase;
-use crate::traffic::{self, Latencies, Mode, Spec, TAG_LEN};
+use crate::tag::TAG_LEN;
+use crate::traffic::{self, Latencies, Mode, Spec};
 
 /// How long after the trigger every thread has surely dropped its share.
 const TRIGGER_SETTLE: Duration = Duration::from_millis(300);

@@ -1,8 +1,8 @@
 //! Message traffic of the protocol scenarios (`chat`, `sync`, `group`,
-//! `storm`): what one connection does once live ([`Flow`]), the tag that
-//! lets a receiver check order, loss and duplication ([`Tag`],
-//! [`StreamCheck`]), and the counters and latency histograms the threads of
-//! a process share ([`Counters`], [`Latencies`]).
+//! `storm`): what one connection does once live ([`Flow`]; in the tagged
+//! modes it puts a [`Tag`] on each send and checks the ones it receives,
+//! see `tag`), and the counters and latency histograms the threads of a
+//! process share ([`Counters`], [`Latencies`]).
 //!
 //! Chat: sessions in pairs (user 2k ↔ 2k+1, device 1). Each sends SEND to
 //! its peer, at most `window` unacknowledged at a time, either as fast as
@@ -25,7 +25,7 @@
 //! counts what arrives. Storm: chat pairs whose payloads are tagged, so that
 //! the receivers can prove every message arrived once across reconnects.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,13 +35,13 @@ use hdrhistogram::Histogram;
 use protocol::{Conversation, Frame, GroupId, Payload, Ping, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::tag::{Seen, StreamCheck, Tag};
+
 /// Marks the PINGs of the ping mode (their nonce is a send time); heartbeat
 /// PINGs count up from 1 and never have it.
 pub(crate) const TIMED_PING: u64 = 1 << 63;
 /// Bytes of the send time at the start of a chat payload.
 pub(crate) const STAMP_LEN: usize = 8;
-/// Bytes of a [`Tag`] at the start of a group, storm, echo or hub payload.
-pub(crate) const TAG_LEN: usize = 24;
 /// Largest latency the histograms hold, microseconds (larger ones saturate).
 const MAX_LATENCY_US: u64 = 120_000_000;
 
@@ -87,7 +87,8 @@ pub(crate) struct Spec {
     /// Time between two sends of one session; `None`: as fast as the window
     /// allows.
     pub(crate) interval: Option<Duration>,
-    /// SEND payload size, bytes (at least [`STAMP_LEN`]; [`TAG_LEN`] when tagged).
+    /// SEND payload size, bytes (at least [`STAMP_LEN`];
+    /// [`TAG_LEN`](crate::tag::TAG_LEN) when tagged).
     pub(crate) payload_len: usize,
     /// Zero of the send times.
     pub(crate) origin: Instant,
@@ -135,83 +136,6 @@ impl Spec {
         let p = (self.drop_percent / 100.0).clamp(0.0, 1.0);
         let below = (i as f64 * p).floor();
         ((i + 1) as f64 * p).floor().gt(&below).then_some(below as u64)
-    }
-}
-
-/// The header of a checked payload: send time, stream (group index; 0 for
-/// pairs), sender (member or session index), and the sender's sequence
-/// number in that stream (from 1). Little-endian, [`TAG_LEN`] bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tag {
-    pub(crate) stamp: u64,
-    pub(crate) stream: u32,
-    pub(crate) from: u32,
-    pub(crate) seq: u64,
-}
-
-impl Tag {
-    /// Writes the tag at the start of `buf` (false if it is too short).
-    pub(crate) fn write(&self, buf: &mut [u8]) -> bool {
-        let Some(head) = buf.get_mut(..TAG_LEN) else { return false };
-        let (stamp, rest) = head.split_at_mut(8);
-        let (stream, rest) = rest.split_at_mut(4);
-        let (from, seq) = rest.split_at_mut(4);
-        stamp.copy_from_slice(&self.stamp.to_le_bytes());
-        stream.copy_from_slice(&self.stream.to_le_bytes());
-        from.copy_from_slice(&self.from.to_le_bytes());
-        seq.copy_from_slice(&self.seq.to_le_bytes());
-        true
-    }
-
-    /// The tag at the start of `buf`.
-    pub(crate) fn read(buf: &[u8]) -> Option<Self> {
-        let u64_at =
-            |at: usize| -> Option<u64> { Some(u64::from_le_bytes(buf.get(at..at + 8)?.try_into().ok()?)) };
-        let u32_at =
-            |at: usize| -> Option<u32> { Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?)) };
-        Some(Self { stamp: u64_at(0)?, stream: u32_at(8)?, from: u32_at(12)?, seq: u64_at(16)? })
-    }
-}
-
-/// What a receiver made of one tagged message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seen {
-    /// The next in its stream.
-    InOrder,
-    /// New, but after a gap (an earlier one is missing so far).
-    OutOfOrder,
-    /// Seen before.
-    Duplicate,
-}
-
-/// One sender's stream as a receiver sees it: every seq below `next` has
-/// arrived, and the ones in `ahead` too.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StreamCheck {
-    next: u64,
-    ahead: BTreeSet<u64>,
-}
-
-impl Default for StreamCheck {
-    fn default() -> Self {
-        Self { next: 1, ahead: BTreeSet::new() }
-    }
-}
-
-impl StreamCheck {
-    pub(crate) fn see(&mut self, seq: u64) -> Seen {
-        if seq < self.next || self.ahead.contains(&seq) {
-            return Seen::Duplicate;
-        }
-        if seq != self.next {
-            self.ahead.insert(seq);
-            return Seen::OutOfOrder;
-        }
-        self.next += 1;
-        while self.ahead.remove(&self.next) {
-            self.next += 1;
-        }
-        Seen::InOrder
     }
 }
 
@@ -604,27 +528,6 @@ mod tests {
         assert!((999..=1001).contains(&p.p50_us), "{p:?}");
         assert!((2990..=3010).contains(&p.max_us), "{p:?}");
         assert_eq!(crate::report::Percentiles::of(&a.e2e).max_us, 1, "negative spans clamp to 1 µs");
-    }
-
-    #[test]
-    fn tags_round_trip() {
-        let tag = Tag { stamp: 1 << 40, stream: 7, from: 3, seq: 99 };
-        let mut buf = [0u8; TAG_LEN + 4];
-        assert!(tag.write(&mut buf));
-        assert_eq!(Tag::read(&buf), Some(tag));
-        assert!(!tag.write(&mut [0u8; 10]));
-        assert_eq!(Tag::read(&buf[..20]), None);
-    }
-
-    #[test]
-    fn streams_count_gaps_and_repeats() {
-        let mut check = StreamCheck::default();
-        assert_eq!(check.see(1), Seen::InOrder);
-        assert_eq!(check.see(3), Seen::OutOfOrder);
-        assert_eq!(check.see(3), Seen::Duplicate);
-        assert_eq!(check.see(2), Seen::InOrder);
-        assert_eq!(check.see(4), Seen::InOrder, "3 was seen: 4 is next");
-        assert_eq!(check.see(1), Seen::Duplicate);
     }
 
     #[test]

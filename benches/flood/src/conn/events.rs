@@ -10,7 +10,8 @@ use protocol::{Conversation, ErrorCode, Frame};
 
 use super::{Conn, Ctx, End, Stage};
 use crate::stats::Shared;
-use crate::traffic::{self, Mode, Tag};
+use crate::tag::Tag;
+use crate::traffic::{self, Mode};
 
 impl Conn {
     /// Appends the sends (or timed PINGs) due now to `frames`: while the
