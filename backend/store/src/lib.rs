@@ -20,6 +20,7 @@ mod messages;
 mod metrics;
 mod prekeys;
 mod reader;
+mod records;
 mod store;
 mod writer;
 

@@ -13,7 +13,8 @@ use crate::codec::{
     device_key, group_key, inbox_key, inbox_key_seq, meta, prefix_end, Dec, DeviceState, Enc, Entry,
 };
 use crate::db::{Db, Ks};
-use crate::{cursors, expiry, groups, now_ms};
+use crate::records::decode_group;
+use crate::{cursors, expiry, now_ms};
 
 /// Answers a read request.
 pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Response, StoreError> {
@@ -45,7 +46,7 @@ pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Res
 
 fn group_get(db: &Db, user: UserId, group: GroupId) -> Result<crate::api::GroupInfo, StoreError> {
     let bytes = db.get(Ks::Meta, &group_key(group))?.ok_or(StoreError::UnknownGroup(group))?;
-    let info = groups::decode(group, &bytes)?;
+    let info = decode_group(group, &bytes)?;
     if !info.members.iter().any(|m| m.user == user) {
         return Err(StoreError::NotAMember(group));
     }
