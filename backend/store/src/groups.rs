@@ -17,6 +17,7 @@ use protocol::{Conversation, DeviceId, Frame, GroupId, List, Member, ReceiptKind
 use crate::api::{GroupChange, GroupChanged, GroupInfo, GroupOp, StoreError};
 use crate::codec::{group_key, meta, ConvKey};
 use crate::db::{Ks, Tx};
+use crate::error::EngineError;
 use crate::messages::{self, NewMessage};
 use crate::records::{encode_group, load_group, next_counter};
 use crate::{cursors, devices};
@@ -94,7 +95,9 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
     }
     tx.put(Ks::Meta, group_key(info.group), encode_group(&info));
 
-    let list = List::from_items(&info.members).map_err(|e| StoreError::Engine(e.to_string()))?;
+    let encode =
+        |e: protocol::EncodeError| StoreError::Engine(EngineError::Encode { message: e.to_string() });
+    let list = List::from_items(&info.members).map_err(encode)?;
     let frame = Frame::GroupInfo(protocol::GroupInfo {
         request: 0,
         group: info.group,
@@ -102,7 +105,7 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
         name: info.name.clone(),
         members: list,
     });
-    let payload = frame.to_bytes().map_err(|e| StoreError::Engine(e.to_string()))?;
+    let payload = frame.to_bytes().map_err(encode)?;
     let view = Conversation::Group(info.group);
     let mut targets = Vec::new();
     for user in info.members.iter().map(|m| m.user).chain(removed.iter().copied()) {

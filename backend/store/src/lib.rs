@@ -12,6 +12,7 @@ mod cursors;
 mod db;
 mod devices;
 mod engine;
+mod error;
 mod expiry;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -27,6 +28,7 @@ mod writer;
 pub use api::*;
 pub use config::StoreConfig;
 pub use db::MAX_CACHED_FILES;
+pub use error::{EngineError, GrpcCode, UnavailableError};
 pub use metrics::StoreMetrics;
 pub use store::Store;
 

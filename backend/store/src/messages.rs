@@ -13,6 +13,7 @@ use protocol::{Conversation, DeviceId, ReceiptKind, Seq, Timestamp, UserId};
 use crate::api::{Ack, Delivery, Message, ReceiptNote, SendMessage, Sent, StoreError};
 use crate::codec::{conv_seq_key, convlog_key, dedup_key, inbox_key, meta, ConvKey, Dec, Enc, Entry};
 use crate::db::{Ks, Tx};
+use crate::error::EngineError;
 use crate::records::{conv_seq, load_group, next_counter};
 use crate::{cursors, devices};
 
@@ -117,7 +118,7 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
     if req.payload.len() > protocol::limits::MAX_PAYLOAD {
         // The gateway's decoder already bounds payloads; this keeps the store
         // from ever holding a message no DELIVER frame could carry.
-        return Err(StoreError::Engine("payload over MAX_PAYLOAD".into()));
+        return Err(EngineError::PayloadTooLarge.into());
     }
     let dkey = dedup_key(req.user, req.device, req.client_id);
     if !tx.dedup_absent(&dkey)? {

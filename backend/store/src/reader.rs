@@ -13,6 +13,7 @@ use crate::codec::{
     device_key, group_key, inbox_key, inbox_key_seq, meta, prefix_end, Dec, DeviceState, Enc, Entry,
 };
 use crate::db::{Db, Ks};
+use crate::error::EngineError;
 use crate::records::decode_group;
 use crate::{cursors, expiry, now_ms};
 
@@ -40,7 +41,7 @@ pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Res
             };
             Ok(Response::Visibility(visibility))
         }
-        _ => Err(StoreError::Engine("write request on a reader".into())),
+        _ => Err(EngineError::WriteOnReader.into()),
     }
 }
 
@@ -110,7 +111,7 @@ fn deliver(seq: u64, entry: &Entry, body: &[u8]) -> Result<Deliver, StoreError> 
     let sender_device = DeviceId(dec.u32()?);
     let server_time = dec.u64()?;
     let payload = Payload::new(Bytes::copy_from_slice(dec.rest()))
-        .map_err(|_| StoreError::Engine("stored payload over MAX_PAYLOAD".into()))?;
+        .map_err(|_| StoreError::from(EngineError::StoredPayloadTooLarge))?;
     Ok(Deliver {
         seq: Seq(seq),
         message_id: MessageId(entry.message),

@@ -329,6 +329,6 @@ fn log_failure(err: &StoreError, kind: &'static str, identity: Option<(UserId, D
 fn failure(result: Result<Response, StoreError>) -> StoreError {
     match result {
         Err(err) => err,
-        Ok(other) => StoreError::Engine(format!("unexpected store answer {other:?}")),
+        Ok(other) => StoreError::unexpected_response(&other),
     }
 }
