@@ -96,6 +96,9 @@ impl Chunk {
         match self {
             Self::Bytes(bytes) => bytes,
             Self::Header { bytes, start, end } => {
+                // `start..end` is within the header: built that way, and
+                // `advance` takes less than what is left.
+                debug_assert!(start <= end && usize::from(*end) <= HEADER_ROOM, "header {start}..{end}");
                 bytes.get(usize::from(*start)..usize::from(*end)).unwrap_or_default()
             }
         }

@@ -277,6 +277,8 @@ impl Session {
             Live::Send => {
                 let (head, used) = deliver.head(seq);
                 let was_paused = self.out.live_paused();
+                // `SharedDeliver::head` writes at most the array's length.
+                debug_assert!(used <= head.len(), "DELIVER head of {used} bytes");
                 let head = head.get(..used).unwrap_or_default();
                 let queued =
                     self.out.push_shared_tail(head, deliver.tail().clone(), Class::Live, self.limits(ctx));
