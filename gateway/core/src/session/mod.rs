@@ -819,12 +819,16 @@ mod tests {
             Closing,
             Closed,
         ];
-        let allowed = |from: State, to: State| match (from, to) {
-            (Handshake, Echo | AwaitHello | Closed) => true,
-            (AwaitHello, Verifying) | (Verifying, Live(_)) | (Live(_), Draining(_)) => true,
-            (Echo | AwaitHello | Verifying | Live(_) | Draining(_), Closing | Closed) => true,
-            (Closing, Closed) => true,
-            _ => false,
+        let allowed = |from: State, to: State| {
+            matches!(
+                (from, to),
+                (Handshake, Echo | AwaitHello | Closed)
+                    | (AwaitHello, Verifying)
+                    | (Verifying, Live(_))
+                    | (Live(_), Draining(_))
+                    | (Echo | AwaitHello | Verifying | Live(_) | Draining(_), Closing | Closed)
+                    | (Closing, Closed)
+            )
         };
         for from in all {
             for to in all {
