@@ -212,6 +212,7 @@ fn reached(
     }
     let mut lowest = MessageStatus::Read;
     for &user in recipients {
+        // No receipt from this user yet: nothing delivered or read (zero cursors).
         let at = cursors.get(&(to, user)).copied().unwrap_or_default();
         let status = if at.read >= conv_seq {
             MessageStatus::Read

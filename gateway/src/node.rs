@@ -397,7 +397,7 @@ fn session_config(config: &Config) -> SessionConfig {
         outbound_preauth: s.outbound_preauth_bytes,
         echo_max_message: s.echo_max_message,
         write_stall: s.write_stall(),
-        linger: Duration::from_secs(2),
+        linger: s.linger(),
         decoder: Decoder::new(),
         rate: Some(RateLimit { per_sec: config.limits.frames_per_sec, burst: config.limits.frames_burst }),
         sync_window: config.messaging.sync_window,

@@ -127,6 +127,7 @@ max_payload = 32768
 outbound_queue_bytes = 1048576
 outbound_pause_bytes = 524288
 write_stall_ms = 20000
+linger_ms = 1500
 echo_route = true
 
 [limits]
@@ -251,6 +252,7 @@ fn derived_values() {
     assert_eq!(c.session.handshake_timeout(), Duration::from_secs(5));
     assert_eq!(c.session.auth_timeout(), Duration::from_secs(10));
     assert_eq!(c.session.write_stall(), Duration::from_secs(30));
+    assert_eq!(c.session.linger(), Duration::from_secs(2));
     assert_eq!((c.drain.window(), c.drain.deadline()), (Duration::from_secs(30), Duration::from_secs(60)));
 }
 
@@ -281,7 +283,7 @@ fn a_full_file_parses() {
         (s.max_message, s.max_payload, s.outbound_queue_bytes, s.outbound_pause_bytes),
         (131_072, 32_768, 1_048_576, 524_288)
     );
-    assert_eq!((s.write_stall_ms, s.echo_route), (20_000, true));
+    assert_eq!((s.write_stall_ms, s.linger_ms, s.echo_route), (20_000, 1_500, true));
     let l = &c.limits;
     assert_eq!(
         (
@@ -396,6 +398,7 @@ fn each_validation_rule_fails_on_a_bad_value() {
         ("session.heartbeat_ms", |c| c.session.heartbeat_ms = 0),
         ("session.heartbeat_misses", |c| c.session.heartbeat_misses = 0),
         ("session.write_stall_ms", |c| c.session.write_stall_ms = 0),
+        ("session.linger_ms", |c| c.session.linger_ms = 0),
         ("session.max_message", |c| c.session.max_message = protocol::limits::MAX_CLIENT_MESSAGE_LEN + 1),
         ("session.max_message", |c| c.session.max_message = 0),
         ("session.max_payload", |c| c.session.max_payload = protocol::limits::MAX_PAYLOAD + 1),
@@ -536,7 +539,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             .collect();
         assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
     }
-    assert_eq!(total, 55, "keys in all sections");
+    assert_eq!(total, 56, "keys in all sections");
 }
 
 #[test]

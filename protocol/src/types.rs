@@ -327,6 +327,8 @@ impl<const MAX: usize> Text<MAX> {
         while !text.is_char_boundary(end) {
             end -= 1;
         }
+        // The loop stopped at a char boundary within `text`.
+        debug_assert!(text.is_char_boundary(end));
         Self(Bytes::copy_from_slice(text.as_bytes().get(..end).unwrap_or_default()))
     }
 

@@ -83,6 +83,7 @@ async fn answer_scrape(mut stream: TcpStream, render: &Render) -> std::io::Resul
         if n == 0 {
             break;
         }
+        debug_assert!(n <= buf.len(), "`read` returns at most the buffer's length");
         head.extend_from_slice(buf.get(..n).unwrap_or_default());
     }
     let line = head.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or_default();

@@ -19,8 +19,9 @@
 //! ```
 //!
 //! Domain errors travel as a typed `Fault` inside a successful reply and come
-//! back as the same [`StoreError`](backend_store::StoreError) variant; a failed
-//! call (transport, timeout) is `StoreError::Unavailable`. See `README.md`.
+//! back as the same [`StoreError`](backend_store::StoreError) variant (an
+//! engine failure or an outage with its typed cause); a failed call
+//! (transport, timeout) is `StoreError::Unavailable`. See `README.md`.
 
 #![warn(missing_docs)]
 

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backend_store::{Done, Request, Response, StoreApi, StoreError};
+use backend_store::{Done, Request, Response, StoreApi, StoreError, UnavailableError};
 use prost::Message as _;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -260,19 +260,15 @@ impl StoreApi for RemoteStore {
         let len = envelope.encoded_len();
         if len > shared.max_message_bytes {
             drop(permit);
-            let why = format!(
-                "the request is {len} bytes, more than the largest message ({})",
-                shared.max_message_bytes
-            );
-            shared.counters.answer(done, Err(StoreError::Unavailable(why)));
+            let why = UnavailableError::RequestTooLarge { len, max: shared.max_message_bytes };
+            shared.counters.answer(done, Err(why.into()));
             return;
         }
         let job = Job { envelope, kind, done, permit };
         if let Err(mpsc::error::SendError(job)) = shared.jobs.send(job) {
             // The driver is gone (the runtime is stopping).
-            let why = "the store client is shutting down".to_owned();
             drop(job.permit);
-            shared.counters.answer(job.done, Err(StoreError::Unavailable(why)));
+            shared.counters.answer(job.done, Err(UnavailableError::ShuttingDown.into()));
         }
     }
 }
@@ -394,7 +390,7 @@ impl Driver {
             match event {
                 Event::Job(Some(job)) => self.send(job),
                 Event::Job(None) => {
-                    self.fail_waiting("the store client is shutting down");
+                    self.fail_waiting(&UnavailableError::ShuttingDown);
                     return;
                 }
                 Event::Opened(Ok(replies)) => self.opened(replies),
@@ -426,10 +422,13 @@ impl Driver {
         }
         let out = match &self.link {
             Link::Down { retry_at, why } => {
-                let wait = retry_at.saturating_duration_since(now).as_millis();
-                let why = format!("the store is unreachable ({why}); next try in {wait} ms");
+                let retry_in_ms = u64::try_from(retry_at.saturating_duration_since(now).as_millis());
+                let why = UnavailableError::Unreachable {
+                    why: why.clone(),
+                    retry_in_ms: retry_in_ms.unwrap_or(u64::MAX),
+                };
                 drop(job.permit);
-                self.counters.answer(job.done, Err(StoreError::Unavailable(why)));
+                self.counters.answer(job.done, Err(why.into()));
                 return;
             }
             Link::Opening { out, .. } | Link::Up { out, .. } => out,
@@ -440,9 +439,10 @@ impl Driver {
         envelope.id = id;
         if out.send(envelope).is_err() {
             // The request stream was dropped: the stream is broken.
-            let why = "the stream to the store is closed".to_owned();
+            let closed = UnavailableError::StreamClosed;
             drop(permit);
-            self.counters.answer(done, Err(StoreError::Unavailable(why.clone())));
+            let why = closed.to_string();
+            self.counters.answer(done, Err(closed.into()));
             self.failed(why);
             return;
         }
@@ -494,8 +494,8 @@ impl Driver {
             if entry.get().deadline > now {
                 break;
             }
-            let why = format!("no answer from the store within {} ms", self.request_timeout.as_millis());
-            entry.remove().answer(&self.counters, Err(StoreError::Unavailable(why)));
+            let timeout_ms = u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX);
+            entry.remove().answer(&self.counters, Err(UnavailableError::Timeout { timeout_ms }.into()));
         }
     }
 
@@ -514,12 +514,13 @@ impl Driver {
         // stream) and its response stream (resetting it).
         self.link = Link::Down { retry_at: Instant::now() + self.backoff, why: why.clone() };
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        self.fail_waiting(&format!("the stream to the store failed: {why}"));
+        self.fail_waiting(&UnavailableError::StreamFailed { why });
     }
 
-    fn fail_waiting(&mut self, why: &str) {
+    /// Answers every request waiting for a reply with `cause`.
+    fn fail_waiting(&mut self, cause: &UnavailableError) {
         for (_, waiting) in std::mem::take(&mut self.waiting) {
-            waiting.answer(&self.counters, Err(StoreError::Unavailable(why.to_owned())));
+            waiting.answer(&self.counters, Err(cause.clone().into()));
         }
     }
 }
@@ -543,7 +544,7 @@ impl OnceDone {
 impl Drop for OnceDone {
     fn drop(&mut self) {
         if let Some(done) = self.0.take() {
-            done(Err(StoreError::Unavailable("the store client is shutting down".into())));
+            done(Err(UnavailableError::ShuttingDown.into()));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backend_rpc::{RemoteStore, RemoteStoreConfig, StoreService};
-use backend_store::{Done, Request, Response, StoreApi, StoreError};
+use backend_store::{Done, EngineError, GrpcCode, Request, Response, StoreApi, StoreError, UnavailableError};
 use protocol::{UserId, Visibility};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
@@ -42,7 +42,9 @@ impl StoreApi for Fake {
 
     fn call(&self, request: Request, done: Done) {
         let Request::GetVisibility { user } = request else {
-            done(Err(StoreError::Engine("the fake only knows GetVisibility".into())));
+            done(Err(StoreError::Engine(EngineError::Reported {
+                message: "the fake only knows GetVisibility".into(),
+            })));
             return;
         };
         self.seen.lock().unwrap().push(user.0);
@@ -157,7 +159,9 @@ fn a_request_past_its_deadline_is_unavailable_and_its_late_reply_dropped() {
 
     let started = Instant::now();
     match call(&store, ask(HOLD)) {
-        Err(StoreError::Unavailable(why)) => assert!(why.contains("no answer"), "{why}"),
+        Err(StoreError::Unavailable(why)) => {
+            assert!(matches!(why, UnavailableError::Timeout { timeout_ms: 300 }), "{why}");
+        }
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -178,7 +182,9 @@ fn a_request_the_store_dropped_is_unavailable_at_once() {
     let store = client(&served.endpoint, Duration::from_secs(5));
     let started = Instant::now();
     match call(&store, ask(DROP)) {
-        Err(StoreError::Unavailable(why)) => assert!(why.contains("Internal"), "{why}"),
+        Err(StoreError::Unavailable(why)) => {
+            assert!(matches!(why, UnavailableError::Status { code: GrpcCode::Internal, .. }), "{why}");
+        }
         other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(5), "waited for the deadline");

@@ -11,6 +11,8 @@ use protocol::{
     MessageId, OneTimePrekey, ReceiptKind, Role, Seq, SignedPrekey, Timestamp, UserId, Visibility,
 };
 
+use crate::error::{EngineError, UnavailableError};
+
 /// Called once with the outcome of a request, on a store thread (embedded) or
 /// a runtime thread (remote). It must not block: hand the result on.
 pub type Done = Box<dyn FnOnce(Result<Response, StoreError>) + Send>;
@@ -404,6 +406,7 @@ pub struct InboxPage {
 
 /// Why a request failed. Each maps to the protocol's error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The recipient user has no registered device.
     #[error("unknown recipient {0}")]
@@ -431,10 +434,10 @@ pub enum StoreError {
     Overloaded,
     /// The store process cannot be reached (remote mode).
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(UnavailableError),
     /// The engine failed (I/O, corruption).
     #[error("store engine: {0}")]
-    Engine(String),
+    Engine(EngineError),
     /// The engine failed and is being reopened (disk full, out of
     /// descriptors): nothing of the request was stored; retry after this.
     #[error("store unavailable: recovering, retry in {retry_after_ms} ms")]
@@ -445,6 +448,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The store answered a request with `response`, of another kind than
+    /// the request's (a store bug).
+    pub fn unexpected_response(response: &Response) -> Self {
+        Self::Engine(EngineError::UnexpectedResponse { answer: format!("{response:?}") })
+    }
+
     /// The protocol error code a client gets for this.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -459,5 +468,19 @@ impl StoreError {
             Self::Unavailable(_) | Self::Recovering { .. } => ErrorCode::BACKEND_UNAVAILABLE,
             Self::Engine(_) => ErrorCode::INTERNAL,
         }
+    }
+}
+
+// No `#[from]`: that would also make the cause the error's `source`, and
+// reports that print the chain would show its text twice.
+impl From<EngineError> for StoreError {
+    fn from(cause: EngineError) -> Self {
+        Self::Engine(cause)
+    }
+}
+
+impl From<UnavailableError> for StoreError {
+    fn from(cause: UnavailableError) -> Self {
+        Self::Unavailable(cause)
     }
 }

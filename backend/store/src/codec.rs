@@ -8,6 +8,7 @@
 use protocol::{Conversation, DeviceId, GroupId, UserId};
 
 use crate::api::StoreError;
+use crate::error::EngineError;
 
 /// Meta keys (first byte): small, hot records the writer caches.
 pub(crate) mod meta {
@@ -226,7 +227,7 @@ impl<'a> Dec<'a> {
 
 /// A corruption error.
 pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Engine(format!("corrupt {what}"))
+    StoreError::Engine(EngineError::corrupt(what))
 }
 
 /// Key of a device's inbox entry: `user device seq`.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::{Durability, StoreError};
+use crate::error::EngineError;
 
 /// Store settings. Build with [`StoreConfig::new`] and change fields as needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +50,7 @@ impl StoreConfig {
     /// maximum, a non-zero retention. (An fsync interval of zero syncs each
     /// batch of what is already queued.)
     pub fn validate(&self) -> Result<(), StoreError> {
-        let bad = |what: &str| Err(StoreError::Engine(format!("invalid store config: {what}")));
+        let bad = |what: &str| Err(StoreError::Engine(EngineError::Config { what: what.to_owned() }));
         if self.max_devices == 0 || self.max_devices as usize > protocol::limits::MAX_DEVICES_PER_USER {
             return bad("max_devices must be 1..=16");
         }

@@ -12,7 +12,7 @@ use protocol::{ConvSeq, Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
 use crate::api::{ReadCursor, ReceiptNote, StoreError};
 use crate::codec::{convlog_key, corrupt, meta, ConvKey, Dec, Enc};
 use crate::db::{Ks, Tx};
-use crate::{groups, messages};
+use crate::records::{conv_seq, load_group};
 
 /// Most conversation-log entries one group cursor move scans for senders
 /// (bounded work per request): a longer jump tells only the senders of the
@@ -150,12 +150,12 @@ fn add_sender(senders: &mut Vec<UserId>, value: &[u8], user: UserId) -> Result<(
 /// conv_seq; a group needs membership).
 pub(crate) fn read(tx: &mut Tx<'_>, req: ReadCursor) -> Result<Vec<ReceiptNote>, StoreError> {
     if let Conversation::Group(group) = req.conversation {
-        let info = groups::load(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
+        let info = load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
         if !info.members.iter().any(|m| m.user == req.user) {
             return Err(StoreError::NotAMember(group));
         }
     }
-    let last = messages::conv_seq(tx, ConvKey::of(req.user, req.conversation))?;
+    let last = conv_seq(tx, ConvKey::of(req.user, req.conversation))?;
     let up_to = req.up_to.0.min(last);
     advance(tx, req.user, Some(req.device), req.conversation, ReceiptKind::Read, up_to)
 }

@@ -16,6 +16,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::api::StoreError;
 use crate::codec::is_group_convlog_key;
+use crate::error::EngineError;
 
 /// Mode of the database directory.
 const PRIVATE_DIR: u32 = 0o700;
@@ -51,9 +52,17 @@ pub(crate) enum Ks {
     Expiry,
 }
 
-/// Maps a fjall error to the store's.
+/// Maps a fjall error to the store's: an I/O error (fjall's own, or its
+/// LSM tree's) keeps its kind.
 pub(crate) fn engine(err: fjall::Error) -> StoreError {
-    StoreError::Engine(err.to_string())
+    let kind = std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| e.source())
+        .find_map(|e| e.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    let message = err.to_string();
+    StoreError::Engine(match kind {
+        Some(kind) => EngineError::Io { kind, message },
+        None => EngineError::Database { message },
+    })
 }
 
 /// Key-value pairs read by a scan, in key order.
@@ -85,7 +94,8 @@ impl Db {
     /// (0700): the files inside follow the umask, the directory does not let
     /// anyone else reach them whatever it is.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
-        let io = |e: std::io::Error| StoreError::Engine(format!("{}: {e}", dir.display()));
+        let io =
+            |e: std::io::Error| StoreError::Engine(EngineError::io(&e, format!("{}: {e}", dir.display())));
         std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(dir).map_err(io)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR)).map_err(io)?;
         let db = Database::builder(dir).max_cached_files(Some(MAX_CACHED_FILES)).open().map_err(engine)?;

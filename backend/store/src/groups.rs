@@ -12,43 +12,18 @@
 //! removed or demoted, the oldest remaining member becomes admin.
 
 use protocol::limits::MAX_GROUP_MEMBERS;
-use protocol::{Conversation, DeviceId, Frame, GroupId, GroupName, List, Member, ReceiptKind, Role, UserId};
+use protocol::{Conversation, DeviceId, Frame, GroupId, List, Member, ReceiptKind, Role, UserId};
 
 use crate::api::{GroupChange, GroupChanged, GroupInfo, GroupOp, StoreError};
-use crate::codec::{corrupt, group_key, meta, ConvKey, Dec, Enc};
+use crate::codec::{group_key, meta, ConvKey};
 use crate::db::{Ks, Tx};
+use crate::error::EngineError;
 use crate::messages::{self, NewMessage};
+use crate::records::{encode_group, load_group, next_counter};
 use crate::{cursors, devices};
 
-/// Reads a group record.
-pub(crate) fn decode(group: GroupId, bytes: &[u8]) -> Result<GroupInfo, StoreError> {
-    let mut dec = Dec::new(bytes);
-    let version = dec.u64()?;
-    let name = std::str::from_utf8(dec.bytes()?).map_err(|_| corrupt("group name"))?;
-    let name = GroupName::new(name).map_err(|_| corrupt("group name"))?;
-    let count = dec.u32()?;
-    let mut members = Vec::with_capacity((count as usize).min(MAX_GROUP_MEMBERS));
-    for _ in 0..count {
-        let user = UserId(dec.u64()?);
-        let role = if dec.u8()? == Role::Admin as u8 { Role::Admin } else { Role::Member };
-        members.push(Member { user, role });
-    }
-    Ok(GroupInfo { group, version, name, members })
-}
-
-fn encode(info: &GroupInfo) -> Vec<u8> {
-    let count = u32::try_from(info.members.len()).unwrap_or(u32::MAX);
-    let enc = Enc::default().u64(info.version).bytes(info.name.as_str().as_bytes()).u32(count);
-    info.members.iter().fold(enc, |enc, m| enc.user(m.user).u8(m.role as u8)).done()
-}
-
-/// The group, if it exists.
-pub(crate) fn load(tx: &mut Tx<'_>, group: GroupId) -> Result<Option<GroupInfo>, StoreError> {
-    tx.get(Ks::Meta, &group_key(group))?.map(|bytes| decode(group, &bytes)).transpose()
-}
-
 fn existing(tx: &mut Tx<'_>, group: GroupId) -> Result<GroupInfo, StoreError> {
-    load(tx, group)?.ok_or(StoreError::UnknownGroup(group))
+    load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))
 }
 
 /// Checks that `user` is an admin of `info`.
@@ -66,7 +41,7 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
     let mut joined: Vec<UserId> = Vec::new();
     let mut info = match req.op {
         GroupOp::Create { name, members } => {
-            let group = GroupId(messages::next_counter(tx, meta::NEXT_GROUP)?);
+            let group = GroupId(next_counter(tx, meta::NEXT_GROUP)?);
             let mut info = GroupInfo {
                 group,
                 version: 0,
@@ -118,9 +93,11 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
             oldest.role = Role::Admin;
         }
     }
-    tx.put(Ks::Meta, group_key(info.group), encode(&info));
+    tx.put(Ks::Meta, group_key(info.group), encode_group(&info));
 
-    let list = List::from_items(&info.members).map_err(|e| StoreError::Engine(e.to_string()))?;
+    let encode =
+        |e: protocol::EncodeError| StoreError::Engine(EngineError::Encode { message: e.to_string() });
+    let list = List::from_items(&info.members).map_err(encode)?;
     let frame = Frame::GroupInfo(protocol::GroupInfo {
         request: 0,
         group: info.group,
@@ -128,7 +105,7 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
         name: info.name.clone(),
         members: list,
     });
-    let payload = frame.to_bytes().map_err(|e| StoreError::Engine(e.to_string()))?;
+    let payload = frame.to_bytes().map_err(encode)?;
     let view = Conversation::Group(info.group);
     let mut targets = Vec::new();
     for user in info.members.iter().map(|m| m.user).chain(removed.iter().copied()) {

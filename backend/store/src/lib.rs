@@ -12,6 +12,7 @@ mod cursors;
 mod db;
 mod devices;
 mod engine;
+mod error;
 mod expiry;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -20,12 +21,14 @@ mod messages;
 mod metrics;
 mod prekeys;
 mod reader;
+mod records;
 mod store;
 mod writer;
 
 pub use api::*;
 pub use config::StoreConfig;
 pub use db::MAX_CACHED_FILES;
+pub use error::{EngineError, GrpcCode, UnavailableError};
 pub use metrics::StoreMetrics;
 pub use store::Store;
 

@@ -13,7 +13,9 @@ use protocol::{Conversation, DeviceId, ReceiptKind, Seq, Timestamp, UserId};
 use crate::api::{Ack, Delivery, Message, ReceiptNote, SendMessage, Sent, StoreError};
 use crate::codec::{conv_seq_key, convlog_key, dedup_key, inbox_key, meta, ConvKey, Dec, Enc, Entry};
 use crate::db::{Ks, Tx};
-use crate::{cursors, devices, groups};
+use crate::error::EngineError;
+use crate::records::{conv_seq, load_group, next_counter};
+use crate::{cursors, devices};
 
 /// A message about to be stored.
 pub(crate) struct NewMessage {
@@ -29,25 +31,6 @@ pub(crate) struct NewMessage {
     pub(crate) targets: Vec<(UserId, DeviceId, Conversation)>,
     /// Dedup key, for a client message.
     pub(crate) dedup: Option<Vec<u8>>,
-}
-
-/// Takes the next value of a persisted counter (first value 1).
-pub(crate) fn next_counter(tx: &mut Tx<'_>, key: &[u8]) -> Result<u64, StoreError> {
-    let last = match tx.get(Ks::Meta, key)? {
-        Some(bytes) => Dec::new(&bytes).u64()?,
-        None => 0,
-    };
-    let next = last + 1;
-    tx.put(Ks::Meta, key.to_vec(), Enc::default().u64(next).done());
-    Ok(next)
-}
-
-/// The last conv_seq of a conversation (0: none).
-pub(crate) fn conv_seq(tx: &mut Tx<'_>, conv: ConvKey) -> Result<u64, StoreError> {
-    match tx.get(Ks::Meta, &conv_seq_key(conv))? {
-        Some(bytes) => Dec::new(&bytes).u64(),
-        None => Ok(0),
-    }
 }
 
 /// Stores `new` once and gives each target device its next inbox seq.
@@ -135,7 +118,7 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
     if req.payload.len() > protocol::limits::MAX_PAYLOAD {
         // The gateway's decoder already bounds payloads; this keeps the store
         // from ever holding a message no DELIVER frame could carry.
-        return Err(StoreError::Engine("payload over MAX_PAYLOAD".into()));
+        return Err(EngineError::PayloadTooLarge.into());
     }
     let dkey = dedup_key(req.user, req.device, req.client_id);
     if !tx.dedup_absent(&dkey)? {
@@ -162,7 +145,7 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
             }
         }
         Conversation::Group(group) => {
-            let info = groups::load(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
+            let info = load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
             if !info.members.iter().any(|m| m.user == req.user) {
                 return Err(StoreError::NotAMember(group));
             }

@@ -13,7 +13,9 @@ use crate::codec::{
     device_key, group_key, inbox_key, inbox_key_seq, meta, prefix_end, Dec, DeviceState, Enc, Entry,
 };
 use crate::db::{Db, Ks};
-use crate::{cursors, expiry, groups, now_ms};
+use crate::error::EngineError;
+use crate::records::decode_group;
+use crate::{cursors, expiry, now_ms};
 
 /// Answers a read request.
 pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Response, StoreError> {
@@ -39,13 +41,13 @@ pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Res
             };
             Ok(Response::Visibility(visibility))
         }
-        _ => Err(StoreError::Engine("write request on a reader".into())),
+        _ => Err(EngineError::WriteOnReader.into()),
     }
 }
 
 fn group_get(db: &Db, user: UserId, group: GroupId) -> Result<crate::api::GroupInfo, StoreError> {
     let bytes = db.get(Ks::Meta, &group_key(group))?.ok_or(StoreError::UnknownGroup(group))?;
-    let info = groups::decode(group, &bytes)?;
+    let info = decode_group(group, &bytes)?;
     if !info.members.iter().any(|m| m.user == user) {
         return Err(StoreError::NotAMember(group));
     }
@@ -109,7 +111,7 @@ fn deliver(seq: u64, entry: &Entry, body: &[u8]) -> Result<Deliver, StoreError> 
     let sender_device = DeviceId(dec.u32()?);
     let server_time = dec.u64()?;
     let payload = Payload::new(Bytes::copy_from_slice(dec.rest()))
-        .map_err(|_| StoreError::Engine("stored payload over MAX_PAYLOAD".into()))?;
+        .map_err(|_| StoreError::from(EngineError::StoredPayloadTooLarge))?;
     Ok(Deliver {
         seq: Seq(seq),
         message_id: MessageId(entry.message),

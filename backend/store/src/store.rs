@@ -12,6 +12,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use crate::api::{Done, Request, StoreApi, StoreError};
 use crate::config::StoreConfig;
 use crate::engine::Engine;
+use crate::error::EngineError;
 use crate::metrics::StoreMetrics;
 use crate::reader;
 use crate::writer::{is_write, Job, Writer};
@@ -69,7 +70,7 @@ impl Store {
         let metrics = Arc::new(StoreMetrics::default());
         let (writes, write_rx) = bounded(config.queue);
         let (reads, read_rx) = bounded::<Job>(config.queue);
-        let spawn_err = |e: std::io::Error| StoreError::Engine(format!("spawn: {e}"));
+        let spawn_err = |e: std::io::Error| StoreError::Engine(EngineError::io(&e, format!("spawn: {e}")));
         let mut threads = Vec::with_capacity(1 + config.readers);
         let writer = Writer::new(engine.clone(), write_rx, config.clone(), metrics.clone());
         threads.push(
@@ -123,7 +124,7 @@ impl StoreApi for Store {
         metrics.request(&request);
         let queue = if is_write(&request) { &self.inner.writes } else { &self.inner.reads };
         let Some(queue) = queue else {
-            done(Err(StoreError::Engine("store closed".into())));
+            done(Err(EngineError::Closed.into()));
             return;
         };
         metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
@@ -134,7 +135,7 @@ impl StoreApi for Store {
                     metrics.overloaded.fetch_add(1, Ordering::Relaxed);
                     (job, StoreError::Overloaded)
                 }
-                TrySendError::Disconnected(job) => (job, StoreError::Engine("store thread stopped".into())),
+                TrySendError::Disconnected(job) => (job, EngineError::ThreadStopped.into()),
             };
             (job.done)(Err(error));
         }

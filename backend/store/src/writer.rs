@@ -25,6 +25,7 @@ use crate::codec::{meta, Enc};
 use crate::config::StoreConfig;
 use crate::db::{Db, Ks, MetaCache, Tx};
 use crate::engine::{Engine, FIRST_BACKOFF, MAX_BACKOFF};
+use crate::error::EngineError;
 use crate::metrics::StoreMetrics;
 use crate::{devices, expiry, groups, messages, now_ms, prekeys};
 
@@ -279,7 +280,7 @@ fn apply_one(
         Request::GetVisibility { .. }
         | Request::Inbox(_)
         | Request::GroupGet { .. }
-        | Request::Cursors { .. } => Err(StoreError::Engine("read request on the writer".into())),
+        | Request::Cursors { .. } => Err(EngineError::ReadOnWriter.into()),
     }
 }
 

@@ -1,12 +1,11 @@
-//! Arguments of the `echo`, `handshake`, `group` and `storm` scenarios, and
-//! the flags they share ([`Common`]).
+//! Arguments of the `echo`, `handshake`, `group` and `storm` scenarios, the
+//! flags they share ([`Common`]) and the rate parser every scenario's flags
+//! use ([`parse_rate`]). `cli` builds on this module, not the other way round.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-
-use crate::cli::parse_rate;
 
 /// Flags every newer scenario takes.
 #[derive(Debug, Clone, Args)]
@@ -221,4 +220,30 @@ pub(crate) struct StormArgs {
     /// WebSocket path.
     #[arg(long, value_name = "PATH", default_value = "/ws")]
     pub(crate) path: String,
+}
+
+/// `2000`, `2000/s` or `2.5/s`: a positive, finite rate.
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
+    let number = text.trim().strip_suffix("/s").unwrap_or(text.trim());
+    match number.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?}: expected a positive rate such as 2000/s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("2000/s").unwrap(), 2000.0);
+        assert_eq!(parse_rate("2000").unwrap(), 2000.0);
+        assert_eq!(parse_rate("0.5/s").unwrap(), 0.5);
+        for bad in ["0", "-1/s", "fast", "inf", "NaN/s", "/s"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::args::{EchoArgs, GroupArgs, HandshakeArgs, StormArgs};
+use crate::args::{parse_rate, EchoArgs, GroupArgs, HandshakeArgs, StormArgs};
 
 /// Connection-flood load tool for the gateway.
 #[derive(Debug, Parser)]
@@ -283,30 +283,11 @@ impl ConnectArgs {
     }
 }
 
-/// `2000`, `2000/s` or `2.5/s`: a positive, finite rate.
-pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
-    let number = text.trim().strip_suffix("/s").unwrap_or(text.trim());
-    match number.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("{text:?}: expected a positive rate such as 2000/s")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn rates() {
-        assert_eq!(parse_rate("2000/s").unwrap(), 2000.0);
-        assert_eq!(parse_rate("2000").unwrap(), 2000.0);
-        assert_eq!(parse_rate("0.5/s").unwrap(), 0.5);
-        for bad in ["0", "-1/s", "fast", "inf", "NaN/s", "/s"] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn child_args_parse_back() {

@@ -100,7 +100,7 @@ impl Transport {
             None => loop {
                 match self.stream.read(scratch) {
                     Ok(0) => return Ok(true),
-                    Ok(n) => self.inbuf.extend_from_slice(scratch.get(..n).unwrap_or_default()),
+                    Ok(n) => self.inbuf.extend_from_slice(filled(scratch, n)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(io_kind("read", &e)),
@@ -167,7 +167,10 @@ impl Transport {
         if self.outbuf.is_empty() {
             while !rest.is_empty() {
                 match self.stream.write(rest) {
-                    Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                    Ok(n) => {
+                        debug_assert!(n <= rest.len(), "`Write::write` takes at most what it is given");
+                        rest = rest.get(n..).unwrap_or_default();
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(io_kind("write", &e)),
@@ -218,7 +221,7 @@ fn drain_plaintext(
     loop {
         match tls.reader().read(scratch) {
             Ok(0) => return Ok(true),
-            Ok(n) => inbuf.extend_from_slice(scratch.get(..n).unwrap_or_default()),
+            Ok(n) => inbuf.extend_from_slice(filled(scratch, n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(true),
             Err(e) => return Err(io_kind("tls_read", &e)),
@@ -268,4 +271,11 @@ fn tls_kind(err: &rustls::Error) -> String {
         _ => "other",
     };
     format!("tls_{kind}")
+}
+
+/// The first `n` bytes of `scratch`, which a read of `n` bytes filled
+/// (`Read::read` returns at most the buffer's length).
+fn filled(scratch: &[u8], n: usize) -> &[u8] {
+    debug_assert!(n <= scratch.len(), "read {n} bytes into {}", scratch.len());
+    scratch.get(..n).unwrap_or_default()
 }

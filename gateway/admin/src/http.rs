@@ -354,6 +354,7 @@ fn read_head(stream: &mut &TcpStream, options: &AdminOptions) -> Result<Vec<u8>,
             Err(_) => return Err(HeadError::Closed),
         };
         let searched = head.len().saturating_sub(END.len() - 1);
+        debug_assert!(n <= chunk.len(), "`Read::read` returns at most the buffer's length");
         head.extend_from_slice(chunk.get(..n).unwrap_or_default());
         if let Some(at) = head.get(searched..).and_then(|tail| tail.windows(END.len()).position(|w| w == END))
         {
@@ -457,7 +458,10 @@ impl Response {
             stream.set_write_timeout(Some(left))?;
             match stream.write(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                Ok(n) => {
+                    debug_assert!(n <= rest.len(), "`Write::write` takes at most what it is given");
+                    rest = rest.get(n..).unwrap_or_default();
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

@@ -15,7 +15,7 @@ mod timers;
 
 pub use context::{Action, Config, Ctx, NoObserver, Observer};
 pub use delivery::Mode;
-pub use outbound::{Class, Limits, Outbound, Queued, MAX_FRAME_HEAD};
+pub use outbound::{Class, Limits, Outbound, OwnedChunk, Queued, MAX_FRAME_HEAD};
 pub use rate::RateLimit;
 pub use session::{Identity, Session, State};
 pub use shared::SharedDeliver;

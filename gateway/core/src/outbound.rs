@@ -80,8 +80,9 @@ const COPY_TAIL_MAX: usize = 1024;
 /// Largest message this queue builds (the protocol's server message limit).
 const MAX_MESSAGE: usize = protocol::limits::MAX_SERVER_MESSAGE_LEN;
 
-/// One queued piece of output.
-#[derive(Debug)]
+/// One queued piece of output. Cloning it copies no payload: a `Bytes` clone
+/// shares the bytes, a header is at most ten bytes inline.
+#[derive(Debug, Clone)]
 enum Chunk {
     /// Bytes owned or shared (a sealed batch, a fanout payload, raw HTTP).
     Bytes(Bytes),
@@ -95,6 +96,9 @@ impl Chunk {
         match self {
             Self::Bytes(bytes) => bytes,
             Self::Header { bytes, start, end } => {
+                // `start..end` is within the header: built that way, and
+                // `advance` takes less than what is left.
+                debug_assert!(start <= end && usize::from(*end) <= HEADER_ROOM, "header {start}..{end}");
                 bytes.get(usize::from(*start)..usize::from(*end)).unwrap_or_default()
             }
         }
@@ -107,6 +111,34 @@ impl Chunk {
             // `n` is below the remaining header length, itself at most 10.
             Self::Header { start, .. } => *start = start.saturating_add(u8::try_from(n).unwrap_or(u8::MAX)),
         }
+    }
+}
+
+/// One piece of the front of an [`Outbound`] queue, owned: it stays valid
+/// and unchanged after the call that made it returns, whatever is queued or
+/// consumed later, so a completion-based driver (io_uring) can hand it to the
+/// kernel and keep it alive until the write completes.
+///
+/// Taking one copies no payload: a shared or sealed piece is a `Bytes` clone
+/// (a reference count; the `bytes` crate allocates its small shared header
+/// once when a vector-backed `Bytes` is first cloned), a WebSocket header is
+/// its at most ten bytes copied inline. Those inline bytes live inside the
+/// `OwnedChunk` itself: while the kernel reads them, do not move it (e.g. do
+/// not grow the `Vec` that holds it).
+#[derive(Debug, Clone)]
+pub struct OwnedChunk(Chunk);
+
+impl std::ops::Deref for OwnedChunk {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for OwnedChunk {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
     }
 }
 
@@ -278,6 +310,26 @@ impl Outbound {
         filled
     }
 
+    /// Appends to `out` up to `max` pieces from the front of the queue, owned
+    /// (see [`OwnedChunk`]), for one write that stays in flight after this
+    /// call returns; returns how many it appended.
+    ///
+    /// The contract with the driver: the pieces are the queue's front, in
+    /// order, and nothing queued later changes them (a message still being
+    /// built this turn is not returned: its header is only written when it
+    /// is sealed, so call [`Outbound::flush`] first, as before any write).
+    /// Once the write completes, report it with [`Outbound::consume`]`(n)`
+    /// for the `n` bytes written; until then take no other pieces for a
+    /// second write, which would start at the same front.
+    pub fn owned_chunks(&self, out: &mut Vec<OwnedChunk>, max: usize) -> usize {
+        // Everything from the open message's placeholder header on is still
+        // being built.
+        let sealed = self.open_message.map_or(self.chunks.len(), |index| index as usize);
+        let before = out.len();
+        out.extend(self.chunks.iter().take(sealed.min(max)).cloned().map(OwnedChunk));
+        out.len() - before
+    }
+
     /// The unsent bytes, in order, as the chunks they are queued in.
     pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
         self.chunks.iter().map(Chunk::as_slice)
@@ -356,5 +408,91 @@ impl Outbound {
         message.advance(start);
         self.queued += message.len();
         self.chunks.push_back(Chunk::Bytes(message.freeze()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::Ping;
+
+    use super::*;
+
+    const LIMITS: Limits = Limits { pause_bytes: 1 << 20, max_bytes: 2 << 20 };
+
+    fn concat<T: AsRef<[u8]>>(pieces: impl IntoIterator<Item = T>) -> Vec<u8> {
+        pieces.into_iter().flat_map(|piece| piece.as_ref().to_vec()).collect()
+    }
+
+    /// Raw bytes, a batch with a referenced shared tail in it, and a shared
+    /// message: every kind of chunk, sealed.
+    fn mixed() -> Outbound {
+        let mut out = Outbound::default();
+        out.push_raw(Bytes::from_static(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"));
+        assert_eq!(out.push_frame(&Frame::Ping(Ping { nonce: 1 }), Class::Control, LIMITS), Queued::Accepted);
+        let tail = Bytes::from(vec![7u8; COPY_TAIL_MAX + 500]);
+        assert_eq!(out.push_shared_tail(&[1, 2, 3], tail, Class::Live, LIMITS), Queued::Accepted);
+        assert_eq!(out.push_frame(&Frame::Ping(Ping { nonce: 2 }), Class::Control, LIMITS), Queued::Accepted);
+        out.flush();
+        assert_eq!(out.push_shared(Bytes::from_static(b"shared"), Class::Live, LIMITS), Queued::Accepted);
+        out
+    }
+
+    #[test]
+    fn owned_chunks_are_the_queued_bytes() {
+        let out = mixed();
+        let mut owned = Vec::new();
+        let taken = out.owned_chunks(&mut owned, usize::MAX);
+        assert_eq!(taken, out.chunks().count());
+        assert!(taken >= 6, "raw, header, batch, tail, batch rest, header + shared: {taken}");
+        assert_eq!(concat(&owned), concat(out.chunks()));
+        assert_eq!(owned.iter().map(|chunk| chunk.len()).sum::<usize>(), out.len());
+    }
+
+    #[test]
+    fn owned_chunks_outlive_later_output_and_the_write() {
+        let mut out = mixed();
+        let mut owned = Vec::new();
+        out.owned_chunks(&mut owned, usize::MAX);
+        let before = concat(&owned);
+        // More output of every kind, sealed, then the write completes.
+        assert_eq!(out.push_frame(&Frame::Ping(Ping { nonce: 3 }), Class::Control, LIMITS), Queued::Accepted);
+        let tail = Bytes::from(vec![9u8; COPY_TAIL_MAX + 1]);
+        assert_eq!(out.push_shared_tail(&[4], tail, Class::Live, LIMITS), Queued::Accepted);
+        out.flush();
+        out.push_raw(Bytes::from_static(b"close"));
+        assert_eq!(concat(&owned), before);
+        let _ = out.consume(before.len(), LIMITS);
+        assert_eq!(concat(&owned), before);
+        // What is left is exactly what was queued after them.
+        let mut rest = Vec::new();
+        out.owned_chunks(&mut rest, usize::MAX);
+        assert_eq!(concat(&rest), concat(out.chunks()));
+        assert!(concat(&rest).ends_with(b"close"));
+    }
+
+    #[test]
+    fn owned_chunks_take_at_most_max_and_append() {
+        let out = mixed();
+        let mut owned = Vec::new();
+        assert_eq!(out.owned_chunks(&mut owned, 2), 2);
+        assert_eq!(concat(&owned), concat(out.chunks().take(2)));
+        assert_eq!(out.owned_chunks(&mut owned, 0), 0);
+        assert_eq!(out.owned_chunks(&mut owned, 1), 1);
+        assert_eq!(owned.len(), 3, "appended, not replaced");
+    }
+
+    #[test]
+    fn owned_chunks_stop_before_a_message_still_being_built() {
+        let mut out = Outbound::default();
+        out.push_raw(Bytes::from_static(b"raw"));
+        let tail = Bytes::from(vec![5u8; COPY_TAIL_MAX + 1]);
+        assert_eq!(out.push_shared_tail(&[1], tail, Class::Live, LIMITS), Queued::Accepted);
+        let mut owned = Vec::new();
+        assert_eq!(out.owned_chunks(&mut owned, usize::MAX), 1, "the unsealed message waits");
+        assert_eq!(concat(&owned), b"raw");
+        out.flush();
+        owned.clear();
+        out.owned_chunks(&mut owned, usize::MAX);
+        assert_eq!(concat(&owned), concat(out.chunks()));
     }
 }

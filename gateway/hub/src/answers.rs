@@ -261,6 +261,6 @@ pub(crate) fn log_failure(err: &StoreError, kind: &'static str, identity: Option
 pub(crate) fn failure(result: Result<Response, StoreError>) -> StoreError {
     match result {
         Err(err) => err,
-        Ok(other) => StoreError::Engine(format!("unexpected store answer {other:?}")),
+        Ok(other) => StoreError::unexpected_response(&other),
     }
 }

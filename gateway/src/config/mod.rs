@@ -165,6 +165,9 @@ section! {
         /// A client whose socket takes no bytes for this long while data is
         /// queued is closed, ms.
         write_stall_ms: u64 = 30_000;
+        /// After the server's close frame, how long to wait for the client's
+        /// before closing the socket, ms.
+        linger_ms: u64 = 2_000;
         /// Conformance testing and benchmarks: also serve `/echo`, a raw
         /// WebSocket echo of text and binary messages (no auth, no protocol).
         echo_route: bool = false;

@@ -164,6 +164,11 @@ impl SessionConfig {
         ms(self.write_stall_ms)
     }
 
+    /// `linger_ms`.
+    pub fn linger(&self) -> Duration {
+        ms(self.linger_ms)
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("session.handshake_timeout_ms", self.handshake_timeout_ms),
@@ -171,6 +176,7 @@ impl SessionConfig {
             ("session.heartbeat_ms", self.heartbeat_ms),
             ("session.heartbeat_misses", u64::from(self.heartbeat_misses)),
             ("session.write_stall_ms", self.write_stall_ms),
+            ("session.linger_ms", self.linger_ms),
         ];
         if let Some((key, _)) = positive.into_iter().find(|&(_, value)| value == 0) {
             return Err(invalid(key, "must be greater than 0"));

@@ -146,7 +146,7 @@ impl TlsConn {
             // only an incomplete tail is copied.
             let (progress, result) = drive(&mut self.conn, incoming, &mut self.unsent, &mut job);
             if let Err(err) = result {
-                self.fail(incoming.get_mut(progress.discard..).unwrap_or_default());
+                self.fail(undiscarded(incoming, progress.discard));
                 return Err(err);
             }
             if let Some(rest) = incoming.get(progress.discard..).filter(|rest| !rest.is_empty()) {
@@ -158,7 +158,7 @@ impl TlsConn {
             buf.extend_from_slice(incoming);
             let (progress, result) = drive(&mut self.conn, &mut buf, &mut self.unsent, &mut job);
             if let Err(err) = result {
-                self.fail(buf.get_mut(progress.discard..).unwrap_or_default());
+                self.fail(undiscarded(&mut buf, progress.discard));
                 return Err(err);
             }
             self.keep_partial(buf, progress.discard);
@@ -170,6 +170,8 @@ impl TlsConn {
     /// Ciphertext to write before anything else (handshake messages,
     /// session tickets, alerts, what a write left over).
     pub fn unsent(&self) -> &[u8] {
+        // `consume_unsent` empties the buffer once all of it is sent.
+        debug_assert!(self.unsent_sent <= self.unsent.len(), "{} of {}", self.unsent_sent, self.unsent.len());
         self.unsent.get(self.unsent_sent..).unwrap_or_default()
     }
 
@@ -230,7 +232,7 @@ impl TlsConn {
                 Ok(progress.plaintext)
             }
             Err(err) => {
-                self.fail(buf.get_mut(progress.discard..).unwrap_or_default());
+                self.fail(undiscarded(&mut buf, progress.discard));
                 Err(err)
             }
         }
@@ -275,7 +277,7 @@ fn drive(
 ) -> (Progress, Result<(), TlsError>) {
     let mut progress = Progress::default();
     loop {
-        let window = buf.get_mut(progress.discard..).unwrap_or_default();
+        let window = undiscarded(buf, progress.discard);
         let UnbufferedStatus { mut discard, state } = conn.process_tls_records(window);
         let state = match state {
             Ok(state) => state,
@@ -359,6 +361,13 @@ fn drive(
     }
 }
 
+/// `buf` after the `discard` bytes rustls is done with (it never discards
+/// more than it was given).
+fn undiscarded(buf: &mut [u8], discard: usize) -> &mut [u8] {
+    debug_assert!(discard <= buf.len(), "rustls discarded {discard} of {} bytes", buf.len());
+    buf.get_mut(discard..).unwrap_or_default()
+}
+
 /// Appends what `write` puts into a slice of `estimate` bytes to `out`; when
 /// `write` reports the size it needs instead, retries once with that.
 fn write_sized(
@@ -370,6 +379,7 @@ fn write_sized(
     let mut size = estimate;
     for _ in 0..2 {
         out.resize(start + size, 0);
+        debug_assert!(start <= out.len(), "just resized past it");
         let room = out.get_mut(start..).unwrap_or_default();
         match write(room) {
             Ok(written) => {

@@ -94,9 +94,16 @@ pub fn server_header(opcode: OpCode, len: usize) -> ([u8; 10], usize) {
 /// `out` must be able to take it (a `BytesMut` or `Vec` grows; a fixed slice
 /// that is too small panics, as `BufMut` does).
 pub fn write_frame(out: &mut impl BufMut, opcode: OpCode, payload: &[u8]) {
-    let (header, len) = server_header(opcode, payload.len());
-    out.put_slice(header.get(..len).unwrap_or_default());
+    put_header(out, opcode, payload.len());
     out.put_slice(payload);
+}
+
+/// Writes the server header of a frame whose payload is `payload_len` bytes.
+fn put_header(out: &mut impl BufMut, opcode: OpCode, payload_len: usize) {
+    let (header, len) = server_header(opcode, payload_len);
+    // `len` is 2, 4 or 10: never past the array.
+    debug_assert!(len <= header.len(), "{len}-byte header");
+    out.put_slice(header.get(..len).unwrap_or_default());
 }
 
 /// Writes a close frame with status `code` and `reason`, the reason cut at a
@@ -107,9 +114,10 @@ pub fn write_close(out: &mut impl BufMut, code: u16, reason: &str) {
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
+    // The loop stopped at a char boundary within `reason`.
+    debug_assert!(reason.is_char_boundary(end));
     let reason = reason.get(..end).unwrap_or_default().as_bytes();
-    let (header, len) = server_header(OpCode::Close, 2 + reason.len());
-    out.put_slice(header.get(..len).unwrap_or_default());
+    put_header(out, OpCode::Close, 2 + reason.len());
     out.put_u16(code);
     out.put_slice(reason);
 }

@@ -282,11 +282,14 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 }
 
 /// `value` without leading and trailing spaces and tabs (HTTP's OWS).
-fn trim(value: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
-    let end = value.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
-    value.get(start..end).unwrap_or_default()
+fn trim(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
 }
 
 /// Writes the `101 Switching Protocols` answer for `accepted`.
@@ -353,5 +356,7 @@ fn put_decimal(out: &mut impl BufMut, n: u16) {
             break;
         }
     }
+    // One step back per digit, and a u16 has at most five.
+    debug_assert!(start < digits.len(), "{n} in {start}..");
     out.put_slice(digits.get(start..).unwrap_or_default());
 }

@@ -108,6 +108,9 @@ impl Utf8 {
                 *slot = byte;
             }
             self.len += 1;
+            // At most 3 bytes were held (a 4-byte code point completes or
+            // fails at its 4th), so `len` is at most 4.
+            debug_assert!(usize::from(self.len) <= self.cut.len(), "{} cut bytes", self.len);
             match core::str::from_utf8(self.cut.get(..usize::from(self.len)).unwrap_or_default()) {
                 Ok(_) => self.len = 0,
                 // Still a valid prefix of a code point (at most 3 bytes of 4).
@@ -118,6 +121,8 @@ impl Utf8 {
         match core::str::from_utf8(bytes) {
             Ok(_) => Ok(()),
             Err(e) if e.error_len().is_none() => {
+                // `valid_up_to` is within what was checked.
+                debug_assert!(e.valid_up_to() <= bytes.len());
                 let tail = bytes.get(e.valid_up_to()..).unwrap_or_default();
                 if let Some(cut) = self.cut.get_mut(..tail.len()) {
                     cut.copy_from_slice(tail);

@@ -3,9 +3,10 @@
 //! proto value that has no native form (a missing required field, an unknown
 //! enum value, an over-long key) is a [`Bad`] naming the field, never a panic.
 //!
-//! This file holds the shared records; [`request`], [`response`], [`pipeline`]
-//! and [`push`] build on it.
+//! This file holds the shared records; [`fault`], [`request`], [`response`],
+//! [`pipeline`] and [`push`] build on it.
 
+pub(crate) mod fault;
 pub(crate) mod pipeline;
 pub(crate) mod push;
 pub(crate) mod request;
@@ -14,7 +15,7 @@ pub(crate) mod response;
 #[cfg(test)]
 mod tests;
 
-use backend_store::{Delivery, Message, ReceiptNote, StoreError};
+use backend_store::{Delivery, Message, ReceiptNote};
 use protocol::{
     Blob, ConvSeq, Conversation, Deliver, DeviceBundle, DeviceId, GroupId, GroupName, Member, MessageId,
     OneTimePrekey, ReceiptKind, Role, Seq, SignedPrekey, Timestamp, UserId, Visibility,
@@ -137,41 +138,6 @@ pub(crate) fn users_from_proto(users: Vec<u64>) -> Vec<UserId> {
 
 pub(crate) fn users_to_proto(users: Vec<UserId>) -> Vec<u64> {
     users.into_iter().map(|user| user.0).collect()
-}
-
-pub(crate) fn fault_to_proto(error: StoreError) -> pb::Fault {
-    use pb::fault::Kind;
-    let kind = match error {
-        StoreError::UnknownRecipient(user) => Kind::UnknownRecipient(user.0),
-        StoreError::NotAMember(group) => Kind::NotAMember(group.0),
-        StoreError::UnknownGroup(group) => Kind::UnknownGroup(group.0),
-        StoreError::GroupFull(group) => Kind::GroupFull(group.0),
-        StoreError::NotAdmin(group) => Kind::NotAdmin(group.0),
-        StoreError::UnknownDevice(user) => Kind::UnknownDevice(user.0),
-        StoreError::TooManyDevices(user) => Kind::TooManyDevices(user.0),
-        StoreError::Overloaded => Kind::Overloaded(pb::Empty {}),
-        StoreError::Unavailable(why) => Kind::Unavailable(why),
-        StoreError::Engine(why) => Kind::Engine(why),
-        StoreError::Recovering { retry_after_ms } => Kind::Recovering(retry_after_ms),
-    };
-    pb::Fault { kind: Some(kind) }
-}
-
-pub(crate) fn fault_from_proto(fault: pb::Fault) -> Result<StoreError, Bad> {
-    use pb::fault::Kind;
-    Ok(match required(fault.kind, "Fault.kind")? {
-        Kind::UnknownRecipient(user) => StoreError::UnknownRecipient(UserId(user)),
-        Kind::NotAMember(group) => StoreError::NotAMember(GroupId(group)),
-        Kind::UnknownGroup(group) => StoreError::UnknownGroup(GroupId(group)),
-        Kind::GroupFull(group) => StoreError::GroupFull(GroupId(group)),
-        Kind::NotAdmin(group) => StoreError::NotAdmin(GroupId(group)),
-        Kind::UnknownDevice(user) => StoreError::UnknownDevice(UserId(user)),
-        Kind::TooManyDevices(user) => StoreError::TooManyDevices(UserId(user)),
-        Kind::Overloaded(pb::Empty {}) => StoreError::Overloaded,
-        Kind::Unavailable(why) => StoreError::Unavailable(why),
-        Kind::Engine(why) => StoreError::Engine(why),
-        Kind::Recovering(retry_after_ms) => StoreError::Recovering { retry_after_ms },
-    })
 }
 
 pub(crate) fn message_to_proto(message: Message) -> pb::Message {

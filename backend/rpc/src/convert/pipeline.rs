@@ -2,7 +2,7 @@
 //! that matches its request's [`Kind`] (the server's side), and such a field
 //! back as the outcome (the client's side), checking that it matches.
 
-use backend_store::{Response, StoreError};
+use backend_store::{GrpcCode, Response, StoreError, UnavailableError};
 use tonic::{Code, Status};
 
 use super::request::Kind;
@@ -67,14 +67,10 @@ pub(crate) fn reply_from_proto(kind: Kind, field: Option<Field>) -> Result<Respo
         (_, Some(Field::Failure(failure))) => {
             Err(status_to_error(&Status::new(Code::from(failure.code), failure.message)))
         }
-        (kind, Some(other)) => Err(StoreError::Unavailable(format!(
-            "bad reply from the store: a `{}` reply to a `{}` request",
-            field_name(&other),
-            kind.name()
-        ))),
-        (_, None) => Err(StoreError::Unavailable(
-            "bad reply from the store: field `EnvelopeReply.reply`: required, absent".into(),
-        )),
+        (kind, Some(other)) => {
+            Err(bad_reply(format!("a `{}` reply to a `{}` request", field_name(&other), kind.name())))
+        }
+        (_, None) => Err(bad_reply("field `EnvelopeReply.reply`: required, absent".into())),
     }
 }
 
@@ -83,8 +79,15 @@ pub(crate) fn reply_from_proto(kind: Kind, field: Option<Field>) -> Result<Respo
 pub(crate) fn status_to_error(status: &Status) -> StoreError {
     match status.code() {
         Code::ResourceExhausted => StoreError::Overloaded,
-        code => StoreError::Unavailable(format!("{code:?}: {}", status.message())),
+        code => StoreError::Unavailable(UnavailableError::Status {
+            code: GrpcCode::from_number(code as i32),
+            message: status.message().to_owned(),
+        }),
     }
+}
+
+fn bad_reply(why: String) -> StoreError {
+    StoreError::Unavailable(UnavailableError::BadReply { why })
 }
 
 /// The oneof field's name, for an error message.

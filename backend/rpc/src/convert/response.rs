@@ -3,14 +3,16 @@
 
 use backend_store::{
     Connected, GroupChanged, GroupInfo, InboxPage, PrekeyFetched, Response, Sent, StoreError,
+    UnavailableError,
 };
 use protocol::{DeviceId, GroupId, Seq, Timestamp};
 
+use super::fault::{fault_from_proto, fault_to_proto};
 use super::{
     bundle_from_proto, bundle_to_proto, deliver_from_proto, deliver_to_proto, delivery_from_proto,
-    delivery_to_proto, fault_from_proto, fault_to_proto, group_name_from_proto, member_from_proto,
-    member_to_proto, message_from_proto, message_to_proto, receipts_from_proto, receipts_to_proto, required,
-    visibility_from_proto, visibility_to_proto, Bad,
+    delivery_to_proto, group_name_from_proto, member_from_proto, member_to_proto, message_from_proto,
+    message_to_proto, receipts_from_proto, receipts_to_proto, required, visibility_from_proto,
+    visibility_to_proto, Bad,
 };
 use crate::pb::store as pb;
 
@@ -207,7 +209,7 @@ pub(crate) fn outcome<R: Reply>(
     reply: R,
     wrap: impl FnOnce(R::Ok) -> Answer,
 ) -> Result<Response, StoreError> {
-    let bad = |bad: Bad| StoreError::Unavailable(format!("bad reply from the store: {bad}"));
+    let bad = |bad: Bad| StoreError::Unavailable(UnavailableError::BadReply { why: bad.to_string() });
     match reply.into_result() {
         Some(Ok(ok)) => from_proto(wrap(ok)).map_err(bad),
         Some(Err(fault)) => Err(fault_from_proto(fault).map_err(bad)?),

@@ -13,15 +13,17 @@ use backend_store::{
     Message, PrekeyFetch, PrekeyFetched, PrekeyUpload, ReadCursor, ReceiptNote, Request, Response,
     SendMessage, Sent, StoreError,
 };
+use backend_store::{EngineError, GrpcCode, UnavailableError};
 use bytes::Bytes;
 use protocol::{
     ConvSeq, Conversation, Deliver, DeviceBundle, DeviceId, GroupId, GroupName, Key, Member, MessageId,
     OneTimePrekey, Payload, ReceiptKind, Role, Seq, Signature, SignedPrekey, Timestamp, UserId, Visibility,
 };
 
+use super::fault::{fault_from_proto, fault_to_proto};
 use super::request::Kind;
 use super::response::{outcome, reply, Answer};
-use super::{fault_from_proto, fault_to_proto, pipeline, push, request, response, Bad};
+use super::{pipeline, push, request, response, Bad};
 use crate::pb::store as pb;
 
 fn key(byte: u8) -> Key {
@@ -247,16 +249,52 @@ fn every_error() -> Vec<StoreError> {
         StoreError::UnknownDevice(UserId(8)),
         StoreError::TooManyDevices(UserId(9)),
         StoreError::Overloaded,
-        StoreError::Unavailable("relay down".into()),
-        StoreError::Engine("disk full".into()),
         StoreError::Recovering { retry_after_ms: 400 },
+    ]
+    .into_iter()
+    .chain(every_engine_error().into_iter().map(StoreError::Engine))
+    .chain(every_unavailable_error().into_iter().map(StoreError::Unavailable))
+    .collect()
+}
+
+fn every_engine_error() -> Vec<EngineError> {
+    let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+    vec![
+        EngineError::io(&full, format!("./data/store: {full}")),
+        EngineError::Database { message: "FjallError: Poisoned".into() },
+        EngineError::corrupt("group name"),
+        EngineError::PayloadTooLarge,
+        EngineError::StoredPayloadTooLarge,
+        EngineError::Encode { message: "list too long".into() },
+        EngineError::WriteOnReader,
+        EngineError::ReadOnWriter,
+        EngineError::Closed,
+        EngineError::ThreadStopped,
+        EngineError::Config { what: "queue must be at least 1".into() },
+        EngineError::UnexpectedResponse { answer: "Done".into() },
+        EngineError::Reported { message: "disk full".into() },
+    ]
+}
+
+fn every_unavailable_error() -> Vec<UnavailableError> {
+    vec![
+        UnavailableError::Status { code: GrpcCode::Internal, message: "the store dropped it".into() },
+        UnavailableError::Timeout { timeout_ms: 5_000 },
+        UnavailableError::Unreachable { why: "connection refused".into(), retry_in_ms: 40 },
+        UnavailableError::StreamFailed { why: "reset".into() },
+        UnavailableError::StreamClosed,
+        UnavailableError::RequestTooLarge { len: 20 << 20, max: 16 << 20 },
+        UnavailableError::BadReply { why: "field `Sent.id`: required, absent".into() },
+        UnavailableError::ShuttingDown,
+        UnavailableError::Reported { message: "relay down".into() },
     ]
 }
 
 #[test]
 fn every_error_round_trips_as_the_same_variant() {
     for error in every_error() {
-        assert_eq!(fault_from_proto(fault_to_proto(error.clone())), Ok(error.clone()));
+        let fault = fault_to_proto(error.clone());
+        assert_eq!(fault_from_proto(over_the_wire(&fault)), Ok(error.clone()));
         // And through a whole reply, as the client sees it.
         let sent: pb::SendReply = reply(Err(error.clone()), |_| Err("unused")).unwrap();
         assert_eq!(outcome(sent, Answer::Sent).unwrap_err(), error);
@@ -320,13 +358,11 @@ fn malformed_requests_are_refused_with_the_field() {
 
 #[test]
 fn malformed_replies_are_unavailable() {
-    let bad_reply = |r: Result<Response, StoreError>| match r {
-        Err(StoreError::Unavailable(why)) => assert!(why.starts_with("bad reply"), "{why}"),
-        other => panic!("expected Unavailable, got {other:?}"),
-    };
     bad_reply(outcome(pb::SendReply { result: None }, Answer::Sent));
     bad_reply(outcome(
-        pb::ConnectReply { result: Some(pb::connect_reply::Result::Fault(pb::Fault { kind: None })) },
+        pb::ConnectReply {
+            result: Some(pb::connect_reply::Result::Fault(pb::Fault { kind: None, cause: None })),
+        },
         Answer::Connected,
     ));
     bad_reply(outcome(
@@ -436,10 +472,6 @@ fn every_outcome_round_trips_through_an_envelope_reply() {
 
 #[test]
 fn envelope_replies_must_match_their_request() {
-    let bad_reply = |r: Result<Response, StoreError>| match r {
-        Err(StoreError::Unavailable(why)) => assert!(why.starts_with("bad reply"), "{why}"),
-        other => panic!("expected a bad reply, got {other:?}"),
-    };
     // The store answering with the wrong kind is reported by the server.
     assert_eq!(pipeline::reply_to_proto(Kind::Send, Ok(Response::Done)), Err("Done"));
     // A reply of another kind, or none, is a bad reply at the client.
@@ -452,8 +484,77 @@ fn envelope_replies_must_match_their_request() {
     let refused = pipeline::failure(tonic::Code::InvalidArgument, "field `SendRequest.to`: required, absent");
     match pipeline::reply_from_proto(Kind::Send, Some(refused)) {
         Err(StoreError::Unavailable(why)) => {
-            assert_eq!(why, "InvalidArgument: field `SendRequest.to`: required, absent")
+            assert_eq!(why.to_string(), "InvalidArgument: field `SendRequest.to`: required, absent");
+            assert!(matches!(why, UnavailableError::Status { code: GrpcCode::InvalidArgument, .. }));
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
+}
+
+/// Asserts that `result` is a reply the client could not read.
+fn bad_reply(result: Result<Response, StoreError>) {
+    match result {
+        Err(StoreError::Unavailable(UnavailableError::BadReply { why })) => assert!(!why.is_empty()),
+        other => panic!("expected a bad reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_fault_keeps_its_text_for_stores_that_predate_causes() {
+    for error in every_error() {
+        let fault = fault_to_proto(error.clone());
+        let cause = match &error {
+            StoreError::Engine(cause) => Some(cause.to_string()),
+            StoreError::Unavailable(cause) => Some(cause.to_string()),
+            _ => None,
+        };
+        match (cause, &fault.kind) {
+            (Some(cause), Some(pb::fault::Kind::Engine(text) | pb::fault::Kind::Unavailable(text))) => {
+                assert_eq!(*text, cause);
+                // A store that sends the text alone: it reads back as reported text.
+                let old = fault_from_proto(pb::Fault { cause: None, ..fault.clone() }).unwrap();
+                assert_eq!(old.to_string(), error.to_string());
+            }
+            (_, Some(_)) => assert!(fault.cause.is_none(), "{error:?}"),
+            (_, None) => panic!("no kind for {error:?}"),
+        }
+    }
+    let old = pb::Fault { kind: Some(pb::fault::Kind::Engine("disk full".into())), cause: None };
+    assert_eq!(
+        fault_from_proto(old),
+        Ok(StoreError::Engine(EngineError::Reported { message: "disk full".into() }))
+    );
+}
+
+#[test]
+fn a_cause_of_the_other_family_is_a_bad_fault() {
+    let engine = fault_to_proto(StoreError::Engine(EngineError::Closed));
+    let outage = fault_to_proto(StoreError::Unavailable(UnavailableError::ShuttingDown));
+    let swapped = pb::Fault { kind: engine.kind.clone(), cause: outage.cause.clone() };
+    assert_eq!(fault_from_proto(swapped).unwrap_err().field, "Fault.cause");
+    let swapped = pb::Fault { kind: outage.kind, cause: engine.cause };
+    assert_eq!(fault_from_proto(swapped).unwrap_err().field, "Fault.cause");
+}
+
+#[test]
+fn io_kinds_and_grpc_codes_round_trip() {
+    for kind in super::fault::IO_KINDS {
+        let error = StoreError::Engine(EngineError::Io { kind, message: "x".into() });
+        assert_eq!(fault_from_proto(fault_to_proto(error.clone())), Ok(error));
+    }
+    // A kind this side cannot name reads as `Other`, with its text.
+    let cause = pb::Cause {
+        kind: Some(pb::cause::Kind::Io(pb::IoCause { kind: "Martian".into(), message: "m".into() })),
+    };
+    let fault = pb::Fault { kind: Some(pb::fault::Kind::Engine("m".into())), cause: Some(cause) };
+    assert_eq!(
+        fault_from_proto(fault),
+        Ok(StoreError::Engine(EngineError::Io { kind: std::io::ErrorKind::Other, message: "m".into() }))
+    );
+    // The store's codes are gRPC's, by number and name.
+    for code in GrpcCode::ALL {
+        assert_eq!(GrpcCode::from_number(code as i32), code);
+        assert_eq!(format!("{:?}", tonic::Code::from(code as i32)), format!("{code:?}"));
+    }
+    assert_eq!(GrpcCode::from_number(99), GrpcCode::Unknown);
 }

@@ -53,6 +53,25 @@ pub enum State {
 }
 
 impl State {
+    /// Whether a session may move from `self` to `to`: the arrows of
+    /// `LIFECYCLE.md`. States only move forward: nothing leaves `Closed`,
+    /// `Closing` only ends, a session is `Live` only after `Verifying`, and
+    /// keeps its identity when it drains.
+    fn leads_to(self, to: State) -> bool {
+        match (self, to) {
+            (Self::Closed, _) => false,
+            (_, Self::Closed) => true,
+            (Self::Closing, _) => false,
+            (Self::Handshake, to) => matches!(to, Self::Echo | Self::AwaitHello),
+            // A close frame, from any WebSocket state.
+            (_, Self::Closing) => true,
+            (Self::AwaitHello, Self::Verifying) => true,
+            (Self::Verifying, Self::Live(_)) => true,
+            (Self::Live(live), Self::Draining(draining)) => live == draining,
+            _ => false,
+        }
+    }
+
     /// Label for the `gateway_sessions{state}` gauge.
     pub fn label(self) -> &'static str {
         match self {
@@ -205,9 +224,9 @@ impl Session {
             return;
         }
         let identity = Identity { user: auth_ok.user, device: auth_ok.device };
-        self.state = State::Live(identity);
         self.timers.stop(Timer::Auth);
         self.timers.set(Timer::Heartbeat, ctx.now + ctx.config.heartbeat_timeout());
+        self.transition(State::Live(identity));
         let head = auth_ok.inbox_head;
         self.send_control(ctx, &Frame::AuthOk(auth_ok));
         let step = self.delivery.start(resume_after, head, ctx.config.sync_window);
@@ -258,6 +277,8 @@ impl Session {
             Live::Send => {
                 let (head, used) = deliver.head(seq);
                 let was_paused = self.out.live_paused();
+                // `SharedDeliver::head` writes at most the array's length.
+                debug_assert!(used <= head.len(), "DELIVER head of {used} bytes");
                 let head = head.get(..used).unwrap_or_default();
                 let queued =
                     self.out.push_shared_tail(head, deliver.tail().clone(), Class::Live, self.limits(ctx));
@@ -398,8 +419,8 @@ impl Session {
                 let close_at =
                     ctx.now + std::time::Duration::from_millis(goaway.reconnect_after_ms.into()) + grace;
                 self.send_control(ctx, &Frame::GoAway(goaway));
-                self.state = State::Draining(identity);
                 self.timers.set(Timer::Drain, close_at);
+                self.transition(State::Draining(identity));
             }
             State::Draining(_) | State::Closing | State::Closed => {}
             State::Handshake => self.finish(ctx, 0),
@@ -446,7 +467,7 @@ impl Session {
                 write_accept(&accepted, &mut response);
                 self.out.push_raw(response.freeze());
                 self.timers.stop(Timer::Handshake);
-                self.state = match accepted.route {
+                let open = match accepted.route {
                     Route::Echo => {
                         self.reader = Some(MessageReader::new(ctx.config.echo_max_message));
                         State::Echo
@@ -456,6 +477,7 @@ impl Session {
                         State::AwaitHello
                     }
                 };
+                self.transition(open);
                 true
             }
             Err(rejection) => {
@@ -547,7 +569,7 @@ impl Session {
         }
         match (self.state, frame) {
             (State::AwaitHello, Frame::Hello(hello)) => {
-                self.state = State::Verifying;
+                self.transition(State::Verifying);
                 ctx.actions.push(Action::Verify(Box::new(hello)));
             }
             (State::Live(_) | State::Draining(_), Frame::Ping(ping)) => {
@@ -660,11 +682,11 @@ impl Session {
         }
         self.push_ws_close(code, reason);
         ctx.observer.closed(code);
-        self.state = State::Closing;
         for timer in [Timer::Auth, Timer::Heartbeat, Timer::Drain] {
             self.timers.stop(timer);
         }
         self.timers.set(Timer::Linger, ctx.now + ctx.config.linger);
+        self.transition(State::Closing);
     }
 
     /// Ends the session now; the worker writes what it can and closes.
@@ -675,9 +697,57 @@ impl Session {
         if code != 0 {
             ctx.observer.closed(code);
         }
-        self.state = State::Closed;
         self.timers.clear();
+        self.transition(State::Closed);
         ctx.actions.push(Action::Close);
+    }
+
+    /// The one place the state changes. The caller has already armed the
+    /// timers of `to`, so that the invariants hold when they are checked.
+    /// A move `LIFECYCLE.md` does not allow is a bug: debug builds panic,
+    /// release builds take it as before.
+    fn transition(&mut self, to: State) {
+        debug_assert!(
+            self.state.leads_to(to),
+            "session state {:?} -> {to:?} is not a lifecycle transition",
+            self.state
+        );
+        self.state = to;
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+    }
+
+    /// What must hold in the state just entered (`LIFECYCLE.md`).
+    #[cfg(debug_assertions)]
+    fn check_invariants(&self) {
+        // The deadlines each state waits for ("Timers armed"). The
+        // write-stall deadline follows unsent output, not the state: the
+        // close frame is queued without arming it.
+        let armed: &[Timer] = match self.state {
+            State::Handshake => &[Timer::Handshake],
+            State::Echo | State::Closed => &[],
+            State::AwaitHello | State::Verifying => &[Timer::Auth],
+            State::Live(_) => &[Timer::Heartbeat],
+            State::Draining(_) => &[Timer::Heartbeat, Timer::Drain],
+            State::Closing => &[Timer::Linger],
+        };
+        for timer in [Timer::Handshake, Timer::Auth, Timer::Heartbeat, Timer::Drain, Timer::Linger] {
+            debug_assert_eq!(
+                self.timers.get(timer).is_some(),
+                armed.contains(&timer),
+                "{timer:?} deadline in state {:?}",
+                self.state
+            );
+        }
+        if self.state == State::Closed {
+            debug_assert!(self.timers.next().is_none(), "a closed session waits for nothing");
+        }
+        if matches!(self.state, State::Echo | State::AwaitHello | State::Verifying) {
+            // Nothing of the inbox goes out before authentication, and only
+            // `/echo` queues live output that could pause.
+            debug_assert!(self.delivery.mode() == Mode::Off && self.delivery.sent() == Seq(0));
+            debug_assert!(self.state == State::Echo || !self.out.live_paused());
+        }
     }
 
     fn push_ws_close(&mut self, code: u16, reason: &str) {
@@ -692,5 +762,79 @@ fn ephemeral_reason(kind: &'static str) -> &'static str {
         "TYPING_NOTIFY" => "typing",
         "PRESENCE" => "presence",
         _ => "ephemeral",
+    }
+}
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use super::*;
+    use crate::tests::harness::{hello, live, message, upgrade, Harness};
+
+    fn identity(user: u64) -> Identity {
+        Identity { user: UserId(user), device: protocol::DeviceId(2) }
+    }
+
+    /// A session that sent HELLO and waits for its verification.
+    fn verifying() -> Harness {
+        let mut h = Harness::new();
+        h.read(&upgrade("/ws"));
+        h.read(&message(&[hello(1, 1)]));
+        assert_eq!(h.session.state(), State::Verifying);
+        h
+    }
+
+    #[test]
+    #[should_panic(expected = "is not a lifecycle transition")]
+    fn live_before_authentication_panics() {
+        Harness::new().session.transition(State::Live(identity(7)));
+    }
+
+    #[test]
+    #[should_panic(expected = "is not a lifecycle transition")]
+    fn no_return_from_closing() {
+        let mut h = live();
+        h.with(|s, ctx| s.close_with(ctx, CloseCode::NORMAL, "bye"));
+        assert_eq!(h.session.state(), State::Closing);
+        h.session.transition(State::Live(identity(7)));
+    }
+
+    #[test]
+    #[should_panic(expected = "deadline in state")]
+    fn a_state_entered_without_its_deadlines_panics() {
+        // Verifying → Live is allowed, but not without the heartbeat armed
+        // (and with the auth deadline still running).
+        verifying().session.transition(State::Live(identity(7)));
+    }
+
+    #[test]
+    fn the_allowed_moves_are_the_lifecycle_arrows() {
+        use State::*;
+        let all = [
+            Handshake,
+            Echo,
+            AwaitHello,
+            Verifying,
+            Live(identity(7)),
+            Draining(identity(7)),
+            Closing,
+            Closed,
+        ];
+        let allowed = |from: State, to: State| {
+            matches!(
+                (from, to),
+                (Handshake, Echo | AwaitHello | Closed)
+                    | (AwaitHello, Verifying)
+                    | (Verifying, Live(_))
+                    | (Live(_), Draining(_))
+                    | (Echo | AwaitHello | Verifying | Live(_) | Draining(_), Closing | Closed)
+                    | (Closing, Closed)
+            )
+        };
+        for from in all {
+            for to in all {
+                assert_eq!(from.leads_to(to), allowed(from, to), "{from:?} -> {to:?}");
+            }
+        }
+        assert!(!Live(identity(7)).leads_to(Draining(identity(8))), "draining keeps the identity");
     }
 }

@@ -2,6 +2,6 @@
 
 mod control;
 mod delivery;
-mod harness;
+pub(crate) mod harness;
 mod lifecycle;
 mod outbound;
