@@ -115,33 +115,8 @@ impl Node {
             wss,
             backlog: i32::try_from(config.listen.backlog).unwrap_or(i32::MAX),
         };
-        let mut threads = Vec::with_capacity(workers);
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
-        for (index, (poll, receiver)) in polls.into_iter().zip(receivers).enumerate() {
-            let metrics = registry.worker(index).cloned().context("worker metrics")?;
-            let waker = inboxes.get(index).map(|inbox| inbox.waker.clone()).context("worker waker")?;
-            let replies = reply_channel(waker);
-            let worker = Worker::new(index, listen, receiver, poll, shared.clone(), metrics, replies)
-                .with_context(|| match listen.wss {
-                    Some(wss) => format!("binding {} and {wss}", listen.ws),
-                    None => format!("binding {}", listen.ws),
-                })?;
-            // Port 0: the first worker picks the ports, the others share them.
-            listen.ws = worker.local_addr().context("listener address")?;
-            listen.wss = worker.wss_addr().context("wss listener address")?;
-            let core =
-                config.node.pin_workers.then(|| cores.get(index % cores.len().max(1)).copied()).flatten();
-            let thread = std::thread::Builder::new()
-                .name(format!("worker-{index}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    worker.run()
-                })
-                .context("spawning a worker")?;
-            threads.push(thread);
-        }
+        let parts = Workers { polls, receivers, registry: &registry, pin: config.node.pin_workers };
+        let threads = spawn_workers(parts, &shared, &mut listen)?;
         let ready = Arc::new(AtomicBool::new(true));
         let admin_addr = config.listen.admin_addr()?;
         let admin = gateway_admin::spawn(admin_addr, registry.clone(), ready.clone())
@@ -319,6 +294,51 @@ impl Node {
     fn verifier_leeway(&self) -> u64 {
         self.verifier.read().map_or(gateway_auth::DEFAULT_LEEWAY_SECS, |v| v.leeway())
     }
+}
+
+/// The workers' polls and inbox receivers, before their threads start.
+struct Workers<'a> {
+    polls: Vec<Poll>,
+    receivers: Vec<crossbeam_channel::Receiver<Command>>,
+    registry: &'a Registry,
+    /// Pin each worker thread to a core.
+    pin: bool,
+}
+
+/// Binds every worker's listeners and starts its thread. `listen` ends
+/// with the ports the first worker bound (port 0: it picks them, the others
+/// share them).
+fn spawn_workers(
+    Workers { polls, receivers, registry, pin }: Workers<'_>,
+    shared: &Shared,
+    listen: &mut Listen,
+) -> Result<Vec<JoinHandle<std::io::Result<()>>>> {
+    let mut threads = Vec::with_capacity(polls.len());
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    for (index, (poll, receiver)) in polls.into_iter().zip(receivers).enumerate() {
+        let metrics = registry.worker(index).cloned().context("worker metrics")?;
+        let waker = shared.inboxes.get(index).map(|inbox| inbox.waker.clone()).context("worker waker")?;
+        let replies = reply_channel(waker);
+        let worker = Worker::new(index, *listen, receiver, poll, shared.clone(), metrics, replies)
+            .with_context(|| match listen.wss {
+                Some(wss) => format!("binding {} and {wss}", listen.ws),
+                None => format!("binding {}", listen.ws),
+            })?;
+        listen.ws = worker.local_addr().context("listener address")?;
+        listen.wss = worker.wss_addr().context("wss listener address")?;
+        let core = pin.then(|| cores.get(index % cores.len().max(1)).copied()).flatten();
+        let thread = std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                worker.run()
+            })
+            .context("spawning a worker")?;
+        threads.push(thread);
+    }
+    Ok(threads)
 }
 
 /// Creates the data directory, or makes an existing one, private (0700): the

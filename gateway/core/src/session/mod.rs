@@ -1,18 +1,22 @@
 //! The session state machine: HTTP upgrade, HELLO, live, draining, closing.
 //! See `LIFECYCLE.md` beside this crate for the states and their transitions.
-//! What the frame-rate limit refuses, and how, is in `refusals`.
+//! Client input (the upgrade, WebSocket events, protocol frames) is handled
+//! in `input`; the one transition function and its debug invariants are in
+//! `lifecycle`; what the frame-rate limit refuses, and how, is in
+//! `refusals`.
 
+mod input;
+mod lifecycle;
 mod refusals;
 
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use gateway_ws::frame::write_close;
-use gateway_ws::{parse_request, write_accept, write_rejection};
-use gateway_ws::{MessageReader, OpCode, Route, WsEvent};
+use gateway_ws::{MessageReader, OpCode};
 use protocol::{
-    AuthError, AuthOk, CloseCode, DecodeError, Deliver, Direction, ErrorCode, Frame, GoAway, List, Note,
-    Pong, Seq, SyncBatch, SyncDone, UserId,
+    AuthError, AuthOk, CloseCode, Deliver, ErrorCode, Frame, GoAway, List, Note, Seq, SyncBatch, SyncDone,
+    UserId,
 };
 
 use crate::context::{Action, Ctx, Observer};
@@ -53,25 +57,6 @@ pub enum State {
 }
 
 impl State {
-    /// Whether a session may move from `self` to `to`: the arrows of
-    /// `LIFECYCLE.md`. States only move forward: nothing leaves `Closed`,
-    /// `Closing` only ends, a session is `Live` only after `Verifying`, and
-    /// keeps its identity when it drains.
-    fn leads_to(self, to: State) -> bool {
-        match (self, to) {
-            (Self::Closed, _) => false,
-            (_, Self::Closed) => true,
-            (Self::Closing, _) => false,
-            (Self::Handshake, to) => matches!(to, Self::Echo | Self::AwaitHello),
-            // A close frame, from any WebSocket state.
-            (_, Self::Closing) => true,
-            (Self::AwaitHello, Self::Verifying) => true,
-            (Self::Verifying, Self::Live(_)) => true,
-            (Self::Live(live), Self::Draining(draining)) => live == draining,
-            _ => false,
-        }
-    }
-
     /// Label for the `gateway_sessions{state}` gauge.
     pub fn label(self) -> &'static str {
         match self {
@@ -457,151 +442,6 @@ impl Session {
         }
     }
 
-    /// Reads the HTTP upgrade; true once the WebSocket is open.
-    fn read_upgrade<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, buf: &mut BytesMut) -> bool {
-        let mut response = BytesMut::new();
-        match parse_request(buf, &ctx.config.handshake) {
-            Ok(None) => false,
-            Ok(Some(accepted)) => {
-                buf.advance(accepted.consumed);
-                write_accept(&accepted, &mut response);
-                self.out.push_raw(response.freeze());
-                self.timers.stop(Timer::Handshake);
-                let open = match accepted.route {
-                    Route::Echo => {
-                        self.reader = Some(MessageReader::new(ctx.config.echo_max_message));
-                        State::Echo
-                    }
-                    Route::Ws => {
-                        self.timers.set(Timer::Auth, ctx.now + ctx.config.auth_timeout);
-                        State::AwaitHello
-                    }
-                };
-                self.transition(open);
-                true
-            }
-            Err(rejection) => {
-                ctx.observer.handshake_failed(rejection.reason.as_str());
-                write_rejection(&rejection, &mut response);
-                self.out.push_raw(response.freeze());
-                self.finish(ctx, 0);
-                false
-            }
-        }
-    }
-
-    fn on_ws_event<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, event: WsEvent) {
-        match (self.state, event) {
-            (State::Closed, _) => {}
-            (State::Closing, WsEvent::Close { .. }) => self.finish(ctx, 0),
-            (State::Closing, _) => {}
-            (_, WsEvent::Close { code, .. }) => {
-                // Answer the client's close with its code (RFC 6455 §5.5.1).
-                let code = code.unwrap_or(CloseCode::NORMAL.0);
-                self.push_ws_close(code, "");
-                ctx.observer.closed(code);
-                self.finish(ctx, 0);
-            }
-            // Control frames take tokens from the frame-rate bucket like
-            // protocol frames, in every state; a refused ping gets no pong.
-            // The pong's payload is copied (at most 125 bytes) so that it does
-            // not pin the read buffer it was split from while it waits.
-            (_, WsEvent::Ping(payload)) => {
-                if self.check_rate(ctx).is_ok() {
-                    // A refusal (overflow) has already started the close.
-                    let _ = self.send_data(ctx, OpCode::Pong, Bytes::copy_from_slice(&payload), Class::Reply);
-                }
-            }
-            (_, WsEvent::Pong(_)) => {
-                let _ = self.check_rate(ctx);
-            }
-            // Echoes are live output: paused for a client that does not read
-            // (SPEC §7's policy, with room for one whole echo more).
-            (State::Echo, WsEvent::Binary(message)) => {
-                let _ = self.send_data(ctx, OpCode::Binary, message, Class::Live);
-            }
-            (State::Echo, WsEvent::Text(message)) => {
-                let _ = self.send_data(ctx, OpCode::Text, message, Class::Live);
-            }
-            (_, WsEvent::Text(_)) => {
-                self.close(ctx, CloseCode::UNSUPPORTED_DATA.0, "binary messages only");
-            }
-            (_, WsEvent::Binary(message)) => self.on_message(ctx, message),
-        }
-    }
-
-    /// One binary message of protocol frames.
-    fn on_message<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, message: Bytes) {
-        for item in ctx.config.decoder.message(message) {
-            if matches!(self.state, State::Closing | State::Closed) {
-                return;
-            }
-            match item {
-                Ok(frame) => {
-                    ctx.observer.frame_in(frame.kind());
-                    self.on_frame(ctx, frame);
-                }
-                Err(DecodeError::UnsupportedVersion { .. }) if self.state == State::AwaitHello => {
-                    let text = "no protocol version in common";
-                    self.reject(
-                        ctx,
-                        ErrorCode::UNSUPPORTED_VERSION,
-                        CloseCode::UNSUPPORTED_VERSION,
-                        "version",
-                        text,
-                    );
-                }
-                Err(err) => {
-                    let text = err.to_string();
-                    self.error(ctx, ErrorCode::BAD_FRAME, &text);
-                    self.close(ctx, CloseCode::BAD_FRAME.0, &text);
-                }
-            }
-        }
-    }
-
-    fn on_frame<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: Frame) {
-        if matches!(self.state, State::Live(_) | State::Draining(_)) {
-            if let Err(wait) = self.check_rate(ctx) {
-                self.refuse(ctx, &frame, wait);
-                return;
-            }
-        }
-        match (self.state, frame) {
-            (State::AwaitHello, Frame::Hello(hello)) => {
-                self.transition(State::Verifying);
-                ctx.actions.push(Action::Verify(Box::new(hello)));
-            }
-            (State::Live(_) | State::Draining(_), Frame::Ping(ping)) => {
-                self.reply(ctx, &Frame::Pong(Pong { nonce: ping.nonce }));
-            }
-            (State::Live(_) | State::Draining(_), Frame::Pong(_)) => {}
-            (State::Live(_) | State::Draining(_), Frame::Ack(ack)) => {
-                let (moved, step) = self.delivery.ack(ack.up_to, !self.out.is_empty());
-                if let Some(up_to) = moved {
-                    ctx.actions.push(Action::Acked(up_to));
-                }
-                self.step(ctx, step);
-            }
-            (State::Live(_) | State::Draining(_), Frame::SyncRequest(request)) => {
-                let unwritten = !self.out.is_empty();
-                let step = self.delivery.sync_request(request.after, request.window, unwritten);
-                self.step(ctx, step);
-            }
-            (State::Live(_) | State::Draining(_), frame)
-                if frame.kind().direction() == Direction::ClientToServer
-                    && !matches!(frame, Frame::Hello(_)) =>
-            {
-                ctx.actions.push(Action::Frame(frame));
-            }
-            (_, frame) => {
-                let text = format!("{} is not allowed here", frame.kind().name());
-                self.error(ctx, ErrorCode::UNEXPECTED_FRAME, &text);
-                self.close(ctx, CloseCode::UNEXPECTED_FRAME.0, &text);
-            }
-        }
-    }
-
     /// Queues session control output (AUTH_*, ERROR, GOAWAY, sync): the policy
     /// never refuses it; it is only skipped once the session is closing.
     fn send_control<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>, frame: &Frame) {
@@ -702,54 +542,6 @@ impl Session {
         ctx.actions.push(Action::Close);
     }
 
-    /// The one place the state changes. The caller has already armed the
-    /// timers of `to`, so that the invariants hold when they are checked.
-    /// A move `LIFECYCLE.md` does not allow is a bug: debug builds panic,
-    /// release builds take it as before.
-    fn transition(&mut self, to: State) {
-        debug_assert!(
-            self.state.leads_to(to),
-            "session state {:?} -> {to:?} is not a lifecycle transition",
-            self.state
-        );
-        self.state = to;
-        #[cfg(debug_assertions)]
-        self.check_invariants();
-    }
-
-    /// What must hold in the state just entered (`LIFECYCLE.md`).
-    #[cfg(debug_assertions)]
-    fn check_invariants(&self) {
-        // The deadlines each state waits for ("Timers armed"). The
-        // write-stall deadline follows unsent output, not the state: the
-        // close frame is queued without arming it.
-        let armed: &[Timer] = match self.state {
-            State::Handshake => &[Timer::Handshake],
-            State::Echo | State::Closed => &[],
-            State::AwaitHello | State::Verifying => &[Timer::Auth],
-            State::Live(_) => &[Timer::Heartbeat],
-            State::Draining(_) => &[Timer::Heartbeat, Timer::Drain],
-            State::Closing => &[Timer::Linger],
-        };
-        for timer in [Timer::Handshake, Timer::Auth, Timer::Heartbeat, Timer::Drain, Timer::Linger] {
-            debug_assert_eq!(
-                self.timers.get(timer).is_some(),
-                armed.contains(&timer),
-                "{timer:?} deadline in state {:?}",
-                self.state
-            );
-        }
-        if self.state == State::Closed {
-            debug_assert!(self.timers.next().is_none(), "a closed session waits for nothing");
-        }
-        if matches!(self.state, State::Echo | State::AwaitHello | State::Verifying) {
-            // Nothing of the inbox goes out before authentication, and only
-            // `/echo` queues live output that could pause.
-            debug_assert!(self.delivery.mode() == Mode::Off && self.delivery.sent() == Seq(0));
-            debug_assert!(self.state == State::Echo || !self.out.live_paused());
-        }
-    }
-
     fn push_ws_close(&mut self, code: u16, reason: &str) {
         let mut frame = BytesMut::new();
         write_close(&mut frame, code, reason);
@@ -762,79 +554,5 @@ fn ephemeral_reason(kind: &'static str) -> &'static str {
         "TYPING_NOTIFY" => "typing",
         "PRESENCE" => "presence",
         _ => "ephemeral",
-    }
-}
-
-#[cfg(all(test, debug_assertions))]
-mod tests {
-    use super::*;
-    use crate::tests::harness::{hello, live, message, upgrade, Harness};
-
-    fn identity(user: u64) -> Identity {
-        Identity { user: UserId(user), device: protocol::DeviceId(2) }
-    }
-
-    /// A session that sent HELLO and waits for its verification.
-    fn verifying() -> Harness {
-        let mut h = Harness::new();
-        h.read(&upgrade("/ws"));
-        h.read(&message(&[hello(1, 1)]));
-        assert_eq!(h.session.state(), State::Verifying);
-        h
-    }
-
-    #[test]
-    #[should_panic(expected = "is not a lifecycle transition")]
-    fn live_before_authentication_panics() {
-        Harness::new().session.transition(State::Live(identity(7)));
-    }
-
-    #[test]
-    #[should_panic(expected = "is not a lifecycle transition")]
-    fn no_return_from_closing() {
-        let mut h = live();
-        h.with(|s, ctx| s.close_with(ctx, CloseCode::NORMAL, "bye"));
-        assert_eq!(h.session.state(), State::Closing);
-        h.session.transition(State::Live(identity(7)));
-    }
-
-    #[test]
-    #[should_panic(expected = "deadline in state")]
-    fn a_state_entered_without_its_deadlines_panics() {
-        // Verifying → Live is allowed, but not without the heartbeat armed
-        // (and with the auth deadline still running).
-        verifying().session.transition(State::Live(identity(7)));
-    }
-
-    #[test]
-    fn the_allowed_moves_are_the_lifecycle_arrows() {
-        use State::*;
-        let all = [
-            Handshake,
-            Echo,
-            AwaitHello,
-            Verifying,
-            Live(identity(7)),
-            Draining(identity(7)),
-            Closing,
-            Closed,
-        ];
-        let allowed = |from: State, to: State| {
-            matches!(
-                (from, to),
-                (Handshake, Echo | AwaitHello | Closed)
-                    | (AwaitHello, Verifying)
-                    | (Verifying, Live(_))
-                    | (Live(_), Draining(_))
-                    | (Echo | AwaitHello | Verifying | Live(_) | Draining(_), Closing | Closed)
-                    | (Closing, Closed)
-            )
-        };
-        for from in all {
-            for to in all {
-                assert_eq!(from.leads_to(to), allowed(from, to), "{from:?} -> {to:?}");
-            }
-        }
-        assert!(!Live(identity(7)).leads_to(Draining(identity(8))), "draining keeps the identity");
     }
 }

@@ -256,16 +256,19 @@ impl TestNode {
     }
 
     /// What `client` received since last asked (as if its socket took it
-    /// all), parsed.
+    /// all), parsed. The bytes are taken as owned pieces, the way a
+    /// completion-based driver (io_uring) takes them for a write in flight.
     pub(crate) fn output(&mut self, client: Client) -> Vec<Out> {
         let hub = &mut self.hubs[client.worker];
         hub.seal(client.key);
         let Some((_, outbound)) = hub.output(client.key) else { return Vec::new() };
+        let mut pieces = Vec::new();
+        outbound.owned_chunks(&mut pieces, usize::MAX);
         let pending = self.pending.entry((client.worker, client.key)).or_default();
         let mut written = 0;
-        for chunk in outbound.chunks() {
-            pending.extend_from_slice(chunk);
-            written += chunk.len();
+        for piece in &pieces {
+            pending.extend_from_slice(piece);
+            written += piece.len();
         }
         hub.handle_written(self.now, client.key, written);
         let out = parse_server_output(pending);
