@@ -303,3 +303,34 @@ async fn a_burst_of_acks_is_stored_up_to_the_last_even_when_the_device_closes_at
     assert_eq!(b.session().acked().0, 0, "entries were left in the inbox");
     no_delivery(&mut b, Duration::from_millis(300)).await;
 }
+
+both_modes!(a_reader_that_stalls_until_live_pauses_gets_everything_once_it_reads);
+async fn a_reader_that_stalls_until_live_pauses_gets_everything_once_it_reads(mode: Mode) {
+    // B stops reading while A sends 8 MB: B's socket buffers fill, then its
+    // session's queue passes the (small) pause mark and live delivery pauses.
+    // When B reads again, the write that drains the queue resumes delivery,
+    // which reads the rest from the store: that sync must reach B. (Before
+    // the hub, the driver lost a session whose write produced more work: its
+    // output was never written again, and B was cut within 2 s.)
+    const COUNT: usize = 2_000;
+    let config =
+        "[session]\noutbound_pause_bytes = 16384\n[limits]\nframes_per_sec = 100000\nframes_burst = 100000\n";
+    let cluster = Cluster::start(mode, config);
+    let mut b = connect(&cluster, 2, 1).await;
+    let mut a = connect(&cluster, 1, 1).await;
+    for i in 0..COUNT {
+        a.send(Conversation::Direct(UserId(2)), payload(&format!("{i:>4096}"))).await.unwrap();
+        if i % 100 == 99 {
+            for _ in 0..100 {
+                wait_for(&mut a, |event| matches!(event, Event::Sent { .. }).then_some(())).await;
+            }
+        }
+    }
+    let paused = r#"gateway_drops_total{reason="live_paused"}"#;
+    assert!(cluster.gateway.metric(paused) >= 1.0, "live delivery to the stalled reader never paused");
+    let got = deliveries(&mut b, COUNT).await;
+    let seqs: Vec<u64> = got.iter().map(|d| d.seq.0).collect();
+    assert_eq!(seqs, (1..=COUNT as u64).collect::<Vec<_>>(), "every entry once, in order");
+    let last: usize = std::str::from_utf8(got[COUNT - 1].payload.bytes()).unwrap().trim().parse().unwrap();
+    assert_eq!(last, COUNT - 1);
+}
