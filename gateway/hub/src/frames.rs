@@ -13,7 +13,7 @@ use backend_store::{
     SendMessage as StoreSend,
 };
 use gateway_core::Class;
-use protocol::{DeviceId, ErrorCode, Frame, Note, Presence, SendError, UserId};
+use protocol::{DeviceId, ErrorCode, Frame, Note, SendError, UserId};
 use routing::SessionRef;
 
 use crate::work::{Now, Pending};
@@ -152,7 +152,7 @@ impl<C> Hub<C> {
             self.config.grace_ms(),
             &mut watchers,
         );
-        let presence = Frame::Presence(Presence { user, status: view.status, last_seen: view.last_seen });
+        let presence = crate::presence::presence(user, view);
         for watcher in watchers.drain(..) {
             self.post_frame(watcher, presence.clone(), Class::Ephemeral);
         }

@@ -57,7 +57,7 @@ pub struct Hub<C> {
     /// Store requests for the driver to send.
     store: VecDeque<StoreCall>,
     /// Store requests outstanding.
-    pub(crate) inflight: usize,
+    inflight: usize,
     /// Push work for the driver.
     pub(crate) push: VecDeque<PushWork>,
     /// Sessions the hub has finished with.
