@@ -1,0 +1,80 @@
+//! Key names and the scripts that change them. Each script touches keys of
+//! one hash tag only, so it runs on one shard of a Redis Cluster.
+
+use protocol::UserId;
+use redis::Script;
+
+use crate::NodeId;
+
+/// A user's placements (one hash per user: all its devices in one slot).
+pub(crate) fn user(user: UserId) -> String {
+    format!("reg:{{u:{}}}", user.0)
+}
+
+/// A node's lease: its current epoch, expiring with the lease.
+pub(crate) fn lease(node: NodeId) -> String {
+    format!("lease:{{n:{}}}", node.0)
+}
+
+/// A node's epoch counter (same slot as its lease).
+pub(crate) fn epoch(node: NodeId) -> String {
+    format!("epoch:{{n:{}}}", node.0)
+}
+
+/// The hash field of a device.
+pub(crate) fn device_field(device: protocol::DeviceId) -> String {
+    format!("d:{}", device.0)
+}
+
+/// KEYS: epoch, lease. ARGV: lease ms. A new epoch, and the lease on it.
+pub(crate) fn join() -> Script {
+    Script::new(
+        r"local epoch = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], epoch, 'PX', ARGV[1])
+return epoch",
+    )
+}
+
+/// KEYS: lease. ARGV: epoch, lease ms. 1 if the lease was ours and is
+/// extended; 0 if it is gone or another epoch's (fenced).
+pub(crate) fn renew() -> Script {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0",
+    )
+}
+
+/// KEYS: lease. ARGV: epoch. Ends the lease if it is still ours.
+pub(crate) fn leave() -> Script {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0",
+    )
+}
+
+/// KEYS: user. ARGV: field, placement, safety TTL ms. Sets the placement;
+/// returns the one it replaced (nil if none).
+pub(crate) fn register() -> Script {
+    Script::new(
+        r"local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return old",
+    )
+}
+
+/// KEYS: user. ARGV: field, placement. Removes the placement only if it is
+/// still exactly this one; 1 if removed.
+pub(crate) fn unregister() -> Script {
+    Script::new(
+        r"if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0",
+    )
+}

@@ -1,0 +1,275 @@
+//! [`Registry`]: the calls a node makes, over one multiplexed connection
+//! (a single server's `ConnectionManager`, which reconnects by itself, or a
+//! Redis Cluster connection, which follows the slot map).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use protocol::{DeviceId, UserId};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+
+use crate::{keys, Epoch, NodeId};
+
+/// How a node talks to the registry.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Longest wait for any one call (connecting included): past it the call
+    /// fails with [`RegistryError::Timeout`] and the caller degrades (live
+    /// delivery falls back to the next sync).
+    pub timeout: Duration,
+    /// A node's lease: renew well within it (a third is the usual cadence).
+    pub lease: Duration,
+    /// How long a user's placements outlive their last registration
+    /// (bounds what a user never looked up again leaves behind; a session
+    /// open longer than this is re-registered by its node's periodic
+    /// refresh).
+    pub safety_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(500),
+            lease: Duration::from_secs(10),
+            safety_ttl: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// Where a device's session lives: the node, the node's epoch when it
+/// registered it, and the node's own id for the session (unique within the
+/// node's epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Placement {
+    /// The node.
+    pub node: NodeId,
+    /// Its epoch at registration.
+    pub epoch: Epoch,
+    /// The session on that node.
+    pub session: u64,
+}
+
+impl Placement {
+    fn encode(self) -> String {
+        format!("{}:{}:{}", self.node.0, self.epoch.0, self.session)
+    }
+
+    fn decode(text: &str) -> Result<Self, RegistryError> {
+        let corrupt = || RegistryError::Corrupt(format!("placement {text:?}"));
+        let mut parts = text.split(':');
+        let mut next = || parts.next().ok_or_else(corrupt);
+        let node = next()?.parse().map_err(|_| corrupt())?;
+        let epoch = next()?.parse().map_err(|_| corrupt())?;
+        let session = next()?.parse().map_err(|_| corrupt())?;
+        Ok(Self { node: NodeId(node), epoch: Epoch(epoch), session })
+    }
+}
+
+/// What a lease renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Renewal {
+    /// The lease is ours and extended.
+    Renewed,
+    /// The lease expired or another epoch holds it: the node must stop
+    /// trusting its placements, join again and re-register its sessions.
+    Fenced,
+}
+
+/// Why a registry call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// No answer within [`Config::timeout`].
+    #[error("registry call timed out after {0:?}")]
+    Timeout(Duration),
+    /// Redis refused the call or the connection failed.
+    #[error("registry: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored value is not what this code writes.
+    #[error("registry holds a corrupt {0}")]
+    Corrupt(String),
+}
+
+/// The registry as one node sees it. `C` is the connection: a single
+/// server's [`ConnectionManager`] or a [`ClusterConnection`].
+#[derive(Clone)]
+pub struct Registry<C> {
+    conn: C,
+    config: Config,
+}
+
+impl<C> std::fmt::Debug for Registry<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Registry<ConnectionManager> {
+    /// A registry on one Redis server (`redis://host:port`).
+    pub async fn single(url: &str, config: Config) -> Result<Self, RegistryError> {
+        let client = redis::Client::open(url)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout));
+        let conn = bounded(config.timeout, client.get_connection_manager_with_config(manager)).await?;
+        Ok(Self { conn, config })
+    }
+}
+
+impl Registry<ClusterConnection> {
+    /// A registry on a Redis Cluster, given some of its nodes.
+    pub async fn cluster(urls: &[&str], config: Config) -> Result<Self, RegistryError> {
+        let client = ClusterClientBuilder::new(urls.iter().copied())
+            .connection_timeout(config.timeout)
+            .response_timeout(config.timeout)
+            .build()?;
+        let conn = bounded(config.timeout, client.get_async_connection()).await?;
+        Ok(Self { conn, config })
+    }
+}
+
+impl<C: ConnectionLike + Clone + Send> Registry<C> {
+    /// Starts a new epoch of `node` and takes its lease.
+    pub async fn join(&self, node: NodeId) -> Result<Epoch, RegistryError> {
+        let script = keys::join();
+        let mut call = script.prepare_invoke();
+        call.key(keys::epoch(node)).key(keys::lease(node)).arg(millis(self.config.lease));
+        let mut conn = self.conn.clone();
+        let epoch: u64 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        Ok(Epoch(epoch))
+    }
+
+    /// Extends `node`'s lease if `epoch` still holds it.
+    pub async fn renew(&self, node: NodeId, epoch: Epoch) -> Result<Renewal, RegistryError> {
+        let script = keys::renew();
+        let mut call = script.prepare_invoke();
+        call.key(keys::lease(node)).arg(epoch.0).arg(millis(self.config.lease));
+        let mut conn = self.conn.clone();
+        let renewed: u8 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        Ok(if renewed == 1 { Renewal::Renewed } else { Renewal::Fenced })
+    }
+
+    /// Ends `node`'s lease now (a drained node), if `epoch` still holds it:
+    /// its placements stop counting at once.
+    pub async fn leave(&self, node: NodeId, epoch: Epoch) -> Result<(), RegistryError> {
+        let script = keys::leave();
+        let mut call = script.prepare_invoke();
+        call.key(keys::lease(node)).arg(epoch.0);
+        let mut conn = self.conn.clone();
+        let _: u8 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// The epoch holding `node`'s lease, if any.
+    pub async fn lease(&self, node: NodeId) -> Result<Option<Epoch>, RegistryError> {
+        let mut conn = self.conn.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(keys::lease(node));
+        let epoch: Option<u64> = bounded(self.config.timeout, get.query_async(&mut conn)).await?;
+        Ok(epoch.map(Epoch))
+    }
+
+    /// Places `device` of `user` at `placement`; returns the placement it
+    /// replaced (whose session must be closed with 4007 where it lives, if
+    /// its node is alive and it is not this one).
+    pub async fn register(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        placement: Placement,
+    ) -> Result<Option<Placement>, RegistryError> {
+        let script = keys::register();
+        let mut call = script.prepare_invoke();
+        call.key(keys::user(user))
+            .arg(keys::device_field(device))
+            .arg(placement.encode())
+            .arg(millis(self.config.safety_ttl));
+        let mut conn = self.conn.clone();
+        let old: Option<String> = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        old.as_deref().map(Placement::decode).transpose()
+    }
+
+    /// Removes `device`'s placement if it is still exactly `placement`;
+    /// true if removed (false: a newer connection replaced it, or it is
+    /// gone).
+    pub async fn unregister(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        placement: Placement,
+    ) -> Result<bool, RegistryError> {
+        let script = keys::unregister();
+        let mut call = script.prepare_invoke();
+        call.key(keys::user(user)).arg(keys::device_field(device)).arg(placement.encode());
+        let mut conn = self.conn.clone();
+        let removed: u8 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        Ok(removed == 1)
+    }
+
+    /// The user's devices whose node holds a lease of the placement's epoch.
+    /// Placements of dead nodes or older epochs are left out and removed
+    /// (by compare-and-set, so a newer registration is never touched).
+    pub async fn lookup(&self, user: UserId) -> Result<Vec<(DeviceId, Placement)>, RegistryError> {
+        let mut conn = self.conn.clone();
+        let mut hgetall = redis::cmd("HGETALL");
+        hgetall.arg(keys::user(user));
+        let fields: HashMap<String, String> =
+            bounded(self.config.timeout, hgetall.query_async(&mut conn)).await?;
+        let mut leases: HashMap<NodeId, Option<Epoch>> = HashMap::new();
+        let mut live = Vec::with_capacity(fields.len());
+        for (field, value) in fields {
+            let Some(device) = field.strip_prefix("d:").and_then(|d| d.parse().ok()).map(DeviceId) else {
+                return Err(RegistryError::Corrupt(format!("field {field:?}")));
+            };
+            let placement = Placement::decode(&value)?;
+            let lease = match leases.get(&placement.node) {
+                Some(lease) => *lease,
+                None => {
+                    let lease = self.lease(placement.node).await?;
+                    leases.insert(placement.node, lease);
+                    lease
+                }
+            };
+            if lease == Some(placement.epoch) {
+                live.push((device, placement));
+            } else {
+                self.unregister(user, device, placement).await?;
+            }
+        }
+        live.sort_by_key(|(device, _)| *device);
+        Ok(live)
+    }
+}
+
+/// `future`, or [`RegistryError::Timeout`] after `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    future: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, RegistryError> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(RegistryError::Timeout(limit)),
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placements_round_trip_and_garbage_is_an_error() {
+        let placement = Placement { node: NodeId(7), epoch: Epoch(3), session: (1 << 48) | 42 };
+        assert_eq!(Placement::decode(&placement.encode()).ok(), Some(placement));
+        for bad in ["", "7", "7:3", "x:3:1", "7:3:-1"] {
+            assert!(matches!(Placement::decode(bad), Err(RegistryError::Corrupt(_))), "{bad:?}");
+        }
+    }
+}
