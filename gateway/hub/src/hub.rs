@@ -415,7 +415,7 @@ impl<C> Hub<C> {
                 self.directory.unwatch(user, me);
             }
         }
-        self.closed.push_back(Closed { key, session: slot.session, conn: slot.conn });
+        self.closed.push_back(Closed { session: slot.session, conn: slot.conn });
     }
 }
 

@@ -83,8 +83,6 @@ pub enum PushWork {
 /// (a close frame, an HTTP answer), best effort, then closes its socket.
 #[derive(Debug)]
 pub struct Closed<C> {
-    /// Its slab key (free again from now on).
-    pub key: usize,
     /// The session, for its last output.
     pub session: Session,
     /// The driver's part of the connection.

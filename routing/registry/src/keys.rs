@@ -4,6 +4,23 @@
 use protocol::UserId;
 use redis::Script;
 
+/// The registry's scripts, built once (each `Script` hashes its text for
+/// EVALSHA when it is made).
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) join: Script,
+    pub(crate) renew: Script,
+    pub(crate) leave: Script,
+    pub(crate) register: Script,
+    pub(crate) unregister: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self { join: join(), renew: renew(), leave: leave(), register: register(), unregister: unregister() }
+    }
+}
+
 use crate::NodeId;
 
 /// A user's placements (one hash per user: all its devices in one slot).
@@ -27,7 +44,7 @@ pub(crate) fn device_field(device: protocol::DeviceId) -> String {
 }
 
 /// KEYS: epoch, lease. ARGV: lease ms. A new epoch, and the lease on it.
-pub(crate) fn join() -> Script {
+fn join() -> Script {
     Script::new(
         r"local epoch = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], epoch, 'PX', ARGV[1])
@@ -37,7 +54,7 @@ return epoch",
 
 /// KEYS: lease. ARGV: epoch, lease ms. 1 if the lease was ours and is
 /// extended; 0 if it is gone or another epoch's (fenced).
-pub(crate) fn renew() -> Script {
+fn renew() -> Script {
     Script::new(
         r"if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -48,7 +65,7 @@ return 0",
 }
 
 /// KEYS: lease. ARGV: epoch. Ends the lease if it is still ours.
-pub(crate) fn leave() -> Script {
+fn leave() -> Script {
     Script::new(
         r"if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -59,7 +76,7 @@ return 0",
 
 /// KEYS: user. ARGV: field, placement, safety TTL ms. Sets the placement;
 /// returns the one it replaced (nil if none).
-pub(crate) fn register() -> Script {
+fn register() -> Script {
     Script::new(
         r"local old = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -70,7 +87,7 @@ return old",
 
 /// KEYS: user. ARGV: field, placement. Removes the placement only if it is
 /// still exactly this one; 1 if removed.
-pub(crate) fn unregister() -> Script {
+fn unregister() -> Script {
     Script::new(
         r"if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   return redis.call('HDEL', KEYS[1], ARGV[1])

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::{DeviceId, UserId};
@@ -11,7 +12,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
-use crate::{keys, Epoch, NodeId};
+use crate::keys::{self, Scripts};
+use crate::{Epoch, NodeId};
 
 /// How a node talks to the registry.
 #[derive(Debug, Clone)]
@@ -100,6 +102,7 @@ pub enum RegistryError {
 pub struct Registry<C> {
     conn: C,
     config: Config,
+    scripts: Arc<Scripts>,
 }
 
 impl<C> std::fmt::Debug for Registry<C> {
@@ -116,7 +119,7 @@ impl Registry<ConnectionManager> {
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout));
         let conn = bounded(config.timeout, client.get_connection_manager_with_config(manager)).await?;
-        Ok(Self { conn, config })
+        Ok(Self { conn, config, scripts: Arc::new(Scripts::new()) })
     }
 }
 
@@ -128,15 +131,14 @@ impl Registry<ClusterConnection> {
             .response_timeout(config.timeout)
             .build()?;
         let conn = bounded(config.timeout, client.get_async_connection()).await?;
-        Ok(Self { conn, config })
+        Ok(Self { conn, config, scripts: Arc::new(Scripts::new()) })
     }
 }
 
 impl<C: ConnectionLike + Clone + Send> Registry<C> {
     /// Starts a new epoch of `node` and takes its lease.
     pub async fn join(&self, node: NodeId) -> Result<Epoch, RegistryError> {
-        let script = keys::join();
-        let mut call = script.prepare_invoke();
+        let mut call = self.scripts.join.prepare_invoke();
         call.key(keys::epoch(node)).key(keys::lease(node)).arg(millis(self.config.lease));
         let mut conn = self.conn.clone();
         let epoch: u64 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
@@ -145,8 +147,7 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
 
     /// Extends `node`'s lease if `epoch` still holds it.
     pub async fn renew(&self, node: NodeId, epoch: Epoch) -> Result<Renewal, RegistryError> {
-        let script = keys::renew();
-        let mut call = script.prepare_invoke();
+        let mut call = self.scripts.renew.prepare_invoke();
         call.key(keys::lease(node)).arg(epoch.0).arg(millis(self.config.lease));
         let mut conn = self.conn.clone();
         let renewed: u8 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
@@ -156,8 +157,7 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
     /// Ends `node`'s lease now (a drained node), if `epoch` still holds it:
     /// its placements stop counting at once.
     pub async fn leave(&self, node: NodeId, epoch: Epoch) -> Result<(), RegistryError> {
-        let script = keys::leave();
-        let mut call = script.prepare_invoke();
+        let mut call = self.scripts.leave.prepare_invoke();
         call.key(keys::lease(node)).arg(epoch.0);
         let mut conn = self.conn.clone();
         let _: u8 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
@@ -182,8 +182,7 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
         device: DeviceId,
         placement: Placement,
     ) -> Result<Option<Placement>, RegistryError> {
-        let script = keys::register();
-        let mut call = script.prepare_invoke();
+        let mut call = self.scripts.register.prepare_invoke();
         call.key(keys::user(user))
             .arg(keys::device_field(device))
             .arg(placement.encode())
@@ -202,8 +201,7 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
         device: DeviceId,
         placement: Placement,
     ) -> Result<bool, RegistryError> {
-        let script = keys::unregister();
-        let mut call = script.prepare_invoke();
+        let mut call = self.scripts.unregister.prepare_invoke();
         call.key(keys::user(user)).arg(keys::device_field(device)).arg(placement.encode());
         let mut conn = self.conn.clone();
         let removed: u8 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
