@@ -112,13 +112,23 @@ fn push_config(config: &Config) -> EmbeddedPushConfig {
     }
 }
 
-/// A store answer on its way back to the worker that asked.
+/// A store (or, in cluster mode, registry) answer on its way back to the
+/// worker that asked.
 #[derive(Debug)]
 pub(crate) struct Reply<T> {
     /// What the asking hub handed with the request, to finish it.
     pub(crate) ticket: T,
     /// The answer.
-    pub(crate) result: Result<Response, StoreError>,
+    pub(crate) outcome: Outcome,
+}
+
+/// What a [`Reply`] answers.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A store request.
+    Store(Result<Response, StoreError>),
+    /// A session's placement in the registry: whether it was placed.
+    Registered(bool),
 }
 
 /// The sending side of a worker's reply channel, cloned into completions.
@@ -156,8 +166,14 @@ impl<P: Send + 'static> ReplySink<P> {
     /// `ticket`.
     pub(crate) fn call(&self, store: &dyn StoreApi, request: Request, ticket: P) {
         let sink = self.clone();
-        let done: Done = Box::new(move |result| sink.deliver(Reply { ticket, result }));
+        let done: Done =
+            Box::new(move |result| sink.deliver(Reply { ticket, outcome: Outcome::Store(result) }));
         store.call(request, done);
+    }
+
+    /// The fleet thread answers a session's placement.
+    pub(crate) fn registered(&self, ticket: P, placed: bool) {
+        self.deliver(Reply { ticket, outcome: Outcome::Registered(placed) });
     }
 
     fn deliver(&self, reply: Reply<P>) {

@@ -8,6 +8,8 @@
 //! - [`fds`]: the descriptor budget (connections vs. the reserve) and the umask.
 //! - [`backend`]: the store and push services (embedded or remote) and the
 //!   channel their answers come back on.
+//! - `fleet`: cluster mode: the node's lease and registry calls, the router
+//!   to other nodes and the link listener, on one thread of its own.
 //!
 //! The logic lives in the sans-IO crates beside this one: `gateway-hub`
 //! (messaging), `routing` (the directory, per-worker batches),
@@ -18,6 +20,7 @@ pub mod backend;
 pub mod config;
 mod driver;
 pub mod fds;
+mod fleet;
 pub mod node;
 mod watchdog;
 

@@ -34,8 +34,9 @@ use protocol::Decoder;
 use crate::backend::{reply_channel, Backend};
 use crate::config::Config;
 use crate::driver::epoll::Worker;
-use crate::driver::{Command, Inbox, Listen, Reconfigure, Shared};
+use crate::driver::{Command, Inbox, Listen, Reconfigure, Route, Shared};
 use crate::fds;
+use crate::fleet::Fleet;
 
 /// A running node.
 #[derive(Debug)]
@@ -55,6 +56,8 @@ pub struct Node {
     tls: Option<Reloadable>,
     /// The configuration the node started with (SIGHUP compares against it).
     started: Config,
+    /// The fleet thread, in cluster mode.
+    fleet: Option<Fleet>,
 }
 
 impl Node {
@@ -86,21 +89,46 @@ impl Node {
             receivers.push(receiver);
         }
         let inboxes = Arc::new(inboxes);
+        let directory = Arc::new(routing::Directory::default());
+        let fleet = config
+            .cluster
+            .enabled()
+            .then(|| {
+                let parts = crate::fleet::Parts {
+                    directory: directory.clone(),
+                    inboxes: inboxes.clone(),
+                    push: backend.push.clone(),
+                };
+                Fleet::start(config.node.id, &config.cluster, parts)
+            })
+            .transpose()?;
+        let mut routes: Vec<Route> = inboxes.iter().cloned().map(Route::Worker).collect();
+        let mut sources = vec![backend.metrics.clone()];
+        if let Some(fleet) = &fleet {
+            routes.push(Route::Fleet(fleet.handle.clone()));
+            let metrics = fleet.metrics.clone();
+            sources.push(Arc::new(move |out: &mut String| metrics.render(out)));
+        }
         let store = backend.store.clone();
-        let registry = Arc::new(
-            Registry::new(workers)
-                .with_source(backend.metrics.clone())
-                .with_store_probe(Arc::new(move || store.writable())),
-        );
+        let source = Arc::new(move |out: &mut String| sources.iter().for_each(|source| source(out)));
+        let mut registry =
+            Registry::new(workers).with_source(source).with_store_probe(Arc::new(move || store.writable()));
+        if let Some(fleet) = &fleet {
+            let metrics = fleet.metrics.clone();
+            registry = registry.with_fleet_probe(Arc::new(move || metrics.registry_healthy()));
+        }
+        let registry = Arc::new(registry);
         let shared = Shared {
             hub: gateway_hub::Setup {
                 config: hub_config(config),
                 session: session_config(config),
                 verifier: verifier.clone(),
-                directory: Arc::new(routing::Directory::default()),
+                directory,
             },
             tls: tls.clone(),
             inboxes: inboxes.clone(),
+            routes: Arc::new(routes),
+            fleet: fleet.as_ref().map(|fleet| fleet.handle.clone()),
             // Each worker holds its share of the node's limit.
             max_connections: max_connections.div_ceil(workers),
             resume_ratio: config.listen.accept_resume_ratio,
@@ -141,6 +169,7 @@ impl Node {
             verifier,
             tls,
             started: config.clone(),
+            fleet,
         })
     }
 
@@ -245,6 +274,11 @@ impl Node {
             watchdog.thread().unpark();
             let _ = watchdog.join();
         }
+        if let Some(fleet) = self.fleet.take() {
+            // Every session is gone: give up the lease, so other nodes stop
+            // routing here now rather than when it expires.
+            fleet.leave();
+        }
         self.admin.shutdown();
         tracing::info!("gateway node stopped");
         Ok(result?)
@@ -272,9 +306,10 @@ impl Node {
             || config.push != self.started.push
             || config.messaging != self.started.messaging
             || config.auth != self.started.auth
+            || config.cluster != self.started.cluster
         {
             tracing::warn!(
-                "SIGHUP: [node], [listen], [tls] paths, [store], [push], [messaging] and [auth] apply only after a restart"
+                "SIGHUP: [node], [listen], [tls] paths, [store], [push], [messaging], [cluster] and [auth] apply only after a restart"
             );
         }
         let reconfigure = || {
@@ -435,6 +470,7 @@ fn hub_config(config: &Config) -> gateway_hub::HubConfig {
         prekey_low: config.store.prekey_low,
         max_payload: u32::try_from(config.session.max_payload).unwrap_or(u32::MAX),
         max_batch: gateway_hub::HubConfig::MAX_BATCH,
+        fleet: config.cluster.enabled(),
     }
 }
 

@@ -504,7 +504,20 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
     let sections = known_keys(None);
     assert_eq!(
         sections,
-        ["node", "listen", "tls", "session", "limits", "drain", "store", "push", "messaging", "auth", "log"]
+        [
+            "node",
+            "listen",
+            "tls",
+            "session",
+            "limits",
+            "drain",
+            "store",
+            "push",
+            "messaging",
+            "cluster",
+            "auth",
+            "log"
+        ]
     );
     let mut total = 0;
     for section in &sections {
@@ -539,7 +552,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             .collect();
         assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
     }
-    assert_eq!(total, 56, "keys in all sections");
+    assert_eq!(total, 66, "keys in all sections");
 }
 
 #[test]
@@ -559,7 +572,10 @@ fn documented_examples_of_unset_keys_are_valid() {
         }
         uncommented.push('\n');
     }
-    assert_eq!(examples.keys().collect::<Vec<_>>(), ["cert", "key", "keys_dir", "wss"]);
+    assert_eq!(
+        examples.keys().collect::<Vec<_>>(),
+        ["cert", "key", "keys_dir", "link_advertise", "secret_file", "wss"]
+    );
     let c = Config::from_toml(&uncommented).unwrap();
     c.validate().unwrap();
     assert!(
@@ -713,4 +729,25 @@ fn print_config_flag_parses() {
     assert!(cli(&["--print-config"]).unwrap().print_config);
     // clap's own consistency checks of the derive (names, conflicts, env).
     <Cli as clap::CommandFactory>::command().debug_assert();
+}
+
+#[test]
+fn a_fleet_needs_the_shared_store_a_secret_and_redis_urls() {
+    let fleet =
+        "[cluster]\nregistry = [\"redis://127.0.0.1:6379\"]\nsecret_file = \"/etc/gateway/cluster.secret\"\n";
+    let remote = "[store]\nmode = \"remote\"\n";
+    let key_of = |text: &str| match Config::from_toml(text).unwrap().validate() {
+        Err(gateway::config::ConfigError::Invalid { key, .. }) => key,
+        other => panic!("{text}: {other:?}"),
+    };
+    assert_eq!(key_of(fleet), "store.mode", "an embedded store cannot serve a fleet");
+    Config::from_toml(&format!("{fleet}{remote}")).unwrap().validate().unwrap();
+    let without_secret = "[cluster]\nregistry = [\"redis://127.0.0.1:6379\"]\n";
+    assert_eq!(key_of(&format!("{without_secret}{remote}")), "cluster.secret_file");
+    let not_redis = fleet.replace("redis://127.0.0.1:6379", "http://127.0.0.1:6379");
+    assert_eq!(key_of(&format!("{not_redis}{remote}")), "cluster.registry");
+    let two = fleet.replace("\"redis://127.0.0.1:6379\"", "\"redis://a:1\", \"redis://b:2\"");
+    assert_eq!(key_of(&format!("{two}{remote}")), "cluster.registry", "several URLs are a Redis Cluster's");
+    let slow = format!("{fleet}lease_ms = 1000\nregistry_timeout_ms = 500\n{remote}");
+    assert_eq!(key_of(&slow), "cluster.registry_timeout_ms");
 }

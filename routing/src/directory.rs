@@ -26,6 +26,15 @@ pub struct SessionRef {
     pub generation: u64,
 }
 
+impl SessionRef {
+    /// The session's id in the fleet's registry: its worker and generation,
+    /// unique within one epoch of the node (generations never repeat in a
+    /// worker; 48 bits of them last any process).
+    pub fn placement_id(&self) -> u64 {
+        ((self.worker as u64) << 48) | (self.generation & ((1 << 48) - 1))
+    }
+}
+
 const SHARDS: usize = 64;
 
 /// What the node knows of one user: kept small, since every connected user
@@ -125,6 +134,18 @@ impl Directory {
     fn shard(&self, user: UserId) -> MutexGuard<'_, HashMap<UserId, UserEntry>> {
         let index = (self.hasher.hash_one(user) as usize) % SHARDS;
         self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every connected device of the node with its session, into `out`
+    /// (a fenced node places them all again).
+    pub fn sessions(&self, out: &mut Vec<(UserId, DeviceId, SessionRef)>) {
+        out.clear();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (user, entry) in shard.iter() {
+                out.extend(entry.devices.iter().map(|(device, session)| (*user, *device, *session)));
+            }
+        }
     }
 
     /// Records `session` as the device's session. Returns the session it

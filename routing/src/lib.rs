@@ -16,6 +16,7 @@
 //! over).
 
 pub mod directory;
+pub mod link;
 pub mod outbox;
 
 pub use directory::{Directory, PresenceView, SessionRef};

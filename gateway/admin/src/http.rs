@@ -5,7 +5,7 @@
 //! |---------|--------|
 //! | `GET /metrics` | 200, [`Registry::render`] as `text/plain; version=0.0.4` |
 //! | `GET /healthz` | 200 `ok` while the process runs |
-//! | `GET /readyz` | 200 `ready` while the readiness flag is true and the store accepts writes ([`Registry::store_writable`]), else 503 `not ready` (starting or draining) or `store not writable` |
+//! | `GET /readyz` | 200 `ready` while the readiness flag is true, the store accepts writes ([`Registry::store_writable`]) and, in a fleet, the registry answers ([`Registry::registry_healthy`]), else 503 `not ready` (starting or draining), `store not writable` or `registry unreachable` |
 //! | other method on those paths | 405 with `Allow: GET` |
 //! | any other path | 404 |
 //! | request head over the size limit | 431 |
@@ -411,6 +411,9 @@ fn route(method: &str, path: &str, shared: &Shared) -> Response {
         }
         "/readyz" if !shared.registry.store_writable() => {
             Response::text(503, "Service Unavailable", "store not writable\n")
+        }
+        "/readyz" if !shared.registry.registry_healthy() => {
+            Response::text(503, "Service Unavailable", "registry unreachable\n")
         }
         "/readyz" => Response::text(200, "OK", "ready\n"),
         _ => Response::text(200, "OK", "ok\n"),

@@ -33,6 +33,8 @@ pub struct Registry {
     extra: Option<Arc<Render>>,
     /// The store's writability; none: always writable.
     store: Option<Arc<Probe>>,
+    /// The fleet registry's health (cluster mode); none: not in a fleet.
+    fleet: Option<Arc<Probe>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -48,6 +50,7 @@ impl Registry {
             workers: (0..workers).map(|worker| Arc::new(WorkerMetrics::new(worker))).collect(),
             extra: None,
             store: None,
+            fleet: None,
         }
     }
 
@@ -60,6 +63,19 @@ impl Registry {
     /// Whether the store accepts writes now: `/readyz` answers 503 while not.
     pub fn store_writable(&self) -> bool {
         self.store.as_ref().is_none_or(|probe| probe())
+    }
+
+    /// Reads the fleet registry's health from `probe` (readiness).
+    pub fn with_fleet_probe(mut self, probe: Arc<Probe>) -> Self {
+        self.fleet = Some(probe);
+        self
+    }
+
+    /// Whether the fleet's registry answers (always true outside a fleet):
+    /// `/readyz` answers 503 while not, since other nodes cannot reach
+    /// this node's new sessions live.
+    pub fn registry_healthy(&self) -> bool {
+        self.fleet.as_ref().is_none_or(|probe| probe())
     }
 
     /// Also renders what `source` appends (complete families in the text

@@ -8,7 +8,7 @@
 //! written inline into its queue, and a reference to the shared tail.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use protocol::{put_varint, varint_len, Deliver, FrameKind, Seq, Wire};
+use protocol::{put_varint, varint_len, DecodeError, Decoder, Deliver, Frame, FrameKind, Seq, Wire};
 
 use crate::outbound::MAX_FRAME_HEAD;
 
@@ -27,6 +27,23 @@ impl SharedDeliver {
         // Seq 0 is the one byte 0x00 at the front.
         let tail = body.freeze().slice(varint_len(0)..);
         Self { tail }
+    }
+
+    /// A tail received from another node, checked to be a DELIVER body
+    /// (after its seq) before any client sees it; also returns the DELIVER
+    /// it makes (with seq 0), whose conversation and author a push note
+    /// needs when the device turns out not to be here.
+    pub fn from_tail(tail: Bytes) -> Result<(Self, Deliver), DecodeError> {
+        let body_len = varint_len(0) + tail.len();
+        let mut frame = BytesMut::with_capacity(1 + varint_len(body_len as u64) + body_len);
+        frame.put_u8(FrameKind::Deliver.tag());
+        put_varint(&mut frame, body_len as u64);
+        put_varint(&mut frame, 0);
+        frame.extend_from_slice(&tail);
+        match Decoder::for_server_messages().decode(&mut frame)? {
+            Some(Frame::Deliver(deliver)) if frame.is_empty() => Ok((Self { tail }, deliver)),
+            _ => Err(DecodeError::PartialFrame),
+        }
     }
 
     /// The shared tail (every field after the seq).

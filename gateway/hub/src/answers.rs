@@ -58,6 +58,7 @@ impl<C> Hub<C> {
             },
             Pending::PrekeyFetch { request, user } => self.prekeys_fetched(now, key, (request, user), result),
             Pending::Inbox { epoch } => self.page(now, key, epoch, result),
+            Pending::Register { .. } => debug_assert!(false, "a store answer with a registry ticket"),
             Pending::Cursors => match (key, result) {
                 (Some(_), Ok(Response::Cursors(notes))) => {
                     for note in notes {

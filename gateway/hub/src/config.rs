@@ -20,6 +20,11 @@ pub struct HubConfig {
     pub max_payload: u32,
     /// Items one worker may hold for another before shedding the oldest.
     pub max_batch: usize,
+    /// Cluster mode: devices not on this node are looked for in the fleet
+    /// (items for them go to the fleet router, the outbox's destination
+    /// after the workers), and sessions are placed in the fleet's registry
+    /// before their sync starts.
+    pub fleet: bool,
 }
 
 impl HubConfig {

@@ -16,7 +16,7 @@ use gateway_core::{Class, SharedDeliver};
 use protocol::{Capabilities, Conversation, DeviceId, Frame, Receipt, UserId};
 use routing::{Posted, SessionRef};
 
-use crate::work::{Now, PushWork, Remote};
+use crate::work::{FleetItem, Now, PushWork, Remote};
 use crate::Hub;
 
 /// The capability a frame needs the client to have asked for, if any.
@@ -30,9 +30,10 @@ fn needs(frame: &Frame) -> Option<Capabilities> {
 }
 
 impl<C> Hub<C> {
-    /// Queues `item` for its session's worker (sent at the end of the turn).
+    /// Queues `item` for its session's worker, or for the fleet router
+    /// (sent at the end of the turn).
     pub(crate) fn post(&mut self, item: Remote) {
-        match self.outbox.post(item.to().worker, item) {
+        match self.outbox.post(item.destination(self.fleet), item) {
             Posted::Queued => {}
             Posted::Shed => self.metrics.drops.inc(DropReason::InboxFull),
             Posted::Unknown => debug_assert!(false, "a session of a worker that does not exist"),
@@ -47,7 +48,14 @@ impl<C> Hub<C> {
     /// Hands each item to its session on this worker (if it is still there).
     pub(crate) fn apply(&mut self, now: Now, items: Vec<Remote>) {
         for item in items {
-            let Some(key) = self.live_key(item.to()) else { continue };
+            let to = match &item {
+                Remote::Live { to, .. } | Remote::Frame { to, .. } | Remote::Replace(to) => *to,
+                Remote::Fleet(_) => {
+                    debug_assert!(false, "a fleet item handed to a worker");
+                    continue;
+                }
+            };
+            let Some(key) = self.live_key(to) else { continue };
             match item {
                 Remote::Live { seq, deliver, .. } => {
                     self.call(now, key, |session, ctx| session.deliver_live(ctx, seq, &deliver));
@@ -62,6 +70,7 @@ impl<C> Hub<C> {
                     }
                 }
                 Remote::Replace(_) => self.replaced(now, key),
+                Remote::Fleet(_) => {}
             }
         }
     }
@@ -82,6 +91,20 @@ impl<C> Hub<C> {
             }
             let session = devices.iter().find(|(device, _)| *device == delivery.device).map(|(_, s)| *s);
             let Some(to) = session else {
+                if self.in_fleet() {
+                    // Maybe on another node: the fleet router finds out (and
+                    // sends the push note if the device is nowhere).
+                    let deliver = view(&mut views, delivery, message);
+                    self.post(Remote::Fleet(FleetItem::Live {
+                        user: delivery.user,
+                        device: delivery.device,
+                        seq: delivery.seq,
+                        deliver,
+                        conversation: delivery.conversation,
+                        sender: message.sender,
+                    }));
+                    continue;
+                }
                 self.push.push_back(PushWork::Notify(PushNote {
                     user: delivery.user,
                     device: delivery.device,
@@ -91,14 +114,7 @@ impl<C> Hub<C> {
                 }));
                 continue;
             };
-            let deliver = match views.iter().find(|(view, _)| *view == delivery.conversation) {
-                Some((_, shared)) => shared.clone(),
-                None => {
-                    let shared = SharedDeliver::new(&delivery.deliver(message));
-                    views.push((delivery.conversation, shared.clone()));
-                    shared
-                }
-            };
+            let deliver = view(&mut views, delivery, message);
             self.post(Remote::Live { to, seq: delivery.seq, deliver });
         }
         self.devices = devices;
@@ -127,6 +143,27 @@ impl<C> Hub<C> {
             }
         }
         self.devices = devices;
+        if self.in_fleet() {
+            // Its devices on other nodes (the router skips this one).
+            self.post(Remote::Fleet(FleetItem::ToUser { user, except, frame: frame.clone(), class }));
+        }
+    }
+}
+
+/// The DELIVER of `message` as `delivery`'s conversation view sees it,
+/// encoded once per view (`views`) and shared by every device of that view.
+fn view(
+    views: &mut Vec<(Conversation, SharedDeliver)>,
+    delivery: &Delivery,
+    message: &Message,
+) -> SharedDeliver {
+    match views.iter().find(|(view, _)| *view == delivery.conversation) {
+        Some((_, shared)) => shared.clone(),
+        None => {
+            let shared = SharedDeliver::new(&delivery.deliver(message));
+            views.push((delivery.conversation, shared.clone()));
+            shared
+        }
     }
 }
 

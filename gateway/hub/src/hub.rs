@@ -16,7 +16,7 @@ use slab::Slab;
 
 use crate::observe::MetricsObserver;
 use crate::slot::Slot;
-use crate::work::{Closed, Now, PushWork, Remote, StoreCall, Ticket};
+use crate::work::{Closed, FleetCall, Now, PushWork, Remote, StoreCall, Ticket};
 use crate::HubConfig;
 
 /// What every hub of a node shares, and its settings.
@@ -39,6 +39,9 @@ pub struct Setup {
 pub struct Hub<C> {
     /// This worker's index (a destination of the outbox).
     pub(crate) worker: usize,
+    /// The fleet router's destination in the outbox (the index after the
+    /// workers), used only in cluster mode.
+    pub(crate) fleet: usize,
     pub(crate) config: HubConfig,
     pub(crate) session_config: SessionConfig,
     pub(crate) verifier: Arc<RwLock<Arc<Verifier>>>,
@@ -60,6 +63,8 @@ pub struct Hub<C> {
     inflight: usize,
     /// Push work for the driver.
     pub(crate) push: VecDeque<PushWork>,
+    /// Registry calls for the driver (cluster mode).
+    pub(crate) fleet_calls: VecDeque<FleetCall>,
     /// Sessions the hub has finished with.
     closed: VecDeque<Closed<C>>,
     /// Sessions whose output or deadline may have changed.
@@ -75,9 +80,11 @@ pub struct Hub<C> {
 impl<C> Hub<C> {
     /// The hub of worker `worker` of `workers`.
     pub fn new(worker: usize, workers: usize, setup: Setup, metrics: Arc<WorkerMetrics>) -> Self {
-        let outbox = Outbox::new(workers, setup.config.max_batch);
+        let fleet = usize::from(setup.config.fleet);
+        let outbox = Outbox::new(workers + fleet, setup.config.max_batch);
         Self {
             worker,
+            fleet: workers,
             config: setup.config,
             session_config: setup.session,
             verifier: setup.verifier,
@@ -92,6 +99,7 @@ impl<C> Hub<C> {
             store: VecDeque::new(),
             inflight: 0,
             push: VecDeque::new(),
+            fleet_calls: VecDeque::new(),
             closed: VecDeque::new(),
             touched: Vec::new(),
             devices: Vec::new(),
@@ -152,6 +160,12 @@ impl<C> Hub<C> {
             || self.outbox.queued(self.worker) > 0
             || !self.store.is_empty()
             || !self.push.is_empty()
+            || !self.fleet_calls.is_empty()
+    }
+
+    /// Whether the node is part of a fleet (cluster mode).
+    pub(crate) fn in_fleet(&self) -> bool {
+        self.config.fleet
     }
 
     // ----- events in -----
@@ -218,6 +232,13 @@ impl<C> Hub<C> {
         self.answer(now, ticket, result);
     }
 
+    /// The registry answered a [`FleetCall::Register`]: `placed` is false
+    /// when it could not be reached (the session goes on, found by other
+    /// nodes only once the fleet thread re-registers it).
+    pub fn handle_registered(&mut self, now: Now, ticket: Ticket, placed: bool) {
+        self.registered(now, ticket, placed);
+    }
+
     /// A batch another worker sent (or this worker's own, at `end_turn`).
     pub fn handle_batch(&mut self, now: Now, batch: Vec<Remote>) {
         self.apply(now, batch);
@@ -241,8 +262,9 @@ impl<C> Hub<C> {
         }
     }
 
-    /// Offers every other worker its batch over `links` (by worker index);
-    /// a refused one stays for the next turn. Returns true when one was
+    /// Offers every other worker its batch over `links` (by worker index,
+    /// then the fleet router's in cluster mode); a refused one stays for the
+    /// next turn. Returns true when one was
     /// refused: the driver turns again soon.
     pub fn flush_batches<L: Link<Remote>>(&mut self, links: &[L]) -> bool {
         let Flushed { refused, .. } = self.outbox.flush(self.worker, links);
@@ -271,6 +293,11 @@ impl<C> Hub<C> {
     /// The next push work.
     pub fn poll_push(&mut self) -> Option<PushWork> {
         self.push.pop_front()
+    }
+
+    /// The next registry call (cluster mode), for the node's fleet thread.
+    pub fn poll_fleet(&mut self) -> Option<FleetCall> {
+        self.fleet_calls.pop_front()
     }
 
     /// The next session the hub has finished with.
@@ -408,6 +435,10 @@ impl<C> Hub<C> {
         if let Some((user, device)) = slot.identity() {
             if self.directory.remove(user, device, me, now.unix_ms) {
                 self.left(now, user);
+            }
+            if self.in_fleet() {
+                let session = me.placement_id();
+                self.fleet_calls.push_back(FleetCall::Unregister { user, device, session });
             }
         }
         if let Some(extras) = slot.extras {

@@ -17,8 +17,9 @@
 //! - [`Hub::handle_session_timeout`] when a session's deadline
 //!   ([`Hub::poll_session_timeout`]) has passed, [`Hub::handle_timeout`] when
 //!   the hub's own has ([`Hub::poll_timeout`]: presence);
-//! - [`Hub::handle_answer`] for a store answer, [`Hub::handle_batch`] for a
-//!   batch another worker sent;
+//! - [`Hub::handle_answer`] for a store answer, [`Hub::handle_registered`]
+//!   for a registry answer (cluster mode), [`Hub::handle_batch`] for a batch
+//!   another worker (or the node's fleet router) sent;
 //! - [`Hub::drain`], [`Hub::close_all`], [`Hub::reconfigure`] from the node.
 //!
 //! Then, at the end of the turn:
@@ -26,7 +27,8 @@
 //! 2. [`Hub::flush_batches`]: other workers' batches go over their links;
 //! 3. for each session [`Hub::poll_touched`] names: [`Hub::seal`], write what
 //!    [`Hub::output`] holds, report it with [`Hub::handle_written`];
-//! 4. [`Hub::poll_store`] and [`Hub::poll_push`] until empty: send them;
+//! 4. [`Hub::poll_store`], [`Hub::poll_push`] and (cluster mode)
+//!    [`Hub::poll_fleet`] until empty: send them;
 //! 5. [`Hub::poll_closed`] until empty: last write, close the socket.
 //!
 //! [`Hub::has_work`] says whether the driver must turn again without
@@ -46,7 +48,7 @@ mod work;
 
 pub use config::HubConfig;
 pub use hub::{Hub, Setup};
-pub use work::{Closed, Now, PushWork, Remote, StoreCall, Ticket};
+pub use work::{Closed, FleetCall, FleetItem, Now, PushWork, Remote, StoreCall, Ticket};
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use protocol::{Capabilities, CloseCode, ErrorCode, Frame, GoAway, GoAwayReason, 
 use routing::SessionRef;
 
 use crate::answers::{client_text, failure, log_failure, retry_after_ms};
-use crate::work::{Now, Pending};
+use crate::work::{FleetCall, Now, Pending};
 use crate::Hub;
 
 impl<C> Hub<C> {
@@ -73,6 +73,46 @@ impl<C> Hub<C> {
                 return;
             }
         };
+        let me = SessionRef { worker: self.worker, key, generation: slot.generation };
+        if self.in_fleet() {
+            // Placed in the registry before the sync starts: a message stored
+            // before another node looks the device up and finds nothing is
+            // then stored before this sync reads the inbox, so it is never
+            // missed by both.
+            let pending = Pending::Register { resume_after, capabilities, version, connected };
+            let ticket = crate::Ticket { to: me, pending };
+            let session = me.placement_id();
+            self.fleet_calls.push_back(FleetCall::Register { user, device, session, ticket });
+            return;
+        }
+        self.admit(now, key, (resume_after, capabilities, version), connected);
+    }
+
+    /// The registry answered a session's placement (cluster mode).
+    pub(crate) fn registered(&mut self, now: Now, ticket: crate::Ticket, placed: bool) {
+        let crate::Ticket { to, pending } = ticket;
+        let Pending::Register { resume_after, capabilities, version, connected } = pending else {
+            debug_assert!(false, "a registry answer with another ticket");
+            return;
+        };
+        let Some(key) = self.live_key(to) else { return };
+        // Not placed (the registry is unreachable; the fleet thread counts
+        // it and places the session once it can): the session is served
+        // all the same, other nodes reach it once it is placed.
+        let _ = placed;
+        self.admit(now, key, (resume_after, capabilities, version), connected);
+    }
+
+    /// AUTH_OK, the sync, and the node's directory and presence told.
+    fn admit(
+        &mut self,
+        now: Now,
+        key: usize,
+        (resume_after, capabilities, version): (Seq, Capabilities, u8),
+        connected: Connected,
+    ) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        let Some((user, device)) = slot.identity() else { return };
         slot.capabilities = u8::try_from(capabilities.0).unwrap_or(0);
         slot.previous_connect_secs = u32::try_from(connected.previous_connect.0 / 1_000).unwrap_or(u32::MAX);
         let me = SessionRef { worker: self.worker, key, generation: slot.generation };
@@ -191,9 +231,17 @@ impl<C> Hub<C> {
 
     /// Closes a session replaced by a newer connection of the same device.
     pub(crate) fn replaced(&mut self, now: Now, key: usize) {
+        let Some(me) = self.session_ref(key) else { return };
         let Some(slot) = self.slots.get_mut(key) else { return };
-        // The replacement owns the directory entry now.
-        slot.set_identity(None);
+        // The replacement owns the device from now on: on this node it took
+        // the directory entry already; from another node (cluster mode) the
+        // entry still names this session and goes now.
+        if let Some((user, device)) = slot.identity() {
+            slot.set_identity(None);
+            if self.directory.remove(user, device, me, now.unix_ms) {
+                self.left(now, user);
+            }
+        }
         self.call(now, key, |session, ctx| {
             session.close_with(ctx, CloseCode::REPLACED, "replaced by a newer connection");
         });

@@ -1,13 +1,13 @@
 //! What crosses the hub's edge: the time it is given, the work it hands its
-//! driver (store calls, push work, closed sessions) and the items it batches
-//! for other workers.
+//! driver (store calls, push work, registry calls, closed sessions) and the
+//! items it batches for other workers and, in a fleet, for other nodes.
 
 use std::time::Instant;
 
 use backend_push::PushNote;
-use backend_store::Request;
+use backend_store::{Connected, Request};
 use gateway_core::{Class, Session, SharedDeliver};
-use protocol::{Capabilities, DeviceId, Frame, GroupId, Seq, UserId};
+use protocol::{Capabilities, Conversation, DeviceId, Frame, GroupId, Seq, UserId};
 use routing::SessionRef;
 
 /// The time of a call, read once per loop turn by the driver: the monotonic
@@ -68,6 +68,38 @@ pub(crate) enum Pending {
     Visibility { user: UserId, came_online: bool },
     /// PRESENCE_SET being stored.
     VisibilitySet,
+    /// The store registered the device; the fleet registry is placing it
+    /// (the sync starts only once it is placed: see `sessions`).
+    Register { resume_after: Seq, capabilities: Capabilities, version: u8, connected: Connected },
+}
+
+/// A call to the fleet's session registry (cluster mode), made by the
+/// node's fleet thread, never by a worker.
+#[derive(Debug)]
+pub enum FleetCall {
+    /// Place the device's session on this node. The answer comes back to
+    /// [`crate::Hub::handle_registered`] with the ticket; the registry's
+    /// previous placement of the device, if on another node, is closed
+    /// there with 4007 by the fleet thread.
+    Register {
+        /// The user.
+        user: UserId,
+        /// Its device.
+        device: DeviceId,
+        /// The session's id on this node ([`routing::SessionRef::placement_id`]).
+        session: u64,
+        /// What to finish when the answer comes.
+        ticket: Ticket,
+    },
+    /// The session closed: remove the placement if it is still this one.
+    Unregister {
+        /// The user.
+        user: UserId,
+        /// Its device.
+        device: DeviceId,
+        /// The session's id on this node.
+        session: u64,
+    },
 }
 
 /// Work for the push service.
@@ -113,13 +145,52 @@ pub enum Remote {
     },
     /// Close a session replaced by a newer connection of its device (4007).
     Replace(SessionRef),
+    /// For devices not on this node (cluster mode): the node's fleet router
+    /// finds where they are.
+    Fleet(FleetItem),
 }
 
 impl Remote {
-    /// The session this is for.
-    pub fn to(&self) -> SessionRef {
+    /// The outbox destination of this item: its session's worker, or
+    /// `fleet` (the index after the workers) for the fleet router.
+    pub fn destination(&self, fleet: usize) -> usize {
         match self {
-            Self::Live { to, .. } | Self::Frame { to, .. } | Self::Replace(to) => *to,
+            Self::Live { to, .. } | Self::Frame { to, .. } | Self::Replace(to) => to.worker,
+            Self::Fleet(_) => fleet,
         }
     }
+}
+
+/// Output for a device or user that this node does not hold, for the
+/// node's fleet router: it looks up where the registry places the device
+/// and sends the item over the link to that node, batched per node.
+#[derive(Debug)]
+pub enum FleetItem {
+    /// A live inbox entry for a device not connected here: delivered where
+    /// it is connected, else a push note (the entry stays in the store).
+    Live {
+        /// The recipient.
+        user: UserId,
+        /// Its device.
+        device: DeviceId,
+        /// The entry's seq in that device's inbox.
+        seq: Seq,
+        /// The DELIVER, encoded once (and sent once per node).
+        deliver: SharedDeliver,
+        /// The conversation as the recipient sees it (for a push note).
+        conversation: Conversation,
+        /// The author (for a push note).
+        sender: UserId,
+    },
+    /// A frame for every device of `user` on other nodes but `except`.
+    ToUser {
+        /// The user.
+        user: UserId,
+        /// The device that caused it, if it must not get it.
+        except: Option<DeviceId>,
+        /// The frame.
+        frame: Frame,
+        /// Its outbound class.
+        class: Class,
+    },
 }

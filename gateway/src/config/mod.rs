@@ -283,6 +283,43 @@ pub enum Durability {
 }
 
 section! {
+    /// The fleet: several nodes as one (routing/README.md). Off while
+    /// cluster.registry is empty (a single node); on, every node needs the
+    /// shared store (store.mode = "remote") and the same cluster secret.
+    ClusterConfig "cluster" {
+        /// Redis URL(s) of the session registry: one redis:// URL of a single
+        /// server, or seed URLs of a Redis Cluster (with registry_cluster =
+        /// true); empty = no fleet.
+        registry: Vec<String> = Vec::new(), example "[\"redis://127.0.0.1:6379\"]";
+        /// The registry URLs are seeds of a Redis Cluster, not one server.
+        registry_cluster: bool = false;
+        /// Longest wait for one registry call, ms (then the call fails and live
+        /// delivery falls back to the next sync).
+        registry_timeout_ms: u64 = 500;
+        /// This node's lease in the registry, ms: renewed every third of it; a
+        /// node that cannot renew it in time is taken for dead by the others.
+        lease_ms: u64 = 10_000;
+        /// Link listener other nodes dial (authenticated, LINKS.md), ip:port.
+        /// Keep it off the public interface.
+        link_listen: String = "127.0.0.1:7702".to_owned();
+        /// Address other nodes dial for this node's links; unset = link_listen.
+        link_advertise: Option<String> = None, example "10.0.0.7:7702";
+        /// File holding the cluster secret (at least 32 bytes; the same on
+        /// every node): links prove they know it. Never logged.
+        secret_file: Option<PathBuf> = None, example "/etc/gateway/cluster.secret";
+        /// A device's placement is cached this long per node, ms: a message to
+        /// a device that moved meanwhile takes one more hop (its old node
+        /// re-resolves it).
+        cache_ms: u64 = 2_000;
+        /// Bytes queued for one peer node before frames are shed (ephemeral
+        /// first, then the oldest live ones, which the inbox recovers).
+        link_queue_bytes: usize = 8 << 20;
+        /// Credit one inbound link is granted, bytes (at least 1 MiB + 4).
+        link_window_bytes: u64 = 4 << 20;
+    }
+}
+
+section! {
     /// Graceful shutdown (SIGTERM).
     DrainConfig "drain" {
         /// GOAWAYs are spread over this window, ms, so clients do not all
@@ -391,6 +428,8 @@ pub struct Config {
     pub push: PushConfig,
     /// `[messaging]`: messaging behaviour.
     pub messaging: MessagingConfig,
+    /// `[cluster]`: the fleet.
+    pub cluster: ClusterConfig,
     /// `[auth]`: token verification.
     pub auth: AuthConfig,
     /// `[log]`: logging.
@@ -407,6 +446,7 @@ const SECTIONS: &[SectionDoc] = &[
     StoreConfig::DOC,
     PushConfig::DOC,
     MessagingConfig::DOC,
+    ClusterConfig::DOC,
     DrainConfig::DOC,
     AuthConfig::DOC,
     LogConfig::DOC,
@@ -450,6 +490,13 @@ impl Config {
         self.store.validate()?;
         self.push.validate()?;
         self.messaging.validate()?;
+        self.cluster.validate()?;
+        if self.cluster.enabled() && self.store.mode != BackendMode::Remote {
+            return Err(invalid(
+                "store.mode",
+                "must be \"remote\" with cluster.registry set: every node of a fleet uses the shared store",
+            ));
+        }
         if self.log.filter.trim().is_empty() {
             return Err(invalid("log.filter", "must not be empty (e.g. \"info\")"));
         }

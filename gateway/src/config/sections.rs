@@ -54,6 +54,56 @@ impl MessagingConfig {
     }
 }
 
+impl ClusterConfig {
+    /// Whether the node is part of a fleet.
+    pub fn enabled(&self) -> bool {
+        !self.registry.is_empty()
+    }
+
+    /// `link_listen` as a socket address.
+    pub fn link_listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("cluster.link_listen", &self.link_listen)
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if let Some(url) = self.registry.iter().find(|url| !url.starts_with("redis://")) {
+            return Err(invalid("cluster.registry", format!("{url:?} is not a redis:// URL")));
+        }
+        if self.registry.len() > 1 && !self.registry_cluster {
+            return Err(invalid("cluster.registry", "several URLs need registry_cluster = true"));
+        }
+        if self.secret_file.is_none() {
+            return Err(invalid(
+                "cluster.secret_file",
+                "required with cluster.registry: links must authenticate",
+            ));
+        }
+        if self.registry_timeout_ms == 0 || self.registry_timeout_ms * 3 > self.lease_ms {
+            return Err(invalid("cluster.registry_timeout_ms", "must be 1 to a third of cluster.lease_ms"));
+        }
+        if self.link_window_bytes < (1 << 20) + 4 {
+            return Err(invalid(
+                "cluster.link_window_bytes",
+                "must be at least 1 MiB + 4 (the largest link frame)",
+            ));
+        }
+        if self.link_queue_bytes < (1 << 20) + 4 {
+            return Err(invalid(
+                "cluster.link_queue_bytes",
+                "must be at least 1 MiB + 4 (the largest link frame)",
+            ));
+        }
+        self.link_listen_addr()?;
+        if let Some(advertise) = &self.link_advertise {
+            parse_addr("cluster.link_advertise", advertise)?;
+        }
+        Ok(())
+    }
+}
+
 impl NodeConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {

@@ -90,6 +90,25 @@ impl routing::Link<Remote> for Inbox {
     }
 }
 
+/// Where a hub's batches go: another worker's inbox, or (cluster mode) the
+/// node's fleet router, the outbox destination after the workers.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// A worker of this node.
+    Worker(Inbox),
+    /// The fleet router.
+    Fleet(crate::fleet::FleetHandle),
+}
+
+impl routing::Link<Remote> for Route {
+    fn offer(&self, batch: Vec<Remote>) -> Result<(), Vec<Remote>> {
+        match self {
+            Self::Worker(inbox) => inbox.offer(batch),
+            Self::Fleet(fleet) => fleet.offer(batch),
+        }
+    }
+}
+
 /// What a worker's driver shares with the node.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
@@ -100,6 +119,11 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<Reloadable>,
     /// Every worker's inbox, by worker index.
     pub(crate) inboxes: Arc<Vec<Inbox>>,
+    /// Where the hub's batches go, by outbox destination: the workers'
+    /// inboxes, then the fleet router in cluster mode.
+    pub(crate) routes: Arc<Vec<Route>>,
+    /// The fleet thread, in cluster mode: registry calls go there.
+    pub(crate) fleet: Option<crate::fleet::FleetHandle>,
     /// Stop accepting above this many sessions (0: no limit); resume below
     /// `max_connections * resume_ratio`.
     pub(crate) max_connections: usize,

@@ -29,7 +29,7 @@ pub(crate) struct Service {
 impl Service {
     /// Starts `name` (a binary of `backend-rpc`) with `args` and waits for its
     /// `listening on ADDR` line.
-    fn start(name: &str, args: Vec<String>) -> Self {
+    pub(crate) fn start(name: &str, args: Vec<String>) -> Self {
         let bin = Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name(name);
         assert!(
             bin.exists(),

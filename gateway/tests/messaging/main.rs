@@ -12,6 +12,7 @@ mod support;
 mod cluster;
 mod delivery;
 mod faults;
+mod fleet;
 mod groups;
 mod social;
 mod spec;

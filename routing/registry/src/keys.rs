@@ -33,6 +33,11 @@ pub(crate) fn lease(node: NodeId) -> String {
     format!("lease:{{n:{}}}", node.0)
 }
 
+/// The address a node's link listener advertises (same slot as its lease).
+pub(crate) fn link(node: NodeId) -> String {
+    format!("link:{{n:{}}}", node.0)
+}
+
 /// A node's epoch counter (same slot as its lease).
 pub(crate) fn epoch(node: NodeId) -> String {
     format!("epoch:{{n:{}}}", node.0)
@@ -43,11 +48,13 @@ pub(crate) fn device_field(device: protocol::DeviceId) -> String {
     format!("d:{}", device.0)
 }
 
-/// KEYS: epoch, lease. ARGV: lease ms. A new epoch, and the lease on it.
+/// KEYS: epoch, lease, link. ARGV: lease ms, link address. A new epoch,
+/// the lease on it, and the address other nodes' links dial.
 fn join() -> Script {
     Script::new(
         r"local epoch = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], epoch, 'PX', ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2])
 return epoch",
     )
 }

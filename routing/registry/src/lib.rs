@@ -31,7 +31,10 @@
 
 mod keys;
 mod registry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use redis::aio::ConnectionLike;
 pub use registry::{Config, Placement, Registry, RegistryError, Renewal};
 
 /// A gateway node of the fleet.

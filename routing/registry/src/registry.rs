@@ -136,10 +136,15 @@ impl Registry<ClusterConnection> {
 }
 
 impl<C: ConnectionLike + Clone + Send> Registry<C> {
-    /// Starts a new epoch of `node` and takes its lease.
-    pub async fn join(&self, node: NodeId) -> Result<Epoch, RegistryError> {
+    /// Starts a new epoch of `node`, takes its lease and advertises
+    /// `link_address`, where other nodes dial its link listener.
+    pub async fn join(&self, node: NodeId, link_address: &str) -> Result<Epoch, RegistryError> {
         let mut call = self.scripts.join.prepare_invoke();
-        call.key(keys::epoch(node)).key(keys::lease(node)).arg(millis(self.config.lease));
+        call.key(keys::epoch(node))
+            .key(keys::lease(node))
+            .key(keys::link(node))
+            .arg(millis(self.config.lease))
+            .arg(link_address);
         let mut conn = self.conn.clone();
         let epoch: u64 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
         Ok(Epoch(epoch))
@@ -171,6 +176,14 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
         get.arg(keys::lease(node));
         let epoch: Option<u64> = bounded(self.config.timeout, get.query_async(&mut conn)).await?;
         Ok(epoch.map(Epoch))
+    }
+
+    /// The link address `node` advertised when it last joined.
+    pub async fn link_address(&self, node: NodeId) -> Result<Option<String>, RegistryError> {
+        let mut conn = self.conn.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(keys::link(node));
+        bounded(self.config.timeout, get.query_async(&mut conn)).await
     }
 
     /// Places `device` of `user` at `placement`; returns the placement it

@@ -226,6 +226,23 @@ fn shared_deliver_decodes_to_the_same_frame_for_each_seq() {
     }
 }
 
+#[test]
+fn a_tail_from_another_node_is_checked_and_makes_the_same_frames() {
+    let original = entry(0);
+    let shared = SharedDeliver::new(&original);
+    let (received, deliver) = SharedDeliver::from_tail(shared.tail().clone()).unwrap();
+    assert_eq!(deliver, original);
+    assert_eq!(received.tail(), shared.tail());
+    assert_eq!(received.head(Seq(9)), shared.head(Seq(9)));
+    // A truncated tail, one with a byte too many, and garbage are refused.
+    let tail = shared.tail();
+    for bad in
+        [tail.slice(..tail.len() - 1), Bytes::from([&tail[..], &[0]].concat()), Bytes::from_static(b"\xff")]
+    {
+        assert!(SharedDeliver::from_tail(bad.clone()).is_err(), "{bad:?}");
+    }
+}
+
 /// Found by the `session` fuzz target: SYNC_REQUEST freed both batch slots,
 /// so a client repeating it without reading (or acking) had two more windows
 /// read and queued each time, and one acking what it had not read had a

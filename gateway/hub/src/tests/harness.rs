@@ -28,6 +28,7 @@ pub(crate) fn hub_config() -> HubConfig {
         prekey_low: 5,
         max_payload: 65_536,
         max_batch: 1_024,
+        fleet: false,
     }
 }
 

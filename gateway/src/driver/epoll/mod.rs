@@ -35,7 +35,7 @@ use mio::net::TcpListener;
 use mio::{Events, Poll, Token};
 
 use super::{Command, Listen, Reconfigure, Shared};
-use crate::backend::{Replies, ReplySink};
+use crate::backend::{Outcome, Replies, ReplySink};
 use admission::Admission;
 use conn::Conn;
 use deadlines::Deadlines;
@@ -283,7 +283,10 @@ impl Worker {
     /// Hands every store answer that arrived to the hub.
     fn drain_replies(&mut self, now: Now) {
         let hub = &mut self.hub;
-        self.replies.drain(|reply| hub.handle_answer(now, reply.ticket, reply.result));
+        self.replies.drain(|reply| match reply.outcome {
+            Outcome::Store(result) => hub.handle_answer(now, reply.ticket, result),
+            Outcome::Registered(placed) => hub.handle_registered(now, reply.ticket, placed),
+        });
     }
 
     fn reconfigure(&mut self, new: Reconfigure) {
@@ -319,10 +322,15 @@ impl Worker {
     /// writes, store and push work, closed sessions.
     fn end_turn(&mut self, now: Now) {
         self.hub.end_turn(now);
-        self.retry_batches = self.hub.flush_batches(&self.shared.inboxes);
+        self.retry_batches = self.hub.flush_batches(&self.shared.routes);
         self.write_dirty(now);
         while let Some(call) = self.hub.poll_store() {
             self.sink.call(self.shared.backend.store.as_ref(), call.request, call.ticket);
+        }
+        while let Some(call) = self.hub.poll_fleet() {
+            if let Some(fleet) = &self.shared.fleet {
+                fleet.call(call, &self.sink);
+            }
         }
         while let Some(work) = self.hub.poll_push() {
             match work {

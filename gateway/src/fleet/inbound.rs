@@ -1,0 +1,169 @@
+//! Frames from other nodes' links, handed to this node's sessions: each
+//! recipient is found in the node directory and its item posted to the
+//! worker that holds it, one batch per worker per frame.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use gateway_core::{Class, SharedDeliver};
+use gateway_hub::Remote;
+use protocol::{Conversation, Decoder, DeviceId, Seq, UserId};
+use routing::link::{FrameClass, LinkFrame};
+use routing::{Directory, Link};
+use routing_links::{LinkConfig, PeerId, Sink};
+use tokio::sync::mpsc;
+
+use super::router::Setup;
+use super::FleetMetrics;
+use crate::driver::Inbox;
+
+/// A live entry for a device this node does not hold (it moved or left):
+/// the router looks it up again.
+#[derive(Debug)]
+pub(super) struct Misrouted {
+    pub(super) user: UserId,
+    pub(super) device: DeviceId,
+    pub(super) seq: Seq,
+    pub(super) deliver: SharedDeliver,
+    pub(super) conversation: Conversation,
+    pub(super) sender: UserId,
+    /// Already forwarded once: not again (a push note instead).
+    pub(super) forwarded: bool,
+}
+
+/// The node's [`Sink`] for its inbound links.
+pub(super) struct Inbound {
+    directory: Arc<Directory>,
+    inboxes: Arc<Vec<Inbox>>,
+    links: Arc<LinkConfig>,
+    misroutes: mpsc::UnboundedSender<Misrouted>,
+    metrics: Arc<FleetMetrics>,
+}
+
+impl Inbound {
+    pub(super) fn new(setup: &Setup, misroutes: mpsc::UnboundedSender<Misrouted>) -> Self {
+        Self {
+            directory: setup.parts.directory.clone(),
+            inboxes: setup.parts.inboxes.clone(),
+            links: setup.links.clone(),
+            misroutes,
+            metrics: setup.metrics.clone(),
+        }
+    }
+
+    /// A frame a peer should never have sent (it passed the link codec but
+    /// its content is not what a gateway encodes): dropped, logged, counted.
+    fn bad(&self, from: PeerId, what: &str) {
+        self.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(peer = from.node, what, "fleet: a link frame with bad content was dropped");
+    }
+
+    fn live(
+        &self,
+        from: PeerId,
+        forwarded: bool,
+        tail: bytes::Bytes,
+        recipients: &[routing::link::Recipient],
+        out: &mut [Vec<Remote>],
+    ) {
+        let Ok((deliver, decoded)) = SharedDeliver::from_tail(tail) else {
+            return self.bad(from, "a LIVE whose DELIVER does not decode");
+        };
+        let mut devices = Vec::new();
+        let mut current = None;
+        for r in recipients {
+            if current != Some(r.user) {
+                self.directory.devices(r.user, &mut devices);
+                current = Some(r.user);
+            }
+            let here = devices.iter().find(|(device, _)| *device == r.device).map(|(_, session)| *session);
+            match here.and_then(|to| out.get_mut(to.worker).map(|batch| (to, batch))) {
+                Some((to, batch)) => batch.push(Remote::Live { to, seq: r.seq, deliver: deliver.clone() }),
+                None => {
+                    let _ = self.misroutes.send(Misrouted {
+                        user: r.user,
+                        device: r.device,
+                        seq: r.seq,
+                        deliver: deliver.clone(),
+                        conversation: decoded.conversation,
+                        sender: decoded.sender,
+                        forwarded,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Sink for Inbound {
+    fn offer(&self, from: PeerId, frame: LinkFrame) -> Result<(), LinkFrame> {
+        // Nothing is posted unless every worker has room: a frame is posted
+        // whole or offered again (the link withholds credit meanwhile).
+        if self.inboxes.iter().any(|inbox| inbox.sender.is_full()) {
+            self.metrics.inbound_waits.fetch_add(1, Ordering::Relaxed);
+            return Err(frame);
+        }
+        let mut out: Vec<Vec<Remote>> = self.inboxes.iter().map(|_| Vec::new()).collect();
+        match frame {
+            LinkFrame::Live { forwarded, tail, recipients } => {
+                self.live(from, forwarded, tail, &recipients, &mut out)
+            }
+            LinkFrame::Frame { class, frame, users } => {
+                let mut input = BytesMut::from(&frame[..]);
+                let decoded = match Decoder::for_server_messages().decode(&mut input) {
+                    Ok(Some(decoded)) if input.is_empty() => decoded,
+                    _ => {
+                        self.bad(from, "a FRAME that is not one server frame");
+                        return Ok(());
+                    }
+                };
+                let class = match class {
+                    FrameClass::Ephemeral => Class::Ephemeral,
+                    FrameClass::Live => Class::Live,
+                };
+                let mut devices = Vec::new();
+                for target in users {
+                    self.directory.devices(target.user, &mut devices);
+                    for &(device, to) in &devices {
+                        if Some(device) != target.except {
+                            if let Some(batch) = out.get_mut(to.worker) {
+                                batch.push(Remote::Frame { to, frame: decoded.clone(), class });
+                            }
+                        }
+                    }
+                }
+            }
+            LinkFrame::Replace { user, device, epoch, session } => {
+                let mut devices = Vec::new();
+                self.directory.devices(user, &mut devices);
+                let old = devices.iter().find(|(d, to)| *d == device && to.placement_id() == session);
+                match old {
+                    Some(&(_, to)) if epoch == self.links.epoch() => {
+                        if let Some(batch) = out.get_mut(to.worker) {
+                            batch.push(Remote::Replace(to));
+                        }
+                    }
+                    // Gone already, or placed by an earlier epoch of this
+                    // node (whose sessions were placed again since).
+                    _ => {}
+                }
+            }
+            other => {
+                self.bad(from, if other.is_data() { "an unknown data frame" } else { "a handshake frame" })
+            }
+        }
+        for (inbox, batch) in self.inboxes.iter().zip(out) {
+            if batch.is_empty() {
+                continue;
+            }
+            let items = batch.len() as u64;
+            if inbox.offer(batch).is_err() {
+                // Filled between the check and now by the node's own
+                // workers: shed (a live entry stays in the inbox).
+                self.metrics.inbound_shed.fetch_add(items, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}

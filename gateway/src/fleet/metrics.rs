@@ -1,0 +1,135 @@
+//! The fleet's metrics (relaxed counters), rendered beside the node's own
+//! families on `/metrics`. Names: `gateway_fleet_*`, listed in [`NAMES`].
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use routing_links::InboundStats;
+
+/// The fleet's families: name, type, help.
+pub(crate) const NAMES: &[(&str, &str, &str)] = &[
+    (
+        "gateway_fleet_registry_healthy",
+        "gauge",
+        "1 while the session registry answers, else 0; /readyz is 503 while 0.",
+    ),
+    ("gateway_fleet_registry_calls_total", "counter", "Registry calls, by result (ok, error)."),
+    ("gateway_fleet_registry_seconds_sum", "counter", "Total time spent in registry calls."),
+    (
+        "gateway_fleet_cache_hits_total",
+        "counter",
+        "Fleet items whose user's placements were in the node's cache.",
+    ),
+    (
+        "gateway_fleet_cache_misses_total",
+        "counter",
+        "Fleet items whose user had to be looked up in the registry.",
+    ),
+    (
+        "gateway_fleet_misroutes_total",
+        "counter",
+        "Live entries received for a device no longer on this node (looked up again).",
+    ),
+    (
+        "gateway_fleet_replaced_total",
+        "counter",
+        "Sessions on other nodes closed with 4007 by a newer connection here.",
+    ),
+    (
+        "gateway_fleet_fenced_total",
+        "counter",
+        "Times this node found its lease lost while alive and joined again.",
+    ),
+    ("gateway_fleet_peers", "gauge", "Links this node dials (peers it sends to)."),
+    ("gateway_fleet_bad_frames_total", "counter", "Link frames dropped for content a gateway never sends."),
+    (
+        "gateway_fleet_inbound_waits_total",
+        "counter",
+        "Link frames held back because a worker inbox was full (credit withheld).",
+    ),
+    (
+        "gateway_fleet_inbound_shed_total",
+        "counter",
+        "Items from links shed because a worker inbox filled meanwhile.",
+    ),
+    ("gateway_fleet_inbound_links", "gauge", "Links other nodes hold open to this node."),
+    ("gateway_fleet_inbound_frames_total", "counter", "Data frames received over links."),
+    ("gateway_fleet_inbound_bytes_total", "counter", "Bytes of data frames received over links."),
+    (
+        "gateway_fleet_inbound_refused_total",
+        "counter",
+        "Link connections refused at the handshake (no or a wrong secret).",
+    ),
+];
+
+/// Counters of the fleet thread.
+#[derive(Debug, Default)]
+pub(crate) struct FleetMetrics {
+    pub(crate) healthy: AtomicBool,
+    pub(crate) calls_ok: AtomicU64,
+    pub(crate) calls_failed: AtomicU64,
+    pub(crate) call_micros: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) cache_misses: AtomicU64,
+    pub(crate) misroutes: AtomicU64,
+    pub(crate) replaced: AtomicU64,
+    pub(crate) fenced: AtomicU64,
+    pub(crate) peers: AtomicU64,
+    pub(crate) bad_frames: AtomicU64,
+    pub(crate) inbound_waits: AtomicU64,
+    pub(crate) inbound_shed: AtomicU64,
+    pub(crate) inbound: Arc<InboundStats>,
+}
+
+impl FleetMetrics {
+    /// Whether the registry answered its last call (`/readyz`).
+    pub(crate) fn registry_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// One registry call that started at `started`.
+    pub(crate) fn call(&self, started: Instant, ok: bool) {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.call_micros.fetch_add(micros, Ordering::Relaxed);
+        let counter = if ok { &self.calls_ok } else { &self.calls_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        super::set_health(&self.healthy, ok);
+    }
+
+    /// Appends the Prometheus text of every family.
+    pub(crate) fn render(&self, out: &mut String) {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        for &(name, kind, help) in NAMES {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let value = match name {
+                "gateway_fleet_registry_healthy" => u64::from(self.healthy.load(Ordering::Relaxed)),
+                "gateway_fleet_registry_calls_total" => {
+                    let _ = writeln!(out, "{name}{{result=\"ok\"}} {}", get(&self.calls_ok));
+                    let _ = writeln!(out, "{name}{{result=\"error\"}} {}", get(&self.calls_failed));
+                    continue;
+                }
+                "gateway_fleet_registry_seconds_sum" => {
+                    let _ = writeln!(out, "{name} {}", get(&self.call_micros) as f64 / 1e6);
+                    continue;
+                }
+                "gateway_fleet_cache_hits_total" => get(&self.cache_hits),
+                "gateway_fleet_cache_misses_total" => get(&self.cache_misses),
+                "gateway_fleet_misroutes_total" => get(&self.misroutes),
+                "gateway_fleet_replaced_total" => get(&self.replaced),
+                "gateway_fleet_fenced_total" => get(&self.fenced),
+                "gateway_fleet_peers" => get(&self.peers),
+                "gateway_fleet_bad_frames_total" => get(&self.bad_frames),
+                "gateway_fleet_inbound_waits_total" => get(&self.inbound_waits),
+                "gateway_fleet_inbound_shed_total" => get(&self.inbound_shed),
+                "gateway_fleet_inbound_links" => get(&self.inbound.open),
+                "gateway_fleet_inbound_frames_total" => get(&self.inbound.frames),
+                "gateway_fleet_inbound_bytes_total" => get(&self.inbound.bytes),
+                "gateway_fleet_inbound_refused_total" => get(&self.inbound.refused),
+                _ => continue,
+            };
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The fleet thread's work: the lease, registry calls in per-device order,
+//! and the router that sends items for other nodes over their links.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backend_push::PushNote;
+use bytes::Bytes;
+use gateway_core::{Class, SharedDeliver};
+use gateway_hub::{FleetCall, FleetItem, Remote, Ticket};
+use protocol::{DeviceId, UserId};
+use routing::link::{FrameClass, LinkFrame, Recipient, UserTarget};
+use routing_links::{Lane, LinkConfig, Peer};
+use routing_registry::{Config as RegistryConfig, ConnectionLike, NodeId, Placement, Registry, Renewal};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::inbound::{Inbound, Misrouted};
+use super::{set_health, FleetMetrics, Parts};
+use crate::backend::ReplySink;
+
+/// Registry calls run in this many lanes: in order for one device (a close
+/// never overtakes its own registration), concurrently across devices.
+const CALL_LANES: usize = 16;
+/// Users whose placements one node caches at most (then it starts over).
+const CACHE_USERS: usize = 1 << 20;
+
+pub(super) struct Setup {
+    pub(super) node: NodeId,
+    pub(super) advertise: String,
+    pub(super) urls: Vec<String>,
+    pub(super) cluster: bool,
+    pub(super) registry: RegistryConfig,
+    pub(super) links: Arc<LinkConfig>,
+    pub(super) cache: Duration,
+    pub(super) parts: Parts,
+    pub(super) metrics: Arc<FleetMetrics>,
+    pub(super) leaving: Arc<tokio::sync::Notify>,
+}
+
+type Calls = mpsc::UnboundedReceiver<(FleetCall, ReplySink<Ticket>)>;
+
+/// The fleet thread: connects to the registry (retrying while it is down),
+/// then serves until the node leaves.
+pub(super) async fn run(
+    setup: Setup,
+    listener: TcpListener,
+    batches: mpsc::Receiver<Vec<Remote>>,
+    calls: Calls,
+) {
+    let urls: Vec<&str> = setup.urls.iter().map(String::as_str).collect();
+    if setup.cluster {
+        let connect = || routing_registry::Registry::cluster(&urls, setup.registry.clone());
+        let registry = connect_retrying(&setup, connect).await;
+        serve(setup, registry, listener, batches, calls).await;
+    } else {
+        let url = urls.first().copied().unwrap_or_default().to_owned();
+        let connect = || routing_registry::Registry::single(&url, setup.registry.clone());
+        let registry = connect_retrying(&setup, connect).await;
+        serve(setup, registry, listener, batches, calls).await;
+    }
+}
+
+async fn connect_retrying<C, F, Fut>(setup: &Setup, connect: F) -> Registry<C>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Registry<C>, routing_registry::RegistryError>>,
+{
+    loop {
+        match connect().await {
+            Ok(registry) => return registry,
+            Err(err) => {
+                set_health(&setup.metrics.healthy, false);
+                tracing::warn!(%err, "fleet: cannot reach the registry; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Joins (a new epoch), then runs the lease, the call lanes, the link
+/// listener and the router until the node leaves.
+async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    setup: Setup,
+    registry: Registry<C>,
+    listener: TcpListener,
+    mut batches: mpsc::Receiver<Vec<Remote>>,
+    mut calls: Calls,
+) {
+    let metrics = setup.metrics.clone();
+    let epoch = loop {
+        match registry.join(setup.node, &setup.advertise).await {
+            Ok(epoch) => break epoch,
+            Err(err) => {
+                set_health(&metrics.healthy, false);
+                tracing::warn!(%err, "fleet: cannot join the registry; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    set_health(&metrics.healthy, true);
+    setup.links.set_epoch(epoch.0);
+    tracing::info!(node = setup.node.0, epoch = epoch.0, advertise = %setup.advertise, "fleet: joined");
+    let (misroutes_tx, mut misroutes) = mpsc::unbounded_channel();
+    let inbound = Arc::new(Inbound::new(&setup, misroutes_tx));
+    tokio::spawn(routing_links::serve(listener, setup.links.clone(), inbound, metrics.inbound.clone()));
+    let mut router = Router::new(&setup, registry.clone());
+    let (replaces_tx, mut replaces) = mpsc::unbounded_channel();
+    let lanes = start_lanes(&setup, &registry, &replaces_tx);
+    let renew_every = setup.registry.lease / 3;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+    loop {
+        tokio::select! {
+            Some(batch) = batches.recv() => router.route(batch).await,
+            Some(misrouted) = misroutes.recv() => router.misrouted(misrouted).await,
+            Some(replaced) = replaces.recv() => router.replace(replaced).await,
+            Some((call, reply)) = calls.recv() => {
+                let (user, device) = match &call {
+                    FleetCall::Register { user, device, .. } | FleetCall::Unregister { user, device, .. } => (*user, *device),
+                };
+                if let Some(lane) = lanes.get(lane_of(user, device)) {
+                    let _ = lane.send((call, reply));
+                }
+            }
+            _ = renew.tick() => router.renew().await,
+            () = setup.leaving.notified() => {
+                if let Err(err) = registry.leave(setup.node, routing_registry::Epoch(setup.links.epoch())).await {
+                    tracing::warn!(%err, "fleet: could not give up the lease (it expires by itself)");
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn lane_of(user: UserId, device: DeviceId) -> usize {
+    // Any stable spread will do: user ids are not chosen by clients.
+    (user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(device.0)) as usize % CALL_LANES
+}
+
+/// Starts the call lanes; each runs its calls one after the other.
+fn start_lanes<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    setup: &Setup,
+    registry: &Registry<C>,
+    replaces: &mpsc::UnboundedSender<Replaced>,
+) -> Vec<mpsc::UnboundedSender<(FleetCall, ReplySink<Ticket>)>> {
+    (0..CALL_LANES)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(FleetCall, ReplySink<Ticket>)>();
+            let (registry, links, metrics, node, replaces) =
+                (registry.clone(), setup.links.clone(), setup.metrics.clone(), setup.node, replaces.clone());
+            tokio::spawn(async move {
+                while let Some((call, reply)) = rx.recv().await {
+                    let epoch = routing_registry::Epoch(links.epoch());
+                    match call {
+                        FleetCall::Register { user, device, session, ticket } => {
+                            let placement = Placement { node, epoch, session };
+                            let started = Instant::now();
+                            let result = registry.register(user, device, placement).await;
+                            metrics.call(started, result.is_ok());
+                            match result {
+                                Ok(replaced) => {
+                                    reply.registered(ticket, true);
+                                    if let Some(old) = replaced.filter(|old| old.node != node) {
+                                        let _ = replaces.send(Replaced { user, device, old });
+                                    }
+                                }
+                                Err(err) => {
+                                    tracing::warn!(%err, user = user.0, device = device.0, "fleet: a session could not be placed");
+                                    reply.registered(ticket, false);
+                                }
+                            }
+                        }
+                        FleetCall::Unregister { user, device, session } => {
+                            let started = Instant::now();
+                            let result = registry.unregister(user, device, Placement { node, epoch, session }).await;
+                            metrics.call(started, result.is_ok());
+                        }
+                    }
+                }
+            });
+            tx
+        })
+        .collect()
+}
+
+/// A placement a registration replaced on another node.
+#[derive(Debug)]
+struct Replaced {
+    user: UserId,
+    device: DeviceId,
+    old: Placement,
+}
+
+/// Items for other nodes: where the devices are (a cache over the
+/// registry), and the links to those nodes.
+struct Router<C> {
+    node: NodeId,
+    /// Where this node's link listener is dialed (re-advertised on re-join).
+    advertise: String,
+    registry: Registry<C>,
+    links: Arc<LinkConfig>,
+    ttl: Duration,
+    /// user → (looked up at, live placements).
+    cache: HashMap<UserId, (Instant, Vec<(DeviceId, Placement)>)>,
+    peers: HashMap<NodeId, Peer>,
+    parts_push: Arc<dyn backend_push::PushApi>,
+    directory: Arc<routing::Directory>,
+    metrics: Arc<FleetMetrics>,
+}
+
+/// One node's share of a routed batch.
+#[derive(Default)]
+struct NodeBatch {
+    /// LIVE frames: one per DELIVER (shared tail), with its recipients.
+    lives: Vec<(SharedDeliver, Vec<Recipient>)>,
+    /// FRAMEs: one per distinct encoded frame, with its users.
+    frames: Vec<(Bytes, FrameClass, Vec<UserTarget>)>,
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
+    fn new(setup: &Setup, registry: Registry<C>) -> Self {
+        Self {
+            node: setup.node,
+            advertise: setup.advertise.clone(),
+            registry,
+            links: setup.links.clone(),
+            ttl: setup.cache,
+            cache: HashMap::new(),
+            peers: HashMap::new(),
+            parts_push: setup.parts.push.clone(),
+            directory: setup.parts.directory.clone(),
+            metrics: setup.metrics.clone(),
+        }
+    }
+
+    /// Routes a batch of a worker's fleet items: looks up (concurrently)
+    /// the users the cache does not know, then sends one LIVE per DELIVER
+    /// and one FRAME per distinct frame to each node that holds recipients.
+    async fn route(&mut self, batch: Vec<Remote>) {
+        let now = Instant::now();
+        let mut missing: Vec<UserId> = Vec::new();
+        for item in &batch {
+            let user = match item {
+                Remote::Fleet(FleetItem::Live { user, .. } | FleetItem::ToUser { user, .. }) => *user,
+                _ => continue,
+            };
+            if self.cached(user, now).is_some() {
+                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            } else if !missing.contains(&user) {
+                self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+                missing.push(user);
+            }
+        }
+        self.resolve(&missing).await;
+        let mut nodes: HashMap<NodeId, NodeBatch> = HashMap::new();
+        for item in batch {
+            let Remote::Fleet(item) = item else { continue };
+            match item {
+                FleetItem::Live { user, device, seq, deliver, conversation, sender } => {
+                    let at = self
+                        .cached(user, now)
+                        .and_then(|devices| devices.iter().find(|(d, _)| *d == device).map(|(_, p)| p.node));
+                    match at.filter(|node| *node != self.node) {
+                        Some(node) => {
+                            let batch = nodes.entry(node).or_default();
+                            let recipient = Recipient { user, device, seq };
+                            match batch.lives.iter_mut().find(|(d, _)| same_tail(d, &deliver)) {
+                                Some((_, recipients)) => recipients.push(recipient),
+                                None => batch.lives.push((deliver, vec![recipient])),
+                            }
+                        }
+                        None => self.parts_push.notify(PushNote { user, device, seq, conversation, sender }),
+                    }
+                }
+                FleetItem::ToUser { user, except, frame, class } => {
+                    let Ok(bytes) = frame.to_bytes() else { continue };
+                    let class = match class {
+                        Class::Ephemeral => FrameClass::Ephemeral,
+                        _ => FrameClass::Live,
+                    };
+                    let mut targets: Vec<NodeId> = Vec::new();
+                    for &(device, placement) in self.cached(user, now).unwrap_or_default() {
+                        if Some(device) != except
+                            && placement.node != self.node
+                            && !targets.contains(&placement.node)
+                        {
+                            targets.push(placement.node);
+                        }
+                    }
+                    for node in targets {
+                        let batch = nodes.entry(node).or_default();
+                        let target = UserTarget { user, except };
+                        match batch.frames.iter_mut().find(|(b, c, _)| *b == bytes && *c == class) {
+                            Some((_, _, users)) => users.push(target),
+                            None => batch.frames.push((bytes.clone(), class, vec![target])),
+                        }
+                    }
+                }
+            }
+        }
+        for (node, batch) in nodes {
+            self.send(node, batch).await;
+        }
+    }
+
+    /// The cached placements of `user`, if fresh.
+    fn cached(&self, user: UserId, now: Instant) -> Option<&[(DeviceId, Placement)]> {
+        let (at, devices) = self.cache.get(&user)?;
+        (now.duration_since(*at) < self.ttl).then_some(devices.as_slice())
+    }
+
+    /// Looks `users` up in the registry, concurrently; a failed lookup
+    /// leaves the user uncached (its items go to push notes).
+    async fn resolve(&mut self, users: &[UserId]) {
+        if users.is_empty() {
+            return;
+        }
+        let mut lookups = tokio::task::JoinSet::new();
+        for &user in users {
+            let registry = self.registry.clone();
+            lookups.spawn(async move { (user, Instant::now(), registry.lookup(user).await) });
+        }
+        if self.cache.len() + users.len() > CACHE_USERS {
+            self.cache.clear();
+        }
+        while let Some(done) = lookups.join_next().await {
+            let Ok((user, started, result)) = done else { continue };
+            self.metrics.call(started, result.is_ok());
+            match result {
+                Ok(devices) => {
+                    self.cache.insert(user, (started, devices));
+                }
+                Err(err) => tracing::debug!(%err, user = user.0, "fleet: lookup failed"),
+            }
+        }
+    }
+
+    /// Sends one node's share of a batch over its link.
+    async fn send(&mut self, node: NodeId, batch: NodeBatch) {
+        let Some(peer) = self.peer(node).await else {
+            return;
+        };
+        for (deliver, recipients) in batch.lives {
+            for chunk in recipients.chunks(routing::link::MAX_RECIPIENTS) {
+                let frame = LinkFrame::Live {
+                    forwarded: false,
+                    tail: deliver.tail().clone(),
+                    recipients: chunk.to_vec(),
+                };
+                peer.send(Lane::Live, &frame);
+            }
+        }
+        for (frame, class, users) in batch.frames {
+            let lane = if class == FrameClass::Ephemeral { Lane::Ephemeral } else { Lane::Live };
+            for chunk in users.chunks(routing::link::MAX_RECIPIENTS) {
+                peer.send(lane, &LinkFrame::Frame { class, frame: frame.clone(), users: chunk.to_vec() });
+            }
+        }
+    }
+
+    /// The link to `node`, dialed on first use at the address it
+    /// advertised.
+    async fn peer(&mut self, node: NodeId) -> Option<&Peer> {
+        if !self.peers.contains_key(&node) {
+            let started = Instant::now();
+            let address = self.registry.link_address(node).await;
+            self.metrics.call(started, address.is_ok());
+            let Ok(Some(address)) = address else {
+                tracing::warn!(node = node.0, "fleet: no link address for a node the registry names");
+                return None;
+            };
+            self.peers.insert(node, Peer::start(self.links.clone(), node.0, address));
+            self.metrics.peers.fetch_add(1, Ordering::Relaxed);
+        }
+        self.peers.get(&node)
+    }
+
+    /// A live entry another node sent here for a device no longer here:
+    /// looked up again (not from the cache) and sent on once, or its push
+    /// note sent.
+    async fn misrouted(&mut self, misrouted: Misrouted) {
+        self.metrics.misroutes.fetch_add(1, Ordering::Relaxed);
+        let Misrouted { user, device, seq, deliver, conversation, sender, forwarded } = misrouted;
+        self.cache.remove(&user);
+        let at = if forwarded {
+            None
+        } else {
+            self.resolve(&[user]).await;
+            self.cached(user, Instant::now())
+                .and_then(|devices| devices.iter().find(|(d, _)| *d == device))
+                .map(|(_, placement)| placement.node)
+                .filter(|node| *node != self.node)
+        };
+        match at {
+            Some(node) => {
+                if let Some(peer) = self.peer(node).await {
+                    let frame = LinkFrame::Live {
+                        forwarded: true,
+                        tail: deliver.tail().clone(),
+                        recipients: vec![Recipient { user, device, seq }],
+                    };
+                    peer.send(Lane::Live, &frame);
+                }
+            }
+            None => self.parts_push.notify(PushNote { user, device, seq, conversation, sender }),
+        }
+    }
+
+    /// Closes the session a newer connection replaced on another node, if
+    /// that node is alive in the epoch that placed it.
+    async fn replace(&mut self, Replaced { user, device, old }: Replaced) {
+        let started = Instant::now();
+        let lease = self.registry.lease(old.node).await;
+        self.metrics.call(started, lease.is_ok());
+        if lease.ok().flatten() != Some(old.epoch) {
+            return;
+        }
+        self.cache.remove(&user);
+        if let Some(peer) = self.peer(old.node).await {
+            peer.send(
+                Lane::Control,
+                &LinkFrame::Replace { user, device, epoch: old.epoch.0, session: old.session },
+            );
+            self.metrics.replaced.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Renews the lease; a fenced node joins again with a new epoch and
+    /// places its sessions again. Links to nodes that no longer hold a
+    /// lease are dropped (their queues with them).
+    async fn renew(&mut self) {
+        let epoch = routing_registry::Epoch(self.links.epoch());
+        let started = Instant::now();
+        let renewal = self.registry.renew(self.node, epoch).await;
+        self.metrics.call(started, renewal.is_ok());
+        match renewal {
+            Ok(Renewal::Renewed) => {}
+            Ok(Renewal::Fenced) => self.rejoin().await,
+            Err(err) => tracing::warn!(%err, "fleet: lease renewal failed"),
+        }
+        let down: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.stats().queued_bytes.load(Ordering::Relaxed) > 0)
+            .map(|(node, _)| *node)
+            .collect();
+        for node in down {
+            if let Ok(None) = self.registry.lease(node).await {
+                tracing::info!(node = node.0, "fleet: peer holds no lease; its link is dropped");
+                self.peers.remove(&node);
+                self.metrics.peers.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Fenced (the lease expired while this node was paused or cut off):
+    /// a new epoch, and every local session placed again under it.
+    async fn rejoin(&mut self) {
+        self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(node = self.node.0, "fleet: lease lost while alive (fenced); joining again");
+        let Ok(epoch) = self.registry.join(self.node, &self.advertise).await else {
+            return;
+        };
+        self.links.set_epoch(epoch.0);
+        self.cache.clear();
+        let mut sessions = Vec::new();
+        self.directory.sessions(&mut sessions);
+        for (user, device, session) in sessions {
+            let placement = Placement { node: self.node, epoch, session: session.placement_id() };
+            let started = Instant::now();
+            let result = self.registry.register(user, device, placement).await;
+            self.metrics.call(started, result.is_ok());
+        }
+        tracing::info!(node = self.node.0, epoch = epoch.0, "fleet: joined again");
+    }
+}
+
+fn same_tail(a: &SharedDeliver, b: &SharedDeliver) -> bool {
+    a.tail().as_ptr() == b.tail().as_ptr() && a.tail().len() == b.tail().len()
+}

@@ -1,0 +1,256 @@
+//! The sending side of the link to one node.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use routing::link::LinkFrame;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::handshake::{dial, read_frame};
+use crate::queue::{Lane, Pushed, SendQueue};
+use crate::{LinkConfig, LinkFailure};
+
+/// Most bytes one write takes from the queue.
+const WRITE_BATCH: usize = 256 << 10;
+
+/// What a peer link has done (relaxed counters for the metrics).
+#[derive(Debug, Default)]
+pub struct PeerStats {
+    /// Bytes queued now.
+    pub queued_bytes: AtomicU64,
+    /// Frames written.
+    pub frames: AtomicU64,
+    /// Writes (each carries one or more frames).
+    pub writes: AtomicU64,
+    /// Bytes written.
+    pub bytes: AtomicU64,
+    /// Live frames shed (a full queue).
+    pub shed_live: AtomicU64,
+    /// Ephemeral frames shed.
+    pub shed_ephemeral: AtomicU64,
+    /// Links established.
+    pub connects: AtomicU64,
+    /// Dials or links that failed.
+    pub failures: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: SendQueue,
+    credit: u64,
+    address: String,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    node: u32,
+    config: Arc<LinkConfig>,
+    state: Mutex<State>,
+    wake: Notify,
+    stats: PeerStats,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn count(&self, pushed: Pushed) {
+        self.stats.shed_live.fetch_add(u64::from(pushed.shed_live), Ordering::Relaxed);
+        self.stats.shed_ephemeral.fetch_add(u64::from(pushed.shed_ephemeral), Ordering::Relaxed);
+    }
+}
+
+/// The link to one node, as the router sees it. Dropping it stops the
+/// link's task.
+#[derive(Debug)]
+pub struct Peer {
+    shared: Arc<Shared>,
+}
+
+impl Peer {
+    /// Starts the link to `node` at `address` (on the current tokio
+    /// runtime); frames may be sent at once, they wait for the link.
+    pub fn start(config: Arc<LinkConfig>, node: u32, address: String) -> Self {
+        let state = State { queue: SendQueue::new(config.queue_bytes), credit: 0, address, closed: false };
+        let shared = Arc::new(Shared {
+            node,
+            config,
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            stats: PeerStats::default(),
+        });
+        tokio::spawn(run(shared.clone()));
+        Self { shared }
+    }
+
+    /// The node at the other end.
+    pub fn node(&self) -> u32 {
+        self.shared.node
+    }
+
+    /// Queues `frame` without waiting (shedding by lane when full).
+    pub fn send(&self, lane: Lane, frame: &LinkFrame) {
+        let mut bytes = BytesMut::new();
+        frame.encode(&mut bytes);
+        let pushed = {
+            let mut state = self.shared.state();
+            let pushed = state.queue.push(lane, bytes.freeze());
+            self.shared.stats.queued_bytes.store(state.queue.bytes() as u64, Ordering::Relaxed);
+            pushed
+        };
+        self.shared.count(pushed);
+        self.shared.wake.notify_one();
+    }
+
+    /// The node re-joined at another address: dial that from now on.
+    pub fn set_address(&self, address: String) {
+        self.shared.state().address = address;
+    }
+
+    /// What the link has done.
+    pub fn stats(&self) -> &PeerStats {
+        &self.shared.stats
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let shed = {
+            let mut state = self.shared.state();
+            state.closed = true;
+            state.queue.clear()
+        };
+        self.shared.count(shed);
+        self.shared.stats.queued_bytes.store(0, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Dials, serves the link until it fails, waits, dials again; ends when the
+/// [`Peer`] is dropped.
+async fn run(shared: Arc<Shared>) {
+    let (first, longest) = shared.config.backoff;
+    let mut backoff = first;
+    loop {
+        let address = {
+            let state = shared.state();
+            if state.closed {
+                return;
+            }
+            state.address.clone()
+        };
+        match connect(&shared, &address).await {
+            Ok((stream, input)) => {
+                backoff = first;
+                shared.stats.connects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(peer = shared.node, %address, "link up");
+                let err = serve(&shared, stream, input).await;
+                if shared.state().closed {
+                    return;
+                }
+                shared.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = shared.node, %address, %err, "link down; redialing");
+            }
+            Err(err) => {
+                shared.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = shared.node, %address, %err, retry_ms = backoff.as_millis() as u64, "link dial failed");
+            }
+        }
+        // Credit belongs to a connection: a new one starts from what its
+        // acceptor grants.
+        shared.state().credit = 0;
+        tokio::time::sleep(jitter(backoff)).await;
+        backoff = (backoff * 2).min(longest);
+    }
+}
+
+async fn connect(shared: &Shared, address: &str) -> Result<(TcpStream, BytesMut), LinkFailure> {
+    let config = &shared.config;
+    let attempt = async {
+        let mut stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let mut input = BytesMut::new();
+        dial(&mut stream, &mut input, config, shared.node).await?;
+        Ok((stream, input))
+    };
+    tokio::time::timeout(config.handshake_timeout, attempt).await.map_err(|_| LinkFailure::Timeout)?
+}
+
+/// Writes queued frames as credit allows while reading the peer's credit;
+/// returns why the link ended.
+async fn serve(shared: &Shared, stream: TcpStream, mut input: BytesMut) -> LinkFailure {
+    let (mut reader, mut writer) = stream.into_split();
+    let credits = async {
+        loop {
+            match read_frame(&mut reader, &mut input).await {
+                Ok(LinkFrame::Credit { bytes }) => {
+                    let mut state = shared.state();
+                    state.credit = state.credit.saturating_add(bytes);
+                    drop(state);
+                    shared.wake.notify_one();
+                }
+                Ok(LinkFrame::Refuse { code, reason }) => return LinkFailure::Refused { code, reason },
+                Ok(other) => return LinkFailure::Unexpected(other.kind()),
+                Err(err) => return err,
+            }
+        }
+    };
+    let writes = async {
+        let mut batch = BytesMut::with_capacity(WRITE_BATCH);
+        loop {
+            let frames = take_batch(shared, &mut batch);
+            if frames == 0 {
+                if shared.state().closed {
+                    return LinkFailure::Closed;
+                }
+                shared.wake.notified().await;
+                continue;
+            }
+            match tokio::time::timeout(shared.config.write_timeout, writer.write_all(&batch)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return LinkFailure::Io(err),
+                Err(_) => return LinkFailure::Timeout,
+            }
+            let stats = &shared.stats;
+            stats.writes.fetch_add(1, Ordering::Relaxed);
+            stats.frames.fetch_add(frames, Ordering::Relaxed);
+            stats.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
+        }
+    };
+    tokio::select! {
+        err = credits => err,
+        err = writes => err,
+    }
+}
+
+/// Moves frames the credit allows (up to one write's worth) into `batch`;
+/// returns how many.
+fn take_batch(shared: &Shared, batch: &mut BytesMut) -> u64 {
+    let mut state = shared.state();
+    let mut frames = 0;
+    while batch.len() < WRITE_BATCH {
+        let credit = state.credit;
+        let Some(frame) = state.queue.pop(credit) else { break };
+        state.credit -= frame.len() as u64;
+        batch.extend_from_slice(&frame);
+        frames += 1;
+    }
+    shared.stats.queued_bytes.store(state.queue.bytes() as u64, Ordering::Relaxed);
+    frames
+}
+
+/// `base` ± 25 %, so that the links of a restarted node do not all redial
+/// in step.
+fn jitter(base: Duration) -> Duration {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let spread = base / 2;
+    base - base / 4 + spread.mul_f64(f64::from(nanos % 1_000) / 1_000.0)
+}

@@ -1,0 +1,179 @@
+//! A peer's send queue: bounded in bytes, three lanes so that overload sheds
+//! the cheapest frames first. Sans IO.
+//!
+//! - control (REPLACE): never shed; tiny and rare (one per device that
+//!   moves between nodes), so they cannot grow the queue by much;
+//! - live (LIVE, and FRAMEs of class live: receipts, prekey notes): shed
+//!   oldest first once no ephemeral frame is left; a shed live entry stays
+//!   in the store and its device reads it at its next gap check or sync;
+//! - ephemeral (presence, typing): shed first.
+//!
+//! Frames leave control first, then live, then ephemeral.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+/// Which lane a frame takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Never shed.
+    Control,
+    /// Shed after every ephemeral frame.
+    Live,
+    /// Shed first.
+    Ephemeral,
+}
+
+/// What [`SendQueue::push`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Pushed {
+    /// Ephemeral frames shed to make room (the new one included, if it was
+    /// one and could not fit).
+    pub shed_ephemeral: u32,
+    /// Live frames shed.
+    pub shed_live: u32,
+}
+
+/// The frames waiting for a peer, encoded.
+#[derive(Debug)]
+pub struct SendQueue {
+    lanes: [VecDeque<Bytes>; 3],
+    bytes: usize,
+    bound: usize,
+}
+
+impl SendQueue {
+    /// A queue holding at most `bound` bytes (control frames aside).
+    pub fn new(bound: usize) -> Self {
+        Self { lanes: Default::default(), bytes: 0, bound }
+    }
+
+    /// Bytes queued.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Queues `frame`, shedding ephemeral, then live frames (oldest first)
+    /// while it does not fit.
+    pub fn push(&mut self, lane: Lane, frame: Bytes) -> Pushed {
+        let mut pushed = Pushed::default();
+        while self.bytes + frame.len() > self.bound && lane != Lane::Control {
+            if let Some(old) = self.lane(Lane::Ephemeral).pop_front() {
+                self.bytes -= old.len();
+                pushed.shed_ephemeral += 1;
+            } else if lane == Lane::Live {
+                match self.lane(Lane::Live).pop_front() {
+                    Some(old) => {
+                        self.bytes -= old.len();
+                        pushed.shed_live += 1;
+                    }
+                    // Only control frames left, or the frame alone is over
+                    // the bound: this one goes.
+                    None => {
+                        pushed.shed_live += 1;
+                        return pushed;
+                    }
+                }
+            } else {
+                // An ephemeral frame never sheds a live one.
+                pushed.shed_ephemeral += 1;
+                return pushed;
+            }
+        }
+        self.bytes += frame.len();
+        self.lane(lane).push_back(frame);
+        pushed
+    }
+
+    /// The next frame to send if it takes at most `credit` bytes (control
+    /// first, then live, then ephemeral); `None` when empty or when the
+    /// next frame does not fit the credit.
+    pub fn pop(&mut self, credit: u64) -> Option<Bytes> {
+        let lane = self.lanes.iter_mut().find(|lane| !lane.is_empty())?;
+        if lane.front().is_some_and(|frame| frame.len() as u64 > credit) {
+            return None;
+        }
+        let frame = lane.pop_front()?;
+        self.bytes -= frame.len();
+        Some(frame)
+    }
+
+    /// Drops everything (a peer that is gone for good); returns the live
+    /// and ephemeral frames dropped.
+    pub fn clear(&mut self) -> Pushed {
+        let shed = Pushed {
+            shed_ephemeral: self.lane(Lane::Ephemeral).len() as u32,
+            shed_live: self.lane(Lane::Live).len() as u32,
+        };
+        self.lanes.iter_mut().for_each(VecDeque::clear);
+        self.bytes = 0;
+        shed
+    }
+
+    fn lane(&mut self, lane: Lane) -> &mut VecDeque<Bytes> {
+        let [control, live, ephemeral] = &mut self.lanes;
+        match lane {
+            Lane::Control => control,
+            Lane::Live => live,
+            Lane::Ephemeral => ephemeral,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(tag: u8, len: usize) -> Bytes {
+        Bytes::from(vec![tag; len])
+    }
+
+    #[test]
+    fn ephemeral_frames_go_first_then_the_oldest_live_ones() {
+        let mut queue = SendQueue::new(100);
+        assert_eq!(queue.push(Lane::Live, frame(1, 40)), Pushed::default());
+        assert_eq!(queue.push(Lane::Ephemeral, frame(2, 30)), Pushed::default());
+        assert_eq!(queue.push(Lane::Live, frame(3, 30)), Pushed::default());
+        // 100 bytes queued: a new live frame sheds the ephemeral one first...
+        assert_eq!(queue.push(Lane::Live, frame(4, 20)), Pushed { shed_ephemeral: 1, shed_live: 0 });
+        // ...then the oldest live one.
+        assert_eq!(queue.push(Lane::Live, frame(5, 30)), Pushed { shed_ephemeral: 0, shed_live: 1 });
+        assert_eq!(queue.bytes(), 80);
+        // An ephemeral frame that does not fit is itself shed.
+        assert_eq!(queue.push(Lane::Ephemeral, frame(6, 30)), Pushed { shed_ephemeral: 1, shed_live: 0 });
+        // Control frames always get in, and leave first.
+        assert_eq!(queue.push(Lane::Control, frame(7, 50)), Pushed::default());
+        let order: Vec<u8> = std::iter::from_fn(|| queue.pop(u64::MAX)).map(|f| f[0]).collect();
+        assert_eq!(order, [7, 3, 4, 5]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_frame_waits_for_enough_credit() {
+        let mut queue = SendQueue::new(1 << 20);
+        let _ = queue.push(Lane::Live, frame(1, 100));
+        assert_eq!(queue.pop(99), None);
+        assert_eq!(queue.pop(100).map(|f| f.len()), Some(100));
+        assert_eq!(queue.pop(100), None);
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_any_flood() {
+        let mut queue = SendQueue::new(10_000);
+        let mut shed = 0;
+        for i in 0..100_000u32 {
+            let lane = if i % 3 == 0 { Lane::Ephemeral } else { Lane::Live };
+            let pushed = queue.push(lane, frame(0, 100));
+            shed += pushed.shed_ephemeral + pushed.shed_live;
+            assert!(queue.bytes() <= 10_000);
+        }
+        assert_eq!(shed, 100_000 - 100, "everything beyond the bound is shed and counted");
+    }
+}
