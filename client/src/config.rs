@@ -13,6 +13,11 @@ pub struct ClientConfig {
     /// `ws://host:port/path` or `wss://host:port/path`, e.g.
     /// `ws://127.0.0.1:7700/ws`. The port defaults to 80 or 443.
     pub url: String,
+    /// Other nodes of the fleet (URLs of the same form): when a connect
+    /// fails in a way a reconnect may fix (refused, reset, timed out, a
+    /// resumable close), the next one is tried, each once per connect, the
+    /// one that answers kept. Empty: `url` only.
+    pub fallback_urls: Vec<String>,
     /// The signed token of HELLO (at most `MAX_TOKEN` bytes).
     pub token: Bytes,
     /// This device; must match the token.
@@ -39,6 +44,7 @@ impl ClientConfig {
     pub fn new(url: impl Into<String>, token: impl Into<Bytes>, device: DeviceId) -> Self {
         Self {
             url: url.into(),
+            fallback_urls: Vec::new(),
             token: token.into(),
             device,
             capabilities: Capabilities::ALL,
@@ -56,6 +62,7 @@ impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
             .field("url", &self.url)
+            .field("fallback_urls", &self.fallback_urls)
             .field("token", &format_args!("<{} bytes>", self.token.len()))
             .field("device", &self.device)
             .field("capabilities", &self.capabilities)

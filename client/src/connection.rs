@@ -40,7 +40,10 @@ use crate::transport::{default_tls_config, Endpoint};
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
-    endpoint: Endpoint,
+    /// `url`, then the fallback URLs.
+    endpoints: Vec<Endpoint>,
+    /// The one connected to (or tried last).
+    current: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
     session: Session,
     link: Option<Link>,
@@ -54,6 +57,13 @@ impl Client {
     /// first event.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         let endpoint = Endpoint::parse(&config.url)?;
+        let mut endpoints = vec![endpoint.clone()];
+        for url in &config.fallback_urls {
+            endpoints.push(Endpoint::parse(url)?);
+        }
+        if endpoints.iter().any(|other| other.is_tls() != endpoint.is_tls()) {
+            return Err(ClientError::InvalidUrl("every fallback URL must have the scheme of url".into()));
+        }
         let tls = match (&config.tls, endpoint.is_tls()) {
             (_, false) => None,
             (Some(tls), true) => Some(Arc::clone(tls)),
@@ -62,16 +72,41 @@ impl Client {
         let token = Token::new(config.token.clone())?;
         let session = Session::new(config.device, token, config.capabilities, config.resume_after)
             .with_first_client_id(config.first_client_id);
-        let mut client = Self { config, endpoint, tls, session, link: None, failure: None };
-        client.establish().await?;
+        let mut client = Self { config, endpoints, current: 0, tls, session, link: None, failure: None };
+        client.establish_any().await?;
         Ok(client)
     }
 
-    /// Opens a connection and authenticates, then resends the pending sends.
+    /// [`Client::establish`] on the current node, then on each other one in
+    /// turn while the failure is one a reconnect may fix; the node that
+    /// answers becomes the current one.
+    async fn establish_any(&mut self) -> Result<(), ClientError> {
+        let mut last = None;
+        for _ in 0..self.endpoints.len() {
+            match self.establish().await {
+                Ok(()) => return Ok(()),
+                Err(err) if err.is_resumable() => {
+                    tracing::debug!(%err, url = %self.endpoint_url(), "node unreachable; trying the next");
+                    last = Some(err);
+                    self.current = (self.current + 1) % self.endpoints.len();
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.unwrap_or(ClientError::NotConnected))
+    }
+
+    fn endpoint_url(&self) -> String {
+        self.endpoints.get(self.current).map_or_else(String::new, Endpoint::url)
+    }
+
+    /// Opens a connection to the current node and authenticates, then
+    /// resends the pending sends.
     async fn establish(&mut self) -> Result<(), ClientError> {
         self.disconnect();
         self.failure = None;
-        let open = Link::open(&self.endpoint, self.tls.as_ref());
+        let endpoint = self.endpoints.get(self.current).ok_or(ClientError::NotConnected)?;
+        let open = Link::open(endpoint, self.tls.as_ref());
         let mut link = timeout(self.config.connect_timeout, open)
             .await
             .map_err(|_| ClientError::Timeout("connect"))??;
@@ -83,7 +118,7 @@ impl Client {
         let heartbeat_ms = self.session.auth().map_or(0, |auth| auth.heartbeat_ms);
         link.start_heartbeat(heartbeat_ms);
         self.link = Some(link);
-        tracing::debug!(url = %self.config.url, acked = %self.session.acked(), "authenticated");
+        tracing::debug!(url = %self.endpoint_url(), acked = %self.session.acked(), "authenticated");
         let mut frames: Vec<Frame> = self.session.resend_pending().collect();
         if !frames.is_empty() {
             tracing::debug!(count = frames.len(), "resending pending sends");
@@ -347,13 +382,14 @@ impl Client {
     }
 
     /// Closes the current connection, if any, and connects again to the
-    /// current URL: HELLO resumes after the last acked seq, and the pending
-    /// sends are resent with their client ids after AUTH_OK.
+    /// current URL (or, if it cannot be reached, to the fallback URLs in
+    /// turn): HELLO resumes after the last acked seq, and the pending sends
+    /// are resent with their client ids after AUTH_OK.
     pub async fn reconnect(&mut self) -> Result<(), ClientError> {
         if let Some(mut link) = self.link.take() {
             link.close(protocol::CloseCode::NORMAL, "reconnecting").await;
         }
-        self.establish().await
+        self.establish_any().await
     }
 
     /// [`Client::reconnect`] to the `host:port` of a GOAWAY's `redirect`
@@ -361,7 +397,11 @@ impl Client {
     /// reconnects keep the new address.
     pub async fn reconnect_to(&mut self, redirect: &str) -> Result<(), ClientError> {
         if !redirect.is_empty() {
-            self.endpoint = self.endpoint.redirect(redirect)?;
+            let current = self.endpoints.get(self.current).ok_or(ClientError::NotConnected)?;
+            let redirected = current.redirect(redirect)?;
+            if let Some(slot) = self.endpoints.get_mut(self.current) {
+                *slot = redirected;
+            }
         }
         self.reconnect().await
     }

@@ -71,6 +71,11 @@ impl Endpoint {
         Self::parse(&format!("{scheme}://{authority}{path}"))
     }
 
+    /// The URL, for logs.
+    pub(crate) fn url(&self) -> String {
+        self.uri.to_string()
+    }
+
     pub(crate) fn is_tls(&self) -> bool {
         self.tls
     }

@@ -8,8 +8,10 @@
 //! - [`outbox`]: output for sessions that live elsewhere, batched per
 //!   destination, bounded, shed oldest-first when a destination does not keep
 //!   up. A destination is a dense index: the node's workers are
-//!   `0..workers`, and a link to another node is one more index with its own
-//!   batch, bound and backpressure ([`Link`]).
+//!   `0..workers`, and in a fleet index `workers` is the node's fleet router
+//!   ([`Link`] is what a batch goes over).
+//! - [`link`]: the link protocol between nodes (`LINKS.md`): frames, encoding
+//!   into a caller's buffer, decoding from a byte stream.
 //!
 //! No IO, no clock, no threads: the hub calls in with the time it was given
 //! and its driver carries the batches ([`Link`] is what it carries them

@@ -12,16 +12,14 @@
 //! sends this way: a shed live entry stays in the store and its device reads
 //! it at its next gap check or sync; presence and typing are ephemeral.
 //!
-//! A destination is a dense index. The node's workers are `0..workers`; a
-//! link to another node (the fleet) is one more index
-//! ([`Outbox::add_destination`]) with its own queue, bound and [`Link`], so
-//! that to the hub a remote node is one more destination of the same
-//! batching.
+//! A destination is a dense index. The node's workers are `0..workers`; in
+//! a fleet, index `workers` is the node's fleet router, which sends items
+//! for other nodes over their links, batched per node: to the hub, the rest
+//! of the fleet is one more destination of the same batching.
 
 use std::collections::VecDeque;
 
-/// A way to one destination: a worker's inbox today, a link to another node
-/// with the fleet.
+/// A way to one destination: a worker's inbox, or the node's fleet router.
 pub trait Link<T> {
     /// Hands `batch` over without blocking, or gives it back when the
     /// destination cannot take it now (backpressure: it stays queued).
@@ -61,12 +59,6 @@ impl<T> Outbox<T> {
     /// `bound` items (at least one).
     pub fn new(destinations: usize, bound: usize) -> Self {
         Self { queues: (0..destinations).map(|_| VecDeque::new()).collect(), bound: bound.max(1) }
-    }
-
-    /// Adds a destination (a link to another node); returns its index.
-    pub fn add_destination(&mut self) -> usize {
-        self.queues.push(VecDeque::new());
-        self.queues.len() - 1
     }
 
     /// Number of destinations.
@@ -191,17 +183,5 @@ mod tests {
         let batch = outbox.take(0);
         assert_eq!(batch.len(), 1 << 16);
         assert_eq!(batch.first(), Some(&(1 << 16)));
-    }
-
-    #[test]
-    fn a_link_to_another_node_is_one_more_destination() {
-        let mut outbox = Outbox::new(2, 8);
-        let node = outbox.add_destination();
-        assert_eq!((node, outbox.destinations()), (2, 3));
-        assert_eq!(outbox.post(node, 7), Posted::Queued);
-        assert_eq!(outbox.post(9, 7), Posted::Unknown);
-        let links = [Inbox::new(1), Inbox::new(1), Inbox::new(1)];
-        assert_eq!(outbox.flush(0, &links), Flushed { sent: 1, refused: 0 });
-        assert_eq!(*links[2].batches.borrow(), vec![vec![7]]);
     }
 }

@@ -165,3 +165,38 @@ async fn client_close_sends_normal_close() {
     assert!(!client.is_connected());
     assert!(matches!(within(client.next_event()).await, Err(ClientError::NotConnected)));
 }
+
+#[tokio::test]
+async fn an_unreachable_node_is_skipped_for_the_next_fallback_url() {
+    // A port nobody listens on: the first node is down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut second = Peer::bind().await;
+    let mut third = Peer::bind().await;
+    let mut config = crate::support::config(format!("ws://{down}/ws"));
+    config.fallback_urls = vec![second.url(), third.url()];
+    let (mut client, mut conn) = crate::support::connected_with(&mut second, config, 60_000).await;
+    // The second node dies without a close frame: the reconnect skips the
+    // first (still down) and the second (gone) and lands on the third,
+    // resuming there.
+    drop(conn);
+    drop(second);
+    let (reconnected, hello) = within(async {
+        tokio::join!(client.reconnect(), async {
+            let mut conn = third.accept().await;
+            let hello = conn.accept_hello(60_000).await;
+            (conn, hello)
+        })
+    })
+    .await;
+    reconnected.unwrap();
+    (conn, _) = hello;
+    assert!(client.is_connected());
+    let first = within(client.next_event()).await.unwrap();
+    assert!(matches!(first, Event::Authenticated(_)), "{first:?}");
+    conn.send([batch(&[1], 0)]).await;
+    assert_eq!(within(client.next_event()).await.unwrap().seq(), Some(Seq(1)));
+    // A URL of another scheme is refused up front.
+    let mut mixed = crate::support::config(third.url());
+    mixed.fallback_urls = vec!["wss://127.0.0.1:1/ws".into()];
+    assert!(matches!(client::Client::connect(mixed).await, Err(ClientError::InvalidUrl(_))));
+}

@@ -240,6 +240,21 @@ impl Delivery {
         }
     }
 
+    /// Entries may have been stored that live delivery never announced here
+    /// (this node could not be found by others for a while): a live session
+    /// syncs from `sent`, a syncing one reads once more before it is done.
+    pub(crate) fn catch_up(&mut self) -> Step {
+        match self.mode {
+            Mode::Live => self.restart(true, [0; 2]),
+            Mode::Syncing => {
+                self.missed = true;
+                self.more = true;
+                self.advance()
+            }
+            Mode::Off | Mode::Paused => Step::Idle,
+        }
+    }
+
     /// Starts (or restarts) a sync from `sent`, with `batch_ends` the batches
     /// that keep their slots.
     fn restart(&mut self, more: bool, batch_ends: [u64; 2]) -> Step {

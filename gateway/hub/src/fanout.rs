@@ -49,7 +49,10 @@ impl<C> Hub<C> {
     pub(crate) fn apply(&mut self, now: Now, items: Vec<Remote>) {
         for item in items {
             let to = match &item {
-                Remote::Live { to, .. } | Remote::Frame { to, .. } | Remote::Replace(to) => *to,
+                Remote::Live { to, .. }
+                | Remote::Frame { to, .. }
+                | Remote::Replace(to)
+                | Remote::Resync(to) => *to,
                 Remote::Fleet(_) => {
                     debug_assert!(false, "a fleet item handed to a worker");
                     continue;
@@ -70,6 +73,7 @@ impl<C> Hub<C> {
                     }
                 }
                 Remote::Replace(_) => self.replaced(now, key),
+                Remote::Resync(_) => self.call(now, key, |session, ctx| session.resync(ctx)),
                 Remote::Fleet(_) => {}
             }
         }

@@ -145,6 +145,10 @@ pub enum Remote {
     },
     /// Close a session replaced by a newer connection of its device (4007).
     Replace(SessionRef),
+    /// Read the session's inbox again: entries may have been stored that no
+    /// other node could announce to it (it was placed in the fleet's
+    /// registry late: the registry was down, or this node was fenced).
+    Resync(SessionRef),
     /// For devices not on this node (cluster mode): the node's fleet router
     /// finds where they are.
     Fleet(FleetItem),
@@ -155,7 +159,9 @@ impl Remote {
     /// `fleet` (the index after the workers) for the fleet router.
     pub fn destination(&self, fleet: usize) -> usize {
         match self {
-            Self::Live { to, .. } | Self::Frame { to, .. } | Self::Replace(to) => to.worker,
+            Self::Live { to, .. } | Self::Frame { to, .. } | Self::Replace(to) | Self::Resync(to) => {
+                to.worker
+            }
             Self::Fleet(_) => fleet,
         }
     }

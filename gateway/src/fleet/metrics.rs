@@ -42,6 +42,11 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
         "counter",
         "Times this node found its lease lost while alive and joined again.",
     ),
+    (
+        "gateway_fleet_placed_late_total",
+        "counter",
+        "Sessions placed in the registry after they connected (it was down, or the node was fenced), then resynced.",
+    ),
     ("gateway_fleet_peers", "gauge", "Links this node dials (peers it sends to)."),
     ("gateway_fleet_bad_frames_total", "counter", "Link frames dropped for content a gateway never sends."),
     (
@@ -55,7 +60,7 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
         "Items from links shed because a worker inbox filled meanwhile.",
     ),
     ("gateway_fleet_inbound_links", "gauge", "Links other nodes hold open to this node."),
-    ("gateway_fleet_inbound_frames_total", "counter", "Data frames received over links."),
+    ("gateway_fleet_inbound_frames_total", "counter", "Data frames received over links, by kind (live, other)."),
     ("gateway_fleet_inbound_bytes_total", "counter", "Bytes of data frames received over links."),
     (
         "gateway_fleet_inbound_refused_total",
@@ -76,6 +81,7 @@ pub(crate) struct FleetMetrics {
     pub(crate) misroutes: AtomicU64,
     pub(crate) replaced: AtomicU64,
     pub(crate) fenced: AtomicU64,
+    pub(crate) placed_late: AtomicU64,
     pub(crate) peers: AtomicU64,
     pub(crate) bad_frames: AtomicU64,
     pub(crate) inbound_waits: AtomicU64,
@@ -119,17 +125,55 @@ impl FleetMetrics {
                 "gateway_fleet_misroutes_total" => get(&self.misroutes),
                 "gateway_fleet_replaced_total" => get(&self.replaced),
                 "gateway_fleet_fenced_total" => get(&self.fenced),
+                "gateway_fleet_placed_late_total" => get(&self.placed_late),
                 "gateway_fleet_peers" => get(&self.peers),
                 "gateway_fleet_bad_frames_total" => get(&self.bad_frames),
                 "gateway_fleet_inbound_waits_total" => get(&self.inbound_waits),
                 "gateway_fleet_inbound_shed_total" => get(&self.inbound_shed),
                 "gateway_fleet_inbound_links" => get(&self.inbound.open),
-                "gateway_fleet_inbound_frames_total" => get(&self.inbound.frames),
+                "gateway_fleet_inbound_frames_total" => {
+                    let lives = get(&self.inbound.lives);
+                    let _ = writeln!(out, "{name}{{kind=\"live\"}} {lives}");
+                    let _ = writeln!(
+                        out,
+                        "{name}{{kind=\"other\"}} {}",
+                        get(&self.inbound.frames).saturating_sub(lives)
+                    );
+                    continue;
+                }
                 "gateway_fleet_inbound_bytes_total" => get(&self.inbound.bytes),
                 "gateway_fleet_inbound_refused_total" => get(&self.inbound.refused),
                 _ => continue,
             };
             let _ = writeln!(out, "{name} {value}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_rendered_once_with_its_help_type_and_samples() {
+        let metrics = FleetMetrics::default();
+        metrics.call(Instant::now(), true);
+        metrics.inbound.frames.fetch_add(3, Ordering::Relaxed);
+        metrics.inbound.lives.fetch_add(2, Ordering::Relaxed);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for (name, kind, _) in NAMES {
+            assert!(name.starts_with("gateway_fleet_"), "{name}");
+            assert_eq!(*kind == "counter", name.ends_with("_total") || name.ends_with("_sum"), "{name}");
+            assert_eq!(out.matches(&format!("# TYPE {name} {kind}\n")).count(), 1, "{name}");
+            assert!(
+                out.lines().any(|line| line.starts_with(name) && !line.starts_with('#')),
+                "{name} has no sample"
+            );
+        }
+        assert!(out.contains("gateway_fleet_registry_healthy 1\n"));
+        assert!(out.contains("gateway_fleet_registry_calls_total{result=\"ok\"} 1\n"));
+        assert!(out.contains("gateway_fleet_inbound_frames_total{kind=\"live\"} 2\n"));
+        assert!(out.contains("gateway_fleet_inbound_frames_total{kind=\"other\"} 1\n"));
     }
 }

@@ -12,6 +12,7 @@ use gateway_core::{Class, SharedDeliver};
 use gateway_hub::{FleetCall, FleetItem, Remote, Ticket};
 use protocol::{DeviceId, UserId};
 use routing::link::{FrameClass, LinkFrame, Recipient, UserTarget};
+use routing::Link as _;
 use routing_links::{Lane, LinkConfig, Peer};
 use routing_registry::{Config as RegistryConfig, ConnectionLike, NodeId, Placement, Registry, Renewal};
 use tokio::net::TcpListener;
@@ -51,19 +52,79 @@ pub(super) async fn run(
     calls: Calls,
 ) {
     let urls: Vec<&str> = setup.urls.iter().map(String::as_str).collect();
+    let mut waiting = Waiting { batches, calls, repairs: Arc::default() };
     if setup.cluster {
         let connect = || routing_registry::Registry::cluster(&urls, setup.registry.clone());
-        let registry = connect_retrying(&setup, connect).await;
-        serve(setup, registry, listener, batches, calls).await;
+        let registry = connect_retrying(&setup, &mut waiting, connect).await;
+        serve(setup, registry, listener, waiting).await;
     } else {
         let url = urls.first().copied().unwrap_or_default().to_owned();
         let connect = || routing_registry::Registry::single(&url, setup.registry.clone());
-        let registry = connect_retrying(&setup, connect).await;
-        serve(setup, registry, listener, batches, calls).await;
+        let registry = connect_retrying(&setup, &mut waiting, connect).await;
+        serve(setup, registry, listener, waiting).await;
     }
 }
 
-async fn connect_retrying<C, F, Fut>(setup: &Setup, connect: F) -> Registry<C>
+/// What the fleet thread takes in, and the registry writes it owes.
+struct Waiting {
+    batches: mpsc::Receiver<Vec<Remote>>,
+    calls: Calls,
+    repairs: Arc<std::sync::Mutex<Repairs>>,
+}
+
+impl Waiting {
+    /// Until the registry is joined (for `wait`): sessions are served
+    /// unplaced (placed once it answers), and fleet items go to push notes,
+    /// so that nothing waits on a registry that does not answer.
+    async fn serve_unjoined(&mut self, push: &dyn backend_push::PushApi, wait: Duration) {
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => return,
+                Some((call, reply)) = self.calls.recv() => match call {
+                    FleetCall::Register { user, device, session, ticket } => {
+                        lock(&self.repairs).unplaced.insert((user, device), session);
+                        reply.registered(ticket, false);
+                    }
+                    FleetCall::Unregister { user, device, session } => lock(&self.repairs).closed(user, device, session),
+                },
+                Some(batch) = self.batches.recv() => {
+                    for item in batch {
+                        if let Remote::Fleet(FleetItem::Live { user, device, seq, conversation, sender, .. }) = item {
+                            push.notify(PushNote { user, device, seq, conversation, sender });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Registry writes owed: sessions served unplaced (the registry did not
+/// answer when they connected, or the node was fenced) and placements of
+/// closed sessions that could not be removed. Retried at each lease renewal
+/// while the registry answers.
+#[derive(Debug, Default)]
+struct Repairs {
+    unplaced: HashMap<(UserId, DeviceId), u64>,
+    stale: HashMap<(UserId, DeviceId), u64>,
+}
+
+impl Repairs {
+    /// Session `session` of the device closed (or was placed).
+    fn closed(&mut self, user: UserId, device: DeviceId, session: u64) {
+        if self.unplaced.get(&(user, device)) == Some(&session) {
+            self.unplaced.remove(&(user, device));
+        }
+    }
+}
+
+fn lock(repairs: &std::sync::Mutex<Repairs>) -> std::sync::MutexGuard<'_, Repairs> {
+    repairs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn connect_retrying<C, F, Fut>(setup: &Setup, waiting: &mut Waiting, connect: F) -> Registry<C>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Registry<C>, routing_registry::RegistryError>>,
@@ -74,7 +135,7 @@ where
             Err(err) => {
                 set_health(&setup.metrics.healthy, false);
                 tracing::warn!(%err, "fleet: cannot reach the registry; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                waiting.serve_unjoined(setup.parts.push.as_ref(), Duration::from_secs(1)).await;
             }
         }
     }
@@ -86,8 +147,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     setup: Setup,
     registry: Registry<C>,
     listener: TcpListener,
-    mut batches: mpsc::Receiver<Vec<Remote>>,
-    mut calls: Calls,
+    mut waiting: Waiting,
 ) {
     let metrics = setup.metrics.clone();
     let epoch = loop {
@@ -96,7 +156,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
             Err(err) => {
                 set_health(&metrics.healthy, false);
                 tracing::warn!(%err, "fleet: cannot join the registry; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                waiting.serve_unjoined(setup.parts.push.as_ref(), Duration::from_secs(1)).await;
             }
         }
     };
@@ -106,9 +166,10 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     let (misroutes_tx, mut misroutes) = mpsc::unbounded_channel();
     let inbound = Arc::new(Inbound::new(&setup, misroutes_tx));
     tokio::spawn(routing_links::serve(listener, setup.links.clone(), inbound, metrics.inbound.clone()));
-    let mut router = Router::new(&setup, registry.clone());
+    let Waiting { mut batches, mut calls, repairs } = waiting;
+    let mut router = Router::new(&setup, registry.clone(), repairs.clone());
     let (replaces_tx, mut replaces) = mpsc::unbounded_channel();
-    let lanes = start_lanes(&setup, &registry, &replaces_tx);
+    let lanes = start_lanes(&setup, &registry, &replaces_tx, &repairs);
     let renew_every = setup.registry.lease / 3;
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
     loop {
@@ -145,12 +206,19 @@ fn start_lanes<C: ConnectionLike + Clone + Send + Sync + 'static>(
     setup: &Setup,
     registry: &Registry<C>,
     replaces: &mpsc::UnboundedSender<Replaced>,
+    repairs: &Arc<std::sync::Mutex<Repairs>>,
 ) -> Vec<mpsc::UnboundedSender<(FleetCall, ReplySink<Ticket>)>> {
     (0..CALL_LANES)
         .map(|_| {
             let (tx, mut rx) = mpsc::unbounded_channel::<(FleetCall, ReplySink<Ticket>)>();
-            let (registry, links, metrics, node, replaces) =
-                (registry.clone(), setup.links.clone(), setup.metrics.clone(), setup.node, replaces.clone());
+            let (registry, links, metrics, node, replaces, repairs) = (
+                registry.clone(),
+                setup.links.clone(),
+                setup.metrics.clone(),
+                setup.node,
+                replaces.clone(),
+                repairs.clone(),
+            );
             tokio::spawn(async move {
                 while let Some((call, reply)) = rx.recv().await {
                     let epoch = routing_registry::Epoch(links.epoch());
@@ -169,14 +237,19 @@ fn start_lanes<C: ConnectionLike + Clone + Send + Sync + 'static>(
                                 }
                                 Err(err) => {
                                     tracing::warn!(%err, user = user.0, device = device.0, "fleet: a session could not be placed");
+                                    lock(&repairs).unplaced.insert((user, device), session);
                                     reply.registered(ticket, false);
                                 }
                             }
                         }
                         FleetCall::Unregister { user, device, session } => {
+                            lock(&repairs).closed(user, device, session);
                             let started = Instant::now();
                             let result = registry.unregister(user, device, Placement { node, epoch, session }).await;
                             metrics.call(started, result.is_ok());
+                            if result.is_err() {
+                                lock(&repairs).stale.insert((user, device), session);
+                            }
                         }
                     }
                 }
@@ -208,6 +281,8 @@ struct Router<C> {
     peers: HashMap<NodeId, Peer>,
     parts_push: Arc<dyn backend_push::PushApi>,
     directory: Arc<routing::Directory>,
+    inboxes: Arc<Vec<crate::driver::Inbox>>,
+    repairs: Arc<std::sync::Mutex<Repairs>>,
     metrics: Arc<FleetMetrics>,
 }
 
@@ -221,7 +296,7 @@ struct NodeBatch {
 }
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
-    fn new(setup: &Setup, registry: Registry<C>) -> Self {
+    fn new(setup: &Setup, registry: Registry<C>, repairs: Arc<std::sync::Mutex<Repairs>>) -> Self {
         Self {
             node: setup.node,
             advertise: setup.advertise.clone(),
@@ -232,6 +307,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             peers: HashMap::new(),
             parts_push: setup.parts.push.clone(),
             directory: setup.parts.directory.clone(),
+            inboxes: setup.parts.inboxes.clone(),
+            repairs,
             metrics: setup.metrics.clone(),
         }
     }
@@ -437,7 +514,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         let renewal = self.registry.renew(self.node, epoch).await;
         self.metrics.call(started, renewal.is_ok());
         match renewal {
-            Ok(Renewal::Renewed) => {}
+            Ok(Renewal::Renewed) => self.repair().await,
             Ok(Renewal::Fenced) => self.rejoin().await,
             Err(err) => tracing::warn!(%err, "fleet: lease renewal failed"),
         }
@@ -468,13 +545,64 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         self.cache.clear();
         let mut sessions = Vec::new();
         self.directory.sessions(&mut sessions);
+        let count = sessions.len();
         for (user, device, session) in sessions {
-            let placement = Placement { node: self.node, epoch, session: session.placement_id() };
-            let started = Instant::now();
-            let result = self.registry.register(user, device, placement).await;
-            self.metrics.call(started, result.is_ok());
+            lock(&self.repairs).unplaced.insert((user, device), session.placement_id());
         }
-        tracing::info!(node = self.node.0, epoch = epoch.0, "fleet: joined again");
+        tracing::info!(
+            node = self.node.0,
+            epoch = epoch.0,
+            sessions = count,
+            "fleet: joined again; placing the sessions again"
+        );
+        self.repair().await;
+    }
+
+    /// Places the sessions served unplaced (each then reads its inbox again:
+    /// what was stored meanwhile reached no live delivery), and removes the
+    /// placements closed sessions left.
+    async fn repair(&mut self) {
+        let (unplaced, stale) = {
+            let repairs = lock(&self.repairs);
+            if repairs.unplaced.is_empty() && repairs.stale.is_empty() {
+                return;
+            }
+            (repairs.unplaced.clone(), repairs.stale.clone())
+        };
+        let epoch = routing_registry::Epoch(self.links.epoch());
+        for ((user, device), session) in stale {
+            let placement = Placement { node: self.node, epoch, session };
+            if self.registry.unregister(user, device, placement).await.is_ok() {
+                lock(&self.repairs).stale.remove(&(user, device));
+            }
+        }
+        let mut devices = Vec::new();
+        for ((user, device), session) in unplaced {
+            self.directory.devices(user, &mut devices);
+            let here =
+                devices.iter().find(|(d, s)| *d == device && s.placement_id() == session).map(|(_, s)| *s);
+            let Some(to) = here else {
+                // Closed meanwhile.
+                lock(&self.repairs).closed(user, device, session);
+                continue;
+            };
+            let started = Instant::now();
+            let placed =
+                self.registry.register(user, device, Placement { node: self.node, epoch, session }).await;
+            self.metrics.call(started, placed.is_ok());
+            let Ok(replaced) = placed else { return };
+            let resync = self
+                .inboxes
+                .get(to.worker)
+                .is_some_and(|inbox| inbox.offer(vec![Remote::Resync(to)]).is_ok());
+            if resync {
+                lock(&self.repairs).closed(user, device, session);
+                self.metrics.placed_late.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(old) = replaced.filter(|old| old.node != self.node) {
+                self.replace(Replaced { user, device, old }).await;
+            }
+        }
     }
 }
 

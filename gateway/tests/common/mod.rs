@@ -91,11 +91,17 @@ impl Gateway {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
+    /// `kill -9` of the process (it stays down).
+    #[allow(dead_code)] // Used by some test binaries only.
+    pub(crate) fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// `kill -9` of the process, then a new one on the same data directory,
     /// configuration and ports.
     pub(crate) fn kill9_and_restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.kill9();
         self.child = spawn(&self.dir, self.listen, self.admin, &[], &self.launcher, self.logged);
         self.wait_healthy();
     }

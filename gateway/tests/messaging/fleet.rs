@@ -16,7 +16,7 @@ use routing_registry::testing::RedisServer;
 
 use super::cluster::Service;
 use super::support::{free_port, temp_dir, Gateway};
-use super::{deliveries, wait_for, within};
+use super::{deliveries, no_delivery, wait_for, within};
 
 const SECRET: &str = "a cluster secret of at least thirty-two bytes, for the test";
 
@@ -25,11 +25,16 @@ struct Fleet {
     nodes: Vec<(Gateway, SocketAddr)>,
     _store: Service,
     _push: Service,
-    _redis: RedisServer,
+    redis: RedisServer,
 }
 
 impl Fleet {
     fn start(nodes: u32) -> Self {
+        Self::start_with(nodes, "")
+    }
+
+    /// As [`Fleet::start`], with `extra` TOML for every node.
+    fn start_with(nodes: u32, extra: &str) -> Self {
         let redis = RedisServer::start();
         let store_dir = temp_dir();
         let store = Service::start("store", vec!["--data-dir".into(), store_dir.to_str().unwrap().into()]);
@@ -47,7 +52,7 @@ impl Fleet {
                 "[node]\nid = {id}\n\
                  [store]\nmode = \"remote\"\nendpoint = \"http://{}\"\n\
                  [push]\nmode = \"remote\"\nendpoint = \"http://{}\"\n\
-                 [cluster]\nregistry = [\"{}\"]\nlink_listen = \"{link}\"\nsecret_file = \"{}\"\nlease_ms = 3000\n",
+                 [cluster]\nregistry = [\"{}\"]\nlink_listen = \"{link}\"\nsecret_file = \"{}\"\nlease_ms = 3000\n{extra}",
                 store.addr,
                 push.addr,
                 redis.url(),
@@ -57,11 +62,21 @@ impl Fleet {
             wait_ready(&gateway);
             started.push((gateway, link));
         }
-        Self { nodes: started, _store: store, _push: push, _redis: redis }
+        Self { nodes: started, _store: store, _push: push, redis }
     }
 
     fn node(&self, index: usize) -> &Gateway {
         &self.nodes[index].0
+    }
+
+    /// A client configuration for `node` that falls back to the others.
+    fn config_with_fallbacks(&self, node: usize, user: u64, device: u32) -> ClientConfig {
+        let mut config = self.config(node, user, device);
+        config.fallback_urls = (0..self.nodes.len())
+            .filter(|other| *other != node)
+            .map(|other| self.node(other).url())
+            .collect();
+        config
     }
 
     fn token(&self, user: u64, device: u32) -> String {
@@ -146,7 +161,8 @@ async fn one_to_one_crosses_nodes_live_with_receipts_back() {
     // was refused.
     let node1 = fleet.node(0);
     assert!(node1.metric("gateway_fleet_registry_calls_total{result=\"ok\"}") > 0.0);
-    let received: f64 = (1..3).map(|i| fleet.node(i).metric("gateway_fleet_inbound_frames_total")).sum();
+    let received: f64 =
+        (1..3).map(|i| fleet.node(i).metric("gateway_fleet_inbound_frames_total{kind=\"live\"}")).sum();
     assert!(received >= 20.0, "{received} link frames received by nodes 2 and 3");
     assert_eq!(node1.metric("gateway_fleet_inbound_refused_total"), 0.0);
 }
@@ -197,7 +213,219 @@ async fn a_link_without_the_cluster_secret_is_refused() {
     assert!(matches!(refused, Some(LinkFrame::Refuse { code: 2, .. })), "{refused:?}");
     assert_eq!(read_link_frame(&mut stream, &mut input), None, "closed after the refusal");
     assert_eq!(fleet.node(0).metric("gateway_fleet_inbound_refused_total"), 1.0);
-    assert_eq!(fleet.node(0).metric("gateway_fleet_inbound_frames_total"), 0.0);
+    assert_eq!(fleet.node(0).metric("gateway_fleet_inbound_frames_total{kind=\"live\"}"), 0.0);
+    assert_eq!(fleet.node(0).metric("gateway_fleet_inbound_frames_total{kind=\"other\"}"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1024_member_group_over_5_nodes_takes_one_link_frame_per_node() {
+    const MEMBERS: u64 = 1024;
+    const NODES: usize = 5;
+    let limits = "[limits]\nconnections_per_ip_per_sec = 5000\nconnections_per_ip_burst = 5000\n";
+    let fleet = Fleet::start_with(NODES as u32, limits);
+    let mut creator = fleet.connect(0, 1, 1).await;
+    let mut members = Vec::new();
+    for user in 2..=MEMBERS {
+        // Round robin: every node holds about a fifth of the group.
+        let node = (user as usize) % NODES;
+        members.push(within(Client::connect(fleet.config(node, user, 1))).await.unwrap());
+    }
+    let others: Vec<UserId> = (2..=MEMBERS).map(UserId).collect();
+    let request = creator.group_create("everyone", &others).await.unwrap();
+    let group = wait_for(&mut creator, |event| match event {
+        Event::GroupOk(ok) if ok.request == request => Some(ok.group),
+        _ => None,
+    })
+    .await;
+    // The system entry of the creation reaches everyone first.
+    let members = every_member_gets(members, |got| assert!(client::system_group_info(got).is_some())).await;
+    let lives = |fleet: &Fleet| -> f64 {
+        (0..NODES).map(|i| fleet.node(i).metric("gateway_fleet_inbound_frames_total{kind=\"live\"}")).sum()
+    };
+    let before = lives(&fleet);
+    creator.send(Conversation::Group(group), Payload::new(vec![7u8; 1000]).unwrap()).await.unwrap();
+    let members = every_member_gets(members, |got| assert_eq!(got.payload.bytes().len(), 1000)).await;
+    let frames = lives(&fleet) - before;
+    // One LIVE per node holding members other than the sender's: the
+    // message crossed each link once, with all of that node's recipients.
+    assert!((1.0..=(NODES - 1) as f64).contains(&frames), "{frames} LIVE frames for one group message");
+    drop(members);
+}
+
+/// Each member's next delivery, checked by `check` (and acked).
+async fn every_member_gets(members: Vec<Client>, check: fn(&protocol::Deliver)) -> Vec<Client> {
+    let tasks: Vec<_> = members
+        .into_iter()
+        .map(|mut member| {
+            tokio::spawn(async move {
+                check(&deliveries(&mut member, 1).await[0]);
+                member
+            })
+        })
+        .collect();
+    let mut back = Vec::new();
+    for task in tasks {
+        back.push(within(task).await.unwrap());
+    }
+    back
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_traffic_loses_nothing() {
+    let mut fleet = Fleet::start(2);
+    let mut a = fleet.connect(0, 1, 1).await;
+    let mut b = fleet.connect(1, 2, 1).await;
+    send_acked(&mut a, 2, "before").await;
+    assert_eq!(deliveries(&mut b, 1).await[0].payload.bytes().as_ref(), b"before");
+    // Redis dies with every lease and placement (it ran without persistence).
+    fleet.redis.kill9();
+    until_readyz(fleet.node(0), 503).await;
+    // Messages are still stored and acknowledged meanwhile.
+    for i in 0..10 {
+        send_acked(&mut a, 2, &format!("down {i}")).await;
+    }
+    // A device that connects now is served, unplaced.
+    let mut c = fleet.connect(1, 3, 1).await;
+    fleet.redis.restart();
+    until_readyz(fleet.node(0), 200).await;
+    until_readyz(fleet.node(1), 200).await;
+    // B gets every message exactly once, in order (live, or by the resync
+    // that follows its placement again).
+    let got: Vec<Vec<u8>> = deliveries(&mut b, 10).await.iter().map(|d| d.payload.bytes().to_vec()).collect();
+    let expected: Vec<Vec<u8>> = (0..10).map(|i| format!("down {i}").into_bytes()).collect();
+    assert_eq!(got, expected);
+    no_delivery(&mut b, Duration::from_millis(500)).await;
+    // C was placed once the registry came back: node 1 reaches it live.
+    send_acked(&mut a, 3, "to c").await;
+    assert_eq!(deliveries(&mut c, 1).await[0].payload.bytes().as_ref(), b"to c");
+    let late: f64 = (0..2).map(|i| fleet.node(i).metric("gateway_fleet_placed_late_total")).sum();
+    assert!(late >= 1.0, "C (and the fenced nodes' sessions) placed again: {late}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_mid_traffic_its_clients_resume_elsewhere_and_lose_nothing() {
+    const MESSAGES: usize = 60;
+    let mut fleet = Fleet::start(3);
+    // Node 1 holds B (receiving from A on node 0) and C (sending to D on node 2).
+    let a = within(Client::connect(fleet.config_with_fallbacks(0, 1, 1))).await.unwrap();
+    let b = within(Client::connect(fleet.config_with_fallbacks(1, 2, 1))).await.unwrap();
+    let c = within(Client::connect(fleet.config_with_fallbacks(1, 3, 1))).await.unwrap();
+    let d = within(Client::connect(fleet.config_with_fallbacks(2, 4, 1))).await.unwrap();
+    let (a_sent, a_task) = sender(a, 2, MESSAGES);
+    let c_task = sender(c, 4, MESSAGES).1;
+    let b_task = receiver(b, MESSAGES);
+    let d_task = receiver(d, MESSAGES);
+    // A third of the way in, node 1 dies.
+    while a_sent.load(std::sync::atomic::Ordering::Relaxed) < MESSAGES / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    fleet.nodes[1].0.kill9();
+    let (a_acked, c_acked) = (within(a_task).await.unwrap(), within(c_task).await.unwrap());
+    let (b_got, d_got) = (within(b_task).await.unwrap(), within(d_task).await.unwrap());
+    // Every message was acknowledged (C's pending ones resent after its
+    // reconnect, deduplicated by the store), and each recipient saw each
+    // exactly once, in the order sent.
+    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("m{i}")).collect();
+    assert_eq!(a_acked, expected);
+    assert_eq!(c_acked, expected);
+    assert_eq!(b_got, expected, "B (resumed on another node)");
+    assert_eq!(d_got, expected, "D (its sender resumed on another node)");
+    let reconnects = RECONNECTS.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(reconnects, 2, "B and C moved to another node, nobody else");
+}
+
+/// A task that sends `count` messages to `to` one after the other, each
+/// once acknowledged (reconnecting to the next node when its node is gone);
+/// returns how many were acknowledged so far, and the acknowledged texts.
+fn sender(
+    mut client: Client,
+    to: u64,
+    count: usize,
+) -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<Vec<String>>) {
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let shared = progress.clone();
+    let task = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut next = 0;
+        let mut waiting: Option<u64> = None;
+        while acked.len() < count {
+            if waiting.is_none() && next < count {
+                // While disconnected the send stays pending; the reconnect
+                // resends it with its client id.
+                let text = format!("m{next}");
+                waiting = Some(client.send(Conversation::Direct(UserId(to)), payload(&text)).await.unwrap());
+                next += 1;
+            }
+            match client.next_event().await {
+                Ok(Event::Sent { client_id, .. }) if Some(client_id) == waiting => {
+                    acked.push(format!("m{}", acked.len()));
+                    shared.store(acked.len(), std::sync::atomic::Ordering::Relaxed);
+                    waiting = None;
+                }
+                Ok(_) => {}
+                Err(_) => reconnect(&mut client).await,
+            }
+        }
+        acked
+    });
+    (progress, task)
+}
+
+/// A task that takes `count` deliveries (acking each, reconnecting to the
+/// next node when its node is gone) and returns their texts in order.
+fn receiver(mut client: Client, count: usize) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < count {
+            match client.next_event().await {
+                Ok(Event::Delivered(deliver)) => {
+                    got.push(String::from_utf8_lossy(deliver.payload.bytes()).into_owned());
+                    let _ = client.ack(deliver.seq).await;
+                }
+                Ok(Event::SyncProgress { up_to, .. }) if up_to.0 > 0 => {
+                    let _ = client.ack(up_to).await;
+                }
+                Ok(_) => {}
+                Err(_) => reconnect(&mut client).await,
+            }
+        }
+        got
+    })
+}
+
+/// Reconnects made by [`reconnect`] (only the kill -9 test uses it).
+static RECONNECTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Reconnects (to the next node that answers), retrying for a while.
+async fn reconnect(client: &mut Client) {
+    for _ in 0..100 {
+        if client.reconnect().await.is_ok() {
+            RECONNECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no node took the client back");
+}
+
+/// Sends `text` to `to` and waits for its SEND_ACK.
+async fn send_acked(client: &mut Client, to: u64, text: &str) {
+    let id = client.send(Conversation::Direct(UserId(to)), payload(text)).await.unwrap();
+    wait_for(client, |event| {
+        matches!(event, Event::Sent { client_id, .. } if *client_id == id).then_some(())
+    })
+    .await;
+}
+
+/// Until the node's `/readyz` answers `status`.
+async fn until_readyz(gateway: &Gateway, status: u16) {
+    for _ in 0..1_000 {
+        if gateway.http_get("/readyz").is_some_and(|(got, _)| got == status) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("/readyz never answered {status}: {:?}", gateway.http_get("/readyz"));
 }
 
 /// The next link frame, or `None` once the node closed the connection.

@@ -31,6 +31,8 @@ pub struct InboundStats {
     pub open: AtomicU64,
     /// Data frames received.
     pub frames: AtomicU64,
+    /// Of those, LIVE frames (one per message and destination node).
+    pub lives: AtomicU64,
     /// Bytes of data frames received.
     pub bytes: AtomicU64,
     /// Connections refused at the handshake (no or a wrong secret, a
@@ -130,6 +132,9 @@ async fn receive(
         allowed =
             allowed.checked_sub(size).ok_or_else(|| LinkFailure::OverCredit { sent: size - allowed })?;
         stats.frames.fetch_add(1, Ordering::Relaxed);
+        if matches!(frame, LinkFrame::Live { .. }) {
+            stats.lives.fetch_add(1, Ordering::Relaxed);
+        }
         stats.bytes.fetch_add(size, Ordering::Relaxed);
         let mut frame = frame;
         while let Err(back) = sink.offer(peer, frame) {

@@ -280,6 +280,18 @@ impl Session {
         }
     }
 
+    /// Reads the inbox again after what was sent: entries stored while live
+    /// delivery could not reach this session (in a fleet: its node was
+    /// fenced, or the registry was down when it connected) are sent now, as
+    /// SYNC_BATCH then SYNC_DONE (SPEC §6.3). A paused session syncs anyway
+    /// once its queue drains.
+    pub fn resync<O: Observer>(&mut self, ctx: &mut Ctx<'_, O>) {
+        if self.is_authenticated() {
+            let step = self.delivery.catch_up();
+            self.step(ctx, step);
+        }
+    }
+
     fn is_authenticated(&self) -> bool {
         matches!(self.state, State::Live(_) | State::Draining(_))
     }

@@ -137,6 +137,31 @@ fn a_gap_in_live_entries_resyncs_from_the_last_sent() {
 }
 
 #[test]
+fn a_resync_reads_what_live_delivery_never_announced() {
+    // Live at 5; entries 6 and 7 were stored while no node could find this
+    // session (its placement was missing), so no live entry came.
+    let mut h = authed(Harness::new(), 5, 5);
+    assert_eq!(delivered(&h.output()), vec!["done:5"]);
+    h.take_actions();
+    h.with(|s, ctx| s.resync(ctx));
+    assert_eq!(reads(&mut h), vec![(5, 2, 2)]);
+    page(&mut h, 2, 6..=7, 0);
+    assert_eq!(delivered(&h.output()), vec!["batch:6,7", "done:7"]);
+    assert_eq!(h.session.delivery_mode(), Mode::Live);
+    live(&mut h, 8);
+    assert_eq!(delivered(&h.output()), vec!["live:8"]);
+    // During a sync, a resync reads once more before SYNC_DONE.
+    let mut h = authed(Harness::new(), 0, 2);
+    assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
+    h.with(|s, ctx| s.resync(ctx));
+    assert!(reads(&mut h).is_empty(), "one read at a time");
+    page(&mut h, 1, 1..=2, 0);
+    assert_eq!(reads(&mut h), vec![(2, 2, 1)], "read again: something may have come since");
+    page(&mut h, 1, 3..=3, 0);
+    assert_eq!(delivered(&h.output()), vec!["batch:1,2", "batch:3", "done:3"]);
+}
+
+#[test]
 fn a_page_of_an_older_sync_is_ignored() {
     let mut h = authed(Harness::new(), 0, 4);
     assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
