@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use routing_links::InboundStats;
+use routing_links::{InboundStats, PeerStats};
 
 /// The fleet's families: name, type, help.
 pub(crate) const NAMES: &[(&str, &str, &str)] = &[
@@ -69,6 +69,25 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The per-link families (label `peer`, the node dialed).
+pub(crate) const LINK_NAMES: &[(&str, &str, &str)] = &[
+    ("gateway_fleet_link_queue_bytes", "gauge", "Bytes queued for a peer node, not yet written."),
+    ("gateway_fleet_link_frames_total", "counter", "Link frames written to a peer node."),
+    (
+        "gateway_fleet_link_writes_total",
+        "counter",
+        "Writes to a peer node's link (each carries one or more frames).",
+    ),
+    ("gateway_fleet_link_bytes_total", "counter", "Bytes written to a peer node's link."),
+    (
+        "gateway_fleet_link_shed_total",
+        "counter",
+        "Frames for a peer node shed from a full queue, by lane (live, ephemeral).",
+    ),
+    ("gateway_fleet_link_connects_total", "counter", "Links to a peer node established."),
+    ("gateway_fleet_link_failures_total", "counter", "Dials or links to a peer node that failed."),
+];
+
 /// Counters of the fleet thread.
 #[derive(Debug, Default)]
 pub(crate) struct FleetMetrics {
@@ -87,6 +106,8 @@ pub(crate) struct FleetMetrics {
     pub(crate) inbound_waits: AtomicU64,
     pub(crate) inbound_shed: AtomicU64,
     pub(crate) inbound: Arc<InboundStats>,
+    /// The links this node dials, by peer node.
+    pub(crate) links: std::sync::Mutex<Vec<(u32, Arc<PeerStats>)>>,
 }
 
 impl FleetMetrics {
@@ -104,8 +125,61 @@ impl FleetMetrics {
         super::set_health(&self.healthy, ok);
     }
 
+    /// A link to `node` was started.
+    pub(crate) fn link_started(&self, node: u32, stats: Arc<PeerStats>) {
+        self.links().push((node, stats));
+        self.peers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The link to `node` was dropped.
+    pub(crate) fn link_dropped(&self, node: u32) {
+        self.links().retain(|(peer, _)| *peer != node);
+        self.peers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, Vec<(u32, Arc<PeerStats>)>> {
+        self.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The per-link families, one series per peer node.
+    fn render_links(&self, out: &mut String) {
+        let links = self.links();
+        for &(name, kind, help) in LINK_NAMES {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (peer, stats) in links.iter() {
+                let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+                match name {
+                    "gateway_fleet_link_shed_total" => {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{peer=\"{peer}\",lane=\"live\"}} {}",
+                            get(&stats.shed_live)
+                        );
+                        let _ = writeln!(
+                            out,
+                            "{name}{{peer=\"{peer}\",lane=\"ephemeral\"}} {}",
+                            get(&stats.shed_ephemeral)
+                        );
+                    }
+                    _ => {
+                        let value = match name {
+                            "gateway_fleet_link_queue_bytes" => get(&stats.queued_bytes),
+                            "gateway_fleet_link_frames_total" => get(&stats.frames),
+                            "gateway_fleet_link_writes_total" => get(&stats.writes),
+                            "gateway_fleet_link_bytes_total" => get(&stats.bytes),
+                            "gateway_fleet_link_connects_total" => get(&stats.connects),
+                            _ => get(&stats.failures),
+                        };
+                        let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {value}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Appends the Prometheus text of every family.
     pub(crate) fn render(&self, out: &mut String) {
+        self.render_links(out);
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         for &(name, kind, help) in NAMES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -320,11 +320,18 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         let now = Instant::now();
         let mut missing: Vec<UserId> = Vec::new();
         for item in &batch {
-            let user = match item {
-                Remote::Fleet(FleetItem::Live { user, .. } | FleetItem::ToUser { user, .. }) => *user,
+            // Only where a device *is* is cached: a device found nowhere is
+            // looked up again for each entry, so that one that connected a
+            // moment ago never waits for a cache entry to expire.
+            let (user, known) = match item {
+                Remote::Fleet(FleetItem::Live { user, device, .. }) => (
+                    *user,
+                    self.cached(*user, now).is_some_and(|devices| devices.iter().any(|(d, _)| d == device)),
+                ),
+                Remote::Fleet(FleetItem::ToUser { user, .. }) => (*user, self.cached(*user, now).is_some()),
                 _ => continue,
             };
-            if self.cached(user, now).is_some() {
+            if known {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             } else if !missing.contains(&user) {
                 self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
@@ -449,8 +456,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 tracing::warn!(node = node.0, "fleet: no link address for a node the registry names");
                 return None;
             };
-            self.peers.insert(node, Peer::start(self.links.clone(), node.0, address));
-            self.metrics.peers.fetch_add(1, Ordering::Relaxed);
+            let peer = Peer::start(self.links.clone(), node.0, address);
+            self.metrics.link_started(node.0, peer.stats_handle());
+            self.peers.insert(node, peer);
         }
         self.peers.get(&node)
     }
@@ -528,7 +536,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             if let Ok(None) = self.registry.lease(node).await {
                 tracing::info!(node = node.0, "fleet: peer holds no lease; its link is dropped");
                 self.peers.remove(&node);
-                self.metrics.peers.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.link_dropped(node.0);
             }
         }
     }

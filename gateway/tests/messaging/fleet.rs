@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use client::{Client, ClientConfig, Event};
 use protocol::{Capabilities, CloseCode, Conversation, DeviceId, Payload, ReceiptKind, Seq, UserId};
 use routing::link::{LinkFrame, NONCE_LEN, PROOF_LEN};
-use routing_registry::testing::RedisServer;
+use routing_registry::testing::{RedisCluster, RedisServer};
 
 use super::cluster::Service;
 use super::support::{free_port, temp_dir, Gateway};
@@ -20,22 +20,81 @@ use super::{deliveries, no_delivery, wait_for, within};
 
 const SECRET: &str = "a cluster secret of at least thirty-two bytes, for the test";
 
+/// Which registry the fleet uses.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// One redis-server.
+    Single,
+    /// A 3-master Redis Cluster.
+    Cluster,
+}
+
+/// The registry the test started (kept running until the test ends).
+#[allow(dead_code)] // The cluster is only held.
+enum Redis {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+/// Runs `$name(kind)` once per registry kind, as two tests.
+macro_rules! on_both_registries {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn single() {
+                    super::$name(super::Kind::Single).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn cluster() {
+                    super::$name(super::Kind::Cluster).await;
+                }
+            }
+        )+
+    };
+}
+
+on_both_registries!(
+    one_to_one_crosses_nodes_live_with_receipts_back,
+    a_device_that_connects_on_another_node_closes_its_old_session_with_4007,
+    a_1024_member_group_over_5_nodes_takes_one_link_frame_per_node,
+    kill_9_of_a_node_mid_traffic_its_clients_resume_elsewhere_and_lose_nothing,
+    a_node_stopped_past_its_lease_fences_itself_and_its_sessions_miss_nothing,
+    a_stopped_peer_costs_its_senders_a_bounded_queue_and_loses_nothing,
+    a_draining_node_moves_its_clients_to_other_nodes_without_loss,
+);
+
 /// The registry, the shared store and push, and `nodes` gateway nodes.
 struct Fleet {
     nodes: Vec<(Gateway, SocketAddr)>,
     _store: Service,
     _push: Service,
-    redis: RedisServer,
+    redis: Redis,
 }
 
 impl Fleet {
-    fn start(nodes: u32) -> Self {
-        Self::start_with(nodes, "")
+    fn start(kind: Kind, nodes: u32) -> Self {
+        Self::start_with(kind, nodes, "")
     }
 
-    /// As [`Fleet::start`], with `extra` TOML for every node.
-    fn start_with(nodes: u32, extra: &str) -> Self {
-        let redis = RedisServer::start();
+    /// As [`Fleet::start`], with `extra` TOML for every node (it goes on
+    /// the `[cluster]` section).
+    fn start_with(kind: Kind, nodes: u32, extra: &str) -> Self {
+        let (redis, registry) = match kind {
+            Kind::Single => {
+                let server = RedisServer::start();
+                let url = server.url();
+                (Redis::Single(server), format!("registry = [\"{url}\"]\n"))
+            }
+            Kind::Cluster => {
+                let cluster = RedisCluster::start();
+                let urls: Vec<String> = cluster.urls().iter().map(|url| format!("\"{url}\"")).collect();
+                (
+                    Redis::Cluster(cluster),
+                    format!("registry = [{}]\nregistry_cluster = true\n", urls.join(", ")),
+                )
+            }
+        };
         let store_dir = temp_dir();
         let store = Service::start("store", vec!["--data-dir".into(), store_dir.to_str().unwrap().into()]);
         let push = Service::start("push", vec![]);
@@ -52,10 +111,9 @@ impl Fleet {
                 "[node]\nid = {id}\n\
                  [store]\nmode = \"remote\"\nendpoint = \"http://{}\"\n\
                  [push]\nmode = \"remote\"\nendpoint = \"http://{}\"\n\
-                 [cluster]\nregistry = [\"{}\"]\nlink_listen = \"{link}\"\nsecret_file = \"{}\"\nlease_ms = 3000\n{extra}",
+                 [cluster]\n{registry}link_listen = \"{link}\"\nsecret_file = \"{}\"\nlease_ms = 3000\n{extra}",
                 store.addr,
                 push.addr,
-                redis.url(),
                 dir.join("cluster.secret").display(),
             );
             let gateway = Gateway::start_in(dir, &config);
@@ -63,6 +121,14 @@ impl Fleet {
             started.push((gateway, link));
         }
         Self { nodes: started, _store: store, _push: push, redis }
+    }
+
+    /// The single redis-server (of a [`Kind::Single`] fleet).
+    fn redis_server(&mut self) -> &mut RedisServer {
+        match &mut self.redis {
+            Redis::Single(server) => server,
+            Redis::Cluster(_) => panic!("a single-server test on a cluster"),
+        }
     }
 
     fn node(&self, index: usize) -> &Gateway {
@@ -126,9 +192,8 @@ fn payload(text: &str) -> Payload {
     Payload::new(text.as_bytes().to_vec()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_to_one_crosses_nodes_live_with_receipts_back() {
-    let fleet = Fleet::start(3);
+async fn one_to_one_crosses_nodes_live_with_receipts_back(kind: Kind) {
+    let fleet = Fleet::start(kind, 3);
     let mut a = fleet.connect(0, 1, 1).await;
     let mut b1 = fleet.connect(1, 2, 1).await;
     let mut b2 = fleet.connect(2, 2, 2).await;
@@ -167,9 +232,8 @@ async fn one_to_one_crosses_nodes_live_with_receipts_back() {
     assert_eq!(node1.metric("gateway_fleet_inbound_refused_total"), 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_that_connects_on_another_node_closes_its_old_session_with_4007() {
-    let fleet = Fleet::start(2);
+async fn a_device_that_connects_on_another_node_closes_its_old_session_with_4007(kind: Kind) {
+    let fleet = Fleet::start(kind, 2);
     let mut old = fleet.connect(0, 5, 1).await;
     let mut new = fleet.connect(1, 5, 1).await;
     let closed = within(async {
@@ -192,7 +256,7 @@ async fn a_device_that_connects_on_another_node_closes_its_old_session_with_4007
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_without_the_cluster_secret_is_refused() {
-    let fleet = Fleet::start(1);
+    let fleet = Fleet::start(Kind::Single, 1);
     let link = fleet.nodes[0].1;
     let mut stream = TcpStream::connect(link).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -217,12 +281,11 @@ async fn a_link_without_the_cluster_secret_is_refused() {
     assert_eq!(fleet.node(0).metric("gateway_fleet_inbound_frames_total{kind=\"other\"}"), 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_1024_member_group_over_5_nodes_takes_one_link_frame_per_node() {
+async fn a_1024_member_group_over_5_nodes_takes_one_link_frame_per_node(kind: Kind) {
     const MEMBERS: u64 = 1024;
     const NODES: usize = 5;
     let limits = "[limits]\nconnections_per_ip_per_sec = 5000\nconnections_per_ip_burst = 5000\n";
-    let fleet = Fleet::start_with(NODES as u32, limits);
+    let fleet = Fleet::start_with(kind, NODES as u32, limits);
     let mut creator = fleet.connect(0, 1, 1).await;
     let mut members = Vec::new();
     for user in 2..=MEMBERS {
@@ -272,13 +335,13 @@ async fn every_member_gets(members: Vec<Client>, check: fn(&protocol::Deliver)) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_mid_traffic_loses_nothing() {
-    let mut fleet = Fleet::start(2);
+    let mut fleet = Fleet::start(Kind::Single, 2);
     let mut a = fleet.connect(0, 1, 1).await;
     let mut b = fleet.connect(1, 2, 1).await;
     send_acked(&mut a, 2, "before").await;
     assert_eq!(deliveries(&mut b, 1).await[0].payload.bytes().as_ref(), b"before");
     // Redis dies with every lease and placement (it ran without persistence).
-    fleet.redis.kill9();
+    fleet.redis_server().kill9();
     until_readyz(fleet.node(0), 503).await;
     // Messages are still stored and acknowledged meanwhile.
     for i in 0..10 {
@@ -286,7 +349,7 @@ async fn redis_killed_and_restarted_mid_traffic_loses_nothing() {
     }
     // A device that connects now is served, unplaced.
     let mut c = fleet.connect(1, 3, 1).await;
-    fleet.redis.restart();
+    fleet.redis_server().restart();
     until_readyz(fleet.node(0), 200).await;
     until_readyz(fleet.node(1), 200).await;
     // B gets every message exactly once, in order (live, or by the resync
@@ -302,10 +365,26 @@ async fn redis_killed_and_restarted_mid_traffic_loses_nothing() {
     assert!(late >= 1.0, "C (and the fenced nodes' sessions) placed again: {late}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_a_node_mid_traffic_its_clients_resume_elsewhere_and_lose_nothing() {
+async fn kill_9_of_a_node_mid_traffic_its_clients_resume_elsewhere_and_lose_nothing(kind: Kind) {
+    node_goes_away_mid_traffic(kind, Away::Kill9).await;
+}
+
+async fn a_draining_node_moves_its_clients_to_other_nodes_without_loss(kind: Kind) {
+    node_goes_away_mid_traffic(kind, Away::Drain).await;
+}
+
+/// How node 1 leaves the fleet.
+#[derive(Debug, Clone, Copy)]
+enum Away {
+    /// `kill -9`.
+    Kill9,
+    /// SIGTERM: GOAWAY to its sessions, then it exits.
+    Drain,
+}
+
+async fn node_goes_away_mid_traffic(kind: Kind, away: Away) {
     const MESSAGES: usize = 60;
-    let mut fleet = Fleet::start(3);
+    let mut fleet = Fleet::start_with(kind, 3, "[drain]\nwindow_ms = 300\ndeadline_ms = 3000\n");
     // Node 1 holds B (receiving from A on node 0) and C (sending to D on node 2).
     let a = within(Client::connect(fleet.config_with_fallbacks(0, 1, 1))).await.unwrap();
     let b = within(Client::connect(fleet.config_with_fallbacks(1, 2, 1))).await.unwrap();
@@ -319,9 +398,17 @@ async fn kill_9_of_a_node_mid_traffic_its_clients_resume_elsewhere_and_lose_noth
     while a_sent.load(std::sync::atomic::Ordering::Relaxed) < MESSAGES / 3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    fleet.nodes[1].0.kill9();
-    let (a_acked, c_acked) = (within(a_task).await.unwrap(), within(c_task).await.unwrap());
-    let (b_got, d_got) = (within(b_task).await.unwrap(), within(d_task).await.unwrap());
+    match away {
+        Away::Kill9 => fleet.nodes[1].0.kill9(),
+        Away::Drain => {
+            fleet.node(1).signal("-TERM");
+            let exited = fleet.nodes[1].0.wait_exit(Duration::from_secs(10));
+            assert!(exited.is_some_and(|status| status.success()), "the drained node exits 0: {exited:?}");
+        }
+    }
+    let ((a_acked, a_moved), (c_acked, c_moved)) =
+        (within(a_task).await.unwrap(), within(c_task).await.unwrap());
+    let ((b_got, b_moved), (d_got, d_moved)) = (within(b_task).await.unwrap(), within(d_task).await.unwrap());
     // Every message was acknowledged (C's pending ones resent after its
     // reconnect, deduplicated by the store), and each recipient saw each
     // exactly once, in the order sent.
@@ -330,8 +417,74 @@ async fn kill_9_of_a_node_mid_traffic_its_clients_resume_elsewhere_and_lose_noth
     assert_eq!(c_acked, expected);
     assert_eq!(b_got, expected, "B (resumed on another node)");
     assert_eq!(d_got, expected, "D (its sender resumed on another node)");
-    let reconnects = RECONNECTS.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(reconnects, 2, "B and C moved to another node, nobody else");
+    assert_eq!(
+        (a_moved, b_moved, c_moved, d_moved),
+        (0, 1, 1, 0),
+        "B and C moved to another node, nobody else"
+    );
+}
+
+async fn a_node_stopped_past_its_lease_fences_itself_and_its_sessions_miss_nothing(kind: Kind) {
+    let fleet = Fleet::start(kind, 2);
+    let mut a = fleet.connect(0, 1, 1).await;
+    let mut b = fleet.connect(1, 2, 1).await;
+    send_acked(&mut a, 2, "before").await;
+    assert_eq!(deliveries(&mut b, 1).await[0].payload.bytes().as_ref(), b"before");
+    // Node 1 pauses past its 3 s lease: the others take it for dead.
+    fleet.node(1).signal("-STOP");
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    for i in 0..10 {
+        send_acked(&mut a, 2, &format!("paused {i}")).await;
+    }
+    fleet.node(1).signal("-CONT");
+    // It finds its lease gone, joins with a new epoch, places B again and
+    // resyncs it: B gets everything once, in order, on the same connection.
+    let got: Vec<Vec<u8>> = deliveries(&mut b, 10).await.iter().map(|d| d.payload.bytes().to_vec()).collect();
+    let expected: Vec<Vec<u8>> = (0..10).map(|i| format!("paused {i}").into_bytes()).collect();
+    assert_eq!(got, expected);
+    no_delivery(&mut b, Duration::from_millis(500)).await;
+    assert_eq!(fleet.node(1).metric("gateway_fleet_fenced_total"), 1.0);
+    // And it is reachable live again.
+    send_acked(&mut a, 2, "after").await;
+    assert_eq!(deliveries(&mut b, 1).await[0].payload.bytes().as_ref(), b"after");
+}
+
+async fn a_stopped_peer_costs_its_senders_a_bounded_queue_and_loses_nothing(kind: Kind) {
+    // The smallest queue and credit a node takes: 1 MiB + 4 bytes each.
+    let fleet = Fleet::start_with(kind, 2, "link_queue_bytes = 1048580\nlink_window_bytes = 1048580\n");
+    let mut a = fleet.connect(0, 1, 1).await;
+    let mut b = fleet.connect(1, 2, 1).await;
+    send_acked(&mut a, 2, "warm").await;
+    assert_eq!(deliveries(&mut b, 1).await[0].payload.bytes().as_ref(), b"warm");
+    // Node 1 stops reading (SIGSTOP, within its lease): 5 MiB of messages
+    // for B pile up on node 0's side of the link.
+    fleet.node(1).signal("-STOP");
+    let queue = "gateway_fleet_link_queue_bytes{peer=\"2\"}";
+    let mut highest = 0.0f64;
+    for i in 0..80 {
+        let mut body = format!("big {i}|").into_bytes();
+        body.resize(60_000, b'.');
+        let id = a.send(Conversation::Direct(UserId(2)), Payload::new(body).unwrap()).await.unwrap();
+        wait_for(&mut a, |event| {
+            matches!(event, Event::Sent { client_id, .. } if *client_id == id).then_some(())
+        })
+        .await;
+        highest = highest.max(fleet.node(0).metric(queue));
+    }
+    assert!(highest <= 1_048_580.0, "the queue stayed within its bound: {highest} bytes");
+    let shed = fleet.node(0).metric("gateway_fleet_link_shed_total{peer=\"2\",lane=\"live\"}");
+    assert!(shed > 0.0, "what neither the credit nor the queue holds is shed and counted");
+    fleet.node(1).signal("-CONT");
+    // B gets all 80 once, in order: what was shed comes from the store (the
+    // session sees the gap at the next live entry and resyncs).
+    let got: Vec<String> = deliveries(&mut b, 80)
+        .await
+        .iter()
+        .map(|d| String::from_utf8_lossy(d.payload.bytes()).split('|').next().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..80).map(|i| format!("big {i}")).collect();
+    assert_eq!(got, expected);
+    no_delivery(&mut b, Duration::from_millis(500)).await;
 }
 
 /// A task that sends `count` messages to `to` one after the other, each
@@ -341,10 +494,11 @@ fn sender(
     mut client: Client,
     to: u64,
     count: usize,
-) -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<Vec<String>>) {
+) -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<(Vec<String>, usize)>) {
     let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let shared = progress.clone();
     let task = tokio::spawn(async move {
+        let mut reconnects = 0;
         let mut acked = Vec::new();
         let mut next = 0;
         let mut waiting: Option<u64> = None;
@@ -362,19 +516,22 @@ fn sender(
                     shared.store(acked.len(), std::sync::atomic::Ordering::Relaxed);
                     waiting = None;
                 }
+                // A draining node: go now (its listener is closed, so the
+                // reconnect lands on another node).
+                Ok(Event::GoAway(_)) | Err(_) => reconnect(&mut client, &mut reconnects).await,
                 Ok(_) => {}
-                Err(_) => reconnect(&mut client).await,
             }
         }
-        acked
+        (acked, reconnects)
     });
     (progress, task)
 }
 
 /// A task that takes `count` deliveries (acking each, reconnecting to the
 /// next node when its node is gone) and returns their texts in order.
-fn receiver(mut client: Client, count: usize) -> tokio::task::JoinHandle<Vec<String>> {
+fn receiver(mut client: Client, count: usize) -> tokio::task::JoinHandle<(Vec<String>, usize)> {
     tokio::spawn(async move {
+        let mut reconnects = 0;
         let mut got = Vec::new();
         while got.len() < count {
             match client.next_event().await {
@@ -385,22 +542,22 @@ fn receiver(mut client: Client, count: usize) -> tokio::task::JoinHandle<Vec<Str
                 Ok(Event::SyncProgress { up_to, .. }) if up_to.0 > 0 => {
                     let _ = client.ack(up_to).await;
                 }
+                // A draining node: go now (its listener is closed, so the
+                // reconnect lands on another node).
+                Ok(Event::GoAway(_)) | Err(_) => reconnect(&mut client, &mut reconnects).await,
                 Ok(_) => {}
-                Err(_) => reconnect(&mut client).await,
             }
         }
-        got
+        (got, reconnects)
     })
 }
 
-/// Reconnects made by [`reconnect`] (only the kill -9 test uses it).
-static RECONNECTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Reconnects (to the next node that answers), retrying for a while.
-async fn reconnect(client: &mut Client) {
+/// Reconnects (to the next node that answers), retrying for a while;
+/// counts it in `reconnects`.
+async fn reconnect(client: &mut Client, reconnects: &mut usize) {
     for _ in 0..100 {
         if client.reconnect().await.is_ok() {
-            RECONNECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *reconnects += 1;
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

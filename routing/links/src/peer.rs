@@ -52,7 +52,7 @@ struct Shared {
     config: Arc<LinkConfig>,
     state: Mutex<State>,
     wake: Notify,
-    stats: PeerStats,
+    stats: Arc<PeerStats>,
 }
 
 impl Shared {
@@ -83,7 +83,7 @@ impl Peer {
             config,
             state: Mutex::new(state),
             wake: Notify::new(),
-            stats: PeerStats::default(),
+            stats: Arc::default(),
         });
         tokio::spawn(run(shared.clone()));
         Self { shared }
@@ -116,6 +116,11 @@ impl Peer {
     /// What the link has done.
     pub fn stats(&self) -> &PeerStats {
         &self.shared.stats
+    }
+
+    /// The same counters, shared (the node's metrics read them).
+    pub fn stats_handle(&self) -> Arc<PeerStats> {
+        self.shared.stats.clone()
     }
 }
 
