@@ -98,6 +98,7 @@ impl Node {
                     directory: directory.clone(),
                     inboxes: inboxes.clone(),
                     push: backend.push.clone(),
+                    grace_ms: config.messaging.presence_grace_ms,
                 };
                 Fleet::start(config.node.id, &config.cluster, parts)
             })

@@ -247,17 +247,35 @@ impl Directory {
         view(entry, now_ms, grace_ms)
     }
 
-    /// Removes `watcher` from the user's watchers.
-    pub fn unwatch(&self, user: UserId, watcher: SessionRef) {
+    /// Removes `watcher` from the user's watchers; true when nobody on
+    /// this node watches the user any more.
+    pub fn unwatch(&self, user: UserId, watcher: SessionRef) -> bool {
         let mut shard = self.shard(user);
-        if let Some(entry) = shard.get_mut(&user) {
-            if let Some(social) = entry.social.as_mut() {
-                social.watchers.retain(|w| *w != watcher);
-            }
-            if entry.is_idle() {
-                shard.remove(&user);
-            }
+        let Some(entry) = shard.get_mut(&user) else { return true };
+        if let Some(social) = entry.social.as_mut() {
+            social.watchers.retain(|w| *w != watcher);
         }
+        let unwatched = entry.watchers().is_empty();
+        if entry.is_idle() {
+            shard.remove(&user);
+        }
+        unwatched
+    }
+
+    /// Copies the sessions watching `user` into `out` (cleared first).
+    pub fn watchers(&self, user: UserId, out: &mut Vec<SessionRef>) {
+        out.clear();
+        if let Some(entry) = self.shard(user).get(&user) {
+            out.extend_from_slice(entry.watchers());
+        }
+    }
+
+    /// What watchers may see of `user` now, if it has a device on this node
+    /// (another node asks, in a fleet).
+    pub fn presence(&self, user: UserId, now_ms: u64, grace_ms: u64) -> Option<PresenceView> {
+        let shard = self.shard(user);
+        let entry = shard.get(&user).filter(|entry| !entry.devices.is_empty())?;
+        Some(view(entry, now_ms, grace_ms))
     }
 
     /// After the grace period: if the user is still without a device since

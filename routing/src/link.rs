@@ -149,6 +149,20 @@ pub enum LinkFrame {
         /// Who gets it.
         users: Vec<UserTarget>,
     },
+    /// A PRESENCE frame for the sessions of the receiving node that watch
+    /// the listed users (the users' presence changed where they are).
+    Watchers {
+        /// The frame, encoded (kind, length, body).
+        frame: Bytes,
+        /// The users watched.
+        users: Vec<UserId>,
+    },
+    /// The sender has sessions watching these users, which have devices on
+    /// the receiving node: it answers with WATCHERS (their presence now).
+    PresenceQuery {
+        /// The users.
+        users: Vec<UserId>,
+    },
     /// A newer connection of `device` registered elsewhere: close the
     /// session `session` of the receiving node's epoch `epoch` with 4007.
     Replace {
@@ -182,6 +196,8 @@ const CREDIT: u8 = 0x05;
 const LIVE: u8 = 0x10;
 const FRAME: u8 = 0x11;
 const REPLACE: u8 = 0x12;
+const WATCHERS: u8 = 0x13;
+const PRESENCE_QUERY: u8 = 0x14;
 
 impl LinkFrame {
     /// The frame's kind byte.
@@ -195,12 +211,21 @@ impl LinkFrame {
             Self::Live { .. } => LIVE,
             Self::Frame { .. } => FRAME,
             Self::Replace { .. } => REPLACE,
+            Self::Watchers { .. } => WATCHERS,
+            Self::PresenceQuery { .. } => PRESENCE_QUERY,
         }
     }
 
     /// Whether the frame carries deliveries (counted against the credit).
     pub fn is_data(&self) -> bool {
-        matches!(self, Self::Live { .. } | Self::Frame { .. } | Self::Replace { .. })
+        matches!(
+            self,
+            Self::Live { .. }
+                | Self::Frame { .. }
+                | Self::Replace { .. }
+                | Self::Watchers { .. }
+                | Self::PresenceQuery { .. }
+        )
     }
 
     /// Appends the frame to `out`; returns the bytes written.
@@ -275,6 +300,12 @@ impl LinkFrame {
                 put_varint(body, *epoch);
                 put_varint(body, *session);
             }
+            Self::Watchers { frame, users } => {
+                put_varint(body, frame.len() as u64);
+                body.put_slice(frame);
+                put_users(body, users);
+            }
+            Self::PresenceQuery { users } => put_users(body, users),
         }
     }
 
@@ -282,7 +313,10 @@ impl LinkFrame {
     /// incomplete (read more), an error when it can never be valid.
     pub fn decode(input: &mut BytesMut) -> Result<Option<Self>, LinkError> {
         let Some(&kind) = input.first() else { return Ok(None) };
-        if !matches!(kind, HELLO | WELCOME | PROOF | REFUSE | CREDIT | LIVE | FRAME | REPLACE) {
+        if !matches!(
+            kind,
+            HELLO | WELCOME | PROOF | REFUSE | CREDIT | LIVE | FRAME | REPLACE | WATCHERS | PRESENCE_QUERY
+        ) {
             return Err(LinkError::UnknownKind(kind));
         }
         let after_kind = input.get(1..).unwrap_or_default();
@@ -374,6 +408,11 @@ impl LinkFrame {
                 epoch: body.varint("epoch")?,
                 session: body.varint("session")?,
             },
+            WATCHERS => {
+                let frame = body.len_prefixed(MAX_BODY, "frame")?;
+                Self::Watchers { frame, users: read_users(body)? }
+            }
+            PRESENCE_QUERY => Self::PresenceQuery { users: read_users(body)? },
             other => return Err(LinkError::UnknownKind(other)),
         })
     }
@@ -400,6 +439,22 @@ pub fn transcript(
 /// The bytes a frame takes on the wire.
 pub fn wire_len(body_len: usize) -> usize {
     1 + varint_len(body_len as u64) + body_len
+}
+
+fn put_users(body: &mut BytesMut, users: &[UserId]) {
+    put_varint(body, users.len() as u64);
+    for user in users {
+        put_varint(body, user.0);
+    }
+}
+
+fn read_users(body: &mut Reader) -> Result<Vec<UserId>, LinkError> {
+    let count = count(body)?;
+    let mut users = Vec::with_capacity(count);
+    for _ in 0..count {
+        users.push(UserId(body.varint("user")?));
+    }
+    Ok(users)
 }
 
 fn count(body: &mut Reader) -> Result<usize, LinkError> {
@@ -482,6 +537,11 @@ mod tests {
                 ],
             },
             LinkFrame::Replace { user: UserId(3), device: DeviceId(2), epoch: 4, session: (1 << 48) | 5 },
+            LinkFrame::Watchers {
+                frame: Bytes::from_static(b"\x51\x01\x00"),
+                users: vec![UserId(8), UserId(9)],
+            },
+            LinkFrame::PresenceQuery { users: vec![UserId(8)] },
         ]
     }
 

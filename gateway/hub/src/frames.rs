@@ -157,6 +157,7 @@ impl<C> Hub<C> {
             self.post_frame(watcher, presence.clone(), Class::Ephemeral);
         }
         self.watchers = watchers;
+        self.presence_elsewhere(user, presence, false);
     }
 
     /// A store request answered by the frame `request` names, or ERROR

@@ -443,7 +443,7 @@ impl<C> Hub<C> {
         }
         if let Some(extras) = slot.extras {
             for user in extras.watching {
-                self.directory.unwatch(user, me);
+                self.unwatch(me, user);
             }
         }
         self.closed.push_back(Closed { session: slot.session, conn: slot.conn });

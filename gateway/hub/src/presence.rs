@@ -10,7 +10,7 @@ use protocol::{Conversation, ErrorCode, Frame, Presence, TypingNotify, UserId};
 use routing::{PresenceView, SessionRef};
 
 use crate::frames::error_frame;
-use crate::work::{Now, Pending};
+use crate::work::{FleetItem, Now, Pending, Remote};
 use crate::Hub;
 
 /// Conversations whose last TYPING time one session remembers.
@@ -30,14 +30,38 @@ impl<C> Hub<C> {
             watching.push(user);
         }
         let view = self.directory.watch(user, me, now.unix_ms, self.config.grace_ms());
-        self.post_frame(me, presence(user, view), Class::Ephemeral);
+        if !self.in_fleet() {
+            self.post_frame(me, presence(user, view), Class::Ephemeral);
+            return;
+        }
+        // In a fleet this node knows the state only of users it holds; the
+        // router asks the node that holds the others.
+        let here = self.directory.presence(user, now.unix_ms, self.config.grace_ms()).is_some();
+        if here {
+            self.post_frame(me, presence(user, view), Class::Ephemeral);
+        }
+        self.post(Remote::Fleet(FleetItem::Watch { user, answer: (!here).then_some(me) }));
     }
 
     /// PRESENCE_UNSUBSCRIBE.
     pub(crate) fn unsubscribe(&mut self, key: usize, me: SessionRef, user: UserId) {
-        self.directory.unwatch(user, me);
+        self.unwatch(me, user);
         if let Some(slot) = self.slots.get_mut(key) {
             slot.extras().watching.retain(|u| *u != user);
+        }
+    }
+
+    /// Session `me` stops watching `user` (unsubscribed or closed).
+    pub(crate) fn unwatch(&mut self, me: SessionRef, user: UserId) {
+        if self.directory.unwatch(user, me) && self.in_fleet() {
+            self.post(Remote::Fleet(FleetItem::Unwatch(user)));
+        }
+    }
+
+    /// `user`'s presence changed here: watchers on other nodes hear it too.
+    pub(crate) fn presence_elsewhere(&mut self, user: UserId, frame: Frame, offline: bool) {
+        if self.in_fleet() {
+            self.post(Remote::Fleet(FleetItem::Presence { user, frame, offline }));
         }
     }
 
@@ -110,6 +134,13 @@ impl<C> Hub<C> {
             watchers.clear();
             if let Some(view) = self.directory.expire_presence(user, left_at, &mut watchers) {
                 let frame = presence(user, view);
+                if self.in_fleet() {
+                    // Maybe online on another node: the router finds out
+                    // before anyone hears "offline".
+                    watchers.clear();
+                    self.presence_elsewhere(user, frame, true);
+                    continue;
+                }
                 for watcher in watchers.drain(..) {
                     self.post_frame(watcher, frame.clone(), Class::Ephemeral);
                 }
@@ -139,6 +170,14 @@ impl<C> Hub<C> {
             self.post_frame(watcher, frame.clone(), Class::Ephemeral);
         }
         self.watchers = watchers;
+        // Watchers elsewhere hear it only if the user may be seen.
+        let visible = self
+            .directory
+            .presence(user, now.unix_ms, self.config.grace_ms())
+            .is_some_and(|view| view.status == protocol::PresenceStatus::Online);
+        if came_online && visible {
+            self.presence_elsewhere(user, frame, false);
+        }
     }
 }
 

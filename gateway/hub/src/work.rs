@@ -188,6 +188,30 @@ pub enum FleetItem {
         /// The author (for a push note).
         sender: UserId,
     },
+    /// A session here watches `user`'s presence: this node is recorded as
+    /// a watcher of `user` in the registry, and when `answer` names a
+    /// session (the user is not on this node), the user's state is asked of
+    /// a node that holds it and sent to that session (offline if none).
+    Watch {
+        /// The user watched.
+        user: UserId,
+        /// The subscriber to answer, if this node could not.
+        answer: Option<SessionRef>,
+    },
+    /// No session here watches `user` any more.
+    Unwatch(UserId),
+    /// `user`'s presence changed on this node: `frame` goes to the watchers
+    /// on other nodes. An `offline` one goes nowhere while the user is still
+    /// placed on another node, and in that case not to this node's watchers
+    /// either (the router tells them, not the hub).
+    Presence {
+        /// The user.
+        user: UserId,
+        /// The PRESENCE frame.
+        frame: Frame,
+        /// Whether it announces offline.
+        offline: bool,
+    },
     /// A frame for every device of `user` on other nodes but `except`.
     ToUser {
         /// The user.

@@ -32,23 +32,42 @@ pub(super) struct Misrouted {
     pub(super) forwarded: bool,
 }
 
+/// What the inbound links hand the router.
+#[derive(Debug)]
+pub(super) enum FromLinks {
+    /// A live entry for a device no longer here.
+    Misrouted(Misrouted),
+    /// A PRESENCE_QUERY's answer, for the node that asked.
+    Answer {
+        /// The node that asked.
+        node: u32,
+        /// The user.
+        user: UserId,
+        /// The PRESENCE frame, encoded.
+        frame: bytes::Bytes,
+    },
+}
+
 /// The node's [`Sink`] for its inbound links.
 pub(super) struct Inbound {
     directory: Arc<Directory>,
     inboxes: Arc<Vec<Inbox>>,
     links: Arc<LinkConfig>,
-    misroutes: mpsc::UnboundedSender<Misrouted>,
+    to_router: mpsc::UnboundedSender<FromLinks>,
     metrics: Arc<FleetMetrics>,
+    /// The presence grace period (`messaging.presence_grace_ms`).
+    grace_ms: u64,
 }
 
 impl Inbound {
-    pub(super) fn new(setup: &Setup, misroutes: mpsc::UnboundedSender<Misrouted>) -> Self {
+    pub(super) fn new(setup: &Setup, to_router: mpsc::UnboundedSender<FromLinks>) -> Self {
         Self {
             directory: setup.parts.directory.clone(),
             inboxes: setup.parts.inboxes.clone(),
             links: setup.links.clone(),
-            misroutes,
+            to_router,
             metrics: setup.metrics.clone(),
+            grace_ms: setup.parts.grace_ms,
         }
     }
 
@@ -81,7 +100,7 @@ impl Inbound {
             match here.and_then(|to| out.get_mut(to.worker).map(|batch| (to, batch))) {
                 Some((to, batch)) => batch.push(Remote::Live { to, seq: r.seq, deliver: deliver.clone() }),
                 None => {
-                    let _ = self.misroutes.send(Misrouted {
+                    let _ = self.to_router.send(FromLinks::Misrouted(Misrouted {
                         user: r.user,
                         device: r.device,
                         seq: r.seq,
@@ -89,8 +108,43 @@ impl Inbound {
                         conversation: decoded.conversation,
                         sender: decoded.sender,
                         forwarded,
-                    });
+                    }));
                 }
+            }
+        }
+    }
+}
+
+impl Inbound {
+    /// WATCHERS: the PRESENCE frame for this node's watchers of `users`.
+    fn watchers(&self, from: PeerId, frame: &[u8], users: &[UserId], out: &mut [Vec<Remote>]) {
+        let mut input = BytesMut::from(frame);
+        let presence = match Decoder::for_server_messages().decode(&mut input) {
+            Ok(Some(presence @ protocol::Frame::Presence(_))) if input.is_empty() => presence,
+            _ => return self.bad(from, "a WATCHERS frame that is not one PRESENCE"),
+        };
+        let mut watchers = Vec::new();
+        for &user in users {
+            self.directory.watchers(user, &mut watchers);
+            for &to in &watchers {
+                if let Some(batch) = out.get_mut(to.worker) {
+                    batch.push(Remote::Frame { to, frame: presence.clone(), class: Class::Ephemeral });
+                }
+            }
+        }
+    }
+
+    /// PRESENCE_QUERY: what watchers may see of each user held here, for
+    /// the node that asked (the router sends it back).
+    fn presence_query(&self, from: PeerId, users: &[UserId]) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        for &user in users {
+            let Some(view) = self.directory.presence(user, now_ms, self.grace_ms) else { continue };
+            let presence = protocol::Presence { user, status: view.status, last_seen: view.last_seen };
+            if let Ok(frame) = protocol::Frame::Presence(presence).to_bytes() {
+                let _ = self.to_router.send(FromLinks::Answer { node: from.node, user, frame });
             }
         }
     }
@@ -149,6 +203,8 @@ impl Sink for Inbound {
                     _ => {}
                 }
             }
+            LinkFrame::Watchers { frame, users } => self.watchers(from, &frame, &users, &mut out),
+            LinkFrame::PresenceQuery { users } => self.presence_query(from, &users),
             other => {
                 self.bad(from, if other.is_data() { "an unknown data frame" } else { "a handshake frame" })
             }

@@ -43,6 +43,11 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
         "Times this node found its lease lost while alive and joined again.",
     ),
     (
+        "gateway_fleet_presence_suppressed_total",
+        "counter",
+        "Offline announcements not made: the user's last device left this node, but it is online on another.",
+    ),
+    (
         "gateway_fleet_placed_late_total",
         "counter",
         "Sessions placed in the registry after they connected (it was down, or the node was fenced), then resynced.",
@@ -101,6 +106,7 @@ pub(crate) struct FleetMetrics {
     pub(crate) replaced: AtomicU64,
     pub(crate) fenced: AtomicU64,
     pub(crate) placed_late: AtomicU64,
+    pub(crate) presence_suppressed: AtomicU64,
     pub(crate) peers: AtomicU64,
     pub(crate) bad_frames: AtomicU64,
     pub(crate) inbound_waits: AtomicU64,
@@ -200,6 +206,7 @@ impl FleetMetrics {
                 "gateway_fleet_replaced_total" => get(&self.replaced),
                 "gateway_fleet_fenced_total" => get(&self.fenced),
                 "gateway_fleet_placed_late_total" => get(&self.placed_late),
+                "gateway_fleet_presence_suppressed_total" => get(&self.presence_suppressed),
                 "gateway_fleet_peers" => get(&self.peers),
                 "gateway_fleet_bad_frames_total" => get(&self.bad_frames),
                 "gateway_fleet_inbound_waits_total" => get(&self.inbound_waits),

@@ -18,7 +18,9 @@
 //! per-session channels, and answers come back on their reply channels.
 
 mod inbound;
+mod lease;
 mod metrics;
+mod presence;
 mod router;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +80,9 @@ pub(crate) struct Parts {
     pub(crate) directory: Arc<Directory>,
     pub(crate) inboxes: Arc<Vec<Inbox>>,
     pub(crate) push: Arc<dyn PushApi>,
+    /// `messaging.presence_grace_ms`: what another node is told of a user
+    /// who left here a moment ago.
+    pub(crate) grace_ms: u64,
 }
 
 /// The running fleet thread, as the node holds it.

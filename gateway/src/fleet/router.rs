@@ -12,13 +12,13 @@ use gateway_core::{Class, SharedDeliver};
 use gateway_hub::{FleetCall, FleetItem, Remote, Ticket};
 use protocol::{DeviceId, UserId};
 use routing::link::{FrameClass, LinkFrame, Recipient, UserTarget};
-use routing::Link as _;
 use routing_links::{Lane, LinkConfig, Peer};
-use routing_registry::{Config as RegistryConfig, ConnectionLike, NodeId, Placement, Registry, Renewal};
+use routing_registry::{Config as RegistryConfig, ConnectionLike, NodeId, Placement, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::inbound::{Inbound, Misrouted};
+use super::inbound::{FromLinks, Inbound, Misrouted};
+use super::lease::{connect_retrying, lock, Repairs, Waiting};
 use super::{set_health, FleetMetrics, Parts};
 use crate::backend::ReplySink;
 
@@ -41,7 +41,7 @@ pub(super) struct Setup {
     pub(super) leaving: Arc<tokio::sync::Notify>,
 }
 
-type Calls = mpsc::UnboundedReceiver<(FleetCall, ReplySink<Ticket>)>;
+pub(super) type Calls = mpsc::UnboundedReceiver<(FleetCall, ReplySink<Ticket>)>;
 
 /// The fleet thread: connects to the registry (retrying while it is down),
 /// then serves until the node leaves.
@@ -62,82 +62,6 @@ pub(super) async fn run(
         let connect = || routing_registry::Registry::single(&url, setup.registry.clone());
         let registry = connect_retrying(&setup, &mut waiting, connect).await;
         serve(setup, registry, listener, waiting).await;
-    }
-}
-
-/// What the fleet thread takes in, and the registry writes it owes.
-struct Waiting {
-    batches: mpsc::Receiver<Vec<Remote>>,
-    calls: Calls,
-    repairs: Arc<std::sync::Mutex<Repairs>>,
-}
-
-impl Waiting {
-    /// Until the registry is joined (for `wait`): sessions are served
-    /// unplaced (placed once it answers), and fleet items go to push notes,
-    /// so that nothing waits on a registry that does not answer.
-    async fn serve_unjoined(&mut self, push: &dyn backend_push::PushApi, wait: Duration) {
-        let deadline = tokio::time::sleep(wait);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                () = &mut deadline => return,
-                Some((call, reply)) = self.calls.recv() => match call {
-                    FleetCall::Register { user, device, session, ticket } => {
-                        lock(&self.repairs).unplaced.insert((user, device), session);
-                        reply.registered(ticket, false);
-                    }
-                    FleetCall::Unregister { user, device, session } => lock(&self.repairs).closed(user, device, session),
-                },
-                Some(batch) = self.batches.recv() => {
-                    for item in batch {
-                        if let Remote::Fleet(FleetItem::Live { user, device, seq, conversation, sender, .. }) = item {
-                            push.notify(PushNote { user, device, seq, conversation, sender });
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Registry writes owed: sessions served unplaced (the registry did not
-/// answer when they connected, or the node was fenced) and placements of
-/// closed sessions that could not be removed. Retried at each lease renewal
-/// while the registry answers.
-#[derive(Debug, Default)]
-struct Repairs {
-    unplaced: HashMap<(UserId, DeviceId), u64>,
-    stale: HashMap<(UserId, DeviceId), u64>,
-}
-
-impl Repairs {
-    /// Session `session` of the device closed (or was placed).
-    fn closed(&mut self, user: UserId, device: DeviceId, session: u64) {
-        if self.unplaced.get(&(user, device)) == Some(&session) {
-            self.unplaced.remove(&(user, device));
-        }
-    }
-}
-
-fn lock(repairs: &std::sync::Mutex<Repairs>) -> std::sync::MutexGuard<'_, Repairs> {
-    repairs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-async fn connect_retrying<C, F, Fut>(setup: &Setup, waiting: &mut Waiting, connect: F) -> Registry<C>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Registry<C>, routing_registry::RegistryError>>,
-{
-    loop {
-        match connect().await {
-            Ok(registry) => return registry,
-            Err(err) => {
-                set_health(&setup.metrics.healthy, false);
-                tracing::warn!(%err, "fleet: cannot reach the registry; retrying");
-                waiting.serve_unjoined(setup.parts.push.as_ref(), Duration::from_secs(1)).await;
-            }
-        }
     }
 }
 
@@ -163,8 +87,8 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     set_health(&metrics.healthy, true);
     setup.links.set_epoch(epoch.0);
     tracing::info!(node = setup.node.0, epoch = epoch.0, advertise = %setup.advertise, "fleet: joined");
-    let (misroutes_tx, mut misroutes) = mpsc::unbounded_channel();
-    let inbound = Arc::new(Inbound::new(&setup, misroutes_tx));
+    let (from_links_tx, mut from_links) = mpsc::unbounded_channel();
+    let inbound = Arc::new(Inbound::new(&setup, from_links_tx));
     tokio::spawn(routing_links::serve(listener, setup.links.clone(), inbound, metrics.inbound.clone()));
     let Waiting { mut batches, mut calls, repairs } = waiting;
     let mut router = Router::new(&setup, registry.clone(), repairs.clone());
@@ -175,7 +99,10 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     loop {
         tokio::select! {
             Some(batch) = batches.recv() => router.route(batch).await,
-            Some(misrouted) = misroutes.recv() => router.misrouted(misrouted).await,
+            Some(work) = from_links.recv() => match work {
+                FromLinks::Misrouted(misrouted) => router.misrouted(misrouted).await,
+                FromLinks::Answer { node, user, frame } => router.answer_watchers(NodeId(node), user, frame).await,
+            },
             Some(replaced) = replaces.recv() => router.replace(replaced).await,
             Some((call, reply)) = calls.recv() => {
                 let (user, device) = match &call {
@@ -261,29 +188,29 @@ fn start_lanes<C: ConnectionLike + Clone + Send + Sync + 'static>(
 
 /// A placement a registration replaced on another node.
 #[derive(Debug)]
-struct Replaced {
-    user: UserId,
-    device: DeviceId,
-    old: Placement,
+pub(super) struct Replaced {
+    pub(super) user: UserId,
+    pub(super) device: DeviceId,
+    pub(super) old: Placement,
 }
 
 /// Items for other nodes: where the devices are (a cache over the
 /// registry), and the links to those nodes.
-struct Router<C> {
-    node: NodeId,
+pub(super) struct Router<C> {
+    pub(super) node: NodeId,
     /// Where this node's link listener is dialed (re-advertised on re-join).
-    advertise: String,
-    registry: Registry<C>,
-    links: Arc<LinkConfig>,
-    ttl: Duration,
+    pub(super) advertise: String,
+    pub(super) registry: Registry<C>,
+    pub(super) links: Arc<LinkConfig>,
+    pub(super) ttl: Duration,
     /// user → (looked up at, live placements).
-    cache: HashMap<UserId, (Instant, Vec<(DeviceId, Placement)>)>,
-    peers: HashMap<NodeId, Peer>,
-    parts_push: Arc<dyn backend_push::PushApi>,
-    directory: Arc<routing::Directory>,
-    inboxes: Arc<Vec<crate::driver::Inbox>>,
-    repairs: Arc<std::sync::Mutex<Repairs>>,
-    metrics: Arc<FleetMetrics>,
+    pub(super) cache: HashMap<UserId, (Instant, Vec<(DeviceId, Placement)>)>,
+    pub(super) peers: HashMap<NodeId, Peer>,
+    pub(super) parts_push: Arc<dyn backend_push::PushApi>,
+    pub(super) directory: Arc<routing::Directory>,
+    pub(super) inboxes: Arc<Vec<crate::driver::Inbox>>,
+    pub(super) repairs: Arc<std::sync::Mutex<Repairs>>,
+    pub(super) metrics: Arc<FleetMetrics>,
 }
 
 /// One node's share of a routed batch.
@@ -340,9 +267,13 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         }
         self.resolve(&missing).await;
         let mut nodes: HashMap<NodeId, NodeBatch> = HashMap::new();
+        let mut presence = Vec::new();
         for item in batch {
             let Remote::Fleet(item) = item else { continue };
             match item {
+                item @ (FleetItem::Watch { .. } | FleetItem::Unwatch(_) | FleetItem::Presence { .. }) => {
+                    presence.push(item);
+                }
                 FleetItem::Live { user, device, seq, deliver, conversation, sender } => {
                     let at = self
                         .cached(user, now)
@@ -388,17 +319,20 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         for (node, batch) in nodes {
             self.send(node, batch).await;
         }
+        for item in presence {
+            self.presence(item).await;
+        }
     }
 
     /// The cached placements of `user`, if fresh.
-    fn cached(&self, user: UserId, now: Instant) -> Option<&[(DeviceId, Placement)]> {
+    pub(super) fn cached(&self, user: UserId, now: Instant) -> Option<&[(DeviceId, Placement)]> {
         let (at, devices) = self.cache.get(&user)?;
         (now.duration_since(*at) < self.ttl).then_some(devices.as_slice())
     }
 
     /// Looks `users` up in the registry, concurrently; a failed lookup
     /// leaves the user uncached (its items go to push notes).
-    async fn resolve(&mut self, users: &[UserId]) {
+    pub(super) async fn resolve(&mut self, users: &[UserId]) {
         if users.is_empty() {
             return;
         }
@@ -447,7 +381,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
 
     /// The link to `node`, dialed on first use at the address it
     /// advertised.
-    async fn peer(&mut self, node: NodeId) -> Option<&Peer> {
+    pub(super) async fn peer(&mut self, node: NodeId) -> Option<&Peer> {
         if !self.peers.contains_key(&node) {
             let started = Instant::now();
             let address = self.registry.link_address(node).await;
@@ -496,7 +430,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
 
     /// Closes the session a newer connection replaced on another node, if
     /// that node is alive in the epoch that placed it.
-    async fn replace(&mut self, Replaced { user, device, old }: Replaced) {
+    pub(super) async fn replace(&mut self, Replaced { user, device, old }: Replaced) {
         let started = Instant::now();
         let lease = self.registry.lease(old.node).await;
         self.metrics.call(started, lease.is_ok());
@@ -510,106 +444,6 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 &LinkFrame::Replace { user, device, epoch: old.epoch.0, session: old.session },
             );
             self.metrics.replaced.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Renews the lease; a fenced node joins again with a new epoch and
-    /// places its sessions again. Links to nodes that no longer hold a
-    /// lease are dropped (their queues with them).
-    async fn renew(&mut self) {
-        let epoch = routing_registry::Epoch(self.links.epoch());
-        let started = Instant::now();
-        let renewal = self.registry.renew(self.node, epoch).await;
-        self.metrics.call(started, renewal.is_ok());
-        match renewal {
-            Ok(Renewal::Renewed) => self.repair().await,
-            Ok(Renewal::Fenced) => self.rejoin().await,
-            Err(err) => tracing::warn!(%err, "fleet: lease renewal failed"),
-        }
-        let down: Vec<NodeId> = self
-            .peers
-            .iter()
-            .filter(|(_, peer)| peer.stats().queued_bytes.load(Ordering::Relaxed) > 0)
-            .map(|(node, _)| *node)
-            .collect();
-        for node in down {
-            if let Ok(None) = self.registry.lease(node).await {
-                tracing::info!(node = node.0, "fleet: peer holds no lease; its link is dropped");
-                self.peers.remove(&node);
-                self.metrics.link_dropped(node.0);
-            }
-        }
-    }
-
-    /// Fenced (the lease expired while this node was paused or cut off):
-    /// a new epoch, and every local session placed again under it.
-    async fn rejoin(&mut self) {
-        self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(node = self.node.0, "fleet: lease lost while alive (fenced); joining again");
-        let Ok(epoch) = self.registry.join(self.node, &self.advertise).await else {
-            return;
-        };
-        self.links.set_epoch(epoch.0);
-        self.cache.clear();
-        let mut sessions = Vec::new();
-        self.directory.sessions(&mut sessions);
-        let count = sessions.len();
-        for (user, device, session) in sessions {
-            lock(&self.repairs).unplaced.insert((user, device), session.placement_id());
-        }
-        tracing::info!(
-            node = self.node.0,
-            epoch = epoch.0,
-            sessions = count,
-            "fleet: joined again; placing the sessions again"
-        );
-        self.repair().await;
-    }
-
-    /// Places the sessions served unplaced (each then reads its inbox again:
-    /// what was stored meanwhile reached no live delivery), and removes the
-    /// placements closed sessions left.
-    async fn repair(&mut self) {
-        let (unplaced, stale) = {
-            let repairs = lock(&self.repairs);
-            if repairs.unplaced.is_empty() && repairs.stale.is_empty() {
-                return;
-            }
-            (repairs.unplaced.clone(), repairs.stale.clone())
-        };
-        let epoch = routing_registry::Epoch(self.links.epoch());
-        for ((user, device), session) in stale {
-            let placement = Placement { node: self.node, epoch, session };
-            if self.registry.unregister(user, device, placement).await.is_ok() {
-                lock(&self.repairs).stale.remove(&(user, device));
-            }
-        }
-        let mut devices = Vec::new();
-        for ((user, device), session) in unplaced {
-            self.directory.devices(user, &mut devices);
-            let here =
-                devices.iter().find(|(d, s)| *d == device && s.placement_id() == session).map(|(_, s)| *s);
-            let Some(to) = here else {
-                // Closed meanwhile.
-                lock(&self.repairs).closed(user, device, session);
-                continue;
-            };
-            let started = Instant::now();
-            let placed =
-                self.registry.register(user, device, Placement { node: self.node, epoch, session }).await;
-            self.metrics.call(started, placed.is_ok());
-            let Ok(replaced) = placed else { return };
-            let resync = self
-                .inboxes
-                .get(to.worker)
-                .is_some_and(|inbox| inbox.offer(vec![Remote::Resync(to)]).is_ok());
-            if resync {
-                lock(&self.repairs).closed(user, device, session);
-                self.metrics.placed_late.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some(old) = replaced.filter(|old| old.node != self.node) {
-                self.replace(Replaced { user, device, old }).await;
-            }
         }
     }
 }

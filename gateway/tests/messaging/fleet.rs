@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use client::{Client, ClientConfig, Event};
-use protocol::{Capabilities, CloseCode, Conversation, DeviceId, Payload, ReceiptKind, Seq, UserId};
+use protocol::{
+    Capabilities, CloseCode, Conversation, DeviceId, Payload, PresenceStatus, ReceiptKind, Seq, UserId,
+    Visibility,
+};
 use routing::link::{LinkFrame, NONCE_LEN, PROOF_LEN};
 use routing_registry::testing::{RedisCluster, RedisServer};
 
@@ -62,6 +65,7 @@ on_both_registries!(
     a_node_stopped_past_its_lease_fences_itself_and_its_sessions_miss_nothing,
     a_stopped_peer_costs_its_senders_a_bounded_queue_and_loses_nothing,
     a_draining_node_moves_its_clients_to_other_nodes_without_loss,
+    presence_crosses_nodes_and_a_hidden_user_stays_hidden,
 );
 
 /// The registry, the shared store and push, and `nodes` gateway nodes.
@@ -485,6 +489,51 @@ async fn a_stopped_peer_costs_its_senders_a_bounded_queue_and_loses_nothing(kind
     let expected: Vec<String> = (0..80).map(|i| format!("big {i}")).collect();
     assert_eq!(got, expected);
     no_delivery(&mut b, Duration::from_millis(500)).await;
+}
+
+async fn presence_crosses_nodes_and_a_hidden_user_stays_hidden(kind: Kind) {
+    let fleet = Fleet::start_with(kind, 3, "[messaging]\npresence_grace_ms = 300\n");
+    let mut watcher = fleet.connect(0, 10, 1).await;
+    let mut user = fleet.connect(1, 11, 1).await;
+    watcher.presence_subscribe(UserId(11)).await.unwrap();
+    // Presence is eventually consistent across nodes: a state may be told
+    // twice, or "offline" first while the user's visibility is still being
+    // read where it is; what matters is what is reached, and that nothing
+    // is shown that the user hides.
+    let reach = |status: PresenceStatus| {
+        move |event: &Event| match event {
+            Event::Presence(p) if p.user == UserId(11) && p.status == status => Some(p.last_seen.0),
+            _ => None,
+        }
+    };
+    // Answered by the node that holds the user.
+    wait_for(&mut watcher, reach(PresenceStatus::Online)).await;
+    // It leaves: offline after the grace period, with when it was last seen.
+    user.close().await.unwrap();
+    assert!(wait_for(&mut watcher, reach(PresenceStatus::Offline)).await > 0, "a last seen");
+    // Back on a third node: online again.
+    let mut back = fleet.connect(2, 11, 1).await;
+    wait_for(&mut watcher, reach(PresenceStatus::Online)).await;
+    // A second device on another node leaving does not make it "offline"
+    // (node 1 finds it still placed on node 3).
+    let mut second = fleet.connect(1, 11, 2).await;
+    second.close().await.unwrap();
+    let flap = tokio::time::timeout(
+        Duration::from_millis(1_000),
+        wait_for(&mut watcher, reach(PresenceStatus::Offline)),
+    );
+    assert!(flap.await.is_err(), "offline announced while online on another node");
+    // It hides: watchers see offline without a last seen...
+    back.presence_set(Visibility::Nobody).await.unwrap();
+    assert_eq!(wait_for(&mut watcher, reach(PresenceStatus::Offline)).await, 0);
+    // ...and never online while hidden, even as another device connects.
+    let _third = fleet.connect(1, 11, 3).await;
+    let leak = tokio::time::timeout(
+        Duration::from_millis(800),
+        wait_for(&mut watcher, reach(PresenceStatus::Online)),
+    );
+    assert!(leak.await.is_err(), "a hidden user's presence leaked");
+    assert!(fleet.node(1).metric("gateway_fleet_presence_suppressed_total") >= 1.0);
 }
 
 /// A task that sends `count` messages to `to` one after the other, each

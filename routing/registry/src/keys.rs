@@ -28,6 +28,12 @@ pub(crate) fn user(user: UserId) -> String {
     format!("reg:{{u:{}}}", user.0)
 }
 
+/// The nodes with sessions watching a user's presence (same slot as the
+/// user's placements).
+pub(crate) fn watchers(user: UserId) -> String {
+    format!("watch:{{u:{}}}", user.0)
+}
+
 /// A node's lease: its current epoch, expiring with the lease.
 pub(crate) fn lease(node: NodeId) -> String {
     format!("lease:{{n:{}}}", node.0)

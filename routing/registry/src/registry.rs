@@ -221,6 +221,41 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
         Ok(removed == 1)
     }
 
+    /// `node` has sessions watching `user`'s presence (kept for the safety
+    /// TTL, renewed by each call).
+    pub async fn watch(&self, user: UserId, node: NodeId) -> Result<(), RegistryError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SADD")
+            .arg(keys::watchers(user))
+            .arg(node.0)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(keys::watchers(user))
+            .arg(millis(self.config.safety_ttl))
+            .ignore();
+        bounded(self.config.timeout, pipe.query_async(&mut conn)).await
+    }
+
+    /// `node` no longer has sessions watching `user`.
+    pub async fn unwatch(&self, user: UserId, node: NodeId) -> Result<(), RegistryError> {
+        let mut conn = self.conn.clone();
+        let mut srem = redis::cmd("SREM");
+        srem.arg(keys::watchers(user)).arg(node.0);
+        let _: u8 = bounded(self.config.timeout, srem.query_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// The nodes with sessions watching `user`.
+    pub async fn watching(&self, user: UserId) -> Result<Vec<NodeId>, RegistryError> {
+        let mut conn = self.conn.clone();
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(keys::watchers(user));
+        let nodes: Vec<u32> = bounded(self.config.timeout, members.query_async(&mut conn)).await?;
+        Ok(nodes.into_iter().map(NodeId).collect())
+    }
+
     /// The user's devices whose node holds a lease of the placement's epoch.
     /// Placements of dead nodes or older epochs are left out and removed
     /// (by compare-and-set, so a newer registration is never touched).

@@ -61,10 +61,26 @@ macro_rules! on_both {
 }
 
 on_both!(
+    the_nodes_watching_a_user_are_kept_per_user,
     each_join_is_a_new_epoch_and_an_old_epoch_is_fenced,
     a_newer_connection_replaces_the_old_one_and_a_late_close_cannot_erase_it,
     placements_of_a_node_whose_lease_expired_are_ignored_and_swept,
 );
+
+async fn the_nodes_watching_a_user_are_kept_per_user(backend: &impl Backend) {
+    let registry = backend.registry(Duration::from_secs(10)).await;
+    let user = UserId(77);
+    assert!(registry.watching(user).await.unwrap().is_empty());
+    registry.watch(user, NodeId(1)).await.unwrap();
+    registry.watch(user, NodeId(2)).await.unwrap();
+    registry.watch(user, NodeId(2)).await.unwrap();
+    let mut nodes = registry.watching(user).await.unwrap();
+    nodes.sort();
+    assert_eq!(nodes, [NodeId(1), NodeId(2)]);
+    registry.unwatch(user, NodeId(1)).await.unwrap();
+    assert_eq!(registry.watching(user).await.unwrap(), [NodeId(2)]);
+    assert!(registry.watching(UserId(78)).await.unwrap().is_empty(), "per user");
+}
 
 async fn each_join_is_a_new_epoch_and_an_old_epoch_is_fenced(backend: &impl Backend) {
     let registry = backend.registry(Duration::from_secs(10)).await;
