@@ -74,6 +74,10 @@ pub(crate) struct TestNode {
     /// Every batch a worker handed another: its destination, its items and
     /// how many distinct DELIVER encodings its live entries share.
     pub(crate) batches: Vec<Batch>,
+    /// Items the hubs gave the fleet router (cluster mode).
+    pub(crate) fleet_items: Vec<Remote>,
+    /// Registry calls the hubs made (cluster mode), with their worker.
+    pub(crate) fleet_calls: VecDeque<(usize, crate::FleetCall)>,
 }
 
 /// A batch seen crossing between workers.
@@ -99,7 +103,10 @@ impl TestNode {
         };
         let metrics: Vec<_> = (0..workers).map(|w| Arc::new(WorkerMetrics::new(w))).collect();
         let hubs = (0..workers).map(|w| Hub::new(w, workers, setup.clone(), metrics[w].clone())).collect();
-        let links = (0..workers).map(|_| TestLink { open: Cell::new(true), ..TestLink::default() }).collect();
+        // In a fleet, the destination after the workers is the fleet router.
+        let destinations = workers + usize::from(setup.config.fleet);
+        let links =
+            (0..destinations).map(|_| TestLink { open: Cell::new(true), ..TestLink::default() }).collect();
         Self {
             hubs,
             metrics,
@@ -111,6 +118,8 @@ impl TestNode {
             pending: HashMap::new(),
             inboxes: HashMap::new(),
             batches: Vec::new(),
+            fleet_items: Vec::new(),
+            fleet_calls: VecDeque::new(),
         }
     }
 
@@ -129,6 +138,10 @@ impl TestNode {
             hub.flush_batches(&self.links);
         }
         for (worker, link) in self.links.iter().enumerate() {
+            if worker == self.hubs.len() {
+                self.fleet_items.extend(link.batches.borrow_mut().drain(..).flatten());
+                continue;
+            }
             for batch in link.batches.borrow_mut().drain(..) {
                 let mut tails: Vec<*const u8> = batch
                     .iter()
@@ -152,14 +165,35 @@ impl TestNode {
             while let Some(work) = hub.poll_push() {
                 self.pushes.push(work);
             }
+            while let Some(call) = hub.poll_fleet() {
+                self.fleet_calls.push_back((worker, call));
+            }
             while hub.poll_closed().is_some() {}
         }
     }
 
     /// A client of `user` with `device` on `worker`, authenticated (the store
-    /// answers its login with `inbox_head`) and synced as far as its inbox
-    /// in [`TestNode::inboxes`] allows.
+    /// answers its login with `inbox_head`, the registry places it in a
+    /// fleet) and synced as far as its inbox in [`TestNode::inboxes`] allows.
     pub(crate) fn connect(&mut self, worker: usize, user: u64, device: u32, inbox_head: u64) -> Client {
+        let client = self.login(worker, user, device, inbox_head);
+        let register =
+            self.fleet_calls.iter().position(|(_, c)| matches!(c, crate::FleetCall::Register { .. }));
+        if let Some((worker, crate::FleetCall::Register { ticket, .. })) =
+            register.and_then(|at| self.fleet_calls.remove(at))
+        {
+            self.hubs[worker].handle_registered(self.now, ticket, true);
+            self.turn();
+        }
+        let user = client.user;
+        let visibility = self.take_call(|r| matches!(r, Request::GetVisibility { user: u } if *u == user));
+        self.answer(visibility, Ok(Response::Visibility(Visibility::Everyone)));
+        client
+    }
+
+    /// A client of `user` with `device` on `worker` up to the store's answer
+    /// to its login (`inbox_head`): not yet placed in a fleet.
+    pub(crate) fn login(&mut self, worker: usize, user: u64, device: u32, inbox_head: u64) -> Client {
         let (user, device) = (UserId(user), DeviceId(device));
         let key = self.hubs[worker].insert(self.now, ());
         let client = Client { worker, key, user, device };
@@ -182,8 +216,6 @@ impl TestNode {
             previous_connect: Timestamp(0),
         };
         self.answer(login, Ok(Response::Connected(connected)));
-        let visibility = self.take_call(|r| matches!(r, Request::GetVisibility { user: u } if *u == user));
-        self.answer(visibility, Ok(Response::Visibility(Visibility::Everyone)));
         client
     }
 

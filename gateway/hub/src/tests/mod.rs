@@ -5,5 +5,6 @@
 
 mod delivery;
 mod fanout;
+mod fleet;
 mod harness;
 mod presence;

@@ -1,0 +1,107 @@
+//! Cluster mode: a session is placed in the registry before AUTH_OK and
+//! removed at close; entries for devices not on this node go to the fleet
+//! router (never straight to a push note); a session placed late reads its
+//! inbox again.
+
+use backend_store::{Delivery, Message, Request, Response, Sent};
+use bytes::Bytes;
+use protocol::{
+    Blob, ConvSeq, Conversation, DeviceId, Frame, MessageId, SendMessage, Seq, Timestamp, UserId,
+};
+
+use super::harness::{hub_config, TestNode};
+use crate::{FleetCall, FleetItem, HubConfig, PushWork, Remote};
+
+fn fleet_node() -> TestNode {
+    TestNode::with_config(2, HubConfig { fleet: true, ..hub_config() })
+}
+
+#[test]
+fn auth_ok_waits_for_the_placement_and_a_close_removes_it() {
+    let mut node = fleet_node();
+    let client = node.login(1, 4, 2, 3);
+    // Stored, not yet placed: no AUTH_OK, no sync read.
+    assert!(!node.frames(client).iter().any(|f| matches!(f, Frame::AuthOk(_))));
+    assert!(!node.has_call(|r| matches!(r, Request::Inbox(_))));
+    let me = node.hubs[1].session_ref(client.key).unwrap();
+    let Some((1, FleetCall::Register { user, device, session, ticket })) = node.fleet_calls.pop_front()
+    else {
+        panic!("no placement asked: {:?}", node.fleet_calls);
+    };
+    assert_eq!((user, device, session), (client.user, client.device, me.placement_id()));
+    // Placed: AUTH_OK and the sync go on.
+    node.hubs[1].handle_registered(node.now, ticket, true);
+    node.turn();
+    assert!(node.frames(client).iter().any(|f| matches!(f, Frame::AuthOk(_))));
+    assert!(node.has_call(|r| matches!(r, Request::Inbox(_))));
+    // The close removes exactly this placement.
+    node.disconnect(client);
+    let removed = node.fleet_calls.iter().any(|(_, call)| {
+        matches!(call, FleetCall::Unregister { user: UserId(4), device: DeviceId(2), session } if *session == me.placement_id())
+    });
+    assert!(removed, "{:?}", node.fleet_calls);
+}
+
+#[test]
+fn a_session_the_registry_could_not_place_is_served_and_resyncs_when_placed() {
+    let mut node = fleet_node();
+    let client = node.login(0, 5, 1, 0);
+    let Some((0, FleetCall::Register { ticket, .. })) = node.fleet_calls.pop_front() else { panic!() };
+    node.hubs[0].handle_registered(node.now, ticket, false);
+    node.turn();
+    assert!(node.frames(client).iter().any(|f| matches!(f, Frame::AuthOk(_))), "served unplaced");
+    node.serve_inbox_reads();
+    node.output(client);
+    assert!(!node.has_call(|r| matches!(r, Request::Inbox(_))));
+    // Placed later by the fleet thread: it reads its inbox again.
+    let me = node.session_ref(client);
+    node.hubs[0].handle_batch(node.now, vec![Remote::Resync(me)]);
+    node.turn();
+    assert!(node.has_call(|r| matches!(r, Request::Inbox(q) if q.after == Seq(0))));
+}
+
+#[test]
+fn entries_for_devices_not_here_go_to_the_fleet_router_encoded_once() {
+    let mut node = fleet_node();
+    let alice = node.connect(0, 1, 1, 0);
+    node.output(alice);
+    let send = SendMessage {
+        client_id: 1,
+        to: Conversation::Direct(UserId(9)),
+        payload: Blob::new(Bytes::from_static(b"ciphertext")).unwrap(),
+    };
+    node.send(alice, &[Frame::SendMessage(send)]);
+    let call = node.take_call(|r| matches!(r, Request::Send(_)));
+    let message = Message {
+        id: MessageId(1),
+        conv_seq: ConvSeq(1),
+        sender: UserId(1),
+        sender_device: DeviceId(1),
+        server_time: Timestamp(1_000),
+        payload: Bytes::from_static(b"ciphertext"),
+    };
+    let deliveries: Vec<Delivery> = (1..=3)
+        .map(|device| Delivery {
+            user: UserId(9),
+            device: DeviceId(device),
+            seq: Seq(7),
+            conversation: Conversation::Direct(UserId(1)),
+        })
+        .collect();
+    let sent = Sent { message, duplicate: false, deliveries, receipts: Vec::new() };
+    node.answer(call, Ok(Response::Sent(sent)));
+    // No push note from the hub: only the router knows the device is nowhere.
+    assert!(!node.pushes.iter().any(|work| matches!(work, PushWork::Notify(_))));
+    let lives: Vec<_> = node
+        .fleet_items
+        .iter()
+        .filter_map(|item| match item {
+            Remote::Fleet(FleetItem::Live { user, device, deliver, .. }) => {
+                Some((*user, *device, deliver.tail().as_ptr()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lives.len(), 3, "{:?}", node.fleet_items);
+    assert!(lives.iter().all(|(user, _, tail)| *user == UserId(9) && *tail == lives[0].2), "one encoding");
+}
