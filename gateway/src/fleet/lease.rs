@@ -29,13 +29,17 @@ pub(super) struct Waiting {
 impl Waiting {
     /// Until the registry is joined (for `wait`): sessions are served
     /// unplaced (placed once it answers), and fleet items go to push notes,
-    /// so that nothing waits on a registry that does not answer.
-    pub(super) async fn serve_unjoined(&mut self, push: &dyn backend_push::PushApi, wait: Duration) {
+    /// so that nothing waits on a registry that does not answer. True when
+    /// the node is leaving meanwhile (the thread ends: a node that never
+    /// joined has no lease to give up).
+    pub(super) async fn serve_unjoined(&mut self, setup: &Setup, wait: Duration) -> bool {
+        let push = setup.parts.push.as_ref();
         let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
-                () = &mut deadline => return,
+                () = &mut deadline => return false,
+                () = setup.leaving.notified() => return true,
                 Some((call, reply)) = self.calls.recv() => match call {
                     FleetCall::Register { user, device, session, ticket } => {
                         lock(&self.repairs).unplaced.insert((user, device), session);
@@ -78,22 +82,26 @@ pub(super) fn lock(repairs: &std::sync::Mutex<Repairs>) -> std::sync::MutexGuard
     repairs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The registry, connected (retrying every second while it cannot be);
+/// `None` if the node leaves first.
 pub(super) async fn connect_retrying<C, F, Fut>(
     setup: &Setup,
     waiting: &mut Waiting,
     connect: F,
-) -> Registry<C>
+) -> Option<Registry<C>>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Registry<C>, routing_registry::RegistryError>>,
 {
     loop {
         match connect().await {
-            Ok(registry) => return registry,
+            Ok(registry) => return Some(registry),
             Err(err) => {
                 set_health(&setup.metrics.healthy, false);
                 tracing::warn!(%err, "fleet: cannot reach the registry; retrying");
-                waiting.serve_unjoined(setup.parts.push.as_ref(), Duration::from_secs(1)).await;
+                if waiting.serve_unjoined(setup, Duration::from_secs(1)).await {
+                    return None;
+                }
             }
         }
     }

@@ -55,13 +55,15 @@ pub(super) async fn run(
     let mut waiting = Waiting { batches, calls, repairs: Arc::default() };
     if setup.cluster {
         let connect = || routing_registry::Registry::cluster(&urls, setup.registry.clone());
-        let registry = connect_retrying(&setup, &mut waiting, connect).await;
-        serve(setup, registry, listener, waiting).await;
+        if let Some(registry) = connect_retrying(&setup, &mut waiting, connect).await {
+            serve(setup, registry, listener, waiting).await;
+        }
     } else {
         let url = urls.first().copied().unwrap_or_default().to_owned();
         let connect = || routing_registry::Registry::single(&url, setup.registry.clone());
-        let registry = connect_retrying(&setup, &mut waiting, connect).await;
-        serve(setup, registry, listener, waiting).await;
+        if let Some(registry) = connect_retrying(&setup, &mut waiting, connect).await {
+            serve(setup, registry, listener, waiting).await;
+        }
     }
 }
 
@@ -80,7 +82,9 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
             Err(err) => {
                 set_health(&metrics.healthy, false);
                 tracing::warn!(%err, "fleet: cannot join the registry; retrying");
-                waiting.serve_unjoined(setup.parts.push.as_ref(), Duration::from_secs(1)).await;
+                if waiting.serve_unjoined(&setup, Duration::from_secs(1)).await {
+                    return;
+                }
             }
         }
     };

@@ -614,6 +614,40 @@ async fn reconnect(client: &mut Client, reconnects: &mut usize) {
     panic!("no node took the client back");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_while_redis_is_down_serves_its_clients_and_stops_cleanly() {
+    let store_dir = temp_dir();
+    let store = Service::start("store", vec!["--data-dir".into(), store_dir.to_str().unwrap().into()]);
+    let push = Service::start("push", vec![]);
+    let dir = temp_dir();
+    std::fs::write(dir.join("cluster.secret"), SECRET).unwrap();
+    // Nothing listens there: the registry is down from the start.
+    let redis = free_port();
+    let config = format!(
+        "[drain]\nwindow_ms = 200\ndeadline_ms = 1000\n\
+         [store]\nmode = \"remote\"\nendpoint = \"http://{}\"\n[push]\nmode = \"remote\"\nendpoint = \"http://{}\"\n\
+         [cluster]\nregistry = [\"redis://{redis}\"]\nlink_listen = \"{}\"\nsecret_file = \"{}\"\n",
+        store.addr,
+        push.addr,
+        free_port(),
+        dir.join("cluster.secret").display(),
+    );
+    let mut node = Gateway::start_in(dir, &config);
+    until_readyz(&node, 503).await;
+    assert_eq!(node.http_get("/readyz").unwrap().1, "registry unreachable\n");
+    let signer = gateway_auth::keys::load_or_create_dev_signer(&node.data_dir()).unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let token = signer.mint(UserId(1), DeviceId(1), now, 3_600).into_bytes();
+    // Served (unplaced), and its messages to itself are stored and delivered.
+    let mut client =
+        within(Client::connect(ClientConfig::new(node.url(), token, DeviceId(1)))).await.unwrap();
+    send_acked(&mut client, 1, "note to self").await;
+    // It drains and stops although it never joined (no lease to give up).
+    node.signal("-TERM");
+    let exited = node.wait_exit(Duration::from_secs(15));
+    assert!(exited.is_some_and(|status| status.success()), "{exited:?}");
+}
+
 /// Sends `text` to `to` and waits for its SEND_ACK.
 async fn send_acked(client: &mut Client, to: u64, text: &str) {
     let id = client.send(Conversation::Direct(UserId(to)), payload(text)).await.unwrap();
