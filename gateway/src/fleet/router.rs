@@ -1,5 +1,6 @@
-//! The fleet thread's work: the lease, registry calls in per-device order,
-//! and the router that sends items for other nodes over their links.
+//! The fleet thread's main loop (joined to the registry: see `lease` for
+//! before), registry calls in per-device order, and the router that sends
+//! items for other nodes over their links.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -100,6 +101,8 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     let lanes = start_lanes(&setup, &registry, &replaces_tx, &repairs);
     let renew_every = setup.registry.lease / 3;
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+    // After a pause (SIGSTOP, a stall) one renewal, not a burst of them.
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             Some(batch) = batches.recv() => router.route(batch).await,
@@ -249,7 +252,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     /// and one FRAME per distinct frame to each node that holds recipients.
     async fn route(&mut self, batch: Vec<Remote>) {
         let now = Instant::now();
-        let mut missing: Vec<UserId> = Vec::new();
+        // A set: a 1,024-member group's batch names a thousand users.
+        let mut missing: std::collections::HashSet<UserId> = std::collections::HashSet::new();
         for item in &batch {
             // Only where a device *is* is cached: a device found nowhere is
             // looked up again for each entry, so that one that connected a
@@ -264,11 +268,11 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             };
             if known {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-            } else if !missing.contains(&user) {
+            } else if missing.insert(user) {
                 self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-                missing.push(user);
             }
         }
+        let missing: Vec<UserId> = missing.into_iter().collect();
         self.resolve(&missing).await;
         let mut nodes: HashMap<NodeId, NodeBatch> = HashMap::new();
         let mut presence = Vec::new();

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use routing::link::LinkFrame;
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::handshake::{accept, write_frame, PeerId};
+use crate::io::next_frame;
 use crate::{LinkConfig, LinkFailure};
 
 /// While the node cannot take a frame, it is offered again after this long
@@ -117,15 +117,8 @@ async fn receive(
     // Bytes the peer may still send, and bytes taken but not granted again.
     let (mut allowed, mut taken) = (window, 0u64);
     loop {
-        let before = input.len();
-        let Some(frame) = LinkFrame::decode(&mut input)? else {
-            input.reserve(64 << 10);
-            if stream.read_buf(&mut input).await? == 0 {
-                return Ok(());
-            }
-            continue;
-        };
-        let size = (before - input.len()) as u64;
+        let Some((frame, size)) = next_frame(stream, &mut input).await? else { return Ok(()) };
+        let size = size as u64;
         if !frame.is_data() {
             return Err(LinkFailure::Unexpected(frame.kind()));
         }

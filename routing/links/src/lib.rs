@@ -17,6 +17,7 @@
 
 mod accept;
 mod handshake;
+mod io;
 mod peer;
 pub mod queue;
 

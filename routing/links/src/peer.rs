@@ -10,7 +10,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::handshake::{dial, read_frame};
+use crate::handshake::dial;
+use crate::io::next_frame;
 use crate::queue::{Lane, Pushed, SendQueue};
 use crate::{LinkConfig, LinkFailure};
 
@@ -190,25 +191,27 @@ async fn connect(shared: &Shared, address: &str) -> Result<(TcpStream, BytesMut)
 /// Writes queued frames as credit allows while reading the peer's credit;
 /// returns why the link ended.
 async fn serve(shared: &Shared, stream: TcpStream, mut input: BytesMut) -> LinkFailure {
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     let credits = async {
         loop {
-            match read_frame(&mut reader, &mut input).await {
-                Ok(LinkFrame::Credit { bytes }) => {
+            match next_frame(&reader, &mut input).await.map(|next| next.map(|(frame, _)| frame)) {
+                Ok(None) => return LinkFailure::Closed,
+                Ok(Some(LinkFrame::Credit { bytes })) => {
                     let mut state = shared.state();
                     state.credit = state.credit.saturating_add(bytes);
                     drop(state);
                     shared.wake.notify_one();
                 }
-                Ok(LinkFrame::Refuse { code, reason }) => return LinkFailure::Refused { code, reason },
-                Ok(other) => return LinkFailure::Unexpected(other.kind()),
+                Ok(Some(LinkFrame::Refuse { code, reason })) => return LinkFailure::Refused { code, reason },
+                Ok(Some(other)) => return LinkFailure::Unexpected(other.kind()),
                 Err(err) => return err,
             }
         }
     };
     let writes = async {
-        let mut batch = BytesMut::with_capacity(WRITE_BATCH);
         loop {
+            // Taken per write and dropped after it: an idle link holds none.
+            let mut batch = BytesMut::new();
             let frames = take_batch(shared, &mut batch);
             if frames == 0 {
                 if shared.state().closed {
@@ -226,7 +229,6 @@ async fn serve(shared: &Shared, stream: TcpStream, mut input: BytesMut) -> LinkF
             stats.writes.fetch_add(1, Ordering::Relaxed);
             stats.frames.fetch_add(frames, Ordering::Relaxed);
             stats.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            batch.clear();
         }
     };
     tokio::select! {
