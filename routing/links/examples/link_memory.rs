@@ -6,6 +6,9 @@
 //! `cargo run --release -p routing-links --example link_memory -- 399`
 //! (a node of a 400-node fleet dials at most 399 peers and accepts as many).
 
+// A measurement tool: any failure ends it, saying where.
+#![allow(clippy::expect_used)]
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
