@@ -307,9 +307,11 @@ section! {
         /// File holding the cluster secret (at least 32 bytes; the same on
         /// every node): links prove they know it. Never logged.
         secret_file: Option<PathBuf> = None, example "/etc/gateway/cluster.secret";
-        /// A device's placement is cached this long per node, ms: a message to
-        /// a device that moved meanwhile takes one more hop (its old node
-        /// re-resolves it).
+        /// Where a user's devices are is cached per node, and re-read in the
+        /// background once older than this, ms (routing never waits for it; a
+        /// message to a device that moved meanwhile takes one more hop: its old
+        /// node looks it up and sends it on). A device found nowhere is never
+        /// cached.
         cache_ms: u64 = 2_000;
         /// Bytes queued for one peer node before frames are shed (ephemeral
         /// first, then the oldest live ones, which the inbox recovers).

@@ -92,7 +92,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         self.cache.remove(&user);
         self.resolve(&[user]).await;
         let mut nodes: Vec<NodeId> = Vec::new();
-        for (_, placement) in self.cached(user, Instant::now()).unwrap_or_default() {
+        for (_, placement) in self.cached(user).unwrap_or_default() {
             if placement.node != self.node && !nodes.contains(&placement.node) {
                 nodes.push(placement.node);
             }

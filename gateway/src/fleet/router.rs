@@ -44,6 +44,10 @@ pub(super) struct Setup {
 
 pub(super) type Calls = mpsc::UnboundedReceiver<(FleetCall, ReplySink<Ticket>)>;
 
+/// A background re-read of a user's placements: the user, when it was
+/// asked, and the answer.
+type Refreshed = (UserId, Instant, Result<Vec<(DeviceId, Placement)>, routing_registry::RegistryError>);
+
 /// The fleet thread: connects to the registry (retrying while it is down),
 /// then serves until the node leaves.
 pub(super) async fn run(
@@ -96,7 +100,8 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     let inbound = Arc::new(Inbound::new(&setup, from_links_tx));
     tokio::spawn(routing_links::serve(listener, setup.links.clone(), inbound, metrics.inbound.clone()));
     let Waiting { mut batches, mut calls, repairs } = waiting;
-    let mut router = Router::new(&setup, registry.clone(), repairs.clone());
+    let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel();
+    let mut router = Router::new(&setup, registry.clone(), repairs.clone(), refreshed_tx);
     let (replaces_tx, mut replaces) = mpsc::unbounded_channel();
     let lanes = start_lanes(&setup, &registry, &replaces_tx, &repairs);
     let renew_every = setup.registry.lease / 3;
@@ -111,6 +116,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
                 FromLinks::Answer { node, user, frame } => router.answer_watchers(NodeId(node), user, frame).await,
             },
             Some(replaced) = replaces.recv() => router.replace(replaced).await,
+            Some(refreshed) = refreshed.recv() => router.refreshed(refreshed),
             Some((call, reply)) = calls.recv() => {
                 let (user, device) = match &call {
                     FleetCall::Register { user, device, .. } | FleetCall::Unregister { user, device, .. } => (*user, *device),
@@ -218,6 +224,10 @@ pub(super) struct Router<C> {
     pub(super) inboxes: Arc<Vec<crate::driver::Inbox>>,
     pub(super) repairs: Arc<std::sync::Mutex<Repairs>>,
     pub(super) metrics: Arc<FleetMetrics>,
+    /// Users whose placements are being re-read in the background.
+    refreshing: std::collections::HashSet<UserId>,
+    /// Where those re-reads answer (the main loop hands them back).
+    refreshed: mpsc::UnboundedSender<Refreshed>,
 }
 
 /// One node's share of a routed batch.
@@ -230,7 +240,12 @@ struct NodeBatch {
 }
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
-    fn new(setup: &Setup, registry: Registry<C>, repairs: Arc<std::sync::Mutex<Repairs>>) -> Self {
+    fn new(
+        setup: &Setup,
+        registry: Registry<C>,
+        repairs: Arc<std::sync::Mutex<Repairs>>,
+        refreshed: mpsc::UnboundedSender<Refreshed>,
+    ) -> Self {
         Self {
             node: setup.node,
             advertise: setup.advertise.clone(),
@@ -244,36 +259,47 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             inboxes: setup.parts.inboxes.clone(),
             repairs,
             metrics: setup.metrics.clone(),
+            refreshing: std::collections::HashSet::new(),
+            refreshed,
         }
     }
 
     /// Routes a batch of a worker's fleet items: looks up (concurrently)
     /// the users the cache does not know, then sends one LIVE per DELIVER
     /// and one FRAME per distinct frame to each node that holds recipients.
+    ///
+    /// Only where a device *is* is cached: a device found nowhere is looked
+    /// up again for each entry, so that one that connected a moment ago is
+    /// never missed. A known placement older than `cluster.cache_ms` is
+    /// still used, and re-read in the background: routing never waits for
+    /// a refresh (a device that moved meanwhile costs one more hop, the old
+    /// node sends it on).
     async fn route(&mut self, batch: Vec<Remote>) {
         let now = Instant::now();
-        // A set: a 1,024-member group's batch names a thousand users.
+        // Sets: a 1,024-member group's batch names a thousand users.
         let mut missing: std::collections::HashSet<UserId> = std::collections::HashSet::new();
+        let mut stale: std::collections::HashSet<UserId> = std::collections::HashSet::new();
         for item in &batch {
-            // Only where a device *is* is cached: a device found nowhere is
-            // looked up again for each entry, so that one that connected a
-            // moment ago never waits for a cache entry to expire.
             let (user, known) = match item {
                 Remote::Fleet(FleetItem::Live { user, device, .. }) => (
                     *user,
-                    self.cached(*user, now).is_some_and(|devices| devices.iter().any(|(d, _)| d == device)),
+                    self.cached(*user).is_some_and(|devices| devices.iter().any(|(d, _)| d == device)),
                 ),
-                Remote::Fleet(FleetItem::ToUser { user, .. }) => (*user, self.cached(*user, now).is_some()),
+                Remote::Fleet(FleetItem::ToUser { user, .. }) => (*user, self.cached(*user).is_some()),
                 _ => continue,
             };
             if known {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                if self.is_stale(user, now) {
+                    stale.insert(user);
+                }
             } else if missing.insert(user) {
                 self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
             }
         }
         let missing: Vec<UserId> = missing.into_iter().collect();
         self.resolve(&missing).await;
+        self.refresh(stale);
         let mut nodes: HashMap<NodeId, NodeBatch> = HashMap::new();
         let mut presence = Vec::new();
         for item in batch {
@@ -284,7 +310,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 }
                 FleetItem::Live { user, device, seq, deliver, conversation, sender } => {
                     let at = self
-                        .cached(user, now)
+                        .cached(user)
                         .and_then(|devices| devices.iter().find(|(d, _)| *d == device).map(|(_, p)| p.node));
                     match at.filter(|node| *node != self.node) {
                         Some(node) => {
@@ -305,7 +331,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                         _ => FrameClass::Live,
                     };
                     let mut targets: Vec<NodeId> = Vec::new();
-                    for &(device, placement) in self.cached(user, now).unwrap_or_default() {
+                    for &(device, placement) in self.cached(user).unwrap_or_default() {
                         if Some(device) != except
                             && placement.node != self.node
                             && !targets.contains(&placement.node)
@@ -332,10 +358,41 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         }
     }
 
-    /// The cached placements of `user`, if fresh.
-    pub(super) fn cached(&self, user: UserId, now: Instant) -> Option<&[(DeviceId, Placement)]> {
-        let (at, devices) = self.cache.get(&user)?;
-        (now.duration_since(*at) < self.ttl).then_some(devices.as_slice())
+    /// The cached placements of `user`, however old.
+    pub(super) fn cached(&self, user: UserId) -> Option<&[(DeviceId, Placement)]> {
+        self.cache.get(&user).map(|(_, devices)| devices.as_slice())
+    }
+
+    /// Whether `user`'s cached placements are older than the cache's TTL.
+    fn is_stale(&self, user: UserId, now: Instant) -> bool {
+        self.cache.get(&user).is_some_and(|(at, _)| now.duration_since(*at) >= self.ttl)
+    }
+
+    /// Re-reads `users`' placements in the background (each once at a
+    /// time); [`Router::refreshed`] takes the answers.
+    fn refresh(&mut self, users: std::collections::HashSet<UserId>) {
+        for user in users {
+            if !self.refreshing.insert(user) {
+                continue;
+            }
+            let (registry, answer) = (self.registry.clone(), self.refreshed.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let _ = answer.send((user, started, registry.lookup(user).await));
+            });
+        }
+    }
+
+    /// A background re-read answered.
+    fn refreshed(&mut self, (user, started, result): Refreshed) {
+        self.refreshing.remove(&user);
+        self.metrics.call(started, result.is_ok());
+        if let Ok(devices) = result {
+            // A lookup made since (a miss, a misroute) is as fresh or fresher.
+            if self.cache.get(&user).is_none_or(|(at, _)| *at <= started) {
+                self.cache.insert(user, (started, devices));
+            }
+        }
     }
 
     /// Looks `users` up in the registry, concurrently; a failed lookup
@@ -416,7 +473,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             None
         } else {
             self.resolve(&[user]).await;
-            self.cached(user, Instant::now())
+            self.cached(user)
                 .and_then(|devices| devices.iter().find(|(d, _)| *d == device))
                 .map(|(_, placement)| placement.node)
                 .filter(|node| *node != self.node)
