@@ -127,8 +127,9 @@ pub(crate) struct Reply<T> {
 pub(crate) enum Outcome {
     /// A store request.
     Store(Result<Response, StoreError>),
-    /// A session's placement in the registry: whether it was placed.
-    Registered(bool),
+    /// A session's placement in the registry is over (placed, or not: the
+    /// fleet thread places it later).
+    Registered,
 }
 
 /// The sending side of a worker's reply channel, cloned into completions.
@@ -171,9 +172,9 @@ impl<P: Send + 'static> ReplySink<P> {
         store.call(request, done);
     }
 
-    /// The fleet thread answers a session's placement.
-    pub(crate) fn registered(&self, ticket: P, placed: bool) {
-        self.deliver(Reply { ticket, outcome: Outcome::Registered(placed) });
+    /// The fleet thread is done with a session's placement.
+    pub(crate) fn registered(&self, ticket: P) {
+        self.deliver(Reply { ticket, outcome: Outcome::Registered });
     }
 
     fn deliver(&self, reply: Reply<P>) {

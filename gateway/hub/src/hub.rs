@@ -232,11 +232,12 @@ impl<C> Hub<C> {
         self.answer(now, ticket, result);
     }
 
-    /// The registry answered a [`FleetCall::Register`]: `placed` is false
-    /// when it could not be reached (the session goes on, found by other
-    /// nodes only once the fleet thread re-registers it).
-    pub fn handle_registered(&mut self, now: Now, ticket: Ticket, placed: bool) {
-        self.registered(now, ticket, placed);
+    /// The fleet thread is done with a [`FleetCall::Register`]: the
+    /// session was placed, or the registry could not be reached (then the
+    /// session is served all the same, and other nodes find it once the
+    /// fleet thread has placed it and resynced it).
+    pub fn handle_registered(&mut self, now: Now, ticket: Ticket) {
+        self.registered(now, ticket);
     }
 
     /// A batch another worker sent (or this worker's own, at `end_turn`).

@@ -89,17 +89,15 @@ impl<C> Hub<C> {
     }
 
     /// The registry answered a session's placement (cluster mode).
-    pub(crate) fn registered(&mut self, now: Now, ticket: crate::Ticket, placed: bool) {
+    pub(crate) fn registered(&mut self, now: Now, ticket: crate::Ticket) {
         let crate::Ticket { to, pending } = ticket;
         let Pending::Register { resume_after, capabilities, version, connected } = pending else {
             debug_assert!(false, "a registry answer with another ticket");
             return;
         };
         let Some(key) = self.live_key(to) else { return };
-        // Not placed (the registry is unreachable; the fleet thread counts
-        // it and places the session once it can): the session is served
-        // all the same, other nodes reach it once it is placed.
-        let _ = placed;
+        // Placed or not (the registry did not answer: the fleet thread
+        // places the session later and resyncs it), it is served now.
         self.admit(now, key, (resume_after, capabilities, version), connected);
     }
 

@@ -69,7 +69,7 @@ pub(crate) enum Pending {
     /// PRESENCE_SET being stored.
     VisibilitySet,
     /// The store registered the device; the fleet registry is placing it
-    /// (the sync starts only once it is placed: see `sessions`).
+    /// (the sync starts only once that call is over: see `sessions`).
     Register { resume_after: Seq, capabilities: Capabilities, version: u8, connected: Connected },
 }
 

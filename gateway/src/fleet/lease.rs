@@ -43,7 +43,7 @@ impl Waiting {
                 Some((call, reply)) = self.calls.recv() => match call {
                     FleetCall::Register { user, device, session, ticket } => {
                         lock(&self.repairs).unplaced.insert((user, device), session);
-                        reply.registered(ticket, false);
+                        reply.registered(ticket);
                     }
                     FleetCall::Unregister { user, device, session } => lock(&self.repairs).closed(user, device, session),
                 },

@@ -59,7 +59,7 @@ impl FleetHandle {
         {
             // The fleet thread is gone (the node is stopping): serve the
             // session unplaced rather than leave it waiting.
-            reply.registered(ticket, false);
+            reply.registered(ticket);
         }
     }
 }

@@ -170,7 +170,7 @@ fn start_lanes<C: ConnectionLike + Clone + Send + Sync + 'static>(
                             metrics.call(started, result.is_ok());
                             match result {
                                 Ok(replaced) => {
-                                    reply.registered(ticket, true);
+                                    reply.registered(ticket);
                                     if let Some(old) = replaced.filter(|old| old.node != node) {
                                         let _ = replaces.send(Replaced { user, device, old });
                                     }
@@ -178,7 +178,7 @@ fn start_lanes<C: ConnectionLike + Clone + Send + Sync + 'static>(
                                 Err(err) => {
                                     tracing::warn!(%err, user = user.0, device = device.0, "fleet: a session could not be placed");
                                     lock(&repairs).unplaced.insert((user, device), session);
-                                    reply.registered(ticket, false);
+                                    reply.registered(ticket);
                                 }
                             }
                         }

@@ -182,7 +182,7 @@ impl TestNode {
         if let Some((worker, crate::FleetCall::Register { ticket, .. })) =
             register.and_then(|at| self.fleet_calls.remove(at))
         {
-            self.hubs[worker].handle_registered(self.now, ticket, true);
+            self.hubs[worker].handle_registered(self.now, ticket);
             self.turn();
         }
         let user = client.user;

@@ -285,7 +285,7 @@ impl Worker {
         let hub = &mut self.hub;
         self.replies.drain(|reply| match reply.outcome {
             Outcome::Store(result) => hub.handle_answer(now, reply.ticket, result),
-            Outcome::Registered(placed) => hub.handle_registered(now, reply.ticket, placed),
+            Outcome::Registered => hub.handle_registered(now, reply.ticket),
         });
     }
 
