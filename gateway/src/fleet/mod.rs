@@ -23,6 +23,7 @@ mod metrics;
 mod presence;
 mod router;
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,6 +159,14 @@ fn read_secret(config: &ClusterConfig) -> Result<Vec<u8>> {
     let path = config.secret_file.as_ref().context("cluster.secret_file is required")?;
     let mut secret =
         std::fs::read(path).with_context(|| format!("reading the cluster secret {}", path.display()))?;
+    let mode = std::fs::metadata(path).map(|meta| meta.permissions().mode()).unwrap_or(0);
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the cluster secret is readable by other users: chmod 600 it"
+        );
+    }
     while secret.last().is_some_and(u8::is_ascii_whitespace) {
         secret.pop();
     }
