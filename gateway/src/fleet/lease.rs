@@ -16,7 +16,7 @@ use routing::Link as _;
 use routing_registry::{ConnectionLike, NodeId, Placement, Registry, Renewal};
 use tokio::sync::mpsc;
 
-use super::router::{Calls, Replaced, Router, Setup};
+use super::router::{Calls, Router, Setup};
 use super::set_health;
 
 /// What the fleet thread takes in, and the registry writes it owes.
@@ -161,9 +161,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         self.repair().await;
     }
 
-    /// Places the sessions served unplaced (each then reads its inbox again:
-    /// what was stored meanwhile reached no live delivery), and removes the
-    /// placements closed sessions left.
+    /// Places the sessions served unplaced, unless their device connected on
+    /// another live node meanwhile, and removes the placements closed
+    /// sessions left.
     async fn repair(&mut self) {
         let (unplaced, stale) = {
             let repairs = lock(&self.repairs);
@@ -191,19 +191,30 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             };
             let started = Instant::now();
             let placed =
-                self.registry.register(user, device, Placement { node: self.node, epoch, session }).await;
+                self.registry.reclaim(user, device, Placement { node: self.node, epoch, session }).await;
             self.metrics.call(started, placed.is_ok());
-            let Ok(replaced) = placed else { return };
-            let resync = self
-                .inboxes
-                .get(to.worker)
-                .is_some_and(|inbox| inbox.offer(vec![Remote::Resync(to)]).is_ok());
-            if resync {
+            let Ok(taken) = placed else { return };
+            // Either this session is placed now (it reads its inbox again:
+            // what was stored meanwhile reached no live delivery), or the
+            // device connected again on a live node meanwhile: this one is
+            // the older session, closed with 4007 as any replaced one.
+            let post = if taken.is_some() { Remote::Replace(to) } else { Remote::Resync(to) };
+            let posted = self.inboxes.get(to.worker).is_some_and(|inbox| inbox.offer(vec![post]).is_ok());
+            if posted {
                 lock(&self.repairs).closed(user, device, session);
-                self.metrics.placed_late.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some(old) = replaced.filter(|old| old.node != self.node) {
-                self.replace(Replaced { user, device, old }).await;
+                match taken {
+                    None => self.metrics.placed_late.fetch_add(1, Ordering::Relaxed),
+                    Some(other) => {
+                        tracing::info!(
+                            user = user.0,
+                            device = device.0,
+                            node = other.node.0,
+                            "fleet: the device connected on another node while this one could not place it; \
+                             closing the older session here"
+                        );
+                        self.metrics.replaced.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
             }
         }
     }

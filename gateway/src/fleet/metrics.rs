@@ -35,7 +35,7 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
     (
         "gateway_fleet_replaced_total",
         "counter",
-        "Sessions on other nodes closed with 4007 by a newer connection here.",
+        "Older sessions of a device closed with 4007 across nodes: REPLACE sent to their node, or found here when placing them late.",
     ),
     (
         "gateway_fleet_fenced_total",

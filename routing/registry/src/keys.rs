@@ -13,11 +13,19 @@ pub(crate) struct Scripts {
     pub(crate) leave: Script,
     pub(crate) register: Script,
     pub(crate) unregister: Script,
+    pub(crate) reclaim: Script,
 }
 
 impl Scripts {
     pub(crate) fn new() -> Self {
-        Self { join: join(), renew: renew(), leave: leave(), register: register(), unregister: unregister() }
+        Self {
+            join: join(),
+            renew: renew(),
+            leave: leave(),
+            register: register(),
+            unregister: unregister(),
+            reclaim: reclaim(),
+        }
     }
 }
 
@@ -95,6 +103,22 @@ fn register() -> Script {
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return old",
+    )
+}
+
+/// KEYS: user. ARGV: field, placement, this node's prefix (`<node>:`),
+/// safety TTL ms, a dead node's placement that may be taken over (or "").
+/// Sets the placement unless another node's (other than that dead one) is
+/// there now; returns that one (nil when set).
+fn reclaim() -> Script {
+    Script::new(
+        r"local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and cur ~= ARGV[5] and string.sub(cur, 1, string.len(ARGV[3])) ~= ARGV[3] then
+  return cur
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return false",
     )
 }
 

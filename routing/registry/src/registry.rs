@@ -205,6 +205,40 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
         old.as_deref().map(Placement::decode).transpose()
     }
 
+    /// Places `device` of `user` at `placement` again (a session this node
+    /// served while it could not be placed: the registry was down, or the
+    /// node was fenced), unless a live session of another node holds the
+    /// device now: then that placement is returned and nothing is changed
+    /// (this node's session is the older one, to be closed with 4007).
+    /// Another node's placement whose lease is gone is taken over.
+    pub async fn reclaim(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        placement: Placement,
+    ) -> Result<Option<Placement>, RegistryError> {
+        let mut dead = String::new();
+        // Twice at most: the second time over a dead node's placement, which
+        // is taken only if it is still the one there (not a newer one).
+        loop {
+            let mut call = self.scripts.reclaim.prepare_invoke();
+            call.key(keys::user(user))
+                .arg(keys::device_field(device))
+                .arg(placement.encode())
+                .arg(format!("{}:", placement.node.0))
+                .arg(millis(self.config.safety_ttl))
+                .arg(&dead);
+            let mut conn = self.conn.clone();
+            let other: Option<String> = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+            let Some(encoded) = other else { return Ok(None) };
+            let other = Placement::decode(&encoded)?;
+            if !dead.is_empty() || self.lease(other.node).await? == Some(other.epoch) {
+                return Ok(Some(other));
+            }
+            dead = encoded;
+        }
+    }
+
     /// Removes `device`'s placement if it is still exactly `placement`;
     /// true if removed (false: a newer connection replaced it, or it is
     /// gone).

@@ -7,7 +7,8 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A `redis-server` on a free loopback port, stopped when dropped.
 #[derive(Debug)]
@@ -27,18 +28,32 @@ impl RedisServer {
 
     /// A server on `port` with `extra` arguments, in its own directory.
     pub fn start_with(port: u16, extra: &[&str]) -> Self {
+        Self::try_start_with(port, extra)
+            .unwrap_or_else(|| panic!("redis-server exited at start on port {port} (port taken?)"))
+    }
+
+    /// As `start_with`, or `None` if the server exits at start (the port
+    /// was taken meanwhile, e.g. by another test).
+    fn try_start_with(port: u16, extra: &[&str]) -> Option<Self> {
         ensure_installed();
         let dir = std::env::temp_dir().join(format!("registry-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = spawn(port, &dir, extra);
-        let server = Self { child, port, dir };
-        server.wait_ready();
-        server
+        let mut server = Self { child, port, dir };
+        server.wait_ready().then_some(server)
     }
 
-    fn wait_ready(&self) {
+    /// False if the server exited first: then PING could be answered by
+    /// another process on the same port.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.answers_ping() {
+        loop {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            if self.answers_ping() {
+                return true;
+            }
             assert!(Instant::now() < deadline, "redis-server did not answer PING on {}", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -59,7 +74,7 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill9();
         self.child = spawn(self.port, &self.dir, &[]);
-        self.wait_ready();
+        assert!(self.wait_ready(), "redis-server exited at restart on port {}", self.port);
     }
 
     /// Whether it answers PING now.
@@ -89,12 +104,18 @@ impl Drop for RedisServer {
 }
 
 /// A port that is free, and whose cluster bus port (+10000) is free too
-/// (an ephemeral port from the kernel can be too high for that).
+/// (an ephemeral port from the kernel can be too high for that). Tests of
+/// one process (threads) and of several (nextest) draw different ports.
 fn cluster_port() -> u16 {
-    let seed = std::process::id() ^ Instant::now().elapsed().subsec_nanos();
+    static DRAWN: AtomicU32 = AtomicU32::new(0);
+    let clock = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    let seed = std::process::id() ^ clock;
     let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
     (0..2_000u32)
-        .map(|i| 20_000 + ((seed.wrapping_mul(2_654_435_761).wrapping_add(i * 7_919)) % 25_000) as u16)
+        .map(|_| {
+            let draw = DRAWN.fetch_add(1, Ordering::Relaxed);
+            20_000 + (seed.wrapping_mul(2_654_435_761).wrapping_add(draw.wrapping_mul(7_919)) % 25_000) as u16
+        })
         .find(|&port| free(port) && free(port + 10_000))
         .expect("no free port pair for a cluster node")
 }
@@ -110,21 +131,26 @@ impl RedisCluster {
     pub fn start() -> Self {
         let servers: Vec<RedisServer> = (0..3)
             .map(|_| {
-                RedisServer::start_with(
-                    cluster_port(),
-                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
-                )
+                (0..5)
+                    .find_map(|_| {
+                        RedisServer::try_start_with(
+                            cluster_port(),
+                            &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
+                        )
+                    })
+                    .expect("no cluster node started on 5 ports")
             })
             .collect();
         let addresses: Vec<String> = servers.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
-        let created = Command::new("redis-cli")
-            .args(["--cluster", "create"])
+        // `timeout`: redis-cli waits forever for a node that never joins.
+        let created = Command::new("timeout")
+            .args(["60", "redis-cli", "--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .stdout(Stdio::null())
             .status()
             .expect("redis-cli --cluster create");
-        assert!(created.success(), "creating the cluster failed");
+        assert!(created.success(), "redis-cli --cluster create failed or took over 60 s: {created}");
         let deadline = Instant::now() + Duration::from_secs(20);
         for server in &servers {
             loop {

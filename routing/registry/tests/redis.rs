@@ -61,11 +61,35 @@ macro_rules! on_both {
 }
 
 on_both!(
+    a_node_placing_its_sessions_again_does_not_take_a_device_that_moved,
     the_nodes_watching_a_user_are_kept_per_user,
     each_join_is_a_new_epoch_and_an_old_epoch_is_fenced,
     a_newer_connection_replaces_the_old_one_and_a_late_close_cannot_erase_it,
     placements_of_a_node_whose_lease_expired_are_ignored_and_swept,
 );
+
+async fn a_node_placing_its_sessions_again_does_not_take_a_device_that_moved(backend: &impl Backend) {
+    let registry = backend.registry(Duration::from_secs(10)).await;
+    let (a, b) = (
+        registry.join(NodeId(1), "127.0.0.1:7801").await.unwrap(),
+        registry.join(NodeId(2), "127.0.0.1:7802").await.unwrap(),
+    );
+    let (user, device) = (UserId(43), DeviceId(1));
+    registry.register(user, device, at(1, a, 7)).await.unwrap();
+    // Node 1 was fenced: its new epoch places its session again (its own
+    // old placement is taken over).
+    let a2 = registry.join(NodeId(1), "127.0.0.1:7801").await.unwrap();
+    assert_eq!(registry.reclaim(user, device, at(1, a2, 7)).await.unwrap(), None);
+    assert_eq!(registry.lookup(user).await.unwrap(), vec![(device, at(1, a2, 7))]);
+    // Meanwhile the device moved to node 2: node 1 must not take it back.
+    registry.register(user, device, at(2, b, 9)).await.unwrap();
+    assert_eq!(registry.reclaim(user, device, at(1, a2, 8)).await.unwrap(), Some(at(2, b, 9)));
+    assert_eq!(registry.lookup(user).await.unwrap(), vec![(device, at(2, b, 9))]);
+    // Unless node 2 is gone.
+    registry.leave(NodeId(2), b).await.unwrap();
+    assert_eq!(registry.reclaim(user, device, at(1, a2, 8)).await.unwrap(), None);
+    assert_eq!(registry.lookup(user).await.unwrap(), vec![(device, at(1, a2, 8))]);
+}
 
 async fn the_nodes_watching_a_user_are_kept_per_user(backend: &impl Backend) {
     let registry = backend.registry(Duration::from_secs(10)).await;
