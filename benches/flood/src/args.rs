@@ -207,6 +207,16 @@ pub(crate) struct StormArgs {
     /// Connections opened per second while ramping up (all processes).
     #[arg(long, value_name = "R/s", default_value = "1000/s", value_parser = parse_rate)]
     pub(crate) connect_rate: f64,
+    /// The targets are nodes of one fleet, as a client's list of node URLs:
+    /// the two sessions of a pair may be on different nodes, a session whose
+    /// connection is lost while live reconnects (resuming), and every failed
+    /// attempt moves on to the next target.
+    #[arg(long)]
+    pub(crate) fleet: bool,
+    /// `kill -9` of this process (a node) at the storm's trigger, by the
+    /// first flood process only (0: none).
+    #[arg(long, value_name = "PID")]
+    pub(crate) kill_at_storm: Option<u32>,
     /// Ed25519 PKCS#8 signing key the tokens are minted with.
     #[arg(long, value_name = "PATH")]
     pub(crate) signing_key: PathBuf,

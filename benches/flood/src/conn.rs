@@ -168,6 +168,9 @@ pub(crate) struct Conn {
     reconnect_started: Option<Instant>,
     /// Storm: failed reconnect attempts in a row.
     retries: u32,
+    /// Storm with `--fleet`: targets moved on from (each failed attempt or
+    /// lost connection moves to the next one).
+    pub(crate) hops: u32,
 }
 
 impl Conn {
@@ -203,6 +206,7 @@ impl Conn {
             authenticated: false,
             index,
             reconnect_started: None,
+            hops: 0,
             retries: 0,
         })
     }
@@ -370,8 +374,31 @@ impl Conn {
         }
         self.retries += 1;
         shared.traffic.reconnect_retries.fetch_add(1, Relaxed);
+        if self.in_fleet() {
+            self.hops += 1;
+        }
         self.go_down(shared, now + Duration::from_secs(1));
         true
+    }
+
+    /// Storm with `--fleet`: the connection of a live session was lost (its
+    /// node died): it goes down and reconnects to the next target within a
+    /// second (spread by session), as a client with a node list does, and
+    /// counts as dropped until it is back and synced. False otherwise.
+    pub(crate) fn lost_in_fleet(&mut self, shared: &Shared, now: Instant) -> bool {
+        if !self.in_fleet() || !self.authenticated || self.reconnect_started.is_some() {
+            return false;
+        }
+        shared.traffic.storm_dropped.fetch_add(1, Relaxed);
+        shared.traffic.connections_lost.fetch_add(1, Relaxed);
+        self.hops += 1;
+        self.reconnect_started = Some(now);
+        self.go_down(shared, now + Duration::from_millis(self.index % 1_000));
+        true
+    }
+
+    fn in_fleet(&self) -> bool {
+        self.flow.as_ref().is_some_and(|flow| flow.spec.fleet)
     }
 
     fn io(&mut self) -> Result<&mut Transport, End> {

@@ -60,11 +60,19 @@ impl Driven for Conn {
         Conn::register(self, registry, token)
     }
 
-    /// A storm reconnect that fails goes down again for a retry.
+    /// A storm reconnect that fails goes down again for a retry; in a
+    /// fleet, so does a live session that loses its node.
     fn retry(&mut self, end: &End, shared: &Shared, now: Instant) -> bool {
         let End::Error(kind) = end else { return false };
-        if shared.phase() != Phase::Close && self.retry_reconnect(shared, now) {
+        if shared.phase() == Phase::Close {
+            return false;
+        }
+        if self.retry_reconnect(shared, now) {
             shared.error(&format!("reconnect_retry_{kind}"));
+            return true;
+        }
+        if self.lost_in_fleet(shared, now) {
+            shared.error(&format!("lost_live_{kind}"));
             return true;
         }
         false
@@ -177,7 +185,7 @@ fn reconnect(
     }
     let params = plan
         .endpoints
-        .params_for(conn.index, server_names)
+        .params_after_hops(conn.index, conn.hops, server_names)
         .ok_or_else(|| End::error("reconnect_no_target"))?;
     conn.reconnect(&params, now).map_err(End::Error)?;
     conn.register(poll.registry(), MioToken(key)).map_err(End::Error)

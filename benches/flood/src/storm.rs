@@ -24,6 +24,11 @@ use crate::traffic::{self, Latencies, Mode, Spec};
 /// How long after the trigger every thread has surely dropped its share.
 const TRIGGER_SETTLE: Duration = Duration::from_millis(300);
 
+/// With `--fleet`: how long after the trigger every session of a node
+/// killed then has surely seen its connection end (a process holding
+/// thousands of sockets takes a while to exit).
+const FLEET_SETTLE: Duration = Duration::from_secs(2);
+
 /// What a `storm` run did (also the `--json` output).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct StormSummary {
@@ -33,8 +38,12 @@ pub(crate) struct StormSummary {
     /// Reconnections per second asked for (all processes).
     pub(crate) reconnect_rate: f64,
     pub(crate) rate_per_session: f64,
-    /// Sessions dropped by the storm.
+    /// Sessions dropped by the storm (and, with `--fleet`, those whose node
+    /// died).
     pub(crate) storm_dropped: u64,
+    /// With `--fleet`: of those, connections lost while live (not dropped
+    /// by flood).
+    pub(crate) connections_lost: u64,
     /// Of those, authenticated again.
     pub(crate) reconnected: u64,
     /// Of those, synced again (SYNC_DONE after the reconnect).
@@ -83,10 +92,14 @@ impl StormSummary {
                 ),
             ),
             (
-                "dropped / reconnected / resynced / retries",
+                "dropped (of which lost with their node) / reconnected / resynced / retries",
                 format!(
-                    "{} / {} / {} / {}",
-                    self.storm_dropped, self.reconnected, self.resynced, self.reconnect_retries
+                    "{} ({}) / {} / {} / {}",
+                    self.storm_dropped,
+                    self.connections_lost,
+                    self.reconnected,
+                    self.resynced,
+                    self.reconnect_retries
                 ),
             ),
             ("all back and synced", format!("{} in {:.3} s", self.all_back, self.reconnect_secs)),
@@ -110,6 +123,7 @@ impl StormSummary {
     fn add(&mut self, o: &Self) {
         self.base.add(&o.base);
         self.storm_dropped += o.storm_dropped;
+        self.connections_lost += o.connections_lost;
         self.reconnected += o.reconnected;
         self.resynced += o.resynced;
         self.reconnect_retries += o.reconnect_retries;
@@ -166,7 +180,10 @@ pub(crate) fn storm(args: &StormArgs) -> Result<(), String> {
             driver::run_children::<StormSummary>(processes, args.sessions, &common.pids, &|i| {
                 // Whole pairs per child.
                 let (pairs, before) = driver::share(args.sessions / 2, processes, i);
+                let kill = if i == 0 { args.kill_at_storm.unwrap_or(0) } else { 0 };
                 vec![
+                    "--kill-at-storm".into(),
+                    kill.to_string(),
                     "--sessions".into(),
                     (pairs * 2).to_string(),
                     "--first-user".into(),
@@ -209,7 +226,8 @@ pub(crate) fn storm(args: &StormArgs) -> Result<(), String> {
     // SEND refused. Such a run fails instead of passing vacuously.
     if summary.acked == 0 {
         return Err(format!(
-            "no send acknowledged ({} refused): the storm checked nothing (are pairs on nodes that share a store?)",
+            "no send acknowledged ({} refused): the storm checked nothing (pairs on nodes that are not one fleet \
+             need each target listed twice)",
             summary.send_errors
         ));
     }
@@ -224,6 +242,7 @@ fn run(args: &StormArgs) -> Result<StormSummary, String> {
     let mut spec = Spec::new(Mode::Storm, args.window, interval, args.payload, start);
     spec.drop_percent = args.drop_percent;
     spec.reconnect_rate = args.reconnect_rate;
+    spec.fleet = args.fleet;
     let plan = Plan {
         threads: common.threads,
         sessions: args.sessions,
@@ -262,10 +281,14 @@ fn run(args: &StormArgs) -> Result<StormSummary, String> {
                         let ns = u64::try_from(now.saturating_duration_since(start).as_nanos()).unwrap_or(0);
                         counters.storm_at_ns.store(ns, Relaxed);
                         trigger = Some(now);
+                        if let Some(pid) = args.kill_at_storm.filter(|pid| *pid != 0) {
+                            kill9(pid)?;
+                        }
                     }
                     (Some(at), None) => {
                         let dropped = counters.storm_dropped.load(Relaxed);
-                        let all = now >= at + TRIGGER_SETTLE && counters.resynced.load(Relaxed) >= dropped;
+                        let settle = if args.fleet { FLEET_SETTLE } else { TRIGGER_SETTLE };
+                        let all = now >= at + settle && counters.resynced.load(Relaxed) >= dropped;
                         if all || now >= at + Duration::from_secs_f64(args.storm_timeout) {
                             back = Some((now, all));
                         }
@@ -303,6 +326,7 @@ fn run(args: &StormArgs) -> Result<StormSummary, String> {
         reconnect_rate: args.reconnect_rate,
         rate_per_session: args.rate,
         storm_dropped: counters.storm_dropped.load(Relaxed),
+        connections_lost: counters.connections_lost.load(Relaxed),
         reconnected: counters.reconnected.load(Relaxed),
         resynced: counters.resynced.load(Relaxed),
         reconnect_retries: counters.reconnect_retries.load(Relaxed),
@@ -341,5 +365,36 @@ fn run(args: &StormArgs) -> Result<StormSummary, String> {
         }
     }
     summary.base = base;
+    if summary.lost > 0 {
+        report_lost(counters, storm_at, args.first_user);
+    }
     Ok(summary)
+}
+
+/// Names the first acknowledged messages that never arrived (a run that
+/// lost some fails; this says where to look).
+fn report_lost(counters: &traffic::Counters, storm_at_ns: u64, first_user: u64) {
+    let Ok(ledger) = counters.ledger.lock() else { return };
+    let lost = ledger.lost();
+    for &(from, stamp) in lost.iter().take(10) {
+        let sender = first_user + u64::from(from);
+        let after = (stamp as f64 - storm_at_ns as f64) / 1e9;
+        eprintln!("flood: lost: user {sender} → user {}, sent {after:+.3} s from the trigger", sender ^ 1);
+    }
+    if lost.len() > 10 {
+        eprintln!("flood: lost: … and {} more", lost.len() - 10);
+    }
+}
+
+/// `kill -9 pid` (`--kill-at-storm`).
+fn kill9(pid: u32) -> Result<(), String> {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .map_err(|e| format!("--kill-at-storm {pid}: running kill: {e}"))?;
+    if !status.success() {
+        return Err(format!("--kill-at-storm {pid}: kill -9 failed ({status})"));
+    }
+    eprintln!("storm: killed process {pid} (kill -9)");
+    Ok(())
 }

@@ -25,7 +25,7 @@
 //! counts what arrives. Storm: chat pairs whose payloads are tagged, so that
 //! the receivers can prove every message arrived once across reconnects.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -100,6 +100,8 @@ pub(crate) struct Spec {
     pub(crate) drop_percent: f64,
     /// Storm: reconnections per second (this process).
     pub(crate) reconnect_rate: f64,
+    /// Storm: the targets are one fleet (`flood storm --fleet`).
+    pub(crate) fleet: bool,
 }
 
 impl Spec {
@@ -121,6 +123,7 @@ impl Spec {
             senders: 0,
             drop_percent: 0.0,
             reconnect_rate: 1.0,
+            fleet: false,
         }
     }
 
@@ -274,6 +277,11 @@ impl Flow {
         Some(nonce & !TIMED_PING)
     }
 
+    /// The sender index this session's tags carry.
+    pub(crate) fn from(&self) -> u32 {
+        self.from
+    }
+
     /// A tagged message arrived here.
     pub(crate) fn see(&mut self, tag: &Tag) -> Seen {
         self.checks.entry((tag.stream, tag.from)).or_default().see(tag.seq)
@@ -366,10 +374,15 @@ pub(crate) struct Counters {
     groups: Mutex<BTreeMap<u32, u64>>,
     /// Storm: when the drop starts, ns since the origin (`u64::MAX`: not yet).
     pub(crate) storm_at_ns: AtomicU64,
-    /// Storm: sessions dropped.
+    /// Storm: sessions dropped (by the storm, or by losing their node).
     pub(crate) storm_dropped: AtomicU64,
+    /// Storm with `--fleet`: of those, sessions whose connection was lost
+    /// while live (their node died), not dropped by flood.
+    pub(crate) connections_lost: AtomicU64,
     /// Storm: dropped sessions authenticated again.
     pub(crate) reconnected: AtomicU64,
+    /// Storm: which acknowledged messages arrived, to name the lost ones.
+    pub(crate) ledger: Mutex<Ledger>,
     /// Storm: dropped sessions authenticated again and synced.
     pub(crate) resynced: AtomicU64,
     /// Storm: reconnect attempts that failed and were retried.
@@ -403,6 +416,8 @@ impl Default for Counters {
             groups: Mutex::new(BTreeMap::new()),
             storm_at_ns: AtomicU64::new(u64::MAX),
             storm_dropped: AtomicU64::new(0),
+            connections_lost: AtomicU64::new(0),
+            ledger: Mutex::new(Ledger::default()),
             reconnected: AtomicU64::new(0),
             resynced: AtomicU64::new(0),
             reconnect_retries: AtomicU64::new(0),
@@ -472,6 +487,34 @@ impl Counters {
                 self.duplicates.fetch_add(1, Relaxed);
             }
         }
+    }
+}
+
+/// Storm: every acknowledged and every arrived message, by (sender index,
+/// send stamp), so that a run that lost some can say which.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    acked: BTreeSet<(u32, u64)>,
+    seen: BTreeSet<(u32, u64)>,
+}
+
+impl Ledger {
+    /// A SEND_ACK for the message sender `from` sent at `stamp`.
+    pub(crate) fn acked(&mut self, from: u32, stamp: u64) {
+        self.acked.insert((from, stamp));
+    }
+
+    /// The message sender `from` sent at `stamp` arrived.
+    pub(crate) fn seen(&mut self, from: u32, stamp: u64) {
+        self.seen.insert((from, stamp));
+    }
+
+    /// Acknowledged messages that never arrived, oldest first: (sender
+    /// index, send stamp).
+    pub(crate) fn lost(&self) -> Vec<(u32, u64)> {
+        let mut lost: Vec<(u32, u64)> = self.acked.difference(&self.seen).copied().collect();
+        lost.sort_unstable_by_key(|&(_, stamp)| stamp);
+        lost
     }
 }
 

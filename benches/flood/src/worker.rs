@@ -65,8 +65,24 @@ impl Endpoints {
         i: u64,
         server_names: &[ServerName<'static>],
     ) -> Option<OpenParams<'a>> {
+        self.params_after_hops(i, 0, server_names)
+    }
+
+    /// As [`Endpoints::params_for`], after moving on from `hops` targets
+    /// (`storm --fleet`): each hop adds a stride of 1 to T − 1 that differs
+    /// between the sessions of one target, so that those of a dead node
+    /// spread over all the others rather than all landing on the next.
+    pub(crate) fn params_after_hops<'a>(
+        &'a self,
+        i: u64,
+        hops: u32,
+        server_names: &[ServerName<'static>],
+    ) -> Option<OpenParams<'a>> {
         let pick = |n: usize| usize::try_from(i).unwrap_or(0) % n.max(1);
-        let target_index = pick(self.targets.len());
+        let targets = self.targets.len();
+        let stride =
+            1 + (usize::try_from(i).unwrap_or(0) / targets.max(1)) % targets.saturating_sub(1).max(1);
+        let target_index = (pick(targets) + stride * hops as usize) % targets.max(1);
         let target = *self.targets.get(target_index)?;
         let source = self.sources.get(pick(self.sources.len())).copied();
         let tls = self.tls.as_ref().and_then(|(config, _)| {
@@ -307,5 +323,34 @@ fn settle<C: Driven>(
                 conn.finish(&end, shared);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn the_sessions_of_a_dead_target_spread_over_all_the_others() {
+        let targets: Vec<SocketAddr> = (0..7).map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i))).collect();
+        let endpoints = Endpoints {
+            targets: targets.clone(),
+            sources: Vec::new(),
+            tls: None,
+            path: "/ws".to_owned(),
+            handshake_timeout: Duration::from_secs(1),
+        };
+        let mut moved: BTreeMap<SocketAddr, u32> = BTreeMap::new();
+        for i in (0..7_000u64).filter(|i| i % 7 == 3) {
+            assert_eq!(endpoints.params_for(i, &[]).unwrap().target, targets[3]);
+            *moved.entry(endpoints.params_after_hops(i, 1, &[]).unwrap().target).or_default() += 1;
+        }
+        assert!(!moved.contains_key(&targets[3]), "one hop leaves the dead target: {moved:?}");
+        assert_eq!(moved.len(), 6, "{moved:?}");
+        assert!(moved.values().all(|&n| n.abs_diff(1_000 / 6) <= 1), "evenly: {moved:?}");
     }
 }

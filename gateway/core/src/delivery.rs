@@ -108,12 +108,17 @@ impl Delivery {
     }
 
     /// Authenticated: sync after `resume_after`, which the client has acked.
-    /// `head` is the inbox head the store reported.
-    pub(crate) fn start(&mut self, resume_after: Seq, head: Seq, window: u32) -> Step {
+    ///
+    /// The sync reads the store at least once, even when the inbox head the
+    /// store reported at login says there is nothing after `resume_after`:
+    /// that head was read before the session could be found (in the node's
+    /// directory, in the fleet's registry), and an entry stored in between
+    /// was announced to nobody. Only a read made from here on finds it.
+    pub(crate) fn start(&mut self, resume_after: Seq, window: u32) -> Step {
         self.acked = resume_after.0;
         self.sent = resume_after.0;
         self.set_window(window);
-        self.restart(head.0 > resume_after.0, [0; 2])
+        self.restart(true, [0; 2])
     }
 
     /// SYNC_REQUEST: restart the sync from `after` (entries at or below the

@@ -91,6 +91,11 @@ pub(crate) const LINK_NAMES: &[(&str, &str, &str)] = &[
     ),
     ("gateway_fleet_link_connects_total", "counter", "Links to a peer node established."),
     ("gateway_fleet_link_failures_total", "counter", "Dials or links to a peer node that failed."),
+    (
+        "gateway_fleet_link_returned_total",
+        "counter",
+        "LIVE frames a failed link to a peer node handed back before the peer took them (their devices looked up again).",
+    ),
 ];
 
 /// Counters of the fleet thread.
@@ -174,6 +179,7 @@ impl FleetMetrics {
                             "gateway_fleet_link_writes_total" => get(&stats.writes),
                             "gateway_fleet_link_bytes_total" => get(&stats.bytes),
                             "gateway_fleet_link_connects_total" => get(&stats.connects),
+                            "gateway_fleet_link_returned_total" => get(&stats.returned),
                             _ => get(&stats.failures),
                         };
                         let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {value}");

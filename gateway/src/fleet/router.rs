@@ -13,7 +13,8 @@ use gateway_core::{Class, SharedDeliver};
 use gateway_hub::{FleetCall, FleetItem, Remote, Ticket};
 use protocol::{DeviceId, UserId};
 use routing::link::{FrameClass, LinkFrame, Recipient, UserTarget};
-use routing_links::{Lane, LinkConfig, Peer};
+use routing::Link as _;
+use routing_links::{Lane, LinkConfig, Peer, Returned};
 use routing_registry::{Config as RegistryConfig, ConnectionLike, NodeId, Placement, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -101,7 +102,8 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     tokio::spawn(routing_links::serve(listener, setup.links.clone(), inbound, metrics.inbound.clone()));
     let Waiting { mut batches, mut calls, repairs } = waiting;
     let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel();
-    let mut router = Router::new(&setup, registry.clone(), repairs.clone(), refreshed_tx);
+    let (returned_tx, mut returned) = mpsc::unbounded_channel();
+    let mut router = Router::new(&setup, registry.clone(), repairs.clone(), (refreshed_tx, returned_tx));
     let (replaces_tx, mut replaces) = mpsc::unbounded_channel();
     let lanes = start_lanes(&setup, &registry, &replaces_tx, &repairs);
     let renew_every = setup.registry.lease / 3;
@@ -117,6 +119,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
             },
             Some(replaced) = replaces.recv() => router.replace(replaced).await,
             Some(refreshed) = refreshed.recv() => router.refreshed(refreshed),
+            Some(frames) = returned.recv() => router.returned(frames).await,
             Some((call, reply)) = calls.recv() => {
                 let (user, device) = match &call {
                     FleetCall::Register { user, device, .. } | FleetCall::Unregister { user, device, .. } => (*user, *device),
@@ -228,6 +231,8 @@ pub(super) struct Router<C> {
     refreshing: std::collections::HashSet<UserId>,
     /// Where those re-reads answer (the main loop hands them back).
     refreshed: mpsc::UnboundedSender<Refreshed>,
+    /// Where failed links hand back their LIVE frames.
+    returned: mpsc::UnboundedSender<Returned>,
 }
 
 /// One node's share of a routed batch.
@@ -244,7 +249,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         setup: &Setup,
         registry: Registry<C>,
         repairs: Arc<std::sync::Mutex<Repairs>>,
-        refreshed: mpsc::UnboundedSender<Refreshed>,
+        (refreshed, returned): (mpsc::UnboundedSender<Refreshed>, mpsc::UnboundedSender<Returned>),
     ) -> Self {
         Self {
             node: setup.node,
@@ -261,6 +266,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             metrics: setup.metrics.clone(),
             refreshing: std::collections::HashSet::new(),
             refreshed,
+            returned,
         }
     }
 
@@ -272,8 +278,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     /// up again for each entry, so that one that connected a moment ago is
     /// never missed. A known placement older than `cluster.cache_ms` is
     /// still used, and re-read in the background: routing never waits for
-    /// a refresh (a device that moved meanwhile costs one more hop, the old
-    /// node sends it on).
+    /// a refresh (a device that moved meanwhile costs one more hop: the old
+    /// node sends it on or, if that node is dead, its link hands the entry
+    /// back and [`Router::returned`] does).
     async fn route(&mut self, batch: Vec<Remote>) {
         let now = Instant::now();
         // Sets: a 1,024-member group's batch names a thousand users.
@@ -455,7 +462,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 tracing::warn!(node = node.0, "fleet: no link address for a node the registry names");
                 return None;
             };
-            let peer = Peer::start(self.links.clone(), node.0, address);
+            let peer = Peer::start(self.links.clone(), node.0, address, self.returned.clone());
             self.metrics.link_started(node.0, peer.stats_handle());
             self.peers.insert(node, peer);
         }
@@ -463,33 +470,86 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     }
 
     /// A live entry another node sent here for a device no longer here:
-    /// looked up again (not from the cache) and sent on once, or its push
-    /// note sent.
+    /// sent on once to where the device is now, or its push note sent.
     async fn misrouted(&mut self, misrouted: Misrouted) {
         self.metrics.misroutes.fetch_add(1, Ordering::Relaxed);
-        let Misrouted { user, device, seq, deliver, conversation, sender, forwarded } = misrouted;
-        self.cache.remove(&user);
-        let at = if forwarded {
-            None
-        } else {
-            self.resolve(&[user]).await;
-            self.cached(user)
-                .and_then(|devices| devices.iter().find(|(d, _)| *d == device))
-                .map(|(_, placement)| placement.node)
-                .filter(|node| *node != self.node)
-        };
-        match at {
-            Some(node) => {
+        if misrouted.forwarded {
+            let Misrouted { user, device, seq, conversation, sender, .. } = misrouted;
+            self.parts_push.notify(PushNote { user, device, seq, conversation, sender });
+            return;
+        }
+        self.relocate(vec![misrouted]).await;
+    }
+
+    /// LIVE frames a failed link handed back before its peer took them
+    /// (the peer may be dead, its devices reconnected elsewhere): each
+    /// entry goes to where its device is now.
+    async fn returned(&mut self, Returned { node, frames }: Returned) {
+        let mut entries = Vec::new();
+        for bytes in frames {
+            let decoded = LinkFrame::decode(&mut bytes::BytesMut::from(&bytes[..]));
+            // Only LIVE frames carry inbox entries; a FRAME of class live
+            // (a receipt, a prekey note) is re-read at the next sync too.
+            let Ok(Some(LinkFrame::Live { tail, recipients, .. })) = decoded else { continue };
+            let Ok((deliver, head)) = SharedDeliver::from_tail(tail) else { continue };
+            entries.extend(recipients.into_iter().map(|r| Misrouted {
+                user: r.user,
+                device: r.device,
+                seq: r.seq,
+                deliver: deliver.clone(),
+                conversation: head.conversation,
+                sender: head.sender,
+                forwarded: false,
+            }));
+        }
+        tracing::debug!(peer = node, entries = entries.len(), "fleet: a failed link handed entries back");
+        self.relocate(entries).await;
+    }
+
+    /// Sends each live entry where the registry (not the cache) says its
+    /// device is now: another node (`forwarded`, so that it goes no
+    /// further), a session of this node, or nowhere: then its push note,
+    /// and the device reads the entry at its next sync, which reads the
+    /// store after this lookup (a session is placed before it syncs).
+    async fn relocate(&mut self, entries: Vec<Misrouted>) {
+        let mut users: Vec<UserId> = entries.iter().map(|entry| entry.user).collect();
+        users.sort_unstable_by_key(|user| user.0);
+        users.dedup();
+        for user in &users {
+            self.cache.remove(user);
+        }
+        self.resolve(&users).await;
+        let mut here: Vec<Vec<Remote>> = self.inboxes.iter().map(|_| Vec::new()).collect();
+        let mut devices = Vec::new();
+        for Misrouted { user, device, seq, deliver, conversation, sender, .. } in entries {
+            let at = self
+                .cached(user)
+                .and_then(|placed| placed.iter().find(|(d, _)| *d == device))
+                .map(|(_, placement)| placement.node);
+            if let Some(node) = at.filter(|node| *node != self.node) {
                 if let Some(peer) = self.peer(node).await {
-                    let frame = LinkFrame::Live {
-                        forwarded: true,
-                        tail: deliver.tail().clone(),
-                        recipients: vec![Recipient { user, device, seq }],
-                    };
-                    peer.send(Lane::Live, &frame);
+                    let recipients = vec![Recipient { user, device, seq }];
+                    peer.send(
+                        Lane::Live,
+                        &LinkFrame::Live { forwarded: true, tail: deliver.tail().clone(), recipients },
+                    );
                 }
+                continue;
             }
-            None => self.parts_push.notify(PushNote { user, device, seq, conversation, sender }),
+            self.directory.devices(user, &mut devices);
+            let session = devices.iter().find(|(d, _)| *d == device).map(|(_, to)| *to);
+            match session.and_then(|to| here.get_mut(to.worker).map(|batch| (to, batch))) {
+                Some((to, batch)) => batch.push(Remote::Live { to, seq, deliver }),
+                None => self.parts_push.notify(PushNote { user, device, seq, conversation, sender }),
+            }
+        }
+        for (inbox, batch) in self.inboxes.iter().zip(here) {
+            let items = batch.len() as u64;
+            if items > 0 && inbox.offer(batch).is_err() {
+                // A full worker: its session finds the gap at its next
+                // entry, as with any shed one.
+                self.metrics.inbound_shed.fetch_add(items, Ordering::Relaxed);
+            }
         }
     }
 

@@ -18,6 +18,9 @@ use protocol::{DeviceId, Seq, UserId};
 use routing::link::{LinkFrame, Recipient};
 use routing_links::{serve, InboundStats, Lane, LinkConfig, Peer, PeerId, Sink};
 
+mod common;
+use common::pss_kib;
+
 struct Count(std::sync::atomic::AtomicU64);
 
 impl Sink for Count {
@@ -25,14 +28,6 @@ impl Sink for Count {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-}
-
-fn pss_kib() -> u64 {
-    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
-    rollup
-        .lines()
-        .find_map(|line| line.strip_prefix("Pss:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn main() {
@@ -53,10 +48,12 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = pss_kib();
         let config = Arc::new(LinkConfig::new(1, 1, secret));
+        // Nothing is handed back on healthy links; the receiver just stays.
+        let (returned, _back) = tokio::sync::mpsc::unbounded_channel();
         let mut peers = Vec::new();
         for node in 0..links {
             // Each peer is "another node" to the acceptor (ids only label).
-            let peer = Peer::start(config.clone(), 0, address.clone());
+            let peer = Peer::start(config.clone(), 0, address.clone(), returned.clone());
             let frame = LinkFrame::Live {
                 forwarded: false,
                 tail: Bytes::from_static(b"tail"),

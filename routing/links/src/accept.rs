@@ -103,7 +103,7 @@ async fn link(
 }
 
 /// Grants the window, then reads data frames and hands them to `sink`,
-/// granting again what the node has taken.
+/// granting again what the node has taken (a grant says "taken").
 async fn receive(
     stream: &mut TcpStream,
     mut input: BytesMut,
@@ -135,9 +135,12 @@ async fn receive(
             tokio::time::sleep(RETRY).await;
         }
         taken += size;
-        // Granted again in quarters of the window: few CREDIT frames, and
-        // the sender never waits while the node keeps up.
-        if taken >= window / 4 {
+        // Granted again in quarters of the window (few CREDIT frames, and
+        // the sender never waits while the node keeps up), and whenever
+        // everything the peer sent so far is taken: the sender keeps each
+        // LIVE frame until a grant covers it, so a quiet link holds none
+        // for long.
+        if taken >= window / 4 || input.is_empty() {
             write_frame(stream, &LinkFrame::Credit { bytes: taken }).await?;
             allowed += taken;
             taken = 0;

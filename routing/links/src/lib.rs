@@ -6,7 +6,9 @@
 //!   without waiting ([`Peer::send`]) in a queue bounded in bytes that sheds
 //!   ephemeral frames first, then the oldest live ones ([`queue`]); a task
 //!   dials, proves the cluster secret, and writes what the peer's credit
-//!   allows, many frames per write. A dropped link reconnects with backoff.
+//!   allows, many frames per write. A dropped link reconnects with backoff,
+//!   and hands the LIVE frames its peer did not take back to the node
+//!   ([`Returned`]).
 //! - [`serve`]: the receiving side: accepts links, checks the dialer's
 //!   proof, grants credit, and hands each data frame to the node's
 //!   [`Sink`]; a sink that cannot take a frame withholds the credit, which
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 pub use accept::{serve, InboundStats, Sink};
 pub use handshake::PeerId;
-pub use peer::{Peer, PeerStats};
+pub use peer::{Peer, PeerStats, Returned};
 pub use queue::Lane;
 use routing::link::{self, LinkError};
 

@@ -1,14 +1,22 @@
 //! The sending side of the link to one node.
+//!
+//! LIVE frames are never dropped on a failure: those queued, and those
+//! written that the peer's credit does not cover yet (it may not have
+//! taken them), go back to the node ([`Returned`]), which looks their
+//! devices up again. Dropped silently, an entry whose device moved to
+//! another node meanwhile would wait in the store for that device's next
+//! gap or sync, however long that is.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use routing::link::LinkFrame;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use crate::handshake::dial;
 use crate::io::next_frame;
@@ -37,6 +45,18 @@ pub struct PeerStats {
     pub connects: AtomicU64,
     /// Dials or links that failed.
     pub failures: AtomicU64,
+    /// LIVE-lane frames handed back to the node (the link failed before
+    /// the peer took them).
+    pub returned: AtomicU64,
+}
+
+/// LIVE-lane frames (encoded) a failed link hands back to its node.
+#[derive(Debug)]
+pub struct Returned {
+    /// The node the link was to.
+    pub node: u32,
+    /// The frames, oldest first.
+    pub frames: Vec<Bytes>,
 }
 
 #[derive(Debug)]
@@ -45,6 +65,37 @@ struct State {
     credit: u64,
     address: String,
     closed: bool,
+    /// The current connection's accounts, for the hand-back.
+    sent: Sent,
+}
+
+/// What the current connection has written and the peer has taken.
+#[derive(Debug, Default)]
+struct Sent {
+    /// Bytes written.
+    written: u64,
+    /// Bytes the peer granted again after its first grant: it has taken
+    /// that many (it grants only what its node took).
+    taken: u64,
+    /// The first grant (the window) has arrived.
+    window_granted: bool,
+    /// LIVE-lane frames written and not yet taken, with the connection's
+    /// byte count at their end.
+    untaken: VecDeque<(u64, Bytes)>,
+}
+
+impl Sent {
+    /// A grant of `bytes` arrived.
+    fn granted(&mut self, bytes: u64) {
+        if !self.window_granted {
+            self.window_granted = true;
+            return;
+        }
+        self.taken += bytes;
+        while self.untaken.front().is_some_and(|(end, _)| *end <= self.taken) {
+            self.untaken.pop_front();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -54,6 +105,7 @@ struct Shared {
     state: Mutex<State>,
     wake: Notify,
     stats: Arc<PeerStats>,
+    returned: mpsc::UnboundedSender<Returned>,
 }
 
 impl Shared {
@@ -64,6 +116,21 @@ impl Shared {
     fn count(&self, pushed: Pushed) {
         self.stats.shed_live.fetch_add(u64::from(pushed.shed_live), Ordering::Relaxed);
         self.stats.shed_ephemeral.fetch_add(u64::from(pushed.shed_ephemeral), Ordering::Relaxed);
+    }
+
+    /// The connection is over (or never was): the LIVE frames the peer
+    /// has not taken, written then queued, go back to the node, and the
+    /// next connection starts its accounts (and credit) afresh.
+    fn hand_back(&self, state: &mut State) {
+        let sent = std::mem::take(&mut state.sent);
+        state.credit = 0;
+        let mut frames: Vec<Bytes> = sent.untaken.into_iter().map(|(_, frame)| frame).collect();
+        frames.extend(state.queue.take_live());
+        self.stats.queued_bytes.store(state.queue.bytes() as u64, Ordering::Relaxed);
+        if !frames.is_empty() {
+            self.stats.returned.fetch_add(frames.len() as u64, Ordering::Relaxed);
+            let _ = self.returned.send(Returned { node: self.node, frames });
+        }
     }
 }
 
@@ -76,15 +143,28 @@ pub struct Peer {
 
 impl Peer {
     /// Starts the link to `node` at `address` (on the current tokio
-    /// runtime); frames may be sent at once, they wait for the link.
-    pub fn start(config: Arc<LinkConfig>, node: u32, address: String) -> Self {
-        let state = State { queue: SendQueue::new(config.queue_bytes), credit: 0, address, closed: false };
+    /// runtime); frames may be sent at once, they wait for the link. LIVE
+    /// frames the link fails to deliver come back on `returned`.
+    pub fn start(
+        config: Arc<LinkConfig>,
+        node: u32,
+        address: String,
+        returned: mpsc::UnboundedSender<Returned>,
+    ) -> Self {
+        let state = State {
+            queue: SendQueue::new(config.queue_bytes),
+            credit: 0,
+            address,
+            closed: false,
+            sent: Sent::default(),
+        };
         let shared = Arc::new(Shared {
             node,
             config,
             state: Mutex::new(state),
             wake: Notify::new(),
             stats: Arc::default(),
+            returned,
         });
         tokio::spawn(run(shared.clone()));
         Self { shared }
@@ -126,10 +206,13 @@ impl Peer {
 }
 
 impl Drop for Peer {
+    /// The node gave the peer up (its lease is gone): its LIVE frames go
+    /// back, the rest is shed.
     fn drop(&mut self) {
         let shed = {
             let mut state = self.shared.state();
             state.closed = true;
+            self.shared.hand_back(&mut state);
             state.queue.clear()
         };
         self.shared.count(shed);
@@ -170,7 +253,7 @@ async fn run(shared: Arc<Shared>) {
         }
         // Credit belongs to a connection: a new one starts from what its
         // acceptor grants.
-        shared.state().credit = 0;
+        shared.hand_back(&mut shared.state());
         tokio::time::sleep(jitter(backoff)).await;
         backoff = (backoff * 2).min(longest);
     }
@@ -199,6 +282,7 @@ async fn serve(shared: &Shared, stream: TcpStream, mut input: BytesMut) -> LinkF
                 Ok(Some(LinkFrame::Credit { bytes })) => {
                     let mut state = shared.state();
                     state.credit = state.credit.saturating_add(bytes);
+                    state.sent.granted(bytes);
                     drop(state);
                     shared.wake.notify_one();
                 }
@@ -244,9 +328,14 @@ fn take_batch(shared: &Shared, batch: &mut BytesMut) -> u64 {
     let mut frames = 0;
     while batch.len() < WRITE_BATCH {
         let credit = state.credit;
-        let Some(frame) = state.queue.pop(credit) else { break };
+        let Some((lane, frame)) = state.queue.pop(credit) else { break };
         state.credit -= frame.len() as u64;
         batch.extend_from_slice(&frame);
+        state.sent.written += frame.len() as u64;
+        if lane == Lane::Live {
+            let end = state.sent.written;
+            state.sent.untaken.push_back((end, frame));
+        }
         frames += 1;
     }
     shared.stats.queued_bytes.store(state.queue.bytes() as u64, Ordering::Relaxed);

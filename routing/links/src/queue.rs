@@ -92,17 +92,27 @@ impl SendQueue {
         pushed
     }
 
-    /// The next frame to send if it takes at most `credit` bytes (control
-    /// first, then live, then ephemeral); `None` when empty or when the
-    /// next frame does not fit the credit.
-    pub fn pop(&mut self, credit: u64) -> Option<Bytes> {
-        let lane = self.lanes.iter_mut().find(|lane| !lane.is_empty())?;
-        if lane.front().is_some_and(|frame| frame.len() as u64 > credit) {
+    /// The next frame to send, with its lane, if it takes at most `credit`
+    /// bytes (control first, then live, then ephemeral); `None` when empty
+    /// or when the next frame does not fit the credit.
+    pub fn pop(&mut self, credit: u64) -> Option<(Lane, Bytes)> {
+        let lane =
+            [Lane::Control, Lane::Live, Lane::Ephemeral].into_iter().find(|&l| !self.lane(l).is_empty())?;
+        let queue = self.lane(lane);
+        if queue.front().is_some_and(|frame| frame.len() as u64 > credit) {
             return None;
         }
-        let frame = lane.pop_front()?;
+        let frame = queue.pop_front()?;
         self.bytes -= frame.len();
-        Some(frame)
+        Some((lane, frame))
+    }
+
+    /// Takes the live lane's frames, oldest first (a link that failed hands
+    /// them back to its node).
+    pub fn take_live(&mut self) -> Vec<Bytes> {
+        let frames: Vec<Bytes> = self.lane(Lane::Live).drain(..).collect();
+        self.bytes -= frames.iter().map(Bytes::len).sum::<usize>();
+        frames
     }
 
     /// Drops everything (a peer that is gone for good); returns the live
@@ -150,8 +160,9 @@ mod tests {
         assert_eq!(queue.push(Lane::Ephemeral, frame(6, 30)), Pushed { shed_ephemeral: 1, shed_live: 0 });
         // Control frames always get in, and leave first.
         assert_eq!(queue.push(Lane::Control, frame(7, 50)), Pushed::default());
-        let order: Vec<u8> = std::iter::from_fn(|| queue.pop(u64::MAX)).map(|f| f[0]).collect();
-        assert_eq!(order, [7, 3, 4, 5]);
+        let order: Vec<(Lane, u8)> =
+            std::iter::from_fn(|| queue.pop(u64::MAX)).map(|(l, f)| (l, f[0])).collect();
+        assert_eq!(order, [(Lane::Control, 7), (Lane::Live, 3), (Lane::Live, 4), (Lane::Live, 5)]);
         assert!(queue.is_empty());
     }
 
@@ -160,8 +171,22 @@ mod tests {
         let mut queue = SendQueue::new(1 << 20);
         let _ = queue.push(Lane::Live, frame(1, 100));
         assert_eq!(queue.pop(99), None);
-        assert_eq!(queue.pop(100).map(|f| f.len()), Some(100));
+        assert_eq!(queue.pop(100).map(|(_, f)| f.len()), Some(100));
         assert_eq!(queue.pop(100), None);
+    }
+
+    #[test]
+    fn the_live_lane_can_be_taken_back_whole() {
+        let mut queue = SendQueue::new(1 << 20);
+        let _ = queue.push(Lane::Live, frame(1, 10));
+        let _ = queue.push(Lane::Ephemeral, frame(2, 20));
+        let _ = queue.push(Lane::Live, frame(3, 30));
+        let _ = queue.push(Lane::Control, frame(4, 40));
+        let taken: Vec<u8> = queue.take_live().iter().map(|f| f[0]).collect();
+        assert_eq!(taken, [1, 3]);
+        assert_eq!(queue.bytes(), 60);
+        let rest: Vec<u8> = std::iter::from_fn(|| queue.pop(u64::MAX)).map(|(_, f)| f[0]).collect();
+        assert_eq!(rest, [4, 2]);
     }
 
     #[test]

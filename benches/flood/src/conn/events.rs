@@ -115,6 +115,11 @@ impl Conn {
                             Some(tag) => {
                                 traffic::record(&mut ctx.latencies.e2e, tag.stamp, stamp);
                                 counters.seen(flow.see(&tag));
+                                if flow.spec.mode == Mode::Storm {
+                                    if let Ok(mut ledger) = counters.ledger.lock() {
+                                        ledger.seen(tag.from, tag.stamp);
+                                    }
+                                }
                             }
                             None => shared.error("untagged_payload"),
                         }
@@ -125,9 +130,15 @@ impl Conn {
                     }
                 }
                 Event::Sent { client_id, .. } => {
-                    if let Some(sent) = self.flow.as_deref_mut().and_then(|flow| flow.answered(client_id)) {
+                    let Some(flow) = self.flow.as_deref_mut() else { continue };
+                    if let Some(sent) = flow.answered(client_id) {
                         counters.acked.fetch_add(1, Relaxed);
                         traffic::record(&mut ctx.latencies.ack, sent, stamp);
+                        if flow.spec.mode == Mode::Storm {
+                            if let Ok(mut ledger) = counters.ledger.lock() {
+                                ledger.acked(flow.from(), sent);
+                            }
+                        }
                     }
                 }
                 Event::SendFailed { client_id, code, .. } => {

@@ -212,9 +212,8 @@ impl Session {
         self.timers.stop(Timer::Auth);
         self.timers.set(Timer::Heartbeat, ctx.now + ctx.config.heartbeat_timeout());
         self.transition(State::Live(identity));
-        let head = auth_ok.inbox_head;
         self.send_control(ctx, &Frame::AuthOk(auth_ok));
-        let step = self.delivery.start(resume_after, head, ctx.config.sync_window);
+        let step = self.delivery.start(resume_after, ctx.config.sync_window);
         self.step(ctx, step);
     }
 

@@ -14,9 +14,21 @@ use super::harness::{auth_ok, config, message, upgrade, Harness, Out};
 use crate::testing::entry;
 use crate::{Action, Limits, Mode, SharedDeliver};
 
-/// A session authenticated with `resume_after` and an inbox `head`, output
-/// consumed up to AUTH_OK (and SYNC_DONE if the inbox had nothing new).
+/// A session authenticated with `resume_after` and an inbox `head`; when
+/// the head says nothing is new, the sync's first read found nothing
+/// either (SYNC_DONE is queued).
 fn authed(harness: Harness, resume_after: u64, head: u64) -> Harness {
+    let mut h = accepted(harness, resume_after, head);
+    if head == resume_after {
+        assert_eq!(reads(&mut h), vec![(resume_after, 2, 1)]);
+        h.with(|s, ctx| s.handle_page(ctx, 1, &[], 0));
+    }
+    h
+}
+
+/// A session that has just been accepted with `resume_after` and an inbox
+/// `head` (its first read not answered).
+fn accepted(harness: Harness, resume_after: u64, head: u64) -> Harness {
     let mut h = harness;
     h.read(&upgrade("/ws"));
     let hello = Hello {
@@ -119,6 +131,19 @@ fn live_entry_racing_the_sync_is_read_from_the_store_before_sync_done() {
     live(&mut h, 3);
     live(&mut h, 4);
     assert_eq!(delivered(&h.output()), vec!["live:4"]);
+}
+
+#[test]
+fn the_sync_reads_the_store_even_when_auth_ok_says_nothing_is_new() {
+    // AUTH_OK's head was read at login, before live delivery could find
+    // this session: seq 6 was stored in between and announced to nobody.
+    let mut h = accepted(Harness::new(), 5, 5);
+    assert_eq!(reads(&mut h), vec![(5, 2, 1)], "read although the head says nothing is new");
+    assert!(delivered(&h.output()).is_empty(), "no SYNC_DONE before the read");
+    page(&mut h, 1, 6..=6, 0);
+    assert_eq!(delivered(&h.output()), vec!["batch:6", "done:6"]);
+    live(&mut h, 7);
+    assert_eq!(delivered(&h.output()), vec!["live:7"]);
 }
 
 #[test]

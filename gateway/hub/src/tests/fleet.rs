@@ -43,6 +43,29 @@ fn auth_ok_waits_for_the_placement_and_a_close_removes_it() {
 }
 
 #[test]
+fn an_entry_stored_between_login_and_placement_reaches_the_session() {
+    let mut node = fleet_node();
+    // The store said at login that nothing is new for this device.
+    let client = node.login(0, 4, 2, 0);
+    let Some((0, FleetCall::Register { ticket, .. })) = node.fleet_calls.pop_front() else { panic!() };
+    // An entry is stored meanwhile and announced to nobody: no node could
+    // find the session yet (not placed, not in the directory).
+    node.inboxes.insert((UserId(4), DeviceId(2)), vec![gateway_core::testing::entry(1)]);
+    node.hubs[0].handle_registered(node.now, ticket);
+    node.turn();
+    node.serve_inbox_reads();
+    let synced: Vec<Seq> = node
+        .frames(client)
+        .iter()
+        .flat_map(|frame| match frame {
+            Frame::SyncBatch(batch) => batch.entries.iter().map(|d| d.seq).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(synced, [Seq(1)], "the sync read the store after the placement");
+}
+
+#[test]
 fn a_session_placed_late_reads_its_inbox_again() {
     let mut node = fleet_node();
     let client = node.login(0, 5, 1, 0);

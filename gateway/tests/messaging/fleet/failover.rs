@@ -52,6 +52,32 @@ async fn redis_killed_and_restarted_mid_traffic_loses_nothing() {
     assert!(late >= 1.0, "C (and the fenced nodes' sessions) placed again: {late}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_a_stale_cache_sends_to_a_dead_node_reaches_the_device_where_it_moved() {
+    let mut fleet = Fleet::start(Kind::Single, 3);
+    let mut a = fleet.connect(0, 1, 1).await;
+    let mut old = fleet.connect(1, 2, 1).await;
+    // Node 0 now caches B's device on node 1.
+    send_acked(&mut a, 2, "before").await;
+    assert_eq!(deliveries(&mut old, 1).await[0].payload.bytes().as_ref(), b"before");
+    fleet.nodes[1].0.kill9();
+    drop(old);
+    // B's device resumes on node 2 and has synced (the store had nothing
+    // new for it) before A sends again.
+    let mut new = fleet.connect(2, 2, 1).await;
+    send_acked(&mut a, 2, "after the kill").await;
+    // Node 0 still routes to node 1 (a cached placement is used while it
+    // is re-read); the link to the dead node hands the entry back, node 0
+    // looks the device up again and sends it to node 2: B gets it live,
+    // not at some later sync.
+    let got = tokio::time::timeout(Duration::from_secs(10), deliveries(&mut new, 1)).await;
+    let got = got.expect("the entry reached B's new session live");
+    assert_eq!(got[0].payload.bytes().as_ref(), b"after the kill");
+    let returned = fleet.node(0).metric("gateway_fleet_link_returned_total{peer=\"2\"}");
+    assert!(returned >= 1.0, "node 0's link to node 1 handed it back: {returned}");
+    no_delivery(&mut new, Duration::from_millis(500)).await;
+}
+
 async fn kill_9_of_a_node_mid_traffic_its_clients_resume_elsewhere_and_lose_nothing(kind: Kind) {
     node_goes_away_mid_traffic(kind, Away::Kill9).await;
 }
@@ -197,6 +223,67 @@ async fn a_stopped_peer_costs_its_senders_a_bounded_queue_and_loses_nothing(kind
     let expected: Vec<String> = (0..80).map(|i| format!("big {i}")).collect();
     assert_eq!(got, expected);
     no_delivery(&mut b, Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_storm_over_the_fleet_with_a_node_killed_loses_nothing() {
+    const SESSIONS: u64 = 300;
+    let fleet = Fleet::start_with(
+        Kind::Single,
+        3,
+        "[limits]\nconnections_per_ip_per_sec = 100000\nconnections_per_ip_burst = 100000\n",
+    );
+    let targets: Vec<String> = (0..3).map(|i| fleet.node(i).listen.to_string()).collect();
+    let key = fleet.node(0).data_dir().join("keys").join("dev-signing.pk8");
+    let killed = fleet.node(1).child.id().to_string();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("flood");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p flood` (the test suite does)",
+        bin.display()
+    );
+    // Session i on node i mod 3: each pair spans two nodes. At the trigger
+    // node 1 dies with a third of the sessions; they resume on the next node.
+    let mut args: Vec<String> = ["storm", "--fleet", "--sessions", &SESSIONS.to_string(), "--drop", "0"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for target in &targets {
+        args.extend(["--target".to_owned(), target.clone()]);
+    }
+    args.extend(
+        [
+            "--rate",
+            "4/s",
+            "--warmup",
+            "1",
+            "--after",
+            "2",
+            "--connect-rate",
+            "300/s",
+            "--storm-timeout",
+            "60",
+            "--signing-key",
+        ]
+        .iter()
+        .map(ToString::to_string),
+    );
+    args.extend([key.display().to_string(), "--kill-at-storm".to_owned(), killed, "--json".to_owned()]);
+    let output = tokio::task::spawn_blocking(move || std::process::Command::new(bin).args(args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "flood failed: {}\n{stdout}\n{stderr}", output.status);
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let count = |key: &str| summary[key].as_u64().unwrap_or_else(|| panic!("no {key} in {summary}"));
+    // Sessions 1, 4, 7, ... were on node 1: every one of them lost its
+    // connection, came back on another node and synced.
+    assert_eq!(count("connections_lost"), SESSIONS / 3, "{stderr}");
+    assert_eq!(count("resynced"), SESSIONS / 3);
+    assert_eq!(summary["all_back"], serde_json::Value::Bool(true));
+    assert!(count("acked") > SESSIONS, "traffic flowed across nodes: {summary}");
+    assert_eq!((count("lost"), count("duplicates")), (0, 0), "{summary}");
 }
 
 /// A task that sends `count` messages to `to` one after the other, each
