@@ -10,12 +10,12 @@ use gateway_core::{Class, SharedDeliver};
 use gateway_hub::Remote;
 use protocol::{Conversation, Decoder, DeviceId, Seq, UserId};
 use routing::link::{FrameClass, LinkFrame};
-use routing::{Directory, Link};
+use routing::Directory;
 use routing_links::{LinkConfig, PeerId, Sink};
 use tokio::sync::mpsc;
 
 use super::router::Setup;
-use super::FleetMetrics;
+use super::{FleetMetrics, PerWorker};
 use crate::driver::Inbox;
 
 /// A live entry for a device this node does not hold (it moved or left):
@@ -84,7 +84,7 @@ impl Inbound {
         forwarded: bool,
         tail: bytes::Bytes,
         recipients: &[routing::link::Recipient],
-        out: &mut [Vec<Remote>],
+        out: &mut PerWorker,
     ) {
         let Ok((deliver, decoded)) = SharedDeliver::from_tail(tail) else {
             return self.bad(from, "a LIVE whose DELIVER does not decode");
@@ -97,9 +97,9 @@ impl Inbound {
                 current = Some(r.user);
             }
             let here = devices.iter().find(|(device, _)| *device == r.device).map(|(_, session)| *session);
-            match here.and_then(|to| out.get_mut(to.worker).map(|batch| (to, batch))) {
-                Some((to, batch)) => batch.push(Remote::Live { to, seq: r.seq, deliver: deliver.clone() }),
-                None => {
+            match here {
+                Some(to) if out.push(to, Remote::Live { to, seq: r.seq, deliver: deliver.clone() }) => {}
+                _ => {
                     let _ = self.to_router.send(FromLinks::Misrouted(Misrouted {
                         user: r.user,
                         device: r.device,
@@ -117,7 +117,7 @@ impl Inbound {
 
 impl Inbound {
     /// WATCHERS: the PRESENCE frame for this node's watchers of `users`.
-    fn watchers(&self, from: PeerId, frame: &[u8], users: &[UserId], out: &mut [Vec<Remote>]) {
+    fn watchers(&self, from: PeerId, frame: &[u8], users: &[UserId], out: &mut PerWorker) {
         let mut input = BytesMut::from(frame);
         let presence = match Decoder::for_server_messages().decode(&mut input) {
             Ok(Some(presence @ protocol::Frame::Presence(_))) if input.is_empty() => presence,
@@ -127,9 +127,7 @@ impl Inbound {
         for &user in users {
             self.directory.watchers(user, &mut watchers);
             for &to in &watchers {
-                if let Some(batch) = out.get_mut(to.worker) {
-                    batch.push(Remote::Frame { to, frame: presence.clone(), class: Class::Ephemeral });
-                }
+                out.push(to, Remote::Frame { to, frame: presence.clone(), class: Class::Ephemeral });
             }
         }
     }
@@ -158,7 +156,7 @@ impl Sink for Inbound {
             self.metrics.inbound_waits.fetch_add(1, Ordering::Relaxed);
             return Err(frame);
         }
-        let mut out: Vec<Vec<Remote>> = self.inboxes.iter().map(|_| Vec::new()).collect();
+        let mut out = PerWorker::new(&self.inboxes);
         match frame {
             LinkFrame::Live { forwarded, tail, recipients } => {
                 self.live(from, forwarded, tail, &recipients, &mut out)
@@ -181,9 +179,7 @@ impl Sink for Inbound {
                     self.directory.devices(target.user, &mut devices);
                     for &(device, to) in &devices {
                         if Some(device) != target.except {
-                            if let Some(batch) = out.get_mut(to.worker) {
-                                batch.push(Remote::Frame { to, frame: decoded.clone(), class });
-                            }
+                            out.push(to, Remote::Frame { to, frame: decoded.clone(), class });
                         }
                     }
                 }
@@ -194,9 +190,7 @@ impl Sink for Inbound {
                 let old = devices.iter().find(|(d, to)| *d == device && to.placement_id() == session);
                 match old {
                     Some(&(_, to)) if epoch == self.links.epoch() => {
-                        if let Some(batch) = out.get_mut(to.worker) {
-                            batch.push(Remote::Replace(to));
-                        }
+                        out.push(to, Remote::Replace(to));
                     }
                     // Gone already, or placed by an earlier epoch of this
                     // node (whose sessions were placed again since).
@@ -209,17 +203,9 @@ impl Sink for Inbound {
                 self.bad(from, if other.is_data() { "an unknown data frame" } else { "a handshake frame" })
             }
         }
-        for (inbox, batch) in self.inboxes.iter().zip(out) {
-            if batch.is_empty() {
-                continue;
-            }
-            let items = batch.len() as u64;
-            if inbox.offer(batch).is_err() {
-                // Filled between the check and now by the node's own
-                // workers: shed (a live entry stays in the inbox).
-                self.metrics.inbound_shed.fetch_add(items, Ordering::Relaxed);
-            }
-        }
+        // An inbox filled between the check and now by the node's own
+        // workers: shed (a live entry stays in the store).
+        self.metrics.inbound_shed.fetch_add(out.post(&self.inboxes), Ordering::Relaxed);
         Ok(())
     }
 }

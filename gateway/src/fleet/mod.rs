@@ -31,7 +31,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use backend_push::PushApi;
 use gateway_hub::{FleetCall, Remote, Ticket};
-use routing::Directory;
+use routing::{Directory, Link as _, SessionRef};
 use routing_registry::{Config as RegistryConfig, NodeId};
 use tokio::sync::mpsc;
 
@@ -43,6 +43,34 @@ pub(crate) use metrics::FleetMetrics;
 /// Batches of fleet items one node may have queued for its router before
 /// the workers' outboxes keep them (and, past their bound, shed them).
 const ROUTER_QUEUE: usize = 1_024;
+
+/// Items for this node's sessions, gathered into one batch per worker and
+/// posted together.
+pub(super) struct PerWorker(Vec<Vec<Remote>>);
+
+impl PerWorker {
+    pub(super) fn new(inboxes: &[Inbox]) -> Self {
+        Self(inboxes.iter().map(|_| Vec::new()).collect())
+    }
+
+    /// Adds `item` for `to`'s worker; false if the node has no such worker.
+    pub(super) fn push(&mut self, to: SessionRef, item: Remote) -> bool {
+        self.0.get_mut(to.worker).map(|batch| batch.push(item)).is_some()
+    }
+
+    /// Offers each worker its batch without waiting; returns how many items
+    /// a full inbox refused (shed: a live entry stays in the store).
+    pub(super) fn post(self, inboxes: &[Inbox]) -> u64 {
+        let mut refused = 0;
+        for (inbox, batch) in inboxes.iter().zip(self.0) {
+            let items = batch.len() as u64;
+            if items > 0 && inbox.offer(batch).is_err() {
+                refused += items;
+            }
+        }
+        refused
+    }
+}
 
 /// What the workers hold of the fleet thread.
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@ use routing_links::Lane;
 use routing_registry::{ConnectionLike, NodeId};
 
 use super::router::Router;
+use super::PerWorker;
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     /// A presence item of a worker's batch.
@@ -104,16 +105,11 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     fn tell_local_watchers(&self, user: UserId, frame: &Frame) {
         let mut watchers = Vec::new();
         self.directory.watchers(user, &mut watchers);
-        let mut batches: Vec<Vec<Remote>> = self.inboxes.iter().map(|_| Vec::new()).collect();
+        let mut batches = PerWorker::new(&self.inboxes);
         for to in watchers {
-            if let Some(batch) = batches.get_mut(to.worker) {
-                batch.push(Remote::Frame { to, frame: frame.clone(), class: Class::Ephemeral });
-            }
+            batches.push(to, Remote::Frame { to, frame: frame.clone(), class: Class::Ephemeral });
         }
-        for (inbox, batch) in self.inboxes.iter().zip(batches) {
-            if !batch.is_empty() {
-                let _ = inbox.offer(batch);
-            }
-        }
+        // Presence is ephemeral: what a full inbox refuses is not sent.
+        let _ = batches.post(&self.inboxes);
     }
 }

@@ -13,7 +13,6 @@ use gateway_core::{Class, SharedDeliver};
 use gateway_hub::{FleetCall, FleetItem, Remote, Ticket};
 use protocol::{DeviceId, UserId};
 use routing::link::{FrameClass, LinkFrame, Recipient, UserTarget};
-use routing::Link as _;
 use routing_links::{Lane, LinkConfig, Peer, Returned};
 use routing_registry::{Config as RegistryConfig, ConnectionLike, NodeId, Placement, Registry};
 use tokio::net::TcpListener;
@@ -21,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::inbound::{FromLinks, Inbound, Misrouted};
 use super::lease::{connect_retrying, lock, Repairs, Waiting};
-use super::{set_health, FleetMetrics, Parts};
+use super::{set_health, FleetMetrics, Parts, PerWorker};
 use crate::backend::ReplySink;
 
 /// Registry calls run in this many lanes: in order for one device (a close
@@ -519,7 +518,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             self.cache.remove(user);
         }
         self.resolve(&users).await;
-        let mut here: Vec<Vec<Remote>> = self.inboxes.iter().map(|_| Vec::new()).collect();
+        let mut here = PerWorker::new(&self.inboxes);
         let mut devices = Vec::new();
         for Misrouted { user, device, seq, deliver, conversation, sender, .. } in entries {
             let at = self
@@ -538,19 +537,14 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             }
             self.directory.devices(user, &mut devices);
             let session = devices.iter().find(|(d, _)| *d == device).map(|(_, to)| *to);
-            match session.and_then(|to| here.get_mut(to.worker).map(|batch| (to, batch))) {
-                Some((to, batch)) => batch.push(Remote::Live { to, seq, deliver }),
-                None => self.parts_push.notify(PushNote { user, device, seq, conversation, sender }),
+            match session {
+                Some(to) if here.push(to, Remote::Live { to, seq, deliver: deliver.clone() }) => {}
+                _ => self.parts_push.notify(PushNote { user, device, seq, conversation, sender }),
             }
         }
-        for (inbox, batch) in self.inboxes.iter().zip(here) {
-            let items = batch.len() as u64;
-            if items > 0 && inbox.offer(batch).is_err() {
-                // A full worker: its session finds the gap at its next
-                // entry, as with any shed one.
-                self.metrics.inbound_shed.fetch_add(items, Ordering::Relaxed);
-            }
-        }
+        // A full worker: its session finds the gap at its next entry, as
+        // with any shed one.
+        self.metrics.inbound_shed.fetch_add(here.post(&self.inboxes), Ordering::Relaxed);
     }
 
     /// Closes the session a newer connection replaced on another node, if
