@@ -362,7 +362,11 @@ impl LinkFrame {
             REFUSE => {
                 let code = body.u8("code")?;
                 let reason = body.len_prefixed(MAX_REASON, "reason")?;
-                Self::Refuse { code, reason: String::from_utf8_lossy(&reason).into_owned() }
+                // Invalid UTF-8 becomes U+FFFD (three bytes each), which can
+                // take the text past the bound: cut as the encoder does, so
+                // that the frame encodes back to what was decoded.
+                let reason = String::from_utf8_lossy(&reason);
+                Self::Refuse { code, reason: truncate(&reason, MAX_REASON).to_owned() }
             }
             CREDIT => Self::Credit { bytes: body.varint("bytes")? },
             LIVE => {
@@ -565,6 +569,24 @@ mod tests {
         }
         assert_eq!(out, samples());
         assert!(input.is_empty());
+    }
+
+    #[test]
+    fn a_refuse_reason_of_invalid_utf8_decodes_to_what_encodes_back() {
+        // 256 bytes that are not UTF-8 (the fuzzer's find): each becomes a
+        // three-byte U+FFFD, cut back to the bound on a char boundary.
+        let mut wire = BytesMut::new();
+        wire.put_u8(REFUSE);
+        put_varint(&mut wire, 1 + 2 + MAX_REASON as u64);
+        wire.put_u8(9);
+        put_varint(&mut wire, MAX_REASON as u64);
+        wire.put_slice(&[0xbd; MAX_REASON]);
+        let frame = LinkFrame::decode(&mut wire).unwrap().unwrap();
+        let LinkFrame::Refuse { reason, .. } = &frame else { panic!("{frame:?}") };
+        assert!(reason.len() <= MAX_REASON && reason.chars().all(|c| c == '\u{fffd}'), "{reason:?}");
+        let mut again = BytesMut::new();
+        frame.encode(&mut again);
+        assert_eq!(LinkFrame::decode(&mut again).unwrap(), Some(frame));
     }
 
     #[test]
