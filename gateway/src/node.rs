@@ -472,6 +472,7 @@ fn hub_config(config: &Config) -> gateway_hub::HubConfig {
         max_payload: u32::try_from(config.session.max_payload).unwrap_or(u32::MAX),
         max_batch: gateway_hub::HubConfig::MAX_BATCH,
         fleet: config.cluster.enabled(),
+        ack_wait: Duration::from_millis(config.cluster.ack_wait_ms),
     }
 }
 

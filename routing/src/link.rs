@@ -440,6 +440,20 @@ pub fn transcript(
     out
 }
 
+/// Whether `input` starts with a whole frame, judged by its header alone
+/// (a malformed header counts as whole: decoding it reports the error).
+pub fn starts_with_whole_frame(input: &[u8]) -> bool {
+    let Some(after_kind) = input.get(1..) else { return false };
+    match read_varint(after_kind, "length") {
+        // Over MAX_BODY: decoding it reports the error.
+        Ok(Some((len, _))) if len > MAX_BODY as u64 => true,
+        // `len <= MAX_BODY`, a usize.
+        Ok(Some((len, len_bytes))) => input.len() >= 1 + len_bytes + len as usize,
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
 /// The bytes a frame takes on the wire.
 pub fn wire_len(body_len: usize) -> usize {
     1 + varint_len(body_len as u64) + body_len
@@ -547,6 +561,23 @@ mod tests {
             },
             LinkFrame::PresenceQuery { users: vec![UserId(8)] },
         ]
+    }
+
+    #[test]
+    fn a_whole_frame_is_told_from_a_part_by_its_header() {
+        let mut wire = BytesMut::new();
+        LinkFrame::Credit { bytes: 1 << 30 }.encode(&mut wire);
+        let len = wire.len();
+        LinkFrame::Credit { bytes: 7 }.encode(&mut wire);
+        for cut in 0..len {
+            assert!(!starts_with_whole_frame(&wire[..cut]), "{cut} of {len} bytes");
+        }
+        assert!(starts_with_whole_frame(&wire[..len]));
+        assert!(starts_with_whole_frame(&wire[len..]), "the next one");
+        // A length over the limit is "whole": decoding it fails at once.
+        let mut big = BytesMut::from(&[LIVE][..]);
+        put_varint(&mut big, MAX_BODY as u64 + 1);
+        assert!(starts_with_whole_frame(&big));
     }
 
     #[test]

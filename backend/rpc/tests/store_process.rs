@@ -131,6 +131,8 @@ fn every_request_kind_works_over_grpc() {
         Ok(Response::Sent(again)) => {
             assert!(again.duplicate);
             assert_eq!(again.message.id, sent.message.id);
+            // With the original entries, to fan out again (SPEC §6.1).
+            assert_eq!(again.deliveries, sent.deliveries);
         }
         other => panic!("resend: {other:?}"),
     }

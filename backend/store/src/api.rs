@@ -213,10 +213,12 @@ pub struct Sent {
     /// The stored message (the original one for a duplicate).
     pub message: Message,
     /// True when (device, client id) was already stored: nothing new was
-    /// written and `deliveries` and `receipts` are empty.
+    /// written, `receipts` is empty, and `deliveries` are the original
+    /// entries not acked yet (to be fanned out again: the first attempt's
+    /// gateway may have died before it did).
     pub duplicate: bool,
     /// The inbox entries created: every device of the recipients and the
-    /// author's other devices.
+    /// author's other devices (for a duplicate, those still unacked).
     pub deliveries: Vec<Delivery>,
     /// Cursor moves the send caused (the author's read cursor).
     pub receipts: Vec<ReceiptNote>,

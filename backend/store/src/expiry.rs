@@ -4,10 +4,10 @@
 //! entries still unacked, its body, its dedup record and its conversation-log
 //! entry. Work per pass is bounded; readers skip expired entries meanwhile.
 
-use protocol::{DeviceId, UserId};
+use protocol::{Conversation, DeviceId, Seq, UserId};
 
-use crate::api::StoreError;
-use crate::codec::{convlog_key, inbox_key, ConvKey, Dec, Enc};
+use crate::api::{Delivery, StoreError};
+use crate::codec::{convlog_key, corrupt, inbox_key, ConvKey, Dec, Enc};
 use crate::db::{Ks, Tx};
 
 /// Most messages one sweep pass expires.
@@ -31,16 +31,13 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, retention_ms: u64) -> Result<bool, StoreErr
         let mut k = Dec::new(key);
         k.skip(8)?;
         let id = k.u64()?;
-        let mut v = Dec::new(value);
-        if v.u8()? == 1 {
-            let mut dedup = Enc::default();
-            dedup = dedup.u64(v.u64()?).u32(v.u32()?).u64(v.u64()?);
-            tx.del(Ks::Dedup, dedup.done());
+        let record = Record::decode(value)?;
+        if let Some(dedup) = record.dedup {
+            tx.del(Ks::Dedup, dedup.to_vec());
         }
-        let conv = ConvKey::get(&mut v)?;
-        tx.del(Ks::ConvLog, convlog_key(conv, v.u64()?));
-        for _ in 0..v.u32()? {
-            let entry = inbox_key(UserId(v.u64()?), DeviceId(v.u32()?), v.u64()?);
+        tx.del(Ks::ConvLog, convlog_key(record.conv, record.conv_seq));
+        for (user, device, seq) in record.entries {
+            let entry = inbox_key(user, device, seq);
             if tx.get(Ks::Inbox, &entry)?.is_some() {
                 tx.del(Ks::Inbox, entry);
                 tx.expired += 1;
@@ -55,4 +52,65 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, retention_ms: u64) -> Result<bool, StoreErr
         tx.del(Ks::Expiry, key.clone());
     }
     Ok(due.len() == SWEEP_LIMIT)
+}
+
+/// A message's expiry record (written by `messages::store`), decoded.
+pub(crate) struct Record<'a> {
+    /// The dedup key of a client message.
+    dedup: Option<&'a [u8]>,
+    /// Its conversation.
+    conv: ConvKey,
+    /// Its position there.
+    conv_seq: u64,
+    /// Its inbox entries: device and seq.
+    entries: Vec<(UserId, DeviceId, u64)>,
+}
+
+/// A dedup key's length: user, device, client id.
+const DEDUP_KEY_LEN: usize = 8 + 4 + 8;
+
+impl<'a> Record<'a> {
+    /// The key of the record of message `id` stored at `time`.
+    pub(crate) fn key(time: u64, id: u64) -> Vec<u8> {
+        Enc::default().u64(time).u64(id).done()
+    }
+
+    pub(crate) fn decode(bytes: &'a [u8]) -> Result<Self, StoreError> {
+        let mut dec = Dec::new(bytes);
+        let dedup = match dec.u8()? {
+            1 => {
+                let key = bytes.get(1..1 + DEDUP_KEY_LEN).ok_or_else(|| corrupt("expiry record"))?;
+                dec.skip(DEDUP_KEY_LEN)?;
+                Some(key)
+            }
+            _ => None,
+        };
+        let conv = ConvKey::get(&mut dec)?;
+        let conv_seq = dec.u64()?;
+        let count = dec.u32()?;
+        // Bounded by what the record holds, not by what its count claims.
+        let mut entries = Vec::with_capacity((count as usize).min(bytes.len() / 20));
+        for _ in 0..count {
+            entries.push((UserId(dec.u64()?), DeviceId(dec.u32()?), dec.u64()?));
+        }
+        Ok(Self { dedup, conv, conv_seq, entries })
+    }
+
+    /// The message's inbox entries not yet acked (nor expired), as
+    /// deliveries: what a retried Send fans out again. The view follows from
+    /// the conversation: a group's own id, or, in a pair, the other user.
+    pub(crate) fn unacked(&self, tx: &mut Tx<'_>) -> Result<Vec<Delivery>, StoreError> {
+        let mut deliveries = Vec::new();
+        for &(user, device, seq) in &self.entries {
+            if tx.get(Ks::Inbox, &inbox_key(user, device, seq))?.is_none() {
+                continue;
+            }
+            let conversation = match self.conv {
+                ConvKey::Group(group) => Conversation::Group(group),
+                ConvKey::Pair(a, b) => Conversation::Direct(if user == a { b } else { a }),
+            };
+            deliveries.push(Delivery { user, device, seq: Seq(seq), conversation });
+        }
+        Ok(deliveries)
+    }
 }

@@ -15,7 +15,7 @@ use crate::codec::{conv_seq_key, convlog_key, dedup_key, inbox_key, meta, ConvKe
 use crate::db::{Ks, Tx};
 use crate::error::EngineError;
 use crate::records::{conv_seq, load_group, next_counter};
-use crate::{cursors, devices};
+use crate::{cursors, devices, expiry};
 
 /// A message about to be stored.
 pub(crate) struct NewMessage {
@@ -71,7 +71,7 @@ pub(crate) fn store(tx: &mut Tx<'_>, new: NewMessage) -> Result<(Message, Vec<De
         let count = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
         tx.put(Ks::Refs, id.to_be_bytes().to_vec(), count.to_be_bytes().to_vec());
     }
-    tx.put(Ks::Expiry, Enc::default().u64(tx.now).u64(id).done(), expiry.done());
+    tx.put(Ks::Expiry, expiry::Record::key(tx.now, id), expiry.done());
     let message = Message {
         id: protocol::MessageId(id),
         conv_seq: protocol::ConvSeq(seq),
@@ -176,6 +176,11 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
 
 /// The answer to a retried Send. The payload is the stored one while any
 /// inbox entry still points to the message, empty once all were acked.
+///
+/// Its deliveries are the message's entries not acked yet: the gateway that
+/// answered the first attempt may have died before it told the recipients'
+/// nodes (the client retries through another one), so the retry fans them
+/// out again; a session that already has an entry drops it by its seq.
 fn duplicate(tx: &mut Tx<'_>, record: &[u8], user: UserId, device: DeviceId) -> Result<Sent, StoreError> {
     let mut dec = Dec::new(record);
     let (id, seq, time) = (dec.u64()?, dec.u64()?, dec.u64()?);
@@ -190,7 +195,11 @@ fn duplicate(tx: &mut Tx<'_>, record: &[u8], user: UserId, device: DeviceId) -> 
             payload: Bytes::new(),
         },
     };
-    Ok(Sent { message, duplicate: true, deliveries: Vec::new(), receipts: Vec::new() })
+    let deliveries = match tx.get(Ks::Expiry, &expiry::Record::key(time, id))? {
+        Some(record) => expiry::Record::decode(&record)?.unacked(tx)?,
+        None => Vec::new(),
+    };
+    Ok(Sent { message, duplicate: true, deliveries, receipts: Vec::new() })
 }
 
 /// Most seqs one Ack resolves through the writer's cache before it falls

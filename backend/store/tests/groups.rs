@@ -219,3 +219,25 @@ fn group_receipts_from_the_writer_cache_and_from_disk_agree() {
     assert_eq!(acked_to(&store, 2), vec![1, 4]);
     assert_eq!(acked_to(&store, 3), vec![4]);
 }
+
+#[test]
+fn a_retried_group_send_fans_the_original_entries_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    for (u, d) in [(1, 1), (1, 2), (2, 1), (3, 1), (3, 2)] {
+        connect(&store, u, d);
+    }
+    let g = create(&store, 1, &[2, 3]).info.group;
+    let first = send(&store, 1, 1, 7, Conversation::Group(g), b"hello");
+    let again = send(&store, 1, 1, 7, Conversation::Group(g), b"hello");
+    assert!(again.duplicate);
+    let entries = |sent: &Sent| {
+        let mut all: Vec<_> =
+            sent.deliveries.iter().map(|d| (d.user.0, d.device.0, d.seq, d.conversation)).collect();
+        all.sort_unstable_by_key(|e| (e.0, e.1));
+        all
+    };
+    assert_eq!(entries(&again), entries(&first));
+    assert_eq!(entries(&again).len(), 4, "every device of the group but the sending one");
+    assert!(again.deliveries.iter().all(|d| d.conversation == Conversation::Group(g)));
+}

@@ -350,6 +350,10 @@ pub struct WorkerMetrics {
     pub bytes_out: Counter,
     /// `gateway_outbound_queue_bytes`: this worker's sessions' queued bytes.
     pub outbound_queue_bytes: Gauge,
+    /// `gateway_send_acks_held_total`.
+    pub send_acks_held: Counter,
+    /// `gateway_send_acks_unconfirmed_total`.
+    pub send_acks_unconfirmed: Counter,
     /// `gateway_inbox_depth{worker}`: batches in this worker's inbox.
     pub inbox_depth: Gauge,
     /// `gateway_drops_total{reason}`.
@@ -377,6 +381,8 @@ impl WorkerMetrics {
             bytes_in: Counter::new(),
             bytes_out: Counter::new(),
             outbound_queue_bytes: Gauge::new(),
+            send_acks_held: Counter::new(),
+            send_acks_unconfirmed: Counter::new(),
             inbox_depth: Gauge::new(),
             drops: Counters::new(),
             closes: Counters::new(),

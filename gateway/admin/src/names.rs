@@ -107,6 +107,10 @@ families! {
     BYTES_OUT_TOTAL = "gateway_bytes_out_total", Counter, Summed;
     /// Bytes queued for clients and not yet written to their sockets.
     OUTBOUND_QUEUE_BYTES = "gateway_outbound_queue_bytes", Gauge, Summed;
+    /// SEND_ACKs held until the nodes of the message's recipients on other nodes took its entries (cluster mode).
+    SEND_ACKS_HELD_TOTAL = "gateway_send_acks_held_total", Counter, Summed;
+    /// Held SEND_ACKs sent at cluster.ack_wait_ms without that confirmation (a slow or stopped peer node, a shed link frame).
+    SEND_ACKS_UNCONFIRMED_TOTAL = "gateway_send_acks_unconfirmed_total", Counter, Summed;
     /// Batches waiting in a worker's inbox from other workers and nodes.
     INBOX_DEPTH = "gateway_inbox_depth", Gauge, PerWorker;
     /// Frames or events shed instead of delivered, by reason.

@@ -113,6 +113,10 @@ impl Registry {
                 names::BYTES_IN_TOTAL => self.counter(out, family, |w| w.bytes_in.get()),
                 names::BYTES_OUT_TOTAL => self.counter(out, family, |w| w.bytes_out.get()),
                 names::OUTBOUND_QUEUE_BYTES => self.gauge(out, family, |w| w.outbound_queue_bytes.get()),
+                names::SEND_ACKS_HELD_TOTAL => self.counter(out, family, |w| w.send_acks_held.get()),
+                names::SEND_ACKS_UNCONFIRMED_TOTAL => {
+                    self.counter(out, family, |w| w.send_acks_unconfirmed.get());
+                }
                 names::INBOX_DEPTH => self.gauge(out, family, |w| w.inbox_depth.get()),
                 names::DROPS_TOTAL => self.counters(out, family, |w| &w.drops),
                 names::CLOSES_TOTAL => self.counters(out, family, |w| &w.closes),

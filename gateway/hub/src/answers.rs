@@ -36,7 +36,7 @@ impl<C> Hub<C> {
             Pending::Ack { up_to } => self.ack_stored(key, up_to, result),
             Pending::Group { request } => match result {
                 Ok(Response::GroupChanged(changed)) => {
-                    self.fanout(&changed.message, &changed.deliveries);
+                    self.fanout(&changed.message, &changed.deliveries, None);
                     let ok = protocol::GroupOk {
                         request,
                         group: changed.info.group,
@@ -88,7 +88,8 @@ impl<C> Hub<C> {
     fn sent(&mut self, now: Now, key: Option<usize>, client_id: u64, result: Answer) {
         match result {
             Ok(Response::Sent(sent)) => {
-                self.fanout(&sent.message, &sent.deliveries);
+                let confirm = self.next_confirm(key);
+                let elsewhere = self.fanout(&sent.message, &sent.deliveries, confirm);
                 self.receipts(&sent.receipts);
                 let ack = Frame::SendAck(protocol::SendAck {
                     client_id,
@@ -97,7 +98,12 @@ impl<C> Hub<C> {
                     server_time: sent.message.server_time,
                     duplicate: sent.duplicate,
                 });
-                self.reply_to(now, key, &ack);
+                // Entries for other nodes: the ack waits until they are
+                // taken (`held`).
+                match confirm.filter(|_| elsewhere > 0) {
+                    Some(confirm) => self.hold(now, confirm, ack),
+                    None => self.reply_to(now, key, &ack),
+                }
             }
             result => {
                 let err = failure(result);
@@ -206,7 +212,7 @@ impl<C> Hub<C> {
     }
 
     /// Queues `frame` for session `key` if it is still there.
-    fn reply_to(&mut self, now: Now, key: Option<usize>, frame: &Frame) {
+    pub(crate) fn reply_to(&mut self, now: Now, key: Option<usize>, frame: &Frame) {
         if let Some(key) = key {
             self.reply(now, key, frame);
         }

@@ -25,6 +25,10 @@ pub struct HubConfig {
     /// after the workers), and sessions are placed in the fleet's registry
     /// before their sync starts.
     pub fleet: bool,
+    /// Cluster mode: a SEND_ACK for a message with recipients on other
+    /// nodes waits until those nodes took its entries, at most this long
+    /// (zero: it never waits). See `held`.
+    pub ack_wait: Duration,
 }
 
 impl HubConfig {

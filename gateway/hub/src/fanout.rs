@@ -16,7 +16,7 @@ use gateway_core::{Class, SharedDeliver};
 use protocol::{Capabilities, Conversation, DeviceId, Frame, Receipt, UserId};
 use routing::{Posted, SessionRef};
 
-use crate::work::{FleetItem, Now, PushWork, Remote};
+use crate::work::{Confirm, FleetItem, Now, PushWork, Remote};
 use crate::Hub;
 
 /// The capability a frame needs the client to have asked for, if any.
@@ -53,6 +53,10 @@ impl<C> Hub<C> {
                 | Remote::Frame { to, .. }
                 | Remote::Replace(to)
                 | Remote::Resync(to) => *to,
+                Remote::Confirmed(confirm) => {
+                    self.confirmed(now, confirm.token);
+                    continue;
+                }
                 Remote::Fleet(_) => {
                     debug_assert!(false, "a fleet item handed to a worker");
                     continue;
@@ -74,7 +78,7 @@ impl<C> Hub<C> {
                 }
                 Remote::Replace(_) => self.replaced(now, key),
                 Remote::Resync(_) => self.call(now, key, |session, ctx| session.resync(ctx)),
-                Remote::Fleet(_) => {}
+                Remote::Fleet(_) | Remote::Confirmed(_) => {}
             }
         }
     }
@@ -83,8 +87,15 @@ impl<C> Hub<C> {
 impl<C> Hub<C> {
     /// Delivers a stored message's inbox entries: live to connected devices
     /// (the DELIVER encoded once per conversation view), a push note for the
-    /// others.
-    pub(crate) fn fanout(&mut self, message: &Message, deliveries: &[Delivery]) {
+    /// others; in a fleet, entries for devices not here go to the fleet
+    /// router with `confirm`. Returns how many went to the router.
+    pub(crate) fn fanout(
+        &mut self,
+        message: &Message,
+        deliveries: &[Delivery],
+        confirm: Option<Confirm>,
+    ) -> usize {
+        let mut elsewhere = 0;
         let mut views: Vec<(Conversation, SharedDeliver)> = Vec::with_capacity(2);
         let mut devices = std::mem::take(&mut self.devices);
         let mut current = None;
@@ -106,7 +117,9 @@ impl<C> Hub<C> {
                         deliver,
                         conversation: delivery.conversation,
                         sender: message.sender,
+                        confirm,
                     }));
+                    elsewhere += 1;
                     continue;
                 }
                 self.push.push_back(PushWork::Notify(PushNote {
@@ -122,6 +135,7 @@ impl<C> Hub<C> {
             self.post(Remote::Live { to, seq: delivery.seq, deliver });
         }
         self.devices = devices;
+        elsewhere
     }
 
     /// Sends each cursor move to the devices of the user who must hear it.

@@ -2,7 +2,7 @@
 //! means for messaging is in the modules beside this one (`frames`,
 //! `answers`, `sessions`, `fanout`, `presence`, `acks`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -14,6 +14,7 @@ use protocol::{DeviceId, UserId};
 use routing::{Directory, Flushed, Link, Outbox, SessionRef};
 use slab::Slab;
 
+use crate::held::Held;
 use crate::observe::MetricsObserver;
 use crate::slot::Slot;
 use crate::work::{Closed, FleetCall, Now, PushWork, Remote, StoreCall, Ticket};
@@ -75,6 +76,12 @@ pub struct Hub<C> {
     pub(crate) watchers: Vec<SessionRef>,
     /// Users who left: (announce offline at, user, left at ms), in time order.
     pub(crate) presence_due: VecDeque<(Instant, UserId, u64)>,
+    /// SEND_ACKs waiting for the fleet router's confirmation, by token.
+    pub(crate) held: HashMap<u64, Held>,
+    /// (send unconfirmed at, token), in time order.
+    pub(crate) held_due: VecDeque<(Instant, u64)>,
+    /// The last token given to a held SEND_ACK.
+    pub(crate) next_token: u64,
 }
 
 impl<C> Hub<C> {
@@ -105,6 +112,9 @@ impl<C> Hub<C> {
             devices: Vec::new(),
             watchers: Vec::new(),
             presence_due: VecDeque::new(),
+            held: HashMap::new(),
+            held_due: VecDeque::new(),
+            next_token: 0,
         }
     }
 
@@ -150,7 +160,11 @@ impl<C> Hub<C> {
 
     /// When the hub must next be woken ([`Hub::handle_timeout`]).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.presence_due.front().map(|(due, _, _)| *due)
+        let presence = self.presence_due.front().map(|(due, _, _)| *due);
+        match (presence, self.held_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether there is work the driver must not sleep on: touched
@@ -204,9 +218,11 @@ impl<C> Hub<C> {
         }
     }
 
-    /// The hub's own deadline has passed: presence expiries.
+    /// The hub's own deadline has passed: presence expiries, SEND_ACKs
+    /// held past `ack_wait`.
     pub fn handle_timeout(&mut self, now: Now) {
         self.expire_presence(now);
+        self.expire_held(now);
     }
 
     /// `written` bytes of session `key`'s output were sent.

@@ -16,7 +16,7 @@
 //!   [`Hub::handle_peer_gone`] at end of stream;
 //! - [`Hub::handle_session_timeout`] when a session's deadline
 //!   ([`Hub::poll_session_timeout`]) has passed, [`Hub::handle_timeout`] when
-//!   the hub's own has ([`Hub::poll_timeout`]: presence);
+//!   the hub's own has ([`Hub::poll_timeout`]: presence, held SEND_ACKs);
 //! - [`Hub::handle_answer`] for a store answer, [`Hub::handle_registered`]
 //!   for a registry answer (cluster mode), [`Hub::handle_batch`] for a batch
 //!   another worker (or the node's fleet router) sent;
@@ -39,6 +39,7 @@ mod answers;
 mod config;
 mod fanout;
 mod frames;
+mod held;
 mod hub;
 mod observe;
 mod presence;
@@ -48,7 +49,7 @@ mod work;
 
 pub use config::HubConfig;
 pub use hub::{Hub, Setup};
-pub use work::{Closed, FleetCall, FleetItem, Now, PushWork, Remote, StoreCall, Ticket};
+pub use work::{Closed, Confirm, FleetCall, FleetItem, Now, PushWork, Remote, StoreCall, Ticket};
 
 #[cfg(test)]
 mod tests;

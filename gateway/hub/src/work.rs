@@ -149,6 +149,9 @@ pub enum Remote {
     /// other node could announce to it (it was placed in the fleet's
     /// registry late: the registry was down, or this node was fenced).
     Resync(SessionRef),
+    /// The fleet router: the nodes of a message's recipients took its
+    /// entries; the SEND_ACK held for it goes out.
+    Confirmed(Confirm),
     /// For devices not on this node (cluster mode): the node's fleet router
     /// finds where they are.
     Fleet(FleetItem),
@@ -162,9 +165,22 @@ impl Remote {
             Self::Live { to, .. } | Self::Frame { to, .. } | Self::Replace(to) | Self::Resync(to) => {
                 to.worker
             }
+            Self::Confirmed(confirm) => confirm.to.worker,
             Self::Fleet(_) => fleet,
         }
     }
+}
+
+/// A SEND_ACK held until the nodes of the message's recipients took its
+/// entries (cluster mode): whom the fleet router tells when they have
+/// ([`Remote::Confirmed`]). Every [`FleetItem::Live`] of the message
+/// carries the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirm {
+    /// The sending session (its worker holds the SEND_ACK).
+    pub to: SessionRef,
+    /// The worker's number for the held SEND_ACK.
+    pub token: u64,
 }
 
 /// Output for a device or user that this node does not hold, for the
@@ -187,6 +203,9 @@ pub enum FleetItem {
         conversation: Conversation,
         /// The author (for a push note).
         sender: UserId,
+        /// The SEND_ACK waiting for the entry to be taken by the device's
+        /// node, if any.
+        confirm: Option<Confirm>,
     },
     /// A session here watches `user`'s presence: this node is recorded as
     /// a watcher of `user` in the registry, and when `answer` names a

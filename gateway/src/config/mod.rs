@@ -318,6 +318,11 @@ section! {
         link_queue_bytes: usize = 8 << 20;
         /// Credit one inbound link is granted, bytes (at least 1 MiB + 4).
         link_window_bytes: u64 = 4 << 20;
+        /// A SEND_ACK for a message with recipients on other nodes waits until
+        /// their nodes took its entries (so that an acknowledged message never
+        /// depends on this node living on), at most this long, ms; 0 = it never
+        /// waits. At most lease_ms.
+        ack_wait_ms: u64 = 200;
     }
 }
 

@@ -84,6 +84,9 @@ impl ClusterConfig {
         if self.registry_timeout_ms == 0 || self.registry_timeout_ms * 3 > self.lease_ms {
             return Err(invalid("cluster.registry_timeout_ms", "must be 1 to a third of cluster.lease_ms"));
         }
+        if self.ack_wait_ms > self.lease_ms {
+            return Err(invalid("cluster.ack_wait_ms", "must be at most cluster.lease_ms"));
+        }
         if self.link_window_bytes < (1 << 20) + 4 {
             return Err(invalid(
                 "cluster.link_window_bytes",

@@ -30,6 +30,9 @@ pub(super) struct Misrouted {
     pub(super) sender: UserId,
     /// Already forwarded once: not again (a push note instead).
     pub(super) forwarded: bool,
+    /// The held SEND_ACK it counts for (an entry this node's own link
+    /// handed back), if any.
+    pub(super) tag: Option<routing_links::Tag>,
 }
 
 /// What the inbound links hand the router.
@@ -108,6 +111,7 @@ impl Inbound {
                         conversation: decoded.conversation,
                         sender: decoded.sender,
                         forwarded,
+                        tag: None,
                     }));
                 }
             }

@@ -16,6 +16,7 @@ use routing::Link as _;
 use routing_registry::{ConnectionLike, NodeId, Placement, Registry, Renewal};
 use tokio::sync::mpsc;
 
+use super::confirms::post_confirms;
 use super::router::{Calls, Router, Setup};
 use super::set_health;
 
@@ -48,11 +49,17 @@ impl Waiting {
                     FleetCall::Unregister { user, device, session } => lock(&self.repairs).closed(user, device, session),
                 },
                 Some(batch) = self.batches.recv() => {
+                    let mut confirms = Vec::new();
                     for item in batch {
-                        if let Remote::Fleet(FleetItem::Live { user, device, seq, conversation, sender, .. }) = item {
+                        if let Remote::Fleet(FleetItem::Live { user, device, seq, conversation, sender, confirm, .. }) = item {
                             push.notify(PushNote { user, device, seq, conversation, sender });
+                            // Nothing more will happen to it here: its
+                            // SEND_ACK need not wait (a message's items are
+                            // consecutive; a repeat would be ignored anyway).
+                            confirms.extend(confirm.filter(|c| confirms.last() != Some(c)));
                         }
                     }
+                    post_confirms(confirms.into_iter(), &setup.parts.inboxes);
                 }
             }
         }

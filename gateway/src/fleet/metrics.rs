@@ -64,6 +64,16 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
         "counter",
         "Items from links shed because a worker inbox filled meanwhile.",
     ),
+    (
+        "gateway_fleet_acks_waiting",
+        "gauge",
+        "Messages whose SEND_ACK waits for their LIVE frames to be taken by the recipients' nodes.",
+    ),
+    (
+        "gateway_fleet_confirms_refused_total",
+        "counter",
+        "Confirmations of held SEND_ACKs a full worker inbox refused (those acks go at cluster.ack_wait_ms).",
+    ),
     ("gateway_fleet_inbound_links", "gauge", "Links other nodes hold open to this node."),
     ("gateway_fleet_inbound_frames_total", "counter", "Data frames received over links, by kind (live, other)."),
     ("gateway_fleet_inbound_bytes_total", "counter", "Bytes of data frames received over links."),
@@ -116,6 +126,8 @@ pub(crate) struct FleetMetrics {
     pub(crate) bad_frames: AtomicU64,
     pub(crate) inbound_waits: AtomicU64,
     pub(crate) inbound_shed: AtomicU64,
+    pub(crate) acks_waiting: AtomicU64,
+    pub(crate) confirms_refused: AtomicU64,
     pub(crate) inbound: Arc<InboundStats>,
     /// The links this node dials, by peer node.
     pub(crate) links: std::sync::Mutex<Vec<(u32, Arc<PeerStats>)>>,
@@ -217,6 +229,8 @@ impl FleetMetrics {
                 "gateway_fleet_bad_frames_total" => get(&self.bad_frames),
                 "gateway_fleet_inbound_waits_total" => get(&self.inbound_waits),
                 "gateway_fleet_inbound_shed_total" => get(&self.inbound_shed),
+                "gateway_fleet_acks_waiting" => get(&self.acks_waiting),
+                "gateway_fleet_confirms_refused_total" => get(&self.confirms_refused),
                 "gateway_fleet_inbound_links" => get(&self.inbound.open),
                 "gateway_fleet_inbound_frames_total" => {
                     let lives = get(&self.inbound.lives);

@@ -17,6 +17,7 @@
 //! The workers never wait on it: their calls and batches cross bounded or
 //! per-session channels, and answers come back on their reply channels.
 
+mod confirms;
 mod inbound;
 mod lease;
 mod metrics;

@@ -13,11 +13,12 @@ use gateway_core::{Class, SharedDeliver};
 use gateway_hub::{FleetCall, FleetItem, Remote, Ticket};
 use protocol::{DeviceId, UserId};
 use routing::link::{FrameClass, LinkFrame, Recipient, UserTarget};
-use routing_links::{Lane, LinkConfig, Peer, Returned};
+use routing_links::{Lane, LinkConfig, Peer, Report, Returned, Tag};
 use routing_registry::{Config as RegistryConfig, ConnectionLike, NodeId, Placement, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::confirms::Confirms;
 use super::inbound::{FromLinks, Inbound, Misrouted};
 use super::lease::{connect_retrying, lock, Repairs, Waiting};
 use super::{set_health, FleetMetrics, Parts, PerWorker};
@@ -101,8 +102,8 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     tokio::spawn(routing_links::serve(listener, setup.links.clone(), inbound, metrics.inbound.clone()));
     let Waiting { mut batches, mut calls, repairs } = waiting;
     let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel();
-    let (returned_tx, mut returned) = mpsc::unbounded_channel();
-    let mut router = Router::new(&setup, registry.clone(), repairs.clone(), (refreshed_tx, returned_tx));
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let mut router = Router::new(&setup, registry.clone(), repairs.clone(), (refreshed_tx, reports_tx));
     let (replaces_tx, mut replaces) = mpsc::unbounded_channel();
     let lanes = start_lanes(&setup, &registry, &replaces_tx, &repairs);
     let renew_every = setup.registry.lease / 3;
@@ -118,7 +119,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
             },
             Some(replaced) = replaces.recv() => router.replace(replaced).await,
             Some(refreshed) = refreshed.recv() => router.refreshed(refreshed),
-            Some(frames) = returned.recv() => router.returned(frames).await,
+            Some(report) = reports.recv() => router.report(report).await,
             Some((call, reply)) = calls.recv() => {
                 let (user, device) = match &call {
                     FleetCall::Register { user, device, .. } | FleetCall::Unregister { user, device, .. } => (*user, *device),
@@ -230,15 +231,19 @@ pub(super) struct Router<C> {
     refreshing: std::collections::HashSet<UserId>,
     /// Where those re-reads answer (the main loop hands them back).
     refreshed: mpsc::UnboundedSender<Refreshed>,
-    /// Where failed links hand back their LIVE frames.
-    returned: mpsc::UnboundedSender<Returned>,
+    /// Where the links report tagged frames taken or shed, and hand back
+    /// the LIVE frames of a failed link.
+    reports: mpsc::UnboundedSender<Report>,
+    /// The held SEND_ACKs whose frames are out.
+    confirms: Confirms,
 }
 
 /// One node's share of a routed batch.
 #[derive(Default)]
 struct NodeBatch {
-    /// LIVE frames: one per DELIVER (shared tail), with its recipients.
-    lives: Vec<(SharedDeliver, Vec<Recipient>)>,
+    /// LIVE frames: one per DELIVER (shared tail), with its recipients and
+    /// its message's tag if a SEND_ACK waits for it.
+    lives: Vec<(SharedDeliver, Vec<Recipient>, Option<Tag>)>,
     /// FRAMEs: one per distinct encoded frame, with its users.
     frames: Vec<(Bytes, FrameClass, Vec<UserTarget>)>,
 }
@@ -248,7 +253,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         setup: &Setup,
         registry: Registry<C>,
         repairs: Arc<std::sync::Mutex<Repairs>>,
-        (refreshed, returned): (mpsc::UnboundedSender<Refreshed>, mpsc::UnboundedSender<Returned>),
+        (refreshed, reports): (mpsc::UnboundedSender<Refreshed>, mpsc::UnboundedSender<Report>),
     ) -> Self {
         Self {
             node: setup.node,
@@ -265,7 +270,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             metrics: setup.metrics.clone(),
             refreshing: std::collections::HashSet::new(),
             refreshed,
-            returned,
+            reports,
+            confirms: Confirms::default(),
         }
     }
 
@@ -308,13 +314,20 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         self.refresh(stale);
         let mut nodes: HashMap<NodeId, NodeBatch> = HashMap::new();
         let mut presence = Vec::new();
+        // The tag of each message whose SEND_ACK waits, by (worker, token).
+        let mut tags: HashMap<(usize, u64), Tag> = HashMap::new();
         for item in batch {
             let Remote::Fleet(item) = item else { continue };
             match item {
                 item @ (FleetItem::Watch { .. } | FleetItem::Unwatch(_) | FleetItem::Presence { .. }) => {
                     presence.push(item);
                 }
-                FleetItem::Live { user, device, seq, deliver, conversation, sender } => {
+                FleetItem::Live { user, device, seq, deliver, conversation, sender, confirm } => {
+                    let tag = confirm.map(|confirm| {
+                        *tags
+                            .entry((confirm.to.worker, confirm.token))
+                            .or_insert_with(|| self.confirms.open(confirm))
+                    });
                     let at = self
                         .cached(user)
                         .and_then(|devices| devices.iter().find(|(d, _)| *d == device).map(|(_, p)| p.node));
@@ -322,9 +335,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                         Some(node) => {
                             let batch = nodes.entry(node).or_default();
                             let recipient = Recipient { user, device, seq };
-                            match batch.lives.iter_mut().find(|(d, _)| same_tail(d, &deliver)) {
-                                Some((_, recipients)) => recipients.push(recipient),
-                                None => batch.lives.push((deliver, vec![recipient])),
+                            match batch.lives.iter_mut().find(|(d, _, _)| same_tail(d, &deliver)) {
+                                Some((_, recipients, _)) => recipients.push(recipient),
+                                None => batch.lives.push((deliver, vec![recipient], tag)),
                             }
                         }
                         None => self.parts_push.notify(PushNote { user, device, seq, conversation, sender }),
@@ -359,6 +372,12 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         for (node, batch) in nodes {
             self.send(node, batch).await;
         }
+        // Routing is over: a message whose frames are all taken already, or
+        // that had none (push notes only), is confirmed now.
+        for tag in tags.into_values() {
+            self.confirms.done(tag);
+        }
+        self.post_confirms();
         for item in presence {
             self.presence(item).await;
         }
@@ -429,17 +448,21 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
 
     /// Sends one node's share of a batch over its link.
     async fn send(&mut self, node: NodeId, batch: NodeBatch) {
-        let Some(peer) = self.peer(node).await else {
+        if self.peer(node).await.is_none() {
             return;
-        };
-        for (deliver, recipients) in batch.lives {
+        }
+        let Some(peer) = self.peers.get(&node) else { return };
+        for (deliver, recipients, tag) in batch.lives {
             for chunk in recipients.chunks(routing::link::MAX_RECIPIENTS) {
                 let frame = LinkFrame::Live {
                     forwarded: false,
                     tail: deliver.tail().clone(),
                     recipients: chunk.to_vec(),
                 };
-                peer.send(Lane::Live, &frame);
+                if let Some(tag) = tag {
+                    self.confirms.sent(tag);
+                }
+                peer.send_tagged(Lane::Live, &frame, tag);
             }
         }
         for (frame, class, users) in batch.frames {
@@ -461,7 +484,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 tracing::warn!(node = node.0, "fleet: no link address for a node the registry names");
                 return None;
             };
-            let peer = Peer::start(self.links.clone(), node.0, address, self.returned.clone());
+            let peer = Peer::start(self.links.clone(), node.0, address, self.reports.clone());
             self.metrics.link_started(node.0, peer.stats_handle());
             self.peers.insert(node, peer);
         }
@@ -480,12 +503,32 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         self.relocate(vec![misrouted]).await;
     }
 
+    /// What a link reports: tagged frames over (their held SEND_ACKs may
+    /// go), or LIVE frames handed back.
+    async fn report(&mut self, report: Report) {
+        match report {
+            Report::Taken(tags) => tags.into_iter().for_each(|tag| self.confirms.done(tag)),
+            Report::Shed(tags) => tags.into_iter().for_each(|tag| self.confirms.done(tag)),
+            Report::Returned(returned) => self.returned(returned).await,
+        }
+        self.post_confirms();
+    }
+
+    /// Tells the workers of the held SEND_ACKs whose frames are all over.
+    fn post_confirms(&mut self) {
+        self.metrics.confirms_refused.fetch_add(self.confirms.post(&self.inboxes), Ordering::Relaxed);
+        self.metrics.acks_waiting.store(self.confirms.waiting() as u64, Ordering::Relaxed);
+    }
+
     /// LIVE frames a failed link handed back before its peer took them
     /// (the peer may be dead, its devices reconnected elsewhere): each
-    /// entry goes to where its device is now.
+    /// entry goes to where its device is now; a held SEND_ACK it counted
+    /// for then waits for where it went instead.
     async fn returned(&mut self, Returned { node, frames }: Returned) {
         let mut entries = Vec::new();
-        for bytes in frames {
+        let mut tags = Vec::new();
+        for (bytes, tag) in frames {
+            tags.extend(tag);
             let decoded = LinkFrame::decode(&mut bytes::BytesMut::from(&bytes[..]));
             // Only LIVE frames carry inbox entries; a FRAME of class live
             // (a receipt, a prekey note) is re-read at the next sync too.
@@ -499,10 +542,14 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 conversation: head.conversation,
                 sender: head.sender,
                 forwarded: false,
+                tag,
             }));
         }
         tracing::debug!(peer = node, entries = entries.len(), "fleet: a failed link handed entries back");
         self.relocate(entries).await;
+        for tag in tags {
+            self.confirms.done(tag);
+        }
     }
 
     /// Sends each live entry where the registry (not the cache) says its
@@ -520,18 +567,22 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         self.resolve(&users).await;
         let mut here = PerWorker::new(&self.inboxes);
         let mut devices = Vec::new();
-        for Misrouted { user, device, seq, deliver, conversation, sender, .. } in entries {
+        for Misrouted { user, device, seq, deliver, conversation, sender, tag, .. } in entries {
             let at = self
                 .cached(user)
                 .and_then(|placed| placed.iter().find(|(d, _)| *d == device))
                 .map(|(_, placement)| placement.node);
             if let Some(node) = at.filter(|node| *node != self.node) {
-                if let Some(peer) = self.peer(node).await {
-                    let recipients = vec![Recipient { user, device, seq }];
-                    peer.send(
-                        Lane::Live,
-                        &LinkFrame::Live { forwarded: true, tail: deliver.tail().clone(), recipients },
-                    );
+                if self.peer(node).await.is_some() {
+                    if let Some(peer) = self.peers.get(&node) {
+                        let recipients = vec![Recipient { user, device, seq }];
+                        if let Some(tag) = tag {
+                            self.confirms.sent(tag);
+                        }
+                        let frame =
+                            LinkFrame::Live { forwarded: true, tail: deliver.tail().clone(), recipients };
+                        peer.send_tagged(Lane::Live, &frame, tag);
+                    }
                 }
                 continue;
             }

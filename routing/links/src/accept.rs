@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use routing::link::LinkFrame;
+use routing::link::{self, LinkFrame};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::handshake::{accept, write_frame, PeerId};
@@ -137,10 +137,10 @@ async fn receive(
         taken += size;
         // Granted again in quarters of the window (few CREDIT frames, and
         // the sender never waits while the node keeps up), and whenever
-        // everything the peer sent so far is taken: the sender keeps each
-        // LIVE frame until a grant covers it, so a quiet link holds none
-        // for long.
-        if taken >= window / 4 || input.is_empty() {
+        // every whole frame read so far is taken (before waiting on the
+        // socket again): the sender keeps each LIVE frame until a grant
+        // covers it, and holds the SEND_ACK of a tagged one until then.
+        if taken >= window / 4 || !link::starts_with_whole_frame(&input) {
             write_frame(stream, &LinkFrame::Credit { bytes: taken }).await?;
             allowed += taken;
             taken = 0;

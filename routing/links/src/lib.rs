@@ -8,7 +8,8 @@
 //!   dials, proves the cluster secret, and writes what the peer's credit
 //!   allows, many frames per write. A dropped link reconnects with backoff,
 //!   and hands the LIVE frames its peer did not take back to the node
-//!   ([`Returned`]).
+//!   ([`Returned`]); a tagged frame is reported once the peer took it
+//!   ([`Report::Taken`]).
 //! - [`serve`]: the receiving side: accepts links, checks the dialer's
 //!   proof, grants credit, and hands each data frame to the node's
 //!   [`Sink`]; a sink that cannot take a frame withholds the credit, which
@@ -28,8 +29,8 @@ use std::time::Duration;
 
 pub use accept::{serve, InboundStats, Sink};
 pub use handshake::PeerId;
-pub use peer::{Peer, PeerStats, Returned};
-pub use queue::Lane;
+pub use peer::{Peer, PeerStats, Report, Returned};
+pub use queue::{Lane, Tag};
 use routing::link::{self, LinkError};
 
 /// How this node's links behave.

@@ -2,10 +2,14 @@
 //!
 //! LIVE frames are never dropped on a failure: those queued, and those
 //! written that the peer's credit does not cover yet (it may not have
-//! taken them), go back to the node ([`Returned`]), which looks their
-//! devices up again. Dropped silently, an entry whose device moved to
+//! taken them), go back to the node ([`Report::Returned`]), which looks
+//! their devices up again. Dropped silently, an entry whose device moved to
 //! another node meanwhile would wait in the store for that device's next
 //! gap or sync, however long that is.
+//!
+//! A LIVE frame sent with a [`Tag`] is reported back once the peer took it
+//! ([`Report::Taken`]): the node holds a message's SEND_ACK until then, so
+//! that an acknowledged message never depends on this node living on.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +24,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::handshake::dial;
 use crate::io::next_frame;
-use crate::queue::{Lane, Pushed, SendQueue};
+use crate::queue::{Lane, Pushed, SendQueue, Tag};
 use crate::{LinkConfig, LinkFailure};
 
 /// Most bytes one write takes from the queue.
@@ -50,13 +54,27 @@ pub struct PeerStats {
     pub returned: AtomicU64,
 }
 
-/// LIVE-lane frames (encoded) a failed link hands back to its node.
+/// What a peer link tells its node.
+#[derive(Debug)]
+pub enum Report {
+    /// The peer took these tagged frames (a grant covers them), oldest
+    /// first.
+    Taken(Vec<Tag>),
+    /// A full queue shed these tagged frames: nobody takes them (their
+    /// entries wait in the store for their devices' next gap or sync).
+    Shed(Vec<Tag>),
+    /// A failed link hands back the LIVE frames its peer did not take.
+    Returned(Returned),
+}
+
+/// LIVE-lane frames (encoded, with their tags) a failed link hands back to
+/// its node.
 #[derive(Debug)]
 pub struct Returned {
     /// The node the link was to.
     pub node: u32,
     /// The frames, oldest first.
-    pub frames: Vec<Bytes>,
+    pub frames: Vec<(Bytes, Option<Tag>)>,
 }
 
 #[derive(Debug)]
@@ -81,19 +99,22 @@ struct Sent {
     window_granted: bool,
     /// LIVE-lane frames written and not yet taken, with the connection's
     /// byte count at their end.
-    untaken: VecDeque<(u64, Bytes)>,
+    untaken: VecDeque<(u64, Bytes, Option<Tag>)>,
 }
 
 impl Sent {
-    /// A grant of `bytes` arrived.
-    fn granted(&mut self, bytes: u64) {
+    /// A grant of `bytes` arrived: adds the tags of the frames it covers to
+    /// `taken`.
+    fn granted(&mut self, bytes: u64, taken: &mut Vec<Tag>) {
         if !self.window_granted {
             self.window_granted = true;
             return;
         }
         self.taken += bytes;
-        while self.untaken.front().is_some_and(|(end, _)| *end <= self.taken) {
-            self.untaken.pop_front();
+        while self.untaken.front().is_some_and(|(end, _, _)| *end <= self.taken) {
+            if let Some((_, _, tag)) = self.untaken.pop_front() {
+                taken.extend(tag);
+            }
         }
     }
 }
@@ -105,7 +126,7 @@ struct Shared {
     state: Mutex<State>,
     wake: Notify,
     stats: Arc<PeerStats>,
-    returned: mpsc::UnboundedSender<Returned>,
+    reports: mpsc::UnboundedSender<Report>,
 }
 
 impl Shared {
@@ -124,12 +145,13 @@ impl Shared {
     fn hand_back(&self, state: &mut State) {
         let sent = std::mem::take(&mut state.sent);
         state.credit = 0;
-        let mut frames: Vec<Bytes> = sent.untaken.into_iter().map(|(_, frame)| frame).collect();
+        let mut frames: Vec<(Bytes, Option<Tag>)> =
+            sent.untaken.into_iter().map(|(_, frame, tag)| (frame, tag)).collect();
         frames.extend(state.queue.take_live());
         self.stats.queued_bytes.store(state.queue.bytes() as u64, Ordering::Relaxed);
         if !frames.is_empty() {
             self.stats.returned.fetch_add(frames.len() as u64, Ordering::Relaxed);
-            let _ = self.returned.send(Returned { node: self.node, frames });
+            let _ = self.reports.send(Report::Returned(Returned { node: self.node, frames }));
         }
     }
 }
@@ -143,13 +165,14 @@ pub struct Peer {
 
 impl Peer {
     /// Starts the link to `node` at `address` (on the current tokio
-    /// runtime); frames may be sent at once, they wait for the link. LIVE
-    /// frames the link fails to deliver come back on `returned`.
+    /// runtime); frames may be sent at once, they wait for the link. Tagged
+    /// frames taken, and LIVE frames the link fails to deliver, are
+    /// reported on `reports`.
     pub fn start(
         config: Arc<LinkConfig>,
         node: u32,
         address: String,
-        returned: mpsc::UnboundedSender<Returned>,
+        reports: mpsc::UnboundedSender<Report>,
     ) -> Self {
         let state = State {
             queue: SendQueue::new(config.queue_bytes),
@@ -164,7 +187,7 @@ impl Peer {
             state: Mutex::new(state),
             wake: Notify::new(),
             stats: Arc::default(),
-            returned,
+            reports,
         });
         tokio::spawn(run(shared.clone()));
         Self { shared }
@@ -177,15 +200,25 @@ impl Peer {
 
     /// Queues `frame` without waiting (shedding by lane when full).
     pub fn send(&self, lane: Lane, frame: &LinkFrame) {
+        self.send_tagged(lane, frame, None);
+    }
+
+    /// [`Peer::send`]; a LIVE-lane frame's `tag` is reported once: taken
+    /// by the peer ([`Report::Taken`]), shed from a full queue
+    /// ([`Report::Shed`]), or back with the frame ([`Report::Returned`]).
+    pub fn send_tagged(&self, lane: Lane, frame: &LinkFrame, tag: Option<Tag>) {
         let mut bytes = BytesMut::new();
         frame.encode(&mut bytes);
-        let pushed = {
+        let (pushed, shed) = {
             let mut state = self.shared.state();
-            let pushed = state.queue.push(lane, bytes.freeze());
+            let pushed = state.queue.push_tagged(lane, bytes.freeze(), tag);
             self.shared.stats.queued_bytes.store(state.queue.bytes() as u64, Ordering::Relaxed);
-            pushed
+            (pushed, state.queue.take_shed_tags())
         };
         self.shared.count(pushed);
+        if !shed.is_empty() {
+            let _ = self.shared.reports.send(Report::Shed(shed));
+        }
         self.shared.wake.notify_one();
     }
 
@@ -280,11 +313,15 @@ async fn serve(shared: &Shared, stream: TcpStream, mut input: BytesMut) -> LinkF
             match next_frame(&reader, &mut input).await.map(|next| next.map(|(frame, _)| frame)) {
                 Ok(None) => return LinkFailure::Closed,
                 Ok(Some(LinkFrame::Credit { bytes })) => {
+                    let mut taken = Vec::new();
                     let mut state = shared.state();
                     state.credit = state.credit.saturating_add(bytes);
-                    state.sent.granted(bytes);
+                    state.sent.granted(bytes, &mut taken);
                     drop(state);
                     shared.wake.notify_one();
+                    if !taken.is_empty() {
+                        let _ = shared.reports.send(Report::Taken(taken));
+                    }
                 }
                 Ok(Some(LinkFrame::Refuse { code, reason })) => return LinkFailure::Refused { code, reason },
                 Ok(Some(other)) => return LinkFailure::Unexpected(other.kind()),
@@ -328,13 +365,13 @@ fn take_batch(shared: &Shared, batch: &mut BytesMut) -> u64 {
     let mut frames = 0;
     while batch.len() < WRITE_BATCH {
         let credit = state.credit;
-        let Some((lane, frame)) = state.queue.pop(credit) else { break };
+        let Some((lane, frame, tag)) = state.queue.pop(credit) else { break };
         state.credit -= frame.len() as u64;
         batch.extend_from_slice(&frame);
         state.sent.written += frame.len() as u64;
         if lane == Lane::Live {
             let end = state.sent.written;
-            state.sent.untaken.push_back((end, frame));
+            state.sent.untaken.push_back((end, frame, tag));
         }
         frames += 1;
     }

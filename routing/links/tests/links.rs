@@ -1,8 +1,8 @@
 //! Links over real loopback TCP: frames arrive in order, a dialer without
 //! the cluster secret is refused, a peer that stops taking frames bounds the
 //! sender's memory (shedding, counted), a link redials a peer that comes
-//! back, and a link that fails hands back exactly the LIVE frames its peer
-//! did not take.
+//! back, a link that fails hands back exactly the LIVE frames its peer did
+//! not take, and a tagged frame is reported once its peer took it.
 
 // Test code: a panic is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use protocol::{DeviceId, Seq, UserId};
 use routing::link::{LinkFrame, Recipient};
-use routing_links::{serve, InboundStats, Lane, LinkConfig, Peer, PeerId, Returned, Sink};
+use routing_links::{serve, InboundStats, Lane, LinkConfig, Peer, PeerId, Report, Returned, Sink, Tag};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -57,10 +57,22 @@ async fn acceptor(node: u32, secret: &[u8], window: u64) -> (String, Arc<Collect
     (address, sink, stats)
 }
 
-/// A peer link from node 1 to node 2, and where it hands frames back.
-fn peer(secret: &[u8], queue_bytes: usize, address: String) -> (Peer, mpsc::UnboundedReceiver<Returned>) {
-    let (returned, back) = mpsc::unbounded_channel();
-    (Peer::start(dialer(1, secret, queue_bytes), 2, address, returned), back)
+/// A peer link from node 1 to node 2, and where it reports.
+fn peer(secret: &[u8], queue_bytes: usize, address: String) -> (Peer, mpsc::UnboundedReceiver<Report>) {
+    let (reports, back) = mpsc::unbounded_channel();
+    (Peer::start(dialer(1, secret, queue_bytes), 2, address, reports), back)
+}
+
+/// The next hand-back, and the tags reported taken before it.
+async fn next_returned(back: &mut mpsc::UnboundedReceiver<Report>) -> (Returned, Vec<Tag>) {
+    let mut taken = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), back.recv()).await.unwrap().unwrap() {
+            Report::Taken(tags) => taken.extend(tags),
+            Report::Shed(tags) => panic!("nothing is shed here: {tags:?}"),
+            Report::Returned(returned) => return (returned, taken),
+        }
+    }
 }
 
 /// The seqs of LIVE frames (encoded or not), in order.
@@ -77,7 +89,7 @@ fn decoded(returned: &Returned) -> Vec<LinkFrame> {
     returned
         .frames
         .iter()
-        .map(|bytes| LinkFrame::decode(&mut bytes::BytesMut::from(&bytes[..])).unwrap().unwrap())
+        .map(|(bytes, _)| LinkFrame::decode(&mut bytes::BytesMut::from(&bytes[..])).unwrap().unwrap())
         .collect()
 }
 
@@ -179,7 +191,7 @@ async fn a_link_redials_a_peer_that_comes_back_and_hands_back_what_waited() {
     peer.send(Lane::Ephemeral, &LinkFrame::PresenceQuery { users: vec![UserId(9)] });
     // The failed dial hands the LIVE frame back to the node at once (its
     // device may be elsewhere by now); the ephemeral one waits.
-    let returned = tokio::time::timeout(Duration::from_secs(5), back.recv()).await.unwrap().unwrap();
+    let (returned, _) = next_returned(&mut back).await;
     assert_eq!(returned.node, 2);
     assert_eq!(decoded(&returned), [live(1, 10)]);
     until("failed dials", || peer.stats().failures.load(Ordering::Relaxed) >= 2).await;
@@ -217,21 +229,45 @@ async fn a_link_whose_peer_dies_hands_back_exactly_the_frames_it_did_not_take() 
         });
     });
     let (peer, mut back) = peer(b"s3cret-s3cret", 8 << 20, address);
+    // Each frame tagged with its seq.
     for seq in 1..=50 {
-        peer.send(Lane::Live, &live(seq, 1_000));
+        peer.send_tagged(Lane::Live, &live(seq, 1_000), Some(seq));
     }
     until("50 frames taken", || sink.frames.lock().unwrap().len() == 50).await;
     // The node stops taking frames (its workers are full): 51 to 100 are
     // written (the credit allows them) but not taken.
     sink.stalled.store(true, Ordering::Relaxed);
     for seq in 51..=100 {
-        peer.send(Lane::Live, &live(seq, 1_000));
+        peer.send_tagged(Lane::Live, &live(seq, 1_000), Some(seq));
     }
     until("frame 51 offered", || sink.offers.load(Ordering::Relaxed) > 50).await;
     until("51 to 100 written", || peer.stats().frames.load(Ordering::Relaxed) == 100).await;
     die.send(()).unwrap();
     node.join().unwrap();
-    let returned = tokio::time::timeout(Duration::from_secs(5), back.recv()).await.unwrap().unwrap();
+    let (returned, taken) = next_returned(&mut back).await;
     let frames = decoded(&returned);
     assert_eq!(seqs(frames.iter()), (51..=100).collect::<Vec<u64>>(), "what was taken is not handed back");
+    // Exactly the taken frames were reported taken, the others come back
+    // with their tags.
+    assert_eq!(taken, (1..=50).collect::<Vec<Tag>>());
+    let tags: Vec<Option<Tag>> = returned.frames.iter().map(|(_, tag)| *tag).collect();
+    assert_eq!(tags, (51..=100).map(Some).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tagged_frame_is_reported_once_its_peer_took_it_and_not_before() {
+    let (address, sink, _) = acceptor(2, b"s3cret-s3cret", 0).await;
+    let (peer, mut back) = peer(b"s3cret-s3cret", 8 << 20, address);
+    until("the link", || peer.stats().connects.load(Ordering::Relaxed) == 1).await;
+    sink.stalled.store(true, Ordering::Relaxed);
+    peer.send(Lane::Live, &live(1, 100));
+    peer.send_tagged(Lane::Live, &live(2, 100), Some(7));
+    until("both offered", || sink.offers.load(Ordering::Relaxed) >= 2).await;
+    until("both written", || peer.stats().frames.load(Ordering::Relaxed) == 2).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(back.try_recv().is_err(), "nothing reported while the peer does not take the frames");
+    sink.stalled.store(false, Ordering::Relaxed);
+    let report = tokio::time::timeout(Duration::from_secs(5), back.recv()).await.unwrap().unwrap();
+    assert!(matches!(report, Report::Taken(ref tags) if tags == &[7]), "{report:?}");
+    assert_eq!(seqs(sink.frames.lock().unwrap().iter().map(|(_, frame)| frame)), [1, 2]);
 }

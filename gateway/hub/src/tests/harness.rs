@@ -29,6 +29,7 @@ pub(crate) fn hub_config() -> HubConfig {
         max_payload: 65_536,
         max_batch: 1_024,
         fleet: false,
+        ack_wait: Duration::ZERO,
     }
 }
 

@@ -197,16 +197,24 @@ async fn a_stopped_peer_costs_its_senders_a_bounded_queue_and_loses_nothing(kind
     // Node 1 stops reading (SIGSTOP, within its lease): 5 MiB of messages
     // for B pile up on node 0's side of the link.
     fleet.node(1).signal("-STOP");
+    // Sent at once, as a client does: each SEND_ACK waits for node 1 (up to
+    // cluster.ack_wait_ms), all of them at the same time.
     let queue = "gateway_fleet_link_queue_bytes{peer=\"2\"}";
     let mut highest = 0.0f64;
+    let mut pending = std::collections::HashSet::new();
     for i in 0..80 {
         let mut body = format!("big {i}|").into_bytes();
         body.resize(60_000, b'.');
-        let id = a.send(Conversation::Direct(UserId(2)), Payload::new(body).unwrap()).await.unwrap();
-        wait_for(&mut a, |event| {
-            matches!(event, Event::Sent { client_id, .. } if *client_id == id).then_some(())
+        pending.insert(a.send(Conversation::Direct(UserId(2)), Payload::new(body).unwrap()).await.unwrap());
+        highest = highest.max(fleet.node(0).metric(queue));
+    }
+    while !pending.is_empty() {
+        let id = wait_for(&mut a, |event| match event {
+            Event::Sent { client_id, .. } => Some(*client_id),
+            _ => None,
         })
         .await;
+        pending.remove(&id);
         highest = highest.max(fleet.node(0).metric(queue));
     }
     assert!(highest <= 1_048_580.0, "the queue stayed within its bound: {highest} bytes");

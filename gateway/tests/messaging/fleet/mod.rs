@@ -59,6 +59,8 @@ macro_rules! on_both_registries {
 
 // Nodes that die, drain, pause or lose Redis (uses the macro above).
 mod failover;
+// SEND_ACK held for the recipients' nodes, and the retry of one never sent.
+mod acks;
 
 on_both_registries!(
     one_to_one_crosses_nodes_live_with_receipts_back,
