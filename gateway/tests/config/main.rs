@@ -502,7 +502,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             .collect();
         assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
     }
-    assert_eq!(total, 66, "keys in all sections");
+    assert_eq!(total, 67, "keys in all sections");
 }
 
 #[test]
@@ -552,4 +552,7 @@ fn a_fleet_needs_the_shared_store_a_secret_and_redis_urls() {
     assert_eq!(key_of(&format!("{two}{remote}")), "cluster.registry", "several URLs are a Redis Cluster's");
     let slow = format!("{fleet}lease_ms = 1000\nregistry_timeout_ms = 500\n{remote}");
     assert_eq!(key_of(&slow), "cluster.registry_timeout_ms");
+    let long_wait =
+        format!("{fleet}lease_ms = 3000\nregistry_timeout_ms = 500\nack_wait_ms = 3001\n{remote}");
+    assert_eq!(key_of(&long_wait), "cluster.ack_wait_ms", "a SEND_ACK never waits past a lease");
 }

@@ -26,6 +26,8 @@ fn touch_everything(w: &WorkerMetrics) {
     w.bytes_in.add(100);
     w.bytes_out.add(200);
     w.outbound_queue_bytes.set(4096);
+    w.send_acks_held.inc();
+    w.send_acks_unconfirmed.inc();
     w.inbox_depth.set(3);
     DropReason::ALL.iter().for_each(|&r| w.drops.inc(r));
     CloseCode::KNOWN.iter().for_each(|&(c, _, _)| w.closes.inc(c));
