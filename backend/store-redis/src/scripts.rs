@@ -1,0 +1,117 @@
+//! The engine's Lua scripts: each is one atomic step on one slot
+//! (REDIS.md). Keys a script derives from its first key share that key's
+//! hash tag, so they live in the same slot.
+
+use redis::Script;
+
+/// The scripts, each built once (a `Script` hashes its text for EVALSHA).
+pub(crate) struct Scripts {
+    pub(crate) connect: Script,
+    pub(crate) append: Script,
+    pub(crate) enter: Script,
+    pub(crate) read: Script,
+    pub(crate) ack: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self {
+            connect: Script::new(CONNECT),
+            append: Script::new(APPEND),
+            enter: Script::new(ENTER),
+            read: Script::new(READ),
+            ack: Script::new(ACK),
+        }
+    }
+}
+
+/// Registers the device (up to the limit) and records the connect time.
+/// KEYS: devices, device state. ARGV: device, max devices, now (ms).
+/// Returns {0} at the limit, else {1, head, acked, previous connect}.
+const CONNECT: &str = r"
+local d = ARGV[1]
+if redis.call('SISMEMBER', KEYS[1], d) == 0 then
+  if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {0} end
+  redis.call('SADD', KEYS[1], d)
+end
+local st = redis.call('HMGET', KEYS[2], 'head', 'acked', 'conn')
+redis.call('HSET', KEYS[2], 'conn', ARGV[3])
+return {1, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0')}
+";
+
+/// Step 2: the message gets the conversation's next conv_seq, once per
+/// (sender device, client id). KEYS: the conversation's seq key, the
+/// append's dedup key. ARGV: id, sender, sender device, time, payload,
+/// retention (ms). Returns {conv_seq, 1 if appended now, id, time}.
+const APPEND: &str = r"
+local prefix = string.sub(KEYS[1], 1, -4)
+local s = redis.call('GET', KEYS[2])
+local fresh = 0
+if not s then
+  s = redis.call('INCR', KEYS[1])
+  local m = prefix .. 'm:' .. s
+  redis.call('HSET', m, 'id', ARGV[1], 'snd', ARGV[2], 'dev', ARGV[3], 't', ARGV[4], 'p', ARGV[5])
+  redis.call('PEXPIRE', m, ARGV[6])
+  redis.call('SET', KEYS[2], s, 'PX', ARGV[6])
+  fresh = 1
+end
+local got = redis.call('HMGET', prefix .. 'm:' .. s, 'id', 't')
+return {tonumber(s), fresh, got[1], got[2]}
+";
+
+/// Step 3: the entry of conv_seq S enters every device's inbox of the user
+/// (but the sending device), only if S is the next conv_seq the user should
+/// see in that conversation (the order check).
+/// KEYS: the user's devices, the user's last-conv_seq hash.
+/// ARGV: conversation prefix, S, device to skip (or ''), the entry without
+/// its seq. Returns {'ok', device, seq, ...}, {'have'} (entered before), or
+/// {'behind', last} (earlier conv_seqs must enter first).
+const ENTER: &str = r"
+local S = tonumber(ARGV[2])
+local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if S <= last then return {'have'} end
+if S ~= last + 1 then return {'behind', last} end
+local p = string.sub(KEYS[1], 1, -5)
+local out = {'ok'}
+for _, d in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if d ~= ARGV[3] then
+    local seq = redis.call('HINCRBY', p .. 'd:' .. d, 'head', 1)
+    redis.call('RPUSH', p .. 'in:' .. d, seq .. ' ' .. ARGV[4])
+    table.insert(out, d)
+    table.insert(out, seq)
+  end
+end
+redis.call('HSET', KEYS[2], ARGV[1], S)
+return out
+";
+
+/// A window of a device's inbox. KEYS: device state, inbox list. ARGV:
+/// after, limit. Returns {head, entry, ...} (entries in seq order).
+const READ: &str = r"
+local head = tonumber(redis.call('HGET', KEYS[1], 'head') or '0')
+local out = {head}
+local first = redis.call('LINDEX', KEYS[2], 0)
+if not first then return out end
+local start = tonumber(ARGV[1]) + 1 - tonumber(string.match(first, '^(%d+)'))
+if start < 0 then start = 0 end
+for _, e in ipairs(redis.call('LRANGE', KEYS[2], start, start + tonumber(ARGV[2]) - 1)) do
+  table.insert(out, e)
+end
+return out
+";
+
+/// Cumulative ack: entries up to n (clamped to the head) leave the inbox.
+/// KEYS: device state, inbox list. ARGV: n. Returns the entries removed.
+const ACK: &str = r"
+local st = redis.call('HMGET', KEYS[1], 'head', 'acked')
+local head = tonumber(st[1] or '0')
+local acked = tonumber(st[2] or '0')
+local n = math.min(tonumber(ARGV[1]), head)
+if n <= acked then return {} end
+redis.call('HSET', KEYS[1], 'acked', n)
+local first = redis.call('LINDEX', KEYS[2], 0)
+if not first then return {} end
+local count = n + 1 - tonumber(string.match(first, '^(%d+)'))
+if count <= 0 then return {} end
+return redis.call('LPOP', KEYS[2], count)
+";

@@ -1,0 +1,337 @@
+//! Send: the chain of steps in REDIS.md ("Send: the chain and why it
+//! cannot be half-delivered"): claim in the sender's slot, append in the
+//! conversation's slot, enter in each recipient user's slot (with the order
+//! check and its catch-up), then the sender's own devices and the dedup
+//! record made final. Every step is idempotent, so a retry (or the next
+//! sender to the conversation) rolls an interrupted chain forward.
+
+use backend_store::{Delivery, EngineError, Message, SendMessage, Sent, StoreError};
+use bytes::Bytes;
+use protocol::{ConvSeq, Conversation, DeviceId, MessageId, Seq, Timestamp, UserId};
+
+use crate::entry::{parse_view, view_text, Entry};
+use crate::keys;
+use crate::store::{corrupt, millis, now_ms, value, RedisStore};
+
+/// What the append step answered.
+struct Appended {
+    conv_seq: u64,
+    fresh: bool,
+    id: u64,
+    time: u64,
+}
+
+impl RedisStore {
+    pub(crate) async fn send(&self, req: SendMessage) -> Result<Sent, StoreError> {
+        if req.payload.len() > protocol::limits::MAX_PAYLOAD {
+            return Err(StoreError::Engine(EngineError::PayloadTooLarge));
+        }
+        let peer = match req.to {
+            Conversation::Direct(peer) => peer,
+            Conversation::Group(_) => {
+                return Err(StoreError::Engine(EngineError::Database {
+                    message: "the Redis engine does not serve group sends yet (issue 15)".to_owned(),
+                }))
+            }
+        };
+        let ttl = millis(self.inner.config.retention);
+        // Step 1, claim: a retry finds the record of the first attempt.
+        let dedup = keys::dedup(req.user, req.device, req.client_id);
+        let mut claim = redis::cmd("SET");
+        claim.arg(&dedup).arg(format!("p {}", view_text(req.to))).arg("NX").arg("PX").arg(ttl).arg("GET");
+        let earlier: Option<String> = self.query(&claim).await?;
+        let to = match earlier.as_deref() {
+            Some(done) if done.starts_with("d ") => return self.duplicate(&req, done).await,
+            Some(pending) => parse_view(pending.strip_prefix("p ").unwrap_or_default())
+                .ok_or_else(|| corrupt("dedup record"))?,
+            None => req.to,
+        };
+        if peer != req.user {
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(keys::devices(peer));
+            if !self.query::<bool>(&exists).await? {
+                return Err(StoreError::UnknownRecipient(peer));
+            }
+        }
+        // Step 2, append: the message and its conv_seq, once.
+        let conv = keys::conversation(req.user, to);
+        let appended = self.append(&req, &conv).await?;
+        // Step 3, enter: the recipient's devices, then the sender's others.
+        let entry = |view| Entry {
+            seq: Seq(0),
+            id: MessageId(appended.id),
+            conv: conv.clone(),
+            conv_seq: ConvSeq(appended.conv_seq),
+            view,
+            sender: req.user,
+            sender_device: req.device,
+            time: Timestamp(appended.time),
+        };
+        let mut deliveries = Vec::new();
+        if peer != req.user {
+            let view = Conversation::Direct(req.user);
+            deliveries.extend(self.enter(peer, &entry(view), None).await?);
+        }
+        deliveries.extend(self.enter(req.user, &entry(Conversation::Direct(peer)), Some(req.device)).await?);
+        // Step 4, finish: the record says what was stored, for retries.
+        let mut finish = redis::cmd("SET");
+        finish
+            .arg(&dedup)
+            .arg(format!("d {} {} {} {}", conv, appended.conv_seq, appended.id, appended.time))
+            .arg("PX")
+            .arg(ttl);
+        self.query::<()>(&finish).await?;
+        let message = Message {
+            id: MessageId(appended.id),
+            conv_seq: ConvSeq(appended.conv_seq),
+            sender: req.user,
+            sender_device: req.device,
+            server_time: Timestamp(appended.time),
+            payload: req.payload,
+        };
+        Ok(Sent { message, duplicate: !appended.fresh, deliveries, receipts: Vec::new() })
+    }
+
+    /// Step 2: the message at the conversation's next conv_seq, or the one
+    /// an earlier attempt of the same (device, client id) got.
+    async fn append(&self, req: &SendMessage, conv: &str) -> Result<Appended, StoreError> {
+        let now = now_ms();
+        let mut call = self.inner.scripts.append.prepare_invoke();
+        call.key(keys::conv_seq(conv))
+            .key(keys::appended(conv, req.user, req.device, req.client_id))
+            .arg(self.next_id(now))
+            .arg(req.user.0)
+            .arg(req.device.0)
+            .arg(now)
+            .arg(req.payload.as_ref())
+            .arg(millis(self.inner.config.retention));
+        let (conv_seq, fresh, id, time): (u64, u8, u64, u64) = self.invoke(call).await?;
+        Ok(Appended { conv_seq, fresh: fresh == 1, id, time })
+    }
+
+    /// Enters `entry` in every device of `user` but `skip`, after any
+    /// earlier conv_seq of the conversation that has not entered yet (the
+    /// order check's catch-up). Returns the deliveries made for `entry`:
+    /// those made now, or, if an earlier attempt or another sender's
+    /// catch-up made them, those recorded with the message.
+    async fn enter(
+        &self,
+        user: UserId,
+        entry: &Entry,
+        skip: Option<DeviceId>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        loop {
+            match self.enter_once(user, entry, skip).await? {
+                Entered::Now(deliveries) => return Ok(deliveries),
+                Entered::Before => return self.recorded(user, entry).await,
+                Entered::Behind(last) => {
+                    for conv_seq in last + 1..entry.conv_seq.0 {
+                        self.catch_up(user, &entry.conv, conv_seq).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt of the enter script; what it made is recorded with the
+    /// message (the targets set in the conversation's slot).
+    async fn enter_once(
+        &self,
+        user: UserId,
+        entry: &Entry,
+        skip: Option<DeviceId>,
+    ) -> Result<Entered, StoreError> {
+        let mut call = self.inner.scripts.enter.prepare_invoke();
+        call.key(keys::devices(user))
+            .key(keys::last_conv_seqs(user))
+            .arg(&entry.conv)
+            .arg(entry.conv_seq.0)
+            .arg(skip.map_or(String::new(), |d| d.0.to_string()))
+            .arg(entry.unsequenced());
+        let answer: Vec<redis::Value> = self.invoke(call).await?;
+        let mut values = answer.into_iter();
+        let status: String = values.next().map(value).transpose()?.unwrap_or_default();
+        match status.as_str() {
+            "have" => Ok(Entered::Before),
+            "behind" => {
+                let last: u64 = values.next().map(value).transpose()?.unwrap_or(0);
+                Ok(Entered::Behind(last))
+            }
+            "ok" => {
+                let rest: Vec<u64> = values.map(value).collect::<Result<_, _>>()?;
+                let deliveries: Vec<Delivery> = rest
+                    .chunks_exact(2)
+                    .filter_map(|pair| match *pair {
+                        [device, seq] => Some(Delivery {
+                            user,
+                            device: DeviceId(u32::try_from(device).ok()?),
+                            seq: Seq(seq),
+                            conversation: entry.view,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                if !deliveries.is_empty() {
+                    let mut record = redis::cmd("SADD");
+                    record.arg(keys::targets(&entry.conv, entry.conv_seq.0));
+                    for d in &deliveries {
+                        record.arg(format!("{}:{}:{}", d.user.0, d.device.0, d.seq.0));
+                    }
+                    self.query::<()>(&record).await?;
+                    let mut expire = redis::cmd("PEXPIRE");
+                    expire
+                        .arg(keys::targets(&entry.conv, entry.conv_seq.0))
+                        .arg(millis(self.inner.config.retention));
+                    self.query::<()>(&expire).await?;
+                }
+                Ok(Entered::Now(deliveries))
+            }
+            _ => Err(corrupt("enter answer")),
+        }
+    }
+
+    /// Enters, for `user`, the message at `conv_seq` that its sender's chain
+    /// has not brought here yet (read back from the conversation's slot).
+    async fn catch_up(&self, user: UserId, conv: &str, conv_seq: u64) -> Result<(), StoreError> {
+        let mut read = redis::cmd("HMGET");
+        read.arg(keys::message(conv, conv_seq)).arg("id").arg("snd").arg("dev").arg("t");
+        let fields: Vec<Option<u64>> = self.query(&read).await?;
+        let [Some(id), Some(sender), Some(device), Some(time)] = fields[..] else {
+            // Expired meanwhile: nothing left to enter; step over it.
+            return self.step_over(user, conv, conv_seq).await;
+        };
+        let device = u32::try_from(device).map_err(|_| corrupt("sender device"))?;
+        let (sender, device) = (UserId(sender), DeviceId(device));
+        let entry = Entry {
+            seq: Seq(0),
+            id: MessageId(id),
+            conv: conv.to_owned(),
+            conv_seq: ConvSeq(conv_seq),
+            view: Conversation::Direct(other_of(conv, user).ok_or_else(|| corrupt("conversation key"))?),
+            sender,
+            sender_device: device,
+            time: Timestamp(time),
+        };
+        let skip = (sender == user).then_some(device);
+        match self.enter_once(user, &entry, skip).await? {
+            Entered::Now(_) | Entered::Before => Ok(()),
+            Entered::Behind(_) => Err(corrupt("catch-up out of order")),
+        }
+    }
+
+    /// Moves the order check past a conv_seq whose message expired.
+    async fn step_over(&self, user: UserId, conv: &str, conv_seq: u64) -> Result<(), StoreError> {
+        let mut set = redis::cmd("HSET");
+        set.arg(keys::last_conv_seqs(user)).arg(conv).arg(conv_seq);
+        self.query(&set).await
+    }
+
+    /// The deliveries recorded for `entry` in `user`'s inboxes.
+    async fn recorded(&self, user: UserId, entry: &Entry) -> Result<Vec<Delivery>, StoreError> {
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(keys::targets(&entry.conv, entry.conv_seq.0));
+        let targets: Vec<String> = self.query(&members).await?;
+        Ok(targets
+            .iter()
+            .filter_map(|t| parse_target(t))
+            .filter(|(u, _, _)| *u == user)
+            .map(|(user, device, seq)| Delivery { user, device, seq, conversation: entry.view })
+            .collect())
+    }
+
+    /// The answer to a retry of a finished send: the original message, and
+    /// its entries not acked yet (issue 14: they are fanned out again).
+    async fn duplicate(&self, req: &SendMessage, record: &str) -> Result<Sent, StoreError> {
+        let mut fields = record.split(' ').skip(1);
+        let (Some(conv), Some(conv_seq), Some(id), Some(time)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(corrupt("dedup record"));
+        };
+        let parse = |text: &str| text.parse::<u64>().map_err(|_| corrupt("dedup record"));
+        let (conv_seq, id, time) = (parse(conv_seq)?, parse(id)?, parse(time)?);
+        let payload: Option<Bytes> = self.get_field(&keys::message(conv, conv_seq), "p").await?;
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(keys::targets(conv, conv_seq));
+        let targets: Vec<String> = self.query(&members).await?;
+        let mut deliveries = Vec::new();
+        for (user, device, seq) in targets.iter().filter_map(|t| parse_target(t)) {
+            let acked: Option<u64> = self.get_field(&keys::device(user, device), "acked").await?;
+            if acked.unwrap_or(0) < seq.0 {
+                let conversation = match other_of(conv, user) {
+                    Some(other) => Conversation::Direct(other),
+                    None => return Err(corrupt("conversation key")),
+                };
+                deliveries.push(Delivery { user, device, seq, conversation });
+            }
+        }
+        let message = Message {
+            id: MessageId(id),
+            conv_seq: ConvSeq(conv_seq),
+            sender: req.user,
+            sender_device: req.device,
+            server_time: Timestamp(time),
+            payload: payload.unwrap_or_default(),
+        };
+        Ok(Sent { message, duplicate: true, deliveries, receipts: Vec::new() })
+    }
+}
+
+/// What one enter attempt did.
+enum Entered {
+    /// Entered now, with these deliveries.
+    Now(Vec<Delivery>),
+    /// Entered before (a retry, or another sender's catch-up).
+    Before,
+    /// Earlier conv_seqs must enter first: the last one that did.
+    Behind(u64),
+}
+
+/// `user:device:seq`.
+fn parse_target(text: &str) -> Option<(UserId, DeviceId, Seq)> {
+    let mut parts = text.split(':');
+    let user = UserId(parts.next()?.parse().ok()?);
+    let device = DeviceId(parts.next()?.parse().ok()?);
+    let seq = Seq(parts.next()?.parse().ok()?);
+    Some((user, device, seq))
+}
+
+/// The other user of the pair whose key prefix is `conv` (`{p:A:B}:`), as
+/// `user` sees it; `None` for a prefix that is not a pair's.
+fn other_of(conv: &str, user: UserId) -> Option<UserId> {
+    let inner = conv.strip_prefix("{p:")?.strip_suffix("}:")?;
+    let (a, b) = inner.split_once(':')?;
+    let (a, b) = (UserId(a.parse().ok()?), UserId(b.parse().ok()?));
+    Some(if user == a { b } else { a })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl RedisStore {
+        /// Steps 1 and 2 of a send, and nothing after: a store instance
+        /// that died in the middle of the chain.
+        pub(crate) async fn send_interrupted(&self, req: &SendMessage) -> u64 {
+            let mut claim = redis::cmd("SET");
+            claim
+                .arg(keys::dedup(req.user, req.device, req.client_id))
+                .arg(format!("p {}", view_text(req.to)));
+            self.query::<()>(&claim).await.unwrap();
+            self.append(req, &keys::conversation(req.user, req.to)).await.unwrap().conv_seq
+        }
+    }
+
+    #[test]
+    fn pair_keys_name_the_other_user() {
+        assert_eq!(other_of("{p:3:9}:", UserId(3)), Some(UserId(9)));
+        assert_eq!(other_of("{p:3:9}:", UserId(9)), Some(UserId(3)));
+        assert_eq!(other_of("{p:4:4}:", UserId(4)), Some(UserId(4)));
+        assert_eq!(other_of("{g:4}:", UserId(4)), None);
+        assert_eq!(parse_target("5:2:17"), Some((UserId(5), DeviceId(2), Seq(17))));
+        assert_eq!(
+            parse_view(&view_text(Conversation::Direct(UserId(8)))),
+            Some(Conversation::Direct(UserId(8)))
+        );
+    }
+}

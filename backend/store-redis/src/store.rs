@@ -1,0 +1,310 @@
+//! [`RedisStore`]: the connection, the runtime its calls run on, and the
+//! requests other than Send.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use backend_store::{
+    Ack, Connect, Connected, Done, EngineError, InboxPage, InboxQuery, Request, Response, StoreApi,
+    StoreError, UnavailableError,
+};
+use protocol::{Deliver, Payload, Seq, Timestamp};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+
+use crate::entry::Entry;
+use crate::keys;
+use crate::scripts::Scripts;
+
+/// The engine's settings.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Seed URLs of the cluster (`redis://host:port`).
+    pub urls: Vec<String>,
+    /// Longest wait for one Redis call (connect, or a command's answer).
+    pub timeout: Duration,
+    /// Most devices per user.
+    pub max_devices: u32,
+    /// How long messages, inbox entries and dedup records live.
+    pub retention: Duration,
+    /// Requests in flight at most; more are answered `Overloaded`.
+    pub inflight: usize,
+}
+
+impl RedisConfig {
+    /// Defaults (the fjall engine's), on the cluster seeded by `urls`.
+    pub fn new(urls: Vec<String>) -> Self {
+        Self {
+            urls,
+            timeout: Duration::from_secs(2),
+            max_devices: 5,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            inflight: 65_536,
+        }
+    }
+}
+
+/// The store on a Redis Cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) conn: ClusterConnection,
+    pub(crate) scripts: Scripts,
+    pub(crate) config: RedisConfig,
+    runtime: Runtime,
+    /// This engine's number in message ids (`store:instances`).
+    instance: u64,
+    counter: AtomicU64,
+    inflight: AtomicUsize,
+    writable: AtomicBool,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("urls", &self.inner.config.urls).finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the cluster (on a runtime of its own: callers need none)
+    /// and takes an instance number.
+    pub fn connect(config: RedisConfig) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("store-redis")
+            .enable_all()
+            .build()
+            .map_err(|err| StoreError::Engine(EngineError::io(&err, format!("store runtime: {err}"))))?;
+        let client = ClusterClientBuilder::new(config.urls.iter().map(String::as_str))
+            .connection_timeout(config.timeout)
+            .response_timeout(config.timeout)
+            .build()
+            .map_err(unavailable)?;
+        let (conn, instance) = runtime.block_on(async {
+            let mut conn = client.get_async_connection().await.map_err(unavailable)?;
+            let instance: u64 = redis::cmd("INCR")
+                .arg("store:instances")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            Ok::<_, StoreError>((conn, instance))
+        })?;
+        let inner = Inner {
+            conn,
+            scripts: Scripts::new(),
+            config,
+            runtime: Runtime(Some(runtime)),
+            instance: instance & 0x3ff,
+            counter: AtomicU64::new(0),
+            inflight: AtomicUsize::new(0),
+            writable: AtomicBool::new(true),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Answers `request` (what `StoreApi::call` runs on the runtime).
+    pub(crate) async fn handle(&self, request: Request) -> Result<Response, StoreError> {
+        match request {
+            Request::Connect(connect) => self.connected(connect).await.map(Response::Connected),
+            Request::Send(send) => self.send(send).await.map(Response::Sent),
+            Request::Inbox(query) => self.inbox(query).await.map(Response::Inbox),
+            Request::Ack(ack) => self.ack(ack).await.map(|()| Response::Receipts(Vec::new())),
+            other => Err(StoreError::Engine(EngineError::Database {
+                message: format!("the Redis engine does not serve {} yet (issue 15)", request_name(&other)),
+            })),
+        }
+    }
+
+    async fn connected(&self, connect: Connect) -> Result<Connected, StoreError> {
+        let mut call = self.inner.scripts.connect.prepare_invoke();
+        call.key(keys::devices(connect.user))
+            .key(keys::device(connect.user, connect.device))
+            .arg(connect.device.0)
+            .arg(self.inner.config.max_devices)
+            .arg(now_ms());
+        let answer: Vec<u64> = self.invoke(call).await?;
+        match answer.as_slice() {
+            [0] => Err(StoreError::TooManyDevices(connect.user)),
+            [1, head, acked, previous] => Ok(Connected {
+                inbox_head: Seq(*head),
+                acked: Seq(*acked),
+                prekey_stock: None,
+                previous_connect: Timestamp(*previous),
+            }),
+            _ => Err(corrupt("connect answer")),
+        }
+    }
+
+    async fn inbox(&self, query: InboxQuery) -> Result<InboxPage, StoreError> {
+        let mut call = self.inner.scripts.read.prepare_invoke();
+        call.key(keys::device(query.user, query.device))
+            .key(keys::inbox(query.user, query.device))
+            .arg(query.after.0)
+            .arg(query.limit.max(1));
+        let answer: Vec<redis::Value> = self.invoke(call).await?;
+        let mut values = answer.into_iter();
+        let head: u64 = values.next().map(value).transpose()?.unwrap_or(0);
+        let cutoff = now_ms().saturating_sub(millis(self.inner.config.retention));
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        for item in values {
+            let text: String = value(item)?;
+            let entry = Entry::parse(&text).ok_or_else(|| corrupt("inbox entry"))?;
+            if entry.seq <= query.after || entry.time.0 <= cutoff {
+                continue;
+            }
+            if !entries.is_empty() && bytes >= query.max_bytes as usize {
+                break;
+            }
+            // The body is stored once, in the conversation's slot.
+            let body: Option<bytes::Bytes> =
+                self.get_field(&keys::message(&entry.conv, entry.conv_seq.0), "p").await?;
+            let payload = Payload::new(body.unwrap_or_default())
+                .map_err(|_| StoreError::Engine(EngineError::StoredPayloadTooLarge))?;
+            bytes += payload.bytes().len() + 48;
+            entries.push(Deliver {
+                seq: entry.seq,
+                message_id: entry.id,
+                conversation: entry.view,
+                conv_seq: entry.conv_seq,
+                sender: entry.sender,
+                sender_device: entry.sender_device,
+                server_time: entry.time,
+                payload,
+            });
+        }
+        let last = entries.last().map_or(query.after.0, |e: &Deliver| e.seq.0);
+        Ok(InboxPage { entries, remaining: head.saturating_sub(last), head: Seq(head) })
+    }
+
+    async fn ack(&self, ack: Ack) -> Result<(), StoreError> {
+        let mut call = self.inner.scripts.ack.prepare_invoke();
+        call.key(keys::device(ack.user, ack.device)).key(keys::inbox(ack.user, ack.device)).arg(ack.up_to.0);
+        let _removed: Vec<String> = self.invoke(call).await?;
+        Ok(())
+    }
+
+    /// Runs a script, noting whether Redis answered.
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        call: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let result = call.invoke_async(&mut conn).await;
+        self.answered(result)
+    }
+
+    /// Runs a command, noting whether Redis answered.
+    pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let result = cmd.query_async(&mut conn).await;
+        self.answered(result)
+    }
+
+    /// One field of a hash.
+    pub(crate) async fn get_field<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        field: &str,
+    ) -> Result<T, StoreError> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(key).arg(field);
+        self.query(&cmd).await
+    }
+
+    fn answered<T>(&self, result: redis::RedisResult<T>) -> Result<T, StoreError> {
+        let unreachable = result.as_ref().err().is_some_and(|err| {
+            err.is_io_error()
+                || err.is_timeout()
+                || err.is_connection_dropped()
+                || err.is_connection_refusal()
+        });
+        self.inner.writable.store(!unreachable, Ordering::Relaxed);
+        result.map_err(unavailable)
+    }
+
+    /// A new message id: the time, this instance, a counter (REDIS.md,
+    /// "Message ids").
+    pub(crate) fn next_id(&self, now: u64) -> u64 {
+        let count = self.inner.counter.fetch_add(1, Ordering::Relaxed) & 0xfff;
+        (now << 22) | (self.inner.instance << 12) | count
+    }
+}
+
+impl StoreApi for RedisStore {
+    fn call(&self, request: Request, done: Done) {
+        if self.inner.inflight.fetch_add(1, Ordering::Relaxed) >= self.inner.config.inflight {
+            self.inner.inflight.fetch_sub(1, Ordering::Relaxed);
+            return done(Err(StoreError::Overloaded));
+        }
+        let store = self.clone();
+        let Some(runtime) = &self.inner.runtime.0 else { return done(Err(StoreError::Overloaded)) };
+        runtime.spawn(async move {
+            let result = store.handle(request).await;
+            store.inner.inflight.fetch_sub(1, Ordering::Relaxed);
+            done(result);
+        });
+    }
+
+    fn writable(&self) -> bool {
+        self.inner.writable.load(Ordering::Relaxed)
+    }
+}
+
+/// The engine's runtime. The last clone of the store may be dropped on
+/// the runtime itself (by a request's task): it then stops without
+/// waiting, which a plain drop may not do there.
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::Connect(_) => "Connect",
+        Request::Send(_) => "Send",
+        Request::Ack(_) => "Ack",
+        Request::Read(_) => "Read",
+        Request::Group(_) => "Group",
+        Request::PrekeyUpload(_) => "PrekeyUpload",
+        Request::PrekeyFetch(_) => "PrekeyFetch",
+        Request::SetVisibility { .. } => "SetVisibility",
+        Request::GetVisibility { .. } => "GetVisibility",
+        Request::Inbox(_) => "Inbox",
+        Request::GroupGet { .. } => "GroupGet",
+        Request::Cursors { .. } => "Cursors",
+    }
+}
+
+/// A Redis failure: retryable for the client (`BACKEND_UNAVAILABLE`).
+pub(crate) fn unavailable(err: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(UnavailableError::Unreachable { why: err.to_string(), retry_in_ms: 1_000 })
+}
+
+/// A script's reply item as `T`.
+pub(crate) fn value<T: redis::FromRedisValue>(item: redis::Value) -> Result<T, StoreError> {
+    redis::from_redis_value(item).map_err(|_| corrupt("script reply"))
+}
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Engine(EngineError::corrupt(what))
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

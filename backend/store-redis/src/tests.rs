@@ -1,0 +1,194 @@
+//! The engine against a real 3-master Redis Cluster (started by the test):
+//! devices, 1:1 sends, inbox windows, acks, dedup, and the chain's
+//! roll-forward and order check.
+
+// Test code: a panic is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use backend_store::{
+    Ack, Connect, Connected, InboxPage, InboxQuery, Request, Response, SendMessage, Sent, StoreApi,
+    StoreError,
+};
+use bytes::Bytes;
+use protocol::{Conversation, DeviceId, Seq, UserId};
+use routing_registry::testing::RedisCluster;
+
+use crate::{RedisConfig, RedisStore};
+
+fn store(cluster: &RedisCluster) -> RedisStore {
+    let mut config = RedisConfig::new(cluster.urls());
+    config.max_devices = 3;
+    RedisStore::connect(config).unwrap()
+}
+
+fn call(store: &RedisStore, request: Request) -> Result<Response, StoreError> {
+    let (tx, rx) = mpsc::channel();
+    store.call(request, Box::new(move |result| tx.send(result).unwrap()));
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+fn connect(store: &RedisStore, user: u64, device: u32) -> Result<Connected, StoreError> {
+    match call(store, Request::Connect(Connect { user: UserId(user), device: DeviceId(device) }))? {
+        Response::Connected(connected) => Ok(connected),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn message(user: u64, device: u32, client_id: u64, to: u64, body: &str) -> SendMessage {
+    SendMessage {
+        user: UserId(user),
+        device: DeviceId(device),
+        client_id,
+        to: Conversation::Direct(UserId(to)),
+        payload: Bytes::from(body.to_owned()),
+    }
+}
+
+fn send(store: &RedisStore, req: SendMessage) -> Result<Sent, StoreError> {
+    match call(store, Request::Send(req))? {
+        Response::Sent(sent) => Ok(sent),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn inbox(store: &RedisStore, user: u64, device: u32, after: u64) -> InboxPage {
+    let query = InboxQuery {
+        user: UserId(user),
+        device: DeviceId(device),
+        after: Seq(after),
+        limit: 100,
+        max_bytes: 1 << 20,
+    };
+    match call(store, Request::Inbox(query)).unwrap() {
+        Response::Inbox(page) => page,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// (seq, body) of a device's inbox after `after`.
+fn bodies(store: &RedisStore, user: u64, device: u32, after: u64) -> Vec<(u64, String)> {
+    inbox(store, user, device, after)
+        .entries
+        .iter()
+        .map(|e| (e.seq.0, String::from_utf8_lossy(e.payload.bytes()).into_owned()))
+        .collect()
+}
+
+fn sorted(sent: &Sent) -> Vec<(u64, u32, u64)> {
+    let mut all: Vec<_> = sent.deliveries.iter().map(|d| (d.user.0, d.device.0, d.seq.0)).collect();
+    all.sort_unstable();
+    all
+}
+
+#[test]
+fn devices_register_up_to_the_limit_and_remember_the_last_connect() {
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    let first = connect(&store, 1, 1).unwrap();
+    assert_eq!((first.inbox_head, first.acked, first.previous_connect.0), (Seq(0), Seq(0), 0));
+    let again = connect(&store, 1, 1).unwrap();
+    assert!(again.previous_connect.0 > 0, "the first connect's time");
+    connect(&store, 1, 2).unwrap();
+    connect(&store, 1, 3).unwrap();
+    assert_eq!(connect(&store, 1, 4).unwrap_err(), StoreError::TooManyDevices(UserId(1)));
+    connect(&store, 1, 3).expect("a registered device always connects");
+}
+
+#[test]
+fn one_to_one_sends_enter_every_device_in_order_and_acks_remove_them() {
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    for (user, device) in [(1, 1), (1, 2), (2, 1), (2, 2)] {
+        connect(&store, user, device).unwrap();
+    }
+    for i in 1..=3 {
+        let sent = send(&store, message(1, 1, i, 2, &format!("m{i}"))).unwrap();
+        assert!(!sent.duplicate);
+        assert_eq!(sent.message.conv_seq.0, i);
+        assert_eq!(sorted(&sent), [(1, 2, i), (2, 1, i), (2, 2, i)], "every device but the sending one");
+    }
+    let expected: Vec<(u64, String)> = (1..=3).map(|i| (i, format!("m{i}"))).collect();
+    assert_eq!(bodies(&store, 2, 1, 0), expected);
+    assert_eq!(bodies(&store, 2, 2, 0), expected);
+    assert_eq!(bodies(&store, 1, 2, 0), expected, "the sender's other device has a copy");
+    assert!(bodies(&store, 1, 1, 0).is_empty(), "the sending device has none");
+    let page = inbox(&store, 2, 1, 0);
+    assert!(page.entries.iter().all(|e| e.conversation == Conversation::Direct(UserId(1))));
+    assert_eq!(inbox(&store, 1, 2, 0).entries[0].conversation, Conversation::Direct(UserId(2)));
+    assert_eq!(page.head, Seq(3));
+    // B answers: the conversation's conv_seq goes on.
+    assert_eq!(send(&store, message(2, 1, 1, 1, "yo")).unwrap().message.conv_seq.0, 4);
+    // Acks remove entries; the window starts after them.
+    call(&store, Request::Ack(Ack { user: UserId(2), device: DeviceId(1), up_to: Seq(2) })).unwrap();
+    assert_eq!(bodies(&store, 2, 1, 0), [(3, "m3".to_owned())]);
+    assert_eq!(connect(&store, 2, 1).unwrap().acked, Seq(2));
+    let after_two = [(3, "m3".to_owned()), (4, "yo".to_owned())];
+    assert_eq!(bodies(&store, 2, 2, 2), after_two, "a window after `after`, with B1's own message");
+    // An unknown recipient is refused before anything is stored.
+    assert_eq!(
+        send(&store, message(1, 1, 9, 77, "x")).unwrap_err(),
+        StoreError::UnknownRecipient(UserId(77))
+    );
+}
+
+#[test]
+fn a_retry_is_a_duplicate_carrying_the_original_entries_not_acked() {
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    for (user, device) in [(1, 1), (2, 1), (2, 2)] {
+        connect(&store, user, device).unwrap();
+    }
+    let first = send(&store, message(1, 1, 42, 2, "original")).unwrap();
+    let again = send(&store, message(1, 1, 42, 2, "different")).unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.message.id, again.message.conv_seq), (first.message.id, first.message.conv_seq));
+    assert_eq!(again.message.payload.as_ref(), b"original");
+    assert_eq!(sorted(&again), sorted(&first));
+    call(&store, Request::Ack(Ack { user: UserId(2), device: DeviceId(2), up_to: Seq(1) })).unwrap();
+    let later = send(&store, message(1, 1, 42, 2, "third")).unwrap();
+    assert_eq!(sorted(&later), [(2, 1, 1)], "the acked entry is left out");
+    assert_eq!(bodies(&store, 2, 1, 0).len(), 1, "stored once");
+}
+
+#[test]
+fn a_chain_interrupted_after_the_append_is_rolled_forward_by_the_retry() {
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    for (user, device) in [(1, 1), (2, 1)] {
+        connect(&store, user, device).unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let conv_seq = runtime.block_on(store.send_interrupted(&message(1, 1, 5, 2, "halfway")));
+    assert!(bodies(&store, 2, 1, 0).is_empty(), "stored, entered nowhere");
+    let retried = send(&store, message(1, 1, 5, 2, "halfway")).unwrap();
+    assert_eq!(retried.message.conv_seq.0, conv_seq, "the same message, not a second one");
+    assert_eq!(sorted(&retried), [(2, 1, 1)]);
+    assert_eq!(bodies(&store, 2, 1, 0), [(1, "halfway".to_owned())]);
+}
+
+#[test]
+fn a_later_message_that_arrives_first_brings_the_earlier_one_in_order() {
+    // Two senders through two store instances: the first stops after its
+    // append (conv_seq 1), the second's message (conv_seq 2) reaches the
+    // recipient first. The order check makes it enter conv_seq 1 first.
+    let cluster = RedisCluster::start();
+    let (first, second) = (store(&cluster), store(&cluster));
+    for (user, device) in [(1, 1), (1, 2), (2, 1)] {
+        connect(&first, user, device).unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert_eq!(runtime.block_on(first.send_interrupted(&message(1, 1, 1, 2, "one"))), 1);
+    let sent = send(&second, message(1, 2, 1, 2, "two")).unwrap();
+    assert_eq!(sent.message.conv_seq.0, 2);
+    assert_eq!(bodies(&second, 2, 1, 0), [(1, "one".to_owned()), (2, "two".to_owned())]);
+    assert_eq!(bodies(&second, 1, 2, 0), [(1, "one".to_owned())], "device 2 sent 'two': it has only 'one'");
+    assert_eq!(bodies(&second, 1, 1, 0), [(1, "two".to_owned())], "device 1 sent 'one'");
+    // The first sender's retry finds everything entered: the same seqs.
+    let retried = send(&first, message(1, 1, 1, 2, "one")).unwrap();
+    assert_eq!(retried.message.conv_seq.0, 1);
+    assert_eq!(sorted(&retried), [(1, 2, 1), (2, 1, 1)]);
+    assert_eq!(bodies(&first, 2, 1, 0).len(), 2, "nothing entered twice");
+}
