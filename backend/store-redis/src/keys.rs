@@ -32,6 +32,22 @@ pub(crate) fn last_conv_seqs(of: UserId) -> String {
     format!("{}lc", user(of))
 }
 
+/// The user's own delivered and read cursors (a hash: `conv|kind` →
+/// `up_to at`).
+pub(crate) fn cursors(of: UserId) -> String {
+    format!("{}cur", user(of))
+}
+
+/// The user's receipt mailbox (a hash: `view|owner|kind` → `up_to at`).
+pub(crate) fn mailbox(of: UserId) -> String {
+    format!("{}mb", user(of))
+}
+
+/// The user's presence visibility (a byte; unset: everyone).
+pub(crate) fn visibility(of: UserId) -> String {
+    format!("{}vis", user(of))
+}
+
 /// A dedup record of (device, client id).
 pub(crate) fn dedup(of: UserId, device: DeviceId, client_id: u64) -> String {
     format!("{}dd:{}:{}", user(of), device.0, client_id)

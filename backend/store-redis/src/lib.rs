@@ -4,11 +4,13 @@
 //!
 //! Built so far (issue 15, in progress): Connect, 1:1 Send (the claim,
 //! append, enter and finish chain, with the order check and its catch-up,
-//! and the dedup answer with the original's unacked entries), Inbox and
-//! Ack. Every other request is answered `StoreError::Engine` saying it is
-//! not built yet; nothing selects this engine in a gateway or store
-//! process yet.
+//! and the dedup answer with the original's unacked entries), Inbox, Ack,
+//! Read and `Cursors` for 1:1 conversations (delivered and read receipts,
+//! the mailbox), and visibility. Every other request (groups, prekeys) is
+//! answered `StoreError::Engine` saying it is not built yet; nothing
+//! selects this engine in a gateway or store process yet.
 
+mod cursors;
 mod entry;
 mod keys;
 mod scripts;

@@ -11,6 +11,7 @@ pub(crate) struct Scripts {
     pub(crate) enter: Script,
     pub(crate) read: Script,
     pub(crate) ack: Script,
+    pub(crate) raise: Script,
 }
 
 impl Scripts {
@@ -21,6 +22,7 @@ impl Scripts {
             enter: Script::new(ENTER),
             read: Script::new(READ),
             ack: Script::new(ACK),
+            raise: Script::new(RAISE),
         }
     }
 }
@@ -114,4 +116,14 @@ if not first then return {} end
 local count = n + 1 - tonumber(string.match(first, '^(%d+)'))
 if count <= 0 then return {} end
 return redis.call('LPOP', KEYS[2], count)
+";
+
+/// A cursor that only moves up: the field becomes `up_to at` if `up_to` is
+/// above what it holds. KEYS: the hash. ARGV: field, up_to, at. Returns 1
+/// if it moved.
+const RAISE: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and tonumber(string.match(old, '^(%d+)')) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+return 1
 ";

@@ -7,7 +7,7 @@
 
 use backend_store::{Delivery, EngineError, Message, SendMessage, Sent, StoreError};
 use bytes::Bytes;
-use protocol::{ConvSeq, Conversation, DeviceId, MessageId, Seq, Timestamp, UserId};
+use protocol::{ConvSeq, Conversation, DeviceId, MessageId, ReceiptKind, Seq, Timestamp, UserId};
 
 use crate::entry::{parse_view, view_text, Entry};
 use crate::keys;
@@ -81,6 +81,9 @@ impl RedisStore {
             .arg("PX")
             .arg(ttl);
         self.query::<()>(&finish).await?;
+        // Sending moves the author's read cursor to the message (SPEC §6.4).
+        let receipts =
+            self.advance(req.user, Some(req.device), to, ReceiptKind::Read, appended.conv_seq).await?;
         let message = Message {
             id: MessageId(appended.id),
             conv_seq: ConvSeq(appended.conv_seq),
@@ -89,7 +92,7 @@ impl RedisStore {
             server_time: Timestamp(appended.time),
             payload: req.payload,
         };
-        Ok(Sent { message, duplicate: !appended.fresh, deliveries, receipts: Vec::new() })
+        Ok(Sent { message, duplicate: !appended.fresh, deliveries, receipts })
     }
 
     /// Step 2: the message at the conversation's next conv_seq, or the one

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use backend_store::{
-    Ack, Connect, Connected, Done, EngineError, InboxPage, InboxQuery, Request, Response, StoreApi,
-    StoreError, UnavailableError,
+    Ack, Connect, Connected, Done, EngineError, InboxPage, InboxQuery, ReceiptNote, Request, Response,
+    StoreApi, StoreError, UnavailableError,
 };
-use protocol::{Deliver, Payload, Seq, Timestamp};
+use protocol::{Deliver, Payload, Seq, Timestamp, Visibility};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
@@ -112,7 +112,24 @@ impl RedisStore {
             Request::Connect(connect) => self.connected(connect).await.map(Response::Connected),
             Request::Send(send) => self.send(send).await.map(Response::Sent),
             Request::Inbox(query) => self.inbox(query).await.map(Response::Inbox),
-            Request::Ack(ack) => self.ack(ack).await.map(|()| Response::Receipts(Vec::new())),
+            Request::Ack(ack) => self.ack(ack).await.map(Response::Receipts),
+            Request::Read(read) => self.read(read).await.map(Response::Receipts),
+            Request::Cursors { user, since } => self.mailbox(user, since).await.map(Response::Cursors),
+            Request::SetVisibility { user, visibility } => {
+                let mut set = redis::cmd("SET");
+                set.arg(keys::visibility(user)).arg(visibility.name());
+                self.query::<()>(&set).await.map(|()| Response::Done)
+            }
+            Request::GetVisibility { user } => {
+                let mut get = redis::cmd("GET");
+                get.arg(keys::visibility(user));
+                let stored: Option<String> = self.query(&get).await?;
+                let visibility = match stored {
+                    None => Visibility::Everyone,
+                    Some(name) => Visibility::from_name(&name).ok_or_else(|| corrupt("visibility"))?,
+                };
+                Ok(Response::Visibility(visibility))
+            }
             other => Err(StoreError::Engine(EngineError::Database {
                 message: format!("the Redis engine does not serve {} yet (issue 15)", request_name(&other)),
             })),
@@ -181,11 +198,13 @@ impl RedisStore {
         Ok(InboxPage { entries, remaining: head.saturating_sub(last), head: Seq(head) })
     }
 
-    async fn ack(&self, ack: Ack) -> Result<(), StoreError> {
+    /// Ack: the entries leave the inbox, and the delivered cursors they
+    /// cover move (receipts to their senders).
+    async fn ack(&self, ack: Ack) -> Result<Vec<ReceiptNote>, StoreError> {
         let mut call = self.inner.scripts.ack.prepare_invoke();
         call.key(keys::device(ack.user, ack.device)).key(keys::inbox(ack.user, ack.device)).arg(ack.up_to.0);
-        let _removed: Vec<String> = self.invoke(call).await?;
-        Ok(())
+        let removed: Vec<String> = self.invoke(call).await?;
+        self.delivered(ack.user, &removed).await
     }
 
     /// Runs a script, noting whether Redis answered.

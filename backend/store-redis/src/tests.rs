@@ -192,3 +192,57 @@ fn a_later_message_that_arrives_first_brings_the_earlier_one_in_order() {
     assert_eq!(sorted(&retried), [(1, 2, 1), (2, 1, 1)]);
     assert_eq!(bodies(&first, 2, 1, 0).len(), 2, "nothing entered twice");
 }
+
+fn receipts(response: Result<Response, StoreError>) -> Vec<backend_store::ReceiptNote> {
+    match response.unwrap() {
+        Response::Receipts(notes) | Response::Cursors(notes) => notes,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn acks_and_reads_move_cursors_whose_receipts_reach_the_mailbox() {
+    use protocol::{ReceiptKind, Timestamp, Visibility};
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    for (user, device) in [(1, 1), (2, 1), (2, 2)] {
+        connect(&store, user, device).unwrap();
+    }
+    let sent = send(&store, message(1, 1, 1, 2, "a")).unwrap();
+    // Sending moves the author's read cursor: the peer and the author's
+    // other devices hear of it, as from the fjall engine.
+    let own: Vec<_> = sent.receipts.iter().map(|n| (n.to.0, n.except, n.kind, n.up_to.0)).collect();
+    assert_eq!(own, [(2, None, ReceiptKind::Read, 1), (1, Some(DeviceId(1)), ReceiptKind::Read, 1)]);
+    send(&store, message(1, 1, 2, 2, "b")).unwrap();
+    // B's device acks both: A hears "delivered up to 2".
+    let acked =
+        receipts(call(&store, Request::Ack(Ack { user: UserId(2), device: DeviceId(1), up_to: Seq(2) })));
+    let got: Vec<_> = acked.iter().map(|n| (n.to.0, n.user.0, n.kind, n.up_to.0, n.conversation)).collect();
+    assert_eq!(got, [(1, 2, ReceiptKind::Delivered, 2, Conversation::Direct(UserId(2)))]);
+    // The other device's ack moves nothing more.
+    let again = call(&store, Request::Ack(Ack { user: UserId(2), device: DeviceId(2), up_to: Seq(2) }));
+    assert!(receipts(again).is_empty());
+    // READ beyond the conversation is clamped to its last conv_seq.
+    let read = backend_store::ReadCursor {
+        user: UserId(2),
+        device: DeviceId(2),
+        conversation: Conversation::Direct(UserId(1)),
+        up_to: protocol::ConvSeq(99),
+    };
+    let notes = receipts(call(&store, Request::Read(read)));
+    let got: Vec<_> = notes.iter().map(|n| (n.to.0, n.except, n.kind, n.up_to.0)).collect();
+    assert_eq!(got, [(1, None, ReceiptKind::Read, 2), (2, Some(DeviceId(2)), ReceiptKind::Read, 2)]);
+    // A, connecting later, reads both cursors of B from its mailbox.
+    let cursors = receipts(call(&store, Request::Cursors { user: UserId(1), since: Timestamp(0) }));
+    let mut got: Vec<_> =
+        cursors.iter().filter(|n| n.user == UserId(2)).map(|n| (n.kind, n.up_to.0)).collect();
+    got.sort_unstable_by_key(|(kind, _)| *kind as u8);
+    assert_eq!(got, [(ReceiptKind::Delivered, 2), (ReceiptKind::Read, 2)]);
+    let later = Timestamp(cursors.iter().map(|n| n.at.0).max().unwrap());
+    assert!(receipts(call(&store, Request::Cursors { user: UserId(1), since: later })).is_empty());
+    // Visibility: everyone until set.
+    let get = || call(&store, Request::GetVisibility { user: UserId(2) }).unwrap();
+    assert!(matches!(get(), Response::Visibility(Visibility::Everyone)));
+    call(&store, Request::SetVisibility { user: UserId(2), visibility: Visibility::Nobody }).unwrap();
+    assert!(matches!(get(), Response::Visibility(Visibility::Nobody)));
+}

@@ -1,0 +1,166 @@
+//! Delivered and read cursors, the receipts their moves produce, and the
+//! mailbox that answers `Cursors` (REDIS.md, "Ack, read, receipts"). A
+//! user's own cursors are in its slot; each receipt is then written to the
+//! mailbox of the user it goes to, in that user's slot, keeping the
+//! highest (a lost mailbox write loses a receipt, never a cursor).
+
+use backend_store::{ReadCursor, ReceiptNote, StoreError};
+use protocol::{ConvSeq, Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
+
+use crate::entry::{parse_view, view_text, Entry};
+use crate::keys;
+use crate::store::{corrupt, now_ms, RedisStore};
+
+impl RedisStore {
+    /// Moves `user`'s cursor in `view` up to `up_to` (if higher) and
+    /// returns the receipts to send, written to their mailboxes; `device`
+    /// moved a read cursor (its own copy is not sent back).
+    pub(crate) async fn advance(
+        &self,
+        user: UserId,
+        device: Option<DeviceId>,
+        view: Conversation,
+        kind: ReceiptKind,
+        up_to: u64,
+    ) -> Result<Vec<ReceiptNote>, StoreError> {
+        let at = now_ms();
+        let conv = keys::conversation(user, view);
+        if !self.raise(&keys::cursors(user), &format!("{conv}|{}", kind as u8), up_to, at).await? {
+            return Ok(Vec::new());
+        }
+        let note = |to: UserId, conversation: Conversation, except: Option<DeviceId>| ReceiptNote {
+            to,
+            except,
+            conversation,
+            user,
+            kind,
+            up_to: ConvSeq(up_to),
+            at: Timestamp(at),
+        };
+        let mut notes = Vec::new();
+        match view {
+            Conversation::Direct(peer) if peer != user => {
+                notes.push(note(peer, Conversation::Direct(user), None))
+            }
+            Conversation::Direct(_) => {}
+            Conversation::Group(group) => {
+                return Err(StoreError::Engine(backend_store::EngineError::Database {
+                    message: format!(
+                        "the Redis engine does not serve group {} cursors yet (issue 15)",
+                        group.0
+                    ),
+                }))
+            }
+        }
+        if kind == ReceiptKind::Read {
+            notes.push(note(user, view, device));
+        }
+        for n in &notes {
+            let field = format!("{}|{}|{}", view_text(n.conversation), n.user.0, n.kind as u8);
+            self.raise(&keys::mailbox(n.to), &field, up_to, at).await?;
+        }
+        Ok(notes)
+    }
+
+    /// READ: the reader's read cursor, clamped to the conversation's last
+    /// conv_seq.
+    pub(crate) async fn read(&self, req: ReadCursor) -> Result<Vec<ReceiptNote>, StoreError> {
+        let mut get = redis::cmd("GET");
+        get.arg(keys::conv_seq(&keys::conversation(req.user, req.conversation)));
+        let last: Option<u64> = self.query(&get).await?;
+        let up_to = req.up_to.0.min(last.unwrap_or(0));
+        self.advance(req.user, Some(req.device), req.conversation, ReceiptKind::Read, up_to).await
+    }
+
+    /// The delivered cursors an ack moves: the highest conv_seq per
+    /// conversation among the entries it removed (copies of the user's own
+    /// messages say nothing about delivery to the user).
+    pub(crate) async fn delivered(
+        &self,
+        user: UserId,
+        removed: &[String],
+    ) -> Result<Vec<ReceiptNote>, StoreError> {
+        let mut highest: Vec<(Conversation, u64)> = Vec::new();
+        for text in removed {
+            let entry = Entry::parse(text).ok_or_else(|| corrupt("inbox entry"))?;
+            if entry.sender == user {
+                continue;
+            }
+            match highest.iter_mut().find(|(view, _)| *view == entry.view) {
+                Some((_, seq)) => *seq = (*seq).max(entry.conv_seq.0),
+                None => highest.push((entry.view, entry.conv_seq.0)),
+            }
+        }
+        let mut notes = Vec::new();
+        for (view, up_to) in highest {
+            notes.extend(self.advance(user, None, view, ReceiptKind::Delivered, up_to).await?);
+        }
+        Ok(notes)
+    }
+
+    /// `Cursors`: the receipts in `user`'s mailbox that moved after `since`.
+    pub(crate) async fn mailbox(
+        &self,
+        user: UserId,
+        since: Timestamp,
+    ) -> Result<Vec<ReceiptNote>, StoreError> {
+        let mut all = redis::cmd("HGETALL");
+        all.arg(keys::mailbox(user));
+        let fields: Vec<(String, String)> = self.query(&all).await?;
+        let mut notes = Vec::new();
+        for (field, value) in fields {
+            let note = mailbox_note(user, &field, &value).ok_or_else(|| corrupt("mailbox field"))?;
+            if note.at > since {
+                notes.push(note);
+            }
+        }
+        Ok(notes)
+    }
+
+    /// The RAISE script: whether the cursor moved.
+    async fn raise(&self, key: &str, field: &str, up_to: u64, at: u64) -> Result<bool, StoreError> {
+        let mut call = self.inner.scripts.raise.prepare_invoke();
+        call.key(key).arg(field).arg(up_to).arg(at);
+        let moved: u8 = self.invoke(call).await?;
+        Ok(moved == 1)
+    }
+}
+
+/// A mailbox field (`view|owner|kind`) and value (`up_to at`) of `to`'s.
+fn mailbox_note(to: UserId, field: &str, value: &str) -> Option<ReceiptNote> {
+    let mut parts = field.split('|');
+    let conversation = parse_view(parts.next()?)?;
+    let user = UserId(parts.next()?.parse().ok()?);
+    let kind = match parts.next()? {
+        "1" => ReceiptKind::Delivered,
+        "2" => ReceiptKind::Read,
+        _ => return None,
+    };
+    let (up_to, at) = value.split_once(' ')?;
+    Some(ReceiptNote {
+        to,
+        except: None,
+        conversation,
+        user,
+        kind,
+        up_to: ConvSeq(up_to.parse().ok()?),
+        at: Timestamp(at.parse().ok()?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mailbox_field_reads_back_and_an_unknown_kind_is_refused() {
+        let note = mailbox_note(UserId(1), "d2|2|2", "7 9").unwrap();
+        assert_eq!(
+            (note.conversation, note.user, note.kind),
+            (Conversation::Direct(UserId(2)), UserId(2), ReceiptKind::Read)
+        );
+        assert_eq!((note.up_to, note.at), (ConvSeq(7), Timestamp(9)));
+        assert_eq!(mailbox_note(UserId(1), "d2|2|3", "7 9"), None);
+        assert_eq!(mailbox_note(UserId(1), "d2|2|1", "7"), None);
+    }
+}
