@@ -48,6 +48,21 @@ pub(crate) fn visibility(of: UserId) -> String {
     format!("{}vis", user(of))
 }
 
+/// A device's identity key, signed prekey and signature (a hash).
+pub(crate) fn prekeys(of: UserId, device: DeviceId) -> String {
+    format!("{}pk:{}", user(of), device.0)
+}
+
+/// A device's one-time prekeys (a hash: id → key).
+pub(crate) fn one_time(of: UserId, device: DeviceId) -> String {
+    format!("{}ot:{}", user(of), device.0)
+}
+
+/// The ids of a device's one-time prekeys (a sorted set, lowest first).
+pub(crate) fn one_time_ids(of: UserId, device: DeviceId) -> String {
+    format!("{}oti:{}", user(of), device.0)
+}
+
 /// A dedup record of (device, client id).
 pub(crate) fn dedup(of: UserId, device: DeviceId, client_id: u64) -> String {
     format!("{}dd:{}:{}", user(of), device.0, client_id)

@@ -6,13 +6,14 @@
 //! append, enter and finish chain, with the order check and its catch-up,
 //! and the dedup answer with the original's unacked entries), Inbox, Ack,
 //! Read and `Cursors` for 1:1 conversations (delivered and read receipts,
-//! the mailbox), and visibility. Every other request (groups, prekeys) is
-//! answered `StoreError::Engine` saying it is not built yet; nothing
-//! selects this engine in a gateway or store process yet.
+//! the mailbox), prekeys and visibility. Group requests are answered
+//! `StoreError::Engine` saying they are not built yet; nothing selects this
+//! engine in a gateway or store process yet.
 
 mod cursors;
 mod entry;
 mod keys;
+mod prekeys;
 mod scripts;
 mod send;
 mod store;

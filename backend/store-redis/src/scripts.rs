@@ -12,6 +12,8 @@ pub(crate) struct Scripts {
     pub(crate) read: Script,
     pub(crate) ack: Script,
     pub(crate) raise: Script,
+    pub(crate) prekey_upload: Script,
+    pub(crate) prekey_take: Script,
 }
 
 impl Scripts {
@@ -23,13 +25,16 @@ impl Scripts {
             read: Script::new(READ),
             ack: Script::new(ACK),
             raise: Script::new(RAISE),
+            prekey_upload: Script::new(PREKEY_UPLOAD),
+            prekey_take: Script::new(PREKEY_TAKE),
         }
     }
 }
 
 /// Registers the device (up to the limit) and records the connect time.
-/// KEYS: devices, device state. ARGV: device, max devices, now (ms).
-/// Returns {0} at the limit, else {1, head, acked, previous connect}.
+/// KEYS: devices, device state, the device's keys, its one-time keys.
+/// ARGV: device, max devices, now (ms). Returns {0} at the limit, else {1,
+/// head, acked, previous connect, one-time stock or -1 without keys}.
 const CONNECT: &str = r"
 local d = ARGV[1]
 if redis.call('SISMEMBER', KEYS[1], d) == 0 then
@@ -38,7 +43,9 @@ if redis.call('SISMEMBER', KEYS[1], d) == 0 then
 end
 local st = redis.call('HMGET', KEYS[2], 'head', 'acked', 'conn')
 redis.call('HSET', KEYS[2], 'conn', ARGV[3])
-return {1, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0')}
+local stock = -1
+if redis.call('EXISTS', KEYS[3]) == 1 then stock = redis.call('HLEN', KEYS[4]) end
+return {1, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'), stock}
 ";
 
 /// Step 2: the message gets the conversation's next conv_seq, once per
@@ -126,4 +133,35 @@ local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old and tonumber(string.match(old, '^(%d+)')) >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
 return 1
+";
+
+/// PREKEY_UPLOAD: the identity key and signed prekey replaced, one-time
+/// keys added (an id already stored is replaced). KEYS: the device's keys,
+/// its one-time keys (id → key), their ids (a sorted set). ARGV: identity
+/// key, signed prekey id, signed prekey, signature, then id, key, ...
+/// Returns the one-time stock.
+const PREKEY_UPLOAD: &str = r"
+redis.call('HSET', KEYS[1], 'ik', ARGV[1], 'sid', ARGV[2], 'spk', ARGV[3], 'sig', ARGV[4])
+for i = 5, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i])
+end
+return redis.call('HLEN', KEYS[2])
+";
+
+/// PREKEY_FETCH of one device: its bundle, consuming the lowest one-time
+/// key. KEYS as for the upload. Returns {} without keys, else {identity
+/// key, signed prekey id, signed prekey, signature, stock left, one-time id
+/// or -1, one-time key or ''}.
+const PREKEY_TAKE: &str = r"
+local keys = redis.call('HMGET', KEYS[1], 'ik', 'sid', 'spk', 'sig')
+if not keys[1] then return {} end
+local id, key = -1, ''
+local lowest = redis.call('ZPOPMIN', KEYS[3])
+if lowest[1] then
+  id = tonumber(lowest[1])
+  key = redis.call('HGET', KEYS[2], lowest[1])
+  redis.call('HDEL', KEYS[2], lowest[1])
+end
+return {keys[1], keys[2], keys[3], keys[4], redis.call('HLEN', KEYS[2]), id, key}
 ";

@@ -30,6 +30,9 @@ pub struct RedisConfig {
     pub retention: Duration,
     /// Requests in flight at most; more are answered `Overloaded`.
     pub inflight: usize,
+    /// One-time prekey stock at or below which a device is told to upload
+    /// more.
+    pub prekey_low: u32,
 }
 
 impl RedisConfig {
@@ -41,6 +44,7 @@ impl RedisConfig {
             max_devices: 5,
             retention: Duration::from_secs(30 * 24 * 3600),
             inflight: 65_536,
+            prekey_low: 10,
         }
     }
 }
@@ -115,6 +119,8 @@ impl RedisStore {
             Request::Ack(ack) => self.ack(ack).await.map(Response::Receipts),
             Request::Read(read) => self.read(read).await.map(Response::Receipts),
             Request::Cursors { user, since } => self.mailbox(user, since).await.map(Response::Cursors),
+            Request::PrekeyUpload(upload) => self.prekey_upload(upload).await.map(Response::PrekeyStock),
+            Request::PrekeyFetch(fetch) => self.prekey_fetch(fetch).await.map(Response::PrekeyFetched),
             Request::SetVisibility { user, visibility } => {
                 let mut set = redis::cmd("SET");
                 set.arg(keys::visibility(user)).arg(visibility.name());
@@ -140,17 +146,20 @@ impl RedisStore {
         let mut call = self.inner.scripts.connect.prepare_invoke();
         call.key(keys::devices(connect.user))
             .key(keys::device(connect.user, connect.device))
+            .key(keys::prekeys(connect.user, connect.device))
+            .key(keys::one_time(connect.user, connect.device))
             .arg(connect.device.0)
             .arg(self.inner.config.max_devices)
             .arg(now_ms());
-        let answer: Vec<u64> = self.invoke(call).await?;
+        let answer: Vec<i64> = self.invoke(call).await?;
+        let count = |n: i64| u64::try_from(n).map_err(|_| corrupt("connect answer"));
         match answer.as_slice() {
             [0] => Err(StoreError::TooManyDevices(connect.user)),
-            [1, head, acked, previous] => Ok(Connected {
-                inbox_head: Seq(*head),
-                acked: Seq(*acked),
-                prekey_stock: None,
-                previous_connect: Timestamp(*previous),
+            &[1, head, acked, previous, stock] => Ok(Connected {
+                inbox_head: Seq(count(head)?),
+                acked: Seq(count(acked)?),
+                prekey_stock: u32::try_from(stock).ok(),
+                previous_connect: Timestamp(count(previous)?),
             }),
             _ => Err(corrupt("connect answer")),
         }

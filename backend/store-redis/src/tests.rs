@@ -246,3 +246,47 @@ fn acks_and_reads_move_cursors_whose_receipts_reach_the_mailbox() {
     call(&store, Request::SetVisibility { user: UserId(2), visibility: Visibility::Nobody }).unwrap();
     assert!(matches!(get(), Response::Visibility(Visibility::Nobody)));
 }
+
+#[test]
+fn prekeys_are_uploaded_and_fetched_lowest_one_time_key_first() {
+    use backend_store::{PrekeyFetch, PrekeyUpload};
+    use protocol::{Key, OneTimePrekey, Signature, SignedPrekey};
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    connect(&store, 1, 1).unwrap();
+    connect(&store, 1, 2).unwrap();
+    assert_eq!(connect(&store, 1, 1).unwrap().prekey_stock, None, "no keys yet");
+    let key = |b: u8| Key::new(vec![b; 32]).unwrap();
+    let upload = |ids: &[u32]| PrekeyUpload {
+        user: UserId(1),
+        device: DeviceId(1),
+        identity_key: key(1),
+        signed_prekey: SignedPrekey { id: 7, key: key(9), signature: Signature::new(vec![1; 64]).unwrap() },
+        one_time: ids.iter().map(|&id| OneTimePrekey { id, key: key(id as u8) }).collect(),
+    };
+    let stock = |response: Response| match response {
+        Response::PrekeyStock(stock) => stock,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(stock(call(&store, Request::PrekeyUpload(upload(&[5, 2, 9]))).unwrap()), 3);
+    assert_eq!(
+        stock(call(&store, Request::PrekeyUpload(upload(&[5]))).unwrap()),
+        3,
+        "an id stored is replaced"
+    );
+    assert_eq!(connect(&store, 1, 1).unwrap().prekey_stock, Some(3));
+    let fetch = |device: u32| {
+        call(&store, Request::PrekeyFetch(PrekeyFetch { user: UserId(1), device: DeviceId(device) }))
+    };
+    let Response::PrekeyFetched(fetched) = fetch(0).unwrap() else { panic!() };
+    assert_eq!(fetched.bundles.len(), 1, "only device 1 has keys");
+    let bundle = &fetched.bundles[0];
+    assert_eq!((bundle.device, bundle.signed_prekey.id), (DeviceId(1), 7));
+    assert_eq!(bundle.one_time.as_ref().map(|o| (o.id, o.key.clone())), Some((2, key(2))), "lowest id first");
+    assert_eq!(fetched.low, [(DeviceId(1), 2)], "at or below the low mark");
+    for expected in [Some(5), Some(9), None] {
+        let Response::PrekeyFetched(fetched) = fetch(1).unwrap() else { panic!() };
+        assert_eq!(fetched.bundles[0].one_time.as_ref().map(|o| o.id), expected);
+    }
+    assert_eq!(fetch(2).unwrap_err(), StoreError::UnknownDevice(UserId(1)));
+}
