@@ -25,9 +25,10 @@ impl RedisStore {
     ) -> Result<Vec<ReceiptNote>, StoreError> {
         let at = now_ms();
         let conv = keys::conversation(user, view);
-        if !self.raise(&keys::cursors(user), &format!("{conv}|{}", kind as u8), up_to, at).await? {
+        let field = format!("{conv}|{}", kind as u8);
+        let Some(old) = self.raise(&keys::cursors(user), &field, up_to, at).await? else {
             return Ok(Vec::new());
-        }
+        };
         let note = |to: UserId, conversation: Conversation, except: Option<DeviceId>| ReceiptNote {
             to,
             except,
@@ -43,13 +44,11 @@ impl RedisStore {
                 notes.push(note(peer, Conversation::Direct(user), None))
             }
             Conversation::Direct(_) => {}
-            Conversation::Group(group) => {
-                return Err(StoreError::Engine(backend_store::EngineError::Database {
-                    message: format!(
-                        "the Redis engine does not serve group {} cursors yet (issue 15)",
-                        group.0
-                    ),
-                }))
+            Conversation::Group(_) => {
+                // Only the authors of the messages the move covers hear of it.
+                let mut senders = self.senders(&conv, user, old, up_to).await?;
+                senders.sort_unstable();
+                notes.extend(senders.into_iter().map(|sender| note(sender, view, None)));
             }
         }
         if kind == ReceiptKind::Read {
@@ -65,6 +64,9 @@ impl RedisStore {
     /// READ: the reader's read cursor, clamped to the conversation's last
     /// conv_seq.
     pub(crate) async fn read(&self, req: ReadCursor) -> Result<Vec<ReceiptNote>, StoreError> {
+        if let Conversation::Group(group) = req.conversation {
+            self.group_of_member(group, req.user).await?;
+        }
         let mut get = redis::cmd("GET");
         get.arg(keys::conv_seq(&keys::conversation(req.user, req.conversation)));
         let last: Option<u64> = self.query(&get).await?;
@@ -117,12 +119,44 @@ impl RedisStore {
         Ok(notes)
     }
 
-    /// The RAISE script: whether the cursor moved.
-    async fn raise(&self, key: &str, field: &str, up_to: u64, at: u64) -> Result<bool, StoreError> {
+    /// The RAISE script: the value the cursor moved from, if it moved.
+    pub(crate) async fn raise(
+        &self,
+        key: &str,
+        field: &str,
+        up_to: u64,
+        at: u64,
+    ) -> Result<Option<u64>, StoreError> {
         let mut call = self.inner.scripts.raise.prepare_invoke();
         call.key(key).arg(field).arg(up_to).arg(at);
-        let moved: u8 = self.invoke(call).await?;
-        Ok(moved == 1)
+        let from: i64 = self.invoke(call).await?;
+        Ok(u64::try_from(from).ok())
+    }
+
+    /// The authors (not `user`, not system entries) of a group's messages
+    /// after `old` up to `up_to`: at most the newest `GROUP_SCAN` of them
+    /// (bounded work per move, as in the fjall engine).
+    async fn senders(
+        &self,
+        conv: &str,
+        user: UserId,
+        old: u64,
+        up_to: u64,
+    ) -> Result<Vec<UserId>, StoreError> {
+        const GROUP_SCAN: u64 = 4096;
+        let mut senders: Vec<UserId> = Vec::new();
+        for conv_seq in (old + 1).max(up_to.saturating_sub(GROUP_SCAN) + 1)..=up_to {
+            let mut read = redis::cmd("HMGET");
+            read.arg(keys::message(conv, conv_seq)).arg("snd").arg("dev");
+            let fields: Vec<Option<u64>> = self.query(&read).await?;
+            if let [Some(sender), Some(device)] = fields[..] {
+                let sender = UserId(sender);
+                if device != 0 && sender != user && !senders.contains(&sender) {
+                    senders.push(sender);
+                }
+            }
+        }
+        Ok(senders)
     }
 }
 

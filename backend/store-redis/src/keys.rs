@@ -79,6 +79,12 @@ pub(crate) fn conversation(from: UserId, to: Conversation) -> String {
     }
 }
 
+/// A group's record: `v` version, `name`, `mem` members (`user:role:join`
+/// in join order, join = the conv_seq of the system entry that added them).
+pub(crate) fn group_info(prefix: &str) -> String {
+    format!("{prefix}info")
+}
+
 /// The conversation's last conv_seq.
 pub(crate) fn conv_seq(prefix: &str) -> String {
     format!("{prefix}seq")

@@ -14,6 +14,7 @@ pub(crate) struct Scripts {
     pub(crate) raise: Script,
     pub(crate) prekey_upload: Script,
     pub(crate) prekey_take: Script,
+    pub(crate) group_write: Script,
 }
 
 impl Scripts {
@@ -27,6 +28,7 @@ impl Scripts {
             raise: Script::new(RAISE),
             prekey_upload: Script::new(PREKEY_UPLOAD),
             prekey_take: Script::new(PREKEY_TAKE),
+            group_write: Script::new(GROUP_WRITE),
         }
     }
 }
@@ -50,9 +52,17 @@ return {1, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'
 
 /// Step 2: the message gets the conversation's next conv_seq, once per
 /// (sender device, client id). KEYS: the conversation's seq key, the
-/// append's dedup key. ARGV: id, sender, sender device, time, payload,
-/// retention (ms). Returns {conv_seq, 1 if appended now, id, time}.
+/// append's dedup key, and for a group its record. ARGV: id, sender, sender
+/// device, time, payload, retention (ms). Returns {-1} for no such group,
+/// {-2} for a sender not a member, else {conv_seq, 1 if appended now, id,
+/// time, the group's members (`user:role:join ...`) or ''}.
 const APPEND: &str = r"
+local members = ''
+if #KEYS == 3 then
+  members = redis.call('HGET', KEYS[3], 'mem')
+  if not members then return {-1} end
+  if not string.find(' ' .. members, ' ' .. ARGV[2] .. ':', 1, true) then return {-2} end
+end
 local prefix = string.sub(KEYS[1], 1, -4)
 local s = redis.call('GET', KEYS[2])
 local fresh = 0
@@ -65,7 +75,7 @@ if not s then
   fresh = 1
 end
 local got = redis.call('HMGET', prefix .. 'm:' .. s, 'id', 't')
-return {tonumber(s), fresh, got[1], got[2]}
+return {tonumber(s), fresh, got[1], got[2], members}
 ";
 
 /// Step 3: the entry of conv_seq S enters every device's inbox of the user
@@ -73,13 +83,15 @@ return {tonumber(s), fresh, got[1], got[2]}
 /// see in that conversation (the order check).
 /// KEYS: the user's devices, the user's last-conv_seq hash.
 /// ARGV: conversation prefix, S, device to skip (or ''), the entry without
-/// its seq. Returns {'ok', device, seq, ...}, {'have'} (entered before), or
-/// {'behind', last} (earlier conv_seqs must enter first).
+/// its seq, the first conv_seq of the user's membership (a group's join; 0
+/// in a pair). Returns {'ok', device, seq, ...}, {'have'} (entered before,
+/// or from before the membership), or {'behind', last} (the conv_seqs after
+/// `last` must enter first).
 const ENTER: &str = r"
 local S = tonumber(ARGV[2])
-local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if S <= last then return {'have'} end
-if S ~= last + 1 then return {'behind', last} end
+local expected = math.max(tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') + 1, tonumber(ARGV[5]))
+if S < expected then return {'have'} end
+if S > expected then return {'behind', expected - 1} end
 local p = string.sub(KEYS[1], 1, -5)
 local out = {'ok'}
 for _, d in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -126,13 +138,15 @@ return redis.call('LPOP', KEYS[2], count)
 ";
 
 /// A cursor that only moves up: the field becomes `up_to at` if `up_to` is
-/// above what it holds. KEYS: the hash. ARGV: field, up_to, at. Returns 1
-/// if it moved.
+/// above what it holds. KEYS: the hash. ARGV: field, up_to, at. Returns
+/// the value it moved from (0: none), or -1 if it did not move.
 const RAISE: &str = r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old and tonumber(string.match(old, '^(%d+)')) >= tonumber(ARGV[2]) then return 0 end
+local from = 0
+if old then from = tonumber(string.match(old, '^(%d+)')) end
+if from >= tonumber(ARGV[2]) then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
-return 1
+return from
 ";
 
 /// PREKEY_UPLOAD: the identity key and signed prekey replaced, one-time
@@ -164,4 +178,21 @@ if lowest[1] then
   redis.call('HDEL', KEYS[2], lowest[1])
 end
 return {keys[1], keys[2], keys[3], keys[4], redis.call('HLEN', KEYS[2]), id, key}
+";
+
+/// A group change, if the group is still at the version it was read at: the
+/// new record and its system entry at the next conv_seq (members who join
+/// now have `*` for their join, which becomes that conv_seq).
+/// KEYS: the group's info, its seq key. ARGV: version read (0: none), new
+/// version, name, members, id, actor, time, payload, retention (ms).
+/// Returns {0} if the group changed meanwhile, else {1, conv_seq, members}.
+const GROUP_WRITE: &str = r"
+if tonumber(redis.call('HGET', KEYS[1], 'v') or '0') ~= tonumber(ARGV[1]) then return {0} end
+local s = redis.call('INCR', KEYS[2])
+local members = string.gsub(ARGV[4], '%*', tostring(s))
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'name', ARGV[3], 'mem', members)
+local m = string.sub(KEYS[2], 1, -4) .. 'm:' .. s
+redis.call('HSET', m, 'id', ARGV[5], 'snd', ARGV[6], 'dev', 0, 't', ARGV[7], 'p', ARGV[8])
+redis.call('PEXPIRE', m, ARGV[9])
+return {1, s, members}
 ";

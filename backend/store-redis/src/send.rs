@@ -7,18 +7,18 @@
 
 use backend_store::{Delivery, EngineError, Message, SendMessage, Sent, StoreError};
 use bytes::Bytes;
-use protocol::{ConvSeq, Conversation, DeviceId, MessageId, ReceiptKind, Seq, Timestamp, UserId};
+use protocol::{ConvSeq, Conversation, DeviceId, GroupId, MessageId, ReceiptKind, Seq, Timestamp, UserId};
 
 use crate::entry::{parse_view, view_text, Entry};
 use crate::keys;
 use crate::store::{corrupt, millis, now_ms, value, RedisStore};
 
 /// What the append step answered.
-struct Appended {
-    conv_seq: u64,
-    fresh: bool,
-    id: u64,
-    time: u64,
+pub(crate) struct Appended {
+    pub(crate) conv_seq: u64,
+    pub(crate) fresh: bool,
+    pub(crate) id: u64,
+    pub(crate) time: u64,
 }
 
 impl RedisStore {
@@ -26,14 +26,13 @@ impl RedisStore {
         if req.payload.len() > protocol::limits::MAX_PAYLOAD {
             return Err(StoreError::Engine(EngineError::PayloadTooLarge));
         }
-        let peer = match req.to {
-            Conversation::Direct(peer) => peer,
-            Conversation::Group(_) => {
-                return Err(StoreError::Engine(EngineError::Database {
-                    message: "the Redis engine does not serve group sends yet (issue 15)".to_owned(),
-                }))
+        if let Conversation::Direct(peer) = req.to {
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(keys::devices(peer));
+            if peer != req.user && !self.query::<bool>(&exists).await? {
+                return Err(StoreError::UnknownRecipient(peer));
             }
-        };
+        }
         let ttl = millis(self.inner.config.retention);
         // Step 1, claim: a retry finds the record of the first attempt.
         let dedup = keys::dedup(req.user, req.device, req.client_id);
@@ -46,33 +45,38 @@ impl RedisStore {
                 .ok_or_else(|| corrupt("dedup record"))?,
             None => req.to,
         };
-        if peer != req.user {
-            let mut exists = redis::cmd("EXISTS");
-            exists.arg(keys::devices(peer));
-            if !self.query::<bool>(&exists).await? {
-                return Err(StoreError::UnknownRecipient(peer));
-            }
-        }
-        // Step 2, append: the message and its conv_seq, once.
+        // Step 2, append: the message and its conv_seq, once; and who gets it
+        // (each with the first conv_seq of its membership, 0 in a pair).
         let conv = keys::conversation(req.user, to);
-        let appended = self.append(&req, &conv).await?;
-        // Step 3, enter: the recipient's devices, then the sender's others.
-        let entry = |view| Entry {
+        let appended = match to {
+            Conversation::Direct(peer) => self.append(&req, &conv, None).await.map(|(appended, _)| {
+                let mut recipients = vec![(req.user, 0)];
+                if peer != req.user {
+                    recipients.push((peer, 0));
+                }
+                (appended, recipients)
+            }),
+            Conversation::Group(group) => self.append_group(&req, &conv, group).await,
+        };
+        let (appended, recipients) = match appended {
+            Ok(appended) => appended,
+            Err(err) => {
+                self.unclaim(&dedup).await;
+                return Err(err);
+            }
+        };
+        // Step 3, enter: every recipient's devices (the sending one aside).
+        let entry = Entry {
             seq: Seq(0),
             id: MessageId(appended.id),
             conv: conv.clone(),
             conv_seq: ConvSeq(appended.conv_seq),
-            view,
+            view: to,
             sender: req.user,
             sender_device: req.device,
             time: Timestamp(appended.time),
         };
-        let mut deliveries = Vec::new();
-        if peer != req.user {
-            let view = Conversation::Direct(req.user);
-            deliveries.extend(self.enter(peer, &entry(view), None).await?);
-        }
-        deliveries.extend(self.enter(req.user, &entry(Conversation::Direct(peer)), Some(req.device)).await?);
+        let deliveries = self.enter_all(&entry, &recipients).await?;
         // Step 4, finish: the record says what was stored, for retries.
         let mut finish = redis::cmd("SET");
         finish
@@ -96,20 +100,41 @@ impl RedisStore {
     }
 
     /// Step 2: the message at the conversation's next conv_seq, or the one
-    /// an earlier attempt of the same (device, client id) got.
-    async fn append(&self, req: &SendMessage, conv: &str) -> Result<Appended, StoreError> {
+    /// an earlier attempt of the same (device, client id) got; for a group
+    /// (its record's key in `group`), only from a member, with the members
+    /// (`user:role:join ...`).
+    pub(crate) async fn append(
+        &self,
+        req: &SendMessage,
+        conv: &str,
+        group: Option<GroupId>,
+    ) -> Result<(Appended, String), StoreError> {
         let now = now_ms();
         let mut call = self.inner.scripts.append.prepare_invoke();
-        call.key(keys::conv_seq(conv))
-            .key(keys::appended(conv, req.user, req.device, req.client_id))
-            .arg(self.next_id(now))
+        call.key(keys::conv_seq(conv)).key(keys::appended(conv, req.user, req.device, req.client_id));
+        if group.is_some() {
+            call.key(keys::group_info(conv));
+        }
+        call.arg(self.next_id(now))
             .arg(req.user.0)
             .arg(req.device.0)
             .arg(now)
             .arg(req.payload.as_ref())
             .arg(millis(self.inner.config.retention));
-        let (conv_seq, fresh, id, time): (u64, u8, u64, u64) = self.invoke(call).await?;
-        Ok(Appended { conv_seq, fresh: fresh == 1, id, time })
+        let answer: Vec<redis::Value> = self.invoke(call).await?;
+        let mut items = answer.into_iter();
+        let mut next = || items.next().ok_or_else(|| corrupt("append answer"));
+        let conv_seq: i64 = value(next()?)?;
+        match (conv_seq, group) {
+            (-1, Some(group)) => return Err(StoreError::UnknownGroup(group)),
+            (-2, Some(group)) => return Err(StoreError::NotAMember(group)),
+            _ => {}
+        }
+        let conv_seq = u64::try_from(conv_seq).map_err(|_| corrupt("append answer"))?;
+        let fresh: u8 = value(next()?)?;
+        let (id, time): (u64, u64) = (value(next()?)?, value(next()?)?);
+        let members: String = value(next()?)?;
+        Ok((Appended { conv_seq, fresh: fresh == 1, id, time }, members))
     }
 
     /// Enters `entry` in every device of `user` but `skip`, after any
@@ -122,18 +147,52 @@ impl RedisStore {
         user: UserId,
         entry: &Entry,
         skip: Option<DeviceId>,
+        from: u64,
     ) -> Result<Vec<Delivery>, StoreError> {
         loop {
-            match self.enter_once(user, entry, skip).await? {
+            match self.enter_once(user, entry, skip, from).await? {
                 Entered::Now(deliveries) => return Ok(deliveries),
                 Entered::Before => return self.recorded(user, entry).await,
                 Entered::Behind(last) => {
                     for conv_seq in last + 1..entry.conv_seq.0 {
-                        self.catch_up(user, &entry.conv, conv_seq).await?;
+                        self.catch_up(user, &entry.conv, conv_seq, from).await?;
                     }
                 }
             }
         }
+    }
+
+    /// Enters `entry` for every recipient (user, first conv_seq of its
+    /// membership), several at a time (a group has up to 1,024 members);
+    /// the sender's own device is skipped.
+    pub(crate) async fn enter_all(
+        &self,
+        entry: &Entry,
+        recipients: &[(UserId, u64)],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        const AT_ONCE: usize = 64;
+        let mut deliveries = Vec::new();
+        for chunk in recipients.chunks(AT_ONCE) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for &(user, from) in chunk {
+                let (store, mut entry) = (self.clone(), entry.clone());
+                entry.view = view_of(&entry.conv, user).ok_or_else(|| corrupt("conversation key"))?;
+                let skip = (user == entry.sender).then_some(entry.sender_device);
+                tasks.spawn(async move { store.enter(user, &entry, skip, from).await });
+            }
+            while let Some(done) = tasks.join_next().await {
+                deliveries.extend(done.map_err(|_| corrupt("enter task"))??);
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// Drops a claim whose append was refused (not a member, an unknown
+    /// group): nothing was stored, and a later send may use the id.
+    async fn unclaim(&self, dedup: &str) {
+        let mut del = redis::cmd("DEL");
+        del.arg(dedup);
+        let _ = self.query::<()>(&del).await;
     }
 
     /// One attempt of the enter script; what it made is recorded with the
@@ -143,6 +202,7 @@ impl RedisStore {
         user: UserId,
         entry: &Entry,
         skip: Option<DeviceId>,
+        from: u64,
     ) -> Result<Entered, StoreError> {
         let mut call = self.inner.scripts.enter.prepare_invoke();
         call.key(keys::devices(user))
@@ -150,7 +210,8 @@ impl RedisStore {
             .arg(&entry.conv)
             .arg(entry.conv_seq.0)
             .arg(skip.map_or(String::new(), |d| d.0.to_string()))
-            .arg(entry.unsequenced());
+            .arg(entry.unsequenced())
+            .arg(from);
         let answer: Vec<redis::Value> = self.invoke(call).await?;
         let mut values = answer.into_iter();
         let status: String = values.next().map(value).transpose()?.unwrap_or_default();
@@ -195,7 +256,7 @@ impl RedisStore {
 
     /// Enters, for `user`, the message at `conv_seq` that its sender's chain
     /// has not brought here yet (read back from the conversation's slot).
-    async fn catch_up(&self, user: UserId, conv: &str, conv_seq: u64) -> Result<(), StoreError> {
+    async fn catch_up(&self, user: UserId, conv: &str, conv_seq: u64, from: u64) -> Result<(), StoreError> {
         let mut read = redis::cmd("HMGET");
         read.arg(keys::message(conv, conv_seq)).arg("id").arg("snd").arg("dev").arg("t");
         let fields: Vec<Option<u64>> = self.query(&read).await?;
@@ -210,13 +271,13 @@ impl RedisStore {
             id: MessageId(id),
             conv: conv.to_owned(),
             conv_seq: ConvSeq(conv_seq),
-            view: Conversation::Direct(other_of(conv, user).ok_or_else(|| corrupt("conversation key"))?),
+            view: view_of(conv, user).ok_or_else(|| corrupt("conversation key"))?,
             sender,
             sender_device: device,
             time: Timestamp(time),
         };
         let skip = (sender == user).then_some(device);
-        match self.enter_once(user, &entry, skip).await? {
+        match self.enter_once(user, &entry, skip, from).await? {
             Entered::Now(_) | Entered::Before => Ok(()),
             Entered::Behind(_) => Err(corrupt("catch-up out of order")),
         }
@@ -261,10 +322,7 @@ impl RedisStore {
         for (user, device, seq) in targets.iter().filter_map(|t| parse_target(t)) {
             let acked: Option<u64> = self.get_field(&keys::device(user, device), "acked").await?;
             if acked.unwrap_or(0) < seq.0 {
-                let conversation = match other_of(conv, user) {
-                    Some(other) => Conversation::Direct(other),
-                    None => return Err(corrupt("conversation key")),
-                };
+                let conversation = view_of(conv, user).ok_or_else(|| corrupt("conversation key"))?;
                 deliveries.push(Delivery { user, device, seq, conversation });
             }
         }
@@ -299,13 +357,16 @@ fn parse_target(text: &str) -> Option<(UserId, DeviceId, Seq)> {
     Some((user, device, seq))
 }
 
-/// The other user of the pair whose key prefix is `conv` (`{p:A:B}:`), as
-/// `user` sees it; `None` for a prefix that is not a pair's.
-fn other_of(conv: &str, user: UserId) -> Option<UserId> {
+/// The conversation whose key prefix is `conv` (`{p:A:B}:` or `{g:G}:`) as
+/// `user` names it; `None` for a prefix that is neither.
+pub(crate) fn view_of(conv: &str, user: UserId) -> Option<Conversation> {
+    if let Some(group) = conv.strip_prefix("{g:").and_then(|rest| rest.strip_suffix("}:")) {
+        return Some(Conversation::Group(protocol::GroupId(group.parse().ok()?)));
+    }
     let inner = conv.strip_prefix("{p:")?.strip_suffix("}:")?;
     let (a, b) = inner.split_once(':')?;
     let (a, b) = (UserId(a.parse().ok()?), UserId(b.parse().ok()?));
-    Some(if user == a { b } else { a })
+    Some(Conversation::Direct(if user == a { b } else { a }))
 }
 
 #[cfg(test)]
@@ -321,16 +382,18 @@ mod tests {
                 .arg(keys::dedup(req.user, req.device, req.client_id))
                 .arg(format!("p {}", view_text(req.to)));
             self.query::<()>(&claim).await.unwrap();
-            self.append(req, &keys::conversation(req.user, req.to)).await.unwrap().conv_seq
+            self.append(req, &keys::conversation(req.user, req.to), None).await.unwrap().0.conv_seq
         }
     }
 
     #[test]
-    fn pair_keys_name_the_other_user() {
-        assert_eq!(other_of("{p:3:9}:", UserId(3)), Some(UserId(9)));
-        assert_eq!(other_of("{p:3:9}:", UserId(9)), Some(UserId(3)));
-        assert_eq!(other_of("{p:4:4}:", UserId(4)), Some(UserId(4)));
-        assert_eq!(other_of("{g:4}:", UserId(4)), None);
+    fn conversation_keys_name_the_view() {
+        let direct = |user| Some(Conversation::Direct(UserId(user)));
+        assert_eq!(view_of("{p:3:9}:", UserId(3)), direct(9));
+        assert_eq!(view_of("{p:3:9}:", UserId(9)), direct(3));
+        assert_eq!(view_of("{p:4:4}:", UserId(4)), direct(4));
+        assert_eq!(view_of("{g:4}:", UserId(4)), Some(Conversation::Group(protocol::GroupId(4))));
+        assert_eq!(view_of("{x:4}:", UserId(4)), None);
         assert_eq!(parse_target("5:2:17"), Some((UserId(5), DeviceId(2), Seq(17))));
         assert_eq!(
             parse_view(&view_text(Conversation::Direct(UserId(8)))),

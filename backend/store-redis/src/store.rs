@@ -119,6 +119,8 @@ impl RedisStore {
             Request::Ack(ack) => self.ack(ack).await.map(Response::Receipts),
             Request::Read(read) => self.read(read).await.map(Response::Receipts),
             Request::Cursors { user, since } => self.mailbox(user, since).await.map(Response::Cursors),
+            Request::Group(change) => self.group_change(change).await.map(Response::GroupChanged),
+            Request::GroupGet { user, group } => self.group_of_member(group, user).await.map(Response::Group),
             Request::PrekeyUpload(upload) => self.prekey_upload(upload).await.map(Response::PrekeyStock),
             Request::PrekeyFetch(fetch) => self.prekey_fetch(fetch).await.map(Response::PrekeyFetched),
             Request::SetVisibility { user, visibility } => {
@@ -136,9 +138,6 @@ impl RedisStore {
                 };
                 Ok(Response::Visibility(visibility))
             }
-            other => Err(StoreError::Engine(EngineError::Database {
-                message: format!("the Redis engine does not serve {} yet (issue 15)", request_name(&other)),
-            })),
         }
     }
 
@@ -293,23 +292,6 @@ impl Drop for Runtime {
         if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
         }
-    }
-}
-
-fn request_name(request: &Request) -> &'static str {
-    match request {
-        Request::Connect(_) => "Connect",
-        Request::Send(_) => "Send",
-        Request::Ack(_) => "Ack",
-        Request::Read(_) => "Read",
-        Request::Group(_) => "Group",
-        Request::PrekeyUpload(_) => "PrekeyUpload",
-        Request::PrekeyFetch(_) => "PrekeyFetch",
-        Request::SetVisibility { .. } => "SetVisibility",
-        Request::GetVisibility { .. } => "GetVisibility",
-        Request::Inbox(_) => "Inbox",
-        Request::GroupGet { .. } => "GroupGet",
-        Request::Cursors { .. } => "Cursors",
     }
 }
 

@@ -290,3 +290,122 @@ fn prekeys_are_uploaded_and_fetched_lowest_one_time_key_first() {
     }
     assert_eq!(fetch(2).unwrap_err(), StoreError::UnknownDevice(UserId(1)));
 }
+
+fn change(
+    store: &RedisStore,
+    user: u64,
+    op: backend_store::GroupOp,
+) -> Result<backend_store::GroupChanged, StoreError> {
+    let request = backend_store::GroupChange { user: UserId(user), device: DeviceId(1), op };
+    match call(store, Request::Group(request))? {
+        Response::GroupChanged(changed) => Ok(changed),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn to_group(user: u64, device: u32, client_id: u64, group: protocol::GroupId, body: &str) -> SendMessage {
+    SendMessage { to: Conversation::Group(group), ..message(user, device, client_id, 0, body) }
+}
+
+#[test]
+fn groups_take_members_in_order_and_each_gets_only_its_membership() {
+    use backend_store::GroupOp;
+    use protocol::{GroupName, ReceiptKind, Role};
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    for (user, device) in [(1, 1), (2, 1), (2, 2), (3, 1), (4, 1)] {
+        connect(&store, user, device).unwrap();
+    }
+    let created = change(
+        &store,
+        1,
+        GroupOp::Create { name: GroupName::new("team").unwrap(), members: vec![UserId(2)] },
+    )
+    .unwrap();
+    let g = created.info.group;
+    assert_eq!(created.info.version, 1);
+    assert_eq!(created.message.sender_device, DeviceId(0));
+    let members: Vec<_> = created.info.members.iter().map(|m| (m.user.0, m.role)).collect();
+    assert_eq!(members, [(1, Role::Admin), (2, Role::Member)]);
+    assert_eq!(
+        sorted_of(&created.deliveries),
+        [(1, 1, 1), (2, 1, 1), (2, 2, 1)],
+        "the acting device included"
+    );
+    // A non-member can neither send nor read the group.
+    assert_eq!(send(&store, to_group(3, 1, 1, g, "x")).unwrap_err(), StoreError::NotAMember(g));
+    let get = |user: u64| call(&store, Request::GroupGet { user: UserId(user), group: g });
+    assert_eq!(get(3).unwrap_err(), StoreError::NotAMember(g));
+    assert!(matches!(get(2).unwrap(), Response::Group(info) if info.version == 1));
+    let sent = send(&store, to_group(1, 1, 1, g, "hello")).unwrap();
+    assert_eq!(sent.message.conv_seq.0, 2);
+    assert_eq!(sorted(&sent), [(2, 1, 2), (2, 2, 2)]);
+    // 3 joins: it gets its joining entry and what follows, nothing before.
+    let added = change(&store, 1, GroupOp::Add { group: g, members: vec![UserId(3)] }).unwrap();
+    assert_eq!(added.message.conv_seq.0, 3);
+    send(&store, to_group(2, 1, 1, g, "welcome")).unwrap();
+    let seen: Vec<u64> = inbox(&store, 3, 1, 0).entries.iter().map(|e| e.conv_seq.0).collect();
+    assert_eq!(seen, [3, 4]);
+    // 2 is removed: it gets the removal, then nothing.
+    change(&store, 1, GroupOp::Remove { group: g, members: vec![UserId(2)] }).unwrap();
+    send(&store, to_group(3, 1, 2, g, "after")).unwrap();
+    let seen: Vec<u64> = inbox(&store, 2, 2, 0).entries.iter().map(|e| e.conv_seq.0).collect();
+    assert_eq!(seen, [1, 2, 3, 4, 5], "up to its removal (5), not 'after' (6)");
+    assert!(inbox(&store, 2, 2, 0).entries.iter().all(|e| e.conversation == Conversation::Group(g)));
+    // The last admin leaves: the oldest member left becomes one.
+    let left = change(&store, 1, GroupOp::Leave { group: g }).unwrap();
+    assert_eq!(left.info.members.iter().map(|m| (m.user.0, m.role)).collect::<Vec<_>>(), [(3, Role::Admin)]);
+    // 3's ack of everything tells only the senders of what it covers (1
+    // and 2), not itself and not for system entries.
+    let acked =
+        receipts(call(&store, Request::Ack(Ack { user: UserId(3), device: DeviceId(1), up_to: Seq(99) })));
+    let told: Vec<_> = acked.iter().map(|n| (n.to.0, n.kind)).collect();
+    assert_eq!(told, [(2, ReceiptKind::Delivered)], "1's only message was before 3 joined");
+}
+
+fn sorted_of(deliveries: &[backend_store::Delivery]) -> Vec<(u64, u32, u64)> {
+    let mut all: Vec<_> = deliveries.iter().map(|d| (d.user.0, d.device.0, d.seq.0)).collect();
+    all.sort_unstable();
+    all
+}
+
+#[test]
+fn two_instances_sending_to_one_group_at_once_leave_every_inbox_in_conversation_order() {
+    use backend_store::GroupOp;
+    use protocol::GroupName;
+    let cluster = RedisCluster::start();
+    let stores = [store(&cluster), store(&cluster)];
+    let members: Vec<u64> = (1..=20).collect();
+    for &user in &members {
+        connect(&stores[0], user, 1).unwrap();
+    }
+    let others = members[1..].iter().map(|&u| UserId(u)).collect();
+    let g = change(&stores[0], 1, GroupOp::Create { name: GroupName::new("race").unwrap(), members: others })
+        .unwrap()
+        .info
+        .group;
+    // Every member sends 5 messages, half of them through each instance,
+    // all at once.
+    let senders: Vec<_> = members
+        .iter()
+        .map(|&user| {
+            let stores = stores.clone();
+            std::thread::spawn(move || {
+                for i in 0..5u64 {
+                    let store = &stores[((user + i) % 2) as usize];
+                    send(store, to_group(user, 1, i + 1, g, &format!("{user}-{i}"))).unwrap();
+                }
+            })
+        })
+        .collect();
+    senders.into_iter().for_each(|t| t.join().unwrap());
+    for &user in &members {
+        let entries = inbox(&stores[1], user, 1, 0).entries;
+        let conv_seqs: Vec<u64> = entries.iter().map(|e| e.conv_seq.0).collect();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq.0).collect();
+        assert!(conv_seqs.windows(2).all(|w| w[0] < w[1]), "user {user}: {conv_seqs:?}");
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "contiguous seqs");
+        // Everything but its own 5 messages, and the creation entry.
+        assert_eq!(entries.len(), 1 + 19 * 5, "user {user}");
+    }
+}
