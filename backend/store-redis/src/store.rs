@@ -9,9 +9,11 @@ use backend_store::{
     Ack, Connect, Connected, Done, EngineError, InboxPage, InboxQuery, ReceiptNote, Request, Response,
     StoreApi, StoreError, UnavailableError,
 };
-use protocol::{Deliver, Payload, Seq, Timestamp, Visibility};
+use protocol::limits::MAX_SYNC_BATCH;
+use protocol::{Deliver, Payload, Seq, Timestamp, Visibility, Wire};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use tokio::sync::mpsc;
 
 use crate::entry::Entry;
 use crate::keys;
@@ -59,13 +61,22 @@ pub(crate) struct Inner {
     pub(crate) conn: ClusterConnection,
     pub(crate) scripts: Scripts,
     pub(crate) config: RedisConfig,
-    runtime: Runtime,
+    /// Held for its drop: the runtime the lanes run on.
+    _runtime: Runtime,
     /// This engine's number in message ids (`store:instances`).
     instance: u64,
     counter: AtomicU64,
     inflight: AtomicUsize,
     writable: AtomicBool,
+    /// Requests by device (see [`lane_of`]): each lane answers its requests
+    /// one after the other.
+    lanes: Vec<mpsc::UnboundedSender<(Request, Done)>>,
 }
+
+/// Lanes of requests. One device's requests take one lane, in the order
+/// they came (a client pipelining SENDs gets them stored in that order, as
+/// from the fjall engine's single writer); lanes run side by side.
+const LANES: usize = 256;
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,17 +108,30 @@ impl RedisStore {
                 .map_err(unavailable)?;
             Ok::<_, StoreError>((conn, instance))
         })?;
-        let inner = Inner {
+        let mut receivers = Vec::with_capacity(LANES);
+        let lanes = (0..LANES)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                receivers.push(rx);
+                tx
+            })
+            .collect();
+        let spawner = runtime.handle().clone();
+        let inner = Arc::new(Inner {
             conn,
             scripts: Scripts::new(),
             config,
-            runtime: Runtime(Some(runtime)),
+            _runtime: Runtime(Some(runtime)),
             instance: instance & 0x3ff,
             counter: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
             writable: AtomicBool::new(true),
-        };
-        Ok(Self { inner: Arc::new(inner) })
+            lanes,
+        });
+        for rx in receivers {
+            spawner.spawn(lane(Arc::downgrade(&inner), rx));
+        }
+        Ok(Self { inner })
     }
 
     /// Answers `request` (what `StoreApi::call` runs on the runtime).
@@ -169,29 +193,43 @@ impl RedisStore {
         call.key(keys::device(query.user, query.device))
             .key(keys::inbox(query.user, query.device))
             .arg(query.after.0)
-            .arg(query.limit.max(1));
+            .arg(query.limit.clamp(1, MAX_SYNC_BATCH as u32));
         let answer: Vec<redis::Value> = self.invoke(call).await?;
         let mut values = answer.into_iter();
         let head: u64 = values.next().map(value).transpose()?.unwrap_or(0);
         let cutoff = now_ms().saturating_sub(millis(self.inner.config.retention));
-        let mut entries = Vec::new();
-        let mut bytes = 0usize;
+        let mut listed = Vec::new();
         for item in values {
             let text: String = value(item)?;
             let entry = Entry::parse(&text).ok_or_else(|| corrupt("inbox entry"))?;
-            if entry.seq <= query.after || entry.time.0 <= cutoff {
-                continue;
+            if entry.seq > query.after && entry.time.0 > cutoff {
+                listed.push(entry);
             }
-            if !entries.is_empty() && bytes >= query.max_bytes as usize {
-                break;
+        }
+        // The bodies are stored once, in their conversations' slots: read
+        // several at a time, kept in seq order.
+        let mut bodies = vec![None; listed.len()];
+        for (chunk, start) in listed.chunks(64).zip((0..).step_by(64)) {
+            let mut reads = tokio::task::JoinSet::new();
+            for (offset, entry) in chunk.iter().enumerate() {
+                let (store, key) = (self.clone(), keys::message(&entry.conv, entry.conv_seq.0));
+                reads.spawn(async move {
+                    (start + offset, store.get_field::<Option<bytes::Bytes>>(&key, "p").await)
+                });
             }
-            // The body is stored once, in the conversation's slot.
-            let body: Option<bytes::Bytes> =
-                self.get_field(&keys::message(&entry.conv, entry.conv_seq.0), "p").await?;
+            while let Some(read) = reads.join_next().await {
+                let (index, body) = read.map_err(|_| corrupt("inbox read task"))?;
+                if let Some(slot) = bodies.get_mut(index) {
+                    *slot = Some(body?.unwrap_or_default());
+                }
+            }
+        }
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        for (entry, body) in listed.into_iter().zip(bodies) {
             let payload = Payload::new(body.unwrap_or_default())
                 .map_err(|_| StoreError::Engine(EngineError::StoredPayloadTooLarge))?;
-            bytes += payload.bytes().len() + 48;
-            entries.push(Deliver {
+            let deliver = Deliver {
                 seq: entry.seq,
                 message_id: entry.id,
                 conversation: entry.view,
@@ -200,7 +238,15 @@ impl RedisStore {
                 sender_device: entry.sender_device,
                 server_time: entry.time,
                 payload,
-            });
+            };
+            // As the fjall engine: at most `max_bytes` on the wire, at least
+            // one entry.
+            let size = deliver.wire_len();
+            if !entries.is_empty() && bytes + size > query.max_bytes as usize {
+                break;
+            }
+            bytes += size;
+            entries.push(deliver);
         }
         let last = entries.last().map_or(query.after.0, |e: &Deliver| e.seq.0);
         Ok(InboxPage { entries, remaining: head.saturating_sub(last), head: Seq(head) })
@@ -268,18 +314,52 @@ impl StoreApi for RedisStore {
             self.inner.inflight.fetch_sub(1, Ordering::Relaxed);
             return done(Err(StoreError::Overloaded));
         }
-        let store = self.clone();
-        let Some(runtime) = &self.inner.runtime.0 else { return done(Err(StoreError::Overloaded)) };
-        runtime.spawn(async move {
-            let result = store.handle(request).await;
-            store.inner.inflight.fetch_sub(1, Ordering::Relaxed);
-            done(result);
-        });
+        let Some(lane) = self.inner.lanes.get(lane_of(&request) % LANES) else {
+            self.inner.inflight.fetch_sub(1, Ordering::Relaxed);
+            return done(Err(StoreError::Overloaded));
+        };
+        if let Err(mpsc::error::SendError((_, done))) = lane.send((request, done)) {
+            self.inner.inflight.fetch_sub(1, Ordering::Relaxed);
+            done(Err(StoreError::Overloaded));
+        }
     }
 
     fn writable(&self) -> bool {
         self.inner.writable.load(Ordering::Relaxed)
     }
+}
+
+/// One lane: its requests, one after the other, while the store lives (it
+/// holds the store weakly, so that dropping the last handle ends it).
+async fn lane(store: std::sync::Weak<Inner>, mut requests: mpsc::UnboundedReceiver<(Request, Done)>) {
+    while let Some((request, done)) = requests.recv().await {
+        let Some(inner) = store.upgrade() else { return done(Err(StoreError::Overloaded)) };
+        let store = RedisStore { inner };
+        let result = store.handle(request).await;
+        store.inner.inflight.fetch_sub(1, Ordering::Relaxed);
+        done(result);
+    }
+}
+
+/// The lane of a request: a hash of the device it is about (or the user).
+fn lane_of(request: &Request) -> usize {
+    let (user, device) = match request {
+        Request::Connect(r) => (r.user, r.device),
+        Request::Send(r) => (r.user, r.device),
+        Request::Ack(r) => (r.user, r.device),
+        Request::Read(r) => (r.user, r.device),
+        Request::Group(r) => (r.user, r.device),
+        Request::PrekeyUpload(r) => (r.user, r.device),
+        Request::Inbox(r) => (r.user, r.device),
+        Request::PrekeyFetch(r) => (r.user, r.device),
+        Request::SetVisibility { user, .. }
+        | Request::GetVisibility { user }
+        | Request::GroupGet { user, .. }
+        | Request::Cursors { user, .. } => (*user, protocol::DeviceId(0)),
+    };
+    let mixed =
+        user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(device.0).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    usize::try_from(mixed >> 32).unwrap_or(0)
 }
 
 /// The engine's runtime. The last clone of the store may be dropped on

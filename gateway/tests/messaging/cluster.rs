@@ -1,6 +1,7 @@
 //! A gateway node with its backend pair: embedded (the node's default
-//! configuration) or remote (the real `store` and `push` binaries on loopback,
-//! which the node reaches over gRPC).
+//! configuration), remote (the real `store` and `push` binaries on loopback,
+//! which the node reaches over gRPC), or remote with the store's Redis
+//! engine on a 3-master Redis Cluster the test starts.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ pub(crate) enum Mode {
     Embedded,
     /// `store` and `push` processes.
     Remote,
+    /// `store` (on a Redis Cluster: `--engine redis`) and `push` processes.
+    Redis,
 }
 
 /// One backend process: its binary, arguments and address.
@@ -93,6 +96,8 @@ pub(crate) struct Cluster {
     pub(crate) gateway: Gateway,
     pub(crate) store: Option<Service>,
     pub(crate) push: Option<Service>,
+    /// The Redis Cluster behind the store (Redis mode), held until the end.
+    _redis: Option<routing_registry::testing::RedisCluster>,
 }
 
 /// Push settings a test may ask for.
@@ -121,7 +126,7 @@ impl Cluster {
         let dir = temp_dir();
         let store_dir = match mode {
             Mode::Embedded => dir.join("data").join("store"),
-            Mode::Remote => dir.join("store"),
+            Mode::Remote | Mode::Redis => dir.join("store"),
         };
         std::fs::create_dir_all(&store_dir).unwrap();
         prepare(&store_dir);
@@ -136,17 +141,19 @@ impl Cluster {
             Mode::Embedded => {
                 let config = format!("{config}\n[push]\n{push_section}");
                 let gateway = Gateway::start_in(dir, &config);
-                Self { gateway, store: None, push: None }
+                Self { gateway, store: None, push: None, _redis: None }
             }
-            Mode::Remote => {
+            Mode::Remote | Mode::Redis => {
+                let redis = (mode == Mode::Redis).then(routing_registry::testing::RedisCluster::start);
+                let engine = match &redis {
+                    Some(cluster) => {
+                        vec!["--engine".into(), "redis".into(), "--redis".into(), cluster.urls().join(",")]
+                    }
+                    None => vec!["--data-dir".into(), store_dir.to_str().unwrap().into()],
+                };
                 let store = Service::start(
                     "store",
-                    vec![
-                        "--data-dir".into(),
-                        store_dir.to_str().unwrap().into(),
-                        "--max-devices".into(),
-                        "5".into(),
-                    ],
+                    engine.into_iter().chain(["--max-devices".into(), "5".into()]).collect(),
                 );
                 let mut push_args = Vec::new();
                 if let Some(url) = &push.webhook {
@@ -167,7 +174,7 @@ impl Cluster {
                     store.addr, push.addr
                 );
                 let gateway = Gateway::start_in(dir, &config);
-                Self { gateway, store: Some(store), push: Some(push) }
+                Self { gateway, store: Some(store), push: Some(push), _redis: redis }
             }
         }
     }

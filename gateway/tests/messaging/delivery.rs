@@ -8,13 +8,15 @@ use backend_store::{Connect, Request, Response, SendMessage, Store, StoreApi, St
 use client::Event;
 use protocol::{Conversation, DeviceId, Frame, Payload, SendMessage as Send, UserId};
 
-use super::{both_modes, connect, connect_after, deliveries, no_delivery, wait_for, within, Cluster, Mode};
+use super::{
+    all_modes, connect, connect_after, deliveries, fjall_modes, no_delivery, wait_for, within, Cluster, Mode,
+};
 
 fn payload(text: &str) -> Payload {
     Payload::new(text.as_bytes().to_vec()).unwrap()
 }
 
-both_modes!(one_to_one_reaches_every_device_and_receipts_come_back);
+all_modes!(one_to_one_reaches_every_device_and_receipts_come_back);
 async fn one_to_one_reaches_every_device_and_receipts_come_back(mode: Mode) {
     let cluster = Cluster::start(mode, "");
     let mut a1 = connect(&cluster, 1, 1).await;
@@ -52,7 +54,7 @@ async fn one_to_one_reaches_every_device_and_receipts_come_back(mode: Mode) {
     no_delivery(&mut a1, Duration::from_millis(200)).await;
 }
 
-both_modes!(an_offline_device_gets_its_backlog_in_order_on_reconnect);
+all_modes!(an_offline_device_gets_its_backlog_in_order_on_reconnect);
 async fn an_offline_device_gets_its_backlog_in_order_on_reconnect(mode: Mode) {
     let cluster = Cluster::start(mode, "[messaging]\nsync_window = 4\n");
     // B registers its device, then goes away.
@@ -76,7 +78,7 @@ async fn an_offline_device_gets_its_backlog_in_order_on_reconnect(mode: Mode) {
     no_delivery(&mut b, Duration::from_millis(300)).await;
 }
 
-both_modes!(backlog_arrives_in_seq_order_with_payloads);
+all_modes!(backlog_arrives_in_seq_order_with_payloads);
 async fn backlog_arrives_in_seq_order_with_payloads(mode: Mode) {
     let cluster = Cluster::start(mode, "[messaging]\nsync_window = 3\n");
     let mut b = connect(&cluster, 2, 1).await;
@@ -100,7 +102,7 @@ async fn backlog_arrives_in_seq_order_with_payloads(mode: Mode) {
     assert!(conv.windows(2).all(|w| w[0] < w[1]), "conversation order {conv:?}");
 }
 
-both_modes!(a_retried_send_is_stored_once);
+all_modes!(a_retried_send_is_stored_once);
 async fn a_retried_send_is_stored_once(mode: Mode) {
     let cluster = Cluster::start(mode, "");
     let mut a = connect(&cluster, 1, 1).await;
@@ -127,7 +129,7 @@ async fn a_retried_send_is_stored_once(mode: Mode) {
     no_delivery(&mut b, Duration::from_millis(300)).await;
 }
 
-both_modes!(live_traffic_racing_a_sync_arrives_in_order_without_gaps);
+all_modes!(live_traffic_racing_a_sync_arrives_in_order_without_gaps);
 async fn live_traffic_racing_a_sync_arrives_in_order_without_gaps(mode: Mode) {
     // Small windows make the sync long enough for live entries to race it.
     let cluster = Cluster::start(mode, "[messaging]\nsync_window = 8\n");
@@ -200,7 +202,10 @@ pub(crate) fn fill(dir: &std::path::Path, count: usize) {
     }
 }
 
-both_modes!(a_backlog_of_100k_drains_in_order);
+// Not on the Redis engine yet: `fill` writes the backlog through a fjall
+// store's directory; the Redis engine's 100K backlog test (issue 15) needs
+// a fill of its own.
+fjall_modes!(a_backlog_of_100k_drains_in_order);
 async fn a_backlog_of_100k_drains_in_order(mode: Mode) {
     const COUNT: usize = 100_000;
     let push = super::cluster::PushSettings::default();
@@ -230,7 +235,7 @@ async fn a_backlog_of_100k_drains_in_order(mode: Mode) {
     assert_eq!(seen.len(), COUNT);
 }
 
-both_modes!(a_user_holds_at_most_the_configured_number_of_devices);
+all_modes!(a_user_holds_at_most_the_configured_number_of_devices);
 async fn a_user_holds_at_most_the_configured_number_of_devices(mode: Mode) {
     // The default limit is 5 (the remote store is started with --max-devices 5).
     let cluster = Cluster::start(mode, "");
@@ -253,7 +258,7 @@ async fn a_user_holds_at_most_the_configured_number_of_devices(mode: Mode) {
     }
 }
 
-both_modes!(a_burst_of_acks_is_stored_up_to_the_last_even_when_the_device_closes_at_once);
+all_modes!(a_burst_of_acks_is_stored_up_to_the_last_even_when_the_device_closes_at_once);
 /// The gateway keeps one store Ack in flight per connection and lets the
 /// newest ACK stand for those that arrive meanwhile (SPEC §6.2): the last of a
 /// burst must still be stored, also when the connection closes right after it.
@@ -304,7 +309,11 @@ async fn a_burst_of_acks_is_stored_up_to_the_last_even_when_the_device_closes_at
     no_delivery(&mut b, Duration::from_millis(300)).await;
 }
 
-both_modes!(a_reader_that_stalls_until_live_pauses_gets_everything_once_it_reads);
+// Not on the Redis engine yet: the test assumes A's 2,000 sends take well
+// under a second; on the Redis engine (debug build, ~10 Redis round trips per
+// send) they take ~5 s, and the stalled reader is closed 4008 meanwhile
+// (issue 15: the engine's per-send round trips).
+fjall_modes!(a_reader_that_stalls_until_live_pauses_gets_everything_once_it_reads);
 async fn a_reader_that_stalls_until_live_pauses_gets_everything_once_it_reads(mode: Mode) {
     // B stops reading while A sends 8 MB: B's socket buffers fill, then its
     // session's queue passes the (small) pause mark and live delivery pauses.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use client::{Client, ClientError, Event};
 use protocol::{Conversation, Payload, UserId};
 
-use super::{both_modes, connect, within, Cluster, Mode};
+use super::{all_modes, connect, within, Cluster, Mode};
 
 /// What the sender saw: payload text → acknowledged.
 type Acked = BTreeMap<String, bool>;
@@ -143,7 +143,7 @@ async fn survive(mode: Mode, fault: impl FnOnce(&mut Cluster) + Send + 'static) 
     receive_all(&cluster, &expected).await;
 }
 
-both_modes!(kill9_of_the_gateway_loses_no_acknowledged_message);
+all_modes!(kill9_of_the_gateway_loses_no_acknowledged_message);
 async fn kill9_of_the_gateway_loses_no_acknowledged_message(mode: Mode) {
     survive(mode, |cluster| cluster.gateway.kill9_and_restart()).await;
 }

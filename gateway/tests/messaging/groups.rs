@@ -6,7 +6,7 @@ use std::time::Duration;
 use client::{system_group_info, Client, Event};
 use protocol::{Conversation, ErrorCode, GroupId, Payload, ReceiptKind, Role, UserId};
 
-use super::{both_modes, connect, deliveries, no_delivery, wait_for, within, Cluster, Mode};
+use super::{all_modes, connect, deliveries, no_delivery, wait_for, within, Cluster, Mode};
 
 async fn group_ok(client: &mut Client, request: u64) -> (GroupId, u64) {
     wait_for(client, |event| match event {
@@ -26,7 +26,7 @@ async fn refused(client: &mut Client, request: u64) -> ErrorCode {
     .await
 }
 
-both_modes!(membership_changes_are_ordered_system_entries_and_roles_are_enforced);
+all_modes!(membership_changes_are_ordered_system_entries_and_roles_are_enforced);
 async fn membership_changes_are_ordered_system_entries_and_roles_are_enforced(mode: Mode) {
     let cluster = Cluster::start(mode, "");
     let mut a = connect(&cluster, 1, 1).await;
@@ -85,7 +85,7 @@ async fn membership_changes_are_ordered_system_entries_and_roles_are_enforced(mo
     assert_eq!(refused(&mut b, request).await, ErrorCode::NOT_A_MEMBER);
 }
 
-both_modes!(a_message_reaches_1024_members_and_their_receipts_reach_the_sender);
+all_modes!(a_message_reaches_1024_members_and_their_receipts_reach_the_sender);
 async fn a_message_reaches_1024_members_and_their_receipts_reach_the_sender(mode: Mode) {
     const MEMBERS: u64 = 1024;
     let cluster = Cluster::start(

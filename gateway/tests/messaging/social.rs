@@ -13,7 +13,7 @@ use protocol::{
 };
 
 use super::cluster::PushSettings;
-use super::{both_modes, connect, connect_after, deliveries, wait_for, Cluster, Mode};
+use super::{all_modes, connect, connect_after, deliveries, wait_for, Cluster, Mode};
 
 async fn send_and_wait(client: &mut client::Client, to: u64, text: &str) -> ConvSeq {
     let id = client
@@ -34,7 +34,7 @@ fn read_receipt(event: &Event, user: u64) -> Option<ConvSeq> {
     }
 }
 
-both_modes!(read_cursors_and_unread_counts_agree_across_devices);
+all_modes!(read_cursors_and_unread_counts_agree_across_devices);
 async fn read_cursors_and_unread_counts_agree_across_devices(mode: Mode) {
     let cluster = Cluster::start(mode, "");
     let mut a = connect(&cluster, 1, 1).await;
@@ -74,7 +74,7 @@ fn presence(event: &Event, user: u64) -> Option<(PresenceStatus, u64)> {
     }
 }
 
-both_modes!(presence_goes_to_subscribers_and_expires_after_the_grace_period);
+all_modes!(presence_goes_to_subscribers_and_expires_after_the_grace_period);
 async fn presence_goes_to_subscribers_and_expires_after_the_grace_period(mode: Mode) {
     let cluster = Cluster::start(mode, "[messaging]\npresence_grace_ms = 300\n");
     // B has never been here: offline, never seen.
@@ -100,7 +100,7 @@ async fn presence_goes_to_subscribers_and_expires_after_the_grace_period(mode: M
     assert_eq!(wait_for(&mut c, |e| presence(e, 2)).await, (PresenceStatus::Offline, 0));
 }
 
-both_modes!(typing_is_throttled_per_conversation);
+all_modes!(typing_is_throttled_per_conversation);
 async fn typing_is_throttled_per_conversation(mode: Mode) {
     let cluster = Cluster::start(mode, "[messaging]\ntyping_interval_ms = 2000\n");
     let mut a = connect(&cluster, 1, 1).await;
@@ -132,7 +132,7 @@ fn key(byte: u8) -> Key {
     Key::new(vec![byte; 32]).unwrap()
 }
 
-both_modes!(prekey_fetch_consumes_one_time_keys_and_warns_when_low);
+all_modes!(prekey_fetch_consumes_one_time_keys_and_warns_when_low);
 async fn prekey_fetch_consumes_one_time_keys_and_warns_when_low(mode: Mode) {
     let cluster = Cluster::start(mode, "[messaging]\nprekey_fetches_per_min = 3\n");
     let mut b = connect(&cluster, 2, 1).await;
@@ -227,7 +227,7 @@ impl Receiver {
     }
 }
 
-both_modes!(offline_devices_get_one_coalesced_push_retried_until_accepted);
+all_modes!(offline_devices_get_one_coalesced_push_retried_until_accepted);
 async fn offline_devices_get_one_coalesced_push_retried_until_accepted(mode: Mode) {
     let receiver = Receiver::start(2);
     let push = PushSettings { webhook: Some(receiver.url.clone()), window_ms: Some(300) };

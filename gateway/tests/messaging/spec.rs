@@ -12,9 +12,9 @@ use protocol::{
     PresenceSubscribe, SendMessage, SendPayload, Seq, Signature, SignedPrekey, Timestamp, UserId, Visibility,
 };
 
-use super::{both_modes, client_config, connect, deliveries, wait_for, within, Cluster, Mode};
+use super::{all_modes, client_config, connect, deliveries, wait_for, within, Cluster, Mode};
 
-both_modes!(
+all_modes!(
     payloads_over_max_payload_get_send_error_and_the_session_lives,
     refusals_without_a_request_id_get_error_0_and_the_session_lives,
     inbox_head_is_the_highest_seq_assigned_and_a_resume_below_the_acked_cursor_starts_there,

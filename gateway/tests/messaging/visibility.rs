@@ -9,7 +9,7 @@ use std::time::Duration;
 use client::{Client, Event};
 use protocol::{ErrorCode, Frame, PresenceSet, PresenceStatus, UserId, Visibility};
 
-use super::{both_modes, client_config, connect, wait_for, within, Mode};
+use super::{all_modes, client_config, connect, wait_for, within, Mode};
 use crate::Cluster;
 
 /// Users that hide themselves at once, in one run. Enough that a race which
@@ -44,7 +44,7 @@ async fn last_presence(client: &mut Client, quiet: Duration) -> HashMap<u64, (Pr
     last
 }
 
-both_modes!(a_presence_set_at_the_earliest_moment_is_never_lost);
+all_modes!(a_presence_set_at_the_earliest_moment_is_never_lost);
 async fn a_presence_set_at_the_earliest_moment_is_never_lost(mode: Mode) {
     let cluster = Cluster::start(mode, "");
     let users = FIRST..FIRST + USERS;

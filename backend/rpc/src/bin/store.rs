@@ -1,7 +1,9 @@
-//! `store`: the store service as a process of its own. Opens the engine on
-//! `--data-dir`, serves it over gRPC on `--listen`, prints `listening on
-//! <addr>` when ready, and on SIGTERM/SIGINT stops accepting, finishes what is
-//! in flight, closes the store and exits 0.
+//! `store`: the store service as a process of its own. Opens the engine
+//! (fjall on `--data-dir`, or with `--engine redis` a Redis Cluster seeded
+//! by `--redis`: stateless, several processes may serve one cluster),
+//! serves it over gRPC on `--listen`, prints `listening on <addr>` when
+//! ready, and on SIGTERM/SIGINT stops accepting, finishes what is in
+//! flight, closes the store and exits 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +13,8 @@ use std::time::Duration;
 
 use backend_rpc::daemon::{self, Fatal};
 use backend_rpc::StoreService;
-use backend_store::{Durability, Store, StoreConfig};
+use backend_store::{Durability, Store, StoreApi, StoreConfig};
+use backend_store_redis::{RedisConfig, RedisStore};
 use clap::{Parser, ValueEnum};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
@@ -23,9 +26,17 @@ struct Args {
     /// gRPC address to listen on (port 0: any free port, printed when ready).
     #[arg(long, env = "STORE_LISTEN", default_value = "127.0.0.1:7710")]
     listen: SocketAddr,
-    /// Database directory, created if missing.
+    /// The engine: `fjall` (embedded, on `--data-dir`) or `redis` (a Redis
+    /// Cluster, `--redis`; backend/store/REDIS.md).
+    #[arg(long, env = "STORE_ENGINE", value_enum, default_value_t = Engine::Fjall)]
+    engine: Engine,
+    /// Database directory, created if missing (fjall).
     #[arg(long, env = "STORE_DATA_DIR", default_value = "./data/store")]
     data_dir: PathBuf,
+    /// Seed URLs of the Redis Cluster (`redis://host:port`, repeated or
+    /// comma-separated; with `--engine redis`).
+    #[arg(long, env = "STORE_REDIS", value_delimiter = ',')]
+    redis: Vec<String>,
     /// `process`: answered once in the journal (survives kill -9);
     /// `fsync`: answered once synced (survives power loss; group commit).
     #[arg(long, env = "STORE_DURABILITY", value_enum, default_value_t = Mode::Process)]
@@ -55,6 +66,12 @@ struct Args {
 enum Mode {
     Process,
     Fsync,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Engine {
+    Fjall,
+    Redis,
 }
 
 fn main() -> ExitCode {
@@ -89,12 +106,17 @@ fn config(args: &Args) -> Result<StoreConfig, Fatal> {
 }
 
 fn run(args: Args) -> Result<(), Fatal> {
+    if args.engine == Engine::Redis {
+        return run_redis(&args);
+    }
     let config = config(&args)?;
     let store = Store::open(config)
         .map_err(|e| Fatal::runtime(format!("cannot open the store in {}: {e}", args.data_dir.display())))?;
     tracing::info!(dir = %args.data_dir.display(), durability = ?args.durability, "store open");
     let runtime = daemon::server_runtime("store")?;
-    let served = runtime.block_on(serve(&args, store.clone()));
+    let metrics_store = store.clone();
+    let metrics: daemon::Render = Arc::new(move |out: &mut String| metrics_store.metrics().render(out));
+    let served = runtime.block_on(serve(&args, Arc::new(store.clone()), Some(metrics)));
     // Every connection task (and its store handle) goes with the runtime;
     // then the last handle closes the store, which waits for its writer.
     drop(runtime);
@@ -103,14 +125,32 @@ fn run(args: Args) -> Result<(), Fatal> {
     served
 }
 
-async fn serve(args: &Args, store: Store) -> Result<(), Fatal> {
-    let (listener, local) = daemon::bind(args.listen).await?;
-    if let Some(addr) = args.metrics_listen {
-        let metrics_store = store.clone();
-        daemon::spawn_metrics(addr, Arc::new(move |out: &mut String| metrics_store.metrics().render(out)))
-            .await?;
+/// `--engine redis`: the engine keeps nothing here (no data directory).
+fn run_redis(args: &Args) -> Result<(), Fatal> {
+    if args.redis.is_empty() {
+        return Err(Fatal::usage("--engine redis needs --redis URL (the cluster's seed nodes)"));
     }
-    let service = StoreService::new(Arc::new(store));
+    if args.metrics_listen.is_some() {
+        return Err(Fatal::usage("--metrics-listen is not served by the Redis engine yet (issue 15)"));
+    }
+    let mut config = RedisConfig::new(args.redis.clone());
+    config.max_devices = args.max_devices;
+    config.retention = Duration::from_secs(args.retention_days.saturating_mul(24 * 3600));
+    let store = RedisStore::connect(config)
+        .map_err(|e| Fatal::runtime(format!("cannot reach the Redis Cluster {:?}: {e}", args.redis)))?;
+    tracing::info!(seeds = ?args.redis, "store engine: redis");
+    let runtime = daemon::server_runtime("store")?;
+    let served = runtime.block_on(serve(args, Arc::new(store), None));
+    drop(runtime);
+    served
+}
+
+async fn serve(args: &Args, store: Arc<dyn StoreApi>, metrics: Option<daemon::Render>) -> Result<(), Fatal> {
+    let (listener, local) = daemon::bind(args.listen).await?;
+    if let (Some(addr), Some(render)) = (args.metrics_listen, metrics) {
+        daemon::spawn_metrics(addr, render).await?;
+    }
+    let service = StoreService::new(store);
     let closer = service.clone();
     let service = service.into_server(args.max_message_bytes);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
