@@ -54,9 +54,15 @@ impl RedisStore {
         if kind == ReceiptKind::Read {
             notes.push(note(user, view, device));
         }
+        // Each mailbox is in its owner's slot: written side by side.
+        let mut writes = tokio::task::JoinSet::new();
         for n in &notes {
             let field = format!("{}|{}|{}", view_text(n.conversation), n.user.0, n.kind as u8);
-            self.raise(&keys::mailbox(n.to), &field, up_to, at).await?;
+            let (store, mailbox) = (self.clone(), keys::mailbox(n.to));
+            writes.spawn(async move { store.raise(&mailbox, &field, up_to, at).await });
+        }
+        while let Some(written) = writes.join_next().await {
+            written.map_err(|_| corrupt("mailbox task"))??;
         }
         Ok(notes)
     }

@@ -236,17 +236,15 @@ impl RedisStore {
                     })
                     .collect();
                 if !deliveries.is_empty() {
-                    let mut record = redis::cmd("SADD");
-                    record.arg(keys::targets(&entry.conv, entry.conv_seq.0));
+                    // One round trip: both commands are on one key.
+                    let targets = keys::targets(&entry.conv, entry.conv_seq.0);
+                    let mut record = redis::pipe();
+                    let add = record.cmd("SADD").arg(&targets);
                     for d in &deliveries {
-                        record.arg(format!("{}:{}:{}", d.user.0, d.device.0, d.seq.0));
+                        add.arg(format!("{}:{}:{}", d.user.0, d.device.0, d.seq.0));
                     }
-                    self.query::<()>(&record).await?;
-                    let mut expire = redis::cmd("PEXPIRE");
-                    expire
-                        .arg(keys::targets(&entry.conv, entry.conv_seq.0))
-                        .arg(millis(self.inner.config.retention));
-                    self.query::<()>(&expire).await?;
+                    record.cmd("PEXPIRE").arg(&targets).arg(millis(self.inner.config.retention)).ignore();
+                    self.pipeline(&record).await?;
                 }
                 Ok(Entered::Now(deliveries))
             }

@@ -278,6 +278,14 @@ impl RedisStore {
         self.answered(result)
     }
 
+    /// Runs a pipeline (its commands on one slot), noting whether Redis
+    /// answered.
+    pub(crate) async fn pipeline(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        self.answered(result)
+    }
+
     /// One field of a hash.
     pub(crate) async fn get_field<T: redis::FromRedisValue>(
         &self,
@@ -295,6 +303,7 @@ impl RedisStore {
                 || err.is_timeout()
                 || err.is_connection_dropped()
                 || err.is_connection_refusal()
+                || err.kind() == redis::ErrorKind::ClusterConnectionNotFound
         });
         self.inner.writable.store(!unreachable, Ordering::Relaxed);
         result.map_err(unavailable)

@@ -409,3 +409,21 @@ fn two_instances_sending_to_one_group_at_once_leave_every_inbox_in_conversation_
         assert_eq!(entries.len(), 1 + 19 * 5, "user {user}");
     }
 }
+
+#[test]
+fn with_redis_gone_a_send_gets_a_retryable_error_never_an_ack() {
+    let cluster = RedisCluster::start();
+    let mut config = RedisConfig::new(cluster.urls());
+    config.timeout = Duration::from_millis(500);
+    let store = RedisStore::connect(config).unwrap();
+    for (user, device) in [(1, 1), (2, 1)] {
+        connect(&store, user, device).unwrap();
+    }
+    send(&store, message(1, 1, 1, 2, "before")).unwrap();
+    assert!(store.writable());
+    drop(cluster);
+    let err = send(&store, message(1, 1, 2, 2, "while down")).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert_eq!(err.code().retry(), protocol::Retry::Retryable);
+    assert!(!store.writable(), "readiness follows: {err:?}");
+}

@@ -148,9 +148,11 @@ async fn kill9_of_the_gateway_loses_no_acknowledged_message(mode: Mode) {
     survive(mode, |cluster| cluster.gateway.kill9_and_restart()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill9_of_the_store_loses_no_acknowledged_message() {
-    survive(Mode::Remote, |cluster| {
+// The store process on fjall, and a store instance of the Redis engine
+// (its chains interrupted mid-way are rolled forward by the resends).
+super::in_modes!(kill9_of_the_store_loses_no_acknowledged_message: remote Remote, redis Redis);
+async fn kill9_of_the_store_loses_no_acknowledged_message(mode: Mode) {
+    survive(mode, |cluster| {
         let store = cluster.store.as_mut().unwrap();
         store.kill9();
         std::thread::sleep(Duration::from_millis(300));
