@@ -283,9 +283,9 @@ impl RedisStore {
 
     /// Moves the order check past a conv_seq whose message expired.
     async fn step_over(&self, user: UserId, conv: &str, conv_seq: u64) -> Result<(), StoreError> {
-        let mut set = redis::cmd("HSET");
-        set.arg(keys::last_conv_seqs(user)).arg(conv).arg(conv_seq);
-        self.query(&set).await
+        let mut call = self.inner.scripts.step.prepare_invoke();
+        call.key(keys::last_conv_seqs(user)).arg(conv).arg(conv_seq);
+        self.invoke(call).await
     }
 
     /// The deliveries recorded for `entry` in `user`'s inboxes.
@@ -380,7 +380,11 @@ mod tests {
                 .arg(keys::dedup(req.user, req.device, req.client_id))
                 .arg(format!("p {}", view_text(req.to)));
             self.query::<()>(&claim).await.unwrap();
-            self.append(req, &keys::conversation(req.user, req.to), None).await.unwrap().0.conv_seq
+            let group = match req.to {
+                Conversation::Group(group) => Some(group),
+                Conversation::Direct(_) => None,
+            };
+            self.append(req, &keys::conversation(req.user, req.to), group).await.unwrap().0.conv_seq
         }
     }
 

@@ -189,23 +189,21 @@ impl RedisStore {
     }
 
     async fn inbox(&self, query: InboxQuery) -> Result<InboxPage, StoreError> {
-        let mut call = self.inner.scripts.read.prepare_invoke();
-        call.key(keys::device(query.user, query.device))
-            .key(keys::inbox(query.user, query.device))
-            .arg(query.after.0)
-            .arg(query.limit.clamp(1, MAX_SYNC_BATCH as u32));
-        let answer: Vec<redis::Value> = self.invoke(call).await?;
-        let mut values = answer.into_iter();
-        let head: u64 = values.next().map(value).transpose()?.unwrap_or(0);
+        let limit = query.limit.clamp(1, MAX_SYNC_BATCH as u32);
         let cutoff = now_ms().saturating_sub(millis(self.inner.config.retention));
-        let mut listed = Vec::new();
-        for item in values {
-            let text: String = value(item)?;
-            let entry = Entry::parse(&text).ok_or_else(|| corrupt("inbox entry"))?;
-            if entry.seq > query.after && entry.time.0 > cutoff {
-                listed.push(entry);
+        // A window of expired entries only (readers skip them until they are
+        // trimmed) is read past, as the fjall engine does: an empty page
+        // means the inbox has nothing more.
+        let mut after = query.after.0;
+        let (head, listed) = loop {
+            let (head, window) = self.window(query, after, limit).await?;
+            let scanned = window.last().map(|entry| entry.seq.0);
+            let listed: Vec<Entry> = window.into_iter().filter(|entry| entry.time.0 > cutoff).collect();
+            match scanned {
+                Some(last) if listed.is_empty() && last > after => after = last,
+                _ => break (head, listed),
             }
-        }
+        };
         // The bodies are stored once, in their conversations' slots: read
         // several at a time, kept in seq order.
         let mut bodies = vec![None; listed.len()];
@@ -220,15 +218,17 @@ impl RedisStore {
             while let Some(read) = reads.join_next().await {
                 let (index, body) = read.map_err(|_| corrupt("inbox read task"))?;
                 if let Some(slot) = bodies.get_mut(index) {
-                    *slot = Some(body?.unwrap_or_default());
+                    *slot = Some(body?);
                 }
             }
         }
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         for (entry, body) in listed.into_iter().zip(bodies) {
-            let payload = Payload::new(body.unwrap_or_default())
-                .map_err(|_| StoreError::Engine(EngineError::StoredPayloadTooLarge))?;
+            // A body gone (expired with its message) leaves nothing to send.
+            let Some(Some(body)) = body else { continue };
+            let payload =
+                Payload::new(body).map_err(|_| StoreError::Engine(EngineError::StoredPayloadTooLarge))?;
             let deliver = Deliver {
                 seq: entry.seq,
                 message_id: entry.id,
@@ -248,8 +248,38 @@ impl RedisStore {
             bytes += size;
             entries.push(deliver);
         }
-        let last = entries.last().map_or(query.after.0, |e: &Deliver| e.seq.0);
-        Ok(InboxPage { entries, remaining: head.saturating_sub(last), head: Seq(head) })
+        let remaining = match entries.last() {
+            Some(last) => head.saturating_sub(last.seq.0),
+            None => 0,
+        };
+        Ok(InboxPage { entries, remaining, head: Seq(head) })
+    }
+
+    /// The READ script: the inbox head, and up to `limit` entries after
+    /// `after`.
+    async fn window(
+        &self,
+        query: InboxQuery,
+        after: u64,
+        limit: u32,
+    ) -> Result<(u64, Vec<Entry>), StoreError> {
+        let mut call = self.inner.scripts.read.prepare_invoke();
+        call.key(keys::device(query.user, query.device))
+            .key(keys::inbox(query.user, query.device))
+            .arg(after)
+            .arg(limit);
+        let answer: Vec<redis::Value> = self.invoke(call).await?;
+        let mut values = answer.into_iter();
+        let head: u64 = values.next().map(value).transpose()?.unwrap_or(0);
+        let mut entries = Vec::new();
+        for item in values {
+            let text: String = value(item)?;
+            let entry = Entry::parse(&text).ok_or_else(|| corrupt("inbox entry"))?;
+            if entry.seq.0 > after {
+                entries.push(entry);
+            }
+        }
+        Ok((head, entries))
     }
 
     /// Ack: the entries leave the inbox, and the delivered cursors they
@@ -306,7 +336,14 @@ impl RedisStore {
                 || err.kind() == redis::ErrorKind::ClusterConnectionNotFound
         });
         self.inner.writable.store(!unreachable, Ordering::Relaxed);
-        result.map_err(unavailable)
+        result.map_err(|err| match err.kind() {
+            // Redis answered, with an error of the command or script itself:
+            // not something a retry fixes.
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) | redis::ErrorKind::Extension => {
+                StoreError::Engine(EngineError::Database { message: err.to_string() })
+            }
+            _ => unavailable(err),
+        })
     }
 
     /// A new message id: the time, this instance, a counter (REDIS.md,

@@ -427,3 +427,48 @@ fn with_redis_gone_a_send_gets_a_retryable_error_never_an_ack() {
     assert_eq!(err.code().retry(), protocol::Retry::Retryable);
     assert!(!store.writable(), "readiness follows: {err:?}");
 }
+
+#[test]
+fn a_window_of_expired_entries_is_read_past_not_reported_as_more() {
+    let cluster = RedisCluster::start();
+    let mut config = RedisConfig::new(cluster.urls());
+    config.retention = Duration::from_secs(1);
+    let store = RedisStore::connect(config).unwrap();
+    for (user, device) in [(1, 1), (2, 1)] {
+        connect(&store, user, device).unwrap();
+    }
+    for i in 1..=3 {
+        send(&store, message(1, 1, i, 2, "old")).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1_200));
+    send(&store, message(1, 1, 4, 2, "new")).unwrap();
+    let query =
+        InboxQuery { user: UserId(2), device: DeviceId(1), after: Seq(0), limit: 2, max_bytes: 1 << 20 };
+    let Response::Inbox(page) = call(&store, Request::Inbox(query)).unwrap() else { panic!() };
+    let got: Vec<_> = page.entries.iter().map(|e| (e.seq.0, e.payload.bytes().to_vec())).collect();
+    assert_eq!(got, [(4, b"new".to_vec())], "the expired ones are skipped, the live one found");
+    assert_eq!(page.remaining, 0);
+    // Past everything (even a nonsense cursor): an empty page, nothing more.
+    let query = InboxQuery { after: Seq(u64::MAX), ..query };
+    let Response::Inbox(page) = call(&store, Request::Inbox(query)).unwrap() else { panic!() };
+    assert!(page.entries.is_empty() && page.remaining == 0);
+}
+
+#[test]
+fn a_group_send_retried_after_its_sender_left_is_answered_not_refused() {
+    use backend_store::GroupOp;
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    for user in [1, 2] {
+        connect(&store, user, 1).unwrap();
+    }
+    let name = protocol::GroupName::new("g").unwrap();
+    let g = change(&store, 1, GroupOp::Create { name, members: vec![UserId(2)] }).unwrap().info.group;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let conv_seq = runtime.block_on(store.send_interrupted(&to_group(2, 1, 9, g, "last words")));
+    change(&store, 2, GroupOp::Leave { group: g }).unwrap();
+    let retried = send(&store, to_group(2, 1, 9, g, "last words")).unwrap();
+    assert_eq!(retried.message.conv_seq.0, conv_seq, "the stored message, not a refusal");
+    // A new message from the former member is refused.
+    assert_eq!(send(&store, to_group(2, 1, 10, g, "x")).unwrap_err(), StoreError::NotAMember(g));
+}
