@@ -71,18 +71,19 @@ impl Confirms {
     }
 }
 
-/// Tells each confirmation's worker at once (one batch per worker).
+/// Tells each confirmation's worker at once (one batch per worker). Called
+/// after every routed batch and link report: with nothing to tell, it
+/// allocates nothing.
 pub(super) fn post_confirms(confirms: impl Iterator<Item = Confirm>, inboxes: &[Inbox]) -> u64 {
+    let mut confirms = confirms.peekable();
+    if confirms.peek().is_none() {
+        return 0;
+    }
     let mut batches = PerWorker::new(inboxes);
-    let mut any = false;
     for confirm in confirms {
-        any |= batches.push(confirm.to, Remote::Confirmed(confirm));
+        batches.push(confirm.to, Remote::Confirmed(confirm));
     }
-    if any {
-        batches.post(inboxes)
-    } else {
-        0
-    }
+    batches.post(inboxes)
 }
 
 #[cfg(test)]

@@ -507,8 +507,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     /// go), or LIVE frames handed back.
     async fn report(&mut self, report: Report) {
         match report {
-            Report::Taken(tags) => tags.into_iter().for_each(|tag| self.confirms.done(tag)),
-            Report::Shed(tags) => tags.into_iter().for_each(|tag| self.confirms.done(tag)),
+            Report::Taken(tags) | Report::Shed(tags) => {
+                tags.into_iter().for_each(|tag| self.confirms.done(tag))
+            }
             Report::Returned(returned) => self.returned(returned).await,
         }
         self.post_confirms();
