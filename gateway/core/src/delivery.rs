@@ -118,7 +118,7 @@ impl Delivery {
         self.acked = resume_after.0;
         self.sent = resume_after.0;
         self.set_window(window);
-        self.restart(true, [0; 2])
+        self.restart([0; 2])
     }
 
     /// SYNC_REQUEST: restart the sync from `after` (entries at or below the
@@ -136,7 +136,7 @@ impl Delivery {
         // them let a client that repeats SYNC_REQUEST and never reads have
         // two more windows queued each time (SPEC §6.3: two at most).
         let held = if unwritten { self.batch_ends } else { [0; 2] };
-        self.restart(true, held)
+        self.restart(held)
     }
 
     /// Everything queued for the client has been written: batches held over
@@ -221,7 +221,7 @@ impl Delivery {
             }
             Mode::Live if seq.0 <= self.sent => Live::Drop,
             Mode::Live if seq.0 == self.sent + 1 => Live::Send,
-            Mode::Live => Live::Resync(self.restart(true, [0; 2])),
+            Mode::Live => Live::Resync(self.restart(self.batch_ends)),
         }
     }
 
@@ -240,7 +240,7 @@ impl Delivery {
     /// The outbound queue drained: a paused session syncs from `sent`.
     pub(crate) fn resume(&mut self) -> Step {
         match self.mode {
-            Mode::Paused => self.restart(true, [0; 2]),
+            Mode::Paused => self.restart(self.batch_ends),
             _ => Step::Idle,
         }
     }
@@ -250,7 +250,7 @@ impl Delivery {
     /// syncs from `sent`, a syncing one reads once more before it is done.
     pub(crate) fn catch_up(&mut self) -> Step {
         match self.mode {
-            Mode::Live => self.restart(true, [0; 2]),
+            Mode::Live => self.restart(self.batch_ends),
             Mode::Syncing => {
                 self.missed = true;
                 self.more = true;
@@ -261,14 +261,19 @@ impl Delivery {
     }
 
     /// Starts (or restarts) a sync from `sent`, with `batch_ends` the batches
-    /// that keep their slots.
-    fn restart(&mut self, more: bool, batch_ends: [u64; 2]) -> Step {
+    /// that keep their slots. A sync the server starts on its own (a live
+    /// gap, a drained pause, a catch-up) keeps every batch not yet acked:
+    /// SYNC_DONE may have gone out with two batches still unacknowledged, and
+    /// freeing their slots then would queue a third and a fourth window
+    /// (SPEC §6.3: two at most). Only a new session and SYNC_REQUEST, where
+    /// the client discarded what it had, start with free slots.
+    fn restart(&mut self, batch_ends: [u64; 2]) -> Step {
         self.mode = Mode::Syncing;
         self.epoch = self.epoch.wrapping_add(1);
         self.batch_ends = batch_ends;
         self.reading = false;
         self.missed = false;
-        self.more = more;
+        self.more = true;
         self.advance()
     }
 

@@ -163,6 +163,10 @@ SESSION = {
     # queued at most (it was two more per request).
     "sync_requests_unread": b"\x04\x00" + UPGRADE_WS + HELLO + bytes([6, 0, 228])
     + bytes([7, 255, 255, 1, 4, 3, 0, 0, 7, 255, 255, 1, 7, 255, 255, 1]) * 6,
+    # SYNC_DONE with two batches unacked, then a live gap: the resync waits
+    # for an ACK (it freed both slots and queued a third window).
+    "resync_two_unacked": b"\x04\x00" + UPGRADE_WS + HELLO + bytes([6, 0, 4, 7, 2, 2, 1, 7, 2, 0, 1, 8, 2])
+    + bytes([7, 2, 0, 1, 8, 3, 7, 2, 0, 1]),
 }
 
 write("tls_conn", TLS)

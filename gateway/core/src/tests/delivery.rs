@@ -162,6 +162,31 @@ fn a_gap_in_live_entries_resyncs_from_the_last_sent() {
 }
 
 #[test]
+fn a_sync_the_server_starts_waits_for_the_batches_still_unacked() {
+    // SYNC_DONE went out with two batches unacknowledged; a live gap, then a
+    // catch-up, restart the sync: no third window until an ACK frees a slot
+    // (SPEC §6.3, two at most). The session fuzzer found this one.
+    let mut h = authed(Harness::new(), 0, 4);
+    assert_eq!(reads(&mut h), vec![(0, 2, 1)]);
+    page(&mut h, 1, 1..=2, 2);
+    assert_eq!(reads(&mut h), vec![(2, 2, 1)]);
+    page(&mut h, 1, 3..=4, 0);
+    assert_eq!(delivered(&h.output()), vec!["batch:1,2", "batch:3,4", "done:4"]);
+    h.take_actions();
+    live(&mut h, 6);
+    assert!(reads(&mut h).is_empty(), "a gap: but both batches are unacked");
+    assert_eq!(h.session.delivery_mode(), Mode::Syncing);
+    h.with(|s, ctx| s.resync(ctx));
+    assert!(reads(&mut h).is_empty(), "a catch-up: still two unacked");
+    h.read(&message(&[Frame::Ack(Ack { up_to: Seq(2) })]));
+    let actions = h.take_actions();
+    assert!(
+        matches!(actions.as_slice(), [Action::Acked(Seq(2)), Action::ReadInbox { after: Seq(4), .. }]),
+        "{actions:?}"
+    );
+}
+
+#[test]
 fn a_resync_reads_what_live_delivery_never_announced() {
     // Live at 5; entries 6 and 7 were stored while no node could find this
     // session (its placement was missing), so no live entry came.
