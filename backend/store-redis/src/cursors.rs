@@ -9,7 +9,7 @@ use protocol::{ConvSeq, Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
 
 use crate::entry::{parse_view, view_text, Entry};
 use crate::keys;
-use crate::store::{corrupt, now_ms, RedisStore};
+use crate::store::{corrupt, millis, now_ms, RedisStore};
 
 impl RedisStore {
     /// Moves `user`'s cursor in `view` up to `up_to` (if higher) and
@@ -23,12 +23,52 @@ impl RedisStore {
         kind: ReceiptKind,
         up_to: u64,
     ) -> Result<Vec<ReceiptNote>, StoreError> {
-        let at = now_ms();
-        let conv = keys::conversation(user, view);
-        let field = format!("{conv}|{}", kind as u8);
-        let Some(old) = self.raise(&keys::cursors(user), &field, up_to, at).await? else {
-            return Ok(Vec::new());
+        let moved = Move { user, device, view, kind, up_to, at: now_ms() };
+        match self.move_own(&moved, None).await? {
+            Some(from) => self.receipts(&moved, from, false).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The CURSOR script: `moved.user`'s own cursor and, for a read, the
+    /// copy its other devices hear, in one step of the user's slot; with
+    /// `finish` (the dedup key and its final record) a send's chain ends in
+    /// the same step. Returns the value the cursor moved from, if it moved.
+    pub(crate) async fn move_own(
+        &self,
+        moved: &Move,
+        finish: Option<(&str, &str)>,
+    ) -> Result<Option<u64>, StoreError> {
+        let conv = keys::conversation(moved.user, moved.view);
+        let own = match moved.kind {
+            ReceiptKind::Read => mailbox_field(moved.view, moved.user, moved.kind),
+            ReceiptKind::Delivered => String::new(),
         };
+        let mut call = self.inner.scripts.cursor.prepare_invoke();
+        call.key(keys::cursors(moved.user))
+            .key(keys::mailbox(moved.user))
+            .arg(format!("{conv}|{}", moved.kind as u8))
+            .arg(moved.up_to)
+            .arg(moved.at)
+            .arg(own);
+        if let Some((dedup, record)) = finish {
+            call.key(dedup).arg(record).arg(millis(self.inner.config.retention));
+        }
+        let from: i64 = self.invoke(call).await?;
+        Ok(u64::try_from(from).ok())
+    }
+
+    /// The receipts a move of `moved.user`'s cursor from `from` causes,
+    /// each written to the mailbox of the user it goes to (side by side:
+    /// each mailbox is in its owner's slot). `peer_told`: a pair's peer
+    /// already has it (a send's enter step wrote it).
+    pub(crate) async fn receipts(
+        &self,
+        moved: &Move,
+        from: u64,
+        peer_told: bool,
+    ) -> Result<Vec<ReceiptNote>, StoreError> {
+        let Move { user, device, view, kind, up_to, at } = *moved;
         let note = |to: UserId, conversation: Conversation, except: Option<DeviceId>| ReceiptNote {
             to,
             except,
@@ -46,23 +86,24 @@ impl RedisStore {
             Conversation::Direct(_) => {}
             Conversation::Group(_) => {
                 // Only the authors of the messages the move covers hear of it.
-                let mut senders = self.senders(&conv, user, old, up_to).await?;
+                let mut senders = self.senders(&keys::conversation(user, view), user, from, up_to).await?;
                 senders.sort_unstable();
                 notes.extend(senders.into_iter().map(|sender| note(sender, view, None)));
             }
         }
-        if kind == ReceiptKind::Read {
-            notes.push(note(user, view, device));
-        }
-        // Each mailbox is in its owner's slot: written side by side.
         let mut writes = tokio::task::JoinSet::new();
-        for n in &notes {
-            let field = format!("{}|{}|{}", view_text(n.conversation), n.user.0, n.kind as u8);
+        let told = peer_told && matches!(view, Conversation::Direct(_));
+        for n in notes.iter().filter(|_| !told) {
             let (store, mailbox) = (self.clone(), keys::mailbox(n.to));
+            let field = mailbox_field(n.conversation, n.user, n.kind);
             writes.spawn(async move { store.raise(&mailbox, &field, up_to, at).await });
         }
         while let Some(written) = writes.join_next().await {
             written.map_err(|_| corrupt("mailbox task"))??;
+        }
+        // The user's other devices: written by the cursor's own step.
+        if kind == ReceiptKind::Read {
+            notes.push(note(user, view, device));
         }
         Ok(notes)
     }
@@ -141,7 +182,7 @@ impl RedisStore {
 
     /// The authors (not `user`, not system entries) of a group's messages
     /// after `old` up to `up_to`: at most the newest `GROUP_SCAN` of them
-    /// (bounded work per move, as in the fjall engine).
+    /// (bounded work per move, as in the fjall engine), read in one script.
     async fn senders(
         &self,
         conv: &str,
@@ -150,20 +191,33 @@ impl RedisStore {
         up_to: u64,
     ) -> Result<Vec<UserId>, StoreError> {
         const GROUP_SCAN: u64 = 4096;
-        let mut senders: Vec<UserId> = Vec::new();
-        for conv_seq in (old + 1).max(up_to.saturating_sub(GROUP_SCAN) + 1)..=up_to {
-            let mut read = redis::cmd("HMGET");
-            read.arg(keys::message(conv, conv_seq)).arg("snd").arg("dev");
-            let fields: Vec<Option<u64>> = self.query(&read).await?;
-            if let [Some(sender), Some(device)] = fields[..] {
-                let sender = UserId(sender);
-                if device != 0 && sender != user && !senders.contains(&sender) {
-                    senders.push(sender);
-                }
-            }
+        let first = (old + 1).max(up_to.saturating_sub(GROUP_SCAN) + 1);
+        if first > up_to {
+            return Ok(Vec::new());
         }
-        Ok(senders)
+        let mut call = self.inner.scripts.senders.prepare_invoke();
+        call.key(keys::conv_seq(conv)).arg(conv).arg(first).arg(up_to).arg(user.0);
+        let senders: Vec<u64> = self.invoke(call).await?;
+        Ok(senders.into_iter().map(UserId).collect())
     }
+}
+
+/// A move of a user's own cursor (`device` moved it, for a read).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Move {
+    pub(crate) user: UserId,
+    pub(crate) device: Option<DeviceId>,
+    pub(crate) view: Conversation,
+    pub(crate) kind: ReceiptKind,
+    pub(crate) up_to: u64,
+    /// When (ms), as the receipts say.
+    pub(crate) at: u64,
+}
+
+/// The mailbox field of the receipt of `user`'s `kind` cursor in
+/// `conversation` (as the mailbox's owner names it).
+pub(crate) fn mailbox_field(conversation: Conversation, user: UserId, kind: ReceiptKind) -> String {
+    format!("{}|{}|{}", view_text(conversation), user.0, kind as u8)
 }
 
 /// A mailbox field (`view|owner|kind`) and value (`up_to at`) of `to`'s.

@@ -48,7 +48,7 @@ impl Record {
 }
 
 /// Parses `user:role:join ...`.
-fn parse_members(text: &str) -> Option<Vec<(UserId, Role, u64)>> {
+pub(crate) fn parse_members(text: &str) -> Option<Vec<(UserId, Role, u64)>> {
     text.split(' ')
         .filter(|one| !one.is_empty())
         .map(|one| {
@@ -129,7 +129,7 @@ impl RedisStore {
             });
             let payload = frame.to_bytes().map_err(|e| encode_failed(&e))?;
             let now = now_ms();
-            let id = self.next_id(now);
+            let id = self.next_id(now)?;
             let mut call = self.inner.scripts.group_write.prepare_invoke();
             call.key(keys::group_info(&conv))
                 .key(keys::conv_seq(&conv))
@@ -176,7 +176,7 @@ impl RedisStore {
                 sender_device: DeviceId(0),
                 time: Timestamp(now),
             };
-            let deliveries = self.enter_all(&entry, &recipients).await?;
+            let deliveries = self.enter_all(&entry, &recipients, None).await?;
             let message = Message {
                 id: MessageId(id),
                 conv_seq: ConvSeq(conv_seq),

@@ -63,6 +63,12 @@ pub(crate) fn one_time_ids(of: UserId, device: DeviceId) -> String {
     format!("{}oti:{}", user(of), device.0)
 }
 
+/// What the message at `conv_seq` of conversation `conv` entered in
+/// `of`'s inboxes (`id device seq ...`, written by the enter step).
+pub(crate) fn record(of: UserId, conv: &str, conv_seq: u64) -> String {
+    format!("{}t:{conv}{conv_seq}", user(of))
+}
+
 /// A dedup record of (device, client id).
 pub(crate) fn dedup(of: UserId, device: DeviceId, client_id: u64) -> String {
     format!("{}dd:{}:{}", user(of), device.0, client_id)
@@ -95,12 +101,6 @@ pub(crate) fn message(prefix: &str, conv_seq: u64) -> String {
     format!("{prefix}m:{conv_seq}")
 }
 
-/// The inbox entries the message at `conv_seq` was given (a set of
-/// `user:device:seq`).
-pub(crate) fn targets(prefix: &str, conv_seq: u64) -> String {
-    format!("{prefix}t:{conv_seq}")
-}
-
 /// A dedup record of the append: (sender, device, client id) → conv_seq.
 pub(crate) fn appended(prefix: &str, sender: UserId, device: DeviceId, client_id: u64) -> String {
     format!("{prefix}dd:{}:{}:{}", sender.0, device.0, client_id)
@@ -117,5 +117,6 @@ mod tests {
         assert_eq!(conversation(a, Conversation::Direct(b)), "{p:3:9}:");
         assert!(device(a, DeviceId(2)).starts_with(&user(a)));
         assert!(dedup(a, DeviceId(2), 7).starts_with(&user(a)));
+        assert_eq!(record(a, "{p:3:9}:", 4), "{u:9}:t:{p:3:9}:4", "in the user's slot");
     }
 }

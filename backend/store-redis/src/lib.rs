@@ -10,11 +10,14 @@
 mod cursors;
 mod entry;
 mod groups;
+mod ids;
 mod keys;
 mod prekeys;
 mod scripts;
 mod send;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -12,6 +12,9 @@ pub(crate) struct Scripts {
     pub(crate) read: Script,
     pub(crate) ack: Script,
     pub(crate) raise: Script,
+    pub(crate) cursor: Script,
+    pub(crate) senders: Script,
+    pub(crate) pending: Script,
     pub(crate) prekey_upload: Script,
     pub(crate) prekey_take: Script,
     pub(crate) group_write: Script,
@@ -27,6 +30,9 @@ impl Scripts {
             read: Script::new(READ),
             ack: Script::new(ACK),
             raise: Script::new(RAISE),
+            cursor: Script::new(CURSOR),
+            senders: Script::new(SENDERS),
+            pending: Script::new(PENDING),
             prekey_upload: Script::new(PREKEY_UPLOAD),
             prekey_take: Script::new(PREKEY_TAKE),
             group_write: Script::new(GROUP_WRITE),
@@ -58,55 +64,135 @@ return {1, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'
 /// device, time, payload, retention (ms). Returns {-1} for no such group,
 /// {-2} for a sender not a member, else {conv_seq, 1 if appended now, id,
 /// time, the group's members (`user:role:join ...`) or ''}.
-const APPEND: &str = r"
-local members = ''
-if #KEYS == 3 then
-  members = redis.call('HGET', KEYS[3], 'mem')
-  if not members then return {-1} end
+/// Written as the Lua function `append(KEYS, ARGV)`, which the test fill
+/// (`testing.rs`) calls too.
+macro_rules! append_fn {
+    () => {
+        r"
+local function append(KEYS, ARGV)
+  local members = ''
+  if #KEYS == 3 then
+    members = redis.call('HGET', KEYS[3], 'mem')
+    if not members then return {-1} end
+  end
+  local prefix = string.sub(KEYS[1], 1, -4)
+  -- A retry finds its conv_seq first: a sender who left the group since is
+  -- still answered with the message it stored.
+  local s = redis.call('GET', KEYS[2])
+  local fresh = 0
+  if not s then
+    if #KEYS == 3 and not string.find(' ' .. members, ' ' .. ARGV[2] .. ':', 1, true) then return {-2} end
+    s = redis.call('INCR', KEYS[1])
+    local m = prefix .. 'm:' .. s
+    redis.call('HSET', m, 'id', ARGV[1], 'snd', ARGV[2], 'dev', ARGV[3], 't', ARGV[4], 'p', ARGV[5])
+    redis.call('PEXPIRE', m, ARGV[6])
+    redis.call('SET', KEYS[2], s, 'PX', ARGV[6])
+    fresh = 1
+  end
+  local got = redis.call('HMGET', prefix .. 'm:' .. s, 'id', 't')
+  return {tonumber(s), fresh, got[1], got[2], members}
 end
-local prefix = string.sub(KEYS[1], 1, -4)
--- A retry finds its conv_seq first: a sender who left the group since is
--- still answered with the message it stored.
-local s = redis.call('GET', KEYS[2])
-local fresh = 0
-if not s then
-  if #KEYS == 3 and not string.find(' ' .. members, ' ' .. ARGV[2] .. ':', 1, true) then return {-2} end
-  s = redis.call('INCR', KEYS[1])
-  local m = prefix .. 'm:' .. s
-  redis.call('HSET', m, 'id', ARGV[1], 'snd', ARGV[2], 'dev', ARGV[3], 't', ARGV[4], 'p', ARGV[5])
-  redis.call('PEXPIRE', m, ARGV[6])
-  redis.call('SET', KEYS[2], s, 'PX', ARGV[6])
-  fresh = 1
+"
+    };
+}
+pub(crate) use append_fn;
+
+const APPEND: &str = concat!(append_fn!(), "return append(KEYS, ARGV)\n");
+
+/// A cursor (or mailbox field) that only moves up, as Lua: `raise(key,
+/// field, up_to, at)` sets the field to `up_to at` if `up_to` is above what
+/// it holds, and returns the value it moved from (0: none), or -1 if it did
+/// not move. Shared by the scripts that move cursors.
+macro_rules! raise_fn {
+    () => {
+        r"
+local function raise(key, field, up_to, at)
+  local old = redis.call('HGET', key, field)
+  local from = 0
+  if old then from = tonumber(string.match(old, '^(%d+)')) end
+  if from >= tonumber(up_to) then return -1 end
+  redis.call('HSET', key, field, up_to .. ' ' .. at)
+  return from
 end
-local got = redis.call('HMGET', prefix .. 'm:' .. s, 'id', 't')
-return {tonumber(s), fresh, got[1], got[2], members}
-";
+"
+    };
+}
+pub(crate) use raise_fn;
 
 /// Step 3: the entry of conv_seq S enters every device's inbox of the user
 /// (but the sending device), only if S is the next conv_seq the user should
-/// see in that conversation (the order check).
-/// KEYS: the user's devices, the user's last-conv_seq hash.
+/// see in that conversation (the order check), and what it entered is
+/// recorded in the same step (`id device seq ...`, for a retry's answer).
+/// In a pair, the author's read receipt goes to the user's mailbox too.
+/// KEYS: the user's devices, its last-conv_seq hash, the record of this
+/// message's entries, and (a pair) the user's mailbox.
 /// ARGV: conversation prefix, S, device to skip (or ''), the entry without
 /// its seq, the first conv_seq of the user's membership (a group's join; 0
-/// in a pair). Returns {'ok', device, seq, ...}, {'have'} (entered before,
-/// or from before the membership), or {'behind', last} (the conv_seqs after
-/// `last` must enter first).
-const ENTER: &str = r"
-local S = tonumber(ARGV[2])
-local expected = math.max(tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') + 1, tonumber(ARGV[5]))
-if S < expected then return {'have'} end
-if S > expected then return {'behind', expected - 1} end
-local p = string.sub(KEYS[1], 1, -5)
-local out = {'ok'}
-for _, d in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if d ~= ARGV[3] then
-    local seq = redis.call('HINCRBY', p .. 'd:' .. d, 'head', 1)
-    redis.call('RPUSH', p .. 'in:' .. d, seq .. ' ' .. ARGV[4])
+/// in a pair), retention (ms), the message id, and (a pair) the mailbox
+/// field, up_to and time.
+/// Returns {'ok', device, seq, ...}; {'have', device, seq, ...} (entered
+/// before, or from before the membership: what the record says); {'behind',
+/// last} (the conv_seqs after `last` must enter first); or {'moved'} (the
+/// record is another message's: the conversation's seq went back).
+/// Written as the Lua function `enter(KEYS, ARGV)` (after `raise_fn`),
+/// which the test fill (`testing.rs`) calls too.
+macro_rules! enter_fn {
+    () => {
+        r"
+local function enter(KEYS, ARGV)
+  if #KEYS == 4 then raise(KEYS[4], ARGV[8], ARGV[9], ARGV[10]) end
+  local S = tonumber(ARGV[2])
+  local expected = math.max(tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') + 1, tonumber(ARGV[5]))
+  if S < expected then
+    local out = {'have'}
+    local record = redis.call('GET', KEYS[3])
+    if not record then return out end
+    local id = string.match(record, '^(%d+)')
+    if id ~= ARGV[7] then return {'moved'} end
+    for d, seq in string.gmatch(record, ' (%d+) (%d+)') do
+      table.insert(out, d)
+      table.insert(out, seq)
+    end
+    return out
+  end
+  if S > expected then return {'behind', expected - 1} end
+  local p = string.sub(KEYS[1], 1, -5)
+  local out = {'ok'}
+  local record = ARGV[7]
+  for _, d in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if d ~= ARGV[3] then
+      local seq = redis.call('HINCRBY', p .. 'd:' .. d, 'head', 1)
+      redis.call('RPUSH', p .. 'in:' .. d, seq .. ' ' .. ARGV[4])
+      table.insert(out, d)
+      table.insert(out, seq)
+      record = record .. ' ' .. d .. ' ' .. seq
+    end
+  end
+  redis.call('HSET', KEYS[2], ARGV[1], S)
+  if #out > 1 then redis.call('SET', KEYS[3], record, 'PX', ARGV[6]) end
+  return out
+end
+"
+    };
+}
+pub(crate) use enter_fn;
+
+const ENTER: &str = concat!(raise_fn!(), enter_fn!(), "return enter(KEYS, ARGV)\n");
+
+/// A retry's answer, for one recipient user: the entries of the message's
+/// record (ENTER) that their devices have not acked. KEYS: the record.
+/// Returns {device, seq, ...}.
+const PENDING: &str = r"
+local record = redis.call('GET', KEYS[1])
+if not record then return {} end
+local p = string.match(KEYS[1], '^(%b{}:)')
+local out = {}
+for d, seq in string.gmatch(record, ' (%d+) (%d+)') do
+  if tonumber(redis.call('HGET', p .. 'd:' .. d, 'acked') or '0') < tonumber(seq) then
     table.insert(out, d)
     table.insert(out, seq)
   end
 end
-redis.call('HSET', KEYS[2], ARGV[1], S)
 return out
 ";
 
@@ -142,16 +228,41 @@ if count <= 0 then return {} end
 return redis.call('LPOP', KEYS[2], count)
 ";
 
-/// A cursor that only moves up: the field becomes `up_to at` if `up_to` is
-/// above what it holds. KEYS: the hash. ARGV: field, up_to, at. Returns
-/// the value it moved from (0: none), or -1 if it did not move.
-const RAISE: &str = r"
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-local from = 0
-if old then from = tonumber(string.match(old, '^(%d+)')) end
-if from >= tonumber(ARGV[2]) then return -1 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+/// A cursor or mailbox field that only moves up (`raise_fn`). KEYS: the
+/// hash. ARGV: field, up_to, at. Returns the value it moved from (0: none),
+/// or -1 if it did not move.
+const RAISE: &str = concat!(raise_fn!(), "return raise(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n");
+
+/// A user's own cursor moved, in one step of the user's slot: the cursor,
+/// the copy for the user's other devices (a read cursor), and for a send
+/// the dedup record made final (step 4). KEYS: the user's cursors, its
+/// mailbox, and (a send) the dedup record. ARGV: cursor field, up_to, at,
+/// the mailbox field ('' for none), and (a send) the record and retention
+/// (ms). Returns what `raise` returned for the cursor.
+const CURSOR: &str = concat!(
+    raise_fn!(),
+    r"
+local from = raise(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if from >= 0 and ARGV[4] ~= '' then raise(KEYS[2], ARGV[4], ARGV[2], ARGV[3]) end
+if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end
 return from
+"
+);
+
+/// The authors of a group's messages `from..=to` (not `user`, not system
+/// entries), each once, in a single step of the group's slot. KEYS: the
+/// group's seq key (it names the slot). ARGV: conversation prefix, from,
+/// to, user. Returns the authors' ids.
+const SENDERS: &str = r"
+local seen, out = {}, {}
+for s = tonumber(ARGV[2]), tonumber(ARGV[3]) do
+  local f = redis.call('HMGET', ARGV[1] .. 'm:' .. s, 'snd', 'dev')
+  if f[1] and f[2] and f[2] ~= '0' and f[1] ~= ARGV[4] and not seen[f[1]] then
+    seen[f[1]] = true
+    table.insert(out, f[1])
+  end
+end
+return out
 ";
 
 /// PREKEY_UPLOAD: the identity key and signed prekey replaced, one-time

@@ -9,7 +9,9 @@ use backend_store::{Delivery, EngineError, Message, SendMessage, Sent, StoreErro
 use bytes::Bytes;
 use protocol::{ConvSeq, Conversation, DeviceId, GroupId, MessageId, ReceiptKind, Seq, Timestamp, UserId};
 
+use crate::cursors::{mailbox_field, Move};
 use crate::entry::{parse_view, view_text, Entry};
+use crate::groups::parse_members;
 use crate::keys;
 use crate::store::{corrupt, millis, now_ms, value, RedisStore};
 
@@ -26,19 +28,30 @@ impl RedisStore {
         if req.payload.len() > protocol::limits::MAX_PAYLOAD {
             return Err(StoreError::Engine(EngineError::PayloadTooLarge));
         }
-        if let Conversation::Direct(peer) = req.to {
-            let mut exists = redis::cmd("EXISTS");
-            exists.arg(keys::devices(peer));
-            if peer != req.user && !self.query::<bool>(&exists).await? {
-                return Err(StoreError::UnknownRecipient(peer));
-            }
-        }
         let ttl = millis(self.inner.config.retention);
-        // Step 1, claim: a retry finds the record of the first attempt.
+        // Step 1, claim: a retry finds the record of the first attempt. It
+        // runs beside the check that a pair's peer exists (another slot).
         let dedup = keys::dedup(req.user, req.device, req.client_id);
         let mut claim = redis::cmd("SET");
         claim.arg(&dedup).arg(format!("p {}", view_text(req.to))).arg("NX").arg("PX").arg(ttl).arg("GET");
-        let earlier: Option<String> = self.query(&claim).await?;
+        let peer = match req.to {
+            Conversation::Direct(peer) if peer != req.user => Some(peer),
+            _ => None,
+        };
+        let exists = async {
+            let Some(peer) = peer else { return Ok(true) };
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(keys::devices(peer));
+            self.query::<bool>(&exists).await
+        };
+        let (exists, earlier) = tokio::join!(exists, self.query::<Option<String>>(&claim));
+        let earlier = earlier?;
+        if let (false, Some(peer)) = (exists?, peer) {
+            if earlier.is_none() {
+                self.unclaim(&dedup).await;
+            }
+            return Err(StoreError::UnknownRecipient(peer));
+        }
         let to = match earlier.as_deref() {
             Some(done) if done.starts_with("d ") => return self.duplicate(&req, done).await,
             Some(pending) => parse_view(pending.strip_prefix("p ").unwrap_or_default())
@@ -48,17 +61,7 @@ impl RedisStore {
         // Step 2, append: the message and its conv_seq, once; and who gets it
         // (each with the first conv_seq of its membership, 0 in a pair).
         let conv = keys::conversation(req.user, to);
-        let appended = match to {
-            Conversation::Direct(peer) => self.append(&req, &conv, None).await.map(|(appended, _)| {
-                let mut recipients = vec![(req.user, 0)];
-                if peer != req.user {
-                    recipients.push((peer, 0));
-                }
-                (appended, recipients)
-            }),
-            Conversation::Group(group) => self.append_group(&req, &conv, group).await,
-        };
-        let (appended, recipients) = match appended {
+        let (appended, recipients) = match self.append_to(&req, to, &conv).await {
             Ok(appended) => appended,
             Err(err) => {
                 self.unclaim(&dedup).await;
@@ -66,28 +69,30 @@ impl RedisStore {
             }
         };
         // Step 3, enter: every recipient's devices (the sending one aside).
-        let entry = Entry {
-            seq: Seq(0),
-            id: MessageId(appended.id),
-            conv: conv.clone(),
-            conv_seq: ConvSeq(appended.conv_seq),
+        // Sending moves the author's read cursor to the message (SPEC §6.4):
+        // a pair's peer hears it in the same step.
+        let entry = entry_of(&req, to, conv.clone(), &appended);
+        let moved = Move {
+            user: req.user,
+            device: Some(req.device),
             view: to,
-            sender: req.user,
-            sender_device: req.device,
-            time: Timestamp(appended.time),
+            kind: ReceiptKind::Read,
+            up_to: appended.conv_seq,
+            at: now_ms(),
         };
-        let deliveries = self.enter_all(&entry, &recipients).await?;
-        // Step 4, finish: the record says what was stored, for retries.
-        let mut finish = redis::cmd("SET");
-        finish
-            .arg(&dedup)
-            .arg(format!("d {} {} {} {}", conv, appended.conv_seq, appended.id, appended.time))
-            .arg("PX")
-            .arg(ttl);
-        self.query::<()>(&finish).await?;
-        // Sending moves the author's read cursor to the message (SPEC §6.4).
-        let receipts =
-            self.advance(req.user, Some(req.device), to, ReceiptKind::Read, appended.conv_seq).await?;
+        let receipt = matches!(to, Conversation::Direct(peer) if peer != req.user).then(|| PeerReceipt {
+            field: mailbox_field(Conversation::Direct(req.user), req.user, ReceiptKind::Read),
+            up_to: moved.up_to,
+            at: moved.at,
+        });
+        let deliveries = self.enter_all(&entry, &recipients, receipt.as_ref()).await?;
+        // Step 4, finish, with the author's own cursor: the record says what
+        // was stored, for retries.
+        let record = format!("d {} {} {} {}", conv, appended.conv_seq, appended.id, appended.time);
+        let receipts = match self.move_own(&moved, Some((&dedup, &record))).await? {
+            Some(from) => self.receipts(&moved, from, true).await?,
+            None => Vec::new(),
+        };
         let message = Message {
             id: MessageId(appended.id),
             conv_seq: ConvSeq(appended.conv_seq),
@@ -97,6 +102,28 @@ impl RedisStore {
             payload: req.payload,
         };
         Ok(Sent { message, duplicate: !appended.fresh, deliveries, receipts })
+    }
+
+    /// Step 2 to `to` (its key prefix `conv`): the appended message, and
+    /// who gets it, each with the first conv_seq of its membership (0 in a
+    /// pair).
+    async fn append_to(
+        &self,
+        req: &SendMessage,
+        to: Conversation,
+        conv: &str,
+    ) -> Result<(Appended, Vec<(UserId, u64)>), StoreError> {
+        match to {
+            Conversation::Direct(peer) => {
+                let (appended, _) = self.append(req, conv, None).await?;
+                let mut recipients = vec![(req.user, 0)];
+                if peer != req.user {
+                    recipients.push((peer, 0));
+                }
+                Ok((appended, recipients))
+            }
+            Conversation::Group(group) => self.append_group(req, conv, group).await,
+        }
     }
 
     /// Step 2: the message at the conversation's next conv_seq, or the one
@@ -115,7 +142,7 @@ impl RedisStore {
         if group.is_some() {
             call.key(keys::group_info(conv));
         }
-        call.arg(self.next_id(now))
+        call.arg(self.next_id(now)?)
             .arg(req.user.0)
             .arg(req.device.0)
             .arg(now)
@@ -141,18 +168,18 @@ impl RedisStore {
     /// earlier conv_seq of the conversation that has not entered yet (the
     /// order check's catch-up). Returns the deliveries made for `entry`:
     /// those made now, or, if an earlier attempt or another sender's
-    /// catch-up made them, those recorded with the message.
+    /// catch-up made them, those recorded with them.
     async fn enter(
         &self,
         user: UserId,
         entry: &Entry,
         skip: Option<DeviceId>,
         from: u64,
+        receipt: Option<&PeerReceipt>,
     ) -> Result<Vec<Delivery>, StoreError> {
         loop {
-            match self.enter_once(user, entry, skip, from).await? {
+            match self.enter_once(user, entry, skip, from, receipt).await? {
                 Entered::Now(deliveries) => return Ok(deliveries),
-                Entered::Before => return self.recorded(user, entry).await,
                 Entered::Behind(last) => {
                     for conv_seq in last + 1..entry.conv_seq.0 {
                         self.catch_up(user, &entry.conv, conv_seq, from).await?;
@@ -164,11 +191,12 @@ impl RedisStore {
 
     /// Enters `entry` for every recipient (user, first conv_seq of its
     /// membership), several at a time (a group has up to 1,024 members);
-    /// the sender's own device is skipped.
+    /// the sender's own device is skipped, and a pair's peer gets `receipt`.
     pub(crate) async fn enter_all(
         &self,
         entry: &Entry,
         recipients: &[(UserId, u64)],
+        receipt: Option<&PeerReceipt>,
     ) -> Result<Vec<Delivery>, StoreError> {
         const AT_ONCE: usize = 64;
         let mut deliveries = Vec::new();
@@ -178,7 +206,8 @@ impl RedisStore {
                 let (store, mut entry) = (self.clone(), entry.clone());
                 entry.view = view_of(&entry.conv, user).ok_or_else(|| corrupt("conversation key"))?;
                 let skip = (user == entry.sender).then_some(entry.sender_device);
-                tasks.spawn(async move { store.enter(user, &entry, skip, from).await });
+                let receipt = receipt.filter(|_| user != entry.sender).cloned();
+                tasks.spawn(async move { store.enter(user, &entry, skip, from, receipt.as_ref()).await });
             }
             while let Some(done) = tasks.join_next().await {
                 deliveries.extend(done.map_err(|_| corrupt("enter task"))??);
@@ -195,59 +224,45 @@ impl RedisStore {
         let _ = self.query::<()>(&del).await;
     }
 
-    /// One attempt of the enter script; what it made is recorded with the
-    /// message (the targets set in the conversation's slot).
+    /// One attempt of the enter script: what it entered (now, or before and
+    /// recorded), or the conv_seq the order check is behind at.
     async fn enter_once(
         &self,
         user: UserId,
         entry: &Entry,
         skip: Option<DeviceId>,
         from: u64,
+        receipt: Option<&PeerReceipt>,
     ) -> Result<Entered, StoreError> {
         let mut call = self.inner.scripts.enter.prepare_invoke();
         call.key(keys::devices(user))
             .key(keys::last_conv_seqs(user))
+            .key(keys::record(user, &entry.conv, entry.conv_seq.0))
             .arg(&entry.conv)
             .arg(entry.conv_seq.0)
             .arg(skip.map_or(String::new(), |d| d.0.to_string()))
             .arg(entry.unsequenced())
-            .arg(from);
+            .arg(from)
+            .arg(millis(self.inner.config.retention))
+            .arg(entry.id.0);
+        if let Some(receipt) = receipt {
+            call.key(keys::mailbox(user)).arg(&receipt.field).arg(receipt.up_to).arg(receipt.at);
+        }
         let answer: Vec<redis::Value> = self.invoke(call).await?;
         let mut values = answer.into_iter();
         let status: String = values.next().map(value).transpose()?.unwrap_or_default();
         match status.as_str() {
-            "have" => Ok(Entered::Before),
+            "ok" | "have" => {
+                let rest: Vec<u64> = values.map(value).collect::<Result<_, _>>()?;
+                Ok(Entered::Now(deliveries(user, entry.view, &rest)))
+            }
             "behind" => {
                 let last: u64 = values.next().map(value).transpose()?.unwrap_or(0);
                 Ok(Entered::Behind(last))
             }
-            "ok" => {
-                let rest: Vec<u64> = values.map(value).collect::<Result<_, _>>()?;
-                let deliveries: Vec<Delivery> = rest
-                    .chunks_exact(2)
-                    .filter_map(|pair| match *pair {
-                        [device, seq] => Some(Delivery {
-                            user,
-                            device: DeviceId(u32::try_from(device).ok()?),
-                            seq: Seq(seq),
-                            conversation: entry.view,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                if !deliveries.is_empty() {
-                    // One round trip: both commands are on one key.
-                    let targets = keys::targets(&entry.conv, entry.conv_seq.0);
-                    let mut record = redis::pipe();
-                    let add = record.cmd("SADD").arg(&targets);
-                    for d in &deliveries {
-                        add.arg(format!("{}:{}:{}", d.user.0, d.device.0, d.seq.0));
-                    }
-                    record.cmd("PEXPIRE").arg(&targets).arg(millis(self.inner.config.retention)).ignore();
-                    self.pipeline(&record).await?;
-                }
-                Ok(Entered::Now(deliveries))
-            }
+            // The record at this conv_seq is another message's: the
+            // conversation's master lost writes (REDIS.md, "Durability").
+            "moved" => Err(corrupt("conversation seq went back")),
             _ => Err(corrupt("enter answer")),
         }
     }
@@ -275,8 +290,8 @@ impl RedisStore {
             time: Timestamp(time),
         };
         let skip = (sender == user).then_some(device);
-        match self.enter_once(user, &entry, skip, from).await? {
-            Entered::Now(_) | Entered::Before => Ok(()),
+        match self.enter_once(user, &entry, skip, from, None).await? {
+            Entered::Now(_) => Ok(()),
             Entered::Behind(_) => Err(corrupt("catch-up out of order")),
         }
     }
@@ -288,21 +303,11 @@ impl RedisStore {
         self.invoke(call).await
     }
 
-    /// The deliveries recorded for `entry` in `user`'s inboxes.
-    async fn recorded(&self, user: UserId, entry: &Entry) -> Result<Vec<Delivery>, StoreError> {
-        let mut members = redis::cmd("SMEMBERS");
-        members.arg(keys::targets(&entry.conv, entry.conv_seq.0));
-        let targets: Vec<String> = self.query(&members).await?;
-        Ok(targets
-            .iter()
-            .filter_map(|t| parse_target(t))
-            .filter(|(u, _, _)| *u == user)
-            .map(|(user, device, seq)| Delivery { user, device, seq, conversation: entry.view })
-            .collect())
-    }
-
     /// The answer to a retry of a finished send: the original message, and
-    /// its entries not acked yet (issue 14: they are fanned out again).
+    /// its entries not acked yet (issue 14: they are fanned out again), read
+    /// from each recipient's records. A group's recipients are its members
+    /// now: one who left since is not fanned out again (its entry stays in
+    /// its inbox, for its next sync).
     async fn duplicate(&self, req: &SendMessage, record: &str) -> Result<Sent, StoreError> {
         let mut fields = record.split(' ').skip(1);
         let (Some(conv), Some(conv_seq), Some(id), Some(time)) =
@@ -313,15 +318,31 @@ impl RedisStore {
         let parse = |text: &str| text.parse::<u64>().map_err(|_| corrupt("dedup record"));
         let (conv_seq, id, time) = (parse(conv_seq)?, parse(id)?, parse(time)?);
         let payload: Option<Bytes> = self.get_field(&keys::message(conv, conv_seq), "p").await?;
-        let mut members = redis::cmd("SMEMBERS");
-        members.arg(keys::targets(conv, conv_seq));
-        let targets: Vec<String> = self.query(&members).await?;
-        let mut deliveries = Vec::new();
-        for (user, device, seq) in targets.iter().filter_map(|t| parse_target(t)) {
-            let acked: Option<u64> = self.get_field(&keys::device(user, device), "acked").await?;
-            if acked.unwrap_or(0) < seq.0 {
-                let conversation = view_of(conv, user).ok_or_else(|| corrupt("conversation key"))?;
-                deliveries.push(Delivery { user, device, seq, conversation });
+        let users = match view_of(conv, req.user).ok_or_else(|| corrupt("dedup record"))? {
+            Conversation::Direct(peer) if peer == req.user => vec![peer],
+            Conversation::Direct(peer) => vec![req.user, peer],
+            Conversation::Group(_) => {
+                let members: Option<String> = self.get_field(&keys::group_info(conv), "mem").await?;
+                let members = parse_members(members.as_deref().unwrap_or_default())
+                    .ok_or_else(|| corrupt("group members"))?;
+                members.into_iter().map(|(user, _, _)| user).collect()
+            }
+        };
+        let mut pending = Vec::new();
+        for chunk in users.chunks(64) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for &user in chunk {
+                let (store, conv) = (self.clone(), conv.to_owned());
+                tasks.spawn(async move {
+                    let mut call = store.inner.scripts.pending.prepare_invoke();
+                    call.key(keys::record(user, &conv, conv_seq));
+                    let pending: Vec<u64> = store.invoke(call).await?;
+                    let view = view_of(&conv, user).ok_or_else(|| corrupt("conversation key"))?;
+                    Ok::<_, StoreError>(deliveries(user, view, &pending))
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                pending.extend(done.map_err(|_| corrupt("pending task"))??);
             }
         }
         let message = Message {
@@ -332,27 +353,57 @@ impl RedisStore {
             server_time: Timestamp(time),
             payload: payload.unwrap_or_default(),
         };
-        Ok(Sent { message, duplicate: true, deliveries, receipts: Vec::new() })
+        Ok(Sent { message, duplicate: true, deliveries: pending, receipts: Vec::new() })
     }
+}
+
+/// The author's read receipt that a pair's peer gets in its enter step: the
+/// mailbox field, the cursor and when it moved.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerReceipt {
+    field: String,
+    up_to: u64,
+    at: u64,
+}
+
+/// The inbox entry (without its seq) of `req`'s message, appended to `to`
+/// (key prefix `conv`).
+fn entry_of(req: &SendMessage, to: Conversation, conv: String, appended: &Appended) -> Entry {
+    Entry {
+        seq: Seq(0),
+        id: MessageId(appended.id),
+        conv,
+        conv_seq: ConvSeq(appended.conv_seq),
+        view: to,
+        sender: req.user,
+        sender_device: req.device,
+        time: Timestamp(appended.time),
+    }
+}
+
+/// `user`'s deliveries from a script's `device, seq, ...` answer.
+fn deliveries(user: UserId, conversation: Conversation, pairs: &[u64]) -> Vec<Delivery> {
+    pairs
+        .chunks_exact(2)
+        .filter_map(|pair| match *pair {
+            [device, seq] => Some(Delivery {
+                user,
+                device: DeviceId(u32::try_from(device).ok()?),
+                seq: Seq(seq),
+                conversation,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What one enter attempt did.
 enum Entered {
-    /// Entered now, with these deliveries.
+    /// Entered, now or before (a retry, or another sender's catch-up), with
+    /// these deliveries.
     Now(Vec<Delivery>),
-    /// Entered before (a retry, or another sender's catch-up).
-    Before,
     /// Earlier conv_seqs must enter first: the last one that did.
     Behind(u64),
-}
-
-/// `user:device:seq`.
-fn parse_target(text: &str) -> Option<(UserId, DeviceId, Seq)> {
-    let mut parts = text.split(':');
-    let user = UserId(parts.next()?.parse().ok()?);
-    let device = DeviceId(parts.next()?.parse().ok()?);
-    let seq = Seq(parts.next()?.parse().ok()?);
-    Some((user, device, seq))
 }
 
 /// The conversation whose key prefix is `conv` (`{p:A:B}:` or `{g:G}:`) as
@@ -372,19 +423,20 @@ mod tests {
     use super::*;
 
     impl RedisStore {
-        /// Steps 1 and 2 of a send, and nothing after: a store instance
-        /// that died in the middle of the chain.
-        pub(crate) async fn send_interrupted(&self, req: &SendMessage) -> u64 {
+        /// Steps 1 and 2 of a send, and step 3 for its first `entered`
+        /// recipients only: a store instance that died in the middle of
+        /// the chain.
+        pub(crate) async fn send_interrupted(&self, req: &SendMessage, entered: usize) -> u64 {
             let mut claim = redis::cmd("SET");
             claim
                 .arg(keys::dedup(req.user, req.device, req.client_id))
                 .arg(format!("p {}", view_text(req.to)));
             self.query::<()>(&claim).await.unwrap();
-            let group = match req.to {
-                Conversation::Group(group) => Some(group),
-                Conversation::Direct(_) => None,
-            };
-            self.append(req, &keys::conversation(req.user, req.to), group).await.unwrap().0.conv_seq
+            let conv = keys::conversation(req.user, req.to);
+            let (appended, recipients) = self.append_to(req, req.to, &conv).await.unwrap();
+            let entry = entry_of(req, req.to, conv, &appended);
+            self.enter_all(&entry, &recipients[..entered], None).await.unwrap();
+            appended.conv_seq
         }
     }
 
@@ -396,7 +448,11 @@ mod tests {
         assert_eq!(view_of("{p:4:4}:", UserId(4)), direct(4));
         assert_eq!(view_of("{g:4}:", UserId(4)), Some(Conversation::Group(protocol::GroupId(4))));
         assert_eq!(view_of("{x:4}:", UserId(4)), None);
-        assert_eq!(parse_target("5:2:17"), Some((UserId(5), DeviceId(2), Seq(17))));
+        let devices = deliveries(UserId(5), direct(3).unwrap(), &[2, 17, 4, 18]);
+        assert_eq!(
+            devices.iter().map(|d| (d.device, d.seq)).collect::<Vec<_>>(),
+            [(DeviceId(2), Seq(17)), (DeviceId(4), Seq(18))]
+        );
         assert_eq!(
             parse_view(&view_text(Conversation::Direct(UserId(8)))),
             Some(Conversation::Direct(UserId(8)))

@@ -1,7 +1,7 @@
 //! [`RedisStore`]: the connection, the runtime its calls run on, and the
 //! requests other than Send.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,7 @@ use redis::cluster_async::ClusterConnection;
 use tokio::sync::mpsc;
 
 use crate::entry::Entry;
+use crate::ids::{self, Ids};
 use crate::keys;
 use crate::scripts::Scripts;
 
@@ -63,9 +64,8 @@ pub(crate) struct Inner {
     pub(crate) config: RedisConfig,
     /// Held for its drop: the runtime the lanes run on.
     _runtime: Runtime,
-    /// This engine's number in message ids (`store:instances`).
-    instance: u64,
-    counter: AtomicU64,
+    /// Message ids: this instance's leased number, and a counter.
+    pub(crate) ids: Ids,
     inflight: AtomicUsize,
     writable: AtomicBool,
     /// Requests by device (see [`lane_of`]): each lane answers its requests
@@ -99,14 +99,10 @@ impl RedisStore {
             .response_timeout(config.timeout)
             .build()
             .map_err(unavailable)?;
-        let (conn, instance) = runtime.block_on(async {
+        let (conn, ids) = runtime.block_on(async {
             let mut conn = client.get_async_connection().await.map_err(unavailable)?;
-            let instance: u64 = redis::cmd("INCR")
-                .arg("store:instances")
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            Ok::<_, StoreError>((conn, instance))
+            let ids = Ids::acquire(&mut conn, now_ms()).await.map_err(unavailable)?;
+            Ok::<_, StoreError>((conn, ids))
         })?;
         let mut receivers = Vec::with_capacity(LANES);
         let lanes = (0..LANES)
@@ -122,8 +118,7 @@ impl RedisStore {
             scripts: Scripts::new(),
             config,
             _runtime: Runtime(Some(runtime)),
-            instance: instance & 0x3ff,
-            counter: AtomicU64::new(0),
+            ids,
             inflight: AtomicUsize::new(0),
             writable: AtomicBool::new(true),
             lanes,
@@ -131,6 +126,7 @@ impl RedisStore {
         for rx in receivers {
             spawner.spawn(lane(Arc::downgrade(&inner), rx));
         }
+        spawner.spawn(renew_lease(Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
 
@@ -308,14 +304,6 @@ impl RedisStore {
         self.answered(result)
     }
 
-    /// Runs a pipeline (its commands on one slot), noting whether Redis
-    /// answered.
-    pub(crate) async fn pipeline(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
-        let mut conn = self.inner.conn.clone();
-        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
-        self.answered(result)
-    }
-
     /// One field of a hash.
     pub(crate) async fn get_field<T: redis::FromRedisValue>(
         &self,
@@ -346,11 +334,9 @@ impl RedisStore {
         })
     }
 
-    /// A new message id: the time, this instance, a counter (REDIS.md,
-    /// "Message ids").
-    pub(crate) fn next_id(&self, now: u64) -> u64 {
-        let count = self.inner.counter.fetch_add(1, Ordering::Relaxed) & 0xfff;
-        (now << 22) | (self.inner.instance << 12) | count
+    /// A new message id (REDIS.md, "Message ids").
+    pub(crate) fn next_id(&self, now: u64) -> Result<u64, StoreError> {
+        self.inner.ids.next(now)
     }
 }
 
@@ -384,6 +370,18 @@ async fn lane(store: std::sync::Weak<Inner>, mut requests: mpsc::UnboundedReceiv
         let result = store.handle(request).await;
         store.inner.inflight.fetch_sub(1, Ordering::Relaxed);
         done(result);
+    }
+}
+
+/// Keeps the instance number's lease while the store lives. A renewal
+/// Redis does not answer is tried again at the next turn; past the lease,
+/// sends are refused (retryable) until one succeeds.
+async fn renew_lease(store: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(ids::RENEW_EVERY).await;
+        let Some(inner) = store.upgrade() else { return };
+        let mut conn = inner.conn.clone();
+        let _ = inner.ids.renew(&mut conn, now_ms()).await;
     }
 }
 

@@ -161,7 +161,7 @@ fn a_chain_interrupted_after_the_append_is_rolled_forward_by_the_retry() {
         connect(&store, user, device).unwrap();
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let conv_seq = runtime.block_on(store.send_interrupted(&message(1, 1, 5, 2, "halfway")));
+    let conv_seq = runtime.block_on(store.send_interrupted(&message(1, 1, 5, 2, "halfway"), 0));
     assert!(bodies(&store, 2, 1, 0).is_empty(), "stored, entered nowhere");
     let retried = send(&store, message(1, 1, 5, 2, "halfway")).unwrap();
     assert_eq!(retried.message.conv_seq.0, conv_seq, "the same message, not a second one");
@@ -180,7 +180,7 @@ fn a_later_message_that_arrives_first_brings_the_earlier_one_in_order() {
         connect(&first, user, device).unwrap();
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    assert_eq!(runtime.block_on(first.send_interrupted(&message(1, 1, 1, 2, "one"))), 1);
+    assert_eq!(runtime.block_on(first.send_interrupted(&message(1, 1, 1, 2, "one"), 0)), 1);
     let sent = send(&second, message(1, 2, 1, 2, "two")).unwrap();
     assert_eq!(sent.message.conv_seq.0, 2);
     assert_eq!(bodies(&second, 2, 1, 0), [(1, "one".to_owned()), (2, "two".to_owned())]);
@@ -465,10 +465,86 @@ fn a_group_send_retried_after_its_sender_left_is_answered_not_refused() {
     let name = protocol::GroupName::new("g").unwrap();
     let g = change(&store, 1, GroupOp::Create { name, members: vec![UserId(2)] }).unwrap().info.group;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let conv_seq = runtime.block_on(store.send_interrupted(&to_group(2, 1, 9, g, "last words")));
+    let conv_seq = runtime.block_on(store.send_interrupted(&to_group(2, 1, 9, g, "last words"), 0));
     change(&store, 2, GroupOp::Leave { group: g }).unwrap();
     let retried = send(&store, to_group(2, 1, 9, g, "last words")).unwrap();
     assert_eq!(retried.message.conv_seq.0, conv_seq, "the stored message, not a refusal");
     // A new message from the former member is refused.
     assert_eq!(send(&store, to_group(2, 1, 10, g, "x")).unwrap_err(), StoreError::NotAMember(g));
+}
+
+#[test]
+fn a_1024_member_group_send_stopped_halfway_is_finished_once_by_its_retry() {
+    use backend_store::GroupOp;
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    for user in 1..=1024 {
+        connect(&store, user, 1).unwrap();
+    }
+    let name = protocol::GroupName::new("all").unwrap();
+    let members = (2..=1024).map(UserId).collect();
+    let g = change(&store, 1, GroupOp::Create { name, members }).unwrap().info.group;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // The instance dies after entering half of the members.
+    let conv_seq = runtime.block_on(store.send_interrupted(&to_group(1, 1, 7, g, "half"), 512));
+    let conv_seqs =
+        |user: u64| -> Vec<u64> { inbox(&store, user, 1, 0).entries.iter().map(|e| e.conv_seq.0).collect() };
+    assert_eq!(conv_seqs(300), [1, conv_seq], "entered before the instance died");
+    assert_eq!(conv_seqs(900), [1], "not reached");
+    let retried = send(&store, to_group(1, 1, 7, g, "half")).unwrap();
+    assert!(retried.duplicate && retried.message.conv_seq.0 == conv_seq);
+    assert_eq!(retried.deliveries.len(), 1023, "every member's entry, whether entered now or before");
+    for user in 2..=1024 {
+        assert_eq!(conv_seqs(user), [1, conv_seq], "member {user}: once, in order");
+    }
+    // Retried again: a duplicate carrying the entries not acked yet.
+    let ack = Ack { user: UserId(2), device: DeviceId(1), up_to: Seq(2) };
+    call(&store, Request::Ack(ack)).unwrap();
+    let again = send(&store, to_group(1, 1, 7, g, "half")).unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.deliveries.len(), 1022, "member 2 acked it");
+    assert!(again.deliveries.iter().all(|d| d.user != UserId(2)));
+}
+
+#[test]
+fn a_conversation_whose_seq_went_back_is_refused_not_acknowledged() {
+    // A master that lost its last writes (AOF `everysec`, machine lost)
+    // hands out a conv_seq a recipient already has: the enter step sees
+    // another message's record there and refuses, rather than answering
+    // "entered before" and acknowledging a message nobody gets.
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    for user in [1, 2] {
+        connect(&store, user, 1).unwrap();
+    }
+    send(&store, message(1, 1, 1, 2, "first")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut back = redis::cmd("SET");
+    back.arg(crate::keys::conv_seq("{p:1:2}:")).arg(0);
+    runtime.block_on(store.query::<()>(&back)).unwrap();
+    let refused = send(&store, message(1, 1, 2, 2, "second")).unwrap_err();
+    assert!(matches!(refused, StoreError::Engine(_)), "{refused:?}");
+    assert_eq!(bodies(&store, 2, 1, 0).len(), 1, "nothing entered");
+}
+
+#[test]
+fn instances_lease_distinct_numbers_and_one_whose_lease_was_taken_moves_on() {
+    let cluster = RedisCluster::start();
+    let (a, b) = (store(&cluster), store(&cluster));
+    let (ids_a, ids_b) = (&a.inner.ids, &b.inner.ids);
+    assert_ne!(ids_a.number(), ids_b.number());
+    // A was cut off past its lease and another instance took its number.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut taken = redis::cmd("SET");
+    taken.arg(ids_a.key()).arg("someone else");
+    runtime.block_on(a.query::<()>(&taken)).unwrap();
+    let before = ids_a.number();
+    let mut conn = a.inner.conn.clone();
+    runtime.block_on(ids_a.renew(&mut conn, crate::store::now_ms())).unwrap();
+    assert_ne!(ids_a.number(), before, "the taken number is given up");
+    assert_ne!(ids_a.number(), ids_b.number());
+    connect(&a, 1, 1).unwrap();
+    connect(&a, 2, 1).unwrap();
+    let sent = send(&a, message(1, 1, 1, 2, "x")).unwrap();
+    assert_eq!((sent.message.id.0 >> 12) & 0x3ff, ids_a.number(), "ids carry the new number");
 }

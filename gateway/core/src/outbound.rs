@@ -359,13 +359,23 @@ impl Outbound {
     }
 
     /// Applies the policy to `size` more bytes of `class`; `None` admits them.
+    ///
+    /// Only a reply past `max_bytes` overflows (the session closes): live
+    /// output that does not fit pauses and ephemeral output drops, as below
+    /// the bound. Control output (sync windows, at most two unacknowledged)
+    /// may take the queue past the bound on its own, and a receipt arriving
+    /// then must not close a client that reads: it comes again by sync and
+    /// `Cursors`. A client that reads nothing is closed by the write stall.
     fn admit(&mut self, size: usize, class: Class, limits: Limits) -> Option<Queued> {
         let queued = self.len();
+        let over = queued + size > limits.max_bytes;
         match class {
             Class::Control => None,
-            _ if queued + size > limits.max_bytes => Some(Queued::Overflow),
-            Class::Ephemeral if queued >= limits.pause_bytes || self.live_paused => Some(Queued::Dropped),
-            Class::Live if self.live_paused || queued >= limits.pause_bytes => {
+            Class::Reply if over => Some(Queued::Overflow),
+            Class::Ephemeral if over || queued >= limits.pause_bytes || self.live_paused => {
+                Some(Queued::Dropped)
+            }
+            Class::Live if over || self.live_paused || queued >= limits.pause_bytes => {
                 self.live_paused = true;
                 Some(Queued::Paused)
             }

@@ -152,8 +152,9 @@ section! {
         /// Largest SEND payload accepted, bytes (announced in AUTH_OK); at most
         /// the protocol's MAX_PAYLOAD and below max_message.
         max_payload: usize = protocol::limits::MAX_PAYLOAD;
-        /// Bytes queued for one client before it is closed as a slow consumer
-        /// (SLOW_CONSUMER).
+        /// Bound on one client's queue: a reply (PONG, ERROR) that would pass it
+        /// closes the client as a slow consumer (SLOW_CONSUMER); live output
+        /// pauses first, and sync output is bounded by the client's acks.
         outbound_queue_bytes: usize = 262_144;
         /// Queued bytes above which live delivery pauses (the client catches up
         /// by sync); below outbound_queue_bytes.

@@ -100,6 +100,14 @@ pub(crate) struct Cluster {
     _redis: Option<routing_registry::testing::RedisCluster>,
 }
 
+/// What holds the store's data, for a test to fill before it starts.
+pub(crate) enum Backing<'a> {
+    /// The fjall engine's directory.
+    Dir(&'a Path),
+    /// The Redis engine's cluster (its seed URLs).
+    Redis(Vec<String>),
+}
+
 /// Push settings a test may ask for.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PushSettings {
@@ -115,13 +123,13 @@ impl Cluster {
         Self::start_with(mode, config, &PushSettings::default(), |_| {})
     }
 
-    /// As [`Cluster::start`]; `prepare` gets the store's data directory
-    /// before anything starts (to fill it).
+    /// As [`Cluster::start`]; `prepare` gets the store's backing before
+    /// the store starts (to fill it).
     pub(crate) fn start_with(
         mode: Mode,
         config: &str,
         push: &PushSettings,
-        prepare: impl FnOnce(&Path),
+        prepare: impl FnOnce(Backing<'_>),
     ) -> Self {
         let dir = temp_dir();
         let store_dir = match mode {
@@ -129,7 +137,11 @@ impl Cluster {
             Mode::Remote | Mode::Redis => dir.join("store"),
         };
         std::fs::create_dir_all(&store_dir).unwrap();
-        prepare(&store_dir);
+        let redis = (mode == Mode::Redis).then(routing_registry::testing::RedisCluster::start);
+        match &redis {
+            Some(cluster) => prepare(Backing::Redis(cluster.urls())),
+            None => prepare(Backing::Dir(&store_dir)),
+        }
         let mut push_section = String::new();
         if let Some(url) = &push.webhook {
             push_section.push_str(&format!("provider = \"{url}\"\n"));
@@ -144,7 +156,6 @@ impl Cluster {
                 Self { gateway, store: None, push: None, _redis: None }
             }
             Mode::Remote | Mode::Redis => {
-                let redis = (mode == Mode::Redis).then(routing_registry::testing::RedisCluster::start);
                 let engine = match &redis {
                     Some(cluster) => {
                         vec!["--engine".into(), "redis".into(), "--redis".into(), cluster.urls().join(",")]

@@ -9,7 +9,7 @@ use client::Event;
 use protocol::{Conversation, DeviceId, Frame, Payload, SendMessage as Send, UserId};
 
 use super::{
-    all_modes, connect, connect_after, deliveries, fjall_modes, no_delivery, wait_for, within, Cluster, Mode,
+    all_modes, connect, connect_after, deliveries, no_delivery, wait_for, within, Backing, Cluster, Mode,
 };
 
 fn payload(text: &str) -> Payload {
@@ -169,9 +169,21 @@ async fn live_traffic_racing_a_sync_arrives_in_order_without_gaps(mode: Mode) {
     no_delivery(&mut b, Duration::from_millis(300)).await;
 }
 
-/// Fills a store directory with `count` messages from user 1 to user 2's
-/// device 1, through the store's own API (much faster than through a client).
-pub(crate) fn fill(dir: &std::path::Path, count: usize) {
+/// Fills the store with `count` messages from user 1 to user 2's device 1,
+/// the text of message i being `i`, much faster than through a client: the
+/// fjall engine through its own API, the Redis engine through its send
+/// steps run in bulk (`backend_store_redis::testing`).
+pub(crate) fn fill(backing: Backing<'_>, count: usize) {
+    let dir = match backing {
+        Backing::Dir(dir) => dir,
+        Backing::Redis(urls) => {
+            let payloads: Vec<bytes::Bytes> =
+                (0..count).map(|i| format!("{i}").into_bytes().into()).collect();
+            let (from, to) = ((UserId(1), DeviceId(1)), (UserId(2), DeviceId(1)));
+            backend_store_redis::testing::fill_direct(urls, from, to, &payloads).unwrap();
+            return;
+        }
+    };
     let store = Store::open(StoreConfig::new(dir)).unwrap();
     let call = |request: Request| {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -202,14 +214,11 @@ pub(crate) fn fill(dir: &std::path::Path, count: usize) {
     }
 }
 
-// Not on the Redis engine yet: `fill` writes the backlog through a fjall
-// store's directory; the Redis engine's 100K backlog test (issue 15) needs
-// a fill of its own.
-fjall_modes!(a_backlog_of_100k_drains_in_order);
+all_modes!(a_backlog_of_100k_drains_in_order);
 async fn a_backlog_of_100k_drains_in_order(mode: Mode) {
     const COUNT: usize = 100_000;
     let push = super::cluster::PushSettings::default();
-    let cluster = Cluster::start_with(mode, "", &push, |dir| fill(dir, COUNT));
+    let cluster = Cluster::start_with(mode, "", &push, |backing| fill(backing, COUNT));
     let config = super::client_config(&cluster, 2, 1, 0);
     let mut b = within(client::Client::connect(config)).await.unwrap();
     let mut next = 1u64;
@@ -309,11 +318,7 @@ async fn a_burst_of_acks_is_stored_up_to_the_last_even_when_the_device_closes_at
     no_delivery(&mut b, Duration::from_millis(300)).await;
 }
 
-// Not on the Redis engine yet: the test assumes A's 2,000 sends take well
-// under a second; on the Redis engine (debug build, ~10 Redis round trips per
-// send) they take ~5 s, and the stalled reader is closed 4008 meanwhile
-// (issue 15: the engine's per-send round trips).
-fjall_modes!(a_reader_that_stalls_until_live_pauses_gets_everything_once_it_reads);
+all_modes!(a_reader_that_stalls_until_live_pauses_gets_everything_once_it_reads);
 async fn a_reader_that_stalls_until_live_pauses_gets_everything_once_it_reads(mode: Mode) {
     // B stops reading while A sends 8 MB: B's socket buffers fill, then its
     // session's queue passes the (small) pause mark and live delivery pauses.

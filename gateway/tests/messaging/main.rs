@@ -2,8 +2,7 @@
 //! embedded (the default) or as their own `store` and `push` processes over
 //! gRPC (on fjall, or on a Redis Cluster with the store's Redis engine), and
 //! the client library. Every test runs in every mode (`all_modes!`), so the
-//! deployments pass the same suite; `fjall_modes!` marks the two that do not
-//! run on the Redis engine yet (issue 15, said where they are used).
+//! deployments pass the same suite.
 
 // Test code: a panic is a failed assertion, so unwrap and indexing are fine here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -25,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use client::{Client, ClientConfig, Event};
 use protocol::{Capabilities, Deliver, DeviceId, Seq, UserId};
 
-pub(crate) use cluster::{Cluster, Mode};
+pub(crate) use cluster::{Backing, Cluster, Mode};
 
 /// Runs `$name(mode)` once per deployment mode, as three tests.
 macro_rules! all_modes {
@@ -34,14 +33,6 @@ macro_rules! all_modes {
     };
 }
 pub(crate) use all_modes;
-
-/// Runs `$name(mode)` on the fjall engine only (embedded and remote).
-macro_rules! fjall_modes {
-    ($($name:ident),+ $(,)?) => {
-        $( $crate::in_modes!($name: embedded Embedded, remote Remote); )+
-    };
-}
-pub(crate) use fjall_modes;
 
 /// `mod $name` with one test per (test name, mode).
 macro_rules! in_modes {

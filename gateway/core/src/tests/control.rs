@@ -140,12 +140,17 @@ fn echo_takes_messages_up_to_its_own_limit_and_queues_one_whole() {
     h.read(&client_frame(0x1, &big));
     assert_eq!(h.session.state(), State::Echo);
     assert_eq!(h.output(), vec![Out::Text(String::from_utf8(big).unwrap())]);
-    // A second whole message while the first is unread goes past the bound.
+    // A second whole message while the first is unread is queued; a third
+    // would pass the bound: it is refused as paused live output (the write
+    // stall closes a client that never reads), not queued.
     let most = vec![0; h.config.echo_max_message];
     h.read(&client_frame(0x2, &most));
     assert_eq!(h.session.state(), State::Echo);
+    let queued = h.session.outbound().len();
     h.read(&client_frame(0x2, &most));
-    assert!(h.observed("closed:1008"));
+    assert_eq!(h.session.state(), State::Echo);
+    assert!(h.observed("dropped:live_paused"));
+    assert_eq!(h.session.outbound().len(), queued, "the third echo is not queued");
     // Beyond the echo limit: 1009 from the header alone.
     let mut h = Harness::with_config(unlimited());
     h.read(&upgrade("/echo"));

@@ -44,8 +44,12 @@ fn slow_reader_walks_the_graded_policy() {
     while h.session.outbound().len() <= limits.max_bytes {
         let _ = h.with(|s, ctx| s.send(ctx, &big_live(), Class::Control));
     }
-    // 3. Beyond the hard limit nothing fits: the session closes with 4008.
-    assert_eq!(h.with(|s, ctx| s.send_shared(ctx, vec![0; 64].into(), Class::Live)), Queued::Overflow);
+    // 3. Beyond the hard limit live output still only pauses (the sync
+    // windows took the queue there), but a reply does not fit: the session
+    // closes with 4008.
+    assert_eq!(h.with(|s, ctx| s.send_shared(ctx, vec![0; 64].into(), Class::Live)), Queued::Paused);
+    assert!(!h.observed("dropped:overflow"));
+    assert_eq!(h.with(|s, ctx| s.send(ctx, &big_live(), Class::Reply)), Queued::Overflow);
     assert!(h.observed("dropped:overflow"));
     assert!(h.output().contains(&Out::Close(protocol::CloseCode::SLOW_CONSUMER.0)));
 }
