@@ -163,6 +163,8 @@ impl RedisStore {
                         .await?;
                 }
             }
+            // On the replicas before any member's order check passes it.
+            self.durable(&[keys::message(&conv, conv_seq)]).await?;
             let mut recipients: Vec<(UserId, u64)> =
                 members.iter().map(|&(user, _, join)| (user, join)).collect();
             recipients.extend(removed);
@@ -177,6 +179,9 @@ impl RedisStore {
                 time: Timestamp(now),
             };
             let deliveries = self.enter_all(&entry, &recipients, None).await?;
+            let mut written = vec![keys::message(&conv, conv_seq)];
+            written.extend(recipients.iter().map(|&(user, _)| keys::record(user, &conv, conv_seq)));
+            self.durable(&written).await?;
             let message = Message {
                 id: MessageId(id),
                 conv_seq: ConvSeq(conv_seq),

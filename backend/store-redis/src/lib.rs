@@ -8,6 +8,7 @@
 //! listed at the end of REDIS.md.
 
 mod cursors;
+mod durability;
 mod entry;
 mod groups;
 mod ids;
@@ -21,4 +22,5 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use durability::Durability;
 pub use store::{RedisConfig, RedisStore};

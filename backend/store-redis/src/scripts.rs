@@ -95,6 +95,7 @@ end
 "
     };
 }
+#[cfg(feature = "testing")]
 pub(crate) use append_fn;
 
 const APPEND: &str = concat!(append_fn!(), "return append(KEYS, ARGV)\n");
@@ -117,6 +118,7 @@ end
 "
     };
 }
+#[cfg(feature = "testing")]
 pub(crate) use raise_fn;
 
 /// Step 3: the entry of conv_seq S enters every device's inbox of the user
@@ -132,8 +134,8 @@ pub(crate) use raise_fn;
 /// field, up_to and time.
 /// Returns {'ok', device, seq, ...}; {'have', device, seq, ...} (entered
 /// before, or from before the membership: what the record says); {'behind',
-/// last} (the conv_seqs after `last` must enter first); or {'moved'} (the
-/// record is another message's: the conversation's seq went back).
+/// last} (the conv_seqs after `last` must enter first); or {'moved', last,
+/// id} (the record is message `id`'s: the conversation's seq went back).
 /// Written as the Lua function `enter(KEYS, ARGV)` (after `raise_fn`),
 /// which the test fill (`testing.rs`) calls too.
 macro_rules! enter_fn {
@@ -148,7 +150,7 @@ local function enter(KEYS, ARGV)
     local record = redis.call('GET', KEYS[3])
     if not record then return out end
     local id = string.match(record, '^(%d+)')
-    if id ~= ARGV[7] then return {'moved'} end
+    if id ~= ARGV[7] then return {'moved', expected - 1, id} end
     for d, seq in string.gmatch(record, ' (%d+) (%d+)') do
       table.insert(out, d)
       table.insert(out, seq)
@@ -175,6 +177,7 @@ end
 "
     };
 }
+#[cfg(feature = "testing")]
 pub(crate) use enter_fn;
 
 const ENTER: &str = concat!(raise_fn!(), enter_fn!(), "return enter(KEYS, ARGV)\n");

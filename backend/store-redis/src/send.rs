@@ -68,6 +68,11 @@ impl RedisStore {
                 return Err(err);
             }
         };
+        // With replicas, the message is on them before any user's order
+        // check moves past its conv_seq: a failover of the conversation's
+        // master can then not hand that conv_seq out again (REDIS.md,
+        // "Durability").
+        self.durable(&[keys::message(&conv, appended.conv_seq)]).await?;
         // Step 3, enter: every recipient's devices (the sending one aside).
         // Sending moves the author's read cursor to the message (SPEC §6.4):
         // a pair's peer hears it in the same step.
@@ -93,6 +98,9 @@ impl RedisStore {
             Some(from) => self.receipts(&moved, from, true).await?,
             None => Vec::new(),
         };
+        // Step 5: on the replicas asked for, before the ack.
+        let users = recipients.iter().map(|&(user, _)| user);
+        self.durable(&written(&dedup, &conv, appended.conv_seq, users)).await?;
         let message = Message {
             id: MessageId(appended.id),
             conv_seq: ConvSeq(appended.conv_seq),
@@ -262,7 +270,17 @@ impl RedisStore {
             }
             // The record at this conv_seq is another message's: the
             // conversation's master lost writes (REDIS.md, "Durability").
-            "moved" => Err(corrupt("conversation seq went back")),
+            "moved" => {
+                let last: u64 = values.next().map(value).transpose()?.unwrap_or(0);
+                let other: u64 = values.next().map(value).transpose()?.unwrap_or(0);
+                Err(StoreError::Engine(EngineError::Database {
+                    message: format!(
+                        "conversation {} went back: conv_seq {} of message {} was message {other}'s for user {} \
+                         (at {last})",
+                        entry.conv, entry.conv_seq.0, entry.id.0, user.0
+                    ),
+                }))
+            }
             _ => Err(corrupt("enter answer")),
         }
     }
@@ -345,6 +363,8 @@ impl RedisStore {
                 pending.extend(done.map_err(|_| corrupt("pending task"))??);
             }
         }
+        let dedup = keys::dedup(req.user, req.device, req.client_id);
+        self.durable(&written(&dedup, conv, conv_seq, users.into_iter())).await?;
         let message = Message {
             id: MessageId(id),
             conv_seq: ConvSeq(conv_seq),
@@ -364,6 +384,14 @@ pub(crate) struct PeerReceipt {
     field: String,
     up_to: u64,
     at: u64,
+}
+
+/// A key in each slot a send wrote (for `WAIT`): its dedup record, the
+/// message, and each recipient user's record of it.
+fn written(dedup: &str, conv: &str, conv_seq: u64, users: impl Iterator<Item = UserId>) -> Vec<String> {
+    let mut keys = vec![dedup.to_owned(), keys::message(conv, conv_seq)];
+    keys.extend(users.map(|user| keys::record(user, conv, conv_seq)));
+    keys
 }
 
 /// The inbox entry (without its seq) of `req`'s message, appended to `to`

@@ -15,6 +15,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::mpsc;
 
+use crate::durability::{self, Durability, REPLICA_TIMEOUT};
 use crate::entry::Entry;
 use crate::ids::{self, Ids};
 use crate::keys;
@@ -36,6 +37,13 @@ pub struct RedisConfig {
     /// One-time prekey stock at or below which a device is told to upload
     /// more.
     pub prekey_low: u32,
+    /// The AOF setting the masters must have (checked at start).
+    pub durability: Durability,
+    /// Replicas that must have a send's writes before it is acknowledged
+    /// (`WAIT`); 0: none.
+    pub replicas: u32,
+    /// Longest `WAIT` for them.
+    pub replica_timeout: Duration,
 }
 
 impl RedisConfig {
@@ -48,6 +56,9 @@ impl RedisConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             inflight: 65_536,
             prekey_low: 10,
+            durability: Durability::Process,
+            replicas: 0,
+            replica_timeout: REPLICA_TIMEOUT,
         }
     }
 }
@@ -101,6 +112,7 @@ impl RedisStore {
             .map_err(unavailable)?;
         let (conn, ids) = runtime.block_on(async {
             let mut conn = client.get_async_connection().await.map_err(unavailable)?;
+            durability::check(&mut conn, config.durability).await?;
             let ids = Ids::acquire(&mut conn, now_ms()).await.map_err(unavailable)?;
             Ok::<_, StoreError>((conn, ids))
         })?;
@@ -315,7 +327,7 @@ impl RedisStore {
         self.query(&cmd).await
     }
 
-    fn answered<T>(&self, result: redis::RedisResult<T>) -> Result<T, StoreError> {
+    pub(crate) fn answered<T>(&self, result: redis::RedisResult<T>) -> Result<T, StoreError> {
         let unreachable = result.as_ref().err().is_some_and(|err| {
             err.is_io_error()
                 || err.is_timeout()

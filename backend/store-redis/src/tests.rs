@@ -548,3 +548,18 @@ fn instances_lease_distinct_numbers_and_one_whose_lease_was_taken_moves_on() {
     let sent = send(&a, message(1, 1, 1, 2, "x")).unwrap();
     assert_eq!((sent.message.id.0 >> 12) & 0x3ff, ids_a.number(), "ids carry the new number");
 }
+
+#[test]
+fn the_engine_refuses_a_cluster_that_does_not_persist_as_asked() {
+    let cluster = RedisCluster::start();
+    // The test cluster runs `appendonly yes`, `appendfsync everysec`.
+    let mut fsync = RedisConfig::new(cluster.urls());
+    fsync.durability = crate::Durability::Fsync;
+    let refused = RedisStore::connect(fsync).unwrap_err();
+    assert!(refused.to_string().contains("appendfsync everysec"), "{refused}");
+    for node in 0..3 {
+        assert_eq!(cluster.cli(node, &["CONFIG", "SET", "appendonly", "no"]).trim(), "OK");
+    }
+    let refused = RedisStore::connect(RedisConfig::new(cluster.urls())).unwrap_err();
+    assert!(refused.to_string().contains("appendonly no"), "{refused}");
+}

@@ -19,6 +19,9 @@ pub(crate) enum Mode {
     Remote,
     /// `store` (on a Redis Cluster: `--engine redis`) and `push` processes.
     Redis,
+    /// As `Redis`, on a cluster with a replica per master, and the store
+    /// acknowledging a send once a replica has it (`--replicas 1`).
+    RedisReplicas,
 }
 
 /// One backend process: its binary, arguments and address.
@@ -97,7 +100,8 @@ pub(crate) struct Cluster {
     pub(crate) store: Option<Service>,
     pub(crate) push: Option<Service>,
     /// The Redis Cluster behind the store (Redis mode), held until the end.
-    _redis: Option<routing_registry::testing::RedisCluster>,
+    /// The Redis Cluster of the Redis modes (a test may fail its nodes).
+    pub(crate) redis: Option<routing_registry::testing::RedisCluster>,
 }
 
 /// What holds the store's data, for a test to fill before it starts.
@@ -134,10 +138,14 @@ impl Cluster {
         let dir = temp_dir();
         let store_dir = match mode {
             Mode::Embedded => dir.join("data").join("store"),
-            Mode::Remote | Mode::Redis => dir.join("store"),
+            Mode::Remote | Mode::Redis | Mode::RedisReplicas => dir.join("store"),
         };
         std::fs::create_dir_all(&store_dir).unwrap();
-        let redis = (mode == Mode::Redis).then(routing_registry::testing::RedisCluster::start);
+        let redis = match mode {
+            Mode::Redis => Some(routing_registry::testing::RedisCluster::start()),
+            Mode::RedisReplicas => Some(routing_registry::testing::RedisCluster::start_with_replicas(1)),
+            Mode::Embedded | Mode::Remote => None,
+        };
         match &redis {
             Some(cluster) => prepare(Backing::Redis(cluster.urls())),
             None => prepare(Backing::Dir(&store_dir)),
@@ -153,15 +161,18 @@ impl Cluster {
             Mode::Embedded => {
                 let config = format!("{config}\n[push]\n{push_section}");
                 let gateway = Gateway::start_in(dir, &config);
-                Self { gateway, store: None, push: None, _redis: None }
+                Self { gateway, store: None, push: None, redis: None }
             }
-            Mode::Remote | Mode::Redis => {
-                let engine = match &redis {
+            Mode::Remote | Mode::Redis | Mode::RedisReplicas => {
+                let mut engine = match &redis {
                     Some(cluster) => {
                         vec!["--engine".into(), "redis".into(), "--redis".into(), cluster.urls().join(",")]
                     }
                     None => vec!["--data-dir".into(), store_dir.to_str().unwrap().into()],
                 };
+                if mode == Mode::RedisReplicas {
+                    engine.extend(["--replicas".into(), "1".into()]);
+                }
                 let store = Service::start(
                     "store",
                     engine.into_iter().chain(["--max-devices".into(), "5".into()]).collect(),
@@ -185,7 +196,7 @@ impl Cluster {
                     store.addr, push.addr
                 );
                 let gateway = Gateway::start_in(dir, &config);
-                Self { gateway, store: Some(store), push: Some(push), _redis: redis }
+                Self { gateway, store: Some(store), push: Some(push), redis }
             }
         }
     }

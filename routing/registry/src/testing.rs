@@ -2,7 +2,7 @@
 //! a 3-master Redis Cluster, on loopback ports, installed with apt-get when
 //! missing. The registry's tests and the gateway's fleet tests use them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,6 +17,8 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: std::path::PathBuf,
+    /// The arguments it was started with, for a restart.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -39,7 +41,8 @@ impl RedisServer {
         let dir = std::env::temp_dir().join(format!("registry-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = spawn(port, &dir, extra);
-        let mut server = Self { child, port, dir };
+        let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        let mut server = Self { child, port, dir, extra };
         server.wait_ready().then_some(server)
     }
 
@@ -70,10 +73,13 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
-    /// Starts it again on the same port, empty (a plain server).
+    /// Starts it again on the same port with the same arguments: a plain
+    /// server comes back empty, a cluster node with its AOF and its place
+    /// in the cluster.
     pub fn restart(&mut self) {
         self.kill9();
-        self.child = spawn(self.port, &self.dir, &[]);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.child = spawn(self.port, &self.dir, &extra);
         assert!(self.wait_ready(), "redis-server exited at restart on port {}", self.port);
     }
 
@@ -120,24 +126,38 @@ fn cluster_port() -> u16 {
         .expect("no free port pair for a cluster node")
 }
 
-/// Three cluster-enabled servers, every slot assigned (no replicas).
+/// Three cluster-enabled masters with AOF (`appendfsync everysec`), every
+/// slot assigned, and optionally a replica each.
 #[derive(Debug)]
 pub struct RedisCluster {
     servers: Vec<RedisServer>,
 }
 
 impl RedisCluster {
-    /// Starts it.
+    /// Starts it, with no replicas.
     pub fn start() -> Self {
-        let servers: Vec<RedisServer> = (0..3)
+        Self::start_with_replicas(0)
+    }
+
+    /// Starts it with `replicas` replicas per master.
+    pub fn start_with_replicas(replicas: usize) -> Self {
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "2000",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            // A replica's first sync starts at once (the default waits 5 s).
+            "--repl-diskless-sync-delay",
+            "0",
+        ];
+        let servers: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 (0..5)
-                    .find_map(|_| {
-                        RedisServer::try_start_with(
-                            cluster_port(),
-                            &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
-                        )
-                    })
+                    .find_map(|_| RedisServer::try_start_with(cluster_port(), &args))
                     .expect("no cluster node started on 5 ports")
             })
             .collect();
@@ -146,22 +166,18 @@ impl RedisCluster {
         let created = Command::new("timeout")
             .args(["60", "redis-cli", "--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .status()
             .expect("redis-cli --cluster create");
         assert!(created.success(), "redis-cli --cluster create failed or took over 60 s: {created}");
         let deadline = Instant::now() + Duration::from_secs(20);
         for server in &servers {
-            loop {
-                let info = Command::new("redis-cli")
-                    .args(["-p", &server.port.to_string(), "cluster", "info"])
-                    .output()
-                    .expect("redis-cli cluster info");
-                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "the cluster never reached cluster_state:ok");
+            while !cluster_ok(server.port) || !replica_synced(server.port) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster never reached cluster_state:ok with replicas in sync"
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -172,6 +188,80 @@ impl RedisCluster {
     pub fn urls(&self) -> Vec<String> {
         self.servers.iter().map(RedisServer::url).collect()
     }
+
+    /// The server that serves `key` as its master now, if one does.
+    pub fn master_of(&self, key: &str) -> Option<usize> {
+        self.servers.iter().position(|server| {
+            let answer = Command::new("redis-cli")
+                .args(["-p", &server.port.to_string(), "EXISTS", key])
+                .output()
+                .expect("redis-cli EXISTS");
+            // Others answer MOVED; a dead one answers nothing.
+            let text = String::from_utf8_lossy(&answer.stdout);
+            answer.status.success() && matches!(text.trim(), "0" | "1") && cluster_ok(server.port)
+        })
+    }
+
+    /// The replica of master `index`, if it has one.
+    pub fn replica_of(&self, index: usize) -> Option<usize> {
+        let master = format!("master_port:{}", self.servers[index].port);
+        self.servers.iter().position(|server| {
+            Command::new("redis-cli")
+                .args(["-p", &server.port.to_string(), "info", "replication"])
+                .output()
+                .is_ok_and(|info| {
+                    String::from_utf8_lossy(&info.stdout).lines().any(|line| line.trim() == master)
+                })
+        })
+    }
+
+    /// SIGSTOP (`stop = true`) or SIGCONT of server `index`.
+    pub fn freeze(&self, index: usize, stop: bool) {
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let pid = self.servers[index].child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
+    /// Runs `redis-cli -p <port of index> args...` and returns its output.
+    pub fn cli(&self, index: usize, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.servers[index].port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kill -9` of server `index`.
+    pub fn kill9(&mut self, index: usize) {
+        self.servers[index].kill9();
+    }
+
+    /// Starts server `index` again (it rejoins the cluster; after a
+    /// failover, as a replica of the master that replaced it).
+    pub fn restart(&mut self, index: usize) {
+        self.servers[index].restart();
+    }
+}
+
+/// Whether the node on `port` is a master, or a replica whose link to its
+/// master is up (a replica that never synced cannot take over).
+fn replica_synced(port: u16) -> bool {
+    Command::new("redis-cli").args(["-p", &port.to_string(), "info", "replication"]).output().is_ok_and(
+        |info| {
+            let text = String::from_utf8_lossy(&info.stdout);
+            text.contains("role:master") || text.contains("master_link_status:up")
+        },
+    )
+}
+
+/// Whether the node on `port` says the cluster is whole.
+fn cluster_ok(port: u16) -> bool {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "cluster", "info"])
+        .output()
+        .is_ok_and(|info| String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok"))
 }
 
 /// Installs `redis-server` with apt-get when missing (as root; otherwise

@@ -14,7 +14,7 @@ use std::time::Duration;
 use backend_rpc::daemon::{self, Fatal};
 use backend_rpc::StoreService;
 use backend_store::{Durability, Store, StoreApi, StoreConfig};
-use backend_store_redis::{RedisConfig, RedisStore};
+use backend_store_redis::{Durability as RedisDurability, RedisConfig, RedisStore};
 use clap::{Parser, ValueEnum};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
@@ -39,8 +39,18 @@ struct Args {
     redis: Vec<String>,
     /// `process`: answered once in the journal (survives kill -9);
     /// `fsync`: answered once synced (survives power loss; group commit).
+    /// With `--engine redis`, the AOF setting every master must have
+    /// (`appendonly yes`; `fsync` also `appendfsync always`), checked at start.
     #[arg(long, env = "STORE_DURABILITY", value_enum, default_value_t = Mode::Process)]
     durability: Mode,
+    /// With `--engine redis`: replicas that must have a send's writes before
+    /// it is acknowledged (`WAIT`; 0: none).
+    #[arg(long, env = "STORE_REPLICAS", default_value_t = 0)]
+    replicas: u32,
+    /// With `--engine redis`: longest wait for those replicas, ms (then the
+    /// send is refused as retryable).
+    #[arg(long, env = "STORE_REPLICA_TIMEOUT_MS", default_value_t = 1_000)]
+    replica_timeout_ms: u64,
     /// Longest wait for a group-commit fsync (with `--durability fsync`).
     #[arg(long, env = "STORE_FSYNC_INTERVAL_MS", default_value_t = 2)]
     fsync_interval_ms: u64,
@@ -109,6 +119,9 @@ fn run(args: Args) -> Result<(), Fatal> {
     if args.engine == Engine::Redis {
         return run_redis(&args);
     }
+    if args.replicas > 0 {
+        return Err(Fatal::usage("--replicas is for --engine redis (the fjall engine has no replicas)"));
+    }
     let config = config(&args)?;
     let store = Store::open(config)
         .map_err(|e| Fatal::runtime(format!("cannot open the store in {}: {e}", args.data_dir.display())))?;
@@ -136,8 +149,14 @@ fn run_redis(args: &Args) -> Result<(), Fatal> {
     let mut config = RedisConfig::new(args.redis.clone());
     config.max_devices = args.max_devices;
     config.retention = Duration::from_secs(args.retention_days.saturating_mul(24 * 3600));
+    config.durability = match args.durability {
+        Mode::Process => RedisDurability::Process,
+        Mode::Fsync => RedisDurability::Fsync,
+    };
+    config.replicas = args.replicas;
+    config.replica_timeout = Duration::from_millis(args.replica_timeout_ms);
     let store = RedisStore::connect(config)
-        .map_err(|e| Fatal::runtime(format!("cannot reach the Redis Cluster {:?}: {e}", args.redis)))?;
+        .map_err(|e| Fatal::runtime(format!("cannot use the Redis Cluster {:?}: {e}", args.redis)))?;
     tracing::info!(seeds = ?args.redis, "store engine: redis");
     let runtime = daemon::server_runtime("store")?;
     let served = runtime.block_on(serve(args, Arc::new(store), None));
