@@ -123,7 +123,8 @@ pub(crate) use raise_fn;
 
 /// Step 3: the entry of conv_seq S enters every device's inbox of the user
 /// (but the sending device), only if S is the next conv_seq the user should
-/// see in that conversation (the order check), and what it entered is
+/// see in that conversation (the order check), trimming entries past the
+/// retention from the front of each inbox; and what it entered is
 /// recorded in the same step (`id device seq ...`, for a retry's answer).
 /// In a pair, the author's read receipt goes to the user's mailbox too.
 /// KEYS: the user's devices, its last-conv_seq hash, the record of this
@@ -161,10 +162,21 @@ local function enter(KEYS, ARGV)
   local p = string.sub(KEYS[1], 1, -5)
   local out = {'ok'}
   local record = ARGV[7]
+  -- Retention: the entry's time is its last field.
+  local cutoff = tonumber(string.match(ARGV[4], '(%d+)$')) - tonumber(ARGV[6])
   for _, d in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     if d ~= ARGV[3] then
       local seq = redis.call('HINCRBY', p .. 'd:' .. d, 'head', 1)
-      redis.call('RPUSH', p .. 'in:' .. d, seq .. ' ' .. ARGV[4])
+      local inbox = p .. 'in:' .. d
+      -- Entries past the retention leave from the front, a few per append,
+      -- and a list nothing is appended to expires whole.
+      for _ = 1, 4 do
+        local first = redis.call('LINDEX', inbox, 0)
+        if not first or tonumber(string.match(first, '(%d+)$')) > cutoff then break end
+        redis.call('LPOP', inbox)
+      end
+      redis.call('RPUSH', inbox, seq .. ' ' .. ARGV[4])
+      redis.call('PEXPIRE', inbox, ARGV[6])
       table.insert(out, d)
       table.insert(out, seq)
       record = record .. ' ' .. d .. ' ' .. seq

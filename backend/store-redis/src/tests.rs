@@ -432,21 +432,30 @@ fn with_redis_gone_a_send_gets_a_retryable_error_never_an_ack() {
 fn a_window_of_expired_entries_is_read_past_not_reported_as_more() {
     let cluster = RedisCluster::start();
     let mut config = RedisConfig::new(cluster.urls());
-    config.retention = Duration::from_secs(1);
+    config.retention = Duration::from_secs(2);
     let store = RedisStore::connect(config).unwrap();
     for (user, device) in [(1, 1), (2, 1)] {
         connect(&store, user, device).unwrap();
     }
-    for i in 1..=3 {
+    for i in 1..=6 {
         send(&store, message(1, 1, i, 2, "old")).unwrap();
     }
     std::thread::sleep(Duration::from_millis(1_200));
-    send(&store, message(1, 1, 4, 2, "new")).unwrap();
+    send(&store, message(1, 1, 7, 2, "mid")).unwrap();
+    std::thread::sleep(Duration::from_millis(1_200));
+    send(&store, message(1, 1, 8, 2, "new")).unwrap();
+    // That append trimmed four expired entries from the front (the list
+    // lives on: "mid" renewed its TTL); two are left for the reader to step
+    // over.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut len = redis::cmd("LLEN");
+    len.arg(crate::keys::inbox(UserId(2), DeviceId(1)));
+    assert_eq!(runtime.block_on(store.query::<u64>(&len)).unwrap(), 4);
     let query =
         InboxQuery { user: UserId(2), device: DeviceId(1), after: Seq(0), limit: 2, max_bytes: 1 << 20 };
     let Response::Inbox(page) = call(&store, Request::Inbox(query)).unwrap() else { panic!() };
     let got: Vec<_> = page.entries.iter().map(|e| (e.seq.0, e.payload.bytes().to_vec())).collect();
-    assert_eq!(got, [(4, b"new".to_vec())], "the expired ones are skipped, the live one found");
+    assert_eq!(got, [(7, b"mid".to_vec()), (8, b"new".to_vec())], "the expired ones are skipped");
     assert_eq!(page.remaining, 0);
     // Past everything (even a nonsense cursor): an empty page, nothing more.
     let query = InboxQuery { after: Seq(u64::MAX), ..query };
