@@ -73,15 +73,25 @@ async fn ack(store: &Arc<dyn StoreApi>, user: u64, up_to: u64) {
     call(store, Request::Ack(Ack { user: UserId(user), device: DeviceId(1), up_to: Seq(up_to) })).await;
 }
 
+/// utime + stime of a `/proc/.../stat` line, in ticks.
+fn ticks(stat: &str) -> f64 {
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // After the comm: state is field 3, utime 14 and stime 15 (1-based).
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    field(14) + field(15)
+}
+
+/// CPU seconds of `pids` (the redis-servers).
+fn servers_cpu(pids: &[u32]) -> f64 {
+    pids.iter()
+        .map(|pid| ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()))
+        .sum::<f64>()
+        / 100.0
+}
+
 /// CPU seconds of this process's threads but `bench`, and of `pids`.
 fn engine_cpu(pids: &[u32]) -> f64 {
-    let ticks = |stat: &str| -> f64 {
-        let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = rest.split(' ').collect();
-        // After the comm: state is field 3, utime 14 and stime 15 (1-based).
-        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        field(14) + field(15)
-    };
     let mut total = 0.0;
     for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
         let path = task.path();
@@ -90,10 +100,7 @@ fn engine_cpu(pids: &[u32]) -> f64 {
             total += ticks(&std::fs::read_to_string(path.join("stat")).unwrap_or_default());
         }
     }
-    for pid in pids {
-        total += ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default());
-    }
-    total / 100.0
+    total / 100.0 + servers_cpu(pids)
 }
 
 /// The p-th percentile (0–100) of `samples` (µs), in ms.
@@ -108,6 +115,8 @@ struct Figures {
     per_core: f64,
     p50: f64,
     p99: f64,
+    /// The redis-servers' part of the engine's CPU.
+    servers: f64,
 }
 
 async fn one_to_one(store: &Arc<dyn StoreApi>, pids: &[u32], base: u64, payload: &Bytes) -> Figures {
@@ -115,7 +124,7 @@ async fn one_to_one(store: &Arc<dyn StoreApi>, pids: &[u32], base: u64, payload:
     for user in base..base + 2 * pairs {
         connect(store, user).await;
     }
-    let (cpu, start) = (engine_cpu(pids), Instant::now());
+    let (cpu, servers, start) = (engine_cpu(pids), servers_cpu(pids), Instant::now());
     let mut tasks = tokio::task::JoinSet::new();
     for pair in 0..pairs {
         let (store, payload) = (store.clone(), payload.clone());
@@ -137,13 +146,15 @@ async fn one_to_one(store: &Arc<dyn StoreApi>, pids: &[u32], base: u64, payload:
     while let Some(done) = tasks.join_next().await {
         latencies.extend(done.unwrap());
     }
-    let (elapsed, cpu) = (start.elapsed().as_secs_f64(), engine_cpu(pids) - cpu);
+    let (elapsed, cpu, servers) =
+        (start.elapsed().as_secs_f64(), engine_cpu(pids) - cpu, servers_cpu(pids) - servers);
     let total = (pairs * sends) as f64;
     Figures {
         per_sec: total / elapsed,
         per_core: total / cpu,
         p50: percentile(&mut latencies, 50.0),
         p99: percentile(&mut latencies, 99.0),
+        servers: servers / cpu,
     }
 }
 
@@ -161,7 +172,7 @@ async fn group(store: &Arc<dyn StoreApi>, pids: &[u32], base: u64, payload: &Byt
     };
     let Response::GroupChanged(created) = call(store, Request::Group(create)).await else { panic!() };
     let to = Conversation::Group(created.info.group);
-    let (cpu, start) = (engine_cpu(pids), Instant::now());
+    let (cpu, servers, start) = (engine_cpu(pids), servers_cpu(pids), Instant::now());
     let mut tasks = tokio::task::JoinSet::new();
     for sender in base..base + senders {
         let (store, payload) = (store.clone(), payload.clone());
@@ -189,12 +200,14 @@ async fn group(store: &Arc<dyn StoreApi>, pids: &[u32], base: u64, payload: &Byt
         latencies.extend(l);
         delivered += d;
     }
-    let (elapsed, cpu) = (start.elapsed().as_secs_f64(), engine_cpu(pids) - cpu);
+    let (elapsed, cpu, servers) =
+        (start.elapsed().as_secs_f64(), engine_cpu(pids) - cpu, servers_cpu(pids) - servers);
     Figures {
         per_sec: delivered as f64 / elapsed,
         per_core: delivered as f64 / cpu,
         p50: percentile(&mut latencies, 50.0),
         p99: percentile(&mut latencies, 99.0),
+        servers: servers / cpu,
     }
 }
 
@@ -318,6 +331,11 @@ fn main() {
         );
         if mem.is_some() {
             memory = mem;
+            println!(
+                "(redis-servers' share of the engine's CPU: 1:1 {:.0} %, group {:.0} %)",
+                one.servers * 100.0,
+                group.servers * 100.0
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&data);
