@@ -180,7 +180,7 @@ impl RedisStore {
             };
             let deliveries = self.enter_all(&entry, &recipients, None).await?;
             let mut written = vec![keys::message(&conv, conv_seq)];
-            written.extend(recipients.iter().map(|&(user, _)| keys::record(user, &conv, conv_seq)));
+            written.extend(deliveries.iter().map(|d| keys::record(d.user, &conv, conv_seq)));
             self.durable(&written).await?;
             let message = Message {
                 id: MessageId(id),

@@ -9,7 +9,7 @@
 //! unique and increasing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backend_store::{StoreError, UnavailableError};
 use redis::cluster_async::ClusterConnection;
@@ -31,21 +31,28 @@ return 1
 /// This instance's number and the ids it issued.
 pub(crate) struct Ids {
     number: AtomicU64,
-    /// The lease's token: a `store:instances` count, unique.
+    /// The lease's token: a `store:instances` count mixed with this
+    /// process's id and the time (a count a failover lost may be handed out
+    /// twice).
     token: AtomicU64,
     /// `ms << 12 | counter` of the last id.
     last: AtomicU64,
-    /// Until when (ms) the lease is known to be held: the last renewal
-    /// that Redis answered, plus the lease, minus a margin for clock steps.
+    /// The monotonic clock the lease is timed on (a wall clock stepped back
+    /// would stretch it).
+    origin: Instant,
+    /// Until when (ms since `origin`) the lease is known to be held: the
+    /// last renewal that Redis answered, plus the lease, minus a margin.
     valid_until: AtomicU64,
 }
 
 impl Ids {
     /// Takes a free instance number (one whose lease key is unset).
-    pub(crate) async fn acquire(conn: &mut ClusterConnection, now: u64) -> redis::RedisResult<Self> {
-        let token: u64 = redis::cmd("INCR").arg("store:instances").query_async(conn).await?;
+    pub(crate) async fn acquire(conn: &mut ClusterConnection) -> redis::RedisResult<Self> {
+        let count: u64 = redis::cmd("INCR").arg("store:instances").query_async(conn).await?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| u64::from(t.subsec_nanos()));
+        let token = (count << 32) ^ (u64::from(std::process::id()) << 8) ^ nanos;
         for offset in 0..NUMBERS {
-            let number = (token + offset) % NUMBERS;
+            let number = (count + offset) % NUMBERS;
             let taken: Option<String> = redis::cmd("SET")
                 .arg(lease_key(number))
                 .arg(token)
@@ -59,9 +66,10 @@ impl Ids {
                     number: AtomicU64::new(number),
                     token: AtomicU64::new(token),
                     last: AtomicU64::new(0),
+                    origin: Instant::now(),
                     valid_until: AtomicU64::new(0),
                 };
-                ids.renewed(now);
+                ids.renewed();
                 return Ok(ids);
             }
         }
@@ -73,7 +81,7 @@ impl Ids {
 
     /// Renews the lease (every [`RENEW_EVERY`]); if it was lost (this
     /// instance was cut off for longer than the lease), takes a new number.
-    pub(crate) async fn renew(&self, conn: &mut ClusterConnection, now: u64) -> redis::RedisResult<()> {
+    pub(crate) async fn renew(&self, conn: &mut ClusterConnection) -> redis::RedisResult<()> {
         let number = self.number.load(Ordering::Relaxed);
         let kept: u8 = redis::Script::new(RENEW)
             .key(lease_key(number))
@@ -82,28 +90,32 @@ impl Ids {
             .invoke_async(conn)
             .await?;
         if kept == 1 {
-            self.renewed(now);
+            self.renewed();
             return Ok(());
         }
-        // Ids stopped when the lease ran out (`next`); another instance may
-        // hold the number now.
-        let fresh = Self::acquire(conn, now).await?;
+        // Another instance may hold the number now: no ids until a new one.
+        self.valid_until.store(0, Ordering::Relaxed);
+        let fresh = Self::acquire(conn).await?;
         self.number.store(fresh.number.into_inner(), Ordering::Relaxed);
         self.token.store(fresh.token.into_inner(), Ordering::Relaxed);
-        self.renewed(now);
+        self.renewed();
         Ok(())
     }
 
-    fn renewed(&self, now: u64) {
+    fn renewed(&self) {
         let margin = millis(RENEW_EVERY);
-        self.valid_until.store(now + millis(LEASE) - margin, Ordering::Relaxed);
+        self.valid_until.store(self.elapsed() + millis(LEASE) - margin, Ordering::Relaxed);
+    }
+
+    fn elapsed(&self) -> u64 {
+        millis(self.origin.elapsed())
     }
 
     /// A new id at `now` (ms); `Unavailable` while the lease is not known
     /// to be held (a send retried later gets an id that no other instance
     /// can issue).
     pub(crate) fn next(&self, now: u64) -> Result<u64, StoreError> {
-        if now >= self.valid_until.load(Ordering::Relaxed) {
+        if self.elapsed() >= self.valid_until.load(Ordering::Relaxed) {
             return Err(StoreError::Unavailable(UnavailableError::Unreachable {
                 why: "the store instance's id lease is not renewed".to_owned(),
                 retry_in_ms: 1_000,
@@ -148,20 +160,21 @@ impl Ids {
 mod tests {
     use super::*;
 
-    fn ids(number: u64, now: u64) -> Ids {
+    fn ids(number: u64) -> Ids {
         let ids = Ids {
             number: AtomicU64::new(number),
             token: AtomicU64::new(1),
             last: AtomicU64::new(0),
+            origin: Instant::now(),
             valid_until: AtomicU64::new(0),
         };
-        ids.renewed(now);
+        ids.renewed();
         ids
     }
 
     #[test]
     fn the_counter_restarts_each_millisecond_and_a_burst_borrows_the_next() {
-        let ids = ids(5, 1_000);
+        let ids = ids(5);
         let first = ids.next(1_000).unwrap();
         assert_eq!(first, (1_000 << 22) | (5 << 12));
         assert_eq!(ids.next(1_000).unwrap(), first + 1);
@@ -181,8 +194,11 @@ mod tests {
 
     #[test]
     fn no_id_once_the_lease_is_not_known_to_be_held() {
-        let ids = ids(1, 0);
-        assert!(ids.next(millis(LEASE - RENEW_EVERY) - 1).is_ok());
-        assert!(matches!(ids.next(millis(LEASE - RENEW_EVERY)), Err(StoreError::Unavailable(_))));
+        let ids = ids(1);
+        assert!(ids.next(1_000).is_ok(), "renewed just now");
+        // The lease's time ran out on the monotonic clock (the wall clock
+        // `next` is given plays no part).
+        ids.valid_until.store(ids.elapsed(), Ordering::Relaxed);
+        assert!(matches!(ids.next(1_000), Err(StoreError::Unavailable(_))));
     }
 }

@@ -12,9 +12,9 @@ pub(crate) struct Scripts {
     pub(crate) read: Script,
     pub(crate) ack: Script,
     pub(crate) raise: Script,
+    pub(crate) exists: Script,
     pub(crate) cursor: Script,
     pub(crate) senders: Script,
-    pub(crate) pending: Script,
     pub(crate) prekey_upload: Script,
     pub(crate) prekey_take: Script,
     pub(crate) group_write: Script,
@@ -30,9 +30,9 @@ impl Scripts {
             read: Script::new(READ),
             ack: Script::new(ACK),
             raise: Script::new(RAISE),
+            exists: Script::new(EXISTS),
             cursor: Script::new(CURSOR),
             senders: Script::new(SENDERS),
-            pending: Script::new(PENDING),
             prekey_upload: Script::new(PREKEY_UPLOAD),
             prekey_take: Script::new(PREKEY_TAKE),
             group_write: Script::new(GROUP_WRITE),
@@ -134,7 +134,8 @@ pub(crate) use raise_fn;
 /// in a pair), retention (ms), the message id, and (a pair) the mailbox
 /// field, up_to and time.
 /// Returns {'ok', device, seq, ...}; {'have', device, seq, ...} (entered
-/// before, or from before the membership: what the record says); {'behind',
+/// before, or from before the membership: the record's entries not acked
+/// yet); {'behind',
 /// last} (the conv_seqs after `last` must enter first); or {'moved', last,
 /// id} (the record is message `id`'s: the conversation's seq went back).
 /// Written as the Lua function `enter(KEYS, ARGV)` (after `raise_fn`),
@@ -144,6 +145,7 @@ macro_rules! enter_fn {
         r"
 local function enter(KEYS, ARGV)
   if #KEYS == 4 then raise(KEYS[4], ARGV[8], ARGV[9], ARGV[10]) end
+  local p = string.sub(KEYS[1], 1, -5)
   local S = tonumber(ARGV[2])
   local expected = math.max(tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') + 1, tonumber(ARGV[5]))
   if S < expected then
@@ -153,13 +155,14 @@ local function enter(KEYS, ARGV)
     local id = string.match(record, '^(%d+)')
     if id ~= ARGV[7] then return {'moved', expected - 1, id} end
     for d, seq in string.gmatch(record, ' (%d+) (%d+)') do
-      table.insert(out, d)
-      table.insert(out, seq)
+      if tonumber(redis.call('HGET', p .. 'd:' .. d, 'acked') or '0') < tonumber(seq) then
+        table.insert(out, d)
+        table.insert(out, seq)
+      end
     end
     return out
   end
   if S > expected then return {'behind', expected - 1} end
-  local p = string.sub(KEYS[1], 1, -5)
   local out = {'ok'}
   local record = ARGV[7]
   -- Retention: the entry's time is its last field.
@@ -193,23 +196,6 @@ end
 pub(crate) use enter_fn;
 
 const ENTER: &str = concat!(raise_fn!(), enter_fn!(), "return enter(KEYS, ARGV)\n");
-
-/// A retry's answer, for one recipient user: the entries of the message's
-/// record (ENTER) that their devices have not acked. KEYS: the record.
-/// Returns {device, seq, ...}.
-const PENDING: &str = r"
-local record = redis.call('GET', KEYS[1])
-if not record then return {} end
-local p = string.match(KEYS[1], '^(%b{}:)')
-local out = {}
-for d, seq in string.gmatch(record, ' (%d+) (%d+)') do
-  if tonumber(redis.call('HGET', p .. 'd:' .. d, 'acked') or '0') < tonumber(seq) then
-    table.insert(out, d)
-    table.insert(out, seq)
-  end
-end
-return out
-";
 
 /// A window of a device's inbox. KEYS: device state, inbox list. ARGV:
 /// after, limit. Returns {head, entry, ...} (entries in seq order).
@@ -247,6 +233,9 @@ return redis.call('LPOP', KEYS[2], count)
 /// hash. ARGV: field, up_to, at. Returns the value it moved from (0: none),
 /// or -1 if it did not move.
 const RAISE: &str = concat!(raise_fn!(), "return raise(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n");
+
+/// Whether a key exists, on its slot's master. KEYS: the key.
+const EXISTS: &str = "return redis.call('EXISTS', KEYS[1])";
 
 /// A user's own cursor moved, in one step of the user's slot: the cursor,
 /// the copy for the user's other devices (a read cursor), and for a send

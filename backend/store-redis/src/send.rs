@@ -40,9 +40,14 @@ impl RedisStore {
         };
         let exists = async {
             let Some(peer) = peer else { return Ok(true) };
-            let mut exists = redis::cmd("EXISTS");
-            exists.arg(keys::devices(peer));
-            self.query::<bool>(&exists).await
+            // A script, not EXISTS: the cluster client sends EXISTS to every
+            // shard its keys name and sums the answers, and while a master
+            // fails over that sum answered 0 for a registered user (an
+            // UNKNOWN_RECIPIENT a client takes for good). A script goes to
+            // the key's master or fails.
+            let mut call = self.inner.scripts.exists.prepare_invoke();
+            call.key(keys::devices(peer));
+            self.invoke::<bool>(call).await
         };
         let (exists, earlier) = tokio::join!(exists, self.query::<Option<String>>(&claim));
         let earlier = earlier?;
@@ -99,8 +104,7 @@ impl RedisStore {
             None => Vec::new(),
         };
         // Step 5: on the replicas asked for, before the ack.
-        let users = recipients.iter().map(|&(user, _)| user);
-        self.durable(&written(&dedup, &conv, appended.conv_seq, users)).await?;
+        self.durable(&written(&dedup, &conv, appended.conv_seq, &deliveries)).await?;
         let message = Message {
             id: MessageId(appended.id),
             conv_seq: ConvSeq(appended.conv_seq),
@@ -322,10 +326,11 @@ impl RedisStore {
     }
 
     /// The answer to a retry of a finished send: the original message, and
-    /// its entries not acked yet (issue 14: they are fanned out again), read
-    /// from each recipient's records. A group's recipients are its members
-    /// now: one who left since is not fanned out again (its entry stays in
-    /// its inbox, for its next sync).
+    /// its entries not acked yet (issue 14: they are fanned out again), from
+    /// the enter step run again for each recipient (it is idempotent, and
+    /// re-enters an entry a failover lost). A group's recipients are its
+    /// members now: one who left since is not fanned out again (its entry
+    /// stays in its inbox, for its next sync).
     async fn duplicate(&self, req: &SendMessage, record: &str) -> Result<Sent, StoreError> {
         let mut fields = record.split(' ').skip(1);
         let (Some(conv), Some(conv_seq), Some(id), Some(time)) =
@@ -336,35 +341,33 @@ impl RedisStore {
         let parse = |text: &str| text.parse::<u64>().map_err(|_| corrupt("dedup record"));
         let (conv_seq, id, time) = (parse(conv_seq)?, parse(id)?, parse(time)?);
         let payload: Option<Bytes> = self.get_field(&keys::message(conv, conv_seq), "p").await?;
-        let users = match view_of(conv, req.user).ok_or_else(|| corrupt("dedup record"))? {
-            Conversation::Direct(peer) if peer == req.user => vec![peer],
-            Conversation::Direct(peer) => vec![req.user, peer],
+        let view = view_of(conv, req.user).ok_or_else(|| corrupt("dedup record"))?;
+        let recipients: Vec<(UserId, u64)> = match view {
+            Conversation::Direct(peer) if peer == req.user => vec![(peer, 0)],
+            Conversation::Direct(peer) => vec![(req.user, 0), (peer, 0)],
             Conversation::Group(_) => {
                 let members: Option<String> = self.get_field(&keys::group_info(conv), "mem").await?;
                 let members = parse_members(members.as_deref().unwrap_or_default())
                     .ok_or_else(|| corrupt("group members"))?;
-                members.into_iter().map(|(user, _, _)| user).collect()
+                members.into_iter().map(|(user, _, join)| (user, join)).collect()
             }
         };
-        let mut pending = Vec::new();
-        for chunk in users.chunks(64) {
-            let mut tasks = tokio::task::JoinSet::new();
-            for &user in chunk {
-                let (store, conv) = (self.clone(), conv.to_owned());
-                tasks.spawn(async move {
-                    let mut call = store.inner.scripts.pending.prepare_invoke();
-                    call.key(keys::record(user, &conv, conv_seq));
-                    let pending: Vec<u64> = store.invoke(call).await?;
-                    let view = view_of(&conv, user).ok_or_else(|| corrupt("conversation key"))?;
-                    Ok::<_, StoreError>(deliveries(user, view, &pending))
-                });
-            }
-            while let Some(done) = tasks.join_next().await {
-                pending.extend(done.map_err(|_| corrupt("pending task"))??);
-            }
-        }
+        // The enter step again: it answers from each user's record (the
+        // entries not acked yet), and enters again what a failover lost
+        // after the first attempt wrote `done`.
+        let entry = Entry {
+            seq: Seq(0),
+            id: MessageId(id),
+            conv: conv.to_owned(),
+            conv_seq: ConvSeq(conv_seq),
+            view,
+            sender: req.user,
+            sender_device: req.device,
+            time: Timestamp(time),
+        };
+        let pending = self.enter_all(&entry, &recipients, None).await?;
         let dedup = keys::dedup(req.user, req.device, req.client_id);
-        self.durable(&written(&dedup, conv, conv_seq, users.into_iter())).await?;
+        self.durable(&written(&dedup, conv, conv_seq, &pending)).await?;
         let message = Message {
             id: MessageId(id),
             conv_seq: ConvSeq(conv_seq),
@@ -386,11 +389,13 @@ pub(crate) struct PeerReceipt {
     at: u64,
 }
 
-/// A key in each slot a send wrote (for `WAIT`): its dedup record, the
-/// message, and each recipient user's record of it.
-fn written(dedup: &str, conv: &str, conv_seq: u64, users: impl Iterator<Item = UserId>) -> Vec<String> {
+/// A key in each slot a send wrote that must be there now (for
+/// `durable`): its dedup record, the message, and the record of each user
+/// it has entries for.
+fn written(dedup: &str, conv: &str, conv_seq: u64, deliveries: &[Delivery]) -> Vec<String> {
     let mut keys = vec![dedup.to_owned(), keys::message(conv, conv_seq)];
-    keys.extend(users.map(|user| keys::record(user, conv, conv_seq)));
+    keys.extend(deliveries.iter().map(|d| keys::record(d.user, conv, conv_seq)));
+    keys.dedup();
     keys
 }
 

@@ -113,7 +113,7 @@ impl RedisStore {
         let (conn, ids) = runtime.block_on(async {
             let mut conn = client.get_async_connection().await.map_err(unavailable)?;
             durability::check(&mut conn, config.durability).await?;
-            let ids = Ids::acquire(&mut conn, now_ms()).await.map_err(unavailable)?;
+            let ids = Ids::acquire(&mut conn).await.map_err(unavailable)?;
             Ok::<_, StoreError>((conn, ids))
         })?;
         let mut receivers = Vec::with_capacity(LANES);
@@ -184,6 +184,12 @@ impl RedisStore {
             .arg(now_ms());
         let answer: Vec<i64> = self.invoke(call).await?;
         let count = |n: i64| u64::try_from(n).map_err(|_| corrupt("connect answer"));
+        // With replicas, the device's registration and state are on them
+        // before the session goes live: lost in a failover, its seqs would
+        // start again from 1, under what the device has already seen.
+        if answer.first() == Some(&1) {
+            self.durable_hashes(&[keys::device(connect.user, connect.device)]).await?;
+        }
         match answer.as_slice() {
             [0] => Err(StoreError::TooManyDevices(connect.user)),
             &[1, head, acked, previous, stock] => Ok(Connected {
@@ -199,28 +205,44 @@ impl RedisStore {
     async fn inbox(&self, query: InboxQuery) -> Result<InboxPage, StoreError> {
         let limit = query.limit.clamp(1, MAX_SYNC_BATCH as u32);
         let cutoff = now_ms().saturating_sub(millis(self.inner.config.retention));
-        // A window of expired entries only (readers skip them until they are
-        // trimmed) is read past, as the fjall engine does: an empty page
-        // means the inbox has nothing more.
+        // A window with nothing to send (entries expired, or whose bodies
+        // are gone) is read past, as the fjall engine does: an empty page
+        // means the inbox has nothing more. Answering it as "nothing more"
+        // would have the gateway's sync stop short of what follows.
         let mut after = query.after.0;
-        let (head, listed) = loop {
+        let (head, entries) = loop {
             let (head, window) = self.window(query, after, limit).await?;
             let scanned = window.last().map(|entry| entry.seq.0);
             let listed: Vec<Entry> = window.into_iter().filter(|entry| entry.time.0 > cutoff).collect();
+            let entries = self.deliverable(listed, query.max_bytes as usize).await?;
             match scanned {
-                Some(last) if listed.is_empty() && last > after => after = last,
-                _ => break (head, listed),
+                Some(last) if entries.is_empty() && last > after => after = last,
+                _ => break (head, entries),
             }
         };
-        // The bodies are stored once, in their conversations' slots: read
-        // several at a time, kept in seq order.
+        let remaining = match entries.last() {
+            Some(last) => head.saturating_sub(last.seq.0),
+            None => 0,
+        };
+        Ok(InboxPage { entries, remaining, head: Seq(head) })
+    }
+
+    /// `listed` with their bodies, as DELIVER bodies: at most `max_bytes` on
+    /// the wire (at least one entry), as the fjall engine. An entry whose
+    /// body is gone, or is another message's (its conv_seq was handed out
+    /// again after a master lost writes), is skipped. The bodies are stored
+    /// once, in their conversations' slots: read several at a time, kept in
+    /// seq order.
+    async fn deliverable(&self, listed: Vec<Entry>, max_bytes: usize) -> Result<Vec<Deliver>, StoreError> {
         let mut bodies = vec![None; listed.len()];
         for (chunk, start) in listed.chunks(64).zip((0..).step_by(64)) {
             let mut reads = tokio::task::JoinSet::new();
             for (offset, entry) in chunk.iter().enumerate() {
                 let (store, key) = (self.clone(), keys::message(&entry.conv, entry.conv_seq.0));
+                let mut read = redis::cmd("HMGET");
+                read.arg(key).arg("id").arg("p");
                 reads.spawn(async move {
-                    (start + offset, store.get_field::<Option<bytes::Bytes>>(&key, "p").await)
+                    (start + offset, store.query::<(Option<u64>, Option<bytes::Bytes>)>(&read).await)
                 });
             }
             while let Some(read) = reads.join_next().await {
@@ -233,8 +255,10 @@ impl RedisStore {
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         for (entry, body) in listed.into_iter().zip(bodies) {
-            // A body gone (expired with its message) leaves nothing to send.
-            let Some(Some(body)) = body else { continue };
+            let Some((Some(id), Some(body))) = body else { continue };
+            if id != entry.id.0 {
+                continue;
+            }
             let payload =
                 Payload::new(body).map_err(|_| StoreError::Engine(EngineError::StoredPayloadTooLarge))?;
             let deliver = Deliver {
@@ -247,20 +271,14 @@ impl RedisStore {
                 server_time: entry.time,
                 payload,
             };
-            // As the fjall engine: at most `max_bytes` on the wire, at least
-            // one entry.
             let size = deliver.wire_len();
-            if !entries.is_empty() && bytes + size > query.max_bytes as usize {
+            if !entries.is_empty() && bytes + size > max_bytes {
                 break;
             }
             bytes += size;
             entries.push(deliver);
         }
-        let remaining = match entries.last() {
-            Some(last) => head.saturating_sub(last.seq.0),
-            None => 0,
-        };
-        Ok(InboxPage { entries, remaining, head: Seq(head) })
+        Ok(entries)
     }
 
     /// The READ script: the inbox head, and up to `limit` entries after
@@ -336,13 +354,36 @@ impl RedisStore {
                 || err.kind() == redis::ErrorKind::ClusterConnectionNotFound
         });
         self.inner.writable.store(!unreachable, Ordering::Relaxed);
-        result.map_err(|err| match err.kind() {
-            // Redis answered, with an error of the command or script itself:
-            // not something a retry fixes.
-            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) | redis::ErrorKind::Extension => {
+        result.map_err(|err| {
+            // A master that is full, busy, loading, down or moving its slots
+            // may take the retry; any other answer of Redis is an error of
+            // the command or script itself, which a retry does not fix.
+            let passing = matches!(
+                err.code(),
+                Some(
+                    "OOM"
+                        | "BUSY"
+                        | "LOADING"
+                        | "MASTERDOWN"
+                        | "CLUSTERDOWN"
+                        | "TRYAGAIN"
+                        | "NOREPLICAS"
+                        | "READONLY"
+                        | "MOVED"
+                        | "ASK"
+                )
+            );
+            let answered = err.code().is_some()
+                || matches!(
+                    err.kind(),
+                    redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                        | redis::ErrorKind::Extension
+                );
+            if unreachable || passing || !answered {
+                unavailable(err)
+            } else {
                 StoreError::Engine(EngineError::Database { message: err.to_string() })
             }
-            _ => unavailable(err),
         })
     }
 
@@ -393,7 +434,7 @@ async fn renew_lease(store: std::sync::Weak<Inner>) {
         tokio::time::sleep(ids::RENEW_EVERY).await;
         let Some(inner) = store.upgrade() else { return };
         let mut conn = inner.conn.clone();
-        let _ = inner.ids.renew(&mut conn, now_ms()).await;
+        let _ = inner.ids.renew(&mut conn).await;
     }
 }
 

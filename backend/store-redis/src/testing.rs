@@ -51,8 +51,10 @@ return entered
 
 /// Stores `payloads` from `from` to `to` (both devices registered here),
 /// in order: the recipient's inbox holds them at seqs 1, 2, ... when it was
-/// empty. The sender's other devices get no copies. Runs on a thread of its
-/// own, so it may be called from async code too.
+/// empty. For a fresh pair, once: client ids start at 1, and only the
+/// recipient's order check moves, so the sender's other devices get no
+/// copies (a later real send in the pair would bring them in by catch-up).
+/// Runs on a thread of its own, so it may be called from async code too.
 pub fn fill_direct(
     urls: Vec<String>,
     from: (UserId, DeviceId),

@@ -533,7 +533,12 @@ fn a_conversation_whose_seq_went_back_is_refused_not_acknowledged() {
     runtime.block_on(store.query::<()>(&back)).unwrap();
     let refused = send(&store, message(1, 1, 2, 2, "second")).unwrap_err();
     assert!(matches!(refused, StoreError::Engine(_)), "{refused:?}");
-    assert_eq!(bodies(&store, 2, 1, 0).len(), 1, "nothing entered");
+    let mut len = redis::cmd("LLEN");
+    len.arg(crate::keys::inbox(UserId(2), DeviceId(1)));
+    assert_eq!(runtime.block_on(store.query::<u64>(&len)).unwrap(), 1, "nothing entered");
+    // "second" took conv_seq 1's body key: the first entry is not sent with
+    // another message's payload.
+    assert!(bodies(&store, 2, 1, 0).is_empty());
 }
 
 #[test]
@@ -549,7 +554,7 @@ fn instances_lease_distinct_numbers_and_one_whose_lease_was_taken_moves_on() {
     runtime.block_on(a.query::<()>(&taken)).unwrap();
     let before = ids_a.number();
     let mut conn = a.inner.conn.clone();
-    runtime.block_on(ids_a.renew(&mut conn, crate::store::now_ms())).unwrap();
+    runtime.block_on(ids_a.renew(&mut conn)).unwrap();
     assert_ne!(ids_a.number(), before, "the taken number is given up");
     assert_ne!(ids_a.number(), ids_b.number());
     connect(&a, 1, 1).unwrap();
@@ -571,4 +576,26 @@ fn the_engine_refuses_a_cluster_that_does_not_persist_as_asked() {
     }
     let refused = RedisStore::connect(RedisConfig::new(cluster.urls())).unwrap_err();
     assert!(refused.to_string().contains("appendonly no"), "{refused}");
+}
+
+#[test]
+fn a_window_whose_bodies_are_gone_is_read_past_not_answered_as_the_end() {
+    let cluster = RedisCluster::start();
+    let store = store(&cluster);
+    for (user, device) in [(1, 1), (2, 1)] {
+        connect(&store, user, device).unwrap();
+    }
+    for i in 1..=3 {
+        send(&store, message(1, 1, i, 2, &format!("m{i}"))).unwrap();
+    }
+    // The first two bodies are gone (a master lost them).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut del = redis::cmd("DEL");
+    del.arg(crate::keys::message("{p:1:2}:", 1)).arg(crate::keys::message("{p:1:2}:", 2));
+    runtime.block_on(store.query::<()>(&del)).unwrap();
+    let query =
+        InboxQuery { user: UserId(2), device: DeviceId(1), after: Seq(0), limit: 2, max_bytes: 1 << 20 };
+    let Response::Inbox(page) = call(&store, Request::Inbox(query)).unwrap() else { panic!() };
+    let got: Vec<_> = page.entries.iter().map(|e| (e.seq.0, e.payload.bytes().to_vec())).collect();
+    assert_eq!(got, [(3, b"m3".to_vec())], "read past the window of lost bodies");
 }

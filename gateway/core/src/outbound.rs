@@ -14,13 +14,17 @@
 //! 1. at or above `pause_bytes`: ephemeral frames (typing, presence) are dropped;
 //! 2. at or above `pause_bytes`: live delivery pauses (the entries stay in the
 //!    store; the session resyncs when it has drained below half of it);
-//! 3. above `max_bytes`: nothing more fits, the session closes with 4008.
+//! 3. above `max_bytes`: live output still only pauses (sync windows, which
+//!    are control output, may have taken the queue there), and a reply does
+//!    not fit: the session closes with 4008. A client that reads nothing is
+//!    closed by the write stall.
 //!
 //! Replies to client input (PONG, WebSocket pongs, the answers to refused
 //! frames) are never dropped, but they count toward `max_bytes`: a
 //! client that makes the server answer and does not read is closed there,
 //! like any slow consumer. Server control output (AUTH_*, GOAWAY, SYNC_*, the
-//! close) is bounded by the protocol itself and always queued.
+//! close) is bounded by the protocol itself and always queued. One frame
+//! larger than `max_bytes` is queued alone when the queue is empty.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -368,7 +372,9 @@ impl Outbound {
     /// `Cursors`. A client that reads nothing is closed by the write stall.
     fn admit(&mut self, size: usize, class: Class, limits: Limits) -> Option<Queued> {
         let queued = self.len();
-        let over = queued + size > limits.max_bytes;
+        // One frame larger than the bound goes out alone: on an empty queue
+        // there is nothing whose draining would resume a pause.
+        let over = queued > 0 && queued + size > limits.max_bytes;
         match class {
             Class::Control => None,
             Class::Reply if over => Some(Queued::Overflow),

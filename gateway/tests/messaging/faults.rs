@@ -162,37 +162,44 @@ async fn kill9_of_the_store_loses_no_acknowledged_message(mode: Mode) {
     .await;
 }
 
-// The master of the conversation's slot dies mid-traffic, with writes its
-// replica has not taken yet: the replica is stopped (SIGSTOP) and the link
-// to it filled, so the master acknowledges what only it holds; then the
-// master is killed and the replica, resumed, takes over without those
-// writes. The store acknowledges a send only once a replica has its writes
-// (`--replicas 1`), so nothing acknowledged is among them. (With
-// `--replicas 0` it fails.) Sends refused meanwhile are retried by the
-// client.
-super::in_modes!(kill9_of_a_redis_master_loses_no_acknowledged_message: redis_replicas RedisReplicas);
-async fn kill9_of_a_redis_master_loses_no_acknowledged_message(mode: Mode) {
-    survive(mode, |cluster| {
-        let redis = cluster.redis.as_mut().unwrap();
-        let key = "{p:1:2}:seq";
-        let master = redis.master_of(key).expect("a master serves the conversation");
-        let replica = redis.replica_of(master).expect("the master has a replica");
-        redis.freeze(replica, true);
-        // 8 MB more than the link takes: what follows stays in the master.
-        let fill = "redis.call('SET', KEYS[1], string.rep('x', 8388608)) return 1";
-        assert_eq!(redis.cli(master, &["EVAL", fill, "1", "{p:1:2}:fill"]).trim(), "1");
-        std::thread::sleep(Duration::from_millis(400));
-        redis.kill9(master);
-        redis.freeze(replica, false);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while redis.master_of(key) != Some(replica) {
-            assert!(std::time::Instant::now() < deadline, "the replica did not take over");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // Back, as the new master's replica.
-        redis.restart(master);
-    })
-    .await;
+// A Redis master dies mid-traffic with writes its replica has not taken
+// yet: the replica is stopped (SIGSTOP) and the link to it filled, so the
+// master acknowledges what only it holds; then the master is killed and the
+// replica, resumed, takes over without those writes. The store acknowledges
+// a send only once a replica has its writes (`--replicas 1`), so nothing
+// acknowledged is among them. (With `--replicas 0` it fails.) Sends refused
+// meanwhile are retried by the client. Once for the master of the
+// conversation's slot (the append), once for the recipient's (its entries).
+super::in_modes!(kill9_of_the_conversations_redis_master_loses_no_acknowledged_message: redis_replicas RedisReplicas);
+async fn kill9_of_the_conversations_redis_master_loses_no_acknowledged_message(mode: Mode) {
+    survive(mode, |cluster| fail_over_master_of(cluster, "{p:1:2}:seq")).await;
+}
+
+super::in_modes!(kill9_of_the_recipients_redis_master_loses_no_acknowledged_message: redis_replicas RedisReplicas);
+async fn kill9_of_the_recipients_redis_master_loses_no_acknowledged_message(mode: Mode) {
+    survive(mode, |cluster| fail_over_master_of(cluster, "{u:2}:devs")).await;
+}
+
+/// Fails over the master that serves `key`, with writes only it holds.
+fn fail_over_master_of(cluster: &mut Cluster, key: &str) {
+    let redis = cluster.redis.as_mut().unwrap();
+    let master = redis.master_of(key).expect("a master serves the key");
+    let replica = redis.replica_of(master).expect("the master has a replica");
+    redis.freeze(replica, true);
+    // 8 MB more than the link takes: what follows stays in the master.
+    let fill = "redis.call('SET', KEYS[1], string.rep('x', 8388608)) return 1";
+    let filler = format!("{}:fill", &key[..key.find('}').unwrap() + 1]);
+    assert_eq!(redis.cli(master, &["EVAL", fill, "1", &filler]).trim(), "1");
+    std::thread::sleep(Duration::from_millis(400));
+    redis.kill9(master);
+    redis.freeze(replica, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while redis.master_of(key) != Some(replica) {
+        assert!(std::time::Instant::now() < deadline, "the replica did not take over");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Back, as the new master's replica.
+    redis.restart(master);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

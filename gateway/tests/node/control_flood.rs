@@ -86,6 +86,11 @@ fn authenticated(gateway: &Gateway, user: u64) -> Raw {
     raw.send(&client_frame(0x2, &body));
     let (opcode, payload) = raw.read_frame().expect("AUTH_OK");
     assert_eq!((opcode, payload.first()), (0x2, Some(&0x02)), "AUTH_OK first");
+    // Then the sync's SYNC_DONE (after a store read, so it may come after
+    // what the test sends next): taken here, so that the next frame read is
+    // the answer to the test's own.
+    let (opcode, payload) = raw.read_frame().expect("SYNC_DONE");
+    assert_eq!((opcode, payload.first()), (0x2, Some(&0x32)), "SYNC_DONE after AUTH_OK");
     raw
 }
 

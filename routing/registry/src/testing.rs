@@ -245,13 +245,24 @@ impl RedisCluster {
     }
 }
 
-/// Whether the node on `port` is a master, or a replica whose link to its
-/// master is up (a replica that never synced cannot take over).
+/// Whether the node on `port` is in sync: a replica whose link to its master
+/// is up (a replica that never synced cannot take over), or a master whose
+/// replicas are. For a master: every replica it has is `online` (the master streams writes
+/// to a replica only after its first acknowledgement, up to a second after
+/// the sync) and has acknowledged everything.
 fn replica_synced(port: u16) -> bool {
     Command::new("redis-cli").args(["-p", &port.to_string(), "info", "replication"]).output().is_ok_and(
         |info| {
             let text = String::from_utf8_lossy(&info.stdout);
-            text.contains("role:master") || text.contains("master_link_status:up")
+            if text.contains("master_link_status:up") {
+                return true;
+            }
+            let offset = text.lines().find_map(|line| line.trim().strip_prefix("master_repl_offset:"));
+            text.contains("role:master")
+                && text.lines().filter(|line| line.starts_with("slave")).all(|line| {
+                    line.contains("state=online")
+                        && offset.is_some_and(|offset| line.contains(&format!("offset={offset},")))
+                })
         },
     )
 }
