@@ -26,7 +26,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, missing_docs)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use backend_store::{
     Ack, Connect, GroupChange, GroupOp, InboxQuery, Request, Response, SendMessage, Store, StoreApi,
@@ -183,12 +183,8 @@ async fn group(store: &Arc<dyn StoreApi>, pids: &[u32], base: u64, payload: &Byt
                 let deliveries = send(&store, sender, i + 1, to, &payload).await;
                 latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
                 delivered += deliveries.len();
-                let acks = deliveries.into_iter().map(|(user, seq)| {
-                    let store = store.clone();
-                    async move { ack(&store, user, seq).await }
-                });
-                for one in acks {
-                    one.await;
+                for (user, seq) in deliveries {
+                    ack(&store, user, seq).await;
                 }
             }
             (latencies, delivered)
@@ -343,7 +339,6 @@ fn main() {
         println!();
         println!("Redis used_memory (masters): {per_message:.0} B per pending message ({} B payload), {per_device:.0} B per idle device", payload.len());
     }
-    std::thread::sleep(Duration::from_millis(10));
 }
 
 /// Opens an engine.

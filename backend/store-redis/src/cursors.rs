@@ -91,15 +91,16 @@ impl RedisStore {
                 notes.extend(senders.into_iter().map(|sender| note(sender, view, None)));
             }
         }
-        let mut writes = tokio::task::JoinSet::new();
-        let told = peer_told && matches!(view, Conversation::Direct(_));
-        for n in notes.iter().filter(|_| !told) {
-            let (store, mailbox) = (self.clone(), keys::mailbox(n.to));
-            let field = mailbox_field(n.conversation, n.user, n.kind);
-            writes.spawn(async move { store.raise(&mailbox, &field, up_to, at).await });
-        }
-        while let Some(written) = writes.join_next().await {
-            written.map_err(|_| corrupt("mailbox task"))??;
+        if !(peer_told && matches!(view, Conversation::Direct(_))) {
+            let mut writes = tokio::task::JoinSet::new();
+            for n in &notes {
+                let (store, mailbox) = (self.clone(), keys::mailbox(n.to));
+                let field = mailbox_field(n.conversation, n.user, n.kind);
+                writes.spawn(async move { store.raise(&mailbox, &field, up_to, at).await });
+            }
+            while let Some(written) = writes.join_next().await {
+                written.map_err(|_| corrupt("mailbox task"))??;
+            }
         }
         // The user's other devices: written by the cursor's own step.
         if kind == ReceiptKind::Read {

@@ -14,7 +14,7 @@ use protocol::{
 
 use crate::entry::Entry;
 use crate::keys;
-use crate::send::Appended;
+use crate::send::{durable_keys, Appended};
 use crate::store::{corrupt, millis, now_ms, value, RedisStore};
 
 /// Attempts of a change that another change keeps overtaking.
@@ -179,9 +179,7 @@ impl RedisStore {
                 time: Timestamp(now),
             };
             let deliveries = self.enter_all(&entry, &recipients, None).await?;
-            let mut written = vec![keys::message(&conv, conv_seq)];
-            written.extend(deliveries.iter().map(|d| keys::record(d.user, &conv, conv_seq)));
-            self.durable(&written).await?;
+            self.durable(&durable_keys(None, &conv, conv_seq, &deliveries)).await?;
             let message = Message {
                 id: MessageId(id),
                 conv_seq: ConvSeq(conv_seq),

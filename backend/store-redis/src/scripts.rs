@@ -135,9 +135,9 @@ pub(crate) use raise_fn;
 /// field, up_to and time.
 /// Returns {'ok', device, seq, ...}; {'have', device, seq, ...} (entered
 /// before, or from before the membership: the record's entries not acked
-/// yet); {'behind',
-/// last} (the conv_seqs after `last` must enter first); or {'moved', last,
-/// id} (the record is message `id`'s: the conversation's seq went back).
+/// yet); {'behind', last} (the conv_seqs after `last` must enter first); or
+/// {'moved', last, id} (the record is message `id`'s: the conversation's
+/// seq went back).
 /// Written as the Lua function `enter(KEYS, ARGV)` (after `raise_fn`),
 /// which the test fill (`testing.rs`) calls too.
 macro_rules! enter_fn {

@@ -104,7 +104,7 @@ impl RedisStore {
             None => Vec::new(),
         };
         // Step 5: on the replicas asked for, before the ack.
-        self.durable(&written(&dedup, &conv, appended.conv_seq, &deliveries)).await?;
+        self.durable(&durable_keys(Some(&dedup), &conv, appended.conv_seq, &deliveries)).await?;
         let message = Message {
             id: MessageId(appended.id),
             conv_seq: ConvSeq(appended.conv_seq),
@@ -367,7 +367,7 @@ impl RedisStore {
         };
         let pending = self.enter_all(&entry, &recipients, None).await?;
         let dedup = keys::dedup(req.user, req.device, req.client_id);
-        self.durable(&written(&dedup, conv, conv_seq, &pending)).await?;
+        self.durable(&durable_keys(Some(&dedup), conv, conv_seq, &pending)).await?;
         let message = Message {
             id: MessageId(id),
             conv_seq: ConvSeq(conv_seq),
@@ -389,11 +389,17 @@ pub(crate) struct PeerReceipt {
     at: u64,
 }
 
-/// A key in each slot a send wrote that must be there now (for
-/// `durable`): its dedup record, the message, and the record of each user
-/// it has entries for.
-fn written(dedup: &str, conv: &str, conv_seq: u64, deliveries: &[Delivery]) -> Vec<String> {
-    let mut keys = vec![dedup.to_owned(), keys::message(conv, conv_seq)];
+/// A key in each slot a send (or group change) wrote that must be there
+/// now (for `durable`): its dedup record, the message, and the record of
+/// each user it has entries for.
+pub(crate) fn durable_keys(
+    dedup: Option<&str>,
+    conv: &str,
+    conv_seq: u64,
+    deliveries: &[Delivery],
+) -> Vec<String> {
+    let mut keys: Vec<String> = dedup.into_iter().map(str::to_owned).collect();
+    keys.push(keys::message(conv, conv_seq));
     keys.extend(deliveries.iter().map(|d| keys::record(d.user, conv, conv_seq)));
     keys.dedup();
     keys
