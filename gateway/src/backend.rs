@@ -61,6 +61,10 @@ impl Backend {
             BackendMode::Remote => {
                 let mut remote = RemoteStoreConfig::new(config.store.endpoint.clone());
                 remote.request_timeout = Duration::from_millis(config.store.timeout_ms);
+                // No more client threads than the node has workers: a
+                // one-worker node (a fleet packed on one box) runs the client
+                // on one thread.
+                remote.worker_threads = remote.worker_threads.min(config.worker_threads());
                 Arc::new(
                     RemoteStore::start(remote)
                         .with_context(|| format!("store endpoint {}", config.store.endpoint))?,

@@ -121,7 +121,7 @@ pub struct RemotePush {
 }
 
 impl RemotePush {
-    /// Starts the client's runtime (one worker thread), a lazy channel to
+    /// Starts the client's runtime (on one thread of its own), a lazy channel to
     /// `config.endpoint` and the task that sends batches.
     pub fn start(config: RemotePushConfig) -> Result<Self, RpcError> {
         config.validate()?;

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 /// blocking threads when it stops.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// A multi-thread runtime and the thread that owns it.
+/// A runtime and the thread that owns it.
 #[derive(Debug)]
 pub(crate) struct RuntimeThread {
     handle: Handle,
@@ -24,12 +24,19 @@ pub(crate) struct RuntimeThread {
 
 impl RuntimeThread {
     /// Starts a runtime with `workers` worker threads named after `name`.
+    /// One worker is the owning thread itself (a current-thread runtime: the
+    /// tasks run inside its `block_on`), so a small node pays for one thread
+    /// per client, not two.
     pub(crate) fn start(name: &str, workers: usize) -> std::io::Result<Self> {
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(workers.max(1))
-            .thread_name(format!("{name}-rt"))
-            .enable_all()
-            .build()?;
+        let runtime = if workers <= 1 {
+            Builder::new_current_thread().enable_all().build()?
+        } else {
+            Builder::new_multi_thread()
+                .worker_threads(workers)
+                .thread_name(format!("{name}-rt"))
+                .enable_all()
+                .build()?
+        };
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<Option<tokio::task::JoinHandle<()>>>();
         let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {

@@ -190,9 +190,12 @@ section! {
         frames_per_sec: u32 = 100;
         /// Frames one session may send in a burst (bucket size).
         frames_burst: u32 = 400;
-        /// Capacity of each worker's inbox, in batches from other workers and
-        /// nodes; when full, batches are shed (drops{reason="inbox_full"}).
-        worker_inbox: usize = 65_536;
+        /// Capacity of each worker's inbox, in batches (each worker and the
+        /// fleet thread post at most one per loop turn). When full, another
+        /// worker keeps its batch for its next turn and an inbound link
+        /// withholds credit. The channel's slots are allocated and touched
+        /// up front (40 bytes each), so this is memory every worker pays.
+        worker_inbox: usize = 4_096;
     }
 }
 

@@ -137,7 +137,7 @@ fn defaults_are_the_documented_values_and_valid() {
             l.frames_burst,
             l.worker_inbox
         ),
-        (50, 200, 100, 400, 65_536)
+        (50, 200, 100, 400, 4_096)
     );
     assert_eq!((c.drain.window_ms, c.drain.deadline_ms), (30_000, 60_000));
     assert_eq!((c.auth.keys_dir.as_deref(), c.auth.leeway_secs, c.auth.dev_key), (None, 60, DevKey::Auto));
