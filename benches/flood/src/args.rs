@@ -232,6 +232,71 @@ pub(crate) struct StormArgs {
     pub(crate) path: String,
 }
 
+/// `flood mix`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MixArgs {
+    #[command(flatten)]
+    pub(crate) common: Common,
+    /// Sessions (an even number: pairs), all processes.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub(crate) sessions: u64,
+    /// Messages per second, all processes (the seeds' 2.3M/s peak at 1/1000
+    /// is 2300).
+    #[arg(long, value_name = "R/s", default_value = "2300/s", value_parser = parse_rate)]
+    pub(crate) rate: f64,
+    /// Share of the messages sent to the pair (the rest go to groups).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.7)]
+    pub(crate) direct_share: f64,
+    /// Senders per group (members 0..K).
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub(crate) senders: u64,
+    /// Share of the pair sends preceded by a TYPING.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.5)]
+    pub(crate) typing_share: f64,
+    /// Share of group deliveries the member marks read (every pair
+    /// delivery is marked read).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.1)]
+    pub(crate) group_read_share: f64,
+    /// Most SENDs in flight per session.
+    #[arg(long, value_name = "W", default_value_t = 8)]
+    pub(crate) window: u32,
+    /// Payload size, bytes (at least 24; the seeds' average message is 100).
+    #[arg(long, value_name = "BYTES", default_value_t = 100)]
+    pub(crate) payload: usize,
+    /// Length of the measured window, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub(crate) duration: f64,
+    /// Longest wait for every GROUP_OK, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub(crate) setup_timeout: f64,
+    /// After the window: longest wait for what is in flight, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub(crate) drain_timeout: f64,
+    /// Longest wait for every live session's final sync, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub(crate) sync_timeout: f64,
+    /// Connections opened per second while ramping up (all processes).
+    #[arg(long, value_name = "R/s", default_value = "1000/s", value_parser = parse_rate)]
+    pub(crate) connect_rate: f64,
+    /// The targets are nodes of one fleet: a session whose connection is
+    /// lost while live reconnects to the next target and resumes.
+    #[arg(long)]
+    pub(crate) fleet: bool,
+    /// Ed25519 PKCS#8 signing key the tokens are minted with.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) signing_key: PathBuf,
+    /// Key id written into the tokens (default: the id `gateway` derives for
+    /// its development key from the key itself).
+    #[arg(long, value_name = "ID")]
+    pub(crate) key_id: Option<u32>,
+    /// User id of the first session (even); session i is user FIRST_USER + i.
+    #[arg(long, value_name = "U", default_value_t = 3_000_000)]
+    pub(crate) first_user: u64,
+    /// WebSocket path.
+    #[arg(long, value_name = "PATH", default_value = "/ws")]
+    pub(crate) path: String,
+}
+
 /// `2000`, `2000/s` or `2.5/s`: a positive, finite rate.
 pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     let number = text.trim().strip_suffix("/s").unwrap_or(text.trim());

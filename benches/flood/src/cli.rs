@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::args::{parse_rate, EchoArgs, GroupArgs, HandshakeArgs, StormArgs};
+use crate::args::{parse_rate, EchoArgs, GroupArgs, HandshakeArgs, MixArgs, StormArgs};
 
 /// Connection-flood load tool for the gateway.
 #[derive(Debug, Parser)]
@@ -63,6 +63,15 @@ pub(crate) enum Command {
     /// time until all are back and synced, reconnect latency, and proves
     /// every acknowledged message was delivered exactly once.
     Storm(StormArgs),
+    /// The fleet's traffic: SESSIONS sessions in pairs (user 2k ↔ 2k+1) and
+    /// in groups of 5 to 1,024 members, sending RATE messages per second in
+    /// all (DIRECT_SHARE to the pair, the rest to the groups), with presence
+    /// subscriptions, typing and READs, for DURATION seconds. Then every
+    /// live session syncs once more, and each acknowledged message is
+    /// checked at every recipient: lost, surfaced twice or out of
+    /// conversation order must all be 0. With --fleet a session whose node
+    /// dies reconnects to the next target and resumes.
+    Mix(MixArgs),
 }
 
 /// `flood chat`.

@@ -17,6 +17,7 @@
 //! `events`).
 
 mod events;
+mod mix;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -191,8 +192,10 @@ impl Conn {
         let first_client_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1));
+        let mixed = flow.as_ref().is_some_and(|flow| flow.mix.is_some());
+        let capabilities = if mixed { mix::CAPABILITIES } else { Capabilities(0) };
         let session =
-            Session::new(DeviceId(1), token, Capabilities(0), Seq(0)).with_first_client_id(first_client_id);
+            Session::new(DeviceId(1), token, capabilities, Seq(0)).with_first_client_id(first_client_id);
         Ok(Self {
             t: Some(t),
             stage: Stage::Connecting,
@@ -307,7 +310,7 @@ impl Conn {
 
     /// Live: the next timer is the next PING or the next rate-mode send.
     fn reschedule(&mut self) {
-        let next_send = self.flow.as_ref().and_then(|flow| flow.next_send);
+        let next_send = self.flow.as_deref().and_then(mix::next_send);
         self.deadline = next_send.map_or(self.next_ping, |send| send.min(self.next_ping));
     }
 

@@ -558,6 +558,35 @@ pub(crate) fn output<S: Serialize>(
     Ok(())
 }
 
+/// Checks the flags of the paired, tagged scenarios (`storm`, `mix`):
+/// sessions in pairs from an even first user, a send window that fits a
+/// message's frames, a payload that holds a tag, and times within a day.
+pub(crate) fn check_pairs(
+    sessions: u64,
+    first_user: u64,
+    window: u32,
+    payload: usize,
+    times: &[(&str, f64)],
+) -> Result<(), String> {
+    use protocol::limits::{MAX_FRAMES_PER_MESSAGE, MAX_PAYLOAD};
+    if sessions == 0 || sessions % 2 != 0 {
+        return Err("--sessions must be a positive even number (sessions talk in pairs)".to_owned());
+    }
+    if first_user == 0 || first_user % 2 != 0 {
+        return Err("--first-user must be even and positive".to_owned());
+    }
+    if !(1..=MAX_FRAMES_PER_MESSAGE as u32 / 4).contains(&window) {
+        return Err(format!("--window must be 1..={}", MAX_FRAMES_PER_MESSAGE / 4));
+    }
+    if !(crate::tag::TAG_LEN..=MAX_PAYLOAD).contains(&payload) {
+        return Err(format!("--payload must be {}..={MAX_PAYLOAD} bytes", crate::tag::TAG_LEN));
+    }
+    match times.iter().find(|(_, secs)| !(0.0..=86_400.0).contains(secs)) {
+        Some((name, _)) => Err(format!("{name} must be 0..=86400 s")),
+        None => Ok(()),
+    }
+}
+
 /// The share of `total` for child `index` of `processes` (the first ones
 /// take the remainder), and the number before it.
 pub(crate) fn share(total: u64, processes: u64, index: u64) -> (u64, u64) {

@@ -80,6 +80,7 @@ impl Driven for Conn {
 
     fn finish(&self, end: &End, shared: &Shared) {
         shared.traffic.replays_dropped.fetch_add(self.replays_dropped(), Relaxed);
+        self.record_mix(end, shared);
         worker::count_end(end, self.authenticated, shared);
     }
 }
@@ -100,7 +101,8 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
     let mut next = thread;
     let mut close_deadline: Option<Instant> = None;
     let mut traffic_started = plan.traffic.is_none();
-    let mut setup_done = plan.traffic.is_none_or(|spec| spec.mode != Mode::Group);
+    let mut setup_done = plan.traffic.is_none_or(|spec| !matches!(spec.mode, Mode::Group | Mode::Mix));
+    let mut final_sync_done = plan.traffic.is_none_or(|spec| spec.mode != Mode::Mix);
     let mut storm_done = plan.traffic.is_none_or(|spec| spec.mode != Mode::Storm);
     loop {
         let now = Instant::now();
@@ -122,6 +124,11 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
                     Ok(())
                 });
             }
+        }
+        // Mix: the traffic settled; every live session syncs once more.
+        if !final_sync_done && shared.phase() == Phase::Sync {
+            final_sync_done = true;
+            w.each(shared, now, Conn::final_sync);
         }
         // The hold began: start every live session's traffic (sessions that
         // authenticate later start at AUTH_OK).

@@ -42,6 +42,7 @@ mod driver;
 mod echo;
 mod engine;
 mod group;
+mod mix;
 mod multi;
 mod raw;
 mod rawloop;
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
         Command::Handshake(args) => echo::handshake(&args),
         Command::Group(args) => group::group(&args),
         Command::Storm(args) => storm::storm(&args),
+        Command::Mix(args) => mix::mix(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -322,6 +324,7 @@ pub(crate) fn phase_name(phase: Phase) -> &'static str {
         Phase::Drain => "drain",
         Phase::Close => "close",
         Phase::Setup => "setup",
+        Phase::Sync => "sync",
     }
 }
 

@@ -29,6 +29,9 @@ pub(crate) enum Phase {
     /// Group: every session resolved; the creators send GROUP_CREATE (the
     /// hold follows once the groups exist).
     Setup = 4,
+    /// Mix: the traffic settled; every live session asks for its inbox once
+    /// more (SYNC_REQUEST) before the check.
+    Sync = 5,
 }
 
 /// Counters of one process, updated by its workers (relaxed atomics: each
@@ -109,6 +112,7 @@ impl Shared {
             1 => Phase::Hold,
             2 => Phase::Drain,
             4 => Phase::Setup,
+            5 => Phase::Sync,
             _ => Phase::Close,
         }
     }

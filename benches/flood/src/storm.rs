@@ -18,7 +18,6 @@ use crate::driver::{self, Base, Tick, Ticker, Window, TICK};
 use crate::engine::Plan;
 use crate::report::{self, per_sec, HistDump, Percentiles};
 use crate::stats::Phase;
-use crate::tag::TAG_LEN;
 use crate::traffic::{self, Latencies, Mode, Spec};
 
 /// How long after the trigger every thread has surely dropped its share.
@@ -148,30 +147,20 @@ pub(crate) fn storm(args: &StormArgs) -> Result<(), String> {
     let common = &args.common;
     driver::validate(common, args.sessions)?;
     driver::check_path(&args.path)?;
-    if args.sessions == 0 || args.sessions % 2 != 0 {
-        return Err("--sessions must be a positive even number (sessions talk in pairs)".to_owned());
-    }
-    if args.first_user == 0 || args.first_user % 2 != 0 {
-        return Err("--first-user must be even and positive".to_owned());
-    }
+    driver::check_pairs(
+        args.sessions,
+        args.first_user,
+        args.window,
+        args.payload,
+        &[
+            ("--warmup", args.warmup),
+            ("--after", args.after),
+            ("--storm-timeout", args.storm_timeout),
+            ("--drain-timeout", args.drain_timeout),
+        ],
+    )?;
     if !(0.0..=100.0).contains(&args.drop_percent) {
         return Err("--drop must be 0..=100 (percent)".to_owned());
-    }
-    if !(1..=protocol::limits::MAX_FRAMES_PER_MESSAGE as u32 / 4).contains(&args.window) {
-        return Err(format!("--window must be 1..={}", protocol::limits::MAX_FRAMES_PER_MESSAGE / 4));
-    }
-    if !(TAG_LEN..=protocol::limits::MAX_PAYLOAD).contains(&args.payload) {
-        return Err(format!("--payload must be {TAG_LEN}..={} bytes", protocol::limits::MAX_PAYLOAD));
-    }
-    for (name, secs) in [
-        ("--warmup", args.warmup),
-        ("--after", args.after),
-        ("--storm-timeout", args.storm_timeout),
-        ("--drain-timeout", args.drain_timeout),
-    ] {
-        if !(0.0..=86_400.0).contains(&secs) {
-            return Err(format!("{name} must be 0..=86400 s"));
-        }
     }
     let summary = if common.processes > 1 {
         let processes = common.processes;

@@ -77,6 +77,16 @@ impl Default for StreamCheck {
 }
 
 impl StreamCheck {
+    /// Whether `seq` was seen.
+    pub(crate) fn contains(&self, seq: u64) -> bool {
+        (1..self.next).contains(&seq) || self.ahead.contains(&seq)
+    }
+
+    /// Every seq seen, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        (1..self.next).chain(self.ahead.iter().copied())
+    }
+
     pub(crate) fn see(&mut self, seq: u64) -> Seen {
         if seq < self.next || self.ahead.contains(&seq) {
             return Seen::Duplicate;
@@ -116,5 +126,8 @@ mod tests {
         assert_eq!(check.see(2), Seen::InOrder);
         assert_eq!(check.see(4), Seen::InOrder, "3 was seen: 4 is next");
         assert_eq!(check.see(1), Seen::Duplicate);
+        assert_eq!(check.see(7), Seen::OutOfOrder);
+        assert!(check.contains(4) && check.contains(7) && !check.contains(5) && !check.contains(0));
+        assert_eq!(check.iter().collect::<Vec<_>>(), vec![1, 2, 3, 4, 7]);
     }
 }

@@ -24,6 +24,8 @@
 //! `g`); member 0 creates the group, members `0..K` send to it, everyone
 //! counts what arrives. Storm: chat pairs whose payloads are tagged, so that
 //! the receivers can prove every message arrived once across reconnects.
+//! Mix: the fleet's traffic, chat pairs and groups of many sizes at once,
+//! with presence, typing and read receipts (`mix`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -59,6 +61,9 @@ pub(crate) enum Mode {
     Group,
     /// Tagged SENDs to the peer, checked across drops and reconnects.
     Storm,
+    /// Tagged SENDs to the peer and to the session's group, with presence,
+    /// typing and READs; every delivery checked against every ack.
+    Mix,
 }
 
 impl Mode {
@@ -69,12 +74,13 @@ impl Mode {
             Self::Sync => "sync",
             Self::Group => "group",
             Self::Storm => "storm",
+            Self::Mix => "mix",
         }
     }
 
     /// Whether payloads carry a [`Tag`] the receivers check.
     pub(crate) fn tagged(self) -> bool {
-        matches!(self, Self::Group | Self::Storm)
+        matches!(self, Self::Group | Self::Storm | Self::Mix)
     }
 }
 
@@ -100,8 +106,10 @@ pub(crate) struct Spec {
     pub(crate) drop_percent: f64,
     /// Storm: reconnections per second (this process).
     pub(crate) reconnect_rate: f64,
-    /// Storm: the targets are one fleet (`flood storm --fleet`).
+    /// Storm and mix: the targets are one fleet (`--fleet`).
     pub(crate) fleet: bool,
+    /// Mix: the process's traffic besides the pairs' (`interval`).
+    pub(crate) mix: Option<crate::mix::MixSpec>,
 }
 
 impl Spec {
@@ -124,6 +132,7 @@ impl Spec {
             drop_percent: 0.0,
             reconnect_rate: 1.0,
             fleet: false,
+            mix: None,
         }
     }
 
@@ -153,6 +162,16 @@ pub(crate) struct GroupRole {
     pub(crate) request: Option<u64>,
 }
 
+/// A send in flight: its client id, send time, and (tagged modes) its seq
+/// and whether it went to the session's group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub(crate) client_id: u64,
+    pub(crate) stamp: u64,
+    pub(crate) seq: u64,
+    pub(crate) group: bool,
+}
+
 /// One connection's traffic state.
 #[derive(Debug)]
 pub(crate) struct Flow {
@@ -171,14 +190,16 @@ pub(crate) struct Flow {
     pub(crate) inflight: u32,
     /// Rate mode: when the next send is due.
     pub(crate) next_send: Option<Instant>,
-    /// Client id and send time of the sends in flight, oldest first.
-    sends: VecDeque<(u64, u64)>,
+    /// The sends in flight, oldest first.
+    sends: VecDeque<Pending>,
     /// Tag of this session's sends: stream, sender, next seq.
     stream: u32,
     from: u32,
     next_seq: u64,
     /// Tagged modes: each sender's stream as received here.
-    checks: BTreeMap<(u32, u32), StreamCheck>,
+    pub(crate) checks: BTreeMap<(u32, u32), StreamCheck>,
+    /// Mix: the group, the other traffic and the checks beyond the pair's.
+    pub(crate) mix: Option<Box<crate::mix::MixFlow>>,
 }
 
 impl Flow {
@@ -197,6 +218,7 @@ impl Flow {
             from: 0,
             next_seq: 1,
             checks: BTreeMap::new(),
+            mix: None,
         }
     }
 
@@ -219,6 +241,11 @@ impl Flow {
                 if member == 0 { (1..size).map(|m| UserId(first + m)).collect() } else { Vec::new() };
             flow.group = Some(GroupRole { index: flow.stream, members, request: None });
         }
+        if let Some(mix) = spec.mix {
+            let (role, state) = crate::mix::MixFlow::for_session(&mix, i, first_user);
+            flow.group = role;
+            flow.mix = Some(Box::new(state));
+        }
         flow
     }
 
@@ -227,30 +254,30 @@ impl Flow {
         let can = match self.spec.mode {
             Mode::Sync => false,
             Mode::Ping => true,
-            Mode::Send | Mode::Group | Mode::Storm => self.sender && self.to.is_some(),
+            Mode::Send | Mode::Group | Mode::Storm | Mode::Mix => self.sender && self.to.is_some(),
         };
         can && self.inflight < self.spec.window
     }
 
-    /// The payload of a send made at `stamp` (tagged modes: the next seq).
-    pub(crate) fn payload(&mut self, stamp: u64) -> Option<Payload> {
-        let mut bytes = vec![0u8; self.spec.payload_len.max(STAMP_LEN)];
-        if self.spec.mode.tagged() {
-            let tag = Tag { stamp, stream: self.stream, from: self.from, seq: self.next_seq };
-            if !tag.write(&mut bytes) {
-                return None;
-            }
+    /// The payload of a send made at `stamp` (tagged modes: the next seq)
+    /// and that seq.
+    pub(crate) fn payload(&mut self, stamp: u64) -> Option<(Payload, u64)> {
+        let seq = self.next_seq;
+        let payload = if self.spec.mode.tagged() {
             self.next_seq += 1;
+            tagged_payload(self.spec.payload_len, Tag { stamp, stream: self.stream, from: self.from, seq })?
         } else {
+            let mut bytes = vec![0u8; self.spec.payload_len.max(STAMP_LEN)];
             bytes.get_mut(..STAMP_LEN)?.copy_from_slice(&stamp.to_le_bytes());
-        }
-        Payload::new(Bytes::from(bytes)).ok()
+            Payload::new(Bytes::from(bytes)).ok()?
+        };
+        Some((payload, seq))
     }
 
-    /// Records a SEND of `client_id` at `stamp`.
-    pub(crate) fn sent(&mut self, client_id: u64, stamp: u64) {
+    /// Records a SEND in flight.
+    pub(crate) fn sent(&mut self, pending: Pending) {
         self.inflight += 1;
-        self.sends.push_back((client_id, stamp));
+        self.sends.push_back(pending);
     }
 
     /// A timed PING at `stamp`.
@@ -259,13 +286,13 @@ impl Flow {
         Frame::Ping(Ping { nonce: TIMED_PING | stamp })
     }
 
-    /// SEND_ACK or SEND_ERROR for `client_id`: its send time, if it was in
+    /// SEND_ACK or SEND_ERROR for `client_id`: the send, if it was in
     /// flight.
-    pub(crate) fn answered(&mut self, client_id: u64) -> Option<u64> {
-        let index = self.sends.iter().position(|&(id, _)| id == client_id)?;
-        let (_, stamp) = self.sends.remove(index)?;
+    pub(crate) fn answered(&mut self, client_id: u64) -> Option<Pending> {
+        let index = self.sends.iter().position(|p| p.client_id == client_id)?;
+        let pending = self.sends.remove(index)?;
         self.inflight = self.inflight.saturating_sub(1);
-        Some(stamp)
+        Some(pending)
     }
 
     /// A PONG: the send time of a timed PING, `None` for a heartbeat.
@@ -286,6 +313,13 @@ impl Flow {
     pub(crate) fn see(&mut self, tag: &Tag) -> Seen {
         self.checks.entry((tag.stream, tag.from)).or_default().see(tag.seq)
     }
+}
+
+/// A payload of `len` bytes (at least the tag's) starting with `tag`.
+pub(crate) fn tagged_payload(len: usize, tag: Tag) -> Option<Payload> {
+    let mut bytes = vec![0u8; len.max(crate::tag::TAG_LEN)];
+    tag.write(&mut bytes).then_some(())?;
+    Payload::new(Bytes::from(bytes)).ok()
 }
 
 /// The send time a chat payload starts with.
@@ -309,12 +343,14 @@ pub(crate) struct Latencies {
     pub(crate) e2e: Histogram<u64>,
     /// Storm: reconnect started → SYNC_DONE.
     pub(crate) reconnect: Histogram<u64>,
+    /// Mix: SEND written → DELIVER read, group messages (`e2e`: the pairs').
+    pub(crate) e2e_group: Histogram<u64>,
 }
 
 impl Latencies {
     /// Empty histograms.
     pub(crate) fn new() -> Result<Self, String> {
-        Ok(Self { ack: histogram()?, e2e: histogram()?, reconnect: histogram()? })
+        Ok(Self { ack: histogram()?, e2e: histogram()?, reconnect: histogram()?, e2e_group: histogram()? })
     }
 
     /// Adds another thread's histograms.
@@ -322,6 +358,7 @@ impl Latencies {
         let _ = self.ack.add(&other.ack);
         let _ = self.e2e.add(&other.e2e);
         let _ = self.reconnect.add(&other.reconnect);
+        let _ = self.e2e_group.add(&other.e2e_group);
     }
 
     /// Empties them (after they were merged into the process's).
@@ -329,6 +366,7 @@ impl Latencies {
         self.ack.reset();
         self.e2e.reset();
         self.reconnect.reset();
+        self.e2e_group.reset();
     }
 }
 
@@ -394,6 +432,8 @@ pub(crate) struct Counters {
     pub(crate) replays_dropped: AtomicU64,
     /// Histograms merged by each thread once a second and as it ends.
     pub(crate) latencies: Mutex<Option<Latencies>>,
+    /// Mix: the counters and the ledger of the pairs' and groups' traffic.
+    pub(crate) mix: crate::mix::MixCounters,
 }
 
 impl Default for Counters {
@@ -424,6 +464,7 @@ impl Default for Counters {
             last_resync_ns: AtomicU64::new(0),
             replays_dropped: AtomicU64::new(0),
             latencies: Mutex::new(None),
+            mix: crate::mix::MixCounters::default(),
         }
     }
 }
@@ -531,7 +572,7 @@ mod tests {
     #[test]
     fn payload_carries_the_stamp() {
         let mut flow = Flow::new(spec(Mode::Send), UserId(3));
-        let payload = flow.payload(123_456_789).unwrap();
+        let (payload, _) = flow.payload(123_456_789).unwrap();
         assert_eq!(payload.bytes().len(), 16);
         assert_eq!(payload_stamp(payload.bytes()), Some(123_456_789));
         assert_eq!(payload_stamp(&[1, 2, 3]), None);
@@ -541,12 +582,13 @@ mod tests {
     fn window_and_answers() {
         let mut flow = Flow::new(spec(Mode::Send), UserId(3));
         assert!(flow.has_room());
-        flow.sent(1, 10);
-        flow.sent(2, 20);
+        let pending = |client_id, stamp| Pending { client_id, stamp, seq: 0, group: false };
+        flow.sent(pending(1, 10));
+        flow.sent(pending(2, 20));
         assert!(!flow.has_room());
-        assert_eq!(flow.answered(2), Some(20));
+        assert_eq!(flow.answered(2), Some(pending(2, 20)));
         assert_eq!(flow.answered(2), None);
-        assert_eq!(flow.answered(1), Some(10));
+        assert_eq!(flow.answered(1).map(|p| p.stamp), Some(10));
         assert_eq!(flow.inflight, 0);
 
         let mut pings = Flow::new(spec(Mode::Ping), UserId(3));

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use client::Event;
 use protocol::{Conversation, ErrorCode, Frame};
 
-use super::{Conn, Ctx, End, Stage};
+use super::{mix, Conn, Ctx, End, Stage};
 use crate::stats::Shared;
 use crate::tag::Tag;
-use crate::traffic::{self, Mode};
+use crate::traffic::{self, Mode, Pending};
 
 impl Conn {
     /// Appends the sends (or timed PINGs) due now to `frames`: while the
@@ -21,7 +21,13 @@ impl Conn {
         let Some(flow) = self.flow.as_deref_mut() else { return };
         if flow.spec.mode == Mode::Sync || !Self::sending_phase(ctx.shared) {
             flow.next_send = None;
+            if let Some(mix) = flow.mix.as_deref_mut() {
+                mix.next_group_send = None;
+            }
             return;
+        }
+        if flow.spec.mode == Mode::Mix {
+            return mix::frames(flow, &mut self.session, ctx, frames);
         }
         let counters = &ctx.shared.traffic;
         if flow.to.is_none() && flow.sender {
@@ -56,13 +62,13 @@ impl Conn {
             match flow.spec.mode {
                 Mode::Send | Mode::Group | Mode::Storm => {
                     let Some(to) = flow.to else { break };
-                    let Some(payload) = flow.payload(stamp) else { break };
+                    let Some((payload, seq)) = flow.payload(stamp) else { break };
                     let (client_id, frame) = self.session.send(to, payload);
-                    flow.sent(client_id, stamp);
+                    flow.sent(Pending { client_id, stamp, seq, group: false });
                     frames.push(frame);
                 }
                 Mode::Ping => frames.push(flow.ping(stamp)),
-                Mode::Sync => break,
+                Mode::Sync | Mode::Mix => break,
             }
             counters.sent.fetch_add(1, Relaxed);
         }
@@ -77,6 +83,7 @@ impl Conn {
         let counters = &shared.traffic;
         let stamp = self.flow.as_ref().map_or(0, |flow| flow.spec.stamp(now));
         let mut resend = false;
+        let mut subscribe = false;
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::Authenticated(ok) => {
@@ -98,13 +105,14 @@ impl Conn {
                     if self.flow.is_some() {
                         counters.first_auth_ns.fetch_min(stamp, Relaxed);
                     }
+                    subscribe = true;
                 }
                 Event::Delivered(deliver) => {
                     let Some(flow) = self.flow.as_deref_mut() else {
                         counters.delivered.fetch_add(1, Relaxed);
                         continue;
                     };
-                    if flow.spec.mode == Mode::Group && deliver.sender_device.0 == 0 {
+                    if matches!(flow.spec.mode, Mode::Group | Mode::Mix) && deliver.sender_device.0 == 0 {
                         // A membership change (SPEC §6.5), not a message.
                         counters.system_entries.fetch_add(1, Relaxed);
                         continue;
@@ -113,7 +121,10 @@ impl Conn {
                     if flow.spec.mode.tagged() {
                         match Tag::read(deliver.payload.bytes()) {
                             Some(tag) => {
-                                traffic::record(&mut ctx.latencies.e2e, tag.stamp, stamp);
+                                match flow.mix.as_deref_mut() {
+                                    Some(mix) => mix::delivered(mix, &deliver, tag.stamp, stamp, ctx),
+                                    None => traffic::record(&mut ctx.latencies.e2e, tag.stamp, stamp),
+                                }
                                 counters.seen(flow.see(&tag));
                                 if flow.spec.mode == Mode::Storm {
                                     if let Ok(mut ledger) = counters.ledger.lock() {
@@ -131,13 +142,16 @@ impl Conn {
                 }
                 Event::Sent { client_id, .. } => {
                     let Some(flow) = self.flow.as_deref_mut() else { continue };
-                    if let Some(sent) = flow.answered(client_id) {
+                    if let Some(pending) = flow.answered(client_id) {
                         counters.acked.fetch_add(1, Relaxed);
-                        traffic::record(&mut ctx.latencies.ack, sent, stamp);
+                        traffic::record(&mut ctx.latencies.ack, pending.stamp, stamp);
                         if flow.spec.mode == Mode::Storm {
                             if let Ok(mut ledger) = counters.ledger.lock() {
-                                ledger.acked(flow.from(), sent);
+                                ledger.acked(flow.from(), pending.stamp);
                             }
+                        }
+                        if let Some(mix) = flow.mix.as_deref_mut() {
+                            mix::acked(mix, pending, ctx);
                         }
                     }
                 }
@@ -161,6 +175,9 @@ impl Conn {
                     counters.synced.fetch_add(1, Relaxed);
                     counters.synced_head.fetch_max(head.0, Relaxed);
                     counters.last_synced_ns.fetch_max(stamp, Relaxed);
+                    if let Some(mix) = self.flow.as_deref_mut().and_then(|flow| flow.mix.as_deref_mut()) {
+                        mix::synced(mix, ctx);
+                    }
                     if let Some(started) = self.reconnect_started.take() {
                         let latency = u64::try_from(now.saturating_duration_since(started).as_micros());
                         ctx.latencies.reconnect.saturating_record(latency.unwrap_or(u64::MAX).max(1));
@@ -174,7 +191,10 @@ impl Conn {
                             flow.group.as_ref().filter(|role| role.request == Some(ok.request))
                         {
                             counters.group_created(role.index, ok.group);
-                            flow.to = Some(Conversation::Group(ok.group));
+                            match flow.mix.as_deref_mut() {
+                                Some(mix) => mix.group_to = Some(Conversation::Group(ok.group)),
+                                None => flow.to = Some(Conversation::Group(ok.group)),
+                            }
                         }
                     }
                 }
@@ -189,6 +209,15 @@ impl Conn {
                 }
                 Event::GoAway(_) => {
                     shared.goaways.fetch_add(1, Relaxed);
+                }
+                Event::Receipt(_) => {
+                    counters.mix.receipts_seen.fetch_add(1, Relaxed);
+                }
+                Event::Presence(_) => {
+                    counters.mix.presence_seen.fetch_add(1, Relaxed);
+                }
+                Event::Typing(_) => {
+                    counters.mix.typing_seen.fetch_add(1, Relaxed);
                 }
                 _ => {}
             }
@@ -206,6 +235,12 @@ impl Conn {
             if let Some(ack) = self.session.ack_surfaced() {
                 frames.push(ack);
                 counters.acks_sent.fetch_add(1, Relaxed);
+            }
+            if let Some(flow) = self.flow.as_deref_mut() {
+                if subscribe {
+                    mix::subscribe(flow, &mut self.session, &mut frames);
+                }
+                mix::reads(flow, &self.session, ctx, &mut frames);
             }
             self.traffic_frames(ctx, &mut frames);
             self.reschedule();
