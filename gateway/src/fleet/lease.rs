@@ -123,6 +123,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         let started = Instant::now();
         let renewal = self.registry.renew(self.node, epoch).await;
         self.metrics.call(started, renewal.is_ok());
+        self.metrics.reconnects.store(self.registry.reconnects(), Ordering::Relaxed);
         match renewal {
             Ok(Renewal::Renewed) => self.repair().await,
             Ok(Renewal::Fenced) => self.rejoin().await,

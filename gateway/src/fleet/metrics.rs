@@ -18,6 +18,11 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
     ("gateway_fleet_registry_calls_total", "counter", "Registry calls, by result (ok, error)."),
     ("gateway_fleet_registry_seconds_sum", "counter", "Total time spent in registry calls."),
     (
+        "gateway_fleet_registry_reconnects_total",
+        "counter",
+        "Times the registry connection was rebuilt from the seed URLs after calls kept failing (a Redis Cluster failover).",
+    ),
+    (
         "gateway_fleet_cache_hits_total",
         "counter",
         "Fleet items whose user's placements were in the node's cache.",
@@ -115,6 +120,7 @@ pub(crate) struct FleetMetrics {
     pub(crate) calls_ok: AtomicU64,
     pub(crate) calls_failed: AtomicU64,
     pub(crate) call_micros: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) cache_misses: AtomicU64,
     pub(crate) misroutes: AtomicU64,
@@ -218,6 +224,7 @@ impl FleetMetrics {
                     let _ = writeln!(out, "{name} {}", get(&self.call_micros) as f64 / 1e6);
                     continue;
                 }
+                "gateway_fleet_registry_reconnects_total" => get(&self.reconnects),
                 "gateway_fleet_cache_hits_total" => get(&self.cache_hits),
                 "gateway_fleet_cache_misses_total" => get(&self.cache_misses),
                 "gateway_fleet_misroutes_total" => get(&self.misroutes),

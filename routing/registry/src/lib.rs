@@ -29,6 +29,7 @@
 //! - `lease:{n:<node>}`: the node's current epoch, with the lease's expiry.
 //! - `epoch:{n:<node>}`: the node's epoch counter (never expires).
 
+mod conn;
 mod keys;
 mod registry;
 #[cfg(feature = "testing")]

@@ -1,6 +1,7 @@
 //! [`Registry`]: the calls a node makes, over one multiplexed connection
 //! (a single server's `ConnectionManager`, which reconnects by itself, or a
-//! Redis Cluster connection, which follows the slot map).
+//! Redis Cluster connection, which follows the slot map and is rebuilt from
+//! the seeds when calls keep failing: `conn`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,6 +13,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
+use crate::conn::{Connect, Healing};
 use crate::keys::{self, Scripts};
 use crate::{Epoch, NodeId};
 
@@ -100,7 +102,7 @@ pub enum RegistryError {
 /// server's [`ConnectionManager`] or a [`ClusterConnection`].
 #[derive(Clone)]
 pub struct Registry<C> {
-    conn: C,
+    conn: Arc<Healing<C>>,
     config: Config,
     scripts: Arc<Scripts>,
 }
@@ -119,7 +121,7 @@ impl Registry<ConnectionManager> {
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout));
         let conn = bounded(config.timeout, client.get_connection_manager_with_config(manager)).await?;
-        Ok(Self { conn, config, scripts: Arc::new(Scripts::new()) })
+        Ok(Self { conn: Arc::new(Healing::new(conn, None)), config, scripts: Arc::new(Scripts::new()) })
     }
 }
 
@@ -131,11 +133,36 @@ impl Registry<ClusterConnection> {
             .response_timeout(config.timeout)
             .build()?;
         let conn = bounded(config.timeout, client.get_async_connection()).await?;
-        Ok(Self { conn, config, scripts: Arc::new(Scripts::new()) })
+        let timeout = config.timeout;
+        let connect: Connect<ClusterConnection> = Box::new(move || {
+            let client = client.clone();
+            Box::pin(async move { bounded(timeout, client.get_async_connection()).await })
+        });
+        Ok(Self {
+            conn: Arc::new(Healing::new(conn, Some(connect))),
+            config,
+            scripts: Arc::new(Scripts::new()),
+        })
     }
 }
 
 impl<C: ConnectionLike + Clone + Send> Registry<C> {
+    /// Times the connection was rebuilt after calls kept failing.
+    pub fn reconnects(&self) -> u64 {
+        self.conn.rebuilt()
+    }
+
+    /// `future` (a call on a connection from `self.conn`), bounded by the
+    /// timeout; its outcome counts towards rebuilding the connection.
+    async fn bounded<T>(
+        &self,
+        future: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RegistryError> {
+        let result = bounded(self.config.timeout, future).await;
+        self.conn.observe(&result, self.config.timeout).await;
+        result
+    }
+
     /// Starts a new epoch of `node`, takes its lease and advertises
     /// `link_address`, where other nodes dial its link listener.
     pub async fn join(&self, node: NodeId, link_address: &str) -> Result<Epoch, RegistryError> {
@@ -145,8 +172,8 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
             .key(keys::link(node))
             .arg(millis(self.config.lease))
             .arg(link_address);
-        let mut conn = self.conn.clone();
-        let epoch: u64 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        let mut conn = self.conn.get();
+        let epoch: u64 = self.bounded(call.invoke_async(&mut conn)).await?;
         Ok(Epoch(epoch))
     }
 
@@ -154,8 +181,8 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
     pub async fn renew(&self, node: NodeId, epoch: Epoch) -> Result<Renewal, RegistryError> {
         let mut call = self.scripts.renew.prepare_invoke();
         call.key(keys::lease(node)).arg(epoch.0).arg(millis(self.config.lease));
-        let mut conn = self.conn.clone();
-        let renewed: u8 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        let mut conn = self.conn.get();
+        let renewed: u8 = self.bounded(call.invoke_async(&mut conn)).await?;
         Ok(if renewed == 1 { Renewal::Renewed } else { Renewal::Fenced })
     }
 
@@ -164,26 +191,26 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
     pub async fn leave(&self, node: NodeId, epoch: Epoch) -> Result<(), RegistryError> {
         let mut call = self.scripts.leave.prepare_invoke();
         call.key(keys::lease(node)).arg(epoch.0);
-        let mut conn = self.conn.clone();
-        let _: u8 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        let mut conn = self.conn.get();
+        let _: u8 = self.bounded(call.invoke_async(&mut conn)).await?;
         Ok(())
     }
 
     /// The epoch holding `node`'s lease, if any.
     pub async fn lease(&self, node: NodeId) -> Result<Option<Epoch>, RegistryError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let mut get = redis::cmd("GET");
         get.arg(keys::lease(node));
-        let epoch: Option<u64> = bounded(self.config.timeout, get.query_async(&mut conn)).await?;
+        let epoch: Option<u64> = self.bounded(get.query_async(&mut conn)).await?;
         Ok(epoch.map(Epoch))
     }
 
     /// The link address `node` advertised when it last joined.
     pub async fn link_address(&self, node: NodeId) -> Result<Option<String>, RegistryError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let mut get = redis::cmd("GET");
         get.arg(keys::link(node));
-        bounded(self.config.timeout, get.query_async(&mut conn)).await
+        self.bounded(get.query_async(&mut conn)).await
     }
 
     /// Places `device` of `user` at `placement`; returns the placement it
@@ -200,8 +227,8 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
             .arg(keys::device_field(device))
             .arg(placement.encode())
             .arg(millis(self.config.safety_ttl));
-        let mut conn = self.conn.clone();
-        let old: Option<String> = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        let mut conn = self.conn.get();
+        let old: Option<String> = self.bounded(call.invoke_async(&mut conn)).await?;
         old.as_deref().map(Placement::decode).transpose()
     }
 
@@ -228,8 +255,8 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
                 .arg(format!("{}:", placement.node.0))
                 .arg(millis(self.config.safety_ttl))
                 .arg(&dead);
-            let mut conn = self.conn.clone();
-            let other: Option<String> = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+            let mut conn = self.conn.get();
+            let other: Option<String> = self.bounded(call.invoke_async(&mut conn)).await?;
             let Some(encoded) = other else { return Ok(None) };
             let other = Placement::decode(&encoded)?;
             if !dead.is_empty() || self.lease(other.node).await? == Some(other.epoch) {
@@ -250,15 +277,15 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
     ) -> Result<bool, RegistryError> {
         let mut call = self.scripts.unregister.prepare_invoke();
         call.key(keys::user(user)).arg(keys::device_field(device)).arg(placement.encode());
-        let mut conn = self.conn.clone();
-        let removed: u8 = bounded(self.config.timeout, call.invoke_async(&mut conn)).await?;
+        let mut conn = self.conn.get();
+        let removed: u8 = self.bounded(call.invoke_async(&mut conn)).await?;
         Ok(removed == 1)
     }
 
     /// `node` has sessions watching `user`'s presence (kept for the safety
     /// TTL, renewed by each call).
     pub async fn watch(&self, user: UserId, node: NodeId) -> Result<(), RegistryError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SADD")
@@ -269,24 +296,24 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
             .arg(keys::watchers(user))
             .arg(millis(self.config.safety_ttl))
             .ignore();
-        bounded(self.config.timeout, pipe.query_async(&mut conn)).await
+        self.bounded(pipe.query_async(&mut conn)).await
     }
 
     /// `node` no longer has sessions watching `user`.
     pub async fn unwatch(&self, user: UserId, node: NodeId) -> Result<(), RegistryError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let mut srem = redis::cmd("SREM");
         srem.arg(keys::watchers(user)).arg(node.0);
-        let _: u8 = bounded(self.config.timeout, srem.query_async(&mut conn)).await?;
+        let _: u8 = self.bounded(srem.query_async(&mut conn)).await?;
         Ok(())
     }
 
     /// The nodes with sessions watching `user`.
     pub async fn watching(&self, user: UserId) -> Result<Vec<NodeId>, RegistryError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let mut members = redis::cmd("SMEMBERS");
         members.arg(keys::watchers(user));
-        let nodes: Vec<u32> = bounded(self.config.timeout, members.query_async(&mut conn)).await?;
+        let nodes: Vec<u32> = self.bounded(members.query_async(&mut conn)).await?;
         Ok(nodes.into_iter().map(NodeId).collect())
     }
 
@@ -294,11 +321,10 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
     /// Placements of dead nodes or older epochs are left out and removed
     /// (by compare-and-set, so a newer registration is never touched).
     pub async fn lookup(&self, user: UserId) -> Result<Vec<(DeviceId, Placement)>, RegistryError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let mut hgetall = redis::cmd("HGETALL");
         hgetall.arg(keys::user(user));
-        let fields: HashMap<String, String> =
-            bounded(self.config.timeout, hgetall.query_async(&mut conn)).await?;
+        let fields: HashMap<String, String> = self.bounded(hgetall.query_async(&mut conn)).await?;
         let mut leases: HashMap<NodeId, Option<Epoch>> = HashMap::new();
         let mut live = Vec::with_capacity(fields.len());
         for (field, value) in fields {
