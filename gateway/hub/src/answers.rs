@@ -57,7 +57,7 @@ impl<C> Hub<C> {
                 result => self.request_failed(now, key, request, result),
             },
             Pending::PrekeyFetch { request, user } => self.prekeys_fetched(now, key, (request, user), result),
-            Pending::Inbox { epoch } => self.page(now, key, epoch, result),
+            Pending::Inbox { epoch, query, tries } => self.page(now, key, (epoch, query, tries), result),
             Pending::Register { .. } => debug_assert!(false, "a store answer with a registry ticket"),
             Pending::Cursors => match (key, result) {
                 (Some(_), Ok(Response::Cursors(notes))) => {

@@ -80,6 +80,9 @@ pub struct Hub<C> {
     pub(crate) held: HashMap<u64, Held>,
     /// (send unconfirmed at, token), in time order.
     pub(crate) held_due: VecDeque<(Instant, u64)>,
+    /// Sync windows the store refused, to ask for again (`retry`), in
+    /// time order.
+    pub(crate) inbox_due: VecDeque<(Instant, crate::retry::InboxRetry)>,
     /// The last token given to a held SEND_ACK.
     pub(crate) next_token: u64,
 }
@@ -114,6 +117,7 @@ impl<C> Hub<C> {
             presence_due: VecDeque::new(),
             held: HashMap::new(),
             held_due: VecDeque::new(),
+            inbox_due: VecDeque::new(),
             next_token: 0,
         }
     }
@@ -161,10 +165,7 @@ impl<C> Hub<C> {
     /// When the hub must next be woken ([`Hub::handle_timeout`]).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let presence = self.presence_due.front().map(|(due, _, _)| *due);
-        match (presence, self.held_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [presence, self.held_due(), self.inbox_due()].into_iter().flatten().min()
     }
 
     /// Whether there is work the driver must not sleep on: touched
@@ -219,10 +220,11 @@ impl<C> Hub<C> {
     }
 
     /// The hub's own deadline has passed: presence expiries, SEND_ACKs
-    /// held past `ack_wait`.
+    /// held past `ack_wait`, sync windows to ask for again.
     pub fn handle_timeout(&mut self, now: Now) {
         self.expire_presence(now);
         self.expire_held(now);
+        self.retry_inbox_reads(now);
     }
 
     /// `written` bytes of session `key`'s output were sent.

@@ -43,6 +43,7 @@ mod held;
 mod hub;
 mod observe;
 mod presence;
+mod retry;
 mod sessions;
 mod slot;
 mod work;

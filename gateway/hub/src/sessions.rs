@@ -166,20 +166,16 @@ impl<C> Hub<C> {
         let Some((me, (user, device))) = self.identified(key) else { return };
         let max_bytes = (protocol::limits::MAX_FRAME_LEN - 64) as u32;
         let query = InboxQuery { user, device, after, limit, max_bytes };
-        if !self.store_call(me, Request::Inbox(query), Pending::Inbox { epoch }) {
-            // A sync cannot stall: the client reconnects and resumes.
-            self.call(now, key, |session, ctx| {
-                session.close_with(ctx, CloseCode::TRY_AGAIN_LATER, "store overloaded");
-            });
-        }
+        self.request_inbox(now, me, query, epoch, 0);
     }
 
-    /// A sync window came back (or could not be read).
+    /// A sync window came back (or could not be read: asked for again if
+    /// the store may give it later, see `retry`).
     pub(crate) fn page(
         &mut self,
         now: Now,
         key: Option<usize>,
-        epoch: u8,
+        (epoch, query, tries): (u8, InboxQuery, u8),
         result: Result<Response, StoreError>,
     ) {
         match (key, result) {
@@ -188,7 +184,13 @@ impl<C> Hub<C> {
                     session.handle_page(ctx, epoch, &page.entries, page.remaining)
                 });
             }
-            (None, Ok(_)) => {}
+            (None, Ok(_) | Err(_)) => {}
+            (Some(key), Err(err)) if crate::retry::passing(&err) => {
+                if let Some((to, _)) = self.identified(key) {
+                    let retry = crate::retry::InboxRetry { to, query, epoch, tries: tries + 1 };
+                    self.retry_inbox(now, retry, &err.to_string());
+                }
+            }
             (key, result) => {
                 // The sync cannot go on: close resumably, the next connection
                 // syncs again from the client's cursor.

@@ -60,8 +60,8 @@ pub(crate) enum Pending {
     PrekeyUpload { request: u64 },
     /// PREKEY_FETCH of `user`'s bundles.
     PrekeyFetch { request: u64, user: UserId },
-    /// A sync window.
-    Inbox { epoch: u8 },
+    /// A sync window: what was asked, and the tries so far (`retry`).
+    Inbox { epoch: u8, query: backend_store::InboxQuery, tries: u8 },
     /// Cursors that moved while the device was away.
     Cursors,
     /// The user's visibility, read when it connected.

@@ -2,7 +2,7 @@
 //! store Ack in flight, and sync windows racing live entries.
 
 use backend_store::{Request, Response};
-use gateway_core::testing::entry;
+use gateway_core::testing::{entry, Out};
 use protocol::{Ack, DeviceId, Frame, Seq, UserId};
 
 use super::harness::TestNode;
@@ -54,4 +54,42 @@ fn a_live_entry_racing_the_sync_reaches_the_device_once_and_in_order() {
     node.deliver_live(bob, &entry(4));
     let seqs = node.sync_all(bob);
     assert_eq!(seqs, [1, 2, 3, 4], "every entry once, in seq order");
+}
+
+/// Takes the waiting inbox read and answers it with `err`.
+fn refuse_inbox_read(node: &mut TestNode, err: backend_store::StoreError) {
+    let call = node.take_call(|r| matches!(r, Request::Inbox(_)));
+    node.answer(call, Err(err));
+}
+
+#[test]
+fn a_sync_window_the_store_cannot_give_is_asked_for_again_not_the_session_closed() {
+    let mut node = TestNode::new(1);
+    node.inboxes.insert((UserId(2), DeviceId(1)), (1..=3).map(entry).collect());
+    let bob = node.login(0, 2, 1, 3);
+    node.frames(bob);
+    refuse_inbox_read(&mut node, backend_store::StoreError::Overloaded);
+    let out = node.output(bob);
+    assert!(!out.iter().any(|o| matches!(o, Out::Close(_))), "not closed: {out:?}");
+    assert!(!node.has_call(|r| matches!(r, Request::Inbox(_))), "not at once");
+    node.advance(crate::retry::INBOX_RETRY);
+    node.run_timers();
+    assert!(node.has_call(|r| matches!(r, Request::Inbox(_))), "asked for again after the wait");
+    assert_eq!(node.sync_all(bob), [1, 2, 3], "the sync goes on");
+}
+
+#[test]
+fn a_session_whose_sync_window_keeps_failing_is_closed_resumably() {
+    let mut node = TestNode::new(1);
+    node.inboxes.insert((UserId(2), DeviceId(1)), (1..=3).map(entry).collect());
+    let bob = node.login(0, 2, 1, 3);
+    node.frames(bob);
+    for _ in 1..crate::retry::INBOX_TRIES {
+        refuse_inbox_read(&mut node, backend_store::StoreError::Recovering { retry_after_ms: 100 });
+        node.advance(crate::retry::INBOX_RETRY);
+        node.run_timers();
+    }
+    refuse_inbox_read(&mut node, backend_store::StoreError::Overloaded);
+    let closes: Vec<_> = node.output(bob).into_iter().filter(|o| matches!(o, Out::Close(_))).collect();
+    assert_eq!(closes, [Out::Close(protocol::CloseCode::INTERNAL_ERROR.0)], "closed after the last try");
 }
