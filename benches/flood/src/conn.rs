@@ -266,6 +266,9 @@ impl Conn {
                     self.next_ping = ctx.now + ctx.rng.jitter(self.heartbeat);
                 }
                 self.traffic_frames(ctx, &mut frames);
+                if let Some(flow) = self.flow.as_deref_mut() {
+                    frames.extend(mix::final_sync_frame(flow, &mut self.session, ctx.now));
+                }
                 if !frames.is_empty() {
                     self.send_frames(frames.into_iter(), ctx)?;
                 }

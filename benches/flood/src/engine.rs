@@ -128,7 +128,7 @@ pub(crate) fn run(plan: &Plan, thread: u64, shared: &Shared) -> io::Result<()> {
         // Mix: the traffic settled; every live session syncs once more.
         if !final_sync_done && shared.phase() == Phase::Sync {
             final_sync_done = true;
-            w.each(shared, now, Conn::final_sync);
+            w.each(shared, now, Conn::schedule_final_sync);
         }
         // The hold began: start every live session's traffic (sessions that
         // authenticate later start at AUTH_OK).

@@ -83,13 +83,15 @@ pub(super) fn frames(flow: &mut Flow, session: &mut Session, ctx: &mut Ctx<'_>, 
     }
 }
 
-/// When the next send of either kind is due.
+/// When the next send of either kind, or the final sync, is due.
 pub(super) fn next_send(flow: &Flow) -> Option<Instant> {
-    let group = flow.mix.as_deref().and_then(|mix| mix.next_group_send);
-    match (flow.next_send, group) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    let mix = flow.mix.as_deref();
+    let group = mix.and_then(|mix| mix.next_group_send);
+    let sync = mix.and_then(|mix| match mix.final_sync {
+        FinalSync::Due(at) => Some(at),
+        _ => None,
+    });
+    [flow.next_send, group, sync].into_iter().flatten().min()
 }
 
 /// A SEND_ACK for `pending`: its seq joins the acknowledged, and the
@@ -154,20 +156,32 @@ pub(super) fn synced(mix: &mut MixFlow, ctx: &Ctx<'_>) {
     }
 }
 
+/// The final sync, once its time came: a SYNC_REQUEST after what the
+/// session surfaced.
+pub(super) fn final_sync_frame(flow: &mut Flow, session: &mut Session, now: Instant) -> Option<Frame> {
+    let mix = flow.mix.as_deref_mut()?;
+    let FinalSync::Due(at) = mix.final_sync else { return None };
+    if at > now {
+        return None;
+    }
+    mix.final_sync = FinalSync::Asked;
+    Some(session.sync_request(session.surfaced(), FINAL_SYNC_WINDOW))
+}
+
 impl Conn {
-    /// The final sync: a live session asks for its inbox after what it
-    /// surfaced (a session down now syncs when it resumes).
-    pub(crate) fn final_sync(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
-        let Some(mix) = self.flow.as_deref_mut().and_then(|flow| flow.mix.as_deref_mut()) else {
-            return Ok(());
-        };
+    /// The sync phase began: a live session's final sync is due after its
+    /// index over the sync rate (the process's sessions ask at the rate they
+    /// connected; a session down now syncs when it resumes).
+    pub(crate) fn schedule_final_sync(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        let Some(flow) = self.flow.as_deref_mut() else { return Ok(()) };
+        let rate = flow.spec.mix.map_or(1000.0, |m| m.sync_rate).max(1.0);
+        let Some(mix) = flow.mix.as_deref_mut() else { return Ok(()) };
         if self.stage != Stage::Live || mix.final_sync != FinalSync::NotYet {
             return Ok(());
         }
-        mix.final_sync = FinalSync::Asked;
-        let frame = self.session.sync_request(self.session.surfaced(), FINAL_SYNC_WINDOW);
-        self.send_frames(std::iter::once(frame), ctx)?;
-        self.flush()
+        mix.final_sync = FinalSync::Due(ctx.now + Duration::from_secs_f64(self.index as f64 / rate));
+        self.reschedule();
+        Ok(())
     }
 
     /// The connection ended: its acknowledged seqs and received streams go

@@ -24,12 +24,17 @@ pub(crate) struct MixSpec {
     /// Share of group deliveries a member marks read (READ); every pair
     /// delivery is marked read.
     pub(crate) group_read_share: f64,
+    /// Final syncs per second (this process): they are spread like the
+    /// connects, not asked all at once.
+    pub(crate) sync_rate: f64,
 }
 
 /// Where a session is in the final sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FinalSync {
     NotYet,
+    /// To be asked at this time.
+    Due(Instant),
     /// SYNC_REQUEST sent (or the session was down: its resume counts).
     Asked,
     /// SYNC_DONE came.
@@ -139,6 +144,7 @@ mod tests {
             senders: 2,
             typing_share: 0.5,
             group_read_share: 0.1,
+            sync_rate: 1000.0,
         }
     }
 

@@ -112,6 +112,7 @@ mod tests {
             senders: 1,
             typing_share: 0.0,
             group_read_share: 0.0,
+            sync_rate: 1000.0,
         });
         (0..sessions).map(|i| Flow::for_session(spec, i, 100)).collect()
     }

@@ -9,8 +9,9 @@
 //! (GROUP_CREATE by each group's member 0; until every GROUP_OK) → hold
 //! (the measured window) → drain (until every send is answered and every
 //! owed delivery arrived, or the drain timeout) → sync (every live session
-//! asks for its inbox once more, SYNC_REQUEST after what it surfaced; until
-//! every SYNC_DONE) → close → the ledger's check. With `--processes` each
+//! asks for its inbox once more, SYNC_REQUEST after what it surfaced,
+//! spread at the connect rate; until every SYNC_DONE) → close → the
+//! ledger's check. With `--processes` each
 //! child holds whole pairs and groups, so each checks its own share.
 
 mod flow;
@@ -154,6 +155,7 @@ fn spec(args: &MixArgs, start: Instant) -> Spec {
         senders: args.senders,
         typing_share: args.typing_share,
         group_read_share: args.group_read_share,
+        sync_rate: args.connect_rate,
     });
     spec
 }
