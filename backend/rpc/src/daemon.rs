@@ -26,21 +26,26 @@ pub fn announce(addr: SocketAddr) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Resolves on the first SIGTERM or SIGINT (the caller then shuts down
-/// gracefully), or at once if the handlers cannot be installed.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now, and resolves on the first
+/// of them (the caller then shuts down gracefully), or at once if they
+/// cannot be installed. Call it before [`announce`]: a signal sent as soon
+/// as the readiness line is out must not find the default action (the
+/// process killed, exit status not 0).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     use tokio::signal::unix::{signal, SignalKind};
-    let (term, int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(term), Ok(int)) => (term, int),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot install signal handlers; stopping");
-            return;
+    let installed = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (mut term, mut int) = match installed {
+            (Ok(term), Ok(int)) => (term, int),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot install signal handlers; stopping");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
-    };
-    let (mut term, mut int) = (term, int);
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
 }
 
@@ -108,10 +113,12 @@ async fn answer_scrape(mut stream: TcpStream, render: &Render) -> std::io::Resul
 /// anyway.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Runs a tonic server until SIGTERM/SIGINT, then lets it finish in-flight
-/// requests for at most [`SHUTDOWN_GRACE`]. `serve` gets the future that
-/// resolves on the signal (for `serve_with_incoming_shutdown`).
+/// Runs a tonic server until `stop` ([`shutdown_signal`], installed before
+/// the readiness line) resolves, then lets it finish in-flight requests for
+/// at most [`SHUTDOWN_GRACE`]. `serve` gets the future that resolves on the
+/// signal (for `serve_with_incoming_shutdown`).
 pub async fn serve_until_signal<F>(
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
     serve: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
 ) -> Result<(), Fatal>
 where
@@ -119,7 +126,7 @@ where
 {
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let server = serve(Box::pin(async move {
-        shutdown_signal().await;
+        stop.await;
         let _ = signalled.send(());
     }));
     tokio::pin!(server);

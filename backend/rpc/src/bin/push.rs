@@ -112,9 +112,10 @@ async fn serve(args: &Args, push: Arc<Push>) -> Result<(), Fatal> {
     }
     let service = PushService::new(push).into_server(args.max_message_bytes);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stop = daemon::shutdown_signal();
     daemon::announce(local).map_err(|e| Fatal::runtime(format!("cannot write to stdout: {e}")))?;
     tracing::info!(%local, "serving push");
-    daemon::serve_until_signal(|signal| {
+    daemon::serve_until_signal(stop, |signal| {
         Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, signal)
     })
     .await

@@ -173,9 +173,10 @@ async fn serve(args: &Args, store: Arc<dyn StoreApi>, metrics: Option<daemon::Re
     let closer = service.clone();
     let service = service.into_server(args.max_message_bytes);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stop = daemon::shutdown_signal();
     daemon::announce(local).map_err(|e| Fatal::runtime(format!("cannot write to stdout: {e}")))?;
     tracing::info!(%local, "serving the store");
-    daemon::serve_until_signal(|signal| {
+    daemon::serve_until_signal(stop, |signal| {
         // On the signal the server stops accepting and waits for its streams;
         // closing the service ends the pipelines (after answering what they
         // read), so the wait is for in-flight requests, not for the clients.
