@@ -71,6 +71,9 @@ impl<C: Clone> Healing<C> {
         if self.failures.fetch_add(1, Relaxed) + 1 < RECONNECT_AFTER || self.rebuilding.swap(true, Relaxed) {
             return;
         }
+        // Cleared however this ends: a caller may drop its call (and this
+        // rebuild with it) half way.
+        let _rebuilding = Rebuilding(&self.rebuilding);
         if let Ok(Ok(conn)) = tokio::time::timeout(limit, connect()).await {
             if let Ok(mut current) = self.current.write() {
                 *current = conn;
@@ -78,7 +81,15 @@ impl<C: Clone> Healing<C> {
             self.failures.store(0, Relaxed);
             self.rebuilt.fetch_add(1, Relaxed);
         }
-        self.rebuilding.store(false, Relaxed);
+    }
+}
+
+/// Marks a rebuild in progress until dropped.
+struct Rebuilding<'a>(&'a AtomicBool);
+
+impl Drop for Rebuilding<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Relaxed);
     }
 }
 
@@ -130,6 +141,22 @@ mod tests {
         healing.observe(&timeout(), limit).await;
         healing.observe(&timeout(), limit).await;
         assert_eq!((healing.get(), healing.rebuilt(), made.load(Relaxed)), (101, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_dropped_half_way_does_not_block_the_next() {
+        let connect: Connect<u32> = Box::new(|| Box::pin(std::future::pending()));
+        let healing = Healing::new(7u32, Some(connect));
+        let limit = Duration::from_secs(60);
+        for _ in 0..RECONNECT_AFTER - 1 {
+            healing.observe(&timeout(), limit).await;
+        }
+        // The third failure starts a rebuild that never ends; its caller
+        // gives up on it.
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(20), healing.observe(&timeout(), limit)).await;
+        assert!(dropped.is_err(), "the rebuild was still waiting");
+        assert!(!healing.rebuilding.load(Relaxed), "a later failure may rebuild again");
     }
 
     #[tokio::test]
