@@ -211,8 +211,9 @@ secret_file = "{os.path.join(self.dir, 'secret')}"
             floods = [flood_pid] + children_of(flood_pid)
             snap["cpu"]["flood"] = sum(cpu_secs(p) for p in floods)
             snap["pss"]["flood"] = sum(pss_bytes(p) for p in floods)
-        snap["redis_commands"] = sum(int(self.redis_info(p).get("total_commands_processed", 0)) for p in self.masters())
-        snap["redis_memory"] = sum(int(self.redis_info(p).get("used_memory", 0)) for p in self.masters())
+        masters = [info for info in map(self.redis_info, self.redis_pids()) if info.get("role") == "master"]
+        snap["redis_commands"] = sum(int(info.get("total_commands_processed", 0)) for info in masters)
+        snap["redis_memory"] = sum(int(info.get("used_memory", 0)) for info in masters)
         try:
             snap["store"] = metric_sums(http_get(f"http://127.0.0.1:{STORE_METRICS_PORT}/metrics"),
                                         {"store_requests_total"})

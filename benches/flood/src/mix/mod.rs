@@ -137,10 +137,9 @@ pub(crate) fn mix(args: &MixArgs) -> Result<(), String> {
     }
 }
 
-/// This process's share: its sessions, its rates.
-fn spec(args: &MixArgs, start: Instant) -> Spec {
+/// This process's share: its sessions (in `blocks`' groups), its rates.
+fn spec(args: &MixArgs, start: Instant, blocks: &[layout::Block]) -> Spec {
     let sessions = args.sessions;
-    let groups = layout::blocks(sessions).len() as f64;
     let direct_rate = args.rate * args.direct_share;
     let group_rate = args.rate - direct_rate;
     // Every session sends to its pair; each group's senders share its rate.
@@ -148,10 +147,10 @@ fn spec(args: &MixArgs, start: Instant) -> Spec {
     let mut spec =
         Spec::new(Mode::Mix, args.window, every(direct_rate, sessions as f64), args.payload, start);
     spec.fleet = args.fleet;
-    let senders_per_group = layout::blocks(sessions).iter().map(|b| b.size.min(args.senders)).sum::<u64>();
+    let senders = blocks.iter().map(|b| b.size.min(args.senders)).sum::<u64>();
     spec.mix = Some(MixSpec {
         sessions,
-        group_interval: every(group_rate, senders_per_group as f64).filter(|_| groups > 0.0),
+        group_interval: every(group_rate, senders as f64).filter(|_| senders > 0),
         senders: args.senders,
         typing_share: args.typing_share,
         group_read_share: args.group_read_share,
@@ -173,7 +172,7 @@ fn run(args: &MixArgs) -> Result<MixSummary, String> {
         endpoints: driver::endpoints(common, args.path.clone())?,
         signer: crate::scenarios::signer(&args.signing_key, args.key_id)?,
         start,
-        traffic: Some(spec(args, start)),
+        traffic: Some(spec(args, start, &blocks)),
         latencies: Latencies::new()?,
     };
     let (shared, workers) = crate::group::start_engine(plan)?;
