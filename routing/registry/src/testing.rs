@@ -215,6 +215,34 @@ impl RedisCluster {
         })
     }
 
+    /// Waits (up to 10 s) until every replica of master `index` has
+    /// acknowledged what the master had written when this was called:
+    /// replication is asynchronous, so a replica promoted before that lacks
+    /// the latest writes (on a loaded machine, for longer than one expects).
+    pub fn await_replicas(&self, index: usize) {
+        let port = self.servers[index].port;
+        let written = replication_info(port)
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("master_repl_offset:")?.parse::<u64>().ok())
+            .expect("a master reports master_repl_offset");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = replication_info(port);
+            let acked: Vec<u64> = info
+                .lines()
+                .filter(|line| line.starts_with("slave"))
+                .filter_map(|line| {
+                    line.split(',').find_map(|field| field.strip_prefix("offset="))?.parse().ok()
+                })
+                .collect();
+            if !acked.is_empty() && acked.iter().all(|&offset| offset >= written) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replicas of :{port} never reached offset {written}: {info}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGSTOP (`stop = true`) or SIGCONT of server `index`.
     pub fn freeze(&self, index: usize, stop: bool) {
         let signal = if stop { "-STOP" } else { "-CONT" };
@@ -251,20 +279,25 @@ impl RedisCluster {
 /// to a replica only after its first acknowledgement, up to a second after
 /// the sync) and has acknowledged everything.
 fn replica_synced(port: u16) -> bool {
-    Command::new("redis-cli").args(["-p", &port.to_string(), "info", "replication"]).output().is_ok_and(
-        |info| {
-            let text = String::from_utf8_lossy(&info.stdout);
-            if text.contains("master_link_status:up") {
-                return true;
-            }
-            let offset = text.lines().find_map(|line| line.trim().strip_prefix("master_repl_offset:"));
-            text.contains("role:master")
-                && text.lines().filter(|line| line.starts_with("slave")).all(|line| {
-                    line.contains("state=online")
-                        && offset.is_some_and(|offset| line.contains(&format!("offset={offset},")))
-                })
-        },
-    )
+    let text = replication_info(port);
+    if text.contains("master_link_status:up") {
+        return true;
+    }
+    let offset = text.lines().find_map(|line| line.trim().strip_prefix("master_repl_offset:"));
+    text.contains("role:master")
+        && text.lines().filter(|line| line.starts_with("slave")).all(|line| {
+            line.contains("state=online")
+                && offset.is_some_and(|offset| line.contains(&format!("offset={offset},")))
+        })
+}
+
+/// `INFO replication` of the node on `port` ("" if it does not answer).
+fn replication_info(port: u16) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "info", "replication"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// Whether the node on `port` says the cluster is whole.

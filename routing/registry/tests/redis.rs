@@ -194,6 +194,10 @@ async fn calls_work_again_after_a_master_is_killed_and_its_replica_takes_over() 
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The lease must be on the replica before its master dies: a write the
+    // replica never received is lost in a failover (Redis replicates
+    // asynchronously), and the node would rightly be fenced.
+    cluster.await_replicas(master);
     cluster.kill9(master);
     let deadline = Instant::now() + Duration::from_secs(15);
     while !cluster.cli(replica, &["role"]).starts_with("master") {
@@ -212,7 +216,14 @@ async fn calls_work_again_after_a_master_is_killed_and_its_replica_takes_over() 
             Err(err) => panic!("still failing 5 s after the failover: {err}"),
         }
     };
-    assert_eq!(renewed, Renewal::Renewed, "renewed within the lease, on the promoted replica");
+    assert_eq!(
+        renewed,
+        Renewal::Renewed,
+        "renewed within the lease, on the promoted replica ({:?} after the promotion; there the lease is {:?} (epoch {epoch:?}), PTTL {:?})",
+        promoted.elapsed(),
+        cluster.cli(replica, &["GET", "lease:{n:7}"]),
+        cluster.cli(replica, &["PTTL", "lease:{n:7}"]),
+    );
     let placed = at(7, epoch, 1);
     registry.register(UserId(5), DeviceId(1), placed).await.unwrap();
     assert_eq!(registry.lookup(UserId(5)).await.unwrap(), vec![(DeviceId(1), placed)]);
