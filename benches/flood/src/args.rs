@@ -266,9 +266,14 @@ pub(crate) struct MixArgs {
     /// Length of the measured window, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub(crate) duration: f64,
-    /// Longest wait for every GROUP_OK, seconds.
+    /// Longest wait for every GROUP_OK and membership entry, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub(crate) setup_timeout: f64,
+    /// After the setup, seconds before the measured window opens: creating
+    /// every group at once costs a delivery and an ACK per session, which
+    /// the store and the links absorb first.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub(crate) settle: f64,
     /// After the window: longest wait for what is in flight, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub(crate) drain_timeout: f64,

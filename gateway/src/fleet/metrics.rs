@@ -30,7 +30,22 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
     (
         "gateway_fleet_cache_misses_total",
         "counter",
-        "Fleet items whose user had to be looked up in the registry.",
+        "Registry lookups started for fleet items whose device was not in the node's cache (one per user, however many items wait for it).",
+    ),
+    (
+        "gateway_fleet_parked",
+        "gauge",
+        "Fleet items waiting for their user's registry lookup (routing never waits for the registry).",
+    ),
+    (
+        "gateway_fleet_lookup_retries_total",
+        "counter",
+        "Lookups of a user with waiting items made again after one failed.",
+    ),
+    (
+        "gateway_fleet_lookups_given_up_total",
+        "counter",
+        "Users whose lookups all failed: their waiting items went to push notes (read at the devices' next sync).",
     ),
     (
         "gateway_fleet_misroutes_total",
@@ -123,6 +138,9 @@ pub(crate) struct FleetMetrics {
     pub(crate) reconnects: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) cache_misses: AtomicU64,
+    pub(crate) parked: AtomicU64,
+    pub(crate) lookup_retries: AtomicU64,
+    pub(crate) lookups_given_up: AtomicU64,
     pub(crate) misroutes: AtomicU64,
     pub(crate) replaced: AtomicU64,
     pub(crate) fenced: AtomicU64,
@@ -227,6 +245,9 @@ impl FleetMetrics {
                 "gateway_fleet_registry_reconnects_total" => get(&self.reconnects),
                 "gateway_fleet_cache_hits_total" => get(&self.cache_hits),
                 "gateway_fleet_cache_misses_total" => get(&self.cache_misses),
+                "gateway_fleet_parked" => get(&self.parked),
+                "gateway_fleet_lookup_retries_total" => get(&self.lookup_retries),
+                "gateway_fleet_lookups_given_up_total" => get(&self.lookups_given_up),
                 "gateway_fleet_misroutes_total" => get(&self.misroutes),
                 "gateway_fleet_replaced_total" => get(&self.replaced),
                 "gateway_fleet_fenced_total" => get(&self.fenced),

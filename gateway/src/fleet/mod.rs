@@ -19,8 +19,10 @@
 
 mod confirms;
 mod inbound;
+mod lanes;
 mod lease;
 mod metrics;
+mod parked;
 mod presence;
 mod router;
 

@@ -20,13 +20,12 @@ use tokio::sync::mpsc;
 
 use super::confirms::Confirms;
 use super::inbound::{FromLinks, Inbound, Misrouted};
-use super::lease::{connect_retrying, lock, Repairs, Waiting};
+use super::lanes;
+use super::lease::{connect_retrying, Repairs, Waiting};
+use super::parked::{Failed, Parked};
 use super::{set_health, FleetMetrics, Parts, PerWorker};
 use crate::backend::ReplySink;
 
-/// Registry calls run in this many lanes: in order for one device (a close
-/// never overtakes its own registration), concurrently across devices.
-const CALL_LANES: usize = 16;
 /// Users whose placements one node caches at most (then it starts over).
 const CACHE_USERS: usize = 1 << 20;
 
@@ -45,9 +44,9 @@ pub(super) struct Setup {
 
 pub(super) type Calls = mpsc::UnboundedReceiver<(FleetCall, ReplySink<Ticket>)>;
 
-/// A background re-read of a user's placements: the user, when it was
-/// asked, and the answer.
-type Refreshed = (UserId, Instant, Result<Vec<(DeviceId, Placement)>, routing_registry::RegistryError>);
+/// A lookup of a user's placements made on its own task: the user, when it
+/// was asked, and the answer.
+type Lookup = (UserId, Instant, Result<Vec<(DeviceId, Placement)>, routing_registry::RegistryError>);
 
 /// The fleet thread: connects to the registry (retrying while it is down),
 /// then serves until the node leaves.
@@ -102,10 +101,12 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     tokio::spawn(routing_links::serve(listener, setup.links.clone(), inbound, metrics.inbound.clone()));
     let Waiting { mut batches, mut calls, repairs } = waiting;
     let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel();
+    let (lookups_tx, mut lookups) = mpsc::unbounded_channel();
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
-    let mut router = Router::new(&setup, registry.clone(), repairs.clone(), (refreshed_tx, reports_tx));
+    let answers = Answers { refreshed: refreshed_tx, lookups: lookups_tx, reports: reports_tx };
+    let mut router = Router::new(&setup, registry.clone(), repairs.clone(), answers);
     let (replaces_tx, mut replaces) = mpsc::unbounded_channel();
-    let lanes = start_lanes(&setup, &registry, &replaces_tx, &repairs);
+    let lanes = lanes::start(&setup, &registry, &replaces_tx, &repairs);
     let renew_every = setup.registry.lease / 3;
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
     // After a pause (SIGSTOP, a stall) one renewal, not a burst of them.
@@ -119,15 +120,9 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
             },
             Some(replaced) = replaces.recv() => router.replace(replaced).await,
             Some(refreshed) = refreshed.recv() => router.refreshed(refreshed),
+            Some(answer) = lookups.recv() => router.looked_up(answer).await,
             Some(report) = reports.recv() => router.report(report).await,
-            Some((call, reply)) = calls.recv() => {
-                let (user, device) = match &call {
-                    FleetCall::Register { user, device, .. } | FleetCall::Unregister { user, device, .. } => (*user, *device),
-                };
-                if let Some(lane) = lanes.get(lane_of(user, device)) {
-                    let _ = lane.send((call, reply));
-                }
-            }
+            Some((call, reply)) = calls.recv() => lanes.call(call, reply),
             _ = renew.tick() => router.renew().await,
             () = setup.leaving.notified() => {
                 if let Err(err) = registry.leave(setup.node, routing_registry::Epoch(setup.links.epoch())).await {
@@ -137,69 +132,6 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
             }
         }
     }
-}
-
-fn lane_of(user: UserId, device: DeviceId) -> usize {
-    // Any stable spread will do: user ids are not chosen by clients.
-    (user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(device.0)) as usize % CALL_LANES
-}
-
-/// Starts the call lanes; each runs its calls one after the other.
-fn start_lanes<C: ConnectionLike + Clone + Send + Sync + 'static>(
-    setup: &Setup,
-    registry: &Registry<C>,
-    replaces: &mpsc::UnboundedSender<Replaced>,
-    repairs: &Arc<std::sync::Mutex<Repairs>>,
-) -> Vec<mpsc::UnboundedSender<(FleetCall, ReplySink<Ticket>)>> {
-    (0..CALL_LANES)
-        .map(|_| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(FleetCall, ReplySink<Ticket>)>();
-            let (registry, links, metrics, node, replaces, repairs) = (
-                registry.clone(),
-                setup.links.clone(),
-                setup.metrics.clone(),
-                setup.node,
-                replaces.clone(),
-                repairs.clone(),
-            );
-            tokio::spawn(async move {
-                while let Some((call, reply)) = rx.recv().await {
-                    let epoch = routing_registry::Epoch(links.epoch());
-                    match call {
-                        FleetCall::Register { user, device, session, ticket } => {
-                            let placement = Placement { node, epoch, session };
-                            let started = Instant::now();
-                            let result = registry.register(user, device, placement).await;
-                            metrics.call(started, result.is_ok());
-                            match result {
-                                Ok(replaced) => {
-                                    reply.registered(ticket);
-                                    if let Some(old) = replaced.filter(|old| old.node != node) {
-                                        let _ = replaces.send(Replaced { user, device, old });
-                                    }
-                                }
-                                Err(err) => {
-                                    tracing::warn!(%err, user = user.0, device = device.0, "fleet: a session could not be placed");
-                                    lock(&repairs).unplaced.insert((user, device), session);
-                                    reply.registered(ticket);
-                                }
-                            }
-                        }
-                        FleetCall::Unregister { user, device, session } => {
-                            lock(&repairs).closed(user, device, session);
-                            let started = Instant::now();
-                            let result = registry.unregister(user, device, Placement { node, epoch, session }).await;
-                            metrics.call(started, result.is_ok());
-                            if result.is_err() {
-                                lock(&repairs).stale.insert((user, device), session);
-                            }
-                        }
-                    }
-                }
-            });
-            tx
-        })
-        .collect()
 }
 
 /// A placement a registration replaced on another node.
@@ -230,12 +162,23 @@ pub(super) struct Router<C> {
     /// Users whose placements are being re-read in the background.
     refreshing: std::collections::HashSet<UserId>,
     /// Where those re-reads answer (the main loop hands them back).
-    refreshed: mpsc::UnboundedSender<Refreshed>,
+    refreshed: mpsc::UnboundedSender<Lookup>,
+    /// Items waiting for their user's lookup.
+    parked: Parked<(FleetItem, Option<Tag>)>,
+    /// Where those lookups answer.
+    lookups: mpsc::UnboundedSender<Lookup>,
     /// Where the links report tagged frames taken or shed, and hand back
     /// the LIVE frames of a failed link.
     reports: mpsc::UnboundedSender<Report>,
     /// The held SEND_ACKs whose frames are out.
     confirms: Confirms,
+}
+
+/// Where the router's own tasks and its links answer the main loop.
+struct Answers {
+    refreshed: mpsc::UnboundedSender<Lookup>,
+    lookups: mpsc::UnboundedSender<Lookup>,
+    reports: mpsc::UnboundedSender<Report>,
 }
 
 /// One node's share of a routed batch.
@@ -253,7 +196,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         setup: &Setup,
         registry: Registry<C>,
         repairs: Arc<std::sync::Mutex<Repairs>>,
-        (refreshed, reports): (mpsc::UnboundedSender<Refreshed>, mpsc::UnboundedSender<Report>),
+        Answers { refreshed, lookups, reports }: Answers,
     ) -> Self {
         Self {
             node: setup.node,
@@ -270,64 +213,130 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             metrics: setup.metrics.clone(),
             refreshing: std::collections::HashSet::new(),
             refreshed,
+            parked: Parked::default(),
+            lookups,
             reports,
             confirms: Confirms::default(),
         }
     }
 
-    /// Routes a batch of a worker's fleet items: looks up (concurrently)
-    /// the users the cache does not know, then sends one LIVE per DELIVER
-    /// and one FRAME per distinct frame to each node that holds recipients.
+    /// Routes a batch of a worker's fleet items: one LIVE per DELIVER and
+    /// one FRAME per distinct frame to each node that holds recipients.
     ///
-    /// Only where a device *is* is cached: a device found nowhere is looked
-    /// up again for each entry, so that one that connected a moment ago is
-    /// never missed. A known placement older than `cluster.cache_ms` is
-    /// still used, and re-read in the background: routing never waits for
-    /// a refresh (a device that moved meanwhile costs one more hop: the old
-    /// node sends it on or, if that node is dead, its link hands the entry
-    /// back and [`Router::returned`] does).
+    /// Routing never waits for the registry: an item whose device the cache
+    /// does not know is parked behind a lookup of its user (`parked`), and
+    /// [`Router::looked_up`] routes it when the answer comes. Only where a
+    /// device *is* is cached: a device found nowhere is looked up again for
+    /// its next entry, so that one that connected a moment ago is never
+    /// missed. A known placement older than `cluster.cache_ms` is still
+    /// used, and re-read in the background (a device that moved meanwhile
+    /// costs one more hop: the old node sends it on or, if that node is
+    /// dead, its link hands the entry back and [`Router::returned`] does).
     async fn route(&mut self, batch: Vec<Remote>) {
         let now = Instant::now();
-        // Sets: a 1,024-member group's batch names a thousand users.
-        let mut missing: std::collections::HashSet<UserId> = std::collections::HashSet::new();
+        // A set: a 1,024-member group's batch names a thousand users.
         let mut stale: std::collections::HashSet<UserId> = std::collections::HashSet::new();
-        for item in &batch {
-            let (user, known) = match item {
-                Remote::Fleet(FleetItem::Live { user, device, .. }) => (
-                    *user,
-                    self.cached(*user).is_some_and(|devices| devices.iter().any(|(d, _)| d == device)),
-                ),
-                Remote::Fleet(FleetItem::ToUser { user, .. }) => (*user, self.cached(*user).is_some()),
-                _ => continue,
-            };
-            if known {
-                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-                if self.is_stale(user, now) {
-                    stale.insert(user);
-                }
-            } else if missing.insert(user) {
-                self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let missing: Vec<UserId> = missing.into_iter().collect();
-        self.resolve(&missing).await;
-        self.refresh(stale);
-        let mut nodes: HashMap<NodeId, NodeBatch> = HashMap::new();
-        let mut presence = Vec::new();
+        let mut ready = Vec::with_capacity(batch.len());
         // The tag of each message whose SEND_ACK waits, by (worker, token).
         let mut tags: HashMap<(usize, u64), Tag> = HashMap::new();
         for item in batch {
             let Remote::Fleet(item) = item else { continue };
+            let tag = match &item {
+                FleetItem::Live { confirm: Some(confirm), .. } => Some(
+                    *tags
+                        .entry((confirm.to.worker, confirm.token))
+                        .or_insert_with(|| self.confirms.open(*confirm)),
+                ),
+                _ => None,
+            };
+            let (user, known) = match &item {
+                FleetItem::Live { user, device, .. } => (
+                    *user,
+                    self.cached(*user).is_some_and(|devices| devices.iter().any(|(d, _)| d == device)),
+                ),
+                FleetItem::ToUser { user, .. } => (*user, self.cached(*user).is_some()),
+                _ => {
+                    ready.push((item, tag));
+                    continue;
+                }
+            };
+            if known && !self.parked.holds(user) {
+                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                if self.is_stale(user, now) {
+                    stale.insert(user);
+                }
+                ready.push((item, tag));
+                continue;
+            }
+            match self.parked.park(user, (item, tag)) {
+                Ok(first) => {
+                    // Open until the parked item is routed.
+                    tag.into_iter().for_each(|tag| self.confirms.sent(tag));
+                    if first {
+                        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+                        self.look_up(user, Duration::ZERO, self.lookups.clone());
+                    }
+                }
+                // Too many parked (the registry is down): no placement.
+                Err(item) => ready.push(item),
+            }
+        }
+        self.metrics.parked.store(self.parked.len() as u64, Ordering::Relaxed);
+        self.refresh(stale);
+        self.dispatch(ready).await;
+        // Routing is over: a message whose frames are all taken already, or
+        // that had none (push notes only), is confirmed now.
+        for tag in tags.into_values() {
+            self.confirms.done(tag);
+        }
+        self.post_confirms();
+    }
+
+    /// A lookup of a user with parked items answered: they are routed now;
+    /// if it failed, it is made again later, or at last the items go
+    /// without a placement.
+    async fn looked_up(&mut self, (user, started, result): Lookup) {
+        self.metrics.call(started, result.is_ok());
+        let items = match result {
+            Ok(devices) => {
+                self.remember(user, started, devices);
+                self.parked.answered(user)
+            }
+            Err(err) => match self.parked.failed(user) {
+                Failed::Retry(after) => {
+                    tracing::debug!(%err, user = user.0, ?after, "fleet: lookup failed; trying again");
+                    self.metrics.lookup_retries.fetch_add(1, Ordering::Relaxed);
+                    self.look_up(user, after, self.lookups.clone());
+                    return;
+                }
+                Failed::GaveUp(items) => {
+                    tracing::debug!(%err, user = user.0, "fleet: lookup failed every retry; push notes");
+                    self.metrics.lookups_given_up.fetch_add(1, Ordering::Relaxed);
+                    items
+                }
+            },
+        };
+        self.metrics.parked.store(self.parked.len() as u64, Ordering::Relaxed);
+        let tags: Vec<Tag> = items.iter().filter_map(|(_, tag)| *tag).collect();
+        self.dispatch(items).await;
+        for tag in tags {
+            self.confirms.done(tag);
+        }
+        self.post_confirms();
+    }
+
+    /// Sends routable items where the cache places their devices (a LIVE
+    /// to no placement, or to this node, becomes a push note), then handles
+    /// the presence items.
+    async fn dispatch(&mut self, items: Vec<(FleetItem, Option<Tag>)>) {
+        let mut nodes: HashMap<NodeId, NodeBatch> = HashMap::new();
+        let mut presence = Vec::new();
+        for (item, tag) in items {
             match item {
                 item @ (FleetItem::Watch { .. } | FleetItem::Unwatch(_) | FleetItem::Presence { .. }) => {
                     presence.push(item);
                 }
-                FleetItem::Live { user, device, seq, deliver, conversation, sender, confirm } => {
-                    let tag = confirm.map(|confirm| {
-                        *tags
-                            .entry((confirm.to.worker, confirm.token))
-                            .or_insert_with(|| self.confirms.open(confirm))
-                    });
+                FleetItem::Live { user, device, seq, deliver, conversation, sender, .. } => {
                     let at = self
                         .cached(user)
                         .and_then(|devices| devices.iter().find(|(d, _)| *d == device).map(|(_, p)| p.node));
@@ -372,12 +381,6 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         for (node, batch) in nodes {
             self.send(node, batch).await;
         }
-        // Routing is over: a message whose frames are all taken already, or
-        // that had none (push notes only), is confirmed now.
-        for tag in tags.into_values() {
-            self.confirms.done(tag);
-        }
-        self.post_confirms();
         for item in presence {
             self.presence(item).await;
         }
@@ -397,27 +400,44 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     /// time); [`Router::refreshed`] takes the answers.
     fn refresh(&mut self, users: std::collections::HashSet<UserId>) {
         for user in users {
-            if !self.refreshing.insert(user) {
-                continue;
+            if self.refreshing.insert(user) {
+                self.look_up(user, Duration::ZERO, self.refreshed.clone());
             }
-            let (registry, answer) = (self.registry.clone(), self.refreshed.clone());
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let _ = answer.send((user, started, registry.lookup(user).await));
-            });
         }
     }
 
+    /// Looks `user` up after `after`, on its own task; the answer goes to
+    /// `answer` (the main loop hands it back).
+    fn look_up(&self, user: UserId, after: Duration, answer: mpsc::UnboundedSender<Lookup>) {
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            if !after.is_zero() {
+                tokio::time::sleep(after).await;
+            }
+            let started = Instant::now();
+            let _ = answer.send((user, started, registry.lookup(user).await));
+        });
+    }
+
     /// A background re-read answered.
-    fn refreshed(&mut self, (user, started, result): Refreshed) {
+    fn refreshed(&mut self, (user, started, result): Lookup) {
         self.refreshing.remove(&user);
         self.metrics.call(started, result.is_ok());
         if let Ok(devices) = result {
-            // A lookup made since (a miss, a misroute) is as fresh or fresher.
-            if self.cache.get(&user).is_none_or(|(at, _)| *at <= started) {
-                self.cache.insert(user, (started, devices));
-            }
+            self.remember(user, started, devices);
         }
+    }
+
+    /// Caches `user`'s placements as looked up at `started`, unless a
+    /// lookup made since (a miss, a misroute) cached fresher ones.
+    fn remember(&mut self, user: UserId, started: Instant, devices: Vec<(DeviceId, Placement)>) {
+        if self.cache.get(&user).is_some_and(|(at, _)| *at > started) {
+            return;
+        }
+        if self.cache.len() >= CACHE_USERS {
+            self.cache.clear();
+        }
+        self.cache.insert(user, (started, devices));
     }
 
     /// Looks `users` up in the registry, concurrently; a failed lookup
@@ -431,16 +451,11 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             let registry = self.registry.clone();
             lookups.spawn(async move { (user, Instant::now(), registry.lookup(user).await) });
         }
-        if self.cache.len() + users.len() > CACHE_USERS {
-            self.cache.clear();
-        }
         while let Some(done) = lookups.join_next().await {
             let Ok((user, started, result)) = done else { continue };
             self.metrics.call(started, result.is_ok());
             match result {
-                Ok(devices) => {
-                    self.cache.insert(user, (started, devices));
-                }
+                Ok(devices) => self.remember(user, started, devices),
                 Err(err) => tracing::debug!(%err, user = user.0, "fleet: lookup failed"),
             }
         }
@@ -547,6 +562,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             }));
         }
         tracing::debug!(peer = node, entries = entries.len(), "fleet: a failed link handed entries back");
+        // Its node may be gone: its placements are not trusted on the
+        // strength of an earlier read of its lease.
+        self.registry.forget_lease(NodeId(node));
         self.relocate(entries).await;
         for tag in tags {
             self.confirms.done(tag);

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use protocol::{DeviceId, UserId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -105,6 +105,42 @@ pub struct Registry<C> {
     conn: Arc<Healing<C>>,
     config: Config,
     scripts: Arc<Scripts>,
+    leases: Arc<LiveLeases>,
+}
+
+/// Leases read as held, trusted without reading them again until they
+/// would expire unrenewed, and for a tenth of a lease at most: a lookup
+/// costs one round trip, not two, and a 1,024-member group's lookups read
+/// each node's lease about once. Only "this node holds this epoch" is
+/// remembered: a placement of a newer epoch (the node joined again) or of
+/// a node not known alive reads the lease as before. A lease that ends
+/// early (a drained node leaves, a restarted one joins again) counts for
+/// up to that tenth of a lease more; [`Registry::forget_lease`] ends that
+/// at once (the node's link failed).
+#[derive(Debug, Default)]
+struct LiveLeases {
+    /// node → (trusted until, epoch).
+    held: Mutex<HashMap<NodeId, (Instant, Epoch)>>,
+}
+
+impl LiveLeases {
+    fn trusted(&self, node: NodeId, epoch: Epoch) -> bool {
+        self.lock().get(&node).is_some_and(|(until, held)| *held == epoch && Instant::now() < *until)
+    }
+
+    /// `node`'s lease read: held by `epoch` for `trust` more, or not held.
+    fn seen(&self, node: NodeId, epoch: Option<Epoch>, trust: Duration) {
+        let mut held = self.lock();
+        match epoch {
+            Some(epoch) if !trust.is_zero() => held.insert(node, (Instant::now() + trust, epoch)),
+            _ => held.remove(&node),
+        };
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, (Instant, Epoch)>> {
+        // The map is valid whatever a panicking holder left half done.
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl<C> std::fmt::Debug for Registry<C> {
@@ -121,7 +157,7 @@ impl Registry<ConnectionManager> {
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout));
         let conn = bounded(config.timeout, client.get_connection_manager_with_config(manager)).await?;
-        Ok(Self { conn: Arc::new(Healing::new(conn, None)), config, scripts: Arc::new(Scripts::new()) })
+        Ok(Self::with(Healing::new(conn, None), config))
     }
 }
 
@@ -138,11 +174,19 @@ impl Registry<ClusterConnection> {
             let client = client.clone();
             Box::pin(async move { bounded(timeout, client.get_async_connection()).await })
         });
-        Ok(Self {
-            conn: Arc::new(Healing::new(conn, Some(connect))),
-            config,
-            scripts: Arc::new(Scripts::new()),
-        })
+        Ok(Self::with(Healing::new(conn, Some(connect)), config))
+    }
+}
+
+impl<C> Registry<C> {
+    fn with(conn: Healing<C>, config: Config) -> Self {
+        Self { conn: Arc::new(conn), config, scripts: Arc::new(Scripts::new()), leases: Arc::default() }
+    }
+
+    /// Stops trusting what lookups remembered of `node`'s lease (its link
+    /// failed: it may be gone): the next lookup reads it.
+    pub fn forget_lease(&self, node: NodeId) {
+        self.leases.seen(node, None, Duration::ZERO);
     }
 }
 
@@ -199,10 +243,16 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
     /// The epoch holding `node`'s lease, if any.
     pub async fn lease(&self, node: NodeId) -> Result<Option<Epoch>, RegistryError> {
         let mut conn = self.conn.get();
-        let mut get = redis::cmd("GET");
-        get.arg(keys::lease(node));
-        let epoch: Option<u64> = self.bounded(get.query_async(&mut conn)).await?;
-        Ok(epoch.map(Epoch))
+        let key = keys::lease(node);
+        let mut read = redis::pipe();
+        read.get(&key).cmd("PTTL").arg(&key);
+        let (epoch, ttl): (Option<u64>, i64) = self.bounded(read.query_async(&mut conn)).await?;
+        let epoch = epoch.map(Epoch);
+        // PTTL is negative for a key without expiry (never written so) or
+        // gone: then nothing is trusted.
+        let ttl = Duration::from_millis(u64::try_from(ttl).unwrap_or(0));
+        self.leases.seen(node, epoch, ttl.min(self.config.lease / 10));
+        Ok(epoch)
     }
 
     /// The link address `node` advertised when it last joined.
@@ -317,7 +367,8 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
         Ok(nodes.into_iter().map(NodeId).collect())
     }
 
-    /// The user's devices whose node holds a lease of the placement's epoch.
+    /// The user's devices whose node holds a lease of the placement's epoch
+    /// (read, or held when last read within a tenth of a lease: `LiveLeases`).
     /// Placements of dead nodes or older epochs are left out and removed
     /// (by compare-and-set, so a newer registration is never touched).
     pub async fn lookup(&self, user: UserId) -> Result<Vec<(DeviceId, Placement)>, RegistryError> {
@@ -334,6 +385,7 @@ impl<C: ConnectionLike + Clone + Send> Registry<C> {
             let placement = Placement::decode(&value)?;
             let lease = match leases.get(&placement.node) {
                 Some(lease) => *lease,
+                None if self.leases.trusted(placement.node, placement.epoch) => Some(placement.epoch),
                 None => {
                     let lease = self.lease(placement.node).await?;
                     leases.insert(placement.node, lease);

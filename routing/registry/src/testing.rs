@@ -83,6 +83,15 @@ impl RedisServer {
         assert!(self.wait_ready(), "redis-server exited at restart on port {}", self.port);
     }
 
+    /// SIGSTOP (`stop = true`) or SIGCONT: it holds its connections and
+    /// answers nothing meanwhile (a stalled or partitioned Redis).
+    pub fn freeze(&self, stop: bool) {
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// Whether it answers PING now.
     pub fn answers_ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
@@ -245,10 +254,7 @@ impl RedisCluster {
 
     /// SIGSTOP (`stop = true`) or SIGCONT of server `index`.
     pub fn freeze(&self, index: usize, stop: bool) {
-        let signal = if stop { "-STOP" } else { "-CONT" };
-        let pid = self.servers[index].child.id().to_string();
-        let sent = Command::new("kill").args([signal, &pid]).status().expect("kill");
-        assert!(sent.success(), "kill {signal} {pid}");
+        self.servers[index].freeze(stop);
     }
 
     /// Runs `redis-cli -p <port of index> args...` and returns its output.

@@ -159,6 +159,42 @@ async fn placements_of_a_node_whose_lease_expired_are_ignored_and_swept(backend:
     assert_eq!(short.register(user, DeviceId(1), at(1, back, 2)).await.unwrap(), None);
 }
 
+/// `GET`s the server has answered (the lease reads; nothing else GETs).
+async fn gets(server: &Server) -> u64 {
+    let mut conn =
+        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+    let line = info.lines().find(|line| line.starts_with("cmdstat_get:"));
+    line.and_then(|line| line.split(['=', ',']).nth(1)?.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_lookup_trusts_a_lease_it_read_held_but_never_a_newer_epoch_or_a_forgotten_node() {
+    let server = Server::start();
+    let registry = Registry::single(&server.url(), config(Duration::from_secs(10))).await.unwrap();
+    let first = registry.join(NodeId(1), "127.0.0.1:7801").await.unwrap();
+    for user in [1, 2] {
+        registry.register(UserId(user), DeviceId(1), at(1, first, user)).await.unwrap();
+    }
+    let before = gets(&server).await;
+    assert_eq!(registry.lookup(UserId(1)).await.unwrap(), [(DeviceId(1), at(1, first, 1))]);
+    assert_eq!(registry.lookup(UserId(2)).await.unwrap(), [(DeviceId(1), at(1, first, 2))]);
+    assert_eq!(gets(&server).await - before, 1, "node 1's lease read once for two lookups");
+    // Node 1 restarts: a placement of its new epoch is live at once, though
+    // the old epoch was trusted a moment ago ...
+    let second = registry.join(NodeId(1), "127.0.0.1:7801").await.unwrap();
+    registry.register(UserId(3), DeviceId(1), at(1, second, 3)).await.unwrap();
+    assert_eq!(registry.lookup(UserId(3)).await.unwrap(), [(DeviceId(1), at(1, second, 3))]);
+    // ... and one of the old epoch is dead, since that read.
+    assert_eq!(registry.lookup(UserId(1)).await.unwrap(), []);
+    let read = gets(&server).await;
+    assert_eq!(registry.lookup(UserId(3)).await.unwrap().len(), 1);
+    assert_eq!(gets(&server).await, read, "the new epoch is trusted now");
+    registry.forget_lease(NodeId(1));
+    assert_eq!(registry.lookup(UserId(3)).await.unwrap().len(), 1);
+    assert_eq!(gets(&server).await, read + 1, "a forgotten lease is read again");
+}
+
 #[tokio::test]
 async fn a_registry_that_is_down_fails_within_the_timeout() {
     let mut server = Server::start();

@@ -6,7 +6,10 @@
 //! at the end, against every acknowledgement (`ledger`).
 //!
 //! Phases: ramp until every session is authenticated or failed → setup
-//! (GROUP_CREATE by each group's member 0; until every GROUP_OK) → hold
+//! (GROUP_CREATE by each group's member 0; until every GROUP_OK and every
+//! live member's membership entry came: creating every group at once is a
+//! burst of a delivery per session, which is not the steady state; then
+//! `--settle` seconds for its ACKs) → hold
 //! (the measured window) → drain (until every send is answered and every
 //! owed delivery arrived, or the drain timeout) → sync (every live session
 //! asks for its inbox once more, SYNC_REQUEST after what it surfaced,
@@ -67,6 +70,7 @@ pub(crate) fn mix(args: &MixArgs) -> Result<(), String> {
         &[
             ("--duration", args.duration),
             ("--setup-timeout", args.setup_timeout),
+            ("--settle", args.settle),
             ("--drain-timeout", args.drain_timeout),
             ("--sync-timeout", args.sync_timeout),
         ],
@@ -138,6 +142,16 @@ pub(crate) fn mix(args: &MixArgs) -> Result<(), String> {
 }
 
 /// This process's share: its sessions (in `blocks`' groups), its rates.
+/// Whether the setup is over: every group created, and its membership
+/// entry surfaced at each member (but the sessions that never went live).
+fn setup_done(shared: &crate::stats::Shared, blocks: &[layout::Block], sessions: u64) -> bool {
+    let counters = &shared.traffic;
+    let members: u64 = blocks.iter().map(|block| block.size).sum();
+    let absent = sessions.saturating_sub(shared.live.load(Relaxed));
+    counters.groups_created.load(Relaxed) >= blocks.len() as u64
+        && counters.system_entries.load(Relaxed) >= members.saturating_sub(absent)
+}
+
 fn spec(args: &MixArgs, start: Instant, blocks: &[layout::Block]) -> Spec {
     let sessions = args.sessions;
     let direct_rate = args.rate * args.direct_share;
@@ -184,6 +198,8 @@ fn run(args: &MixArgs) -> Result<MixSummary, String> {
         + Duration::from_secs(5);
     let mut deadline = start;
     let mut window: Option<(Window, u64, u64)> = None;
+    // When the setup's burst has settled and the window opens.
+    let mut settle: Option<Instant> = None;
     let mut closed = None;
     let mut ticker = Ticker::new(start, common.child, args.sessions);
     let secs = Duration::from_secs_f64;
@@ -196,8 +212,11 @@ fn run(args: &MixArgs) -> Result<MixSummary, String> {
                 shared.set_phase(Phase::Setup);
             }
             Phase::Setup
-                if counters.groups_created.load(Relaxed) >= blocks.len() as u64 || now >= deadline =>
+                if settle.is_none() && (setup_done(&shared, &blocks, args.sessions) || now >= deadline) =>
             {
+                settle = Some(now + secs(args.settle));
+            }
+            Phase::Setup if settle.is_some_and(|at| now >= at) => {
                 let acked = || mix.acked_direct.load(Relaxed) + mix.acked_group.load(Relaxed);
                 window = Some((Window::open(&common.pids), acked(), counters.delivered.load(Relaxed)));
                 shared.set_phase(Phase::Hold);

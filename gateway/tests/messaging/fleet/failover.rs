@@ -53,6 +53,25 @@ async fn redis_killed_and_restarted_mid_traffic_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_whose_lookup_failed_reaches_the_live_device_once_the_registry_answers() {
+    let mut fleet = Fleet::start(Kind::Single, 2);
+    let mut a = fleet.connect(0, 1, 1).await;
+    let mut b = fleet.connect(1, 2, 1).await;
+    // Node 0 has never looked B up; the registry stalls (within the lease).
+    fleet.redis_server().freeze(true);
+    send_acked(&mut a, 2, "while stalled").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    fleet.redis_server().freeze(false);
+    // B sends nothing and syncs no more: only the retried lookup brings it.
+    let got = tokio::time::timeout(Duration::from_secs(8), deliveries(&mut b, 1)).await;
+    let got = got.expect("the entry never came live after the registry answered again");
+    assert_eq!(got[0].payload.bytes().as_ref(), b"while stalled");
+    assert!(fleet.node(0).metric("gateway_fleet_lookup_retries_total") >= 1.0);
+    assert_eq!(fleet.node(0).metric("gateway_fleet_lookups_given_up_total"), 0.0);
+    assert_eq!(fleet.node(0).metric("gateway_fleet_parked"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_a_stale_cache_sends_to_a_dead_node_reaches_the_device_where_it_moved() {
     let mut fleet = Fleet::start(Kind::Single, 3);
     let mut a = fleet.connect(0, 1, 1).await;
