@@ -268,6 +268,12 @@ impl Conn {
                 self.traffic_frames(ctx, &mut frames);
                 if let Some(flow) = self.flow.as_deref_mut() {
                     frames.extend(mix::final_sync_frame(flow, &mut self.session, ctx.now));
+                    let role =
+                        flow.group.as_mut().filter(|role| role.retry_at.is_some_and(|at| ctx.now >= at));
+                    if let Some(role) = role {
+                        role.retry_at = None;
+                        self.setup(ctx)?;
+                    }
                 }
                 if !frames.is_empty() {
                     self.send_frames(frames.into_iter(), ctx)?;
@@ -311,10 +317,13 @@ impl Conn {
         self.flush()
     }
 
-    /// Live: the next timer is the next PING or the next rate-mode send.
+    /// Live: the next timer is the next PING, the next rate-mode send or
+    /// a GROUP_CREATE to send again.
     fn reschedule(&mut self) {
-        let next_send = self.flow.as_deref().and_then(mix::next_send);
-        self.deadline = next_send.map_or(self.next_ping, |send| send.min(self.next_ping));
+        let flow = self.flow.as_deref();
+        let next_send = flow.and_then(mix::next_send);
+        let retry = flow.and_then(|flow| flow.group.as_ref()?.retry_at);
+        self.deadline = [next_send, retry].into_iter().flatten().fold(self.next_ping, Instant::min);
     }
 
     /// The hold is over: close a live session with 1000 and wait for the

@@ -160,6 +160,9 @@ pub(crate) struct GroupRole {
     pub(crate) members: Vec<UserId>,
     /// Creator only: the GROUP_CREATE request, once sent.
     pub(crate) request: Option<u64>,
+    /// Creator only: when to send GROUP_CREATE again (it was refused for a
+    /// passing reason: the store was overloaded by every group at once).
+    pub(crate) retry_at: Option<Instant>,
 }
 
 /// A send in flight: its client id, send time, and (tagged modes) its seq
@@ -239,7 +242,7 @@ impl Flow {
             flow.sender = member < u64::from(spec.senders);
             let members =
                 if member == 0 { (1..size).map(|m| UserId(first + m)).collect() } else { Vec::new() };
-            flow.group = Some(GroupRole { index: flow.stream, members, request: None });
+            flow.group = Some(GroupRole { index: flow.stream, members, request: None, retry_at: None });
         }
         if let Some(mix) = spec.mix {
             let (role, state) = crate::mix::MixFlow::for_session(&mix, i, first_user);

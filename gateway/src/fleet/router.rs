@@ -281,7 +281,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 Err(item) => ready.push(item),
             }
         }
-        self.metrics.parked.store(self.parked.len() as u64, Ordering::Relaxed);
+        self.gauges();
         self.refresh(stale);
         self.dispatch(ready).await;
         // Routing is over: a message whose frames are all taken already, or
@@ -316,7 +316,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 }
             },
         };
-        self.metrics.parked.store(self.parked.len() as u64, Ordering::Relaxed);
+        self.gauges();
         let tags: Vec<Tag> = items.iter().filter_map(|(_, tag)| *tag).collect();
         self.dispatch(items).await;
         for tag in tags {
@@ -384,6 +384,12 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         for item in presence {
             self.presence(item).await;
         }
+    }
+
+    /// The router's gauges: items parked, users cached.
+    fn gauges(&self) {
+        self.metrics.parked.store(self.parked.len() as u64, Ordering::Relaxed);
+        self.metrics.cache_users.store(self.cache.len() as u64, Ordering::Relaxed);
     }
 
     /// The cached placements of `user`, however old.

@@ -200,6 +200,17 @@ impl Conn {
                 }
                 Event::Error(error) => {
                     shared.error(&format!("error_{}", code_name(error.code)));
+                    let role = self.flow.as_deref_mut().and_then(|flow| flow.group.as_mut());
+                    if let Some(role) =
+                        role.filter(|role| error.retryable && role.request == Some(error.reference))
+                    {
+                        // As a client would: again after the advised delay
+                        // (at least 0.5 s), spread.
+                        let advised = Duration::from_millis(u64::from(error.retry_after_ms).max(500));
+                        role.request = None;
+                        role.retry_at = Some(now + ctx.rng.jitter(advised));
+                        shared.error("group_create_retried");
+                    }
                 }
                 Event::AuthRejected { code, .. } => {
                     return Err(End::error(format!("auth_{}", code_name(code))));

@@ -77,6 +77,7 @@ impl MixFlow {
                 Vec::new()
             },
             request: None,
+            retry_at: None,
         });
         let state = Self {
             block,

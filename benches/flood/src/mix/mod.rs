@@ -6,10 +6,9 @@
 //! at the end, against every acknowledgement (`ledger`).
 //!
 //! Phases: ramp until every session is authenticated or failed → setup
-//! (GROUP_CREATE by each group's member 0; until every GROUP_OK and every
-//! live member's membership entry came: creating every group at once is a
-//! burst of a delivery per session, which is not the steady state; then
-//! `--settle` seconds for its ACKs) → hold
+//! (GROUP_CREATE by each group's member 0; until every GROUP_OK, then
+//! `--settle` seconds: creating every group at once is a burst of a
+//! membership entry and its ACK per session, not the steady state) → hold
 //! (the measured window) → drain (until every send is answered and every
 //! owed delivery arrived, or the drain timeout) → sync (every live session
 //! asks for its inbox once more, SYNC_REQUEST after what it surfaced,
@@ -142,16 +141,6 @@ pub(crate) fn mix(args: &MixArgs) -> Result<(), String> {
 }
 
 /// This process's share: its sessions (in `blocks`' groups), its rates.
-/// Whether the setup is over: every group created, and its membership
-/// entry surfaced at each member (but the sessions that never went live).
-fn setup_done(shared: &crate::stats::Shared, blocks: &[layout::Block], sessions: u64) -> bool {
-    let counters = &shared.traffic;
-    let members: u64 = blocks.iter().map(|block| block.size).sum();
-    let absent = sessions.saturating_sub(shared.live.load(Relaxed));
-    counters.groups_created.load(Relaxed) >= blocks.len() as u64
-        && counters.system_entries.load(Relaxed) >= members.saturating_sub(absent)
-}
-
 fn spec(args: &MixArgs, start: Instant, blocks: &[layout::Block]) -> Spec {
     let sessions = args.sessions;
     let direct_rate = args.rate * args.direct_share;
@@ -212,7 +201,8 @@ fn run(args: &MixArgs) -> Result<MixSummary, String> {
                 shared.set_phase(Phase::Setup);
             }
             Phase::Setup
-                if settle.is_none() && (setup_done(&shared, &blocks, args.sessions) || now >= deadline) =>
+                if settle.is_none()
+                    && (counters.groups_created.load(Relaxed) >= blocks.len() as u64 || now >= deadline) =>
             {
                 settle = Some(now + secs(args.settle));
             }
