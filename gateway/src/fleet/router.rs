@@ -22,7 +22,7 @@ use super::confirms::Confirms;
 use super::inbound::{FromLinks, Inbound, Misrouted};
 use super::lanes;
 use super::lease::{connect_retrying, Repairs, Waiting};
-use super::parked::{Failed, Parked};
+use super::parked::{self, Failed, Parked};
 use super::{set_health, FleetMetrics, Parts, PerWorker};
 use crate::backend::ReplySink;
 
@@ -268,17 +268,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 ready.push((item, tag));
                 continue;
             }
-            match self.parked.park(user, (item, tag)) {
-                Ok(first) => {
-                    // Open until the parked item is routed.
-                    tag.into_iter().for_each(|tag| self.confirms.sent(tag));
-                    if first {
-                        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-                        self.look_up(user, Duration::ZERO, self.lookups.clone());
-                    }
-                }
-                // Too many parked (the registry is down): no placement.
-                Err(item) => ready.push(item),
+            if let Some(item) = self.park(user, item, tag, Duration::ZERO) {
+                ready.push(item);
             }
         }
         self.gauges();
@@ -290,6 +281,30 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             self.confirms.done(tag);
         }
         self.post_confirms();
+    }
+
+    /// Parks `item` behind a lookup of `user`, started after `after` if
+    /// none is out; hands it back when too many are parked (the registry
+    /// is down: it goes without a placement).
+    fn park(
+        &mut self,
+        user: UserId,
+        item: FleetItem,
+        tag: Option<Tag>,
+        after: Duration,
+    ) -> Option<(FleetItem, Option<Tag>)> {
+        match self.parked.park(user, (item, tag)) {
+            Ok(first) => {
+                // Open until the parked item is routed.
+                tag.into_iter().for_each(|tag| self.confirms.sent(tag));
+                if first {
+                    self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+                    self.look_up(user, after, self.lookups.clone());
+                }
+                None
+            }
+            Err(item) => Some(item),
+        }
     }
 
     /// A lookup of a user with parked items answered: they are routed now;
@@ -581,7 +596,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     /// device is now: another node (`forwarded`, so that it goes no
     /// further), a session of this node, or nowhere: then its push note,
     /// and the device reads the entry at its next sync, which reads the
-    /// store after this lookup (a session is placed before it syncs).
+    /// store after this lookup (a session is placed before it syncs). An
+    /// entry whose lookup failed is parked and looked up again, as in
+    /// [`Router::route`] (a dead node and a failing-over registry at once).
     async fn relocate(&mut self, entries: Vec<Misrouted>) {
         let mut users: Vec<UserId> = entries.iter().map(|entry| entry.user).collect();
         users.sort_unstable_by_key(|user| user.0);
@@ -592,6 +609,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         self.resolve(&users).await;
         let mut here = PerWorker::new(&self.inboxes);
         let mut devices = Vec::new();
+        let mut overflow = Vec::new();
         for Misrouted { user, device, seq, deliver, conversation, sender, tag, .. } in entries {
             let at = self
                 .cached(user)
@@ -615,9 +633,19 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             let session = devices.iter().find(|(d, _)| *d == device).map(|(_, to)| *to);
             match session {
                 Some(to) if here.push(to, Remote::Live { to, seq, deliver: deliver.clone() }) => {}
+                // The lookup failed (a found user is cached, if only as
+                // nowhere): wait for the registry as `route` does.
+                None if self.cached(user).is_none() => {
+                    let item =
+                        FleetItem::Live { user, device, seq, deliver, conversation, sender, confirm: None };
+                    overflow.extend(self.park(user, item, tag, parked::RETRY_AFTER[0]));
+                }
                 _ => self.parts_push.notify(PushNote { user, device, seq, conversation, sender }),
             }
         }
+        // Not parked (too many are): their push notes.
+        self.dispatch(overflow).await;
+        self.gauges();
         // A full worker: its session finds the gap at its next entry, as
         // with any shed one.
         self.metrics.inbound_shed.fetch_add(here.post(&self.inboxes), Ordering::Relaxed);

@@ -57,16 +57,9 @@ async fn an_entry_whose_lookup_failed_reaches_the_live_device_once_the_registry_
     let mut fleet = Fleet::start(Kind::Single, 2);
     let mut a = fleet.connect(0, 1, 1).await;
     let mut b = fleet.connect(1, 2, 1).await;
-    // Node 0 has never looked B up; the registry stalls (within the lease).
-    fleet.redis_server().freeze(true);
-    send_acked(&mut a, 2, "while stalled").await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    fleet.redis_server().freeze(false);
-    // B sends nothing and syncs no more: only the retried lookup brings it.
-    let got = tokio::time::timeout(Duration::from_secs(8), deliveries(&mut b, 1)).await;
-    let got = got.expect("the entry never came live after the registry answered again");
-    assert_eq!(got[0].payload.bytes().as_ref(), b"while stalled");
-    assert!(fleet.node(0).metric("gateway_fleet_lookup_retries_total") >= 1.0);
+    // Node 0 has never looked B up. B sends nothing and syncs no more:
+    // only the retried lookup brings the entry.
+    comes_live_through_a_registry_stall(&mut fleet, &mut a, &mut b, "while stalled").await;
     assert_eq!(fleet.node(0).metric("gateway_fleet_lookups_given_up_total"), 0.0);
     assert_eq!(fleet.node(0).metric("gateway_fleet_parked"), 0.0);
 }
@@ -74,16 +67,7 @@ async fn an_entry_whose_lookup_failed_reaches_the_live_device_once_the_registry_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_a_stale_cache_sends_to_a_dead_node_reaches_the_device_where_it_moved() {
     let mut fleet = Fleet::start(Kind::Single, 3);
-    let mut a = fleet.connect(0, 1, 1).await;
-    let mut old = fleet.connect(1, 2, 1).await;
-    // Node 0 now caches B's device on node 1.
-    send_acked(&mut a, 2, "before").await;
-    assert_eq!(deliveries(&mut old, 1).await[0].payload.bytes().as_ref(), b"before");
-    fleet.nodes[1].0.kill9();
-    drop(old);
-    // B's device resumes on node 2 and has synced (the store had nothing
-    // new for it) before A sends again.
-    let mut new = fleet.connect(2, 2, 1).await;
+    let (mut a, mut new) = b_moves_off_a_dead_node(&mut fleet).await;
     send_acked(&mut a, 2, "after the kill").await;
     // Node 0 still routes to node 1 (a cached placement is used while it
     // is re-read); the link to the dead node hands the entry back, node 0
@@ -95,6 +79,49 @@ async fn an_entry_a_stale_cache_sends_to_a_dead_node_reaches_the_device_where_it
     let returned = fleet.node(0).metric("gateway_fleet_link_returned_total{peer=\"2\"}");
     assert!(returned >= 1.0, "node 0's link to node 1 handed it back: {returned}");
     no_delivery(&mut new, Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_handed_back_while_the_registry_stalls_reaches_the_device_where_it_moved() {
+    let mut fleet = Fleet::start(Kind::Single, 3);
+    let (mut a, mut new) = b_moves_off_a_dead_node(&mut fleet).await;
+    // Node 0 routes to dead node 1 from its cache; the link hands the
+    // entry back while the registry answers nothing: its lookup is made
+    // again once the registry is back, and B gets the entry live.
+    comes_live_through_a_registry_stall(&mut fleet, &mut a, &mut new, "handed back").await;
+    no_delivery(&mut new, Duration::from_millis(500)).await;
+}
+
+/// A (user 1) on node 0 and B (user 2) on node 1; node 0 caches B on node
+/// 1 (A sent to it); node 1 is killed and B's device resumes on node 2,
+/// synced (the store had nothing new for it). Returns A and B's new client.
+async fn b_moves_off_a_dead_node(fleet: &mut Fleet) -> (Client, Client) {
+    let mut a = fleet.connect(0, 1, 1).await;
+    let mut old = fleet.connect(1, 2, 1).await;
+    send_acked(&mut a, 2, "before").await;
+    assert_eq!(deliveries(&mut old, 1).await[0].payload.bytes().as_ref(), b"before");
+    fleet.nodes[1].0.kill9();
+    drop(old);
+    (a, fleet.connect(2, 2, 1).await)
+}
+
+/// `from` sends `text` to user 2 while the registry answers nothing for
+/// 1.5 s (well within the lease); `to` (user 2) gets it live within 8 s
+/// of the registry's return, through node 0's retried lookup.
+async fn comes_live_through_a_registry_stall(
+    fleet: &mut Fleet,
+    from: &mut Client,
+    to: &mut Client,
+    text: &str,
+) {
+    fleet.redis_server().freeze(true);
+    send_acked(from, 2, text).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    fleet.redis_server().freeze(false);
+    let got = tokio::time::timeout(Duration::from_secs(8), deliveries(to, 1)).await;
+    let got = got.expect("the entry never came live after the registry answered again");
+    assert_eq!(got[0].payload.bytes().as_ref(), text.as_bytes());
+    assert!(fleet.node(0).metric("gateway_fleet_lookup_retries_total") >= 1.0);
 }
 
 async fn kill_9_of_a_node_mid_traffic_its_clients_resume_elsewhere_and_lose_nothing(kind: Kind) {
