@@ -297,8 +297,9 @@ section! {
         registry: Vec<String> = Vec::new(), example "[\"redis://127.0.0.1:6379\"]";
         /// The registry URLs are seeds of a Redis Cluster, not one server.
         registry_cluster: bool = false;
-        /// Longest wait for one registry call, ms (then the call fails and live
-        /// delivery falls back to the next sync).
+        /// Longest wait for one registry call, ms (then the call fails; a failed
+        /// lookup is made again four times over 3.75 s, then live delivery falls
+        /// back to the next sync).
         registry_timeout_ms: u64 = 500;
         /// This node's lease in the registry, ms: renewed every third of it; a
         /// node that cannot renew it in time is taken for dead by the others.
