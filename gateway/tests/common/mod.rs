@@ -23,9 +23,20 @@ pub(crate) struct Gateway {
     logged: bool,
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// A loopback address with a port that was free a moment ago, and that
+/// this process has not handed out before: the kernel may give a port
+/// just released again, and a node started with the same port for two
+/// listeners refuses its configuration (it happened in CI: admin and ws).
 pub(crate) fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// A new, empty temporary directory for one node.
@@ -59,7 +70,7 @@ impl Gateway {
     /// As [`Gateway::start_with_env`], with the binary and its arguments
     /// appended to `launcher` (e.g. `["prlimit", "--nofile=900:900"]`).
     pub(crate) fn start_under(dir: PathBuf, config: &str, env: &[(&str, &str)], launcher: &[&str]) -> Self {
-        let gateway = Self::spawn(dir, config, env, launcher, false);
+        let mut gateway = Self::spawn(dir, config, env, launcher, false);
         gateway.wait_healthy();
         gateway
     }
@@ -67,7 +78,7 @@ impl Gateway {
     /// As [`Gateway::start_under`], with the node's stderr kept in
     /// `<dir>/stderr.log` for the test to read ([`Gateway::log`]).
     pub(crate) fn start_logged(dir: PathBuf, config: &str, env: &[(&str, &str)], launcher: &[&str]) -> Self {
-        let gateway = Self::spawn(dir, config, env, launcher, true);
+        let mut gateway = Self::spawn(dir, config, env, launcher, true);
         gateway.wait_healthy();
         gateway
     }
@@ -106,11 +117,15 @@ impl Gateway {
         self.wait_healthy();
     }
 
-    fn wait_healthy(&self) {
+    fn wait_healthy(&mut self) {
         // Generous: a debug build replaying a 100K-message store takes
         // 13-19 s here, and 25-27 s while the suite loads both cores.
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.http_get("/healthz").is_none() {
+            // A node that refused to start says so at once, not in 60 s.
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited before it became healthy ({status}): {}", self.log());
+            }
             assert!(Instant::now() < deadline, "gateway did not become healthy: {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
