@@ -91,6 +91,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     /// The other nodes that hold a device of `user` now (looked up afresh).
     async fn holders(&mut self, user: UserId) -> Vec<NodeId> {
         self.cache.remove(&user);
+        // A failed lookup leaves the user uncached: no node is asked.
         self.resolve(&[user]).await;
         let mut nodes: Vec<NodeId> = Vec::new();
         for (_, placement) in self.cached(user).unwrap_or_default() {

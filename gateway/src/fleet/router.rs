@@ -461,12 +461,11 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         self.cache.insert(user, (started, devices));
     }
 
-    /// Looks `users` up in the registry, concurrently; a failed lookup
-    /// leaves the user uncached (its items go to push notes).
-    pub(super) async fn resolve(&mut self, users: &[UserId]) {
-        if users.is_empty() {
-            return;
-        }
+    /// Looks `users` up in the registry, concurrently, and caches what it
+    /// finds; returns the users whose lookup answered (a failed one leaves
+    /// its user uncached).
+    pub(super) async fn resolve(&mut self, users: &[UserId]) -> std::collections::HashSet<UserId> {
+        let mut answered = std::collections::HashSet::new();
         let mut lookups = tokio::task::JoinSet::new();
         for &user in users {
             let registry = self.registry.clone();
@@ -476,10 +475,14 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             let Ok((user, started, result)) = done else { continue };
             self.metrics.call(started, result.is_ok());
             match result {
-                Ok(devices) => self.remember(user, started, devices),
+                Ok(devices) => {
+                    answered.insert(user);
+                    self.remember(user, started, devices);
+                }
                 Err(err) => tracing::debug!(%err, user = user.0, "fleet: lookup failed"),
             }
         }
+        answered
     }
 
     /// Sends one node's share of a batch over its link.
@@ -606,7 +609,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         for user in &users {
             self.cache.remove(user);
         }
-        self.resolve(&users).await;
+        let answered = self.resolve(&users).await;
         let mut here = PerWorker::new(&self.inboxes);
         let mut devices = Vec::new();
         let mut overflow = Vec::new();
@@ -633,9 +636,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             let session = devices.iter().find(|(d, _)| *d == device).map(|(_, to)| *to);
             match session {
                 Some(to) if here.push(to, Remote::Live { to, seq, deliver: deliver.clone() }) => {}
-                // The lookup failed (a found user is cached, if only as
-                // nowhere): wait for the registry as `route` does.
-                None if self.cached(user).is_none() => {
+                // The lookup failed: wait for the registry as `route` does.
+                None if !answered.contains(&user) => {
                     let item =
                         FleetItem::Live { user, device, seq, deliver, conversation, sender, confirm: None };
                     overflow.extend(self.park(user, item, tag, parked::RETRY_AFTER[0]));

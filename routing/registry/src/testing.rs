@@ -230,20 +230,11 @@ impl RedisCluster {
     /// the latest writes (on a loaded machine, for longer than one expects).
     pub fn await_replicas(&self, index: usize) {
         let port = self.servers[index].port;
-        let written = replication_info(port)
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("master_repl_offset:")?.parse::<u64>().ok())
-            .expect("a master reports master_repl_offset");
+        let written = written_offset(&replication_info(port)).expect("a master reports master_repl_offset");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let info = replication_info(port);
-            let acked: Vec<u64> = info
-                .lines()
-                .filter(|line| line.starts_with("slave"))
-                .filter_map(|line| {
-                    line.split(',').find_map(|field| field.strip_prefix("offset="))?.parse().ok()
-                })
-                .collect();
+            let acked: Vec<u64> = replicas(&info).filter_map(|(_, offset)| offset).collect();
             if !acked.is_empty() && acked.iter().all(|&offset| offset >= written) {
                 return;
             }
@@ -289,12 +280,24 @@ fn replica_synced(port: u16) -> bool {
     if text.contains("master_link_status:up") {
         return true;
     }
-    let offset = text.lines().find_map(|line| line.trim().strip_prefix("master_repl_offset:"));
+    let written = written_offset(&text);
     text.contains("role:master")
-        && text.lines().filter(|line| line.starts_with("slave")).all(|line| {
-            line.contains("state=online")
-                && offset.is_some_and(|offset| line.contains(&format!("offset={offset},")))
-        })
+        && replicas(&text)
+            .all(|(line, acked)| line.contains("state=online") && written.is_some() && acked == written)
+}
+
+/// A master's `master_repl_offset` in its `INFO replication`.
+fn written_offset(info: &str) -> Option<u64> {
+    info.lines().find_map(|line| line.trim().strip_prefix("master_repl_offset:")?.parse().ok())
+}
+
+/// A master's replica lines in its `INFO replication`, each with the offset
+/// the replica acknowledged.
+fn replicas(info: &str) -> impl Iterator<Item = (&str, Option<u64>)> {
+    info.lines().filter(|line| line.starts_with("slave")).map(|line| {
+        let acked = line.split(',').find_map(|field| field.strip_prefix("offset=")?.parse().ok());
+        (line, acked)
+    })
 }
 
 /// `INFO replication` of the node on `port` ("" if it does not answer).
