@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-from .procfs import children_of, cpu_secs, http_get, log, metric_sums, pss_bytes
+from .procfs import children_of, cpu_secs, http_get, log, metric_sums, pss_bytes, run_queue
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLIENT_PORT, ADMIN_PORT, LINK_PORT = 7700, 7701, 7702
@@ -201,6 +201,8 @@ secret_file = "{os.path.join(self.dir, 'secret')}"
         snap = {"t": t, "cpu": {}, "pss": {}}
         snap["cpu"]["gateways"] = sum(cpu_secs(p) for p in nodes)
         snap["pss"]["gateways"] = sum(pss_bytes(p) for p in nodes)
+        queued = [run_queue(p) for p in nodes]
+        snap["run_queue"] = (sum(w for w, _ in queued), sum(r for _, r in queued))
         redis = self.redis_pids()
         snap["cpu"]["redis"] = sum(cpu_secs(p) for p in redis.values())
         snap["pss"]["redis"] = sum(pss_bytes(p) for p in redis.values())
@@ -222,7 +224,8 @@ secret_file = "{os.path.join(self.dir, 'secret')}"
         names = {"gateway_fleet_link_frames_total", "gateway_fleet_link_bytes_total",
                  "gateway_fleet_registry_calls_total", "gateway_fleet_inbound_frames_total",
                  "gateway_sessions_open", "gateway_fleet_cache_hits_total", "gateway_fleet_cache_misses_total",
-                 "gateway_fleet_misroutes_total", "gateway_fleet_registry_reconnects_total"}
+                 "gateway_fleet_misroutes_total", "gateway_fleet_registry_reconnects_total",
+                 "gateway_fleet_cache_users"}
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             texts = list(pool.map(self.node_metrics, range(1, self.n + 1)))
         total = {}
@@ -278,9 +281,14 @@ def window(a, b):
             for key in b["nodes"] if key.startswith("gateway_fleet_inbound_frames_total:")
         },
         "sessions_open": b["nodes"].get("gateway_sessions_open", 0),
+        "cached_users": b["nodes"].get("gateway_fleet_cache_users", 0),
         "cache_hits_per_sec": delta("gateway_fleet_cache_hits_total", a["nodes"], b["nodes"]) / dt,
         "cache_misses_per_sec": delta("gateway_fleet_cache_misses_total", a["nodes"], b["nodes"]) / dt,
         "misroutes_per_sec": delta("gateway_fleet_misroutes_total", a["nodes"], b["nodes"]) / dt,
+        # How long a gateway thread that became runnable waited for a core,
+        # on average: the share of latency this shared box adds at each hop.
+        "gateway_run_queue_wait_us": (b["run_queue"][0] - a["run_queue"][0]) / 1000
+        / max(1, b["run_queue"][1] - a["run_queue"][1]),
     }
 
 

@@ -91,3 +91,21 @@ def wakeups(pid):
     except OSError:
         pass
     return total
+
+
+def run_queue(pid):
+    """(ns waited on a run queue, times run) summed over the threads of
+    `pid` so far (/proc/PID/task/TID/schedstat)."""
+    waited = runs = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    _, wait, slices = f.read().split()[:3]
+                waited += int(wait)
+                runs += int(slices)
+            except (OSError, ValueError):
+                pass
+    except OSError:
+        pass
+    return waited, runs

@@ -19,6 +19,13 @@ use crate::target::StoreEngine;
 /// largest |predicted − measured| / measured of any quantity.
 pub const STATED_ERROR: f64 = 0.35;
 
+/// Why the store's CPU is predicted and shown but not held to the error:
+/// its figures were measured on a busy store (group commits of many
+/// requests), which is how the fleet plan runs it (70 %), while a run on
+/// this box keeps its store 5–25 % busy, where a request costs 38–146 µs
+/// against the ~40 µs the busy figures give (FLEET.md "Known misses").
+pub const STORE_NOT_HELD: &str = "store figures are for a busy store; this one is mostly idle";
+
 /// A run validates the model only if it carried its offered load: at least
 /// this share of the messages asked for were sent and acknowledged.
 pub const MIN_CARRIED: f64 = 0.95;
@@ -94,6 +101,15 @@ pub struct Run {
     /// Replicas per registry master (each costs its master a backlog).
     #[serde(default)]
     pub registry_replicas_per_master: f64,
+    /// Users whose placements the nodes cached at the end of the window,
+    /// summed over the nodes (`gateway_fleet_cache_users`); absent: full
+    /// caches, as on long-running nodes.
+    #[serde(default)]
+    pub cached_users: Option<f64>,
+    /// Link data frames per second, all nodes
+    /// (`gateway_fleet_link_frames_total`); compared when present.
+    #[serde(default)]
+    pub link_frames_per_sec: Option<f64>,
     /// Messages per second the run asked for (1:1 and group).
     #[serde(default)]
     pub offered_msgs_per_sec: Option<f64>,
@@ -148,6 +164,13 @@ impl Run {
         }
         if let Some(offered) = self.offered_msgs_per_sec {
             error::positive("offered_msgs_per_sec", offered)?;
+        }
+        for (name, value) in
+            [("cached_users", self.cached_users), ("link_frames_per_sec", self.link_frames_per_sec)]
+        {
+            if let Some(value) = value {
+                error::non_negative(name, value)?;
+            }
         }
         if let Some(used) = self.box_cpu_cores_used {
             error::non_negative("box_cpu_cores_used", used)?;
@@ -221,6 +244,7 @@ impl Run {
             watch_events: self.presence_watch_events_per_sec,
             watched_users: self.watched_users,
             senders_per_recipient: senders,
+            cached_users: self.cached_users,
             ..Rates::default()
         }
     }
@@ -237,6 +261,8 @@ pub struct Quantity {
     pub measured: f64,
     /// |predicted − measured| / measured (infinite when only one is 0).
     pub error: f64,
+    /// Why the quantity is shown but not held to the error, if it is not.
+    pub not_held: Option<&'static str>,
 }
 
 /// The check's outcome.
@@ -299,14 +325,16 @@ pub fn check(figures: &Figures, run: &Run, max_error: f64) -> Verdict {
         ("store_cpu_cores", d.store.instance_engine_cores + d.store.rpc_cores, run.store_cpu_cores),
     ]
     .into_iter()
+    .chain(run.link_frames_per_sec.map(|frames| ("link_frames_per_sec", g.link_frames, frames)))
     .map(|(name, predicted, measured)| Quantity {
         name,
         predicted,
         measured,
         error: relative_error(predicted, measured),
+        not_held: (name == "store_cpu_cores").then_some(STORE_NOT_HELD),
     })
     .collect();
-    let pass = quantities.iter().all(|q| q.error <= max_error);
+    let pass = quantities.iter().filter(|q| q.not_held.is_none()).all(|q| q.error <= max_error);
     Verdict { quantities, max_error, pass, invalid_because: run.invalid_because() }
 }
 
@@ -332,7 +360,11 @@ fn write_verdict(out: &mut String, run: &Run, verdict: &Verdict) -> std::fmt::Re
     )?;
     writeln!(out, "{:<24} {:>16} {:>16} {:>8}", "quantity", "predicted", "measured", "error")?;
     for q in &verdict.quantities {
-        let mark = if q.error <= verdict.max_error { "" } else { "  over" };
+        let mark = match q.not_held {
+            Some(why) => format!("  (not held: {why})"),
+            None if q.error > verdict.max_error => "  over".to_owned(),
+            None => String::new(),
+        };
         let (p, m) = if q.name.ends_with("_cores") {
             (format!("{:.3}", q.predicted), format!("{:.3}", q.measured))
         } else {
@@ -344,7 +376,7 @@ fn write_verdict(out: &mut String, run: &Run, verdict: &Verdict) -> std::fmt::Re
         Some(why) => writeln!(out, "not a valid check (box saturated): {why}"),
         None => writeln!(
             out,
-            "{}: every quantity within {:.0} %",
+            "{}: every quantity held within {:.0} %",
             if verdict.pass { "pass" } else { "FAIL" },
             verdict.max_error * 100.0
         ),
@@ -409,6 +441,14 @@ mod tests {
         assert!(!verdict.pass);
         let cpu = verdict.quantities.iter().find(|q| q.name == "gateway_cpu_cores").unwrap();
         assert!((cpu.error - 0.5).abs() < 1e-9);
+        // The store's CPU is shown, marked, and not held.
+        run.gateway_cpu_cores /= 2.0;
+        run.store_cpu_cores *= 3.0;
+        let verdict = check(&figures, &run, STATED_ERROR);
+        assert!(verdict.pass, "{}", render(&run, &verdict));
+        let store = verdict.quantities.iter().find(|q| q.name == "store_cpu_cores").unwrap();
+        assert!(store.error > STATED_ERROR && store.not_held.is_some());
+        assert!(render(&run, &verdict).contains("(not held: "));
     }
 
     #[test]
@@ -468,7 +508,10 @@ mod tests {
     fn nodes_on_one_box_share_the_binary_and_each_holds_a_registry_connection() {
         let figures = figures();
         let pss = |nodes: u64| {
-            let run = parse(&run_json("").replace(r#""nodes": 27"#, &format!(r#""nodes": {nodes}"#)));
+            let run = parse(
+                &run_json(r#", "cached_users": 0"#)
+                    .replace(r#""nodes": 27"#, &format!(r#""nodes": {nodes}"#)),
+            );
             let verdict = check(&figures, &run, STATED_ERROR);
             let q = |name| verdict.quantities.iter().find(|q| q.name == name).unwrap().predicted;
             (q("gateway_pss_bytes"), q("registry_memory_bytes"))
@@ -479,6 +522,31 @@ mod tests {
         assert!((two - one - second).abs() < 1.0, "{one} {two}");
         let r = &figures.redis;
         assert!((reg2 - reg1 - r.bytes_per_client.value).abs() < 1.0, "{reg1} {reg2}");
+    }
+
+    #[test]
+    fn cached_placements_cost_their_nodes_and_absent_a_count_every_cache_is_full() {
+        let figures = figures();
+        let pss = |extra: &str| {
+            let verdict = check(&figures, &parse(&run_json(extra)), STATED_ERROR);
+            verdict.quantities.iter().find(|q| q.name == "gateway_pss_bytes").unwrap().predicted
+        };
+        let per_user = figures.gateway.bytes_per_cached_user.value;
+        let (none, some) = (pss(r#", "cached_users": 0"#), pss(r#", "cached_users": 270000"#));
+        assert!((some - none - 270_000.0 * per_user).abs() < 1.0, "{none} {some}");
+        // Full caches: each of the 27 nodes caches every one of the 100,000
+        // users (fewer than the cap).
+        assert!((pss("") - none - 27.0 * 100_000.0 * per_user).abs() < 1.0);
+    }
+
+    #[test]
+    fn link_frames_are_checked_only_when_the_run_counts_them() {
+        let figures = figures();
+        let named = |run: &Run| -> Vec<&str> {
+            check(&figures, run, STATED_ERROR).quantities.iter().map(|q| q.name).collect()
+        };
+        assert!(!named(&parse(&run_json(""))).contains(&"link_frames_per_sec"));
+        assert!(named(&parse(&run_json(r#", "link_frames_per_sec": 7000"#))).contains(&"link_frames_per_sec"));
     }
 
     #[test]

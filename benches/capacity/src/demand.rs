@@ -49,6 +49,9 @@ pub struct Gateway {
     /// The fleet thread (one per node): routing across links and every
     /// registry call.
     pub fleet_thread: f64,
+    /// Link frames per second, all nodes: one per item that crosses alone,
+    /// one per node a group message reaches.
+    pub link_frames: f64,
     /// All of it: workers, idle nodes and fleet threads.
     pub cpu: f64,
     /// User space for the sessions (not the nodes' fixed part).
@@ -61,6 +64,8 @@ pub struct Gateway {
     /// The part of it private to the node (all but the binary's pages,
     /// which nodes sharing a box share).
     pub node_private_bytes: f64,
+    /// Users whose placements each node caches.
+    pub cached_users: f64,
     /// Peer nodes each node holds links with.
     pub link_peers: f64,
 }
@@ -80,6 +85,9 @@ pub struct Registry {
     pub lookup_share: f64,
     /// Lease renewals per second (the whole fleet's liveness writes).
     pub renewals: f64,
+    /// Peers' leases read per second (a lookup's placement on a node whose
+    /// lease the looking node has not read within the trust window).
+    pub lease_reads: f64,
     /// Redis memory of the data (placements, watch sets; one copy, cluster
     /// mode), however many masters hold it.
     pub memory_bytes: f64,
@@ -160,11 +168,30 @@ fn gateway(r: &Rates, f: &Figures, n: f64, remote_share: f64, registry: &Registr
     let sync = cores(r.offline_entries(), g.us_per_synced_entry.value);
     let workers = heartbeats + connects + messages + deliveries + frames_in + sync;
     let idle_nodes = cores(n, g.us_per_node_second.value);
-    let fleet_thread = cores(r.live_deliveries() * remote_share, g.us_per_remote_delivery.value)
-        + cores(registry.requests, f.redis.client_us_per_request.value);
-    let session_user = g.user_bytes_per_session.value + r.tls_share * g.tls_bytes_per_session.value;
+    // An item that crosses alone costs a link frame; a group message's
+    // members on one node share one, each past the first costs a remote
+    // delivery.
+    let remote_items = r.live_deliveries() * remote_share;
+    let group_frames = if r.group_msgs > 0.0 {
+        r.group_msgs * frames_to_other_nodes(r.group_online / r.group_msgs, n)
+    } else {
+        0.0
+    };
+    let link_frames = (r.live_deliveries() - r.group_online) * remote_share + group_frames;
+    let fleet_thread = cores(link_frames, g.us_per_link_frame.value)
+        + cores((remote_items - link_frames).max(0.0), g.us_per_remote_delivery.value)
+        + cores(registry.requests, g.us_per_registry_call.value);
+    let session_user = g.user_bytes_per_session.value
+        + g.traffic_bytes_per_session.value
+        + r.tls_share * g.tls_bytes_per_session.value;
     let link_peers = n - 1.0;
-    let node_private_bytes = g.idle_node_anon_bytes.value + link_peers * g.link_bytes_per_peer.value;
+    // A node caches the placements of the users it routed to; a
+    // long-running node's cache is full (it starts over at its cap).
+    let cached_users =
+        r.cached_users.map_or_else(|| g.cache_users_max.value.min(r.sessions), |users| users / n);
+    let node_private_bytes = g.idle_node_anon_bytes.value
+        + link_peers * g.link_bytes_per_peer.value
+        + cached_users * g.bytes_per_cached_user.value;
     Gateway {
         heartbeats,
         connects,
@@ -175,11 +202,13 @@ fn gateway(r: &Rates, f: &Figures, n: f64, remote_share: f64, registry: &Registr
         workers,
         idle_nodes,
         fleet_thread,
+        link_frames,
         cpu: workers + idle_nodes + fleet_thread,
         user_bytes: r.sessions * session_user,
         kernel_bytes: r.sessions * g.kernel_bytes_per_socket.value,
         node_fixed_bytes: node_private_bytes + g.binary_bytes.value,
         node_private_bytes,
+        cached_users,
         link_peers,
     }
 }
@@ -214,14 +243,23 @@ fn registry(r: &Rates, f: &Figures, n: f64, remote_share: f64) -> Registry {
     let lookups = routed * lookup_share;
     let lookups_nowhere = r.offline_targets();
     let renewals = n / (reg.lease_secs.value / 3.0);
+    // A node reads a peer's lease when a lookup names it and its last read
+    // is older than the trust window: once per window per peer it looks up
+    // users of, at most (the peers named by its lookups in a window,
+    // placed uniformly).
+    let lookups_per_node_window = lookups / n * reg.lease_trust_secs.value;
+    let peers_read = (n - 1.0) * (1.0 - (-lookups_per_node_window / (n - 1.0).max(1.0)).exp());
+    let lease_reads = n * peers_read / reg.lease_trust_secs.value;
     let requests = r.connects * (reg.requests_per_connect.value + reg.requests_per_disconnect.value)
         + lookups * reg.requests_per_lookup.value
         + lookups_nowhere * reg.requests_per_lookup_nowhere.value
+        + lease_reads
         + r.watch_events
         + renewals;
     let commands = r.connects * (reg.commands_per_connect.value + reg.commands_per_disconnect.value)
         + lookups * reg.commands_per_lookup.value
         + lookups_nowhere * reg.commands_per_lookup_nowhere.value
+        + lease_reads * reg.commands_per_lease_read.value
         + r.watch_events * reg.commands_per_watch_event.value
         + renewals * reg.commands_per_renewal.value;
     let per_key = f.redis.cluster_bytes_per_key.value;
@@ -232,6 +270,7 @@ fn registry(r: &Rates, f: &Figures, n: f64, remote_share: f64) -> Registry {
         lookups_nowhere,
         lookup_share,
         renewals,
+        lease_reads,
         memory_bytes: r.sessions * (reg.bytes_per_device.value + per_key)
             + r.watched_users * (reg.bytes_per_watch_set.value + per_key),
         master_fixed_bytes: f.redis.master_base_bytes.value
@@ -295,7 +334,11 @@ fn store(r: &Rates, f: &Figures, engine: StoreEngine) -> Store {
 /// holding at least one of its `recipients` live devices, with devices
 /// placed uniformly over `nodes` nodes.
 pub fn link_frames(recipients: f64, nodes: u64) -> f64 {
-    let n = nodes.max(1) as f64;
+    frames_to_other_nodes(recipients, nodes.max(1) as f64)
+}
+
+/// [`link_frames`] for `n` ≥ 1 nodes.
+fn frames_to_other_nodes(recipients: f64, n: f64) -> f64 {
     (n - 1.0) * (1.0 - (1.0 - 1.0 / n).powf(recipients))
 }
 

@@ -58,6 +58,14 @@ pub struct Gateway {
     pub user_bytes_per_session: Figure,
     /// Extra user space per session over TLS (wss − ws).
     pub tls_bytes_per_session: Figure,
+    /// Extra user space per session under traffic (its state and the
+    /// buffers and allocator pages traffic leaves behind), beyond
+    /// `user_bytes_per_session`.
+    pub traffic_bytes_per_session: Figure,
+    /// User space per user whose placements a node caches.
+    pub bytes_per_cached_user: Figure,
+    /// Users a node caches at most (then the cache starts over).
+    pub cache_users_max: Figure,
     /// Kernel slab per idle socket.
     pub kernel_bytes_per_socket: Figure,
     /// User space of the links to one peer node (both directions).
@@ -77,9 +85,17 @@ pub struct Gateway {
     pub us_per_direct_msg: Figure,
     /// CPU per group delivery (DELIVER out, its ACK in), without the store.
     pub us_per_group_delivery: Figure,
-    /// Extra CPU (all nodes) per delivery to a device on another node: the
-    /// router, the link, the receiving node's hand-off.
+    /// Extra CPU (all nodes) per delivery to a device on another node that
+    /// shares its link frame with others (a group message's members on one
+    /// node): the router, the link, the receiving node's hand-off.
     pub us_per_remote_delivery: Figure,
+    /// Extra CPU (both nodes) per link frame that carries one item alone
+    /// (a 1:1 entry, a receipt, a TYPING at the rates of a fleet): the
+    /// item's own cost included.
+    pub us_per_link_frame: Figure,
+    /// CPU per registry call on the node's fleet thread (the Redis client,
+    /// the router's task and its answer).
+    pub us_per_registry_call: Figure,
     /// CPU per inbox entry a reconnecting device syncs.
     pub us_per_synced_entry: Figure,
     /// Store requests a login makes.
@@ -116,7 +132,8 @@ pub struct Registry {
     pub requests_per_disconnect: Figure,
     /// See `requests_per_connect`.
     pub commands_per_disconnect: Figure,
-    /// Lookup of a user whose device is placed (HGETALL, the node's lease).
+    /// Lookup of a user whose device is placed (HGETALL; the node's lease
+    /// is read apart: `lease_trust_secs`).
     pub requests_per_lookup: Figure,
     /// See `requests_per_lookup`.
     pub commands_per_lookup: Figure,
@@ -130,6 +147,11 @@ pub struct Registry {
     pub commands_per_renewal: Figure,
     /// The node lease (renewed every third of it).
     pub lease_secs: Figure,
+    /// How long a node trusts a peer's lease it read as held before it
+    /// reads it again (once per peer it routes to, at most this often).
+    pub lease_trust_secs: Figure,
+    /// Commands of one lease read (one round trip).
+    pub commands_per_lease_read: Figure,
     /// How long a node trusts a cached placement before re-reading it.
     pub cache_secs: Figure,
 }
@@ -228,6 +250,9 @@ impl Figures {
                 binary_bytes,
                 us_per_node_second,
                 user_bytes_per_session,
+                traffic_bytes_per_session,
+                bytes_per_cached_user,
+                cache_users_max,
                 tls_bytes_per_session,
                 kernel_bytes_per_socket,
                 link_bytes_per_peer,
@@ -239,6 +264,8 @@ impl Figures {
                 us_per_direct_msg,
                 us_per_group_delivery,
                 us_per_remote_delivery,
+                us_per_link_frame,
+                us_per_registry_call,
                 us_per_synced_entry,
                 store_requests_per_connect,
             ]
@@ -264,6 +291,8 @@ impl Figures {
                 commands_per_watch_event,
                 commands_per_renewal,
                 lease_secs,
+                lease_trust_secs,
+                commands_per_lease_read,
                 cache_secs,
             ]
         );
@@ -329,6 +358,7 @@ impl Figures {
             }
         }
         error::positive("registry.lease_secs", self.registry.lease_secs.value)?;
+        error::positive("registry.lease_trust_secs", self.registry.lease_trust_secs.value)?;
         error::share("store.fjall.server_share", self.store.fjall.server_share.value)?;
         error::share("store.redis.server_share", self.store.redis.server_share.value)?;
         Ok(())

@@ -58,6 +58,10 @@ pub struct Rates {
     pub watched_users: f64,
     /// Distinct senders a user receives from (placement cache reuse).
     pub senders_per_recipient: f64,
+    /// Users whose placements the nodes cache, summed over the nodes, when
+    /// a run measured it; `None`: long-running nodes, whose caches are full
+    /// (`gateway.cache_users_max` each, or every user if fewer).
+    pub cached_users: Option<f64>,
 }
 
 impl Rates {
@@ -101,6 +105,7 @@ impl Rates {
             // A session watches one user at a time (the chat in view).
             watched_users: l.sessions * l.watchers_per_session.min(1.0),
             senders_per_recipient: l.senders_per_recipient,
+            cached_users: None,
         }
     }
 

@@ -131,6 +131,7 @@ fn write_all(out: &mut String, fleet: &Fleet, target: &Target, figures: &Figures
     ] {
         writeln!(out, "    {name:<36} {cores:>10.1}  ({})", pct(cores / g.cpu.max(f64::MIN_POSITIVE)))?;
     }
+    writeln!(out, "  {:<32} {:>12}", "link frames per second", count(g.link_frames))?;
     let s = r.sessions.max(1.0);
     writeln!(
         out,
@@ -197,12 +198,13 @@ fn write_all(out: &mut String, fleet: &Fleet, target: &Target, figures: &Figures
     writeln!(out, "\nSession registry (Redis Cluster)")?;
     writeln!(
         out,
-        "  {}/s round trips, {}/s commands; lookups of placed users {}/s (a routed item, or a node's group receipts to one sender, finds its placement stale {} of the time), of users placed nowhere {}/s",
+        "  {}/s round trips, {}/s commands; lookups of placed users {}/s (a routed item, or a node's group receipts to one sender, finds its placement stale {} of the time), of users placed nowhere {}/s; peers' lease reads {}/s",
         count(reg.requests),
         count(reg.commands),
         count(reg.lookups),
         pct(reg.lookup_share),
-        count(reg.lookups_nowhere)
+        count(reg.lookups_nowhere),
+        count(reg.lease_reads)
     )?;
     writeln!(
         out,

@@ -43,6 +43,11 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
         "Fleet items waiting for their user's registry lookup (routing never waits for the registry).",
     ),
     (
+        "gateway_fleet_lookups_waiting",
+        "gauge",
+        "Registry lookups waiting for one of the node's 256 slots (a burst of users the cache does not know).",
+    ),
+    (
         "gateway_fleet_lookup_retries_total",
         "counter",
         "Lookups of a user with waiting items made again after one failed.",
@@ -145,6 +150,7 @@ pub(crate) struct FleetMetrics {
     pub(crate) cache_misses: AtomicU64,
     pub(crate) cache_users: AtomicU64,
     pub(crate) parked: AtomicU64,
+    pub(crate) lookups_waiting: AtomicU64,
     pub(crate) lookup_retries: AtomicU64,
     pub(crate) lookups_given_up: AtomicU64,
     pub(crate) misroutes: AtomicU64,
@@ -253,6 +259,7 @@ impl FleetMetrics {
                 "gateway_fleet_cache_misses_total" => get(&self.cache_misses),
                 "gateway_fleet_cache_users" => get(&self.cache_users),
                 "gateway_fleet_parked" => get(&self.parked),
+                "gateway_fleet_lookups_waiting" => get(&self.lookups_waiting),
                 "gateway_fleet_lookup_retries_total" => get(&self.lookup_retries),
                 "gateway_fleet_lookups_given_up_total" => get(&self.lookups_given_up),
                 "gateway_fleet_misroutes_total" => get(&self.misroutes),

@@ -21,6 +21,7 @@ mod confirms;
 mod inbound;
 mod lanes;
 mod lease;
+mod lookups;
 mod metrics;
 mod parked;
 mod presence;

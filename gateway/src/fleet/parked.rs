@@ -22,6 +22,9 @@ use protocol::UserId;
 /// placement at once (bounded memory while the registry is down).
 pub(super) const PARK_LIMIT: usize = 1 << 18;
 
+/// Users' room the map keeps when it empties after a burst.
+const KEPT_USERS: usize = 1024;
+
 /// The waits before each new lookup of a user whose lookup failed: 3.75 s
 /// in all (each lookup may also take up to `cluster.registry_timeout_ms`),
 /// past a Redis Cluster failover on loopback (node timeout 2 s, then the
@@ -92,6 +95,12 @@ impl<T> Parked<T> {
     pub(super) fn answered(&mut self, user: UserId) -> Vec<T> {
         let items = self.users.remove(&user).map(|waiting| waiting.items).unwrap_or_default();
         self.items -= items.len();
+        // A burst (a cold node, a registry failover) grew the map: its
+        // memory goes back once the burst is over, not at every empty
+        // moment of steady traffic.
+        if self.users.is_empty() && self.users.capacity() > KEPT_USERS {
+            self.users.shrink_to(KEPT_USERS);
+        }
         items
     }
 

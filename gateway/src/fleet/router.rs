@@ -22,6 +22,7 @@ use super::confirms::Confirms;
 use super::inbound::{FromLinks, Inbound, Misrouted};
 use super::lanes;
 use super::lease::{connect_retrying, Repairs, Waiting};
+use super::lookups::{self, Lookups, Purpose};
 use super::parked::{self, Failed, Parked};
 use super::{set_health, FleetMetrics, Parts, PerWorker};
 use crate::backend::ReplySink;
@@ -46,7 +47,8 @@ pub(super) type Calls = mpsc::UnboundedReceiver<(FleetCall, ReplySink<Ticket>)>;
 
 /// A lookup of a user's placements made on its own task: the user, when it
 /// was asked, and the answer.
-type Lookup = (UserId, Instant, Result<Vec<(DeviceId, Placement)>, routing_registry::RegistryError>);
+pub(super) type Lookup =
+    (UserId, Instant, Result<Vec<(DeviceId, Placement)>, routing_registry::RegistryError>);
 
 /// The fleet thread: connects to the registry (retrying while it is down),
 /// then serves until the node leaves.
@@ -103,7 +105,8 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel();
     let (lookups_tx, mut lookups) = mpsc::unbounded_channel();
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
-    let answers = Answers { refreshed: refreshed_tx, lookups: lookups_tx, reports: reports_tx };
+    let (due_tx, mut due) = mpsc::unbounded_channel();
+    let answers = Answers { refreshed: refreshed_tx, lookups: lookups_tx, reports: reports_tx, due: due_tx };
     let mut router = Router::new(&setup, registry.clone(), repairs.clone(), answers);
     let (replaces_tx, mut replaces) = mpsc::unbounded_channel();
     let lanes = lanes::start(&setup, &registry, &replaces_tx, &repairs);
@@ -121,6 +124,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
             Some(replaced) = replaces.recv() => router.replace(replaced).await,
             Some(refreshed) = refreshed.recv() => router.refreshed(refreshed),
             Some(answer) = lookups.recv() => router.looked_up(answer).await,
+            Some(user) = due.recv() => router.due(user),
             Some(report) = reports.recv() => router.report(report).await,
             Some((call, reply)) = calls.recv() => lanes.call(call, reply),
             _ = renew.tick() => router.renew().await,
@@ -161,24 +165,26 @@ pub(super) struct Router<C> {
     pub(super) metrics: Arc<FleetMetrics>,
     /// Users whose placements are being re-read in the background.
     refreshing: std::collections::HashSet<UserId>,
-    /// Where those re-reads answer (the main loop hands them back).
-    refreshed: mpsc::UnboundedSender<Lookup>,
     /// Items waiting for their user's lookup.
     parked: Parked<(FleetItem, Option<Tag>)>,
-    /// Where those lookups answer.
-    lookups: mpsc::UnboundedSender<Lookup>,
-    /// Where the links report tagged frames taken or shed, and hand back
-    /// the LIVE frames of a failed link.
-    reports: mpsc::UnboundedSender<Report>,
+    /// Lookups out, and those waiting for a slot.
+    pub(super) lookups: Lookups,
+    /// Where the router's tasks and its links answer.
+    pub(super) answers: Answers,
     /// The held SEND_ACKs whose frames are out.
     confirms: Confirms,
 }
 
 /// Where the router's own tasks and its links answer the main loop.
-struct Answers {
-    refreshed: mpsc::UnboundedSender<Lookup>,
-    lookups: mpsc::UnboundedSender<Lookup>,
-    reports: mpsc::UnboundedSender<Report>,
+pub(super) struct Answers {
+    /// Background re-reads of stale placements.
+    pub(super) refreshed: mpsc::UnboundedSender<Lookup>,
+    /// Lookups that items are parked behind.
+    pub(super) lookups: mpsc::UnboundedSender<Lookup>,
+    /// Tagged frames taken or shed, and a failed link's LIVE frames.
+    pub(super) reports: mpsc::UnboundedSender<Report>,
+    /// Lookups made again once their delay is over.
+    pub(super) due: mpsc::UnboundedSender<UserId>,
 }
 
 /// One node's share of a routed batch.
@@ -196,7 +202,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         setup: &Setup,
         registry: Registry<C>,
         repairs: Arc<std::sync::Mutex<Repairs>>,
-        Answers { refreshed, lookups, reports }: Answers,
+        answers: Answers,
     ) -> Self {
         Self {
             node: setup.node,
@@ -212,10 +218,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             repairs,
             metrics: setup.metrics.clone(),
             refreshing: std::collections::HashSet::new(),
-            refreshed,
             parked: Parked::default(),
-            lookups,
-            reports,
+            lookups: Lookups::default(),
+            answers,
             confirms: Confirms::default(),
         }
     }
@@ -299,7 +304,11 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 tag.into_iter().for_each(|tag| self.confirms.sent(tag));
                 if first {
                     self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-                    self.look_up(user, after, self.lookups.clone());
+                    if after.is_zero() {
+                        self.look_up(user, Purpose::Parked);
+                    } else {
+                        self.look_up_later(user, after);
+                    }
                 }
                 None
             }
@@ -311,6 +320,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     /// if it failed, it is made again later, or at last the items go
     /// without a placement.
     async fn looked_up(&mut self, (user, started, result): Lookup) {
+        self.lookup_finished();
         self.metrics.call(started, result.is_ok());
         let items = match result {
             Ok(devices) => {
@@ -321,7 +331,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 Failed::Retry(after) => {
                     tracing::debug!(%err, user = user.0, ?after, "fleet: lookup failed; trying again");
                     self.metrics.lookup_retries.fetch_add(1, Ordering::Relaxed);
-                    self.look_up(user, after, self.lookups.clone());
+                    self.look_up_later(user, after);
                     return;
                 }
                 Failed::GaveUp(items) => {
@@ -422,26 +432,14 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     fn refresh(&mut self, users: std::collections::HashSet<UserId>) {
         for user in users {
             if self.refreshing.insert(user) {
-                self.look_up(user, Duration::ZERO, self.refreshed.clone());
+                self.look_up(user, Purpose::Refresh);
             }
         }
     }
 
-    /// Looks `user` up after `after`, on its own task; the answer goes to
-    /// `answer` (the main loop hands it back).
-    fn look_up(&self, user: UserId, after: Duration, answer: mpsc::UnboundedSender<Lookup>) {
-        let registry = self.registry.clone();
-        tokio::spawn(async move {
-            if !after.is_zero() {
-                tokio::time::sleep(after).await;
-            }
-            let started = Instant::now();
-            let _ = answer.send((user, started, registry.lookup(user).await));
-        });
-    }
-
     /// A background re-read answered.
     fn refreshed(&mut self, (user, started, result): Lookup) {
+        self.lookup_finished();
         self.refreshing.remove(&user);
         self.metrics.call(started, result.is_ok());
         if let Ok(devices) = result {
@@ -461,17 +459,20 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         self.cache.insert(user, (started, devices));
     }
 
-    /// Looks `users` up in the registry, concurrently, and caches what it
-    /// finds; returns the users whose lookup answered (a failed one leaves
-    /// its user uncached).
+    /// Looks `users` up in the registry, [`lookups::IN_FLIGHT`] at a time,
+    /// and caches what it finds; returns the users whose lookup answered (a
+    /// failed one leaves its user uncached).
     pub(super) async fn resolve(&mut self, users: &[UserId]) -> std::collections::HashSet<UserId> {
         let mut answered = std::collections::HashSet::new();
-        let mut lookups = tokio::task::JoinSet::new();
-        for &user in users {
-            let registry = self.registry.clone();
-            lookups.spawn(async move { (user, Instant::now(), registry.lookup(user).await) });
-        }
-        while let Some(done) = lookups.join_next().await {
+        let mut out = tokio::task::JoinSet::new();
+        let mut users = users.iter().copied();
+        loop {
+            while out.len() < lookups::IN_FLIGHT {
+                let Some(user) = users.next() else { break };
+                let registry = self.registry.clone();
+                out.spawn(async move { (user, Instant::now(), registry.lookup(user).await) });
+            }
+            let Some(done) = out.join_next().await else { break };
             let Ok((user, started, result)) = done else { continue };
             self.metrics.call(started, result.is_ok());
             match result {
@@ -523,7 +524,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                 tracing::warn!(node = node.0, "fleet: no link address for a node the registry names");
                 return None;
             };
-            let peer = Peer::start(self.links.clone(), node.0, address, self.reports.clone());
+            let peer = Peer::start(self.links.clone(), node.0, address, self.answers.reports.clone());
             self.metrics.link_started(node.0, peer.stats_handle());
             self.peers.insert(node, peer);
         }
