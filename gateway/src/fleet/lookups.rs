@@ -8,7 +8,8 @@
 //! through the rest of the run. Now at most [`IN_FLIGHT`] are out; the
 //! rest wait here in order, a user id each (their items wait in `parked`),
 //! and a parked item's lookup goes before a background re-read of a stale
-//! placement.
+//! placement. (A relocation, `Router::resolve`, runs up to as many more of
+//! its own, and stops at its first failure.)
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;

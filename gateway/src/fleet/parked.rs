@@ -26,7 +26,8 @@ pub(super) const PARK_LIMIT: usize = 1 << 18;
 const KEPT_USERS: usize = 1024;
 
 /// The waits before each new lookup of a user whose lookup failed: 3.75 s
-/// in all (each lookup may also take up to `cluster.registry_timeout_ms`),
+/// in all (each lookup may also take up to `cluster.registry_timeout_ms`,
+/// and wait for one of the node's lookup slots: `lookups`),
 /// past a Redis Cluster failover on loopback (node timeout 2 s, then the
 /// election) and well within a node's lease.
 pub(super) const RETRY_AFTER: [Duration; 4] =

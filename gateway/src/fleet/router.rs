@@ -461,13 +461,17 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
 
     /// Looks `users` up in the registry, [`lookups::IN_FLIGHT`] at a time,
     /// and caches what it finds; returns the users whose lookup answered (a
-    /// failed one leaves its user uncached).
+    /// failed one leaves its user uncached). Once a lookup fails no more
+    /// are started: the router waits here, and a failing registry would
+    /// hold it for a timeout per round of lookups, past its own lease; the
+    /// callers park what did not answer, for the bounded lookups.
     pub(super) async fn resolve(&mut self, users: &[UserId]) -> std::collections::HashSet<UserId> {
         let mut answered = std::collections::HashSet::new();
         let mut out = tokio::task::JoinSet::new();
         let mut users = users.iter().copied();
+        let mut failed = false;
         loop {
-            while out.len() < lookups::IN_FLIGHT {
+            while !failed && out.len() < lookups::IN_FLIGHT {
                 let Some(user) = users.next() else { break };
                 let registry = self.registry.clone();
                 out.spawn(async move { (user, Instant::now(), registry.lookup(user).await) });
@@ -480,7 +484,10 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                     answered.insert(user);
                     self.remember(user, started, devices);
                 }
-                Err(err) => tracing::debug!(%err, user = user.0, "fleet: lookup failed"),
+                Err(err) => {
+                    failed = true;
+                    tracing::debug!(%err, user = user.0, "fleet: lookup failed");
+                }
             }
         }
         answered
