@@ -5,32 +5,160 @@
 //! user held by another node is answered by that node (PRESENCE_QUERY), or
 //! with "offline" when it is nowhere. Privacy holds as on one node: only
 //! what the user's own node lets watchers see is ever sent.
+//!
+//! The registry calls presence needs run in lanes, in order for one watched
+//! user and concurrently across users, never on the router's loop: before,
+//! the router made them inline, and a burst of subscriptions (a node's
+//! sessions coming back, each watching a chat peer: two round trips each)
+//! held every other node-bound item for as long as they took. What the
+//! calls find comes back to the router ([`Found`]), which sends the link
+//! frames.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use gateway_core::Class;
 use gateway_hub::{FleetItem, Remote};
-use protocol::{Frame, PresenceStatus, Timestamp, UserId};
+use protocol::{DeviceId, Frame, PresenceStatus, Timestamp, UserId};
 use routing::link::LinkFrame;
-use routing::Link as _;
+use routing::{Link as _, SessionRef};
 use routing_links::Lane;
-use routing_registry::{ConnectionLike, NodeId};
+use routing_registry::{ConnectionLike, NodeId, Placement, Registry, RegistryError};
+use tokio::sync::mpsc;
 
 use super::router::Router;
-use super::PerWorker;
+use super::{FleetMetrics, PerWorker};
+
+/// Presence registry calls run in this many lanes.
+const PRESENCE_LANES: usize = 8;
+
+/// What a presence item's registry calls found, for the router to act on.
+#[derive(Debug)]
+pub(super) enum Found {
+    /// Subscriber `to` watches `user`, who is not on this node: where the
+    /// user's devices are (looked up at `started`).
+    Holders {
+        user: UserId,
+        to: SessionRef,
+        started: Instant,
+        placements: Result<Vec<(DeviceId, Placement)>, RegistryError>,
+    },
+    /// `user`'s presence changed here: `frame` goes to the watchers on
+    /// `nodes`, and to this node's own watchers if `local` (an offline
+    /// that no other node's devices contradict).
+    Tell { user: UserId, frame: Frame, nodes: Vec<NodeId>, local: bool },
+}
+
+/// The presence lanes' inputs, one per lane.
+pub(super) struct PresenceLanes(Vec<mpsc::UnboundedSender<FleetItem>>);
+
+impl PresenceLanes {
+    /// Queues a presence item on its watched user's lane.
+    pub(super) fn push(&self, item: FleetItem) {
+        let user = match &item {
+            FleetItem::Watch { user, .. } | FleetItem::Unwatch(user) | FleetItem::Presence { user, .. } => {
+                *user
+            }
+            FleetItem::Live { .. } | FleetItem::ToUser { .. } => return,
+        };
+        // Any stable spread will do: user ids are not chosen by clients.
+        let lane = (user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % PRESENCE_LANES;
+        if let Some(lane) = self.0.get(lane) {
+            let _ = lane.send(item);
+        }
+    }
+}
+
+/// Starts the presence lanes of node `node`; what they find goes to `found`.
+pub(super) fn start<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    node: NodeId,
+    registry: &Registry<C>,
+    metrics: &Arc<FleetMetrics>,
+    found: &mpsc::UnboundedSender<Found>,
+) -> PresenceLanes {
+    let lanes = (0..PRESENCE_LANES)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<FleetItem>();
+            let (registry, metrics, found) = (registry.clone(), metrics.clone(), found.clone());
+            tokio::spawn(async move {
+                while let Some(item) = rx.recv().await {
+                    if let Some(what) = calls(node, &registry, &metrics, item).await {
+                        let _ = found.send(what);
+                    }
+                }
+            });
+            tx
+        })
+        .collect();
+    PresenceLanes(lanes)
+}
+
+/// The registry calls of one presence item.
+async fn calls<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    node: NodeId,
+    registry: &Registry<C>,
+    metrics: &FleetMetrics,
+    item: FleetItem,
+) -> Option<Found> {
+    match item {
+        FleetItem::Watch { user, answer } => {
+            let started = Instant::now();
+            let watched = registry.watch(user, node).await;
+            metrics.call(started, watched.is_ok());
+            let to = answer?;
+            let started = Instant::now();
+            let placements = registry.lookup(user).await;
+            metrics.call(started, placements.is_ok());
+            Some(Found::Holders { user, to, started, placements })
+        }
+        FleetItem::Unwatch(user) => {
+            let started = Instant::now();
+            let unwatched = registry.unwatch(user, node).await;
+            metrics.call(started, unwatched.is_ok());
+            None
+        }
+        FleetItem::Presence { user, frame, offline } => {
+            if offline {
+                let started = Instant::now();
+                let placements = registry.lookup(user).await;
+                metrics.call(started, placements.is_ok());
+                // A failed lookup counts as nowhere: the offline goes out.
+                if placements.unwrap_or_default().iter().any(|(_, placement)| placement.node != node) {
+                    // Still online on another node: nobody hears "offline".
+                    metrics.presence_suppressed.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+            }
+            let started = Instant::now();
+            let watching = registry.watching(user).await;
+            metrics.call(started, watching.is_ok());
+            let nodes = watching.unwrap_or_default().into_iter().filter(|n| *n != node).collect();
+            Some(Found::Tell { user, frame, nodes, local: offline })
+        }
+        FleetItem::Live { .. } | FleetItem::ToUser { .. } => None,
+    }
+}
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
-    /// A presence item of a worker's batch.
-    pub(super) async fn presence(&mut self, item: FleetItem) {
-        match item {
-            FleetItem::Watch { user, answer } => {
-                let started = Instant::now();
-                let watched = self.registry.watch(user, self.node).await;
-                self.metrics.call(started, watched.is_ok());
-                let Some(to) = answer else { return };
-                let holder = self.holders(user).await.into_iter().next();
+    /// What a presence lane found: the link frames and local frames it
+    /// calls for.
+    pub(super) async fn found(&mut self, found: Found) {
+        match found {
+            Found::Holders { user, to, started, placements } => {
+                // A failed lookup leaves the user uncached: no node is
+                // asked, and the subscriber hears "offline".
+                let holder = match placements {
+                    Ok(devices) => {
+                        let holder =
+                            devices.iter().map(|(_, placement)| placement.node).find(|n| *n != self.node);
+                        // The subscriber's node is likely to message the
+                        // user next: its placement is kept.
+                        self.remember(user, started, devices);
+                        holder
+                    }
+                    Err(_) => None,
+                };
                 match holder {
                     Some(node) => {
                         if let Some(peer) = self.peer(node).await {
@@ -53,53 +181,23 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                     }
                 }
             }
-            FleetItem::Unwatch(user) => {
-                let started = Instant::now();
-                let unwatched = self.registry.unwatch(user, self.node).await;
-                self.metrics.call(started, unwatched.is_ok());
-            }
-            FleetItem::Presence { user, frame, offline } => {
-                if offline {
-                    if !self.holders(user).await.is_empty() {
-                        // Still online on another node: nobody hears "offline".
-                        self.metrics.presence_suppressed.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
+            Found::Tell { user, frame, nodes, local } => {
+                if local {
                     self.tell_local_watchers(user, &frame);
                 }
                 let Ok(bytes) = frame.to_bytes() else { return };
-                let started = Instant::now();
-                let watching = self.registry.watching(user).await;
-                self.metrics.call(started, watching.is_ok());
-                for node in watching.unwrap_or_default() {
-                    if node != self.node {
-                        self.answer_watchers(node, user, bytes.clone()).await;
-                    }
+                for node in nodes {
+                    self.answer_watchers(node, user, bytes.clone()).await;
                 }
             }
-            FleetItem::Live { .. } | FleetItem::ToUser { .. } => {}
         }
     }
 
     /// Sends `frame` (a PRESENCE of `user`) to the watchers on `node`.
-    pub(super) async fn answer_watchers(&mut self, node: NodeId, user: UserId, frame: Bytes) {
+    pub(super) async fn answer_watchers(&mut self, node: NodeId, user: UserId, frame: bytes::Bytes) {
         if let Some(peer) = self.peer(node).await {
             peer.send(Lane::Ephemeral, &LinkFrame::Watchers { frame, users: vec![user] });
         }
-    }
-
-    /// The other nodes that hold a device of `user` now (looked up afresh).
-    async fn holders(&mut self, user: UserId) -> Vec<NodeId> {
-        self.cache.remove(&user);
-        // A failed lookup leaves the user uncached: no node is asked.
-        self.resolve(&[user]).await;
-        let mut nodes: Vec<NodeId> = Vec::new();
-        for (_, placement) in self.cached(user).unwrap_or_default() {
-            if placement.node != self.node && !nodes.contains(&placement.node) {
-                nodes.push(placement.node);
-            }
-        }
-        nodes
     }
 
     /// This node's watchers of `user` get `frame`.

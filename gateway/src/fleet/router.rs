@@ -24,6 +24,7 @@ use super::lanes;
 use super::lease::{connect_retrying, Repairs, Waiting};
 use super::lookups::{self, Lookups, Purpose};
 use super::parked::{self, Failed, Parked};
+use super::presence::{self, PresenceLanes};
 use super::{set_health, FleetMetrics, Parts, PerWorker};
 use crate::backend::ReplySink;
 
@@ -107,7 +108,9 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let (due_tx, mut due) = mpsc::unbounded_channel();
     let answers = Answers { refreshed: refreshed_tx, lookups: lookups_tx, reports: reports_tx, due: due_tx };
-    let mut router = Router::new(&setup, registry.clone(), repairs.clone(), answers);
+    let (found_tx, mut found) = mpsc::unbounded_channel();
+    let presence = presence::start(setup.node, &registry, &setup.metrics, &found_tx);
+    let mut router = Router::new(&setup, registry.clone(), repairs.clone(), answers, presence);
     let (replaces_tx, mut replaces) = mpsc::unbounded_channel();
     let lanes = lanes::start(&setup, &registry, &replaces_tx, &repairs);
     let renew_every = setup.registry.lease / 3;
@@ -125,6 +128,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
             Some(refreshed) = refreshed.recv() => router.refreshed(refreshed),
             Some(answer) = lookups.recv() => router.looked_up(answer).await,
             Some(user) = due.recv() => router.due(user),
+            Some(found) = found.recv() => router.found(found).await,
             Some(report) = reports.recv() => router.report(report).await,
             Some((call, reply)) = calls.recv() => lanes.call(call, reply),
             _ = renew.tick() => router.renew().await,
@@ -171,6 +175,8 @@ pub(super) struct Router<C> {
     pub(super) lookups: Lookups,
     /// Where the router's tasks and its links answer.
     pub(super) answers: Answers,
+    /// Where presence items go for their registry calls.
+    presence: PresenceLanes,
     /// The held SEND_ACKs whose frames are out.
     confirms: Confirms,
 }
@@ -203,6 +209,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
         registry: Registry<C>,
         repairs: Arc<std::sync::Mutex<Repairs>>,
         answers: Answers,
+        presence: PresenceLanes,
     ) -> Self {
         Self {
             node: setup.node,
@@ -221,6 +228,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             parked: Parked::default(),
             lookups: Lookups::default(),
             answers,
+            presence,
             confirms: Confirms::default(),
         }
     }
@@ -351,8 +359,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     }
 
     /// Sends routable items where the cache places their devices (a LIVE
-    /// to no placement, or to this node, becomes a push note), then handles
-    /// the presence items.
+    /// to no placement, or to this node, becomes a push note), and the
+    /// presence items to their lanes (`presence`).
     async fn dispatch(&mut self, items: Vec<(FleetItem, Option<Tag>)>) {
         let mut nodes: HashMap<NodeId, NodeBatch> = HashMap::new();
         let mut presence = Vec::new();
@@ -407,7 +415,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
             self.send(node, batch).await;
         }
         for item in presence {
-            self.presence(item).await;
+            self.presence.push(item);
         }
     }
 
@@ -449,7 +457,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
 
     /// Caches `user`'s placements as looked up at `started`, unless a
     /// lookup made since (a miss, a misroute) cached fresher ones.
-    fn remember(&mut self, user: UserId, started: Instant, devices: Vec<(DeviceId, Placement)>) {
+    pub(super) fn remember(&mut self, user: UserId, started: Instant, devices: Vec<(DeviceId, Placement)>) {
         if self.cache.get(&user).is_some_and(|(at, _)| *at > started) {
             return;
         }

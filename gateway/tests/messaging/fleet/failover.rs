@@ -52,6 +52,29 @@ async fn redis_killed_and_restarted_mid_traffic_loses_nothing() {
     assert!(late >= 1.0, "C (and the fenced nodes' sessions) placed again: {late}");
 }
 
+/// Presence's registry calls never hold the router: with the registry
+/// frozen, subscriptions on node 0 (a watch and a lookup each, each
+/// waiting out the 500 ms registry timeout) do not delay a message to a
+/// device whose placement node 0 has cached. Before, the router made those
+/// calls inline: 20 subscriptions held it for about 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_registry_holds_presence_not_the_messages_beside_it() {
+    let mut fleet = Fleet::start(Kind::Single, 2);
+    let mut a = fleet.connect(0, 1, 1).await;
+    let mut b = fleet.connect(1, 2, 1).await;
+    send_acked(&mut a, 2, "warm").await;
+    assert_eq!(deliveries(&mut b, 1).await[0].payload.bytes().as_ref(), b"warm");
+    fleet.redis_server().freeze(true);
+    for user in 100..120 {
+        a.presence_subscribe(UserId(user)).await.unwrap();
+    }
+    a.send(Conversation::Direct(UserId(2)), payload("beside")).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), deliveries(&mut b, 1)).await;
+    fleet.redis_server().freeze(false);
+    let got = got.expect("a message waited for presence's registry calls");
+    assert_eq!(got[0].payload.bytes().as_ref(), b"beside");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_whose_lookup_failed_reaches_the_live_device_once_the_registry_answers() {
     let mut fleet = Fleet::start(Kind::Single, 2);
