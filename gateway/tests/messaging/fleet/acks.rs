@@ -70,14 +70,18 @@ async fn messages_whose_node_died_before_their_send_ack_reach_the_live_recipient
     // Every message stored, the first ones written to the link, the last
     // ones still queued on A's node when it dies: only A's resends can
     // announce those to B, which sees no gap (nothing follows them).
+    // Wait until entries stay queued (the link's credit is spent), not for
+    // a batch passing through the queue on its way to the socket.
     let queued = "gateway_fleet_link_queue_bytes{peer=\"2\"}";
+    let mut stuck = 0;
     for _ in 0..500 {
-        if fleet.node(0).metric(queued) > 0.0 {
+        stuck = if fleet.node(0).metric(queued) > 0.0 { stuck + 1 } else { 0 };
+        if stuck == 5 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(fleet.node(0).metric(queued) > 0.0, "some entries wait on A's node, unwritten");
+    assert_eq!(stuck, 5, "some entries wait on A's node, unwritten");
     assert_eq!(fleet.node(0).metric("gateway_send_acks_unconfirmed_total"), 0.0);
     fleet.nodes[0].0.kill9();
     fleet.node(1).signal("-CONT");
