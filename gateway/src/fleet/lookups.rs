@@ -9,9 +9,11 @@
 //! rest wait here in order, a user id each (their items wait in `parked`),
 //! and a parked item's lookup goes before a background re-read of a stale
 //! placement. (A relocation, `Router::resolve`, runs up to as many more of
-//! its own, and stops at its first failure.)
+//! its own, and stops at its first failure.) A failed lookup's retry waits
+//! in one timer queue here, not in a task of its own.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -35,12 +37,16 @@ pub(super) enum Purpose {
     Refresh,
 }
 
-/// Lookups out, and those waiting for a slot (sans IO).
+/// Lookups out, those waiting for a slot, and those waiting out a delay
+/// after a failure (sans IO: the caller passes the time).
 #[derive(Debug, Default)]
 pub(super) struct Lookups {
     in_flight: usize,
     parked: VecDeque<UserId>,
     refresh: VecDeque<UserId>,
+    /// (due, user id): one timer for all of them, not a task each (a
+    /// registry failover fails every lookup a node has out).
+    later: BinaryHeap<Reverse<(Instant, u64)>>,
 }
 
 impl Lookups {
@@ -75,6 +81,29 @@ impl Lookups {
         self.parked.len() + self.refresh.len()
     }
 
+    /// `user`'s lookup is to be made again at `at`.
+    pub(super) fn later(&mut self, user: UserId, at: Instant) {
+        self.later.push(Reverse((at, user.0)));
+    }
+
+    /// When the next delayed lookup is due, if any is.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.later.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The delayed lookups due by `now`, earliest first.
+    pub(super) fn due(&mut self, now: Instant) -> Vec<UserId> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, user))) = self.later.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.later.pop();
+            due.push(UserId(user));
+        }
+        due
+    }
+
     /// Gives the queues' memory back once they are empty (a burst grew
     /// them).
     fn shrink(&mut self) {
@@ -97,18 +126,22 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     }
 
     /// Looks `user` up again after `after` (its last lookup failed; its
-    /// items stay parked): the main loop hands it to [`Router::due`].
-    pub(super) fn look_up_later(&self, user: UserId, after: Duration) {
-        let due = self.answers.due.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = due.send(user);
-        });
+    /// items stay parked): the main loop calls [`Router::due`] at
+    /// [`Router::next_due`].
+    pub(super) fn look_up_later(&mut self, user: UserId, after: Duration) {
+        self.lookups.later(user, Instant::now() + after);
     }
 
-    /// A lookup delayed by [`Router::look_up_later`] is due.
-    pub(super) fn due(&mut self, user: UserId) {
-        self.look_up(user, Purpose::Parked);
+    /// When the main loop is to call [`Router::due`], if ever.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.lookups.next_due()
+    }
+
+    /// The delayed lookups that are due are made (or wait for a slot).
+    pub(super) fn due(&mut self) {
+        for user in self.lookups.due(Instant::now()) {
+            self.look_up(user, Purpose::Parked);
+        }
     }
 
     /// A lookup answered (whatever it said): the next waiting one starts.
@@ -138,6 +171,22 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delayed_lookups_come_due_in_time_order() {
+        let mut lookups = Lookups::default();
+        let t0 = Instant::now();
+        assert_eq!(lookups.next_due(), None);
+        lookups.later(UserId(1), t0 + Duration::from_millis(500));
+        lookups.later(UserId(2), t0 + Duration::from_millis(250));
+        lookups.later(UserId(3), t0 + Duration::from_millis(250));
+        assert_eq!(lookups.next_due(), Some(t0 + Duration::from_millis(250)));
+        assert!(lookups.due(t0).is_empty());
+        assert_eq!(lookups.due(t0 + Duration::from_millis(300)), [UserId(2), UserId(3)]);
+        assert_eq!(lookups.next_due(), Some(t0 + Duration::from_millis(500)));
+        assert_eq!(lookups.due(t0 + Duration::from_secs(1)), [UserId(1)]);
+        assert_eq!(lookups.next_due(), None);
+    }
 
     #[test]
     fn past_the_bound_lookups_wait_and_start_one_per_answer_parked_items_first() {

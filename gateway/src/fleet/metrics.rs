@@ -78,6 +78,11 @@ pub(crate) const NAMES: &[(&str, &str, &str)] = &[
         "Offline announcements not made: the user's last device left this node, but it is online on another.",
     ),
     (
+        "gateway_fleet_presence_shed_total",
+        "counter",
+        "Presence items (watch, unwatch, change) dropped because their lane held 65,536 waiting for the registry.",
+    ),
+    (
         "gateway_fleet_placed_late_total",
         "counter",
         "Sessions placed in the registry after they connected (it was down, or the node was fenced), then resynced.",
@@ -158,6 +163,7 @@ pub(crate) struct FleetMetrics {
     pub(crate) fenced: AtomicU64,
     pub(crate) placed_late: AtomicU64,
     pub(crate) presence_suppressed: AtomicU64,
+    pub(crate) presence_shed: AtomicU64,
     pub(crate) peers: AtomicU64,
     pub(crate) bad_frames: AtomicU64,
     pub(crate) inbound_waits: AtomicU64,
@@ -267,6 +273,7 @@ impl FleetMetrics {
                 "gateway_fleet_fenced_total" => get(&self.fenced),
                 "gateway_fleet_placed_late_total" => get(&self.placed_late),
                 "gateway_fleet_presence_suppressed_total" => get(&self.presence_suppressed),
+                "gateway_fleet_presence_shed_total" => get(&self.presence_shed),
                 "gateway_fleet_peers" => get(&self.peers),
                 "gateway_fleet_bad_frames_total" => get(&self.bad_frames),
                 "gateway_fleet_inbound_waits_total" => get(&self.inbound_waits),

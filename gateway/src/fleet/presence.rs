@@ -7,12 +7,16 @@
 //! what the user's own node lets watchers see is ever sent.
 //!
 //! The registry calls presence needs run in lanes, in order for one watched
-//! user and concurrently across users, never on the router's loop: before,
+//! user and concurrently across users, not on the router's loop (only a
+//! first dial of a node reads its link address there): before,
 //! the router made them inline, and a burst of subscriptions (a node's
 //! sessions coming back, each watching a chat peer: two round trips each)
 //! held every other node-bound item for as long as they took. What the
 //! calls find comes back to the router ([`Found`]), which sends the link
-//! frames.
+//! frames. A lane holds at most [`LANE_ITEMS`] items: past that (the
+//! registry down for minutes) an item is shed and counted
+//! (`gateway_fleet_presence_shed_total`); a watch shed so is lost until its
+//! session subscribes again (at its next connection).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,6 +37,9 @@ use super::{FleetMetrics, PerWorker};
 /// Presence registry calls run in this many lanes.
 const PRESENCE_LANES: usize = 8;
 
+/// Items one lane holds at most.
+const LANE_ITEMS: usize = 1 << 16;
+
 /// What a presence item's registry calls found, for the router to act on.
 #[derive(Debug)]
 pub(super) enum Found {
@@ -50,8 +57,8 @@ pub(super) enum Found {
     Tell { user: UserId, frame: Frame, nodes: Vec<NodeId>, local: bool },
 }
 
-/// The presence lanes' inputs, one per lane.
-pub(super) struct PresenceLanes(Vec<mpsc::UnboundedSender<FleetItem>>);
+/// The presence lanes' inputs, one per lane, and the node's metrics.
+pub(super) struct PresenceLanes(Vec<mpsc::Sender<FleetItem>>, Arc<FleetMetrics>);
 
 impl PresenceLanes {
     /// Queues a presence item on its watched user's lane.
@@ -63,9 +70,18 @@ impl PresenceLanes {
             FleetItem::Live { .. } | FleetItem::ToUser { .. } => return,
         };
         // Any stable spread will do: user ids are not chosen by clients.
-        let lane = (user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % PRESENCE_LANES;
-        if let Some(lane) = self.0.get(lane) {
-            let _ = lane.send(item);
+        let lane = (user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) as usize % PRESENCE_LANES;
+        let Some(lane) = self.0.get(lane) else { return };
+        match lane.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.1.presence_shed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // Only a panic ends a lane: say so, once per item lost.
+                self.1.presence_shed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(user = user.0, "fleet: a presence lane is gone; its items are lost");
+            }
         }
     }
 }
@@ -79,44 +95,43 @@ pub(super) fn start<C: ConnectionLike + Clone + Send + Sync + 'static>(
 ) -> PresenceLanes {
     let lanes = (0..PRESENCE_LANES)
         .map(|_| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<FleetItem>();
+            let (tx, mut rx) = mpsc::channel::<FleetItem>(LANE_ITEMS);
             let (registry, metrics, found) = (registry.clone(), metrics.clone(), found.clone());
             tokio::spawn(async move {
                 while let Some(item) = rx.recv().await {
-                    if let Some(what) = calls(node, &registry, &metrics, item).await {
-                        let _ = found.send(what);
-                    }
+                    calls(node, &registry, &metrics, item, &found).await;
                 }
             });
             tx
         })
         .collect();
-    PresenceLanes(lanes)
+    PresenceLanes(lanes, metrics.clone())
 }
 
-/// The registry calls of one presence item.
+/// The registry calls of one presence item; what they find goes to
+/// `found` (the router has exited if that fails: nothing is left to do).
 async fn calls<C: ConnectionLike + Clone + Send + Sync + 'static>(
     node: NodeId,
     registry: &Registry<C>,
     metrics: &FleetMetrics,
     item: FleetItem,
-) -> Option<Found> {
+    found: &mpsc::UnboundedSender<Found>,
+) {
     match item {
         FleetItem::Watch { user, answer } => {
             let started = Instant::now();
             let watched = registry.watch(user, node).await;
             metrics.call(started, watched.is_ok());
-            let to = answer?;
+            let Some(to) = answer else { return };
             let started = Instant::now();
             let placements = registry.lookup(user).await;
             metrics.call(started, placements.is_ok());
-            Some(Found::Holders { user, to, started, placements })
+            let _ = found.send(Found::Holders { user, to, started, placements });
         }
         FleetItem::Unwatch(user) => {
             let started = Instant::now();
             let unwatched = registry.unwatch(user, node).await;
             metrics.call(started, unwatched.is_ok());
-            None
         }
         FleetItem::Presence { user, frame, offline } => {
             if offline {
@@ -127,16 +142,22 @@ async fn calls<C: ConnectionLike + Clone + Send + Sync + 'static>(
                 if placements.unwrap_or_default().iter().any(|(_, placement)| placement.node != node) {
                     // Still online on another node: nobody hears "offline".
                     metrics.presence_suppressed.fetch_add(1, Ordering::Relaxed);
-                    return None;
+                    return;
                 }
+                // This node's watchers hear it now, not after the next call.
+                let _ =
+                    found.send(Found::Tell { user, frame: frame.clone(), nodes: Vec::new(), local: true });
             }
             let started = Instant::now();
             let watching = registry.watching(user).await;
             metrics.call(started, watching.is_ok());
-            let nodes = watching.unwrap_or_default().into_iter().filter(|n| *n != node).collect();
-            Some(Found::Tell { user, frame, nodes, local: offline })
+            let nodes: Vec<NodeId> =
+                watching.unwrap_or_default().into_iter().filter(|n| *n != node).collect();
+            if !nodes.is_empty() {
+                let _ = found.send(Found::Tell { user, frame, nodes, local: false });
+            }
         }
-        FleetItem::Live { .. } | FleetItem::ToUser { .. } => None,
+        FleetItem::Live { .. } | FleetItem::ToUser { .. } => {}
     }
 }
 
@@ -146,8 +167,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     pub(super) async fn found(&mut self, found: Found) {
         match found {
             Found::Holders { user, to, started, placements } => {
-                // A failed lookup leaves the user uncached: no node is
-                // asked, and the subscriber hears "offline".
+                // A failed lookup: no node is asked, the subscriber hears
+                // "offline", and the user's cached placements go (they may
+                // be why: the next item looks the user up afresh).
                 let holder = match placements {
                     Ok(devices) => {
                         let holder =
@@ -157,7 +179,10 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
                         self.remember(user, started, devices);
                         holder
                     }
-                    Err(_) => None,
+                    Err(_) => {
+                        self.cache.remove(&user);
+                        None
+                    }
                 };
                 match holder {
                     Some(node) => {

@@ -106,8 +106,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel();
     let (lookups_tx, mut lookups) = mpsc::unbounded_channel();
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
-    let (due_tx, mut due) = mpsc::unbounded_channel();
-    let answers = Answers { refreshed: refreshed_tx, lookups: lookups_tx, reports: reports_tx, due: due_tx };
+    let answers = Answers { refreshed: refreshed_tx, lookups: lookups_tx, reports: reports_tx };
     let (found_tx, mut found) = mpsc::unbounded_channel();
     let presence = presence::start(setup.node, &registry, &setup.metrics, &found_tx);
     let mut router = Router::new(&setup, registry.clone(), repairs.clone(), answers, presence);
@@ -118,6 +117,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     // After a pause (SIGSTOP, a stall) one renewal, not a burst of them.
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
+        let next_due = router.next_due();
         tokio::select! {
             Some(batch) = batches.recv() => router.route(batch).await,
             Some(work) = from_links.recv() => match work {
@@ -127,7 +127,7 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
             Some(replaced) = replaces.recv() => router.replace(replaced).await,
             Some(refreshed) = refreshed.recv() => router.refreshed(refreshed),
             Some(answer) = lookups.recv() => router.looked_up(answer).await,
-            Some(user) = due.recv() => router.due(user),
+            () = until(next_due) => router.due(),
             Some(found) = found.recv() => router.found(found).await,
             Some(report) = reports.recv() => router.report(report).await,
             Some((call, reply)) = calls.recv() => lanes.call(call, reply),
@@ -189,8 +189,14 @@ pub(super) struct Answers {
     pub(super) lookups: mpsc::UnboundedSender<Lookup>,
     /// Tagged frames taken or shed, and a failed link's LIVE frames.
     pub(super) reports: mpsc::UnboundedSender<Report>,
-    /// Lookups made again once their delay is over.
-    pub(super) due: mpsc::UnboundedSender<UserId>,
+}
+
+/// Returns at `at`, or never.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One node's share of a routed batch.

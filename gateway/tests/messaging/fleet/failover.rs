@@ -73,6 +73,17 @@ async fn a_stalled_registry_holds_presence_not_the_messages_beside_it() {
     fleet.redis_server().freeze(false);
     let got = got.expect("a message waited for presence's registry calls");
     assert_eq!(got[0].payload.bytes().as_ref(), b"beside");
+    // And presence still answers every subscription: offline (nowhere, or
+    // its lookup timed out while the registry was frozen).
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 20 {
+        let user = wait_for(&mut a, |event| match event {
+            Event::Presence(p) if (100..120).contains(&p.user.0) => Some(p.user.0),
+            _ => None,
+        })
+        .await;
+        answered.insert(user);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
