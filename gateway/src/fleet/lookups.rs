@@ -156,14 +156,10 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Router<C> {
     /// Starts a lookup of `user` on its own task; the answer comes back
     /// through the main loop.
     fn start_lookup(&self, user: UserId, purpose: Purpose) {
-        let registry = self.registry.clone();
-        let answer = match purpose {
-            Purpose::Parked => self.answers.lookups.clone(),
-            Purpose::Refresh => self.answers.refreshed.clone(),
-        };
+        let (registry, answer) = (self.registry.clone(), self.answers.lookups.clone());
         tokio::spawn(async move {
             let started = Instant::now();
-            let _ = answer.send((user, started, registry.lookup(user).await));
+            let _ = answer.send((purpose, (user, started, registry.lookup(user).await)));
         });
     }
 }

@@ -103,10 +103,9 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
     let inbound = Arc::new(Inbound::new(&setup, from_links_tx));
     tokio::spawn(routing_links::serve(listener, setup.links.clone(), inbound, metrics.inbound.clone()));
     let Waiting { mut batches, mut calls, repairs } = waiting;
-    let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel();
     let (lookups_tx, mut lookups) = mpsc::unbounded_channel();
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
-    let answers = Answers { refreshed: refreshed_tx, lookups: lookups_tx, reports: reports_tx };
+    let answers = Answers { lookups: lookups_tx, reports: reports_tx };
     let (found_tx, mut found) = mpsc::unbounded_channel();
     let presence = presence::start(setup.node, &registry, &setup.metrics, &found_tx);
     let mut router = Router::new(&setup, registry.clone(), repairs.clone(), answers, presence);
@@ -125,8 +124,10 @@ async fn serve<C: ConnectionLike + Clone + Send + Sync + 'static>(
                 FromLinks::Answer { node, user, frame } => router.answer_watchers(NodeId(node), user, frame).await,
             },
             Some(replaced) = replaces.recv() => router.replace(replaced).await,
-            Some(refreshed) = refreshed.recv() => router.refreshed(refreshed),
-            Some(answer) = lookups.recv() => router.looked_up(answer).await,
+            Some((purpose, answer)) = lookups.recv() => match purpose {
+                Purpose::Parked => router.looked_up(answer).await,
+                Purpose::Refresh => router.refreshed(answer),
+            },
             () = until(next_due) => router.due(),
             Some(found) = found.recv() => router.found(found).await,
             Some(report) = reports.recv() => router.report(report).await,
@@ -183,10 +184,8 @@ pub(super) struct Router<C> {
 
 /// Where the router's own tasks and its links answer the main loop.
 pub(super) struct Answers {
-    /// Background re-reads of stale placements.
-    pub(super) refreshed: mpsc::UnboundedSender<Lookup>,
-    /// Lookups that items are parked behind.
-    pub(super) lookups: mpsc::UnboundedSender<Lookup>,
+    /// Lookups, by what they are for.
+    pub(super) lookups: mpsc::UnboundedSender<(Purpose, Lookup)>,
     /// Tagged frames taken or shed, and a failed link's LIVE frames.
     pub(super) reports: mpsc::UnboundedSender<Report>,
 }
