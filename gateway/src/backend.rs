@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::driver::Waker;
 use anyhow::{Context, Result};
 use backend_push::{ProviderConfig, Push, PushApi, PushConfig as EmbeddedPushConfig};
 use backend_rpc::{RemotePush, RemotePushConfig, RemoteStore, RemoteStoreConfig};
 use backend_store::{Done, Durability, Request, Response, Store, StoreApi, StoreConfig, StoreError};
 use crossbeam_channel::{Receiver, Sender};
 use gateway_admin::Render;
-use mio::Waker;
 
 use crate::config::{self, BackendMode, Config};
 

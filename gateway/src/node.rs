@@ -28,13 +28,13 @@ use gateway_auth::{keys, Signer, Verifier};
 use gateway_core::{Config as SessionConfig, Limits, RateLimit};
 use gateway_tls::Reloadable;
 use gateway_ws::HandshakeConfig;
-use mio::{Poll, Waker};
 use protocol::Decoder;
 
 use crate::backend::{reply_channel, Backend};
-use crate::config::Config;
-use crate::driver::epoll::Worker;
-use crate::driver::{Command, Inbox, Listen, Reconfigure, Route, Shared};
+use crate::config::{Config, Driver};
+use crate::driver::{
+    self, epoll, uring, Command, Core, Inbox, Listen, Reconfigure, Route, Shared, Waker, Worker,
+};
 use crate::fds;
 use crate::fleet::Fleet;
 
@@ -74,17 +74,14 @@ impl Node {
         let wss = config.listen.wss_addr()?;
         let tls = wss.map(|_| load_tls(config)).transpose()?;
 
+        let driver = driver::choose(config.node.driver, config.node.driver_required)?;
         let backend = Backend::start(config)?;
         let workers = config.worker_threads();
-        let mut polls = Vec::with_capacity(workers);
         let mut inboxes = Vec::with_capacity(workers);
         let mut receivers = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let poll = Poll::new().context("creating a poll")?;
-            let waker =
-                Arc::new(Waker::new(poll.registry(), Worker::waker_token()).context("creating a waker")?);
+            let waker = Arc::new(Waker::new().context("creating a waker (eventfd)")?);
             let (sender, receiver) = crossbeam_channel::bounded(config.limits.worker_inbox);
-            polls.push(poll);
             inboxes.push(Inbox { sender, waker });
             receivers.push(receiver);
         }
@@ -144,7 +141,13 @@ impl Node {
             wss,
             backlog: i32::try_from(config.listen.backlog).unwrap_or(i32::MAX),
         };
-        let parts = Workers { polls, receivers, registry: &registry, pin: config.node.pin_workers };
+        let parts = Workers {
+            driver,
+            uring: uring_sizes(config),
+            receivers,
+            registry: &registry,
+            pin: config.node.pin_workers,
+        };
         let threads = spawn_workers(parts, &shared, &mut listen)?;
         let ready = Arc::new(AtomicBool::new(true));
         let admin_addr = config.listen.admin_addr()?;
@@ -153,7 +156,7 @@ impl Node {
         notify_systemd("READY=1");
         let wss = listen.wss.map(|wss| wss.to_string());
         tracing::info!(
-            listen = %listen.ws, wss, admin = %admin.local_addr(), workers, max_connections,
+            listen = %listen.ws, wss, admin = %admin.local_addr(), workers, ?driver, max_connections,
             fd_reserve = fds::FD_RESERVE, "gateway node ready"
         );
         Ok(Self {
@@ -332,9 +335,11 @@ impl Node {
     }
 }
 
-/// The workers' polls and inbox receivers, before their threads start.
+/// The workers' driver and inbox receivers, before their threads start.
 struct Workers<'a> {
-    polls: Vec<Poll>,
+    driver: Driver,
+    /// The rings' sizes, with the io_uring driver.
+    uring: gateway_uring::Sizes,
     receivers: Vec<crossbeam_channel::Receiver<Command>>,
     registry: &'a Registry,
     /// Pin each worker thread to a core.
@@ -345,21 +350,31 @@ struct Workers<'a> {
 /// with the ports the first worker bound (port 0: it picks them, the others
 /// share them).
 fn spawn_workers(
-    Workers { polls, receivers, registry, pin }: Workers<'_>,
+    Workers { driver, uring, receivers, registry, pin }: Workers<'_>,
     shared: &Shared,
     listen: &mut Listen,
 ) -> Result<Vec<JoinHandle<std::io::Result<()>>>> {
-    let mut threads = Vec::with_capacity(polls.len());
+    let mut threads = Vec::with_capacity(receivers.len());
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    for (index, (poll, receiver)) in polls.into_iter().zip(receivers).enumerate() {
+    for (index, receiver) in receivers.into_iter().enumerate() {
         let metrics = registry.worker(index).cloned().context("worker metrics")?;
         let waker = shared.inboxes.get(index).map(|inbox| inbox.waker.clone()).context("worker waker")?;
+        let fd = waker.raw_fd();
         let replies = reply_channel(waker);
-        let worker = Worker::new(index, *listen, receiver, poll, shared.clone(), metrics, replies)
-            .with_context(|| match listen.wss {
-                Some(wss) => format!("binding {} and {wss}", listen.ws),
-                None => format!("binding {}", listen.ws),
-            })?;
+        let worker = match driver {
+            Driver::Epoll => {
+                let core = Core::new(index, receiver, shared.clone(), metrics, replies);
+                epoll::Worker::new(core, *listen, fd).map(Worker::Epoll)
+            }
+            Driver::IoUring => {
+                let core = Core::new(index, receiver, shared.clone(), metrics, replies);
+                uring::Worker::new(core, *listen, fd, uring).map(Worker::Uring)
+            }
+        }
+        .with_context(|| match listen.wss {
+            Some(wss) => format!("binding {} and {wss}", listen.ws),
+            None => format!("binding {}", listen.ws),
+        })?;
         listen.ws = worker.local_addr().context("listener address")?;
         listen.wss = worker.wss_addr().context("wss listener address")?;
         let core = pin.then(|| cores.get(index % cores.len().max(1)).copied()).flatten();
@@ -375,6 +390,15 @@ fn spawn_workers(
         threads.push(thread);
     }
     Ok(threads)
+}
+
+/// The io_uring rings' sizes from `[node]`.
+fn uring_sizes(config: &Config) -> gateway_uring::Sizes {
+    gateway_uring::Sizes {
+        entries: config.node.uring_entries,
+        buffers: u16::try_from(config.node.uring_buffers).unwrap_or(1 << 15),
+        buffer_size: config.node.uring_buffer_size,
+    }
 }
 
 /// Creates the data directory, or makes an existing one, private (0700): the

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::driver::Waker;
 use gateway_admin::Registry;
-use mio::Waker;
 
 /// The watchdog interval systemd asked for, if it asked this process.
 pub(crate) fn interval_from_env() -> Option<Duration> {

@@ -61,6 +61,12 @@ pub(crate) struct EchoArgs {
     /// Message size, bytes (at least 24: send time and sequence number).
     #[arg(long, value_name = "BYTES", default_value_t = 64)]
     pub(crate) size: usize,
+    /// Offered messages per second over all connections (each sends at its
+    /// share, evenly spaced, never more than --window in flight), to compare
+    /// servers at one load below saturation; unset: as fast as the window
+    /// allows.
+    #[arg(long, value_name = "R/s", value_parser = parse_rate)]
+    pub(crate) rate: Option<f64>,
     /// Length of the measured window, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub(crate) duration: f64,

@@ -76,7 +76,16 @@ pub(crate) fn echo(args: &EchoArgs) -> Result<(), String> {
         let (children, pids, own_cpu) =
             driver::run_children::<EchoSummary>(processes, args.connections, &common.pids, &|i| {
                 let (n, _) = driver::share(args.connections, processes, i);
-                vec!["--connections".into(), n.to_string(), "--connect-rate".into(), rate.to_string()]
+                let mut child =
+                    vec!["--connections".into(), n.to_string(), "--connect-rate".into(), rate.to_string()];
+                if let Some(offered) = args.rate {
+                    // Each child offers its connections' share.
+                    child.extend([
+                        "--rate".into(),
+                        (offered * n as f64 / args.connections as f64).to_string(),
+                    ]);
+                }
+                child
             })?;
         let mut rtt = traffic::histogram()?;
         let mut total: Option<EchoSummary> = None;
@@ -137,7 +146,8 @@ pub(crate) fn start_raw(plan: RawPlan) -> Result<driver::Running, String> {
 fn run_echo(args: &EchoArgs) -> Result<EchoSummary, String> {
     let common = &args.common;
     let start = Instant::now();
-    let kind = Kind::Echo { window: args.window, size: args.size };
+    let interval = args.rate.map(|rate| Duration::from_secs_f64(args.connections as f64 / rate.max(1e-9)));
+    let kind = Kind::Echo { window: args.window, size: args.size, interval };
     let plan =
         raw_plan(common, args.connections, Opening::Rate(args.connect_rate), kind, args.path.clone(), 0)?;
     let handshake_timeout = plan.endpoints.handshake_timeout;

@@ -45,14 +45,35 @@ pub(crate) enum Role {
 pub(crate) struct EchoState {
     pub(crate) window: u32,
     pub(crate) size: usize,
+    /// A fixed offered rate: one message per interval.
+    interval: Option<Duration>,
+    next_send: Option<Instant>,
     next_seq: u64,
     /// Sequence numbers in flight, oldest first.
     inflight: VecDeque<u64>,
 }
 
 impl EchoState {
-    pub(crate) fn new(window: u32, size: usize) -> Self {
-        Self { window, size, next_seq: 1, inflight: VecDeque::new() }
+    pub(crate) fn new(window: u32, size: usize, interval: Option<Duration>) -> Self {
+        Self { window, size, interval, next_send: None, next_seq: 1, inflight: VecDeque::new() }
+    }
+
+    /// Whether a message may go now (the window has room and, at a fixed
+    /// rate, its time has come); moves the next time on when it may.
+    fn may_send(&mut self, now: Instant, rng: &mut crate::conn::Rng) -> bool {
+        if self.inflight.len() >= self.window as usize {
+            return false;
+        }
+        let Some(interval) = self.interval else { return true };
+        let due = *self.next_send.get_or_insert_with(|| now + interval.mul_f64(rng.unit()));
+        if due > now {
+            return false;
+        }
+        // More than a second behind (a full window held it back): skip
+        // ahead rather than burst.
+        let next = due + interval;
+        self.next_send = Some(if next + Duration::from_secs(1) < now { now + interval } else { next });
+        true
     }
 }
 
@@ -240,7 +261,10 @@ impl RawConn {
         match &mut self.role {
             Role::Handshake { .. } => Ok(()),
             Role::Echo(echo) => {
-                while sending && echo.inflight.len() < echo.window as usize {
+                if !sending {
+                    echo.next_send = None;
+                }
+                while sending && echo.may_send(now, ctx.rng) {
                     let seq = echo.next_seq;
                     echo.next_seq += 1;
                     let payload = echo_payload(seq, stamp_now(origin).unwrap_or(u64::MAX), echo.size);
@@ -250,6 +274,9 @@ impl RawConn {
                     echo.inflight.push_back(seq);
                     counters.sent.fetch_add(1, Relaxed);
                 }
+                // A full window waits for an echo, not a timer.
+                let full = echo.inflight.len() >= echo.window as usize;
+                self.deadline = if full { now + IDLE } else { echo.next_send.unwrap_or(now + IDLE) };
                 Ok(())
             }
             Role::Hub(hub) => {

@@ -33,22 +33,13 @@ pub(crate) enum Opening {
 /// What the connections do.
 #[derive(Debug)]
 pub(crate) enum Kind {
-    Echo {
-        window: u32,
-        size: usize,
-    },
+    /// `interval`: each connection sends one message per interval (a
+    /// fixed offered rate); `None`: whenever the window has room.
+    Echo { window: u32, size: usize, interval: Option<Duration> },
     /// Rooms of `group_size`: members `0..senders` send every `interval`.
-    Hub {
-        group_size: u64,
-        senders: u64,
-        interval: Duration,
-        size: usize,
-    },
+    Hub { group_size: u64, senders: u64, interval: Duration, size: usize },
     /// With a signer: HELLO and AUTH_OK as user `first_user + i mod users`.
-    Handshake {
-        signer: Option<Signer>,
-        users: u64,
-    },
+    Handshake { signer: Option<Signer>, users: u64 },
 }
 
 /// What every thread of a process shares.
@@ -164,7 +155,7 @@ fn open(
     };
     let hub_path;
     let role = match &plan.kind {
-        Kind::Echo { window, size } => Role::Echo(EchoState::new(*window, *size)),
+        Kind::Echo { window, size, interval } => Role::Echo(EchoState::new(*window, *size, *interval)),
         Kind::Hub { group_size, senders, interval, size } => {
             let size_g = (*group_size).max(1);
             let (group, member) = (i / size_g, i % size_g);

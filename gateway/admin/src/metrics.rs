@@ -360,6 +360,8 @@ pub struct WorkerMetrics {
     pub drops: counters!(DropReason),
     /// `gateway_closes_total{code}`.
     pub closes: counters!(CloseCode),
+    /// `gateway_uring_buffers_dry_total` (io_uring driver).
+    pub uring_buffers_dry: Counter,
     /// `gateway_loop_turn_seconds{worker}`.
     pub loop_turn: Histogram,
 }
@@ -386,6 +388,7 @@ impl WorkerMetrics {
             inbox_depth: Gauge::new(),
             drops: Counters::new(),
             closes: Counters::new(),
+            uring_buffers_dry: Counter::new(),
             loop_turn: Histogram::new(LOOP_TURN_BOUNDS_NS),
         }
     }

@@ -117,6 +117,8 @@ families! {
     DROPS_TOTAL = "gateway_drops_total" {reason}, Counter, Summed;
     /// Sessions closed, by WebSocket close code ("other" for codes outside the protocol table).
     CLOSES_TOTAL = "gateway_closes_total" {code}, Counter, Summed;
+    /// Receives that found every io_uring receive buffer of their worker in use (node.uring_buffers): the connection waited a loop turn, nothing was lost.
+    URING_BUFFERS_DRY_TOTAL = "gateway_uring_buffers_dry_total", Counter, Summed;
     /// Duration of one worker event-loop turn (poll return to the next poll).
     LOOP_TURN_SECONDS = "gateway_loop_turn_seconds", Histogram, PerWorker;
     /// Resident set size of the gateway process (VmRSS).

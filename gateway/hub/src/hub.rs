@@ -465,7 +465,7 @@ impl<C> Hub<C> {
                 self.unwatch(me, user);
             }
         }
-        self.closed.push_back(Closed { session: slot.session, conn: slot.conn });
+        self.closed.push_back(Closed { key, session: slot.session, conn: slot.conn });
     }
 }
 

@@ -115,6 +115,8 @@ pub enum PushWork {
 /// (a close frame, an HTTP answer), best effort, then closes its socket.
 #[derive(Debug)]
 pub struct Closed<C> {
+    /// The slot it had (free again: a new session may take it).
+    pub key: usize,
     /// The session, for its last output.
     pub session: Session,
     /// The driver's part of the connection.

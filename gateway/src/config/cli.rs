@@ -27,6 +27,12 @@ pub struct Cli {
     /// Worker threads, 0 = one per core (node.workers).
     #[arg(long, env = "GATEWAY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
+    /// The workers' IO driver (node.driver).
+    #[arg(long, env = "GATEWAY_DRIVER", value_name = "DRIVER")]
+    pub driver: Option<crate::config::Driver>,
+    /// Refuse to start when the driver cannot run (node.driver_required).
+    #[arg(long, env = "GATEWAY_DRIVER_REQUIRED", value_parser = clap::builder::BoolishValueParser::new())]
+    pub driver_required: bool,
     /// Node id (node.id).
     #[arg(long, env = "GATEWAY_NODE_ID", value_name = "ID")]
     pub node_id: Option<u32>,
@@ -81,6 +87,12 @@ impl Cli {
         }
         if let Some(workers) = self.workers {
             config.node.workers = workers;
+        }
+        if let Some(driver) = self.driver {
+            config.node.driver = driver;
+        }
+        if self.driver_required {
+            config.node.driver_required = true;
         }
         if let Some(node_id) = self.node_id {
             config.node.id = node_id;

@@ -90,7 +90,40 @@ section! {
         workers: usize = 0;
         /// Pin worker N to core N, so a worker's sessions stay in one core's caches.
         pin_workers: bool = true;
+        /// The workers' IO driver: "epoll" (mio), or "io_uring" (one ring per
+        /// worker: multishot accept and receive into provided buffers; Linux
+        /// 6.0+). A host that cannot run io_uring (an older kernel, a seccomp
+        /// filter, the sysctl kernel.io_uring_disabled) gets one log line and
+        /// epoll, unless driver_required.
+        driver: Driver = Driver::Epoll;
+        /// With driver = "io_uring": refuse to start, saying why, rather than
+        /// fall back to epoll.
+        driver_required: bool = false;
+        /// io_uring: receive buffers per worker, shared by its connections (a
+        /// power of two, at most 32768); a read waits for one when all are in
+        /// use. Memory: uring_buffers x uring_buffer_size per worker.
+        uring_buffers: u32 = 256;
+        /// io_uring: bytes per receive buffer (one completion carries at most
+        /// this much).
+        uring_buffer_size: u32 = 16384;
+        /// io_uring: submission queue entries per worker (1 to 32768; the
+        /// completion queue has twice as many).
+        uring_entries: u32 = 4096;
     }
+}
+
+/// The workers' IO driver (`node.driver`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Driver {
+    /// mio over epoll.
+    #[default]
+    #[serde(rename = "epoll")]
+    #[value(name = "epoll")]
+    Epoll,
+    /// One io_uring per worker.
+    #[serde(rename = "io_uring")]
+    #[value(name = "io_uring")]
+    IoUring,
 }
 
 section! {

@@ -118,6 +118,15 @@ impl NodeConfig {
                 format!("{} is over the maximum of {MAX_WORKERS}", self.workers),
             ));
         }
+        if !self.uring_buffers.is_power_of_two() || self.uring_buffers > 32_768 {
+            return Err(invalid("node.uring_buffers", "must be a power of two from 1 to 32768"));
+        }
+        if !(512..=1 << 20).contains(&self.uring_buffer_size) {
+            return Err(invalid("node.uring_buffer_size", "must be from 512 to 1048576 bytes"));
+        }
+        if !(1..=32_768).contains(&self.uring_entries) {
+            return Err(invalid("node.uring_entries", "must be from 1 to 32768"));
+        }
         Ok(())
     }
 }

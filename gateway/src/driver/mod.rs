@@ -4,12 +4,22 @@
 //! out (session output, store calls, push work, batches for other workers).
 //! It holds no messaging state and makes no messaging decisions.
 //!
-//! - [`epoll`]: the mio (epoll) loop, one thread per worker.
+//! - [`epoll`]: the mio (epoll) loop, one thread per worker (the default).
+//! - [`uring`]: an io_uring ring per worker (`node.driver = "io_uring"`),
+//!   when [`choose`] finds the host can run it.
 //!
-//! What every driver shares: the commands other threads send a worker, and
-//! the link that carries a hub's batches to another worker's inbox.
+//! What every driver shares: the commands other threads send a worker, the
+//! link that carries a hub's batches to another worker's inbox, the
+//! worker's [`waker`], and the worker's [`worker::Core`] (hub, inbox,
+//! deadlines, admission, connection limit, the work a turn sends out).
 
+mod admission;
+mod deadlines;
 pub(crate) mod epoll;
+mod stream;
+pub(crate) mod uring;
+pub(crate) mod waker;
+mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,9 +29,11 @@ use crossbeam_channel::{Sender, TrySendError};
 use gateway_core::Config as SessionConfig;
 use gateway_hub::Remote;
 use gateway_tls::Reloadable;
-use mio::Waker;
 
 use crate::backend::Backend;
+use crate::config::Driver;
+pub(crate) use waker::Waker;
+pub(crate) use worker::Core;
 
 /// A command from another thread.
 #[derive(Debug)]
@@ -145,4 +157,86 @@ pub(crate) struct Listen {
     pub(crate) wss: Option<SocketAddr>,
     /// listen(2) backlog of each.
     pub(crate) backlog: i32,
+}
+
+/// The workers' IO driver for this node: `configured`, unless it is
+/// io_uring and the host cannot run it; then epoll, with one log line that
+/// says why, or (with `required`) an error.
+pub(crate) fn choose(configured: Driver, required: bool) -> anyhow::Result<Driver> {
+    if configured == Driver::Epoll {
+        return Ok(Driver::Epoll);
+    }
+    match gateway_uring::probe() {
+        Ok(()) => Ok(Driver::IoUring),
+        Err(why) if required => {
+            Err(anyhow::anyhow!("node.driver = \"io_uring\" is required, and this host cannot run it: {why}"))
+        }
+        Err(why) => {
+            tracing::warn!(%why, "io_uring cannot run on this host: the workers run on epoll");
+            Ok(Driver::Epoll)
+        }
+    }
+}
+
+/// A worker on the driver the node chose, before its thread starts.
+#[derive(Debug)]
+pub(crate) enum Worker {
+    Epoll(epoll::Worker),
+    Uring(uring::Worker),
+}
+
+impl Worker {
+    /// The address the ws listener is bound to (its port, when 0 was asked).
+    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Self::Epoll(worker) => worker.local_addr(),
+            Self::Uring(worker) => worker.local_addr(),
+        }
+    }
+
+    /// The address the wss listener is bound to, if there is one.
+    pub(crate) fn wss_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        match self {
+            Self::Epoll(worker) => worker.wss_addr(),
+            Self::Uring(worker) => worker.wss_addr(),
+        }
+    }
+
+    /// Runs the loop until the worker is stopped or has drained.
+    pub(crate) fn run(self) -> std::io::Result<()> {
+        match self {
+            Self::Epoll(worker) => worker.run(),
+            Self::Uring(worker) => worker.run(),
+        }
+    }
+}
+
+/// A listener with `SO_REUSEPORT`: every worker binds the same address and the
+/// kernel spreads new connections across their accept queues.
+fn reuseport_listener(addr: SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// The layer of a new connection: with TLS (the configuration current now;
+/// a reload applies to later connections) when it came from the wss
+/// listener. `None` when its TLS state could not be made (logged).
+fn tls_layer(shared: &Shared, from_wss: bool) -> Option<stream::Layer> {
+    let tls = match (from_wss, &shared.tls) {
+        (true, Some(config)) => match gateway_tls::TlsConn::new(config.current()) {
+            Ok(tls) => Some(tls),
+            Err(err) => {
+                tracing::warn!(%err, "TLS connection");
+                return None;
+            }
+        },
+        _ => None,
+    };
+    Some(stream::Layer::new(tls))
 }

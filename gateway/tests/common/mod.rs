@@ -1,6 +1,10 @@
 //! Shared by the end-to-end test targets (`tests/node`, `tests/tls`): runs the
 //! real `gateway` binary (a temporary data dir, free loopback ports, readiness
 //! by polling the admin listener, a kill on drop) and a raw WebSocket client.
+//!
+//! The nodes inherit the test's environment, so `GATEWAY_DRIVER=io_uring
+//! GATEWAY_DRIVER_REQUIRED=1` runs the whole suite on the io_uring driver
+//! (`scripts/test` runs it on both).
 
 // Each target uses its own subset of these helpers.
 #![allow(dead_code)]
@@ -87,6 +91,17 @@ impl Gateway {
     /// healthy: for a start that must fail.
     pub(crate) fn spawn_logged(dir: PathBuf, config: &str) -> Self {
         Self::spawn(dir, config, &[], &[], true)
+    }
+
+    /// As [`Gateway::spawn_logged`], with extra environment variables and a
+    /// launcher (see [`Gateway::start_under`]).
+    pub(crate) fn spawn_logged_under(
+        dir: PathBuf,
+        config: &str,
+        env: &[(&str, &str)],
+        launcher: &[&str],
+    ) -> Self {
+        Self::spawn(dir, config, env, launcher, true)
     }
 
     fn spawn(dir: PathBuf, config: &str, env: &[(&str, &str)], launcher: &[&str], logged: bool) -> Self {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gateway::config::{documented_defaults, Config, ConfigError, DevKey, LogFormat, MAX_WORKERS};
+use gateway::config::{documented_defaults, Config, ConfigError, DevKey, Driver, LogFormat, MAX_WORKERS};
 
 /// A config file in the temp dir, removed when dropped.
 struct TempFile(PathBuf);
@@ -53,6 +53,11 @@ id = 7
 data_dir = "/var/lib/gateway"
 workers = 6
 pin_workers = false
+driver = "io_uring"
+driver_required = true
+uring_buffers = 1024
+uring_buffer_size = 8192
+uring_entries = 2048
 
 [listen]
 ws = "0.0.0.0:80"
@@ -110,6 +115,8 @@ fn defaults_are_the_documented_values_and_valid() {
         (c.node.id, c.node.data_dir.as_path(), c.node.workers, c.node.pin_workers),
         (1, Path::new("./data"), 0, true)
     );
+    assert_eq!((c.node.driver, c.node.driver_required), (Driver::Epoll, false));
+    assert_eq!((c.node.uring_buffers, c.node.uring_buffer_size, c.node.uring_entries), (256, 16_384, 4096));
     assert_eq!(
         (c.listen.ws.as_str(), c.listen.wss.as_deref(), c.listen.admin.as_str()),
         ("127.0.0.1:7700", None, "127.0.0.1:7701")
@@ -214,6 +221,8 @@ fn a_full_file_parses() {
         (c.node.id, c.node.data_dir.as_path(), c.node.workers, c.node.pin_workers),
         (7, Path::new("/var/lib/gateway"), 6, false)
     );
+    assert_eq!((c.node.driver, c.node.driver_required), (Driver::IoUring, true));
+    assert_eq!((c.node.uring_buffers, c.node.uring_buffer_size, c.node.uring_entries), (1024, 8192, 2048));
     assert_eq!(c.listen.ws, "0.0.0.0:80");
     assert_eq!(c.listen.wss.as_deref(), Some("0.0.0.0:443"));
     assert_eq!(c.listen.admin, "10.0.0.5:9100");
@@ -286,6 +295,7 @@ fn wrong_types_and_values_are_rejected_at_parse() {
         "[node]\nworkers = \"four\"\n",
         "[node]\nid = -1\n",
         "[log]\nformat = \"xml\"\n",
+        "[node]\ndriver = \"kqueue\"\n",
         "[listen]\nwss = 443\n",
         "node = 1\n",
         "[session]\nmax_message = 1.5\n",
@@ -327,6 +337,10 @@ fn each_validation_rule_fails_on_a_bad_value() {
     type Rule = (&'static str, fn(&mut Config));
     let rules: &[Rule] = &[
         ("node.workers", |c| c.node.workers = MAX_WORKERS + 1),
+        ("node.uring_buffers", |c| c.node.uring_buffers = 300),
+        ("node.uring_buffers", |c| c.node.uring_buffers = 65_536),
+        ("node.uring_buffer_size", |c| c.node.uring_buffer_size = 100),
+        ("node.uring_entries", |c| c.node.uring_entries = 0),
         ("node.data_dir", |c| c.node.data_dir = PathBuf::new()),
         ("listen.ws", |c| c.listen.ws = "nonsense".into()),
         ("listen.ws", |c| c.listen.ws = "localhost:7700".into()),
@@ -502,7 +516,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             .collect();
         assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
     }
-    assert_eq!(total, 67, "keys in all sections");
+    assert_eq!(total, 72, "keys in all sections");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use clap::Parser;
-use gateway::config::{Cli, Command, Config, ConfigError, LogFormat, TokenArgs};
+use gateway::config::{Cli, Command, Config, ConfigError, Driver, LogFormat, TokenArgs};
 
 use super::{TempFile, FULL};
 
@@ -19,6 +19,8 @@ const ENV_VARS: &[&str] = &[
     "GATEWAY_NODE_ID",
     "GATEWAY_ECHO",
     "GATEWAY_LOG",
+    "GATEWAY_DRIVER",
+    "GATEWAY_DRIVER_REQUIRED",
 ];
 
 /// The process environment is shared by the tests of this binary (threads
@@ -76,6 +78,9 @@ fn cli_overrides_win_over_the_file() {
         "99",
         "--log",
         "debug",
+        "--driver",
+        "io_uring",
+        "--driver-required",
     ])
     .unwrap()
     .load()
@@ -85,6 +90,7 @@ fn cli_overrides_win_over_the_file() {
     assert_eq!(c.node.data_dir, Path::new("/tmp/gw"));
     assert_eq!((c.node.workers, c.node.id), (2, 99));
     assert_eq!(c.log.filter, "debug");
+    assert_eq!((c.node.driver, c.node.driver_required), (Driver::IoUring, true));
     // Keys without a flag keep the file's values.
     assert_eq!(c.listen.wss.as_deref(), Some("0.0.0.0:443"));
     assert_eq!(c.session.heartbeat_ms, 45_000);
@@ -137,6 +143,8 @@ fn environment_variables_override_the_file() {
         ("GATEWAY_NODE_ID", "12"),
         ("GATEWAY_ECHO", "true"),
         ("GATEWAY_LOG", "trace"),
+        ("GATEWAY_DRIVER", "io_uring"),
+        ("GATEWAY_DRIVER_REQUIRED", "1"),
     ]);
     let parsed = cli(&[]).unwrap();
     assert_eq!(parsed.config.as_deref(), Some(file.path()));
@@ -145,6 +153,7 @@ fn environment_variables_override_the_file() {
     assert_eq!((c.node.data_dir.as_path(), c.node.workers, c.node.id), (Path::new("/srv/gw"), 5, 12));
     assert!(c.session.echo_route);
     assert_eq!(c.log.filter, "trace");
+    assert_eq!((c.node.driver, c.node.driver_required), (Driver::IoUring, true));
     assert_eq!(c.session.heartbeat_ms, 45_000, "from the file");
 
     // A flag on the command line wins over its variable.

@@ -8,6 +8,7 @@
 mod support;
 
 mod control_flood;
+mod driver;
 
 use std::time::Duration;
 

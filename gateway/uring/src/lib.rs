@@ -96,8 +96,8 @@ pub struct Received {
 /// A completion, as the caller sees it.
 #[derive(Debug)]
 pub enum Event<W> {
-    /// A multishot accept took a connection (or failed); `ended`: the
-    /// accept is no longer armed.
+    /// An accept took a connection (or failed); `ended`: the accept is no
+    /// longer armed (always, for a single accept).
     Accepted { tag: u64, socket: io::Result<OwnedFd>, ended: bool },
     /// A multishot receive: bytes in a buffer, `Ok(None)` at the end of the
     /// stream, or an error (`ENOBUFS`: the provided buffers ran out);
@@ -165,6 +165,14 @@ impl<W: Buffers> Ring<W> {
     pub fn accept_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
         let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
         let entry = opcode::AcceptMulti::new(Fd(fd)).flags(flags).build();
+        self.push(entry, Op { tag, kind: Kind::Accept }).map_err(|(_, err)| err)
+    }
+
+    /// Accepts one connection on listener `fd`.
+    pub fn accept(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
+        let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        let entry =
+            opcode::Accept::new(Fd(fd), std::ptr::null_mut(), std::ptr::null_mut()).flags(flags).build();
         self.push(entry, Op { tag, kind: Kind::Accept }).map_err(|(_, err)| err)
     }
 
@@ -368,6 +376,17 @@ impl<W> Drop for Ring<W> {
 
 /// Most slices in one write.
 pub const MAX_SLICES: usize = 1024;
+
+/// Whether a receive ended because every provided buffer was in use
+/// (`ENOBUFS`): arm it again once buffers are back.
+pub fn ran_dry(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ENOBUFS)
+}
+
+/// Whether an operation ended because it was cancelled (`ECANCELED`).
+pub fn cancelled(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ECANCELED)
+}
 
 /// A completion's result as a count or an error.
 fn errno(result: i32) -> io::Result<u32> {

@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum Unsupported {
     /// The ring could not be set up or its buffers registered.
-    #[error("{0} (ENOSYS: no io_uring in this kernel, or a seccomp filter; EPERM: the sysctl kernel.io_uring_disabled)")]
+    #[error("{0} (ENOSYS: a kernel without io_uring; EPERM: the sysctl kernel.io_uring_disabled, or a seccomp filter such as a container's)")]
     Ring(#[from] RingError),
     /// The kernel does not know an operation or feature the driver uses.
     #[error("the kernel lacks {0}")]

@@ -1,17 +1,15 @@
-//! Listening and accepting: the worker's own `SO_REUSEPORT` listeners, the
-//! per-IP admission buckets, and `max_connections` with hysteresis (sozu's:
-//! stop at the limit, resume below `accept_resume_ratio` of it, so the
-//! listener does not flap; `gateway_accept_paused` shows it).
+//! Listening and accepting: the worker's own `SO_REUSEPORT` listeners
+//! registered with its poll, registered or not as the connection limit says
+//! ([`Core::capacity_change`](crate::driver::worker::Core::capacity_change)).
 
 use std::io;
-use std::net::SocketAddr;
 
-use gateway_tls::TlsConn;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Token};
 
 use super::conn::Conn;
-use super::{admission, Listen, Worker, FIRST_SESSION, LISTENER, WSS_LISTENER};
+use super::{Worker, FIRST_SESSION, LISTENER, WSS_LISTENER};
+use crate::driver::{admission, reuseport_listener, tls_layer, Listen};
 use gateway_hub::Now;
 
 /// Binds and registers the ws listener and, if `listen.wss` is set, the wss
@@ -38,13 +36,13 @@ pub(super) fn listeners(
 impl Worker {
     /// Accepts from the ws listener, or with `tls` from the wss one.
     pub(super) fn accept(&mut self, now: Now, tls: bool) {
-        while self.listening {
+        while self.core.listening {
             let listener = if tls { &self.wss } else { &self.listener };
             let Some(listener) = listener else { return };
             let accepted = listener.accept();
             match accepted {
                 Ok((mut stream, peer)) => {
-                    if !self.admission.admit(peer.ip(), now.at) {
+                    if !self.core.admit(peer.ip(), now.at) {
                         // Best effort: the answer fits any socket buffer. On
                         // the wss listener plain HTTP would be a garbage TLS
                         // record, so that connection is just closed.
@@ -52,32 +50,20 @@ impl Worker {
                             use std::io::Write;
                             let _ = stream.write(admission::TOO_MANY);
                         }
-                        self.metrics.drops.inc(gateway_admin::DropReason::RateLimited);
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    // The configuration current now; a reload applies to
-                    // later connections.
-                    let tls = match (tls, &self.shared.tls) {
-                        (true, Some(config)) => match TlsConn::new(config.current()) {
-                            Ok(tls) => Some(tls),
-                            Err(err) => {
-                                tracing::warn!(%err, "TLS connection");
-                                continue;
-                            }
-                        },
-                        _ => None,
-                    };
+                    let Some(layer) = tls_layer(&self.core.shared, tls) else { continue };
                     // The hub takes the next free key: register under it first.
-                    let token = Token(self.hub.vacant_key() + FIRST_SESSION);
+                    let token = Token(self.core.hub.vacant_key() + FIRST_SESSION);
                     if let Err(err) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
                         tracing::warn!(%err, "register accepted socket");
                         continue;
                     }
-                    let key = self.hub.insert(now, Conn::new(stream, tls));
+                    let key = self.core.hub.insert(now, Conn::new(stream, layer));
                     debug_assert_eq!(key + FIRST_SESSION, token.0);
-                    self.metrics.accepts.inc();
-                    self.metrics.sessions_open.inc();
+                    self.core.metrics.accepts.inc();
+                    self.core.metrics.sessions_open.inc();
                     self.check_capacity();
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
@@ -91,28 +77,15 @@ impl Worker {
         }
     }
 
-    /// Stops accepting at `max_connections`; resumes below the resume ratio.
+    /// Registers or deregisters the listeners as the connection limit says.
     pub(super) fn check_capacity(&mut self) {
-        let max = self.shared.max_connections;
-        if max == 0 || self.draining.is_some() {
-            return;
-        }
-        let open = self.hub.len();
-        if self.listening && open >= max {
-            self.set_listening(false);
-            self.metrics.accept_pauses.inc();
-            self.metrics.accept_paused.set(1);
-            tracing::debug!(worker = self.index, open, max, "accept paused");
-        } else if !self.listening && (open as f64) < max as f64 * self.shared.resume_ratio {
-            self.set_listening(true);
-            self.metrics.accept_paused.set(0);
-            tracing::debug!(worker = self.index, open, max, "accept resumed");
+        if let Some(on) = self.core.capacity_change() {
+            self.set_listening(on);
         }
     }
 
     /// Registers or deregisters every listener.
     pub(super) fn set_listening(&mut self, on: bool) {
-        self.listening = on;
         let registry = self.poll.registry();
         let listeners = self
             .listener
@@ -127,17 +100,4 @@ impl Worker {
             };
         }
     }
-}
-
-/// A listener with `SO_REUSEPORT`: every worker binds the same address and the
-/// kernel spreads new connections across their accept queues.
-fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
-    Ok(socket.into())
 }

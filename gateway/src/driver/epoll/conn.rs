@@ -1,46 +1,43 @@
-//! One accepted connection as the driver holds it: the socket, the bytes of a partial
-//! frame (only while one is pending: an idle connection holds no read
-//! buffer) and, for a connection from the wss listener, its TLS layer.
-//!
-//! TLS sits between the socket and the session: bytes read are decrypted
-//! ([`TlsConn::handle_read`]) into the worker's input buffer before the
-//! session sees them, and the session's output is encrypted into the worker's
-//! write buffer ([`TlsConn::encrypt`]) at flush. The TLS layer keeps bytes of
-//! its own only while a record is incomplete or the socket has not taken a
-//! whole write, so an idle TLS session costs rustls' state and nothing more.
+//! One accepted connection as the epoll driver holds it: the socket, its
+//! write interest and deadline slot, and its [`Layer`] (partial frame, TLS).
 
 use std::io::{self, IoSlice, Read, Write};
 
 use bytes::BytesMut;
 use gateway_core::Outbound;
-use gateway_tls::TlsConn;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-/// Most slices handed to one `writev`.
-const MAX_IOV: usize = 64;
-/// Most plaintext one TLS write encrypts. Ciphertext the socket does not take
-/// stays with the connection (up to this much plus record overhead) and is
-/// written first next time; the rest of the output stays in the session's
-/// queue, under its slow-reader policy.
-const TLS_WRITE_BATCH: usize = 64 * 1024;
+use crate::driver::stream::{retrying, Absorbed, Layer, MAX_IOV};
+use crate::driver::worker::DriverConn;
 
 /// The driver's part of a connection (it rides in the session's slot in the
 /// hub).
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
-    /// Deadline slot this connection has in the worker's heap.
-    pub(crate) scheduled: Option<u32>,
-    /// Queued for this turn's writes.
-    pub(crate) dirty: bool,
+    scheduled: Option<u32>,
+    dirty: bool,
     writable_interest: bool,
-    /// A partial frame left from the last read: boxed, since most
-    /// connections never hold one and the slab pays for every slot's size.
-    partial: Option<Box<BytesMut>>,
-    /// The TLS layer of a wss connection (boxed: plain connections do not
-    /// pay for its size in the slab).
-    tls: Option<Box<TlsConn>>,
+    layer: Layer,
+}
+
+impl DriverConn for Conn {
+    fn scheduled(&mut self) -> &mut Option<u32> {
+        &mut self.scheduled
+    }
+
+    fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    fn set_dirty(&mut self, dirty: bool) {
+        self.dirty = dirty;
+    }
+
+    fn layer(&mut self) -> &mut Layer {
+        &mut self.layer
+    }
 }
 
 /// Result of draining a socket's input.
@@ -86,26 +83,14 @@ impl WriteOutcome {
 }
 
 impl Conn {
-    /// `tls` for a connection from the wss listener.
-    pub(crate) fn new(stream: TcpStream, tls: Option<TlsConn>) -> Self {
-        Self {
-            stream,
-            scheduled: None,
-            dirty: false,
-            writable_interest: false,
-            partial: None,
-            tls: tls.map(Box::new),
-        }
+    /// `layer` with TLS for a connection from the wss listener.
+    pub(crate) fn new(stream: TcpStream, layer: Layer) -> Self {
+        Self { stream, scheduled: None, dirty: false, writable_interest: false, layer }
     }
 
-    /// Whether there is output the socket could take now: the session's
-    /// `outbound` (under TLS, once the handshake has completed) or TLS
-    /// records.
+    /// Whether there is output the socket could take now.
     pub(crate) fn wants_write(&self, outbound: &Outbound) -> bool {
-        match &self.tls {
-            None => !outbound.is_empty(),
-            Some(tls) => !tls.unsent().is_empty() || (!tls.is_handshaking() && !outbound.is_empty()),
-        }
+        self.layer.wants_write(outbound)
     }
 
     /// Reads what the socket has, up to `budget` bytes, into `input` (the
@@ -128,10 +113,7 @@ impl Conn {
         budget: usize,
         stop_short: bool,
     ) -> ReadOutcome {
-        input.clear();
-        if let Some(partial) = &self.partial {
-            input.extend_from_slice(partial);
-        }
+        self.layer.begin_input(input);
         let mut bytes = 0;
         loop {
             if bytes >= budget {
@@ -146,19 +128,12 @@ impl Conn {
                         debug_assert!(false, "read {n} bytes into {}", scratch.len());
                         return ReadOutcome::closed(bytes);
                     };
-                    if let Some(tls) = &mut self.tls {
-                        let handshaking = tls.is_handshaking();
-                        match tls.handle_read(read, input) {
-                            // close_notify: nothing more will come.
-                            Ok(received) if received.peer_closed => return ReadOutcome::closed(bytes),
-                            Ok(_) => {}
-                            Err(err) => {
-                                tracing::debug!(%err, handshaking, "TLS");
-                                return ReadOutcome { tls_failed: handshaking, ..ReadOutcome::closed(bytes) };
-                            }
+                    match self.layer.absorb(read, input) {
+                        Absorbed::Input => {}
+                        Absorbed::PeerClosed => return ReadOutcome::closed(bytes),
+                        Absorbed::Failed { handshaking } => {
+                            return ReadOutcome { tls_failed: handshaking, ..ReadOutcome::closed(bytes) }
                         }
-                    } else {
-                        input.extend_from_slice(read);
                     }
                     if stop_short && n < scratch.len() {
                         return ReadOutcome::drained(bytes);
@@ -171,26 +146,13 @@ impl Conn {
         }
     }
 
-    /// Keeps what the session left in `input` (a partial frame) for the next
-    /// read, and releases the buffer when nothing is left.
-    pub(crate) fn keep_partial(&mut self, input: &mut BytesMut) {
-        if input.is_empty() {
-            self.partial = None;
-        } else {
-            let partial = self.partial.get_or_insert_with(Box::default);
-            partial.clear();
-            partial.extend_from_slice(input);
-        }
-    }
-
     /// One write: a vectored write of the session's `outbound` (at most
     /// `MAX_IOV` chunks); under TLS, the records left from last time, or else
-    /// up to `TLS_WRITE_BATCH` bytes of output encrypted into `out` (the
-    /// worker's buffer). The worker reports `bytes` to the hub and calls
-    /// again while the socket takes everything it is given and
-    /// [`Conn::wants_write`].
+    /// a batch of output encrypted into `out` (the worker's buffer). The
+    /// worker reports `bytes` to the hub and calls again while the socket
+    /// takes everything it is given and [`Conn::wants_write`].
     pub(crate) fn write_once(&mut self, outbound: &Outbound, out: &mut Vec<u8>) -> WriteOutcome {
-        if self.tls.is_some() {
+        if self.layer.is_tls() {
             return self.write_tls(outbound, out);
         }
         if outbound.is_empty() {
@@ -201,60 +163,33 @@ impl Conn {
         let filled = outbound.io_slices(&mut slices);
         debug_assert!(filled <= MAX_IOV, "io_slices fills at most the slices it is given");
         let (slices, _) = slices.split_at(filled.min(MAX_IOV));
-        match write(&mut self.stream, |stream| stream.write_vectored(slices)) {
+        match write(retrying(|| self.stream.write_vectored(slices))) {
             Ok(n) => WriteOutcome { bytes: n, wire: n, failed: false, blocked: false },
             Err(outcome) => outcome,
         }
     }
 
     fn write_tls(&mut self, outbound: &Outbound, out: &mut Vec<u8>) -> WriteOutcome {
-        let Some(tls) = &mut self.tls else { return WriteOutcome::NOTHING };
-        let unsent = tls.unsent();
-        if !unsent.is_empty() {
-            return match write(&mut self.stream, |stream| stream.write(unsent)) {
-                Ok(n) => {
-                    tls.consume_unsent(n);
-                    WriteOutcome { bytes: 0, wire: n, failed: false, blocked: false }
-                }
-                Err(outcome) => outcome,
-            };
-        }
-        out.clear();
-        let Ok(bytes) = encrypt_batch(tls, outbound, out) else {
+        let Ok(bytes) = self.layer.next_records(outbound, out) else {
             return WriteOutcome::FAILED;
         };
         if out.is_empty() {
             return WriteOutcome { bytes, ..WriteOutcome::NOTHING };
         }
-        let (wire, outcome) = match write(&mut self.stream, |stream| stream.write(out)) {
+        let (wire, outcome) = match write(retrying(|| self.stream.write(out))) {
             Ok(n) => (n, WriteOutcome { bytes, wire: n, failed: false, blocked: false }),
             Err(outcome) => (0, WriteOutcome { bytes, ..outcome }),
         };
         // What the socket did not take goes first next time.
         // write(2) never takes more than it was given.
         debug_assert!(wire <= out.len());
-        tls.keep_unsent(out.split_at(wire.min(out.len())).1);
+        self.layer.keep_unsent(out.split_at(wire.min(out.len())).1);
         outcome
     }
 
-    /// The last write before the socket is closed, best effort: what the
-    /// session has left (a close frame, an HTTP answer) and, under TLS, what
-    /// the TLS layer holds (an alert) and a `close_notify`.
+    /// The last write before the socket is closed, best effort.
     pub(crate) fn write_last(&mut self, outbound: &Outbound, out: &mut Vec<u8>) {
-        let Some(tls) = &mut self.tls else {
-            let _ = self.write_once(outbound, out);
-            return;
-        };
-        // Everything in order in one buffer, written once.
-        out.clear();
-        out.extend_from_slice(tls.unsent());
-        tls.consume_unsent(out.len());
-        if encrypt_batch(tls, outbound, out).is_ok() {
-            let _ = tls.close_notify(out);
-        }
-        if !out.is_empty() {
-            let _ = write(&mut self.stream, |stream| stream.write(out));
-        }
+        self.layer.write_last(&mut self.stream, outbound, 0, &[], out);
     }
 
     /// Asks for writable events only while output is waiting
@@ -270,43 +205,15 @@ impl Conn {
     }
 }
 
-/// One write call, retried on `Interrupted`: the bytes taken, or the outcome
-/// that ends this round (blocked or failed).
-fn write(
-    stream: &mut TcpStream,
-    mut call: impl FnMut(&mut TcpStream) -> io::Result<usize>,
-) -> Result<usize, WriteOutcome> {
-    loop {
-        return match call(stream) {
-            Ok(0) => Err(WriteOutcome::FAILED),
-            Ok(n) => Ok(n),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Err(WriteOutcome::BLOCKED),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => Err(WriteOutcome::FAILED),
-        };
+/// A write's result: the bytes taken, or the outcome that ends this round
+/// (blocked or failed).
+fn write(result: io::Result<usize>) -> Result<usize, WriteOutcome> {
+    match result {
+        Ok(0) => Err(WriteOutcome::FAILED),
+        Ok(n) => Ok(n),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Err(WriteOutcome::BLOCKED),
+        Err(_) => Err(WriteOutcome::FAILED),
     }
-}
-
-/// Encrypts up to `TLS_WRITE_BATCH` bytes from the front of `outbound` into
-/// `out`; returns how many (none while the handshake is incomplete).
-fn encrypt_batch(tls: &mut TlsConn, outbound: &Outbound, out: &mut Vec<u8>) -> Result<usize, ()> {
-    let mut taken = 0;
-    for slice in outbound.chunks().take(MAX_IOV) {
-        let room = TLS_WRITE_BATCH.saturating_sub(taken);
-        if room == 0 {
-            break;
-        }
-        let (chunk, _) = slice.split_at(room.min(slice.len()));
-        match tls.encrypt(chunk, out) {
-            Ok(0) => break,
-            Ok(n) => taken += n,
-            Err(err) => {
-                tracing::debug!(%err, "TLS encrypt");
-                return Err(());
-            }
-        }
-    }
-    Ok(taken)
 }
 
 #[cfg(test)]
