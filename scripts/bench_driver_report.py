@@ -117,61 +117,41 @@ if sizes:
                        "1 / syscalls per echo"))
     print()
 
-# --- fanout ---
-if glob.glob(f"{out}/fanout-*-run*.json"):
-    print("## Group fanout 1 x 1024 (one sender, window 8, as fast as SEND_ACKs allow)\n")
-    print("| server | deliveries/s | server cores | **deliveries per server CPU-s** | send→deliver p50 / p99 ms | flood cores | lost / duplicates |")
+def scenario(title, prefix, servers, unit, work, rate, latency):
+    """One table of a closed-loop scenario: per server, its rate, cores,
+    `work` per server CPU-second, latency and flood's cores."""
+    if not glob.glob(f"{out}/{prefix}-*-run*.json"):
+        return
+    print(f"## {title}\n")
+    print(f"| server | {unit}/s | server cores | **{unit} per server CPU-s** | latency p50 / p99 ms | flood cores | failed / lost / duplicates |")
     print("|---|---|---|---|---|---|---|")
     per_run = {}
-    for server in ("epoll", "io_uring"):
-        rows = {k: [] for k in ("rate", "cores", "per", "p50", "p99", "flood", "lost", "dup")}
+    for server in servers:
+        rows = {k: [] for k in ("rate", "cores", "per", "p50", "p99", "flood", "bad")}
         for run in all_runs:
-            s = load(f"fanout-{server}-run{run}")
+            s = load(f"{prefix}-{server}-run{run}")
             if not s:
                 continue
             c = server_cpu(s)
-            per_run.setdefault(run, {})[server] = s["delivered_in_window"] / c
-            rows["rate"].append(s["deliveries_per_sec"])
+            per_run.setdefault(run, {})[server] = s[work] / c
+            rows["rate"].append(s[rate])
             rows["cores"].append(c / s["window_secs"])
-            rows["per"].append(s["delivered_in_window"] / c)
-            rows["p50"].append(s["deliver_latency"]["p50_us"] / 1000)
-            rows["p99"].append(s["deliver_latency"]["p99_us"] / 1000)
+            rows["per"].append(s[work] / c)
+            rows["p50"].append(s[latency]["p50_us"] / 1000)
+            rows["p99"].append(s[latency]["p99_us"] / 1000)
             rows["flood"].append(s["flood_cpu"]["secs"] / s["window_secs"])
-            rows["lost"].append(s["lost"])
-            rows["dup"].append(s["duplicates"])
+            rows["bad"].append(f"{s.get('failed', 0)} / {s.get('lost', 0)} / {s.get('duplicates', 0)}")
         if rows["per"]:
             print(f"| {server} | {cell(rows['rate'])} | {med(rows['cores']):.2f} | **{cell(rows['per'])}** "
-                  f"| {med(rows['p50']):.2f} / {med(rows['p99']):.2f} | {med(rows['flood']):.2f} "
-                  f"| {int(sum(rows['lost']))} / {int(sum(rows['dup']))} |")
-    ratios.append(("fanout 1x1024", per_run, "deliveries per server CPU-s"))
+                  f"| {med(rows['p50']):.2f} / {med(rows['p99']):.2f} | {med(rows['flood']):.2f} | {'; '.join(rows['bad'])} |")
+    ratios.append((title.split(" (")[0], per_run, f"{unit} per server CPU-s"))
     print()
 
-# --- handshakes ---
-if glob.glob(f"{out}/handshake-*-run*.json"):
-    print("## Handshakes (upgrade only, concurrency 200)\n")
-    print("| server | handshakes/s | server cores | **per server CPU-s** | latency p50 / p99 ms | flood cores | failed |")
-    print("|---|---|---|---|---|---|---|")
-    per_run = {}
-    for server in SERVERS:
-        rows = {k: [] for k in ("rate", "cores", "per", "p50", "p99", "flood", "failed")}
-        for run in all_runs:
-            s = load(f"handshake-{server}-run{run}")
-            if not s:
-                continue
-            c = server_cpu(s)
-            per_run.setdefault(run, {})[server] = s["handshakes"] / c
-            rows["rate"].append(s["handshakes_per_sec"])
-            rows["cores"].append(c / s["window_secs"])
-            rows["per"].append(s["handshakes"] / c)
-            rows["p50"].append(s["latency"]["p50_us"] / 1000)
-            rows["p99"].append(s["latency"]["p99_us"] / 1000)
-            rows["flood"].append(s["flood_cpu"]["secs"] / s["window_secs"])
-            rows["failed"].append(s["failed"])
-        if rows["per"]:
-            print(f"| {server} | {cell(rows['rate'])} | {med(rows['cores']):.2f} | **{cell(rows['per'])}** "
-                  f"| {med(rows['p50']):.2f} / {med(rows['p99']):.2f} | {med(rows['flood']):.2f} | {int(sum(rows['failed']))} |")
-    ratios.append(("handshakes", per_run, "per server CPU-s"))
-    print()
+
+scenario("Group fanout 1 x 1024 (one sender, window 8, as fast as SEND_ACKs allow)", "fanout",
+         ("epoll", "io_uring"), "deliveries", "delivered_in_window", "deliveries_per_sec", "deliver_latency")
+scenario("Handshakes (upgrade only, concurrency 200)", "handshake",
+         SERVERS, "handshakes", "handshakes", "handshakes_per_sec", "latency")
 
 if ratios:
     print("## Ratios (median of the per-run ratios, spread)\n")

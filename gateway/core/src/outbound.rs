@@ -325,13 +325,13 @@ impl Outbound {
     /// Once the write completes, report it with [`Outbound::consume`]`(n)`
     /// for the `n` bytes written; until then take no other pieces for a
     /// second write, which would start at the same front.
-    pub fn owned_chunks(&self, out: &mut Vec<OwnedChunk>, max: usize) -> usize {
+    pub fn owned_chunks(&self, out: &mut impl Extend<OwnedChunk>, max: usize) -> usize {
         // Everything from the open message's placeholder header on is still
         // being built.
         let sealed = self.open_message.map_or(self.chunks.len(), |index| index as usize);
-        let before = out.len();
-        out.extend(self.chunks.iter().take(sealed.min(max)).cloned().map(OwnedChunk));
-        out.len() - before
+        let taken = sealed.min(max).min(self.chunks.len());
+        out.extend(self.chunks.iter().take(taken).cloned().map(OwnedChunk));
+        taken
     }
 
     /// The unsent bytes, in order, as the chunks they are queued in.

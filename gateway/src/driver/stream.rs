@@ -24,6 +24,12 @@ pub(crate) const MAX_IOV: usize = 64;
 /// queue, under its slow-reader policy.
 pub(crate) const TLS_WRITE_BATCH: usize = 64 * 1024;
 
+/// A partial frame larger than this moves between the connection and the
+/// worker's input buffer instead of being copied each way: a large message
+/// arriving over many reads (io_uring: one per 16 KiB buffer) is not copied
+/// again at each one.
+const MOVE_ABOVE: usize = 16 * 1024;
+
 /// A connection's bytes between the socket and its session.
 #[derive(Debug)]
 pub(crate) struct Layer {
@@ -60,10 +66,14 @@ impl Layer {
 
     /// Starts the worker's `input` for a read: this connection's partial
     /// frame, if any.
-    pub(crate) fn begin_input(&self, input: &mut BytesMut) {
+    pub(crate) fn begin_input(&mut self, input: &mut BytesMut) {
         input.clear();
-        if let Some(partial) = &self.partial {
-            input.extend_from_slice(partial);
+        if let Some(partial) = &mut self.partial {
+            if partial.len() > MOVE_ABOVE {
+                std::mem::swap(input, partial);
+            } else {
+                input.extend_from_slice(partial);
+            }
         }
     }
 
@@ -90,8 +100,13 @@ impl Layer {
     pub(crate) fn keep_partial(&mut self, input: &mut BytesMut) {
         if input.is_empty() {
             self.partial = None;
+            return;
+        }
+        let partial = self.partial.get_or_insert_with(Box::default);
+        if input.len() > MOVE_ABOVE {
+            std::mem::swap(&mut **partial, input);
+            input.clear();
         } else {
-            let partial = self.partial.get_or_insert_with(Box::default);
             partial.clear();
             partial.extend_from_slice(input);
         }
@@ -129,6 +144,14 @@ impl Layer {
     pub(crate) fn keep_unsent(&mut self, rest: &[u8]) {
         if let Some(tls) = &mut self.tls {
             tls.keep_unsent(rest);
+        }
+    }
+
+    /// Keeps `rest`, the end of a write that was in flight, before any
+    /// records made meanwhile (an alert, a key update's answer).
+    pub(crate) fn keep_unsent_front(&mut self, rest: &[u8]) {
+        if let Some(tls) = &mut self.tls {
+            tls.keep_unsent_front(rest);
         }
     }
 

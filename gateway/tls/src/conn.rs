@@ -191,6 +191,15 @@ impl TlsConn {
         self.unsent.extend_from_slice(rest);
     }
 
+    /// Keeps `rest` in front of [`TlsConn::unsent`]: the end of a write that
+    /// was still in flight while more records were queued (an alert, a key
+    /// update's answer), which must follow it on the wire. A driver whose
+    /// writes complete later (io_uring) needs it.
+    pub fn keep_unsent_front(&mut self, rest: &[u8]) {
+        let at = self.unsent_sent.min(self.unsent.len());
+        self.unsent.splice(at..at, rest.iter().copied());
+    }
+
     /// Encrypts `plain` into records appended to `out`, and returns how much
     /// of it was taken: all of it, or nothing while the handshake is not
     /// complete or while [`TlsConn::unsent`] is not empty (it must go first).

@@ -228,6 +228,25 @@ fn unsent_goes_first_and_is_released() {
     assert_eq!(pair.send(b"second"), b"firstsecond");
 }
 
+/// The end of a write still in flight goes before records queued
+/// meanwhile (io_uring: the write completes after the next read queued an
+/// alert or a key update's answer).
+#[test]
+fn the_rest_of_a_write_in_flight_goes_before_records_queued_meanwhile() {
+    let pki = Pki::new("front CA");
+    let mut pair = Pair::new(server_config(&pki, "front"), pki.client(V13), usize::MAX);
+    pair.handshake();
+    let (mut in_flight, mut meanwhile) = (Vec::new(), Vec::new());
+    pair.server.encrypt(b"first", &mut in_flight).unwrap();
+    pair.server.encrypt(b"second", &mut meanwhile).unwrap();
+    pair.server.keep_unsent(&meanwhile);
+    // The write in flight took 3 bytes.
+    pair.server.keep_unsent_front(&in_flight[3..]);
+    pair.deliver(&in_flight[..3]).unwrap();
+    pair.server_to_client().unwrap();
+    assert_eq!(pair.send(b""), b"firstsecond");
+}
+
 #[test]
 fn close_notify_ends_cleanly() {
     let pki = Pki::new("close CA");

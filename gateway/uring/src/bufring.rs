@@ -61,6 +61,10 @@ pub(crate) struct BufRing {
     size: u32,
     /// The next entry to fill, published to the kernel after each recycle.
     tail: u16,
+    /// One bit per buffer: lent to the caller (a completion named it, and
+    /// it was not recycled yet). Only a lent buffer can be read or given
+    /// back, so no buffer is ever in the ring twice.
+    lent: Vec<u64>,
 }
 
 impl BufRing {
@@ -75,7 +79,8 @@ impl BufRing {
         }
         let entries = Mapping::new(usize::from(count) * std::mem::size_of::<BufRingEntry>())?;
         let buffers = Mapping::new(usize::from(count) * size as usize)?;
-        let mut ring_buffers = Self { entries, buffers, count, size, tail: 0 };
+        let lent = vec![0; usize::from(count).div_ceil(64)];
+        let mut ring_buffers = Self { entries, buffers, count, size, tail: 0, lent };
         // SAFETY: the entries mapping is page aligned, holds `count` entries
         // and lives as long as the ring (the `Ring` unregisters the group or
         // keeps the mapping alive while the kernel may still use it).
@@ -99,6 +104,7 @@ impl BufRing {
         self.entries.ptr = std::ptr::null_mut();
         self.buffers.ptr = std::ptr::null_mut();
         self.count = 0;
+        self.lent.clear();
     }
 
     /// The size of each buffer.
@@ -106,23 +112,48 @@ impl BufRing {
         self.size
     }
 
-    /// The first `len` bytes of buffer `bid`, which a completion has handed
-    /// to the caller (`None` for an id or a length the ring never gave).
+    /// Buffer `bid`, which a completion named, is the caller's until it is
+    /// recycled.
+    pub(crate) fn lend(&mut self, bid: u16) {
+        if let Some(word) = self.lent.get_mut(usize::from(bid) / 64) {
+            *word |= 1 << (bid % 64);
+        }
+    }
+
+    fn is_lent(&self, bid: u16) -> bool {
+        self.lent.get(usize::from(bid) / 64).is_some_and(|word| word & (1 << (bid % 64)) != 0)
+    }
+
+    /// The first `len` bytes of buffer `bid`, if it is lent to the caller
+    /// (`None` for any other id, or a length past the buffer).
     pub(crate) fn get_mut(&mut self, bid: u16, len: usize) -> Option<&mut [u8]> {
-        if bid >= self.count || len > self.size as usize {
+        if bid >= self.count || len > self.size as usize || !self.is_lent(bid) {
             return None;
         }
         let offset = usize::from(bid) * self.size as usize;
         // SAFETY: `offset + len` is within the buffers mapping (checked
-        // above), and buffer `bid` belongs to the caller until it is
-        // recycled: the kernel does not write it meanwhile. `&mut self`
-        // keeps a second slice from being made at the same time.
+        // above), and buffer `bid` is lent to the caller: the kernel does
+        // not write it until it is recycled. `&mut self` keeps a second
+        // slice from being made at the same time.
         Some(unsafe { std::slice::from_raw_parts_mut(self.buffers.ptr.add(offset), len) })
     }
 
-    /// Gives buffer `bid` back to the kernel.
+    /// Gives lent buffer `bid` back to the kernel (an id not lent is
+    /// ignored: it is the kernel's already).
     pub(crate) fn recycle(&mut self, bid: u16) {
-        if bid < self.count {
+        if self.is_lent(bid) {
+            if let Some(word) = self.lent.get_mut(usize::from(bid) / 64) {
+                *word &= !(1 << (bid % 64));
+            }
+            self.push(bid);
+            self.publish();
+        }
+    }
+
+    /// Gives back buffer `bid`, which a completion named without its bytes
+    /// reaching the caller (the end of the stream, an error).
+    pub(crate) fn give_back(&mut self, bid: u16) {
+        if bid < self.count && !self.is_lent(bid) {
             self.push(bid);
             self.publish();
         }

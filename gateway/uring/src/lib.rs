@@ -5,8 +5,8 @@
 //! - receives go into the ring's provided buffers ([`Ring::recv_multi`]:
 //!   one multishot receive per connection, a buffer picked only when bytes
 //!   arrive, so an idle connection holds none);
-//! - a write owns its buffers ([`Buffers`]) until its completion hands them
-//!   back ([`Event::Written`]);
+//! - a write owns its pieces (a `Vec<T>`, `T: AsRef<[u8]>`) until its
+//!   completion hands them back ([`Event::Written`]);
 //! - accepted sockets come back as [`OwnedFd`]s.
 //!
 //! Each operation is a slot in a slab (its `user_data`), carrying the
@@ -39,14 +39,6 @@ const GROUP: u16 = 0;
 /// How long a dropped ring waits for its cancelled operations.
 const DROP_WAIT: Duration = Duration::from_secs(1);
 
-/// What a write sends: slices that stay valid and unchanged while the
-/// value lives, wherever it is moved (heap memory, reference-counted
-/// chunks).
-pub trait Buffers {
-    /// Appends each slice to `out`, in order.
-    fn slices<'a>(&'a self, out: &mut Vec<&'a [u8]>);
-}
-
 /// The sizes of a ring.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {
@@ -70,8 +62,8 @@ struct Op<W> {
 enum Kind<W> {
     Accept,
     Recv,
-    /// The buffers, and the `iovec`s pointing into them.
-    Write(W, Vec<libc::iovec>),
+    /// The pieces, and the `iovec`s pointing into them.
+    Write(Vec<W>, Vec<libc::iovec>),
     /// An eventfd read into its own 8 bytes.
     Wake {
         _counter: Box<[u8; 8]>,
@@ -103,8 +95,8 @@ pub enum Event<W> {
     /// stream, or an error (`ENOBUFS`: the provided buffers ran out);
     /// `ended`: the receive is no longer armed.
     Received { tag: u64, result: io::Result<Option<Received>>, ended: bool },
-    /// A write completed: bytes taken, and its buffers back.
-    Written { tag: u64, result: io::Result<usize>, buffers: W },
+    /// A write completed: bytes taken, and its pieces back.
+    Written { tag: u64, result: io::Result<usize>, buffers: Vec<W> },
     /// The eventfd was read (arm it again with [`Ring::read_wake`]).
     Woken { tag: u64 },
 }
@@ -136,7 +128,7 @@ impl<W> std::fmt::Debug for Ring<W> {
     }
 }
 
-impl<W: Buffers> Ring<W> {
+impl<W: AsRef<[u8]>> Ring<W> {
     /// Sets up a ring (single issuer, task work deferred to the waits) and
     /// registers its provided buffers.
     pub fn new(sizes: Sizes) -> Result<Self, RingError> {
@@ -182,29 +174,29 @@ impl<W: Buffers> Ring<W> {
         self.push(entry, Op { tag, kind: Kind::Recv }).map_err(|(_, err)| err)
     }
 
-    /// Writes `buffers` to `fd` (one vectored write of up to 1,024 slices;
-    /// the caller gives no more); gives them back if the submission fails.
-    pub fn write(&mut self, fd: RawFd, buffers: W, tag: u64) -> Result<OpId, (W, io::Error)> {
+    /// Writes `pieces` to `fd`, in order, in one vectored write (of the
+    /// first [`MAX_SLICES`]; the caller gives no more); gives them back if
+    /// the submission fails.
+    ///
+    /// Why the kernel may read them after this returns: the pieces live in
+    /// the `Vec`'s heap buffer, which moves with the `Vec` into the
+    /// operation's slot and is neither moved nor touched until the
+    /// completion hands it back; each slice is borrowed from a piece (its
+    /// own bytes, inline in that buffer, or memory it owns), so it stays
+    /// valid while the piece lives unmoved and unchanged.
+    pub fn write(&mut self, fd: RawFd, pieces: Vec<W>, tag: u64) -> Result<OpId, (Vec<W>, io::Error)> {
         let mut iovecs = self.spare_iovecs.pop().unwrap_or_default();
         iovecs.clear();
-        let mut slices = Vec::new();
-        buffers.slices(&mut slices);
-        iovecs.extend(
-            slices.iter().take(MAX_SLICES).map(|slice| libc::iovec {
-                iov_base: slice.as_ptr().cast_mut().cast(),
-                iov_len: slice.len(),
-            }),
-        );
-        drop(slices);
+        iovecs.extend(pieces.iter().take(MAX_SLICES).map(|piece| {
+            let slice = piece.as_ref();
+            libc::iovec { iov_base: slice.as_ptr().cast_mut().cast(), iov_len: slice.len() }
+        }));
         let len = u32::try_from(iovecs.len()).unwrap_or(u32::MAX);
         let entry = opcode::Writev::new(Fd(fd), iovecs.as_ptr(), len).build();
-        // The iovecs and the slices they point at move into the slab with
-        // the `Vec` and `W` that own their heap memory: their addresses do
-        // not change while the write is in flight.
-        self.push(entry, Op { tag, kind: Kind::Write(buffers, iovecs) }).map_err(|(op, err)| match op.kind {
-            Kind::Write(buffers, iovecs) => {
+        self.push(entry, Op { tag, kind: Kind::Write(pieces, iovecs) }).map_err(|(op, err)| match op.kind {
+            Kind::Write(pieces, iovecs) => {
                 self.spare_iovecs.push(iovecs);
-                (buffers, err)
+                (pieces, err)
             }
             _ => unreachable!("push gives back the operation it was given"),
         })
@@ -258,13 +250,14 @@ impl<W: Buffers> Ring<W> {
         }
     }
 
-    /// The `len` bytes a receive put in `buffer` (`None` for a buffer or a
-    /// length no completion gave).
+    /// The `len` bytes a receive put in `buffer` (`None` for a buffer not
+    /// lent to the caller, or a length past it).
     pub fn buffer_mut(&mut self, buffer: u16, len: usize) -> Option<&mut [u8]> {
         self.buffers.get_mut(buffer, len)
     }
 
-    /// Gives `buffer` back for later receives.
+    /// Gives `buffer` back for later receives (once: an id not lent to the
+    /// caller is ignored).
     pub fn recycle(&mut self, buffer: u16) {
         self.buffers.recycle(buffer);
     }
@@ -292,15 +285,18 @@ impl<W: Buffers> Ring<W> {
                 let result = match (errno(result), buffer) {
                     (Ok(0), buffer) => {
                         if let Some(buffer) = buffer {
-                            self.buffers.recycle(buffer);
+                            self.buffers.give_back(buffer);
                         }
                         Ok(None)
                     }
-                    (Ok(len), Some(buffer)) => Ok(Some(Received { buffer, len: len as usize })),
+                    (Ok(len), Some(buffer)) => {
+                        self.buffers.lend(buffer);
+                        Ok(Some(Received { buffer, len: len as usize }))
+                    }
                     (Ok(_), None) => Err(io::Error::other("a receive completed without a buffer")),
                     (Err(err), buffer) => {
                         if let Some(buffer) = buffer {
-                            self.buffers.recycle(buffer);
+                            self.buffers.give_back(buffer);
                         }
                         Err(err)
                     }
@@ -355,7 +351,12 @@ impl<W> Drop for Ring<W> {
         }
         let cancel = opcode::AsyncCancel2::new(CancelBuilder::any()).build().user_data(u64::MAX);
         // SAFETY: a cancellation points at no memory.
-        let _ = unsafe { self.ring.submission().push(&cancel) };
+        if unsafe { self.ring.submission().push(&cancel) }.is_err() {
+            // A full queue: submit it, then there is room.
+            let _ = self.ring.submit();
+            // SAFETY: as above.
+            let _ = unsafe { self.ring.submission().push(&cancel) };
+        }
         let deadline = Instant::now() + DROP_WAIT;
         while !self.ops.is_empty() && Instant::now() < deadline {
             let spec = Timespec::from(Duration::from_millis(10));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, Probe};
 
-use crate::{Buffers, Event, Ring, RingError, Sizes};
+use crate::{Event, Ring, RingError, Sizes};
 
 /// How long the probe waits for each completion it provokes.
 const WAIT: Duration = Duration::from_secs(1);
@@ -28,12 +28,6 @@ pub enum Unsupported {
     /// Using a feature failed.
     #[error("{what}: {err}")]
     Failed { what: &'static str, err: io::Error },
-}
-
-impl Buffers for Vec<u8> {
-    fn slices<'a>(&'a self, out: &mut Vec<&'a [u8]>) {
-        out.push(self);
-    }
 }
 
 /// Checks that io_uring is allowed and has what the driver uses:
@@ -81,7 +75,8 @@ pub fn probe() -> Result<(), Unsupported> {
         Event::Received { result: Err(err), .. } => return Err(failed("multishot receive", err)),
         _ => return Err(Unsupported::Missing("multishot receive into a provided-buffer ring (6.0)")),
     }
-    ring.write(ours.as_raw_fd(), b"back".to_vec(), 3).map_err(|(_, err)| failed("a vectored write", err))?;
+    ring.write(ours.as_raw_fd(), vec![b"back".to_vec()], 3)
+        .map_err(|(_, err)| failed("a vectored write", err))?;
     match next(&mut ring)? {
         Event::Written { result: Ok(4), .. } => {}
         Event::Written { result: Err(err), .. } => return Err(failed("a vectored write", err)),

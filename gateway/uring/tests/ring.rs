@@ -62,6 +62,10 @@ fn receives_that_run_out_of_buffers_end_and_resume_without_losing_bytes() {
     assert_eq!(got, sent);
     assert!(dry >= 1, "64 bytes through two 16-byte buffers must run the ring dry");
     assert!(ring.buffer_mut(2, 1).is_none(), "no buffer 2 in a ring of two");
+    for buffer in held.drain(..) {
+        ring.recycle(buffer);
+        assert!(ring.buffer_mut(buffer, 1).is_none(), "a recycled buffer is the kernel's again");
+    }
 }
 
 /// A write the peer does not read stays in flight; cancelling it gives its
@@ -79,14 +83,14 @@ fn a_cancelled_write_comes_back_with_its_buffers() {
             Err(err) => panic!("{err}"),
         }
     }
-    let id = ring.write(ours.as_raw_fd(), vec![2u8; 4096], 9).map_err(|(_, err)| err).unwrap();
+    let id = ring.write(ours.as_raw_fd(), vec![vec![2u8; 4096]], 9).map_err(|(_, err)| err).unwrap();
     ring.wait(Some(Duration::from_millis(50))).unwrap();
     assert!(ring.completion().is_none(), "the socket is full: the write waits");
     ring.cancel(id).unwrap();
     match next(&mut ring) {
         Event::Written { tag: 9, result: Err(err), buffers } => {
             assert_eq!(err.raw_os_error(), Some(libc::ECANCELED), "{err}");
-            assert_eq!(buffers, vec![2u8; 4096]);
+            assert_eq!(buffers, vec![vec![2u8; 4096]]);
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use gateway_hub::Now;
 use gateway_uring::{OpId, Ring};
 
-use super::conn::{self, Conn, Out};
+use super::conn::{self, Conn, Piece};
 use super::Running;
 use crate::driver::{admission, reuseport_listener, tls_layer, Listen};
 
@@ -53,7 +53,7 @@ impl Listener {
 
     /// Cancels every accept in flight (each still completes, as cancelled
     /// or with a connection).
-    fn cancel(&mut self, ring: &mut Ring<Out>) {
+    fn cancel(&mut self, ring: &mut Ring<Piece>) {
         if let Some(socket) = &self.socket {
             if self.multishot.is_some() || self.singles > 0 {
                 let _ = ring.cancel_fd(socket.as_raw_fd());
@@ -69,7 +69,7 @@ impl Listener {
     }
 
     /// Arms what `room` (connections the worker may still take) calls for.
-    fn arm(&mut self, ring: &mut Ring<Out>, room: usize, backlog: usize) {
+    fn arm(&mut self, ring: &mut Ring<Piece>, room: usize, backlog: usize) {
         let Some(socket) = &self.socket else { return };
         if self.closing {
             return;
@@ -152,7 +152,7 @@ impl Listeners {
     /// accepts have ended), so new connections are refused (RST) instead of
     /// waiting in an accept queue nobody reads. With `SO_REUSEPORT` the port
     /// stays open while any worker still listens.
-    pub(super) fn close(&mut self, ring: &mut Ring<Out>) {
+    pub(super) fn close(&mut self, ring: &mut Ring<Piece>) {
         for listener in self.all() {
             listener.closing = true;
             listener.cancel(ring);
@@ -208,8 +208,9 @@ impl Running {
                 return;
             }
         };
-        // Taken between a drain's cancellation and its completion: refused.
-        if self.core.draining.is_some() {
+        // Taken between a drain's (or a stop's) cancellation and its
+        // completion: refused.
+        if self.core.draining.is_some() || self.stopping {
             return;
         }
         // Taken while a pause's cancellation was on its way: never more

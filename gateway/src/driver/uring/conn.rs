@@ -5,7 +5,6 @@ use std::net::TcpStream;
 use std::os::fd::{AsRawFd as _, RawFd};
 
 use gateway_core::OwnedChunk;
-use gateway_uring::Buffers;
 
 use crate::driver::stream::Layer;
 use crate::driver::worker::DriverConn;
@@ -98,39 +97,38 @@ impl Conn {
     }
 }
 
-/// What one write sends, owned until it completes: the front of a
-/// session's output (reference-counted chunks, no copy), or TLS records.
+/// A piece of one write, owned until the write completes: a piece of the
+/// front of a session's output (reference-counted, no copy), or TLS
+/// records.
 #[derive(Debug)]
-pub(crate) enum Out {
-    Plain(Vec<OwnedChunk>),
-    Tls(Vec<u8>),
+pub(crate) enum Piece {
+    Chunk(OwnedChunk),
+    Records(Vec<u8>),
 }
 
-impl Buffers for Out {
-    fn slices<'a>(&'a self, out: &mut Vec<&'a [u8]>) {
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
         match self {
-            Self::Plain(chunks) => out.extend(chunks.iter().map(|chunk| &**chunk)),
-            Self::Tls(records) => out.push(records),
+            Self::Chunk(chunk) => chunk,
+            Self::Records(records) => records,
         }
     }
 }
 
-impl Out {
-    /// Bytes it holds.
-    pub(super) fn len(&self) -> usize {
-        match self {
-            Self::Plain(chunks) => chunks.iter().map(|chunk| chunk.len()).sum(),
-            Self::Tls(records) => records.len(),
-        }
-    }
+/// The pieces of one write.
+pub(crate) type Out = Vec<Piece>;
+
+/// The bytes in `out`.
+pub(super) fn out_len(out: &Out) -> usize {
+    out.iter().map(|piece| piece.as_ref().len()).sum()
 }
 
 /// Write buffers kept for the next writes: no allocation per write once
 /// the worker is warm.
 #[derive(Debug, Default)]
 pub(super) struct Spare {
-    plain: Vec<Vec<OwnedChunk>>,
-    tls: Vec<Vec<u8>>,
+    pieces: Vec<Out>,
+    records: Vec<Vec<u8>>,
 }
 
 /// Most spare buffers of each kind kept.
@@ -139,26 +137,26 @@ const SPARE_KEPT: usize = 256;
 const SPARE_TLS_BYTES: usize = 128 * 1024;
 
 impl Spare {
-    pub(super) fn plain(&mut self) -> Vec<OwnedChunk> {
-        self.plain.pop().unwrap_or_default()
+    pub(super) fn pieces(&mut self) -> Out {
+        self.pieces.pop().unwrap_or_default()
     }
 
-    pub(super) fn tls(&mut self) -> Vec<u8> {
-        self.tls.pop().unwrap_or_default()
+    pub(super) fn records(&mut self) -> Vec<u8> {
+        self.records.pop().unwrap_or_default()
     }
 
-    /// Keeps `out`'s buffer (emptied: chunks dropped now, not when reused).
-    pub(super) fn keep(&mut self, out: Out) {
-        match out {
-            Out::Plain(mut chunks) if self.plain.len() < SPARE_KEPT => {
-                chunks.clear();
-                self.plain.push(chunks);
+    /// Keeps `out`'s buffers (emptied: chunks dropped now, not when reused).
+    pub(super) fn keep(&mut self, mut out: Out) {
+        for piece in out.drain(..) {
+            if let Piece::Records(mut records) = piece {
+                if self.records.len() < SPARE_KEPT && records.capacity() <= SPARE_TLS_BYTES {
+                    records.clear();
+                    self.records.push(records);
+                }
             }
-            Out::Tls(mut records) if self.tls.len() < SPARE_KEPT && records.capacity() <= SPARE_TLS_BYTES => {
-                records.clear();
-                self.tls.push(records);
-            }
-            _ => {}
+        }
+        if self.pieces.len() < SPARE_KEPT {
+            self.pieces.push(out);
         }
     }
 }

@@ -8,7 +8,7 @@ use gateway_admin::HandshakeFailure;
 use gateway_hub::Now;
 use gateway_uring::Received;
 
-use super::conn::{self, Out};
+use super::conn::{self, Out, Piece};
 use super::Running;
 use crate::driver::stream::{Absorbed, MAX_IOV};
 use crate::driver::worker::DriverConn as _;
@@ -118,22 +118,22 @@ impl Running {
             self.core.reschedule(key);
             return;
         }
-        let out = if conn.layer.is_tls() {
-            let mut records = self.spare.tls();
+        let mut out = self.spare.pieces();
+        if conn.layer.is_tls() {
+            let mut records = self.spare.records();
             let Ok(encrypted) = conn.layer.next_records(outbound, &mut records) else {
+                self.spare.keep(out);
                 hub.handle_peer_gone(now, key);
                 return;
             };
             // Encrypted is as good as written for the session: the records
             // are the connection's now.
             hub.handle_written(now, key, encrypted);
-            Out::Tls(records)
+            out.push(Piece::Records(records));
         } else {
-            let mut chunks = self.spare.plain();
-            outbound.owned_chunks(&mut chunks, MAX_IOV);
-            Out::Plain(chunks)
-        };
-        if out.len() == 0 {
+            chunks_of(outbound, &mut out);
+        }
+        if conn::out_len(&out) == 0 {
             self.spare.keep(out);
             self.core.reschedule(key);
             return;
@@ -166,9 +166,13 @@ impl Running {
         match result {
             Ok(written) if written > 0 => {
                 self.core.metrics.bytes_out.add(written as u64);
-                match &out {
-                    Out::Plain(_) => self.core.hub.handle_written(now, key, written),
-                    Out::Tls(records) => conn.layer.keep_unsent(records.get(written..).unwrap_or_default()),
+                match out.first() {
+                    // What the socket did not take goes before any record
+                    // made while the write was in flight (an alert).
+                    Some(Piece::Records(records)) => {
+                        conn.layer.keep_unsent_front(records.get(written..).unwrap_or_default());
+                    }
+                    _ => self.core.hub.handle_written(now, key, written),
                 }
                 self.core.mark_dirty(key);
             }
@@ -220,14 +224,12 @@ impl Running {
             let conn = &mut closed.conn;
             conn.set_sending(false);
             let outbound = closed.session.outbound();
-            match &out {
-                Out::Plain(_) => {
-                    conn.layer.write_last(&mut conn.socket, outbound, written, &[], &mut self.last_out)
-                }
-                Out::Tls(records) => {
+            match out.first() {
+                Some(Piece::Records(records)) => {
                     let rest = records.get(written..).unwrap_or_default();
                     conn.layer.write_last(&mut conn.socket, outbound, 0, rest, &mut self.last_out);
                 }
+                _ => conn.layer.write_last(&mut conn.socket, outbound, written, &[], &mut self.last_out),
             }
             self.finish_closing(tag);
         }
@@ -240,5 +242,19 @@ impl Running {
         if self.closing.get(&tag).is_some_and(|closed| !closed.conn.sending() && !closed.conn.receiving()) {
             self.closing.remove(&tag);
         }
+    }
+}
+
+/// Appends the front of `outbound` to `out` as owned pieces, for one write.
+fn chunks_of(outbound: &gateway_core::Outbound, out: &mut Out) {
+    outbound.owned_chunks(&mut Chunks(out), MAX_IOV);
+}
+
+/// Takes a session's owned chunks straight into a write's pieces.
+struct Chunks<'a>(&'a mut Out);
+
+impl Extend<gateway_core::OwnedChunk> for Chunks<'_> {
+    fn extend<I: IntoIterator<Item = gateway_core::OwnedChunk>>(&mut self, chunks: I) {
+        self.0.extend(chunks.into_iter().map(Piece::Chunk));
     }
 }

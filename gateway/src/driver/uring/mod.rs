@@ -38,7 +38,7 @@ use gateway_uring::{Event, Ring, Sizes};
 use super::worker::{clock, Core};
 use super::Listen;
 pub(crate) use conn::Conn;
-use conn::{Out, Spare};
+use conn::{Piece, Spare};
 
 /// How long a stopping worker waits for its writes in flight (the close
 /// frames of a stop among them) and the last writes of closed sessions.
@@ -57,7 +57,7 @@ pub(crate) struct Worker {
 #[derive(Debug)]
 struct Running {
     core: Core<Conn>,
-    ring: Ring<Out>,
+    ring: Ring<Piece>,
     listeners: accept::Listeners,
     waker: RawFd,
     spare: Spare,
@@ -72,6 +72,8 @@ struct Running {
     last_out: Vec<u8>,
     /// The next connection's generation.
     generation: u16,
+    /// The worker is stopping: connections still accepted are refused.
+    stopping: bool,
 }
 
 impl Worker {
@@ -107,6 +109,7 @@ impl Worker {
             writes: 0,
             last_out: Vec::new(),
             generation: 0,
+            stopping: false,
         };
         running.ring.read_wake(running.waker, conn::WAKE)?;
         running.arm_accepts();
@@ -137,6 +140,7 @@ impl Running {
                 self.check_capacity();
             }
             if inboxed.stop || self.core.past_drain_deadline(now) {
+                self.stopping = true;
                 self.core.hub.close_all(now);
                 self.end_turn(now);
                 self.flush();
@@ -151,7 +155,18 @@ impl Running {
         }
     }
 
-    fn on_event(&mut self, now: Now, event: Event<Out>) -> std::io::Result<()> {
+    /// Handles every completion that has arrived. A session the hub closes
+    /// meanwhile moves to `closing` at once, before the next completion,
+    /// which may be its own last one.
+    fn completions(&mut self, now: Now) -> std::io::Result<()> {
+        while let Some(event) = self.ring.completion() {
+            self.on_event(now, event)?;
+            self.reap_closed();
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, now: Now, event: Event<Piece>) -> std::io::Result<()> {
         match event {
             Event::Woken { .. } => self.ring.read_wake(self.waker, conn::WAKE).map(drop)?,
             Event::Accepted { tag, socket, ended } => self.on_accept(now, tag, socket, ended),
@@ -184,10 +199,8 @@ impl Running {
                 return;
             }
             let now = clock();
-            while let Some(event) = self.ring.completion() {
-                if self.on_event(now, event).is_err() {
-                    return;
-                }
+            if self.completions(now).is_err() {
+                return;
             }
             self.write_dirty(now);
             self.reap_closed();
