@@ -50,7 +50,9 @@ def syscalls(tag):
             for line in f:
                 parts = line.strip().split(",")
                 if len(parts) >= 3 and parts[0].replace(".", "").isdigit():
-                    counts[parts[2].split(":")[-1].replace("sys_enter_", "")] = float(parts[0])
+                    event = parts[2]
+                    name = "all" if event == "raw_syscalls:sys_enter" else event.split(":")[-1].replace("sys_enter_", "")
+                    counts[name] = float(parts[0])
     except OSError:
         pass
     return counts
@@ -100,7 +102,7 @@ if sizes:
                 counts = syscalls(tag)
                 messages = s["msgs_per_sec"] * PERF_SECS
                 if counts and messages > 0:
-                    total = counts.get("raw_syscalls", float("nan")) / messages
+                    total = counts.get("all", float("nan")) / messages
                     rows["sys"].append(total)
                     per_run_sys.setdefault(run, {})[server] = total
                     for name in ("io_uring_enter", "writev", "write", "recvfrom", "read", "epoll_wait", "futex"):
