@@ -21,6 +21,10 @@ use crate::engine::Plan;
 use crate::rawloop::{Kind, Opening, RawPlan};
 use crate::report::{self, per_sec, HistDump, Percentiles};
 use crate::stats::{Phase, Shared};
+
+/// How long after the drain starts the run may be judged settled: by then
+/// every worker thread has seen the phase and sent its last message.
+const DRAIN_SEEN: Duration = Duration::from_millis(100);
 use crate::tag::TAG_LEN;
 use crate::traffic::{self, Latencies, Mode, Spec};
 
@@ -241,6 +245,7 @@ fn run(args: &GroupArgs, sessions: u64) -> Result<GroupSummary, String> {
     let mut window: Option<(Window, u64)> = None;
     let mut closed = None;
     let mut drain_deadline = start;
+    let mut drain_start = start;
     let mut ticker = Ticker::new(start, common.child, sessions);
     while !workers.iter().all(std::thread::JoinHandle::is_finished) {
         std::thread::sleep(TICK);
@@ -266,13 +271,18 @@ fn run(args: &GroupArgs, sessions: u64) -> Result<GroupSummary, String> {
                 if let Some((w, delivered0)) = &window {
                     closed = Some((w.close(), counters.delivered.load(Relaxed).saturating_sub(*delivered0)));
                 }
+                drain_start = now;
                 drain_deadline = now + Duration::from_secs_f64(args.drain_timeout);
                 shared.set_phase(Phase::Drain);
             }
             Phase::Drain => {
                 let (sent, acked, errors, _) = counters.snapshot();
                 let acked = if args.hub { sent } else { acked };
-                let settled = sent <= acked + errors && counters.unique.load(Relaxed) >= acked * others;
+                // A worker may send once more in the turn it learns of the
+                // drain: judge only after every worker has had a turn.
+                let settled = now >= drain_start + DRAIN_SEEN
+                    && sent <= acked + errors
+                    && counters.unique.load(Relaxed) >= acked * others;
                 if settled || now >= drain_deadline {
                     shared.set_phase(Phase::Close);
                 }

@@ -32,6 +32,7 @@ fn touch_everything(w: &WorkerMetrics) {
     DropReason::ALL.iter().for_each(|&r| w.drops.inc(r));
     CloseCode::KNOWN.iter().for_each(|&(c, _, _)| w.closes.inc(c));
     w.closes.inc(CloseCode(4999));
+    w.uring_buffers_dry.inc();
     w.loop_turn.observe(Duration::from_micros(75));
 }
 
