@@ -102,7 +102,7 @@ section! {
         /// io_uring: receive buffers per worker, shared by its connections (a
         /// power of two, at most 32768); a read waits for one when all are in
         /// use. Memory: uring_buffers x uring_buffer_size per worker.
-        uring_buffers: u32 = 256;
+        uring_buffers: u32 = 64;
         /// io_uring: bytes per receive buffer (one completion carries at most
         /// this much).
         uring_buffer_size: u32 = 16384;

@@ -116,7 +116,7 @@ fn defaults_are_the_documented_values_and_valid() {
         (1, Path::new("./data"), 0, true)
     );
     assert_eq!((c.node.driver, c.node.driver_required), (Driver::Epoll, false));
-    assert_eq!((c.node.uring_buffers, c.node.uring_buffer_size, c.node.uring_entries), (256, 16_384, 4096));
+    assert_eq!((c.node.uring_buffers, c.node.uring_buffer_size, c.node.uring_entries), (64, 16_384, 4096));
     assert_eq!(
         (c.listen.ws.as_str(), c.listen.wss.as_deref(), c.listen.admin.as_str()),
         ("127.0.0.1:7700", None, "127.0.0.1:7701")

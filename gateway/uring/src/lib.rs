@@ -36,6 +36,13 @@ pub use probe::{probe, Unsupported};
 
 /// The buffer group of the ring's provided buffers.
 const GROUP: u16 = 0;
+/// A receive's `user_data` is this bit and the caller's tag: receives have
+/// no slot, so a connection's armed receive costs the ring no memory (an
+/// idle session costs what it does with epoll).
+const RECEIVE: u64 = 1 << 63;
+/// The `user_data` of the cancellation a dropped ring sends: no slot's, no
+/// receive's.
+const DROP_CANCEL: u64 = 1 << 62;
 /// How long a dropped ring waits for its cancelled operations.
 const DROP_WAIT: Duration = Duration::from_secs(1);
 
@@ -61,7 +68,6 @@ struct Op<W> {
 #[derive(Debug)]
 enum Kind<W> {
     Accept,
-    Recv,
     /// The pieces, and the `iovec`s pointing into them.
     Write(Vec<W>, Vec<libc::iovec>),
     /// An eventfd read into its own 8 bytes.
@@ -117,6 +123,8 @@ pub enum RingError {
 pub struct Ring<W> {
     ring: IoUring,
     ops: Slab<Op<W>>,
+    /// Receives armed (they have no slot in `ops`).
+    receives: usize,
     buffers: BufRing,
     /// `iovec` vectors of completed writes, kept for the next ones.
     spare_iovecs: Vec<Vec<libc::iovec>>,
@@ -140,12 +148,12 @@ impl<W: AsRef<[u8]>> Ring<W> {
             .map_err(RingError::Setup)?;
         let buffers = BufRing::new(&ring, GROUP, sizes.buffers, sizes.buffer_size)
             .map_err(|err| RingError::Buffers { buffers: sizes.buffers, err })?;
-        Ok(Self { ring, ops: Slab::new(), buffers, spare_iovecs: Vec::new() })
+        Ok(Self { ring, ops: Slab::new(), receives: 0, buffers, spare_iovecs: Vec::new() })
     }
 
     /// Operations in flight.
     pub fn in_flight(&self) -> usize {
-        self.ops.len()
+        self.ops.len() + self.receives
     }
 
     /// The size of each provided buffer.
@@ -168,10 +176,17 @@ impl<W: AsRef<[u8]>> Ring<W> {
         self.push(entry, Op { tag, kind: Kind::Accept }).map_err(|(_, err)| err)
     }
 
-    /// Arms a multishot receive on socket `fd` into the provided buffers.
-    pub fn recv_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
-        let entry = opcode::RecvMulti::new(Fd(fd), GROUP).build();
-        self.push(entry, Op { tag, kind: Kind::Recv }).map_err(|(_, err)| err)
+    /// Arms a multishot receive on socket `fd` into the provided buffers
+    /// (`tag` below 2^62; cancel it with [`Ring::cancel_fd`]).
+    pub fn recv_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<()> {
+        if tag >= DROP_CANCEL {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a receive's tag must be below 2^62"));
+        }
+        // Points at no memory: the kernel picks one of the ring's buffers.
+        let entry = opcode::RecvMulti::new(Fd(fd), GROUP).build().user_data(RECEIVE | tag);
+        self.push_entry(&entry)?;
+        self.receives += 1;
+        Ok(())
     }
 
     /// Writes `pieces` to `fd`, in order, in one vectored write (of the
@@ -264,10 +279,17 @@ impl<W: AsRef<[u8]>> Ring<W> {
 
     #[allow(unsafe_code)]
     fn complete(&mut self, entry: &cqueue::Entry) -> Option<Event<W>> {
-        let key = usize::try_from(entry.user_data()).ok()?;
         let flags = entry.flags();
         let more = cqueue::more(flags);
         let result = entry.result();
+        if entry.user_data() & RECEIVE != 0 {
+            if !more {
+                self.receives = self.receives.saturating_sub(1);
+            }
+            let tag = entry.user_data() & !RECEIVE;
+            return Some(Event::Received { tag, result: self.received(result, flags), ended: !more });
+        }
+        let key = usize::try_from(entry.user_data()).ok()?;
         let op = self.ops.get(key)?;
         let tag = op.tag;
         let event = match &op.kind {
@@ -280,29 +302,6 @@ impl<W: AsRef<[u8]>> Ring<W> {
                 }),
                 ended: !more,
             }),
-            Kind::Recv => {
-                let buffer = cqueue::buffer_select(flags);
-                let result = match (errno(result), buffer) {
-                    (Ok(0), buffer) => {
-                        if let Some(buffer) = buffer {
-                            self.buffers.give_back(buffer);
-                        }
-                        Ok(None)
-                    }
-                    (Ok(len), Some(buffer)) => {
-                        self.buffers.lend(buffer);
-                        Ok(Some(Received { buffer, len: len as usize }))
-                    }
-                    (Ok(_), None) => Err(io::Error::other("a receive completed without a buffer")),
-                    (Err(err), buffer) => {
-                        if let Some(buffer) = buffer {
-                            self.buffers.give_back(buffer);
-                        }
-                        Err(err)
-                    }
-                };
-                Some(Event::Received { tag, result, ended: !more })
-            }
             Kind::Write(..) | Kind::Wake { .. } | Kind::Cancel => None,
         };
         if more {
@@ -316,26 +315,60 @@ impl<W: AsRef<[u8]>> Ring<W> {
             }
             Kind::Wake { .. } => Some(Event::Woken { tag }),
             Kind::Cancel => None,
-            Kind::Accept | Kind::Recv => event,
+            Kind::Accept => event,
+        }
+    }
+
+    /// What a receive's completion brought: a lent buffer, the end of the
+    /// stream or an error (a buffer it named without bytes goes back).
+    fn received(&mut self, result: i32, flags: u32) -> io::Result<Option<Received>> {
+        let buffer = cqueue::buffer_select(flags);
+        match (errno(result), buffer) {
+            (Ok(len), Some(buffer)) if len > 0 => {
+                self.buffers.lend(buffer);
+                Ok(Some(Received { buffer, len: len as usize }))
+            }
+            (Ok(0), buffer) => {
+                if let Some(buffer) = buffer {
+                    self.buffers.give_back(buffer);
+                }
+                Ok(None)
+            }
+            (Ok(_), _) => Err(io::Error::other("a receive completed without a buffer")),
+            (Err(err), buffer) => {
+                if let Some(buffer) = buffer {
+                    self.buffers.give_back(buffer);
+                }
+                Err(err)
+            }
         }
     }
 
     /// Queues `entry` for `op` (submitting what is queued when the queue is
     /// full); gives the operation back if it cannot be queued.
-    #[allow(unsafe_code)]
     fn push(&mut self, entry: squeue::Entry, op: Op<W>) -> Result<OpId, (Op<W>, io::Error)> {
         let key = self.ops.insert(op);
-        let entry = entry.user_data(key as u64);
+        // Whatever the entry points at (iovecs, pieces, the wake counter)
+        // is owned by `self.ops[key]`, whose heap memory stays put until the
+        // operation's last completion removes it.
+        match self.push_entry(&entry.user_data(key as u64)) {
+            Ok(()) => Ok(OpId(key)),
+            Err(err) => Err((self.ops.remove(key), err)),
+        }
+    }
+
+    /// Queues `entry`, submitting what is queued when the queue is full.
+    /// The caller keeps whatever the entry points at alive and unmoved until
+    /// its last completion.
+    #[allow(unsafe_code)]
+    fn push_entry(&mut self, entry: &squeue::Entry) -> io::Result<()> {
         loop {
-            // SAFETY: whatever the entry points at (iovecs, buffers, the
-            // wake counter) is owned by `self.ops[key]`, whose heap memory
-            // stays put until the operation's last completion removes it.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return Ok(OpId(key));
+            // SAFETY: the callers own what the entry points at until its
+            // last completion (see `push` and `recv_multi`).
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
             }
-            if let Err(err) = self.ring.submit() {
-                return Err((self.ops.remove(key), err));
-            }
+            self.ring.submit()?;
         }
     }
 }
@@ -346,10 +379,10 @@ impl<W> Drop for Ring<W> {
     /// buffers it could read) is leaked, never freed under it.
     #[allow(unsafe_code)]
     fn drop(&mut self) {
-        if self.ops.is_empty() {
+        if self.ops.is_empty() && self.receives == 0 {
             return;
         }
-        let cancel = opcode::AsyncCancel2::new(CancelBuilder::any()).build().user_data(u64::MAX);
+        let cancel = opcode::AsyncCancel2::new(CancelBuilder::any()).build().user_data(DROP_CANCEL);
         // SAFETY: a cancellation points at no memory.
         if unsafe { self.ring.submission().push(&cancel) }.is_err() {
             // A full queue: submit it, then there is room.
@@ -358,17 +391,21 @@ impl<W> Drop for Ring<W> {
             let _ = unsafe { self.ring.submission().push(&cancel) };
         }
         let deadline = Instant::now() + DROP_WAIT;
-        while !self.ops.is_empty() && Instant::now() < deadline {
+        while (!self.ops.is_empty() || self.receives > 0) && Instant::now() < deadline {
             let spec = Timespec::from(Duration::from_millis(10));
             let _ = self.ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&spec));
             while let Some(entry) = self.ring.completion().next() {
-                let key = usize::try_from(entry.user_data()).unwrap_or(usize::MAX);
-                if !cqueue::more(entry.flags()) {
-                    self.ops.try_remove(key);
+                if cqueue::more(entry.flags()) {
+                    continue;
+                }
+                if entry.user_data() & RECEIVE != 0 {
+                    self.receives = self.receives.saturating_sub(1);
+                } else {
+                    self.ops.try_remove(usize::try_from(entry.user_data()).unwrap_or(usize::MAX));
                 }
             }
         }
-        if !self.ops.is_empty() {
+        if !self.ops.is_empty() || self.receives > 0 {
             std::mem::forget(std::mem::take(&mut self.ops));
             self.buffers.leak();
         }
