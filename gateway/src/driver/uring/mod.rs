@@ -120,16 +120,13 @@ impl Worker {
 impl Running {
     fn run(&mut self) -> std::io::Result<()> {
         loop {
-            let timeout =
-                [self.core.poll_timeout(Instant::now(), false), self.listeners.retry_in(Instant::now())]
-                    .into_iter()
-                    .flatten()
-                    .min();
+            // A failed accept is retried only while the worker takes
+            // connections (paused or draining, nothing is armed).
+            let retry = self.core.listening.then(|| self.listeners.retry_in(Instant::now())).flatten();
+            let timeout = [self.core.poll_timeout(Instant::now(), false), retry].into_iter().flatten().min();
             self.ring.wait(timeout)?;
             let now = clock();
-            while let Some(event) = self.ring.completion() {
-                self.on_event(now, event)?;
-            }
+            self.completions(now)?;
             self.core.run_deadlines(now);
             self.core.drain_replies(now);
             let inboxed = self.core.drain_inbox(now);
