@@ -10,7 +10,7 @@ use rustix::process::{getrlimit, setrlimit, umask, Resource};
 
 /// Descriptors kept for everything but client connections: the store's table
 /// files ([`backend_store::MAX_CACHED_FILES`]) and its journals, lock and
-/// directories; each worker's listeners, poll and waker; the admin listener
+/// directories; each worker's listeners, poll or ring, and waker; the admin listener
 /// and its clients; the push service's and a remote store's sockets; logs,
 /// keys and certificates.
 pub const FD_RESERVE: usize = backend_store::MAX_CACHED_FILES + 256;

@@ -1,10 +1,11 @@
 //! The connection gateway node: one process holding client WebSocket sessions
-//! on one mio event loop per core.
+//! on one event loop per core (epoll through mio, or an io_uring ring).
 //!
 //! - [`config`]: the TOML configuration, its CLI and environment overrides.
 //! - [`node`]: starts the workers and the admin listener, handles signals.
-//! - `driver`: the IO around each worker's hub: the epoll (mio) loop
-//!   (accept, read, timers, writes, wake-ups, the clock).
+//! - `driver`: the IO around each worker's hub: the epoll (mio) loop or the
+//!   io_uring ring (accept, read, timers, writes, wake-ups, the clock), around
+//!   the part of a worker both share.
 //! - [`fds`]: the descriptor budget (connections vs. the reserve) and the umask.
 //! - [`backend`]: the store and push services (embedded or remote) and the
 //!   channel their answers come back on.

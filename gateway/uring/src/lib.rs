@@ -9,9 +9,10 @@
 //!   completion hands them back ([`Event::Written`]);
 //! - accepted sockets come back as [`OwnedFd`]s.
 //!
-//! Each operation is a slot in a slab (its `user_data`), carrying the
-//! caller's `tag`; a multishot operation keeps its slot until its last
-//! completion. Dropping the ring cancels what is in flight and waits a
+//! Each operation but a receive is a slot in a slab (its `user_data`),
+//! carrying the caller's `tag` and what the kernel reads; a multishot
+//! operation keeps its slot until its last completion. A receive points at
+//! nothing of the caller's and carries its tag in `user_data` itself. Dropping the ring cancels what is in flight and waits a
 //! moment for it; memory the kernel could still write is then leaked
 //! rather than freed.
 //!
