@@ -128,13 +128,26 @@ impl<C: DriverConn> Core<C> {
             .map(|at| at.saturating_duration_since(now))
     }
 
-    /// Whether a new connection from `ip` is admitted (counted when not).
-    pub(crate) fn admit(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
-        let admitted = self.admission.admit(ip, now);
-        if !admitted {
-            self.metrics.drops.inc(gateway_admin::DropReason::RateLimited);
+    /// Whether a new connection from `ip` is admitted. One refused is
+    /// counted and, from the ws listener, answered 429 on `socket` (best
+    /// effort: the answer fits any socket buffer; on the wss listener plain
+    /// HTTP would be a garbage TLS record, so that connection is just
+    /// closed by the caller).
+    pub(crate) fn admit(
+        &mut self,
+        ip: std::net::IpAddr,
+        now: Instant,
+        socket: &mut impl std::io::Write,
+        from_wss: bool,
+    ) -> bool {
+        if self.admission.admit(ip, now) {
+            return true;
         }
-        admitted
+        self.metrics.drops.inc(gateway_admin::DropReason::RateLimited);
+        if !from_wss {
+            let _ = socket.write(super::admission::TOO_MANY);
+        }
+        false
     }
 
     /// Hands what is in `input` to session `key`, keeps its partial frame.

@@ -9,7 +9,7 @@ use mio::{Interest, Poll, Token};
 
 use super::conn::Conn;
 use super::{Worker, FIRST_SESSION, LISTENER, WSS_LISTENER};
-use crate::driver::{admission, reuseport_listener, tls_layer, Listen};
+use crate::driver::{reuseport_listener, tls_layer, Listen};
 use gateway_hub::Now;
 
 /// Binds and registers the ws listener and, if `listen.wss` is set, the wss
@@ -42,14 +42,7 @@ impl Worker {
             let accepted = listener.accept();
             match accepted {
                 Ok((mut stream, peer)) => {
-                    if !self.core.admit(peer.ip(), now.at) {
-                        // Best effort: the answer fits any socket buffer. On
-                        // the wss listener plain HTTP would be a garbage TLS
-                        // record, so that connection is just closed.
-                        if !tls {
-                            use std::io::Write;
-                            let _ = stream.write(admission::TOO_MANY);
-                        }
+                    if !self.core.admit(peer.ip(), now.at, &mut stream, tls) {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);

@@ -19,7 +19,7 @@ use gateway_uring::{OpId, Ring};
 
 use super::conn::{self, Conn, Piece};
 use super::Running;
-use crate::driver::{admission, reuseport_listener, tls_layer, Listen};
+use crate::driver::{reuseport_listener, tls_layer, Listen};
 
 /// How long after a failed accept (out of descriptors, say) the worker
 /// arms it again; the backlog keeps the connections meanwhile.
@@ -220,14 +220,7 @@ impl Running {
 
     fn admit(&mut self, now: Now, mut socket: TcpStream, from_wss: bool) {
         let Ok(peer) = socket.peer_addr() else { return };
-        if !self.core.admit(peer.ip(), now.at) {
-            // Best effort: the answer fits any socket buffer. On the wss
-            // listener plain HTTP would be a garbage TLS record, so that
-            // connection is just closed.
-            if !from_wss {
-                use std::io::Write as _;
-                let _ = socket.write(admission::TOO_MANY);
-            }
+        if !self.core.admit(peer.ip(), now.at, &mut socket, from_wss) {
             return;
         }
         let _ = socket.set_nodelay(true);
