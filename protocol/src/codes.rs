@@ -110,6 +110,14 @@ codes!(ErrorCode, Retry:
     OVERLOADED = 501, Retryable;
     /// The store or push service is unreachable; retry.
     BACKEND_UNAVAILABLE = 502, Retryable;
+    /// MEDIA_UPLOAD's size is over the server's largest blob.
+    MEDIA_TOO_LARGE = 600, Terminal;
+    /// The user's media quota for the day is spent; retry after
+    /// `retry_after_ms` (when the day's window frees).
+    MEDIA_QUOTA_EXCEEDED = 601, Retryable;
+    /// The media id was not issued by this fleet, was altered, or is past
+    /// the retention period.
+    UNKNOWN_MEDIA = 602, Terminal;
 );
 
 impl ErrorCode {

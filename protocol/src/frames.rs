@@ -6,12 +6,13 @@
 
 use crate::codes::ErrorCode;
 use crate::limits::{
-    MAX_DEVICES_PER_USER, MAX_FRAME_LEN, MAX_GROUP_MEMBERS, MAX_GROUP_NAME, MAX_KEY, MAX_MEMBERS_PER_CHANGE,
-    MAX_ONE_TIME_PREKEYS, MAX_PAYLOAD, MAX_SIGNATURE, MAX_SYNC_BATCH, MAX_TEXT, MAX_TOKEN,
+    MAX_DEVICES_PER_USER, MAX_FRAME_LEN, MAX_GROUP_MEMBERS, MAX_GROUP_NAME, MAX_KEY, MAX_MEDIA_ID,
+    MAX_MEMBERS_PER_CHANGE, MAX_ONE_TIME_PREKEYS, MAX_PAYLOAD, MAX_SIGNATURE, MAX_SYNC_BATCH, MAX_TEXT,
+    MAX_TICKET_HEADERS, MAX_TOKEN, MAX_URL,
 };
 use crate::types::{
-    Blob, Capabilities, ConvSeq, Conversation, DeviceId, GoAwayReason, GroupId, List, MessageId,
-    PresenceStatus, ReceiptKind, Role, Seq, Text, Timestamp, UserId, Visibility,
+    Blob, Capabilities, ConvSeq, Conversation, DeviceId, GoAwayReason, GroupId, HttpMethod, List, MediaClass,
+    MessageId, PresenceStatus, ReceiptKind, Role, Seq, Text, Timestamp, UserId, Visibility,
 };
 
 /// Opaque message ciphertext, as stored and delivered.
@@ -39,6 +40,10 @@ pub type Signature = Blob<MAX_SIGNATURE>;
 pub type Note = Text<MAX_TEXT>;
 /// A group's display name.
 pub type GroupName = Text<MAX_GROUP_NAME>;
+/// A media id: opaque bytes the server issued (SPEC §6.8).
+pub type MediaId = Blob<MAX_MEDIA_ID>;
+/// The URL of a media ticket.
+pub type Url = Text<MAX_URL>;
 
 /// Who may send a frame kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +111,16 @@ record!(
         /// One one-time prekey, consumed by this fetch; absent when the stock is
         /// empty.
         one_time: Option<OneTimePrekey>,
+    }
+);
+
+record!(
+    /// An HTTP header a ticket's request must carry, exactly.
+    Header {
+        /// Header name.
+        name: Note,
+        /// Its value.
+        value: Note,
     }
 );
 
@@ -478,5 +493,56 @@ frames! {
     PrekeyLow = 0x54, "PREKEY_LOW", ServerToClient {
         /// One-time prekeys left.
         stock: u32,
+    }
+
+    /// Ask for a ticket to upload one encrypted blob (needs the MEDIA
+    /// capability).
+    MediaUpload = 0x60, "MEDIA_UPLOAD", ClientToServer {
+        /// Echoed in the answer.
+        request: u64,
+        /// The client's id for the blob, echoed in the ticket.
+        client_blob: u64,
+        /// Exact size of the encrypted blob, bytes.
+        size: u64,
+        /// What the blob holds.
+        class: MediaClass,
+    }
+
+    /// Where and how to upload the blob, and the id it will be known by.
+    MediaUploadTicket = 0x61, "MEDIA_UPLOAD_TICKET", ServerToClient {
+        /// The request answered.
+        request: u64,
+        /// The MEDIA_UPLOAD's client blob id.
+        client_blob: u64,
+        /// The blob's id, to put in the message that refers to it.
+        media_id: MediaId,
+        /// HTTP method of the upload.
+        method: HttpMethod,
+        /// Presigned URL of the upload.
+        url: Url,
+        /// Headers the upload must carry, exactly.
+        headers: List<Header, MAX_TICKET_HEADERS>,
+        /// The URL is refused from this time on.
+        expires_at: Timestamp,
+    }
+
+    /// Ask for a ticket to download a blob (needs the MEDIA capability).
+    MediaDownload = 0x62, "MEDIA_DOWNLOAD", ClientToServer {
+        /// Echoed in the answer.
+        request: u64,
+        /// The blob's id, from the message that refers to it.
+        media_id: MediaId,
+    }
+
+    /// Where to download the blob.
+    MediaDownloadTicket = 0x63, "MEDIA_DOWNLOAD_TICKET", ServerToClient {
+        /// The request answered.
+        request: u64,
+        /// The blob's size, bytes, as its uploader announced it.
+        size: u64,
+        /// Presigned URL of the download (`GET`, no headers required).
+        url: Url,
+        /// The URL is refused from this time on.
+        expires_at: Timestamp,
     }
 }

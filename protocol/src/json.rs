@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use crate::codes::ErrorCode;
 use crate::frames::{Frame, FrameKind};
 use crate::types::{
-    Blob, Capabilities, ConvSeq, Conversation, DeviceId, GoAwayReason, GroupId, List, MessageId,
-    PresenceStatus, ReceiptKind, Role, Seq, Text, Timestamp, UserId, Visibility,
+    Blob, Capabilities, ConvSeq, Conversation, DeviceId, GoAwayReason, GroupId, HttpMethod, List, MediaClass,
+    MessageId, PresenceStatus, ReceiptKind, Role, Seq, Text, Timestamp, UserId, Visibility,
 };
 use crate::wire::Wire;
 
@@ -105,7 +105,7 @@ macro_rules! json_enum {
     )+};
 }
 
-json_enum!(PresenceStatus, Visibility, ReceiptKind, Role, GoAwayReason);
+json_enum!(PresenceStatus, Visibility, ReceiptKind, Role, GoAwayReason, MediaClass, HttpMethod);
 
 impl Json for ErrorCode {
     fn to_json(&self) -> Value {

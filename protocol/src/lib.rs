@@ -67,8 +67,8 @@ pub use error::{DecodeError, EncodeError};
 pub use frames::*;
 pub use reader::Reader;
 pub use types::{
-    Blob, Capabilities, ConvSeq, Conversation, DeviceId, GoAwayReason, GroupId, List, ListIter, MessageId,
-    PresenceStatus, ReceiptKind, Role, Seq, Text, Timestamp, UserId, Visibility,
+    Blob, Capabilities, ConvSeq, Conversation, DeviceId, GoAwayReason, GroupId, HttpMethod, List, ListIter,
+    MediaClass, MessageId, PresenceStatus, ReceiptKind, Role, Seq, Text, Timestamp, UserId, Visibility,
 };
 pub use varint::{put_varint, read_varint, varint_len, MAX_VARINT_LEN};
 pub use wire::Wire;

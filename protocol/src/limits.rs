@@ -45,8 +45,15 @@ pub const MAX_KEY: usize = 64;
 /// Longest signature, in bytes.
 pub const MAX_SIGNATURE: usize = 128;
 
+/// Longest media id (opaque, issued by the server), in bytes.
+pub const MAX_MEDIA_ID: usize = 96;
+/// Longest URL in a media ticket, in UTF-8 bytes.
+pub const MAX_URL: usize = 2_048;
+/// Most headers an upload ticket requires.
+pub const MAX_TICKET_HEADERS: usize = 8;
+
 /// Every limit by its SPEC name, for the SPEC consistency test and for tools.
-pub const ALL: [(&str, usize); 18] = [
+pub const ALL: [(&str, usize); 21] = [
     ("VERSION_MIN", VERSION_MIN as usize),
     ("VERSION_MAX", VERSION_MAX as usize),
     ("MAX_FRAME_LEN", MAX_FRAME_LEN),
@@ -65,4 +72,7 @@ pub const ALL: [(&str, usize); 18] = [
     ("MAX_PRESENCE_SUBSCRIPTIONS", MAX_PRESENCE_SUBSCRIPTIONS),
     ("MAX_KEY", MAX_KEY),
     ("MAX_SIGNATURE", MAX_SIGNATURE),
+    ("MAX_MEDIA_ID", MAX_MEDIA_ID),
+    ("MAX_URL", MAX_URL),
+    ("MAX_TICKET_HEADERS", MAX_TICKET_HEADERS),
 ];

@@ -87,8 +87,11 @@ impl Capabilities {
     pub const PRESENCE: Self = Self(1 << 1);
     /// TYPING_NOTIFY frames.
     pub const TYPING: Self = Self(1 << 2);
+    /// Media tickets: the client may send MEDIA_UPLOAD and MEDIA_DOWNLOAD, and
+    /// gets their tickets (granted only by a server with an object store).
+    pub const MEDIA: Self = Self(1 << 3);
     /// All capabilities defined by this crate.
-    pub const ALL: Self = Self(0b111);
+    pub const ALL: Self = Self(0b1111);
 
     /// Whether every bit of `other` is set in `self`.
     pub fn contains(self, other: Self) -> bool {
@@ -257,6 +260,32 @@ wire_enum!(
         Rebalance = 2 => "rebalance",
         /// The node sheds load.
         Overload = 3 => "overload",
+    }
+);
+
+wire_enum!(
+    /// What kind of content an uploaded blob holds (one byte). The blob is
+    /// encrypted, so the class is the client's word: it names the object's
+    /// key prefix, for lifecycle rules and quotas per class.
+    MediaClass {
+        /// A photo or a sticker.
+        Image = 1 => "image",
+        /// A video.
+        Video = 2 => "video",
+        /// A voice note or audio file.
+        Audio = 3 => "audio",
+        /// Any other file.
+        Document = 4 => "document",
+    }
+);
+
+wire_enum!(
+    /// The HTTP method a media ticket is used with (one byte).
+    HttpMethod {
+        /// `GET`: a download.
+        Get = 1 => "GET",
+        /// `PUT`: an upload of the whole blob, its length in `Content-Length`.
+        Put = 2 => "PUT",
     }
 );
 

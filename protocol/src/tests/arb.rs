@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use crate::codes::ErrorCode;
 use crate::limits::{MAX_FRAME_LEN, MAX_PAYLOAD};
 use crate::types::{
-    Blob, Capabilities, ConvSeq, Conversation, DeviceId, GoAwayReason, GroupId, List, MessageId,
-    PresenceStatus, ReceiptKind, Role, Seq, Text, Timestamp, UserId, Visibility,
+    Blob, Capabilities, ConvSeq, Conversation, DeviceId, GoAwayReason, GroupId, HttpMethod, List, MediaClass,
+    MessageId, PresenceStatus, ReceiptKind, Role, Seq, Text, Timestamp, UserId, Visibility,
 };
 use crate::wire::Wire;
 
@@ -80,7 +80,7 @@ macro_rules! arb_enum {
     )+};
 }
 
-arb_enum!(PresenceStatus, Visibility, ReceiptKind, Role, GoAwayReason);
+arb_enum!(PresenceStatus, Visibility, ReceiptKind, Role, GoAwayReason, MediaClass, HttpMethod);
 
 impl Arb for ErrorCode {
     fn strategy() -> BoxedStrategy<Self> {

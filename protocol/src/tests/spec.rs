@@ -174,7 +174,7 @@ fn worked_examples_are_vectors() {
 fn nested_record_keys_match_the_code() {
     use crate::json::Json;
     use crate::types::{Blob, ConvSeq, Conversation, DeviceId, MessageId, Role, Seq, Timestamp, UserId};
-    use crate::{Deliver, DeviceBundle, Member, OneTimePrekey, SignedPrekey};
+    use crate::{Deliver, DeviceBundle, Header, Member, Note, OneTimePrekey, SignedPrekey};
 
     let signed = SignedPrekey { id: 1, key: Blob::default(), signature: Blob::default() };
     let one_time = OneTimePrekey { id: 2, key: Blob::default() };
@@ -198,6 +198,7 @@ fn nested_record_keys_match_the_code() {
         ("member", Member { user: UserId(1), role: Role::Admin }.to_json()),
         ("signed_prekey", signed.to_json()),
         ("one_time_prekey", one_time.to_json()),
+        ("header", Header { name: Note::truncated("a"), value: Note::truncated("b") }.to_json()),
         ("device_bundle", bundle.to_json()),
         ("DELIVER body", deliver.to_json()),
     ]);

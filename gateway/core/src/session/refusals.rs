@@ -96,6 +96,8 @@ fn request_id(frame: &Frame) -> Option<u64> {
         Frame::GroupGet(f) => Some(f.request),
         Frame::PrekeyUpload(f) => Some(f.request),
         Frame::PrekeyFetch(f) => Some(f.request),
+        Frame::MediaUpload(f) => Some(f.request),
+        Frame::MediaDownload(f) => Some(f.request),
         _ => None,
     }
 }
