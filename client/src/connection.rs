@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::{
-    ConvSeq, Conversation, DeviceId, Frame, GroupId, Key, OneTimePrekey, Payload, Role, Seq, SignedPrekey,
-    Token, UserId, Visibility,
+    ConvSeq, Conversation, DeviceId, Frame, GroupId, Key, MediaClass, MediaId, OneTimePrekey, Payload, Role, Seq,
+    SignedPrekey, Token, UserId, Visibility,
 };
 use tokio::time::timeout;
 
@@ -16,6 +16,7 @@ use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::event::Event;
 use crate::link::Link;
+use crate::media::MediaRef;
 use crate::session::Session;
 use crate::transport::{default_tls_config, Endpoint};
 
@@ -49,6 +50,8 @@ pub struct Client {
     link: Option<Link>,
     /// Why the last connection ended, until `next_event` reports it.
     failure: Option<ClientError>,
+    /// The next upload's client blob id.
+    next_blob: u64,
 }
 
 impl Client {
@@ -72,7 +75,7 @@ impl Client {
         let token = Token::new(config.token.clone())?;
         let session = Session::new(config.device, token, config.capabilities, config.resume_after)
             .with_first_client_id(config.first_client_id);
-        let mut client = Self { config, endpoints, current: 0, tls, session, link: None, failure: None };
+        let mut client = Self { config, endpoints, current: 0, tls, session, link: None, failure: None, next_blob: 1 };
         client.establish_any().await?;
         Ok(client)
     }
@@ -373,6 +376,80 @@ impl Client {
         let (request, frame) = self.session.prekey_fetch(user, device);
         self.request(frame).await?;
         Ok(request)
+    }
+
+    /// Asks for a ticket to upload a blob of `size` bytes; returns the
+    /// request id ([`Event::MediaUploadTicket`] answers). [`Client::upload`]
+    /// does the whole upload.
+    pub async fn media_upload(&mut self, client_blob: u64, size: u64, class: MediaClass) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.media_upload(client_blob, size, class);
+        self.request(frame).await?;
+        Ok(request)
+    }
+
+    /// Asks for a ticket to download the blob `media_id` names; returns the
+    /// request id ([`Event::MediaDownloadTicket`] answers).
+    /// [`Client::download`] does the whole download.
+    pub async fn media_download(&mut self, media_id: MediaId) -> Result<u64, ClientError> {
+        self.connected()?;
+        let (request, frame) = self.session.media_download(media_id);
+        self.request(frame).await?;
+        Ok(request)
+    }
+
+    /// Uploads `blob` (encrypted by the application) to the object store: a
+    /// ticket from the gateway, then an HTTP PUT with it. Returns what a
+    /// message names the blob by. Events that arrive meanwhile stay queued
+    /// for [`Client::next_event`]. A refusal is [`ClientError::Refused`]
+    /// (SPEC §6.8), a failed PUT [`ClientError::ObjectStore`].
+    pub async fn upload(&mut self, blob: Bytes, class: MediaClass) -> Result<MediaRef, ClientError> {
+        let size = blob.len() as u64;
+        let request = self.media_upload(self.next_blob, size, class).await?;
+        self.next_blob += 1;
+        let Event::MediaUploadTicket(ticket) = self.answer(request).await? else {
+            return Err(ClientError::Protocol("a media upload answered with another frame".into()));
+        };
+        crate::media::put(&ticket, blob, self.tls.as_ref()).await?;
+        Ok(MediaRef { media_id: ticket.media_id, size })
+    }
+
+    /// Downloads the blob `media` names from the object store (a ticket
+    /// from the gateway, then an HTTP GET); the application decrypts it.
+    /// Errors as for [`Client::upload`].
+    pub async fn download(&mut self, media: &MediaRef) -> Result<Bytes, ClientError> {
+        let request = self.media_download(media.media_id.clone()).await?;
+        let Event::MediaDownloadTicket(ticket) = self.answer(request).await? else {
+            return Err(ClientError::Protocol("a media download answered with another frame".into()));
+        };
+        crate::media::get(&ticket, self.tls.as_ref()).await
+    }
+
+    /// Reads until the answer to `request` arrives (its ticket; an ERROR
+    /// naming it is [`ClientError::Refused`]), within the auth deadline.
+    async fn answer(&mut self, request: u64) -> Result<Event, ClientError> {
+        let deadline = self.config.auth_timeout;
+        let wait = async {
+            loop {
+                match self.session.take_answer(request) {
+                    Some(Event::Error(error)) => {
+                        return Err(ClientError::Refused {
+                            code: error.code,
+                            retry_after_ms: error.retry_after_ms,
+                            text: error.text.as_str().to_owned(),
+                        })
+                    }
+                    Some(answer) => return Ok(answer),
+                    None => {}
+                }
+                let Some(link) = self.link.as_mut() else { return Err(ClientError::NotConnected) };
+                if let Err(err) = link.pump(&mut self.session).await {
+                    self.disconnect();
+                    return Err(err);
+                }
+            }
+        };
+        timeout(deadline, wait).await.map_err(|_| ClientError::Timeout("media ticket"))?
     }
 
     /// Replaces the token for the next HELLO (after `AUTH_EXPIRED`).

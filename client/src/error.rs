@@ -64,6 +64,27 @@ pub enum ClientError {
     /// The server broke the protocol (an unexpected frame, a text message).
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The server refused a request with an ERROR naming it (a media ticket):
+    /// `code.retry()` says whether the same request may succeed later. The
+    /// session goes on.
+    #[error("request refused: {code} ({text}), retry after {retry_after_ms} ms")]
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// Retry after this delay (ms), 0 for no advice.
+        retry_after_ms: u32,
+        /// Human-readable detail.
+        text: String,
+    },
+    /// The object store refused a media transfer (its HTTP status; 403 for an
+    /// expired or altered ticket, 404 for a blob it does not have).
+    #[error("object store answered {status}: {text}")]
+    ObjectStore {
+        /// HTTP status.
+        status: u16,
+        /// The start of its answer.
+        text: String,
+    },
     /// No connection: it ended earlier (the first error was returned then).
     /// Call [`Client::reconnect`](crate::Client::reconnect).
     #[error("not connected")]
@@ -127,7 +148,9 @@ impl ClientError {
             | Self::Tls(_)
             | Self::Encode(_)
             | Self::MessageTooLarge { .. }
-            | Self::Protocol(_) => false,
+            | Self::Protocol(_)
+            | Self::Refused { .. }
+            | Self::ObjectStore { .. } => false,
         }
     }
 }

@@ -4,8 +4,8 @@
 //! received WebSocket message, so an event costs no copy of its payload.
 
 use protocol::{
-    AuthOk, ConvSeq, Deliver, ErrorCode, Frame, GoAway, GroupInfo, GroupOk, MessageId, Note, PrekeyBundles,
-    PrekeyOk, Presence, Receipt, Seq, Timestamp, TypingNotify,
+    AuthOk, ConvSeq, Deliver, ErrorCode, Frame, GoAway, GroupInfo, GroupOk, MediaDownloadTicket,
+    MediaUploadTicket, MessageId, Note, PrekeyBundles, PrekeyOk, Presence, Receipt, Seq, Timestamp, TypingNotify,
 };
 
 /// Something that happened on the session, in the order the server said it.
@@ -112,6 +112,10 @@ pub enum Event {
         /// One-time prekeys left.
         stock: u32,
     },
+    /// MEDIA_UPLOAD_TICKET: where and how to upload a blob, and its media id.
+    MediaUploadTicket(MediaUploadTicket),
+    /// MEDIA_DOWNLOAD_TICKET: where to download a blob.
+    MediaDownloadTicket(MediaDownloadTicket),
     /// ERROR: a request failed (`reference` names it), or, with
     /// `reference = 0`, a request without an answer (ACK, READ, TYPING,
     /// PRESENCE_*) was refused or the session is about to close.

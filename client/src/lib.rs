@@ -63,6 +63,8 @@
 //! | GROUP_GET | `group_get(group)` | `group_get` | [`Event::GroupInfo`] or [`Event::Error`] |
 //! | PREKEY_UPLOAD | `prekey_upload(identity_key, signed_prekey, one_time)` | `prekey_upload` | [`Event::PrekeyOk`] or [`Event::Error`] |
 //! | PREKEY_FETCH | `prekey_fetch(user, device)` | `prekey_fetch` | [`Event::PrekeyBundles`] or [`Event::Error`] |
+//! | MEDIA_UPLOAD | `media_upload(client_blob, size, class)` | `media_upload`; `upload(blob, class)` does the PUT too → [`MediaRef`] | [`Event::MediaUploadTicket`] or [`Event::Error`] |
+//! | MEDIA_DOWNLOAD | `media_download(media_id)` | `media_download`; `download(&MediaRef)` does the GET too → bytes | [`Event::MediaDownloadTicket`] or [`Event::Error`] |
 //!
 //! Request ids come from the session (never 0, unique among outstanding
 //! requests); builders whose lists or text can exceed a protocol limit return
@@ -103,6 +105,7 @@ mod connection;
 mod error;
 mod event;
 mod link;
+mod media;
 mod session;
 mod status;
 mod system;
@@ -113,6 +116,7 @@ pub use config::ClientConfig;
 pub use connection::Client;
 pub use error::{ClientError, UnexpectedFrame};
 pub use event::Event;
+pub use media::MediaRef;
 pub use session::{PendingSend, Session};
 pub use status::{MessageStatus, StatusChange, StatusTracker};
 pub use system::system_group_info;

@@ -292,6 +292,14 @@ impl Session {
                 self.push(Event::PrekeyOk(ok));
             }
             Frame::PrekeyLow(low) => self.push(Event::PrekeyLow { stock: low.stock }),
+            Frame::MediaUploadTicket(ticket) => {
+                self.answered(ticket.request);
+                self.push(Event::MediaUploadTicket(ticket));
+            }
+            Frame::MediaDownloadTicket(ticket) => {
+                self.answered(ticket.request);
+                self.push(Event::MediaDownloadTicket(ticket));
+            }
             other => self.push(Event::Other(other)),
         }
         Ok(())
@@ -307,6 +315,21 @@ impl Session {
 
     fn push(&mut self, event: Event) {
         self.queue.push_back(Queued::Event(event));
+    }
+
+    /// Takes the answer to `request` out of the queued events (its ticket, or
+    /// the ERROR naming it), leaving the others in order.
+    pub fn take_answer(&mut self, request: u64) -> Option<Event> {
+        let at = self.queue.iter().position(|queued| match queued {
+            Queued::Event(Event::MediaUploadTicket(ticket)) => ticket.request == request,
+            Queued::Event(Event::MediaDownloadTicket(ticket)) => ticket.request == request,
+            Queued::Event(Event::Error(error)) => request != 0 && error.reference == request,
+            _ => false,
+        })?;
+        match self.queue.remove(at)? {
+            Queued::Event(event) => Some(event),
+            _ => None,
+        }
     }
 
     /// The next event for the application, if any. Deliveries that repeat an

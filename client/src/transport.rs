@@ -104,25 +104,35 @@ pub(crate) async fn open(
     endpoint: &Endpoint,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<WebSocketStream<Transport>, ClientError> {
-    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
-    tcp.set_nodelay(true)?;
-    let transport = match (endpoint.tls, tls) {
-        (false, _) => Transport::Plain(tcp),
-        (true, None) => return Err(ClientError::InvalidUrl("wss:// without a TLS config".into())),
-        (true, Some(config)) => {
-            let name = ServerName::try_from(endpoint.host.clone())
-                .map_err(|_| ClientError::InvalidUrl(format!("{:?} is no TLS name", endpoint.host)))?;
-            let stream =
-                TlsConnector::from(Arc::clone(config)).connect(name, tcp).await.map_err(tls_error)?;
-            Transport::Tls(Box::new(stream))
-        }
-    };
+    let transport = connect(&endpoint.host, endpoint.port, endpoint.tls.then_some(tls)).await?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_SERVER_MESSAGE_LEN))
         .max_frame_size(Some(MAX_SERVER_MESSAGE_LEN));
     let (ws, _response) =
         tokio_tungstenite::client_async_with_config(&endpoint.uri, transport, Some(config)).await?;
     Ok(ws)
+}
+
+/// TCP to `host:port`, then TLS when `tls` is `Some` (with its config, which
+/// must be there).
+pub(crate) async fn connect(
+    host: &str,
+    port: u16,
+    tls: Option<Option<&Arc<rustls::ClientConfig>>>,
+) -> Result<Transport, ClientError> {
+    let tcp = TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    match tls {
+        None => Ok(Transport::Plain(tcp)),
+        Some(None) => Err(ClientError::InvalidUrl(format!("TLS to {host} without a TLS config"))),
+        Some(Some(config)) => {
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|_| ClientError::InvalidUrl(format!("{host:?} is no TLS name")))?;
+            let stream =
+                TlsConnector::from(Arc::clone(config)).connect(name, tcp).await.map_err(tls_error)?;
+            Ok(Transport::Tls(Box::new(stream)))
+        }
+    }
 }
 
 /// tokio-rustls reports handshake failures as I/O errors wrapping a

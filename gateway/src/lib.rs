@@ -22,6 +22,7 @@ pub mod config;
 mod driver;
 pub mod fds;
 mod fleet;
+mod media;
 pub mod node;
 mod watchdog;
 

@@ -118,7 +118,7 @@ impl Node {
         let registry = Arc::new(registry);
         let shared = Shared {
             hub: gateway_hub::Setup {
-                config: hub_config(config),
+                config: hub_config(config, crate::media::start(config)?),
                 session: session_config(config),
                 verifier: verifier.clone(),
                 directory,
@@ -484,7 +484,7 @@ fn session_config(config: &Config) -> SessionConfig {
     }
 }
 
-fn hub_config(config: &Config) -> gateway_hub::HubConfig {
+fn hub_config(config: &Config, media: Option<Arc<gateway_media::Media>>) -> gateway_hub::HubConfig {
     let m = &config.messaging;
     gateway_hub::HubConfig {
         // Each worker holds its share of the node's in-flight budget.
@@ -497,6 +497,7 @@ fn hub_config(config: &Config) -> gateway_hub::HubConfig {
         max_batch: gateway_hub::HubConfig::MAX_BATCH,
         fleet: config.cluster.enabled(),
         ack_wait: Duration::from_millis(config.cluster.ack_wait_ms),
+        media,
     }
 }
 

@@ -9,7 +9,8 @@
 use protocol::limits::MAX_PRESENCE_SUBSCRIPTIONS;
 use protocol::{
     ConvSeq, Conversation, DeviceId, EncodeError, Frame, FrameKind, GroupAdd, GroupCreate, GroupGet, GroupId,
-    GroupLeave, GroupName, GroupRemove, GroupSetRole, Key, List, OneTimePrekey, PrekeyFetch, PrekeyUpload,
+    GroupLeave, GroupName, GroupRemove, GroupSetRole, Key, List, MediaClass, MediaDownload, MediaId, MediaUpload,
+    OneTimePrekey, PrekeyFetch, PrekeyUpload,
     PresenceSet, PresenceSubscribe, PresenceUnsubscribe, Read, Role, SignedPrekey, Typing, UserId,
     Visibility,
 };
@@ -144,6 +145,22 @@ impl Session {
     pub fn prekey_fetch(&mut self, user: UserId, device: DeviceId) -> (u64, Frame) {
         let request = self.allocate_request(FrameKind::PrekeyFetch);
         (request, Frame::PrekeyFetch(PrekeyFetch { request, user, device }))
+    }
+
+    /// MEDIA_UPLOAD: a ticket to upload an encrypted blob of `size` bytes
+    /// (`client_blob` is echoed); answered by
+    /// [`Event::MediaUploadTicket`](crate::Event::MediaUploadTicket). Needs
+    /// the MEDIA capability granted.
+    pub fn media_upload(&mut self, client_blob: u64, size: u64, class: MediaClass) -> (u64, Frame) {
+        let request = self.allocate_request(FrameKind::MediaUpload);
+        (request, Frame::MediaUpload(MediaUpload { request, client_blob, size, class }))
+    }
+
+    /// MEDIA_DOWNLOAD: a ticket to download the blob `media_id` names;
+    /// answered by [`Event::MediaDownloadTicket`](crate::Event::MediaDownloadTicket).
+    pub fn media_download(&mut self, media_id: MediaId) -> (u64, Frame) {
+        let request = self.allocate_request(FrameKind::MediaDownload);
+        (request, Frame::MediaDownload(MediaDownload { request, media_id }))
     }
 
     /// The kind of the outstanding request `request`, if it is outstanding.

@@ -149,6 +149,24 @@ label_enum! {
 }
 
 label_enum! {
+    /// What became of a media ticket request (`gateway_media_tickets_total{result}`).
+    MediaResult {
+        /// The ticket was issued.
+        Granted = "granted",
+        /// The blob is over media.max_blob_bytes.
+        TooLarge = "too_large",
+        /// The user's daily quota is spent.
+        QuotaExceeded = "quota_exceeded",
+        /// The user asked for too many tickets this minute.
+        RateLimited = "rate_limited",
+        /// A media id the fleet did not issue, altered or expired.
+        UnknownMedia = "unknown_media",
+        /// The object store failed its last check.
+        StoreUnavailable = "store_unavailable",
+    }
+}
+
+label_enum! {
     /// Session state of an open connection (`gateway_sessions{state}`).
     SessionState {
         /// TCP (and TLS) accepted, WebSocket upgrade in progress.

@@ -43,7 +43,7 @@ pub mod http;
 pub mod names;
 
 pub use http::{spawn, AdminHandle, AdminOptions};
-pub use labels::{AuthFailure, DropReason, HandshakeFailure, Label, SessionState};
+pub use labels::{AuthFailure, DropReason, HandshakeFailure, Label, MediaResult, SessionState};
 pub use metrics::{Counter, Counters, Gauge, Gauges, Histogram, WorkerMetrics, LOOP_TURN_BOUNDS_NS};
 pub use process::resident_memory_bytes;
 pub use registry::{Probe, Registry, Render, CONTENT_TYPE};

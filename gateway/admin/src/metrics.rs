@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use protocol::{CloseCode, FrameKind};
 
-use crate::labels::{AuthFailure, DropReason, HandshakeFailure, Label, SessionState};
+use crate::labels::{AuthFailure, DropReason, HandshakeFailure, Label, MediaResult, SessionState};
 
 /// A monotonic counter.
 #[derive(Debug, Default)]
@@ -358,6 +358,8 @@ pub struct WorkerMetrics {
     pub inbox_depth: Gauge,
     /// `gateway_drops_total{reason}`.
     pub drops: counters!(DropReason),
+    /// `gateway_media_tickets_total{result}`.
+    pub media_tickets: counters!(MediaResult),
     /// `gateway_closes_total{code}`.
     pub closes: counters!(CloseCode),
     /// `gateway_uring_buffers_dry_total` (io_uring driver).
@@ -387,6 +389,7 @@ impl WorkerMetrics {
             send_acks_unconfirmed: Counter::new(),
             inbox_depth: Gauge::new(),
             drops: Counters::new(),
+            media_tickets: Counters::new(),
             closes: Counters::new(),
             uring_buffers_dry: Counter::new(),
             loop_turn: Histogram::new(LOOP_TURN_BOUNDS_NS),

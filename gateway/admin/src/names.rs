@@ -115,6 +115,8 @@ families! {
     INBOX_DEPTH = "gateway_inbox_depth", Gauge, PerWorker;
     /// Frames or events shed instead of delivered, by reason.
     DROPS_TOTAL = "gateway_drops_total" {reason}, Counter, Summed;
+    /// Media ticket requests (MEDIA_UPLOAD, MEDIA_DOWNLOAD), by result.
+    MEDIA_TICKETS_TOTAL = "gateway_media_tickets_total" {result}, Counter, Summed;
     /// Sessions closed, by WebSocket close code ("other" for codes outside the protocol table).
     CLOSES_TOTAL = "gateway_closes_total" {code}, Counter, Summed;
     /// Receives that found every io_uring receive buffer of their worker in use (node.uring_buffers): the connection waited a loop turn, nothing was lost.

@@ -119,6 +119,7 @@ impl Registry {
                 }
                 names::INBOX_DEPTH => self.gauge(out, family, |w| w.inbox_depth.get()),
                 names::DROPS_TOTAL => self.counters(out, family, |w| &w.drops),
+                names::MEDIA_TICKETS_TOTAL => self.counters(out, family, |w| &w.media_tickets),
                 names::CLOSES_TOTAL => self.counters(out, family, |w| &w.closes),
                 names::URING_BUFFERS_DRY_TOTAL => self.counter(out, family, |w| w.uring_buffers_dry.get()),
                 names::LOOP_TURN_SECONDS => self.histograms(out, family, |w| &w.loop_turn),

@@ -1,6 +1,9 @@
 //! The hub's settings (from the node's `[store]` and `[messaging]`).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use protocol::Capabilities;
 
 /// Messaging settings of a worker's hub.
 #[derive(Debug, Clone)]
@@ -29,6 +32,9 @@ pub struct HubConfig {
     /// nodes waits until those nodes took its entries, at most this long
     /// (zero: it never waits). See `held`.
     pub ack_wait: Duration,
+    /// Media tickets, when the node has an object store (`[media]`): the
+    /// MEDIA capability is granted only then.
+    pub media: Option<Arc<gateway_media::Media>>,
 }
 
 impl HubConfig {
@@ -36,6 +42,14 @@ impl HubConfig {
     /// 1024-member group fanout to every device of a busy worker many times
     /// over, bounded so a stuck worker cannot grow its peers without limit.
     pub const MAX_BATCH: usize = 1 << 16;
+
+    /// The capabilities this node grants (those asked, of these).
+    pub(crate) fn capabilities(&self) -> Capabilities {
+        match self.media {
+            Some(_) => Capabilities::ALL,
+            None => Capabilities(Capabilities::ALL.0 & !Capabilities::MEDIA.0),
+        }
+    }
 
     /// The grace period in ms (presence times are wall-clock ms).
     pub(crate) fn grace_ms(&self) -> u64 {

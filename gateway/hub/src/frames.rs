@@ -13,7 +13,8 @@ use backend_store::{
     SendMessage as StoreSend,
 };
 use gateway_core::Class;
-use protocol::{DeviceId, ErrorCode, Frame, Note, SendError, UserId};
+use gateway_admin::MediaResult;
+use protocol::{Capabilities, CloseCode, DeviceId, ErrorCode, Frame, Note, SendError, UserId};
 use routing::SessionRef;
 
 use crate::work::{Now, Pending};
@@ -90,9 +91,59 @@ impl<C> Hub<C> {
                 let pending = Pending::PrekeyFetch { request: fetch.request, user: fetch.user };
                 self.request(now, key, fetch.request, request, pending);
             }
+            Frame::MediaUpload(upload) => {
+                self.media_ticket(now, key, upload.request, |media, now_ms| {
+                    media.upload(user.0, &upload, now_ms).map(Frame::MediaUploadTicket)
+                });
+            }
+            Frame::MediaDownload(download) => {
+                self.media_ticket(now, key, download.request, |media, now_ms| {
+                    media.download(user.0, &download, now_ms).map(Frame::MediaDownloadTicket)
+                });
+            }
             // The session keeps every other kind to itself or refuses it.
             _ => {}
         }
+    }
+
+    /// MEDIA_UPLOAD or MEDIA_DOWNLOAD: answered at once (presigned here, no
+    /// network call), or refused with ERROR naming `request`. Without the
+    /// MEDIA capability granted the frame is not allowed (SPEC §6.8).
+    fn media_ticket(
+        &mut self,
+        now: Now,
+        key: usize,
+        request: u64,
+        ticket: impl FnOnce(&gateway_media::Media, u64) -> Result<Frame, gateway_media::Refusal>,
+    ) {
+        let granted = self.slots.get(key).is_some_and(|slot| slot.wants(Capabilities::MEDIA));
+        let media = self.config.media.as_deref().filter(|_| granted);
+        let Some(media) = media else {
+            self.call(now, key, |session, ctx| {
+                let text = "media frames need the MEDIA capability granted in AUTH_OK";
+                let _ = session.send(ctx, &error_frame(ErrorCode::UNEXPECTED_FRAME, 0, text), Class::Control);
+                session.close_with(ctx, CloseCode::UNEXPECTED_FRAME, text);
+            });
+            return;
+        };
+        let answer = match ticket(media, now.unix_ms) {
+            Ok(ticket) => {
+                self.metrics.media_tickets.inc(MediaResult::Granted);
+                ticket
+            }
+            Err(refusal) => {
+                self.metrics.media_tickets.inc(media_result(&refusal));
+                let retryable = refusal.code().retry() == protocol::Retry::Retryable;
+                Frame::Error(protocol::Error {
+                    code: refusal.code(),
+                    retryable,
+                    retry_after_ms: refusal.retry_after_ms(),
+                    reference: request,
+                    text: Note::truncated(&refusal.text()),
+                })
+            }
+        };
+        self.reply(now, key, &answer);
     }
 
     /// SEND: stored, then acknowledged and fanned out (`answers`).
@@ -178,4 +229,16 @@ impl<C> Hub<C> {
 /// SEND_ERROR for the SEND with `client_id`.
 pub(crate) fn send_error(client_id: u64, code: ErrorCode, retry_after_ms: u32, text: &str) -> Frame {
     Frame::SendError(SendError { client_id, code, retry_after_ms, text: Note::truncated(text) })
+}
+
+/// The metric label of a refused ticket.
+fn media_result(refusal: &gateway_media::Refusal) -> MediaResult {
+    use gateway_media::Refusal;
+    match refusal {
+        Refusal::TooLarge { .. } => MediaResult::TooLarge,
+        Refusal::QuotaExceeded { .. } => MediaResult::QuotaExceeded,
+        Refusal::RateLimited { .. } => MediaResult::RateLimited,
+        Refusal::UnknownMedia => MediaResult::UnknownMedia,
+        Refusal::StoreUnavailable { .. } => MediaResult::StoreUnavailable,
+    }
 }

@@ -43,7 +43,7 @@ impl<C> Hub<C> {
         }
         let pending = Pending::Connect {
             resume_after: hello.resume_after,
-            capabilities: hello.capabilities.intersection(Capabilities::ALL),
+            capabilities: hello.capabilities.intersection(self.config.capabilities()),
             version: protocol::limits::VERSION_MAX.min(hello.max_version),
         };
         let request = Request::Connect(Connect { user: claims.user, device: claims.device });

@@ -297,6 +297,60 @@ section! {
     }
 }
 
+section! {
+    /// Media tickets (SPEC §6.8): presigned upload and download URLs for an
+    /// S3-compatible object store. Off (the MEDIA capability is not granted)
+    /// while endpoint is unset.
+    MediaConfig "media" {
+        /// The object store's endpoint, http(s)://host[:port]; unset = no media.
+        endpoint: Option<String> = None, example "https://s3.eu-west-1.amazonaws.com";
+        /// Bucket the blobs go to.
+        bucket: String = "media".to_owned();
+        /// Region named in the signatures.
+        region: String = "us-east-1".to_owned();
+        /// URL style: "path" (endpoint/bucket/key; most self-hosted stores) or
+        /// "virtual_host" (bucket.endpoint/key; AWS).
+        url_style: MediaUrlStyle = MediaUrlStyle::Path;
+        /// File with the store's credentials, two lines: access key id, then
+        /// secret key (GATEWAY_MEDIA_ACCESS_KEY and GATEWAY_MEDIA_SECRET_KEY
+        /// win over it). Never logged.
+        credentials_file: Option<PathBuf> = None, example "/etc/gateway/media.credentials";
+        /// File holding the key media ids are signed with (at least 32 bytes;
+        /// the same on every node of a fleet); unset = node.data_dir/media-id.key,
+        /// made on first use (one node only). Never logged.
+        id_key_file: Option<PathBuf> = None, example "/etc/gateway/media-id.key";
+        /// Prefix of every object's name (names follow: class/user/time-random).
+        key_prefix: String = "media/".to_owned();
+        /// How long a ticket's URL is valid, seconds (1 to 604800).
+        ticket_lifetime_secs: u64 = 900;
+        /// Largest blob, bytes (MEDIA_TOO_LARGE beyond).
+        max_blob_bytes: u64 = 100 << 20;
+        /// Bytes of upload tickets one user is granted per UTC day on this node
+        /// (MEDIA_QUOTA_EXCEEDED beyond).
+        quota_bytes_per_day: u64 = 2 << 30;
+        /// Tickets (upload and download) one user may ask for per minute on this
+        /// node (RATE_LIMITED beyond).
+        tickets_per_min: u32 = 60;
+        /// Media ids older than this are refused (UNKNOWN_MEDIA); the bucket's
+        /// lifecycle rule should delete blobs after the same time (README).
+        retention_days: u32 = 30;
+        /// The store is checked (a presigned HEAD of the bucket) this often, ms;
+        /// while checks fail, tickets are refused as BACKEND_UNAVAILABLE.
+        probe_interval_ms: u64 = 5_000;
+    }
+}
+
+/// URL style of the object store (`media.url_style`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaUrlStyle {
+    /// `endpoint/bucket/key`.
+    #[default]
+    Path,
+    /// `bucket.endpoint/key`.
+    VirtualHost,
+}
+
 /// Where a backend service runs (`store.mode`, `push.mode`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -473,6 +527,8 @@ pub struct Config {
     pub push: PushConfig,
     /// `[messaging]`: messaging behaviour.
     pub messaging: MessagingConfig,
+    /// `[media]`: media tickets.
+    pub media: MediaConfig,
     /// `[cluster]`: the fleet.
     pub cluster: ClusterConfig,
     /// `[auth]`: token verification.
@@ -491,6 +547,7 @@ const SECTIONS: &[SectionDoc] = &[
     StoreConfig::DOC,
     PushConfig::DOC,
     MessagingConfig::DOC,
+    MediaConfig::DOC,
     ClusterConfig::DOC,
     DrainConfig::DOC,
     AuthConfig::DOC,
@@ -535,6 +592,7 @@ impl Config {
         self.store.validate()?;
         self.push.validate()?;
         self.messaging.validate()?;
+        self.media.validate()?;
         self.cluster.validate()?;
         if self.cluster.enabled() && self.store.mode != BackendMode::Remote {
             return Err(invalid(

@@ -54,6 +54,38 @@ impl MessagingConfig {
     }
 }
 
+impl MediaConfig {
+    /// Whether media tickets are on.
+    pub fn enabled(&self) -> bool {
+        self.endpoint.is_some()
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let Some(endpoint) = &self.endpoint else { return Ok(()) };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(invalid("media.endpoint", format!("{endpoint:?} is not an http:// or https:// URL")));
+        }
+        if self.bucket.is_empty() || self.region.is_empty() {
+            return Err(invalid("media.bucket", "bucket and region must not be empty"));
+        }
+        // SigV4 presigned URLs live at most 7 days.
+        if !(1..=604_800).contains(&self.ticket_lifetime_secs) {
+            return Err(invalid("media.ticket_lifetime_secs", "must be 1 to 604800 (7 days)"));
+        }
+        let positive = [
+            ("media.max_blob_bytes", self.max_blob_bytes),
+            ("media.quota_bytes_per_day", self.quota_bytes_per_day),
+            ("media.tickets_per_min", u64::from(self.tickets_per_min)),
+            ("media.retention_days", u64::from(self.retention_days)),
+            ("media.probe_interval_ms", self.probe_interval_ms),
+        ];
+        match positive.into_iter().find(|&(_, value)| value == 0) {
+            Some((key, _)) => Err(invalid(key, "must be greater than 0")),
+            None => Ok(()),
+        }
+    }
+}
+
 impl ClusterConfig {
     /// Whether the node is part of a fleet.
     pub fn enabled(&self) -> bool {

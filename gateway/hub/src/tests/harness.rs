@@ -30,6 +30,7 @@ pub(crate) fn hub_config() -> HubConfig {
         max_batch: 1_024,
         fleet: false,
         ack_wait: Duration::ZERO,
+        media: None,
     }
 }
 

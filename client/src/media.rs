@@ -1,0 +1,112 @@
+//! Media transfers (SPEC §6.8): the encrypted blob goes straight to the
+//! object store and back over HTTP(S), with the presigned URL of a ticket the
+//! gateway issued. Encryption is the application's: it encrypts before
+//! [`Client::upload`](crate::Client::upload), puts the [`MediaRef`] and its
+//! key in the payload of an ordinary message, and decrypts after
+//! [`Client::download`](crate::Client::download).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use protocol::{HttpMethod, MediaDownloadTicket, MediaId, MediaUploadTicket};
+
+use crate::error::ClientError;
+use crate::transport;
+
+/// What a message carries to name a blob (beside the application's key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRef {
+    /// The id the gateway issued.
+    pub media_id: MediaId,
+    /// The blob's size, bytes.
+    pub size: u64,
+}
+
+/// Longest error answer kept from the object store.
+const ERROR_TEXT: usize = 512;
+
+/// PUTs `blob` with `ticket` (its method, URL and headers).
+pub(crate) async fn put(
+    ticket: &MediaUploadTicket,
+    blob: Bytes,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<(), ClientError> {
+    let method = match ticket.method {
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Get => Method::GET,
+    };
+    let headers = ticket.headers.iter().map(|header| (header.name.as_str().to_owned(), header.value.as_str().to_owned()));
+    exchange(method, ticket.url.as_str(), headers.collect(), blob, ERROR_TEXT, tls).await.map(drop)
+}
+
+/// GETs the blob of `ticket` (at most its announced size).
+pub(crate) async fn get(
+    ticket: &MediaDownloadTicket,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Bytes, ClientError> {
+    let limit = usize::try_from(ticket.size).unwrap_or(usize::MAX);
+    let blob = exchange(Method::GET, ticket.url.as_str(), Vec::new(), Bytes::new(), limit, tls).await?;
+    if blob.len() as u64 != ticket.size {
+        let text = format!("{} bytes where the ticket announced {}", blob.len(), ticket.size);
+        return Err(ClientError::ObjectStore { status: 200, text });
+    }
+    Ok(blob)
+}
+
+/// One HTTP/1.1 request on its own connection; the answer's body (at most
+/// `limit` bytes, or `ERROR_TEXT` of an error answer) if the status is 2xx.
+async fn exchange(
+    method: Method,
+    url: &str,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+    limit: usize,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Bytes, ClientError> {
+    let invalid = |why: &str| ClientError::InvalidUrl(format!("media URL {url:?}: {why}"));
+    let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    let secure = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(invalid("scheme must be http or https")),
+    };
+    let authority = uri.authority().ok_or_else(|| invalid("no host"))?.clone();
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let stream = transport::connect(host, port, secure.then_some(tls)).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_error)?;
+    let driver = tokio::spawn(connection);
+    let path = uri.path_and_query().map_or("/", |path| path.as_str());
+    let mut request = Request::builder().method(method).uri(path).header(HOST, authority.as_str());
+    for (name, value) in headers {
+        let name = HeaderName::try_from(name).map_err(|_| invalid("bad header name"))?;
+        let value = HeaderValue::try_from(value).map_err(|_| invalid("bad header value"))?;
+        request = request.header(name, value);
+    }
+    let request = request.body(Full::new(body)).map_err(|err| invalid(&err.to_string()))?;
+    let response = sender.send_request(request).await.map_err(http_error)?;
+    let status = response.status();
+    let keep = if status.is_success() { limit } else { ERROR_TEXT };
+    let collected = Limited::new(response.into_body(), keep).collect().await;
+    driver.abort();
+    let body = match collected {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) if !status.is_success() => Bytes::new(),
+        Err(err) => {
+            return Err(ClientError::ObjectStore { status: status.as_u16(), text: format!("answer over {keep} bytes: {err}") })
+        }
+    };
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body).into_owned();
+        return Err(ClientError::ObjectStore { status: status.as_u16(), text });
+    }
+    Ok(body)
+}
+
+fn http_error(err: hyper::Error) -> ClientError {
+    ClientError::Io(std::io::Error::other(err))
+}
