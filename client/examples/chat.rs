@@ -9,11 +9,15 @@
 //!
 //! Type a line to send it; its status follows: `✓` stored, `✓✓` delivered,
 //! `read`. Commands: `/typing`, `/read`, `/to USER` or `/to group:ID`,
-//! `/group new NAME U1,U2`, `/quit`.
+//! `/group new NAME U1,U2`, `/send-file PATH` (with a `[media]` object store
+//! on the gateway: the recipient's chat saves it under `./downloads/`),
+//! `/quit`.
 //!
 //! Demo shortcuts a real client must not take:
 //! - the payload is the line's plaintext bytes: a real client encrypts it
 //!   (SPEC §6.7: prekeys, a session protocol) and the server never reads it;
+//!   a file is uploaded as it is, where a real client encrypts it with a
+//!   fresh key that travels in the (encrypted) message with the media id;
 //! - the resume cursor lives in memory only, so a restart replays what was
 //!   not acked; client ids start from the clock instead of a persisted
 //!   counter;
@@ -30,9 +34,9 @@ use clap::Parser;
 use client::protocol::{
     Capabilities, ConvSeq, Conversation, Deliver, DeviceId, GroupId, Payload, PresenceStatus,
 };
-use client::protocol::{ReceiptKind, Timestamp, UserId};
+use client::protocol::{MediaClass, MediaId, ReceiptKind, Timestamp, UserId};
 use client::{system_group_info, Backoff, Client, ClientConfig, ClientError, Event, MessageStatus};
-use client::{StatusChange, StatusTracker};
+use client::{MediaRef, StatusChange, StatusTracker};
 use gateway_auth::Signer;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -59,7 +63,11 @@ struct Args {
     token: Option<String>,
 }
 
-const HELP: &str = "commands: /typing, /read, /to USER | /to group:ID, /group new NAME U1,U2, /quit";
+const HELP: &str =
+    "commands: /typing, /read, /to USER | /to group:ID, /group new NAME U1,U2, /send-file PATH, /quit";
+
+/// A file message's payload: `FILE_MARK size media-id-hex name`.
+const FILE_MARK: &str = "/file";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
@@ -182,8 +190,13 @@ impl Chat {
                             let top = self.received.entry(message.conversation).or_default();
                             *top = (*top).max(message.conv_seq);
                         }
-                        let text = String::from_utf8_lossy(message.payload.bytes());
-                        format!("{}: {text}", origin(&message))
+                        let text = String::from_utf8_lossy(message.payload.bytes()).into_owned();
+                        match text.strip_prefix(FILE_MARK) {
+                            Some(file) => {
+                                format!("{}: {}", origin(&message), receive_file(client, file).await)
+                            }
+                            None => format!("{}: {text}", origin(&message)),
+                        }
                     }
                 };
                 println!("[{}] {line}", clock(message.server_time));
@@ -246,6 +259,18 @@ impl Chat {
                 let request = client.group_create(name, &members).await?;
                 self.creating.insert(request, name.to_owned());
             }
+            (Some("/send-file"), Some(_), ..) => {
+                let path = line.trim_start().trim_start_matches("/send-file").trim();
+                let blob = std::fs::read(path)?;
+                let media = client.upload(blob.into(), MediaClass::Document).await?;
+                let name =
+                    std::path::Path::new(path).file_name().map_or("file".into(), |n| n.to_string_lossy());
+                let id: String = media.media_id.bytes().iter().map(|b| format!("{b:02x}")).collect();
+                let text = format!("{FILE_MARK} {} {id} {name}", media.size);
+                let client_id = client.send(self.to, Payload::new(text.into_bytes())?).await?;
+                self.tracker.track(client_id, self.to);
+                self.previews.insert(client_id, format!("file {name}"));
+            }
             (Some(command), ..) if command.starts_with('/') => println!("{HELP}"),
             _ => {
                 // Answering means having read what came before.
@@ -283,6 +308,34 @@ impl Chat {
         }
         println!("… talking to {}", label(to));
         Ok(())
+    }
+}
+
+/// Downloads the file a message names into `./downloads/`; what to print.
+async fn receive_file(client: &mut Client, file: &str) -> String {
+    let mut words = file.split_whitespace();
+    let (Some(size), Some(id), name) = (words.next(), words.next(), words.collect::<Vec<_>>().join(" "))
+    else {
+        return "a malformed file message".to_owned();
+    };
+    let bytes: Option<Vec<u8>> = (0..id.len())
+        .step_by(2)
+        .map(|i| id.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect();
+    let (Ok(size), Some(Ok(media_id))) = (size.parse(), bytes.map(MediaId::new)) else {
+        return "a malformed file message".to_owned();
+    };
+    let name =
+        std::path::Path::new(&name).file_name().map_or("file".into(), |n| n.to_string_lossy().into_owned());
+    match client.download(&MediaRef { media_id, size }).await {
+        Ok(blob) => {
+            let path = std::path::Path::new("downloads").join(name);
+            match std::fs::create_dir_all("downloads").and_then(|()| std::fs::write(&path, &blob)) {
+                Ok(()) => format!("sent a file, saved as {} ({size} bytes)", path.display()),
+                Err(err) => format!("sent a file ({size} bytes) that could not be saved: {err}"),
+            }
+        }
+        Err(err) => format!("sent a file ({size} bytes) that could not be fetched: {err}"),
     }
 }
 

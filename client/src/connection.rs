@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::{
-    ConvSeq, Conversation, DeviceId, Frame, GroupId, Key, MediaClass, MediaId, OneTimePrekey, Payload, Role, Seq,
-    SignedPrekey, Token, UserId, Visibility,
+    ConvSeq, Conversation, DeviceId, Frame, GroupId, Key, MediaClass, MediaId, OneTimePrekey, Payload, Role,
+    Seq, SignedPrekey, Token, UserId, Visibility,
 };
 use tokio::time::timeout;
 
@@ -75,7 +75,8 @@ impl Client {
         let token = Token::new(config.token.clone())?;
         let session = Session::new(config.device, token, config.capabilities, config.resume_after)
             .with_first_client_id(config.first_client_id);
-        let mut client = Self { config, endpoints, current: 0, tls, session, link: None, failure: None, next_blob: 1 };
+        let mut client =
+            Self { config, endpoints, current: 0, tls, session, link: None, failure: None, next_blob: 1 };
         client.establish_any().await?;
         Ok(client)
     }
@@ -381,7 +382,12 @@ impl Client {
     /// Asks for a ticket to upload a blob of `size` bytes; returns the
     /// request id ([`Event::MediaUploadTicket`] answers). [`Client::upload`]
     /// does the whole upload.
-    pub async fn media_upload(&mut self, client_blob: u64, size: u64, class: MediaClass) -> Result<u64, ClientError> {
+    pub async fn media_upload(
+        &mut self,
+        client_blob: u64,
+        size: u64,
+        class: MediaClass,
+    ) -> Result<u64, ClientError> {
         self.connected()?;
         let (request, frame) = self.session.media_upload(client_blob, size, class);
         self.request(frame).await?;

@@ -5,7 +5,8 @@
 
 use protocol::{
     AuthOk, ConvSeq, Deliver, ErrorCode, Frame, GoAway, GroupInfo, GroupOk, MediaDownloadTicket,
-    MediaUploadTicket, MessageId, Note, PrekeyBundles, PrekeyOk, Presence, Receipt, Seq, Timestamp, TypingNotify,
+    MediaUploadTicket, MessageId, Note, PrekeyBundles, PrekeyOk, Presence, Receipt, Seq, Timestamp,
+    TypingNotify,
 };
 
 /// Something that happened on the session, in the order the server said it.

@@ -39,7 +39,10 @@ pub(crate) async fn put(
         HttpMethod::Put => Method::PUT,
         HttpMethod::Get => Method::GET,
     };
-    let headers = ticket.headers.iter().map(|header| (header.name.as_str().to_owned(), header.value.as_str().to_owned()));
+    let headers = ticket
+        .headers
+        .iter()
+        .map(|header| (header.name.as_str().to_owned(), header.value.as_str().to_owned()));
     exchange(method, ticket.url.as_str(), headers.collect(), blob, ERROR_TEXT, tls).await.map(drop)
 }
 
@@ -78,7 +81,8 @@ async fn exchange(
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let stream = transport::connect(host, port, secure.then_some(tls)).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_error)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_error)?;
     let driver = tokio::spawn(connection);
     let path = uri.path_and_query().map_or("/", |path| path.as_str());
     let mut request = Request::builder().method(method).uri(path).header(HOST, authority.as_str());
@@ -97,7 +101,10 @@ async fn exchange(
         Ok(collected) => collected.to_bytes(),
         Err(_) if !status.is_success() => Bytes::new(),
         Err(err) => {
-            return Err(ClientError::ObjectStore { status: status.as_u16(), text: format!("answer over {keep} bytes: {err}") })
+            return Err(ClientError::ObjectStore {
+                status: status.as_u16(),
+                text: format!("answer over {keep} bytes: {err}"),
+            })
         }
     };
     if !status.is_success() {

@@ -9,10 +9,9 @@
 use protocol::limits::MAX_PRESENCE_SUBSCRIPTIONS;
 use protocol::{
     ConvSeq, Conversation, DeviceId, EncodeError, Frame, FrameKind, GroupAdd, GroupCreate, GroupGet, GroupId,
-    GroupLeave, GroupName, GroupRemove, GroupSetRole, Key, List, MediaClass, MediaDownload, MediaId, MediaUpload,
-    OneTimePrekey, PrekeyFetch, PrekeyUpload,
-    PresenceSet, PresenceSubscribe, PresenceUnsubscribe, Read, Role, SignedPrekey, Typing, UserId,
-    Visibility,
+    GroupLeave, GroupName, GroupRemove, GroupSetRole, Key, List, MediaClass, MediaDownload, MediaId,
+    MediaUpload, OneTimePrekey, PrekeyFetch, PrekeyUpload, PresenceSet, PresenceSubscribe,
+    PresenceUnsubscribe, Read, Role, SignedPrekey, Typing, UserId, Visibility,
 };
 
 use super::Session;

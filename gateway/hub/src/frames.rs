@@ -12,8 +12,8 @@ use backend_store::{
     GroupChange, GroupOp, PrekeyFetch, PrekeyUpload as StoreUpload, ReadCursor, Request,
     SendMessage as StoreSend,
 };
-use gateway_core::Class;
 use gateway_admin::MediaResult;
+use gateway_core::Class;
 use protocol::{Capabilities, CloseCode, DeviceId, ErrorCode, Frame, Note, SendError, UserId};
 use routing::SessionRef;
 

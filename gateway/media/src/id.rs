@@ -94,7 +94,13 @@ mod tests {
     }
 
     fn sample() -> MediaRef {
-        MediaRef { class: MediaClass::Audio, user: u64::MAX, issued_s: 1_767_225_600, size: 5 << 30, random: [7; 12] }
+        MediaRef {
+            class: MediaClass::Audio,
+            user: u64::MAX,
+            issued_s: 1_767_225_600,
+            size: 5 << 30,
+            random: [7; 12],
+        }
     }
 
     #[test]

@@ -11,11 +11,15 @@
 //!   from the id.
 //! - [`Media::download`] opens the id (refused unless this fleet signed it
 //!   and it is younger than the retention) and presigns a GET.
-//! - [`probe`] checks the store in the background; while it fails, tickets
-//!   are refused as retryable (`BACKEND_UNAVAILABLE`).
+//! - [`Media::set_store_up`] takes the node's background check of the store
+//!   (`gateway/src/media/probe.rs`); while it fails, tickets are refused as
+//!   retryable (`BACKEND_UNAVAILABLE`).
+//!
+//! No IO and no clock here (the hub calls it on its worker; `now_ms` comes
+//! from the caller): `gateway-hub/tests/purity.rs` checks this crate too.
+//! The one thing taken from the system is randomness, for object names.
 
 mod id;
-pub mod probe;
 mod usage;
 
 use std::fmt;
@@ -23,8 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use protocol::{
-    ErrorCode, Header, HttpMethod, List, MediaDownload, MediaDownloadTicket, MediaUpload, MediaUploadTicket, Note,
-    Timestamp, Url as WireUrl,
+    ErrorCode, Header, HttpMethod, List, MediaDownload, MediaDownloadTicket, MediaUpload, MediaUploadTicket,
+    Note, Timestamp, Url as WireUrl,
 };
 use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
@@ -244,9 +248,13 @@ impl Media {
         // did, the object's name would still be unique by user and second
         // but guessable, so refuse instead.
         self.random.fill(&mut random).map_err(|_| Refusal::StoreUnavailable { retry_after_ms: 1_000 })?;
-        let media = MediaRef { class: upload.class, user, issued_s: now_ms / 1_000, size: upload.size, random };
+        let media =
+            MediaRef { class: upload.class, user, issued_s: now_ms / 1_000, size: upload.size, random };
         let url = self.put_url(&media, now_ms);
-        let header = Header { name: Note::truncated("content-length"), value: Note::truncated(&upload.size.to_string()) };
+        let header = Header {
+            name: Note::truncated("content-length"),
+            value: Note::truncated(&upload.size.to_string()),
+        };
         Ok(MediaUploadTicket {
             request: upload.request,
             client_blob: upload.client_blob,
@@ -259,7 +267,12 @@ impl Media {
     }
 
     /// MEDIA_DOWNLOAD from `user` at `now_ms`: its ticket, or why not.
-    pub fn download(&self, user: u64, download: &MediaDownload, now_ms: u64) -> Result<MediaDownloadTicket, Refusal> {
+    pub fn download(
+        &self,
+        user: u64,
+        download: &MediaDownload,
+        now_ms: u64,
+    ) -> Result<MediaDownloadTicket, Refusal> {
         let media = MediaRef::open(download.media_id.bytes(), &self.id_key).ok_or(Refusal::UnknownMedia)?;
         if (now_ms / 1_000).saturating_sub(media.issued_s) > self.retention_s {
             return Err(Refusal::UnknownMedia);
@@ -283,17 +296,24 @@ impl Media {
     }
 
     /// A presigned `HEAD` of the bucket, for the store check.
-    pub(crate) fn head_bucket_url(&self, now_ms: u64) -> Url {
-        HeadBucket::new(&self.bucket, Some(&self.credentials)).sign_with_time(self.lifetime, &signing_time(now_ms))
+    pub fn head_bucket_url(&self, now_ms: u64) -> Url {
+        HeadBucket::new(&self.bucket, Some(&self.credentials))
+            .sign_with_time(self.lifetime, &signing_time(now_ms))
     }
 
     /// Records a store check's outcome and when the next one runs.
-    pub(crate) fn set_store_up(&self, up: bool, next_check: Duration) {
+    pub fn set_store_up(&self, up: bool, next_check: Duration) {
         let was = self.store_up.swap(up, Ordering::Relaxed);
         self.retry_ms.store(u64::try_from(next_check.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         match (was, up) {
-            (true, false) => tracing::warn!(bucket = self.bucket.name(), "object store unreachable: media tickets refused (retryable)"),
-            (false, true) => tracing::info!(bucket = self.bucket.name(), "object store reachable again: media tickets granted"),
+            (true, false) => tracing::warn!(
+                bucket = self.bucket.name(),
+                "object store unreachable: media tickets refused (retryable)"
+            ),
+            (false, true) => tracing::info!(
+                bucket = self.bucket.name(),
+                "object store reachable again: media tickets granted"
+            ),
             _ => {}
         }
     }

@@ -478,6 +478,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             "store",
             "push",
             "messaging",
+            "media",
             "cluster",
             "auth",
             "log"
@@ -516,7 +517,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             .collect();
         assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
     }
-    assert_eq!(total, 72, "keys in all sections");
+    assert_eq!(total, 85, "keys in all sections");
 }
 
 #[test]
@@ -538,7 +539,17 @@ fn documented_examples_of_unset_keys_are_valid() {
     }
     assert_eq!(
         examples.keys().collect::<Vec<_>>(),
-        ["cert", "key", "keys_dir", "link_advertise", "secret_file", "wss"]
+        [
+            "cert",
+            "credentials_file",
+            "endpoint",
+            "id_key_file",
+            "key",
+            "keys_dir",
+            "link_advertise",
+            "secret_file",
+            "wss"
+        ]
     );
     let c = Config::from_toml(&uncommented).unwrap();
     c.validate().unwrap();

@@ -15,6 +15,7 @@ mod delivery;
 mod faults;
 mod fleet;
 mod groups;
+mod media;
 mod social;
 mod spec;
 mod visibility;

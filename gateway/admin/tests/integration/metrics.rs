@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::support::{check_against_names, parse};
 use gateway_admin::names;
-use gateway_admin::{AuthFailure, DropReason, HandshakeFailure, Registry, SessionState, WorkerMetrics};
+use gateway_admin::{
+    AuthFailure, DropReason, HandshakeFailure, MediaResult, Registry, SessionState, WorkerMetrics,
+};
 use protocol::{CloseCode, FrameKind};
 
 /// Touches every cell of a worker once, so every series is non-zero.
@@ -30,6 +32,7 @@ fn touch_everything(w: &WorkerMetrics) {
     w.send_acks_unconfirmed.inc();
     w.inbox_depth.set(3);
     DropReason::ALL.iter().for_each(|&r| w.drops.inc(r));
+    MediaResult::ALL.iter().for_each(|&r| w.media_tickets.inc(r));
     CloseCode::KNOWN.iter().for_each(|&(c, _, _)| w.closes.inc(c));
     w.closes.inc(CloseCode(4999));
     w.uring_buffers_dry.inc();

@@ -13,6 +13,8 @@ use gateway_media::{Media, MediaSettings};
 
 use crate::config::{Config, MediaUrlStyle};
 
+mod probe;
+
 /// The media id key's file when `media.id_key_file` is unset.
 const DEFAULT_ID_KEY_FILE: &str = "media-id.key";
 
@@ -38,7 +40,7 @@ pub(crate) fn start(config: &Config) -> Result<Option<Arc<Media>>> {
         retention: Duration::from_secs(u64::from(m.retention_days) * 86_400),
     };
     let media = Arc::new(Media::new(&settings).context("[media]")?);
-    gateway_media::probe::spawn(&media, Duration::from_millis(m.probe_interval_ms))
+    probe::spawn(&media, Duration::from_millis(m.probe_interval_ms))
         .context("starting the object store check")?;
     tracing::info!(endpoint = %settings.endpoint, bucket = %settings.bucket, "media tickets on");
     Ok(Some(media))
@@ -56,11 +58,15 @@ fn credentials(file: Option<&Path>) -> Result<(String, String)> {
     let Some(file) = file else {
         bail!("[media] needs credentials: media.credentials_file, or GATEWAY_MEDIA_ACCESS_KEY and GATEWAY_MEDIA_SECRET_KEY");
     };
-    let text = fs::read_to_string(file).with_context(|| format!("media.credentials_file {}", file.display()))?;
+    let text =
+        fs::read_to_string(file).with_context(|| format!("media.credentials_file {}", file.display()))?;
     let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
     match (lines.next(), lines.next()) {
         (Some(key), Some(secret)) => Ok((key.to_owned(), secret.to_owned())),
-        _ => bail!("media.credentials_file {}: needs two lines, the access key id then the secret key", file.display()),
+        _ => bail!(
+            "media.credentials_file {}: needs two lines, the access key id then the secret key",
+            file.display()
+        ),
     }
 }
 
@@ -77,7 +83,9 @@ fn id_key(file: &PathBuf, make: bool) -> Result<Vec<u8>> {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         match options.open(file) {
             Ok(mut out) => {
-                out.write_all(hex.as_bytes()).and_then(|()| out.sync_all()).with_context(|| file.display().to_string())?;
+                out.write_all(hex.as_bytes())
+                    .and_then(|()| out.sync_all())
+                    .with_context(|| file.display().to_string())?;
                 tracing::info!(file = %file.display(), "made a media id key (one node: a fleet shares one media.id_key_file)");
             }
             // Another process made it first: its key wins.

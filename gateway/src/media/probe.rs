@@ -10,14 +10,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use url::Url;
 
-use crate::Media;
+use gateway_media::Media;
 
 /// Longest wait for the store's answer to one check.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Starts checking `media`'s store every `interval` (the first check at
 /// once); the thread ends when `media` is dropped.
-pub fn spawn(media: &Arc<Media>, interval: Duration) -> io::Result<std::thread::JoinHandle<()>> {
+pub(super) fn spawn(media: &Arc<Media>, interval: Duration) -> io::Result<std::thread::JoinHandle<()>> {
     let media: Weak<Media> = Arc::downgrade(media);
     let tls = Arc::new(tls_config()?);
     std::thread::Builder::new().name("media-probe".into()).spawn(move || loop {
@@ -45,7 +45,8 @@ pub fn spawn(media: &Arc<Media>, interval: Duration) -> io::Result<std::thread::
 fn check(url: &Url, tls: &Arc<rustls::ClientConfig>) -> io::Result<u16> {
     let host = url.host_str().ok_or_else(|| io::Error::other("endpoint without a host"))?;
     let port = url.port_or_known_default().ok_or_else(|| io::Error::other("endpoint without a port"))?;
-    let address = (host, port).to_socket_addrs()?.next().ok_or_else(|| io::Error::other("host has no address"))?;
+    let address =
+        (host, port).to_socket_addrs()?.next().ok_or_else(|| io::Error::other("host has no address"))?;
     let tcp = TcpStream::connect_timeout(&address, TIMEOUT)?;
     tcp.set_read_timeout(Some(TIMEOUT))?;
     tcp.set_write_timeout(Some(TIMEOUT))?;
@@ -58,7 +59,8 @@ fn check(url: &Url, tls: &Arc<rustls::ClientConfig>) -> io::Result<u16> {
     match url.scheme() {
         "https" => {
             let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(io::Error::other)?;
-            let connection = rustls::ClientConnection::new(Arc::clone(tls), name).map_err(io::Error::other)?;
+            let connection =
+                rustls::ClientConnection::new(Arc::clone(tls), name).map_err(io::Error::other)?;
             exchange(rustls::StreamOwned::new(connection, tcp), &request)
         }
         _ => exchange(tcp, &request),

@@ -1,0 +1,282 @@
+//! Media tickets end to end (SPEC §6.8) against a real S3-compatible server,
+//! `s3s-fs` (crates.io), started on loopback with its own credentials: the
+//! store checks every presigned URL's signature and expiry itself.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use client::{ClientError, Event, MediaRef};
+use protocol::{Capabilities, Conversation, ErrorCode, MediaClass, MediaId, Payload, UserId};
+
+use super::support::{free_port, temp_dir};
+use super::{client_config, connect, deliveries, wait_for, within, Cluster, Mode};
+
+const ACCESS_KEY: &str = "gateway-test";
+const SECRET_KEY: &str = "gateway-test-secret-key";
+/// The version the suite installs (`scripts/test`): the newest one that
+/// builds with this machine's Rust.
+const S3S_FS_VERSION: &str = "0.14.1";
+
+/// `s3s-fs` on a loopback port, killed when dropped.
+struct ObjectStore {
+    child: Option<Child>,
+    port: u16,
+    root: PathBuf,
+}
+
+impl ObjectStore {
+    fn start() -> Self {
+        let root = temp_dir().join("s3");
+        std::fs::create_dir_all(root.join("media")).unwrap();
+        let mut store = Self { child: None, port: free_port().port(), root };
+        store.restart();
+        store
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new(s3s_fs())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting s3s-fs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The node's `[media]` section for this store, with `extra` keys.
+    fn config(&self, extra: &str) -> String {
+        let credentials = temp_dir().join("media.credentials");
+        std::fs::write(&credentials, format!("{ACCESS_KEY}\n{SECRET_KEY}\n")).unwrap();
+        format!(
+            "[media]\nendpoint = \"http://127.0.0.1:{}\"\ncredentials_file = \"{}\"\n{extra}",
+            self.port,
+            credentials.display()
+        )
+    }
+}
+
+impl Drop for ObjectStore {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `s3s-fs` binary: `$S3S_FS`, else the suite's install under
+/// `target/tools`, installed there now if missing (one install at a time
+/// across the suite's processes).
+fn s3s_fs() -> PathBuf {
+    if let Some(path) = std::env::var_os("S3S_FS") {
+        return path.into();
+    }
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools");
+    let binary = tools.join("bin/s3s-fs");
+    if !binary.exists() {
+        std::fs::create_dir_all(&tools).unwrap();
+        let status = Command::new("flock")
+            .arg(tools.join(".install.lock"))
+            .args(["sh", "-c", "[ -x \"$1/bin/s3s-fs\" ] || cargo install --quiet --locked --features binary --root \"$1\" \"s3s-fs@$2\"", "sh"])
+            .arg(&tools)
+            .arg(S3S_FS_VERSION)
+            .status()
+            .expect("running cargo install s3s-fs (needs flock and cargo)");
+        assert!(status.success(), "cargo install s3s-fs@{S3S_FS_VERSION} failed: the media tests need it");
+    }
+    binary
+}
+
+/// One HTTP/1.1 request with `std`: the status and the body.
+fn http(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> (u16, Vec<u8>) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = TcpStream::connect(authority).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status line");
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |at| at + 4);
+    (status, answer[split..].to_vec())
+}
+
+/// The upload ticket for a blob of `size` bytes, or the ERROR refusing it.
+async fn upload_ticket(
+    client: &mut client::Client,
+    size: u64,
+) -> Result<protocol::MediaUploadTicket, protocol::Error> {
+    let request = client.media_upload(9, size, MediaClass::Image).await.unwrap();
+    wait_for(client, |event| match event {
+        Event::MediaUploadTicket(ticket) if ticket.request == request => Some(Ok(ticket.clone())),
+        Event::Error(error) if error.reference == request => Some(Err(error.clone())),
+        _ => None,
+    })
+    .await
+}
+
+fn refused_code(result: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, u32) {
+    match result {
+        Err(ClientError::Refused { code, retry_after_ms, .. }) => (code, retry_after_ms),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+super::in_modes!(an_uploaded_blob_reaches_the_recipient_through_a_message: embedded Embedded);
+async fn an_uploaded_blob_reaches_the_recipient_through_a_message(mode: Mode) {
+    let store = ObjectStore::start();
+    let cluster = Cluster::start(mode, &store.config(""));
+    let mut alice = connect(&cluster, 1, 1).await;
+    let mut bob = connect(&cluster, 2, 1).await;
+    let blob: Bytes = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>().into();
+    let media = within(alice.upload(blob.clone(), MediaClass::Image)).await.unwrap();
+    assert_eq!(media.size, 300_000);
+    // The message carries the reference (a real client adds the key and
+    // encrypts the payload).
+    alice
+        .send(Conversation::Direct(UserId(2)), Payload::new(media.media_id.bytes().clone()).unwrap())
+        .await
+        .unwrap();
+    let delivered = deliveries(&mut bob, 1).await;
+    let media_id = MediaId::new(delivered[0].payload.bytes().clone()).unwrap();
+    let fetched = within(bob.download(&MediaRef { media_id, size: 300_000 })).await.unwrap();
+    assert!(fetched == blob, "the recipient fetched other bytes");
+    // The object is where the id says, under the uploader's prefix.
+    let stored: Vec<_> = walk(&store.root.join("media/media/image/1"));
+    assert_eq!(stored.len(), 1, "one object under media/image/1/: {stored:?}");
+    assert!(cluster.gateway.metric("gateway_media_tickets_total{result=\"granted\"}") >= 2.0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().map(|entry| entry.path()).filter(|path| path.is_file()).collect()
+}
+
+super::in_modes!(the_store_refuses_expired_tampered_and_resized_uploads: embedded Embedded);
+async fn the_store_refuses_expired_tampered_and_resized_uploads(mode: Mode) {
+    let store = ObjectStore::start();
+    let cluster = Cluster::start(mode, &store.config("ticket_lifetime_secs = 2\n"));
+    let mut alice = connect(&cluster, 1, 1).await;
+    let ticket = upload_ticket(&mut alice, 5).await.unwrap();
+    let url = ticket.url.as_str().to_owned();
+    assert!(url.contains("X-Amz-Signature="), "a presigned URL: {url}");
+    let headers: Vec<(String, String)> =
+        ticket.headers.iter().map(|h| (h.name.as_str().to_owned(), h.value.as_str().to_owned())).collect();
+    assert_eq!(headers, vec![("content-length".to_owned(), "5".to_owned())]);
+    // Another object name under the same signature.
+    let tampered = url.replacen("/media/media/", "/media/other/", 1);
+    assert_eq!(http("PUT", &tampered, &headers, b"12345").0, 403, "a tampered URL");
+    // Another size than the one signed.
+    let resized = [("content-length".to_owned(), "6".to_owned())];
+    assert_eq!(http("PUT", &url, &resized, b"123456").0, 403, "a body of another size");
+    // Past its lifetime the ticket is refused, even unused.
+    let expires_at = ticket.expires_at.0;
+    let now =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(expires_at.saturating_sub(now()) + 1_100)).await;
+    assert_eq!(http("PUT", &url, &headers, b"12345").0, 403, "an expired ticket");
+    // A fresh ticket works.
+    let fresh = upload_ticket(&mut alice, 5).await.unwrap();
+    assert_eq!(http("PUT", fresh.url.as_str(), &headers, b"12345").0, 200);
+}
+
+super::in_modes!(size_quota_and_unknown_media_are_refused_with_their_codes: embedded Embedded);
+async fn size_quota_and_unknown_media_are_refused_with_their_codes(mode: Mode) {
+    let store = ObjectStore::start();
+    let cluster = Cluster::start(mode, &store.config("max_blob_bytes = 1000\nquota_bytes_per_day = 1500\n"));
+    let mut alice = connect(&cluster, 1, 1).await;
+    let refused = upload_ticket(&mut alice, 1001).await.unwrap_err();
+    assert_eq!((refused.code, refused.retryable), (ErrorCode::MEDIA_TOO_LARGE, false));
+    let first = within(alice.upload(Bytes::from(vec![1; 900]), MediaClass::Document)).await.unwrap();
+    let (code, retry_after_ms) =
+        refused_code(within(alice.upload(Bytes::from(vec![2; 900]), MediaClass::Document)).await);
+    assert_eq!(code, ErrorCode::MEDIA_QUOTA_EXCEEDED);
+    assert!(retry_after_ms > 0 && retry_after_ms <= 86_400_000, "until the UTC day ends: {retry_after_ms}");
+    // The session goes on, and downloads take no quota.
+    assert_eq!(within(alice.download(&first)).await.unwrap(), Bytes::from(vec![1; 900]));
+    // An id the fleet never issued, and an issued one altered.
+    let forged = MediaRef { media_id: MediaId::new(vec![1; 60]).unwrap(), size: 900 };
+    assert_eq!(refused_code(within(alice.download(&forged)).await).0, ErrorCode::UNKNOWN_MEDIA);
+    let mut bytes = first.media_id.bytes().to_vec();
+    bytes[3] ^= 1;
+    let altered = MediaRef { media_id: MediaId::new(bytes).unwrap(), size: 900 };
+    assert_eq!(refused_code(within(alice.download(&altered)).await).0, ErrorCode::UNKNOWN_MEDIA);
+    assert!(cluster.gateway.metric("gateway_media_tickets_total{result=\"unknown_media\"}") >= 2.0);
+}
+
+super::in_modes!(a_store_outage_gives_a_retryable_error_until_it_is_back: embedded Embedded);
+async fn a_store_outage_gives_a_retryable_error_until_it_is_back(mode: Mode) {
+    let mut store = ObjectStore::start();
+    let cluster = Cluster::start(mode, &store.config("probe_interval_ms = 100\n"));
+    let mut alice = connect(&cluster, 1, 1).await;
+    within(alice.upload(Bytes::from_static(b"before"), MediaClass::Audio)).await.unwrap();
+    store.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (code, retry_after_ms) = loop {
+        match within(alice.upload(Bytes::from_static(b"during"), MediaClass::Audio)).await {
+            Err(ClientError::Refused { code, retry_after_ms, .. }) => break (code, retry_after_ms),
+            // Granted before the check saw the outage: the PUT itself fails.
+            Err(_) => {}
+            Ok(media) => panic!("uploaded {media:?} with the store down"),
+        }
+        assert!(Instant::now() < deadline, "no refusal while the store is down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, ErrorCode::BACKEND_UNAVAILABLE);
+    assert_eq!(code.retry(), protocol::Retry::Retryable);
+    assert!(retry_after_ms > 0);
+    store.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while within(alice.upload(Bytes::from_static(b"after"), MediaClass::Audio)).await.is_err() {
+        assert!(Instant::now() < deadline, "tickets still refused after the store came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+super::in_modes!(media_frames_without_the_capability_close_the_session: embedded Embedded);
+async fn media_frames_without_the_capability_close_the_session(mode: Mode) {
+    // A node without an object store grants no MEDIA capability.
+    let cluster = Cluster::start(mode, "");
+    let mut config = client_config(&cluster, 1, 1, 0);
+    config.capabilities = Capabilities::ALL;
+    let mut alice = within(client::Client::connect(config)).await.unwrap();
+    let granted = wait_for(&mut alice, |event| match event {
+        Event::Authenticated(ok) => Some(ok.capabilities),
+        _ => None,
+    })
+    .await;
+    assert!(!granted.contains(Capabilities::MEDIA), "granted {granted:?} without [media]");
+    alice.media_upload(1, 10, MediaClass::Image).await.unwrap();
+    let closed = loop {
+        match within(alice.next_event()).await {
+            Ok(_) => {}
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        matches!(closed, ClientError::Closed { code, .. } if code == protocol::CloseCode::UNEXPECTED_FRAME),
+        "{closed:?}"
+    );
+}
