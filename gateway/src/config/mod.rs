@@ -302,7 +302,8 @@ section! {
     /// S3-compatible object store. Off (the MEDIA capability is not granted)
     /// while endpoint is unset.
     MediaConfig "media" {
-        /// The object store's endpoint, http(s)://host[:port]; unset = no media.
+        /// The object store's endpoint, an http:// or https:// URL (host and port);
+        /// unset = no media.
         endpoint: Option<String> = None, example "https://s3.eu-west-1.amazonaws.com";
         /// Bucket the blobs go to.
         bucket: String = "media".to_owned();
