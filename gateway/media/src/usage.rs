@@ -12,8 +12,6 @@ use std::sync::Mutex;
 
 const SHARDS: usize = 16;
 const DAY_MS: u64 = 86_400_000;
-/// Above this many users in one shard, the entries of past days go.
-const PRUNE_AT: usize = 4_096;
 
 /// Why a ticket is refused by the user's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,19 +22,27 @@ pub(crate) enum OverBudget {
     Quota(u64),
 }
 
+/// One user's budget today.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// Days since the epoch of `bytes`.
-    day: u64,
     bytes: u64,
     tokens: f64,
     refilled_ms: u64,
 }
 
+/// The users of one shard that asked today (all of them go at the first
+/// ticket of the next day: a map never holds more than one day's users, and
+/// no ticket pays for a sweep).
+#[derive(Debug, Default)]
+struct Shard {
+    day: u64,
+    users: HashMap<u64, Entry>,
+}
+
 /// Per-user budgets.
 #[derive(Debug)]
 pub(crate) struct Usage {
-    shards: Vec<Mutex<HashMap<u64, Entry>>>,
+    shards: Vec<Mutex<Shard>>,
     per_min: u32,
     quota: u64,
 }
@@ -53,17 +59,16 @@ impl Usage {
         let shard = &self.shards[(user % SHARDS as u64) as usize];
         // A poisoned lock only means a panic elsewhere mid-update of plain
         // numbers: the map is still usable.
-        let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let day = now_ms / DAY_MS;
-        if map.len() >= PRUNE_AT {
-            map.retain(|_, entry| entry.day == day);
+        if shard.day != day {
+            // A new day: yesterday's users go (their rate buckets refill
+            // whole, a minute's burst at most).
+            shard.day = day;
+            shard.users = HashMap::new();
         }
         let burst = f64::from(self.per_min);
-        let entry = map.entry(user).or_insert(Entry { day, bytes: 0, tokens: burst, refilled_ms: now_ms });
-        if entry.day != day {
-            entry.day = day;
-            entry.bytes = 0;
-        }
+        let entry = shard.users.entry(user).or_insert(Entry { bytes: 0, tokens: burst, refilled_ms: now_ms });
         let elapsed = now_ms.saturating_sub(entry.refilled_ms) as f64;
         entry.tokens = (entry.tokens + elapsed * burst / 60_000.0).min(burst);
         entry.refilled_ms = now_ms;

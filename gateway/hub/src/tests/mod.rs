@@ -7,4 +7,5 @@ mod delivery;
 mod fanout;
 mod fleet;
 mod harness;
+mod media;
 mod presence;
