@@ -30,7 +30,8 @@ pub struct ClientConfig {
     /// unique per device across runs: persist
     /// [`Session::next_client_id`](crate::Session::next_client_id).
     pub first_client_id: u64,
-    /// TLS settings for `wss://`; `None` trusts the webpki roots.
+    /// TLS settings for `wss://` and for https media transfers; `None`
+    /// trusts the webpki roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Deadline for TCP connect, TLS and the WebSocket upgrade together.
     pub connect_timeout: Duration,

@@ -416,7 +416,7 @@ impl Client {
         let Event::MediaUploadTicket(ticket) = self.answer(request).await? else {
             return Err(ClientError::Protocol("a media upload answered with another frame".into()));
         };
-        crate::media::put(&ticket, blob, self.tls.as_ref()).await?;
+        crate::media::put(&ticket, blob, self.config.tls.as_ref()).await?;
         Ok(MediaRef { media_id: ticket.media_id, size })
     }
 
@@ -428,7 +428,7 @@ impl Client {
         let Event::MediaDownloadTicket(ticket) = self.answer(request).await? else {
             return Err(ClientError::Protocol("a media download answered with another frame".into()));
         };
-        crate::media::get(&ticket, self.tls.as_ref()).await
+        crate::media::get(&ticket, self.config.tls.as_ref()).await
     }
 
     /// Reads until the answer to `request` arrives (its ticket; an ERROR

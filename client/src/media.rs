@@ -80,7 +80,13 @@ async fn exchange(
     let authority = uri.authority().ok_or_else(|| invalid("no host"))?.clone();
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let stream = transport::connect(host, port, secure.then_some(tls)).await?;
+    // An https store is trusted by the client's TLS settings (a private CA
+    // serves the gateway and the store), else by the webpki roots.
+    let stream = match (secure, tls) {
+        (false, _) => transport::connect(host, port, None).await?,
+        (true, Some(tls)) => transport::connect(host, port, Some(Some(tls))).await?,
+        (true, None) => transport::connect(host, port, Some(Some(&transport::default_tls_config()?))).await?,
+    };
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_error)?;
     let driver = tokio::spawn(connection);

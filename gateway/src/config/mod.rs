@@ -309,6 +309,9 @@ section! {
         bucket: String = "media".to_owned();
         /// Region named in the signatures.
         region: String = "us-east-1".to_owned();
+        /// PEM file of CA certificates trusted for an https endpoint, beside the
+        /// public (webpki) roots: a store behind a private CA.
+        ca_file: Option<PathBuf> = None, example "/etc/gateway/media-ca.pem";
         /// URL style: "path" (endpoint/bucket/key; most self-hosted stores) or
         /// "virtual_host" (bucket.endpoint/key; AWS).
         url_style: MediaUrlStyle = MediaUrlStyle::Path;

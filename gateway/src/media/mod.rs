@@ -40,7 +40,7 @@ pub(crate) fn start(config: &Config) -> Result<Option<Arc<Media>>> {
         retention: Duration::from_secs(u64::from(m.retention_days) * 86_400),
     };
     let media = Arc::new(Media::new(&settings).context("[media]")?);
-    probe::spawn(&media, Duration::from_millis(m.probe_interval_ms))
+    probe::spawn(&media, Duration::from_millis(m.probe_interval_ms), m.ca_file.as_deref())
         .context("starting the object store check")?;
     tracing::info!(endpoint = %settings.endpoint, bucket = %settings.bucket, "media tickets on");
     Ok(Some(media))

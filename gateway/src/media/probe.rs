@@ -5,9 +5,12 @@
 
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs as _};
+use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::CertificateDer;
 use url::Url;
 
 use gateway_media::Media;
@@ -16,10 +19,15 @@ use gateway_media::Media;
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Starts checking `media`'s store every `interval` (the first check at
-/// once); the thread ends when `media` is dropped.
-pub(super) fn spawn(media: &Arc<Media>, interval: Duration) -> io::Result<std::thread::JoinHandle<()>> {
+/// once); the thread ends when `media` is dropped. An https endpoint is
+/// trusted by the public roots and the certificates of `ca_file`.
+pub(super) fn spawn(
+    media: &Arc<Media>,
+    interval: Duration,
+    ca_file: Option<&Path>,
+) -> io::Result<std::thread::JoinHandle<()>> {
     let media: Weak<Media> = Arc::downgrade(media);
-    let tls = Arc::new(tls_config()?);
+    let tls = Arc::new(tls_config(ca_file)?);
     std::thread::Builder::new().name("media-probe".into()).spawn(move || loop {
         let Some(media) = media.upgrade() else { return };
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -89,9 +97,17 @@ fn exchange(mut stream: impl io::Read + io::Write, request: &str) -> io::Result<
     }
 }
 
-/// Public roots, for an `https` endpoint.
-fn tls_config() -> io::Result<rustls::ClientConfig> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+/// The public roots and `ca_file`'s certificates, for an `https` endpoint.
+fn tls_config(ca_file: Option<&Path>) -> io::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(file) = ca_file {
+        let named = |err: &dyn std::fmt::Display| {
+            io::Error::other(format!("media.ca_file {}: {err}", file.display()))
+        };
+        for cert in CertificateDer::pem_file_iter(file).map_err(|err| named(&err))? {
+            roots.add(cert.map_err(|err| named(&err))?).map_err(|err| named(&err))?;
+        }
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -11,9 +11,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
 
 pub(crate) struct Gateway {
     pub(crate) child: Child,
@@ -359,4 +364,45 @@ pub(crate) fn client_header(opcode: u8, len: u64) -> Vec<u8> {
     }
     out.extend_from_slice(&MASK);
     out
+}
+
+/// A CA and a server certificate for `localhost` and 127.0.0.1 it signed.
+pub(crate) struct Pki {
+    pub(crate) ca: CertificateDer<'static>,
+    pub(crate) ca_pem: String,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+}
+
+impl Pki {
+    pub(crate) fn new(name: &str) -> Self {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        Self { ca: ca.der().clone(), ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    }
+
+    /// Writes `cert.pem` and `key.pem` into `dir` (replacing them).
+    pub(crate) fn write(&self, dir: &Path) {
+        std::fs::write(dir.join("cert.pem"), &self.cert_pem).unwrap();
+        std::fs::write(dir.join("key.pem"), &self.key_pem).unwrap();
+    }
+
+    pub(crate) fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        roots
+    }
+
+    /// The client library's TLS settings, trusting only this CA.
+    pub(crate) fn client_tls(&self) -> Arc<rustls::ClientConfig> {
+        client::tls_config(self.roots()).unwrap()
+    }
 }

@@ -517,7 +517,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             .collect();
         assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
     }
-    assert_eq!(total, 85, "keys in all sections");
+    assert_eq!(total, 86, "keys in all sections");
 }
 
 #[test]
@@ -540,6 +540,7 @@ fn documented_examples_of_unset_keys_are_valid() {
     assert_eq!(
         examples.keys().collect::<Vec<_>>(),
         [
+            "ca_file",
             "cert",
             "credentials_file",
             "endpoint",

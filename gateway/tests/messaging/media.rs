@@ -6,13 +6,16 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use client::{ClientError, Event, MediaRef};
 use protocol::{Capabilities, Conversation, ErrorCode, MediaClass, MediaId, Payload, UserId};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::support::{free_port, temp_dir};
+use super::support::{free_port, temp_dir, Pki};
 use super::{client_config, connect, deliveries, wait_for, within, Cluster, Mode};
 
 const ACCESS_KEY: &str = "gateway-test";
@@ -63,14 +66,47 @@ impl ObjectStore {
 
     /// The node's `[media]` section for this store, with `extra` keys.
     fn config(&self, extra: &str) -> String {
-        let credentials = temp_dir().join("media.credentials");
-        std::fs::write(&credentials, format!("{ACCESS_KEY}\n{SECRET_KEY}\n")).unwrap();
-        format!(
-            "[media]\nendpoint = \"http://127.0.0.1:{}\"\ncredentials_file = \"{}\"\n{extra}",
-            self.port,
-            credentials.display()
-        )
+        media_section(&format!("http://127.0.0.1:{}", self.port), extra)
     }
+}
+
+/// `[media]` for the store at `endpoint`, with its credentials and `extra`
+/// keys.
+fn media_section(endpoint: &str, extra: &str) -> String {
+    let credentials = temp_dir().join("media.credentials");
+    std::fs::write(&credentials, format!("{ACCESS_KEY}\n{SECRET_KEY}\n")).unwrap();
+    format!("[media]\nendpoint = \"{endpoint}\"\ncredentials_file = \"{}\"\n{extra}", credentials.display())
+}
+
+/// A TLS front for the store (rustls, `pki`'s certificate for `localhost`),
+/// as an https object store looks to the node and the client; its port.
+async fn tls_front(pki: &Pki, store_port: u16) -> u16 {
+    let certs =
+        CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", store_port)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    port
 }
 
 impl Drop for ObjectStore {
@@ -279,4 +315,41 @@ async fn media_frames_without_the_capability_close_the_session(mode: Mode) {
         matches!(closed, ClientError::Closed { code, .. } if code == protocol::CloseCode::UNEXPECTED_FRAME),
         "{closed:?}"
     );
+}
+
+super::in_modes!(an_https_store_is_checked_and_used_only_through_a_trusted_certificate: embedded Embedded);
+async fn an_https_store_is_checked_and_used_only_through_a_trusted_certificate(mode: Mode) {
+    let store = ObjectStore::start();
+    let pki = Pki::new("media store CA");
+    let endpoint = format!("https://localhost:{}", tls_front(&pki, store.port).await);
+    let ca = temp_dir().join("media-ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let trusted = format!("ca_file = \"{}\"\nprobe_interval_ms = 100\n", ca.display());
+    let cluster = Cluster::start(mode, &media_section(&endpoint, &trusted));
+    let mut config = client_config(&cluster, 1, 1, 0);
+    // The client's TLS settings serve its media transfers too.
+    config.tls = Some(pki.client_tls());
+    let mut alice = within(client::Client::connect(config)).await.unwrap();
+    wait_for(&mut alice, |event| matches!(event, Event::Synced { .. }).then_some(())).await;
+    // Several checks over TLS have passed: tickets are granted, and the
+    // blob goes both ways through the TLS front.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let blob = Bytes::from_static(b"over https");
+    let media = within(alice.upload(blob.clone(), MediaClass::Audio)).await.unwrap();
+    assert_eq!(within(alice.download(&media)).await.unwrap(), blob);
+    // A node that does not trust the store's CA finds it unreachable.
+    let untrusting = Cluster::start(mode, &media_section(&endpoint, "probe_interval_ms = 100\n"));
+    let mut bob = connect(&untrusting, 2, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match within(bob.upload(Bytes::from_static(b"x"), MediaClass::Audio)).await {
+            Err(ClientError::Refused { code, .. }) => break assert_eq!(code, ErrorCode::BACKEND_UNAVAILABLE),
+            // Granted before the first check ended: the client's own TLS
+            // (public roots) refuses the store too.
+            Err(_) => {}
+            Ok(media) => panic!("uploaded {media:?} to a store with an untrusted certificate"),
+        }
+        assert!(Instant::now() < deadline, "tickets still granted for a store the node cannot verify");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

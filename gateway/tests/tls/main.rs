@@ -11,69 +11,27 @@ mod support;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::{Client, ClientConfig, ClientError, Event};
 use protocol::{CloseCode, DeviceId};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::RootCertStore;
-use support::{client_frame, free_port, temp_dir, upgrade_request, Gateway, Raw};
+use rustls::pki_types::ServerName;
+use support::{client_frame, free_port, temp_dir, upgrade_request, Gateway, Pki, Raw};
 
-/// A CA and a server certificate for `localhost` and 127.0.0.1 it signed.
-struct Pki {
-    ca: CertificateDer<'static>,
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        Self { ca: ca.der().clone(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
-    }
-
-    /// Writes `cert.pem` and `key.pem` into `dir` (replacing them).
-    fn write(&self, dir: &Path) {
-        std::fs::write(dir.join("cert.pem"), &self.cert_pem).unwrap();
-        std::fs::write(dir.join("key.pem"), &self.key_pem).unwrap();
-    }
-
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.clone()).unwrap();
-        roots
-    }
-
-    /// The client library's TLS settings, trusting only this CA.
-    fn client_tls(&self) -> Arc<rustls::ClientConfig> {
-        client::tls_config(self.roots()).unwrap()
-    }
-
-    /// TLS settings trusting only this CA, limited to `version`.
-    fn client_tls_version(
-        &self,
-        version: &'static rustls::SupportedProtocolVersion,
-    ) -> Arc<rustls::ClientConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_root_certificates(self.roots())
-            .with_no_client_auth();
-        Arc::new(config)
-    }
+/// TLS settings trusting only `pki`'s CA, limited to `version`.
+fn client_tls_version(
+    pki: &Pki,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(pki.roots())
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// A node with a wss listener presenting `pki`'s certificate (`extra`: more
@@ -153,9 +111,9 @@ async fn wss_authenticates_and_answers_ping_beside_ws() {
     ping_pong(&mut client).await;
 
     // TLS 1.2 too.
-    let mut tls12 = wss.connect(pki.client_tls_version(&rustls::version::TLS12), 42, 2).await.unwrap();
+    let mut tls12 = wss.connect(client_tls_version(&pki, &rustls::version::TLS12), 42, 2).await.unwrap();
     ping_pong(&mut tls12).await;
-    let mut tls13 = wss.connect(pki.client_tls_version(&rustls::version::TLS13), 42, 3).await.unwrap();
+    let mut tls13 = wss.connect(client_tls_version(&pki, &rustls::version::TLS13), 42, 3).await.unwrap();
     ping_pong(&mut tls13).await;
 
     // The plain listener still serves.
