@@ -90,8 +90,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     };
     let token = signer.as_ref().map_or_else(|| args.token.clone().unwrap_or_default(), |s| mint(s, &args));
     let mut config = ClientConfig::new(args.url.clone(), token.into_bytes(), DeviceId(args.device));
-    config.capabilities =
-        Capabilities(Capabilities::RECEIPTS.0 | Capabilities::PRESENCE.0 | Capabilities::TYPING.0);
+    config.capabilities = Capabilities::ALL;
     // Client ids must never repeat for this device: a clock is a simple source.
     config.first_client_id = now().as_millis().try_into().unwrap_or(1);
     let mut client =

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::{
-    ConvSeq, Conversation, DeviceId, Frame, GroupId, Key, MediaClass, MediaId, OneTimePrekey, Payload, Role,
-    Seq, SignedPrekey, Token, UserId, Visibility,
+    Capabilities, ConvSeq, Conversation, DeviceId, Frame, GroupId, Key, MediaClass, MediaId, OneTimePrekey,
+    Payload, Role, Seq, SignedPrekey, Token, UserId, Visibility,
 };
 use tokio::time::timeout;
 
@@ -388,7 +388,7 @@ impl Client {
         size: u64,
         class: MediaClass,
     ) -> Result<u64, ClientError> {
-        self.connected()?;
+        self.media_granted()?;
         let (request, frame) = self.session.media_upload(client_blob, size, class);
         self.request(frame).await?;
         Ok(request)
@@ -398,7 +398,7 @@ impl Client {
     /// request id ([`Event::MediaDownloadTicket`] answers).
     /// [`Client::download`] does the whole download.
     pub async fn media_download(&mut self, media_id: MediaId) -> Result<u64, ClientError> {
-        self.connected()?;
+        self.media_granted()?;
         let (request, frame) = self.session.media_download(media_id);
         self.request(frame).await?;
         Ok(request)
@@ -429,6 +429,17 @@ impl Client {
             return Err(ClientError::Protocol("a media download answered with another frame".into()));
         };
         crate::media::get(&ticket, self.config.tls.as_ref()).await
+    }
+
+    /// Connected, with the MEDIA capability granted (sending a media frame
+    /// without it would end the session: SPEC §6.8).
+    fn media_granted(&self) -> Result<(), ClientError> {
+        self.connected()?;
+        if self.session.granted().contains(Capabilities::MEDIA) {
+            Ok(())
+        } else {
+            Err(ClientError::NotGranted(Capabilities::MEDIA))
+        }
     }
 
     /// Reads until the answer to `request` arrives (its ticket; an ERROR

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use protocol::{CloseCode, DecodeError, EncodeError, ErrorCode, FrameKind, Resume, Retry};
+use protocol::{Capabilities, CloseCode, DecodeError, EncodeError, ErrorCode, FrameKind, Resume, Retry};
 use tokio_tungstenite::tungstenite;
 
 /// Why a client call failed.
@@ -85,6 +85,12 @@ pub enum ClientError {
         /// The start of its answer.
         text: String,
     },
+    /// The request needs a capability the server did not grant in AUTH_OK
+    /// (not asked for in [`ClientConfig::capabilities`](crate::ClientConfig),
+    /// or not offered: MEDIA needs a server with an object store). Nothing
+    /// was sent.
+    #[error("the server did not grant the capability {0:?} this request needs")]
+    NotGranted(Capabilities),
     /// No connection: it ended earlier (the first error was returned then).
     /// Call [`Client::reconnect`](crate::Client::reconnect).
     #[error("not connected")]
@@ -150,6 +156,7 @@ impl ClientError {
             | Self::MessageTooLarge { .. }
             | Self::Protocol(_)
             | Self::Refused { .. }
+            | Self::NotGranted(_)
             | Self::ObjectStore { .. } => false,
         }
     }

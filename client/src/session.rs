@@ -454,6 +454,11 @@ impl Session {
         self.capabilities
     }
 
+    /// Capabilities the server granted in the last AUTH_OK (none before one).
+    pub fn granted(&self) -> Capabilities {
+        self.auth.as_ref().map_or(Capabilities(0), |ok| ok.capabilities)
+    }
+
     /// The resume cursor: the highest seq acked (next HELLO's `resume_after`).
     pub fn acked(&self) -> Seq {
         self.acked

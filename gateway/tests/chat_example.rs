@@ -1,6 +1,7 @@
 //! The quick start's demo end to end: two `chat` example processes (client
 //! crate) against a real node, as a newcomer runs them in two terminals; the
-//! sender sees its message stored (✓), delivered (✓✓) and read.
+//! sender sees its message stored (✓), delivered (✓✓) and read; and a file
+//! sent with `/send-file` through an object store (`s3s-fs`).
 
 // Test code: a panic is a failed assertion, so unwrap is fine here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -14,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::Gateway;
+use support::{Gateway, ObjectStore};
 
 /// The example binary. `--all-targets` compiles examples only as test
 /// harnesses, so the runnable `chat` is built here (a no-op when fresh) into
@@ -106,4 +107,22 @@ fn two_chat_examples_exchange_a_message_with_sent_delivered_and_read_marks() {
     for chat in [&mut one, &mut two] {
         chat.type_line("/quit");
     }
+}
+
+#[test]
+fn a_file_sent_with_send_file_is_saved_by_the_recipients_chat() {
+    let store = ObjectStore::start();
+    let gateway = Gateway::start(&store.config(""));
+    let mut one = Chat::start(&gateway, 1, 2);
+    one.expect("connected");
+    let two = Chat::start(&gateway, 2, 1);
+    two.expect("connected");
+    let file = gateway.dir.join("photo.bin");
+    let content: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+    one.type_line(&format!("/send-file {}", file.display()));
+    one.expect("✓    file photo.bin");
+    two.expect("user 1: sent a file, saved as downloads/photo.bin (70000 bytes)");
+    assert!(std::fs::read(gateway.dir.join("downloads/photo.bin")).unwrap() == content, "other bytes saved");
+    one.type_line("/quit");
 }

@@ -152,3 +152,35 @@ fn system_entry_decodes_to_group_info() {
     assert_eq!(system_group_info(&deliver(1, DeviceId(0), payload(b"\xff\x00"))), None);
     assert_eq!(system_group_info(&deliver(1, DeviceId(0), payload(b""))), None);
 }
+
+#[test]
+fn an_answer_is_taken_out_of_the_queue_and_the_other_events_keep_their_order() {
+    use protocol::{MediaClass, MediaDownloadTicket, Text};
+    let mut s = live();
+    assert_eq!(s.granted(), Capabilities::ALL);
+    let (request, _) = s.media_upload(5, 10, MediaClass::Image);
+    let (other, _) = s.prekey_fetch(UserId(2), DeviceId(0));
+    let ticket = MediaDownloadTicket {
+        request: 99,
+        size: 1,
+        url: Text::truncated("http://s3/x"),
+        expires_at: Timestamp(1),
+    };
+    let refusal = protocol::Error {
+        code: ErrorCode::MEDIA_TOO_LARGE,
+        retryable: false,
+        retry_after_ms: 0,
+        reference: request,
+        text: Note::truncated("too large"),
+    };
+    let presence = Presence { user: UserId(3), status: PresenceStatus::Online, last_seen: Timestamp(0) };
+    s.handle_frame(Frame::MediaDownloadTicket(ticket.clone())).unwrap();
+    s.handle_frame(Frame::Presence(presence.clone())).unwrap();
+    s.handle_frame(Frame::Error(refusal.clone())).unwrap();
+    assert_eq!(s.take_answer(other), None, "nothing answers the prekey fetch yet");
+    assert_eq!(s.take_answer(request), Some(Event::Error(refusal)));
+    assert_eq!(s.take_answer(request), None, "taken once");
+    assert_eq!(s.poll_event(), Some(Event::MediaDownloadTicket(ticket)));
+    assert_eq!(s.poll_event(), Some(Event::Presence(presence)));
+    assert_eq!(s.poll_event(), None);
+}

@@ -406,3 +406,94 @@ impl Pki {
         client::tls_config(self.roots()).unwrap()
     }
 }
+
+const ACCESS_KEY: &str = "gateway-test";
+const SECRET_KEY: &str = "gateway-test-secret-key";
+/// The version the suite installs (`scripts/test`): the newest one that
+/// builds with this machine's Rust.
+const S3S_FS_VERSION: &str = "0.14.1";
+
+/// `s3s-fs` (crates.io), a real S3-compatible server, on a loopback port with
+/// its own credentials; killed when dropped. It checks every presigned URL's
+/// signature and expiry itself.
+pub(crate) struct ObjectStore {
+    child: Option<Child>,
+    pub(crate) port: u16,
+    pub(crate) root: PathBuf,
+}
+
+impl ObjectStore {
+    pub(crate) fn start() -> Self {
+        let root = temp_dir().join("s3");
+        std::fs::create_dir_all(root.join("media")).unwrap();
+        let mut store = Self { child: None, port: free_port().port(), root };
+        store.restart();
+        store
+    }
+
+    pub(crate) fn restart(&mut self) {
+        let child = Command::new(s3s_fs())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting s3s-fs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The node's `[media]` section for this store, with `extra` keys.
+    pub(crate) fn config(&self, extra: &str) -> String {
+        media_section(&format!("http://127.0.0.1:{}", self.port), extra)
+    }
+}
+
+/// `[media]` for the store at `endpoint`, with its credentials and `extra`
+/// keys.
+pub(crate) fn media_section(endpoint: &str, extra: &str) -> String {
+    let credentials = temp_dir().join("media.credentials");
+    std::fs::write(&credentials, format!("{ACCESS_KEY}\n{SECRET_KEY}\n")).unwrap();
+    format!("[media]\nendpoint = \"{endpoint}\"\ncredentials_file = \"{}\"\n{extra}", credentials.display())
+}
+
+impl Drop for ObjectStore {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `s3s-fs` binary: `$S3S_FS`, else the suite's install under
+/// `target/tools`, installed there now if missing (one install at a time
+/// across the suite's processes).
+fn s3s_fs() -> PathBuf {
+    if let Some(path) = std::env::var_os("S3S_FS") {
+        return path.into();
+    }
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools");
+    let binary = tools.join("bin/s3s-fs");
+    if !binary.exists() {
+        std::fs::create_dir_all(&tools).unwrap();
+        let status = Command::new("flock")
+            .arg(tools.join(".install.lock"))
+            .args(["sh", "-c", "[ -x \"$1/bin/s3s-fs\" ] || cargo install --quiet --locked --features binary --root \"$1\" \"s3s-fs@$2\"", "sh"])
+            .arg(&tools)
+            .arg(S3S_FS_VERSION)
+            .status()
+            .expect("running cargo install s3s-fs (needs flock and cargo)");
+        assert!(status.success(), "cargo install s3s-fs@{S3S_FS_VERSION} failed: the media tests need it");
+    }
+    binary
+}

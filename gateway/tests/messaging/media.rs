@@ -5,7 +5,6 @@
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,68 +14,8 @@ use protocol::{Capabilities, Conversation, ErrorCode, MediaClass, MediaId, Paylo
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::support::{free_port, temp_dir, Pki};
+use super::support::{media_section, temp_dir, ObjectStore, Pki};
 use super::{client_config, connect, deliveries, wait_for, within, Cluster, Mode};
-
-const ACCESS_KEY: &str = "gateway-test";
-const SECRET_KEY: &str = "gateway-test-secret-key";
-/// The version the suite installs (`scripts/test`): the newest one that
-/// builds with this machine's Rust.
-const S3S_FS_VERSION: &str = "0.14.1";
-
-/// `s3s-fs` on a loopback port, killed when dropped.
-struct ObjectStore {
-    child: Option<Child>,
-    port: u16,
-    root: PathBuf,
-}
-
-impl ObjectStore {
-    fn start() -> Self {
-        let root = temp_dir().join("s3");
-        std::fs::create_dir_all(root.join("media")).unwrap();
-        let mut store = Self { child: None, port: free_port().port(), root };
-        store.restart();
-        store
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new(s3s_fs())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&self.root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting s3s-fs");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not listen on {}", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// The node's `[media]` section for this store, with `extra` keys.
-    fn config(&self, extra: &str) -> String {
-        media_section(&format!("http://127.0.0.1:{}", self.port), extra)
-    }
-}
-
-/// `[media]` for the store at `endpoint`, with its credentials and `extra`
-/// keys.
-fn media_section(endpoint: &str, extra: &str) -> String {
-    let credentials = temp_dir().join("media.credentials");
-    std::fs::write(&credentials, format!("{ACCESS_KEY}\n{SECRET_KEY}\n")).unwrap();
-    format!("[media]\nendpoint = \"{endpoint}\"\ncredentials_file = \"{}\"\n{extra}", credentials.display())
-}
 
 /// A TLS front for the store (rustls, `pki`'s certificate for `localhost`),
 /// as an https object store looks to the node and the client; its port.
@@ -107,35 +46,6 @@ async fn tls_front(pki: &Pki, store_port: u16) -> u16 {
         }
     });
     port
-}
-
-impl Drop for ObjectStore {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The `s3s-fs` binary: `$S3S_FS`, else the suite's install under
-/// `target/tools`, installed there now if missing (one install at a time
-/// across the suite's processes).
-fn s3s_fs() -> PathBuf {
-    if let Some(path) = std::env::var_os("S3S_FS") {
-        return path.into();
-    }
-    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools");
-    let binary = tools.join("bin/s3s-fs");
-    if !binary.exists() {
-        std::fs::create_dir_all(&tools).unwrap();
-        let status = Command::new("flock")
-            .arg(tools.join(".install.lock"))
-            .args(["sh", "-c", "[ -x \"$1/bin/s3s-fs\" ] || cargo install --quiet --locked --features binary --root \"$1\" \"s3s-fs@$2\"", "sh"])
-            .arg(&tools)
-            .arg(S3S_FS_VERSION)
-            .status()
-            .expect("running cargo install s3s-fs (needs flock and cargo)");
-        assert!(status.success(), "cargo install s3s-fs@{S3S_FS_VERSION} failed: the media tests need it");
-    }
-    binary
 }
 
 /// One HTTP/1.1 request with `std`: the status and the body.
@@ -304,7 +214,12 @@ async fn media_frames_without_the_capability_close_the_session(mode: Mode) {
     })
     .await;
     assert!(!granted.contains(Capabilities::MEDIA), "granted {granted:?} without [media]");
-    alice.media_upload(1, 10, MediaClass::Image).await.unwrap();
+    // The client library refuses before sending anything...
+    let refused = alice.upload(Bytes::from_static(b"x"), MediaClass::Image).await.unwrap_err();
+    assert!(matches!(refused, ClientError::NotGranted(c) if c == Capabilities::MEDIA), "{refused:?}");
+    // ...and a client that sends the frame anyway loses the session.
+    let upload = protocol::MediaUpload { request: 1, client_blob: 1, size: 10, class: MediaClass::Image };
+    alice.send_frames(&[protocol::Frame::MediaUpload(upload)]).await.unwrap();
     let closed = loop {
         match within(alice.next_event()).await {
             Ok(_) => {}
