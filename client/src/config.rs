@@ -35,13 +35,18 @@ pub struct ClientConfig {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Deadline for TCP connect, TLS and the WebSocket upgrade together.
     pub connect_timeout: Duration,
-    /// Deadline from HELLO to AUTH_OK.
+    /// Deadline from HELLO to AUTH_OK, and for a media ticket's answer.
     pub auth_timeout: Duration,
+    /// Deadline for one media transfer (the HTTP PUT or GET of
+    /// [`Client::upload`](crate::Client::upload) and
+    /// [`Client::download`](crate::Client::download)), its connect
+    /// included.
+    pub media_timeout: Duration,
 }
 
 impl ClientConfig {
     /// A configuration with every capability, no resume cursor, client ids
-    /// from 1, webpki roots and 10 s deadlines.
+    /// from 1, webpki roots, 10 s deadlines (10 min for a media transfer).
     pub fn new(url: impl Into<String>, token: impl Into<Bytes>, device: DeviceId) -> Self {
         Self {
             url: url.into(),
@@ -54,6 +59,7 @@ impl ClientConfig {
             tls: None,
             connect_timeout: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(10),
+            media_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -72,6 +78,7 @@ impl fmt::Debug for ClientConfig {
             .field("tls", &self.tls.as_ref().map(|_| "custom"))
             .field("connect_timeout", &self.connect_timeout)
             .field("auth_timeout", &self.auth_timeout)
+            .field("media_timeout", &self.media_timeout)
             .finish()
     }
 }

@@ -406,9 +406,11 @@ impl Client {
 
     /// Uploads `blob` (encrypted by the application) to the object store: a
     /// ticket from the gateway, then an HTTP PUT with it. Returns what a
-    /// message names the blob by. Events that arrive meanwhile stay queued
-    /// for [`Client::next_event`]. A refusal is [`ClientError::Refused`]
-    /// (SPEC §6.8), a failed PUT [`ClientError::ObjectStore`].
+    /// message names the blob by. The connection keeps being served
+    /// meanwhile (heartbeats), and events that arrive stay queued for
+    /// [`Client::next_event`]. A refusal is [`ClientError::Refused`] (SPEC
+    /// §6.8), a failed PUT [`ClientError::ObjectStore`], a capability the
+    /// server did not grant [`ClientError::NotGranted`] (nothing is sent).
     pub async fn upload(&mut self, blob: Bytes, class: MediaClass) -> Result<MediaRef, ClientError> {
         let size = blob.len() as u64;
         let request = self.media_upload(self.next_blob, size, class).await?;
@@ -416,19 +418,48 @@ impl Client {
         let Event::MediaUploadTicket(ticket) = self.answer(request).await? else {
             return Err(ClientError::Protocol("a media upload answered with another frame".into()));
         };
-        crate::media::put(&ticket, blob, self.config.tls.as_ref()).await?;
+        let tls = self.config.tls.clone();
+        let put = crate::media::put(&ticket, blob, tls.as_ref(), self.config.media_timeout);
+        self.beside_session(put).await?;
         Ok(MediaRef { media_id: ticket.media_id, size })
     }
 
     /// Downloads the blob `media` names from the object store (a ticket
-    /// from the gateway, then an HTTP GET); the application decrypts it.
-    /// Errors as for [`Client::upload`].
+    /// from the gateway, then an HTTP GET of exactly `media.size` bytes); the
+    /// application decrypts it and checks its digest. Errors as for
+    /// [`Client::upload`].
     pub async fn download(&mut self, media: &MediaRef) -> Result<Bytes, ClientError> {
         let request = self.media_download(media.media_id.clone()).await?;
         let Event::MediaDownloadTicket(ticket) = self.answer(request).await? else {
             return Err(ClientError::Protocol("a media download answered with another frame".into()));
         };
-        crate::media::get(&ticket, self.config.tls.as_ref()).await
+        let tls = self.config.tls.clone();
+        let get = crate::media::get(&ticket, media.size, tls.as_ref(), self.config.media_timeout);
+        self.beside_session(get).await
+    }
+
+    /// Runs `transfer` (a media request's HTTP leg) while the connection
+    /// keeps being read (heartbeat PINGs, PONGs, events queued for
+    /// [`Client::next_event`]), so that a long upload does not starve the
+    /// session. A connection that ends meanwhile is reported by the next
+    /// `next_event`; the transfer goes on.
+    async fn beside_session<T>(
+        &mut self,
+        transfer: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        tokio::pin!(transfer);
+        loop {
+            let Some(link) = self.link.as_mut() else { return transfer.await };
+            tokio::select! {
+                result = &mut transfer => return result,
+                pumped = link.pump(&mut self.session) => {
+                    if let Err(err) = pumped {
+                        self.disconnect();
+                        self.failure.get_or_insert(err);
+                    }
+                }
+            }
+        }
     }
 
     /// Connected, with the MEDIA capability granted (sending a media frame

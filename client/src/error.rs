@@ -76,8 +76,11 @@ pub enum ClientError {
         /// Human-readable detail.
         text: String,
     },
-    /// The object store refused a media transfer (its HTTP status; 403 for an
-    /// expired or altered ticket, 404 for a blob it does not have).
+    /// A media transfer failed: the object store refused it (its HTTP
+    /// status: 403 for an expired or altered ticket, 404 for a blob it does
+    /// not have), or gave no answer (status 0: connect, TLS, a cut transfer,
+    /// `media_timeout`), or a blob's size disagrees with its message. The
+    /// session is not at fault: reconnecting does not help.
     #[error("object store answered {status}: {text}")]
     ObjectStore {
         /// HTTP status.

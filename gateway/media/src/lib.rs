@@ -6,10 +6,10 @@
 //! user may put.
 //!
 //! - [`Media::upload`] checks the size, the user's rate and daily quota,
-//!   mints a signed media id ([`MediaRef`]) and presigns a PUT of exactly
+//!   mints a sealed media id ([`MediaRef`]) and presigns a PUT of exactly
 //!   that many bytes (`content-length` is a signed header) to a name derived
 //!   from the id.
-//! - [`Media::download`] opens the id (refused unless this fleet signed it
+//! - [`Media::download`] opens the id (refused unless this fleet sealed it
 //!   and it is younger than the retention) and presigns a GET.
 //! - [`Media::set_store_up`] takes the node's background check of the store
 //!   (`gateway/src/media/probe.rs`); while it fails, tickets are refused as
@@ -30,13 +30,12 @@ use protocol::{
     ErrorCode, Header, HttpMethod, List, MediaDownload, MediaDownloadTicket, MediaUpload, MediaUploadTicket,
     Note, Timestamp, Url as WireUrl,
 };
-use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use rusty_s3::actions::{GetObject, HeadBucket, PutObject, S3Action as _};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 use url::Url;
 
-pub use id::MediaRef;
+pub use id::{IdKey, MediaRef};
 use usage::{OverBudget, Usage};
 
 /// The node's `[media]` settings, resolved (secrets read).
@@ -173,7 +172,7 @@ impl Refusal {
 pub struct Media {
     bucket: Bucket,
     credentials: Credentials,
-    id_key: hmac::Key,
+    id_key: IdKey,
     random: SystemRandom,
     prefix: String,
     lifetime: Duration,
@@ -210,7 +209,7 @@ impl Media {
         let media = Self {
             bucket,
             credentials: Credentials::new(settings.access_key.clone(), settings.secret_key.clone()),
-            id_key: hmac::Key::new(hmac::HMAC_SHA256, &settings.id_key),
+            id_key: IdKey::new(&settings.id_key),
             random: SystemRandom::new(),
             prefix: settings.key_prefix.clone(),
             lifetime: settings.ticket_lifetime,
@@ -242,12 +241,11 @@ impl Media {
             return Err(Refusal::TooLarge { max: self.max_blob });
         }
         self.check_store()?;
-        self.usage.take(user, Some(upload.size), now_ms).map_err(over_budget)?;
         let mut random = [0; id::RANDOM_LEN];
         // The system's generator does not fail on Linux once booted; if it
-        // did, the object's name would still be unique by user and second
-        // but guessable, so refuse instead.
+        // did, there would be no unguessable name (nor nonce), so refuse.
         self.random.fill(&mut random).map_err(|_| Refusal::StoreUnavailable { retry_after_ms: 1_000 })?;
+        self.usage.take(user, Some(upload.size), now_ms).map_err(over_budget)?;
         let media =
             MediaRef { class: upload.class, user, issued_s: now_ms / 1_000, size: upload.size, random };
         let url = self.put_url(&media, now_ms);
@@ -301,18 +299,21 @@ impl Media {
             .sign_with_time(self.lifetime, &signing_time(now_ms))
     }
 
-    /// Records a store check's outcome and when the next one runs.
-    pub fn set_store_up(&self, up: bool, next_check: Duration) {
+    /// Records a store check's outcome (`failure`: why it failed) and when
+    /// the next one runs; the change from up to down and back is logged.
+    pub fn set_store_up(&self, failure: Option<&str>, next_check: Duration) {
+        let up = failure.is_none();
         let was = self.store_up.swap(up, Ordering::Relaxed);
         self.retry_ms.store(u64::try_from(next_check.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        match (was, up) {
-            (true, false) => tracing::warn!(
+        match (was, failure) {
+            (true, Some(why)) => tracing::warn!(
                 bucket = self.bucket.name(),
-                "object store unreachable: media tickets refused (retryable)"
+                why,
+                "object store check failed: media tickets refused (retryable) until it passes"
             ),
-            (false, true) => tracing::info!(
+            (false, None) => tracing::info!(
                 bucket = self.bucket.name(),
-                "object store reachable again: media tickets granted"
+                "object store check passed: media tickets granted"
             ),
             _ => {}
         }

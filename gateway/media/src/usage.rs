@@ -61,7 +61,9 @@ impl Usage {
         // numbers: the map is still usable.
         let mut shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let day = now_ms / DAY_MS;
-        if shard.day != day {
+        // Workers' clocks are read at their turns and may straddle
+        // midnight: only a later day resets.
+        if day > shard.day {
             // A new day: yesterday's users go (their rate buckets refill
             // whole, a minute's burst at most).
             shard.day = day;

@@ -304,10 +304,10 @@ section! {
     MediaConfig "media" {
         /// The object store's endpoint, an http:// or https:// URL (host and port);
         /// unset = no media.
-        endpoint: Option<String> = None, example "https://s3.eu-west-1.amazonaws.com";
+        endpoint: Option<String> = None, example "https://s3.us-east-1.amazonaws.com";
         /// Bucket the blobs go to.
         bucket: String = "media".to_owned();
-        /// Region named in the signatures.
+        /// Region named in the signatures (the bucket's region on AWS).
         region: String = "us-east-1".to_owned();
         /// PEM file of CA certificates trusted for an https endpoint, beside the
         /// public (webpki) roots: a store behind a private CA.
@@ -316,18 +316,22 @@ section! {
         /// "virtual_host" (bucket.endpoint/key; AWS).
         url_style: MediaUrlStyle = MediaUrlStyle::Path;
         /// File with the store's credentials, two lines: access key id, then
-        /// secret key (GATEWAY_MEDIA_ACCESS_KEY and GATEWAY_MEDIA_SECRET_KEY
-        /// win over it). Never logged.
+        /// secret key (GATEWAY_MEDIA_ACCESS_KEY and GATEWAY_MEDIA_SECRET_KEY,
+        /// both set, win over it). The secret is never logged; the key id is
+        /// public (SigV4 puts it in every URL). They need s3:PutObject,
+        /// s3:GetObject and s3:ListBucket (the check is a HEAD of the bucket).
         credentials_file: Option<PathBuf> = None, example "/etc/gateway/media.credentials";
-        /// File holding the key media ids are signed with (at least 32 bytes;
-        /// the same on every node of a fleet); unset = node.data_dir/media-id.key,
-        /// made on first use (one node only). Never logged.
+        /// File holding the key media ids are sealed with (at least 32 bytes;
+        /// the same on every node of a fleet, required with cluster.registry);
+        /// unset = node.data_dir/media-id.key, made on first use. Never logged.
+        /// Changing it makes every media id issued before unknown.
         id_key_file: Option<PathBuf> = None, example "/etc/gateway/media-id.key";
         /// Prefix of every object's name (names follow: class/user/time-random).
         key_prefix: String = "media/".to_owned();
         /// How long a ticket's URL is valid, seconds (1 to 604800).
         ticket_lifetime_secs: u64 = 900;
-        /// Largest blob, bytes (MEDIA_TOO_LARGE beyond).
+        /// Largest blob, bytes (MEDIA_TOO_LARGE beyond); at most 5 GiB and at
+        /// most quota_bytes_per_day.
         max_blob_bytes: u64 = 100 << 20;
         /// Bytes of upload tickets one user is granted per UTC day on this node
         /// (MEDIA_QUOTA_EXCEEDED beyond).
@@ -598,6 +602,13 @@ impl Config {
         self.messaging.validate()?;
         self.media.validate()?;
         self.cluster.validate()?;
+        if self.media.enabled() && self.cluster.enabled() && self.media.id_key_file.is_none() {
+            return Err(invalid(
+                "media.id_key_file",
+                "required with cluster.registry: every node must seal media ids with the same key, \
+                 or a blob uploaded through one node cannot be fetched through another",
+            ));
+        }
         if self.cluster.enabled() && self.store.mode != BackendMode::Remote {
             return Err(invalid(
                 "store.mode",

@@ -72,6 +72,15 @@ impl MediaConfig {
         if !(1..=604_800).contains(&self.ticket_lifetime_secs) {
             return Err(invalid("media.ticket_lifetime_secs", "must be 1 to 604800 (7 days)"));
         }
+        // S3 takes at most 5 GiB in one PUT (larger needs a multipart upload).
+        if self.max_blob_bytes > 5 << 30 {
+            return Err(invalid("media.max_blob_bytes", "must be at most 5 GiB (one PUT)"));
+        }
+        // A blob over the day's quota could never be granted: it would be
+        // refused as retryable forever.
+        if self.max_blob_bytes > self.quota_bytes_per_day {
+            return Err(invalid("media.max_blob_bytes", "must be at most media.quota_bytes_per_day"));
+        }
         let positive = [
             ("media.max_blob_bytes", self.max_blob_bytes),
             ("media.quota_bytes_per_day", self.quota_bytes_per_day),

@@ -50,10 +50,12 @@ pub(crate) fn start(config: &Config) -> Result<Option<Arc<Media>>> {
 /// (`GATEWAY_MEDIA_ACCESS_KEY`, `GATEWAY_MEDIA_SECRET_KEY`), else from the
 /// file's first two lines.
 fn credentials(file: Option<&Path>) -> Result<(String, String)> {
-    if let (Ok(key), Ok(secret)) =
-        (std::env::var("GATEWAY_MEDIA_ACCESS_KEY"), std::env::var("GATEWAY_MEDIA_SECRET_KEY"))
-    {
-        return Ok((key, secret));
+    match (std::env::var("GATEWAY_MEDIA_ACCESS_KEY"), std::env::var("GATEWAY_MEDIA_SECRET_KEY")) {
+        (Ok(key), Ok(secret)) => return Ok((key, secret)),
+        (Ok(_), Err(_)) | (Err(_), Ok(_)) => {
+            bail!("GATEWAY_MEDIA_ACCESS_KEY and GATEWAY_MEDIA_SECRET_KEY must be set together")
+        }
+        (Err(_), Err(_)) => {}
     }
     let Some(file) = file else {
         bail!("[media] needs credentials: media.credentials_file, or GATEWAY_MEDIA_ACCESS_KEY and GATEWAY_MEDIA_SECRET_KEY");
@@ -71,24 +73,29 @@ fn credentials(file: Option<&Path>) -> Result<(String, String)> {
 }
 
 /// The media id key: the file's bytes (trailing white space ignored). The
-/// node's own default file is made on first use, 32 random bytes in hex.
+/// node's own default file is made on first use, 32 random bytes in hex,
+/// written whole under a temporary name and linked into place: it never
+/// exists half-written, and if another process linked one first, that key
+/// wins.
 fn id_key(file: &PathBuf, make: bool) -> Result<Vec<u8>> {
     if make && !file.exists() {
         let mut random = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
             .map_err(|_| anyhow::anyhow!("no random bytes for the media id key"))?;
         let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(file) {
-            Ok(mut out) => {
-                out.write_all(hex.as_bytes())
-                    .and_then(|()| out.sync_all())
-                    .with_context(|| file.display().to_string())?;
-                tracing::info!(file = %file.display(), "made a media id key (one node: a fleet shares one media.id_key_file)");
+        let written = options
+            .open(&tmp)
+            .and_then(|mut out| out.write_all(hex.as_bytes()).and_then(|()| out.sync_all()))
+            .and_then(|()| fs::hard_link(&tmp, file));
+        let _ = fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {
+                tracing::info!(file = %file.display(), "made a media id key (one node: a fleet shares one media.id_key_file)")
             }
-            // Another process made it first: its key wins.
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(err) => return Err(err).with_context(|| file.display().to_string()),
         }

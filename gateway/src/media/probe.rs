@@ -4,13 +4,13 @@
 //! (`BACKEND_UNAVAILABLE`), and one log line says when that starts and ends.
 
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs as _};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, ServerName};
 use url::Url;
 
 use gateway_media::Media;
@@ -32,18 +32,14 @@ pub(super) fn spawn(
         let Some(media) = media.upgrade() else { return };
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let url = media.head_bucket_url(now_ms);
-        let up = match check(&url, &tls) {
-            Ok(status) if (200..300).contains(&status) => true,
-            Ok(status) => {
-                tracing::debug!(status, "object store check answered");
-                false
-            }
-            Err(err) => {
-                tracing::debug!(%err, "object store check failed");
-                false
-            }
+        let failure = match check(&url, &tls) {
+            Ok(status) if (200..300).contains(&status) => None,
+            // 403: wrong credentials, or a policy without s3:ListBucket
+            // (HEAD of a bucket needs it); 301 or 400: often the region.
+            Ok(status) => Some(format!("the store answered HTTP {status} to a HEAD of the bucket")),
+            Err(err) => Some(err.to_string()),
         };
-        media.set_store_up(up, interval);
+        media.set_store_up(failure.as_deref(), interval);
         drop(media);
         std::thread::sleep(interval);
     })
@@ -51,22 +47,29 @@ pub(super) fn spawn(
 
 /// The HTTP status of a `HEAD` of `url`.
 fn check(url: &Url, tls: &Arc<rustls::ClientConfig>) -> io::Result<u16> {
-    let host = url.host_str().ok_or_else(|| io::Error::other("endpoint without a host"))?;
-    let port = url.port_or_known_default().ok_or_else(|| io::Error::other("endpoint without a port"))?;
-    let address =
-        (host, port).to_socket_addrs()?.next().ok_or_else(|| io::Error::other("host has no address"))?;
+    let address = url
+        .socket_addrs(|| None)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| io::Error::other("the endpoint's host has no address"))?;
     let tcp = TcpStream::connect_timeout(&address, TIMEOUT)?;
     tcp.set_read_timeout(Some(TIMEOUT))?;
     tcp.set_write_timeout(Some(TIMEOUT))?;
     let path = &url[url::Position::BeforePath..];
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
+    // Host as the signature has it (IPv6 in brackets, the port if not the
+    // scheme's default).
+    let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
     let request = format!("HEAD {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     match url.scheme() {
         "https" => {
-            let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(io::Error::other)?;
+            let name = match url.host() {
+                Some(url::Host::Domain(name)) => {
+                    ServerName::try_from(name.to_owned()).map_err(io::Error::other)?
+                }
+                Some(url::Host::Ipv4(ip)) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
+                Some(url::Host::Ipv6(ip)) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
+                None => return Err(io::Error::other("endpoint without a host")),
+            };
             let connection =
                 rustls::ClientConnection::new(Arc::clone(tls), name).map_err(io::Error::other)?;
             exchange(rustls::StreamOwned::new(connection, tcp), &request)
@@ -75,25 +78,29 @@ fn check(url: &Url, tls: &Arc<rustls::ClientConfig>) -> io::Result<u16> {
     }
 }
 
-/// Sends `request` and reads the answer's status line.
+/// Sends `request` and reads the answer's status line (`HTTP/1.1 200 OK`).
 fn exchange(mut stream: impl io::Read + io::Write, request: &str) -> io::Result<u16> {
     stream.write_all(request.as_bytes())?;
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0; 1024];
-    loop {
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0; 256];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        if head.len() > 4096 {
+            return Err(io::Error::other("no status line in the first 4 KiB"));
+        }
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before an answer"));
         }
         head.extend_from_slice(buf.get(..n).unwrap_or_default());
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&head) {
-            Ok(_) if response.code.is_some() => return Ok(response.code.unwrap_or_default()),
-            Ok(_) if head.len() < 16 * 1024 => {}
-            Ok(_) => return Err(io::Error::other("answer head over 16 KiB")),
-            Err(err) => return Err(io::Error::other(err)),
-        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut words = line.split(' ');
+    match (words.next(), words.next().and_then(|code| code.trim().parse().ok())) {
+        (Some(version), Some(code)) if version.starts_with("HTTP/1.") => Ok(code),
+        _ => Err(io::Error::other(format!(
+            "not an HTTP answer: {:?}",
+            line.lines().next().unwrap_or_default()
+        ))),
     }
 }
 

@@ -582,3 +582,30 @@ fn a_fleet_needs_the_shared_store_a_secret_and_redis_urls() {
         format!("{fleet}lease_ms = 3000\nregistry_timeout_ms = 500\nack_wait_ms = 3001\n{remote}");
     assert_eq!(key_of(&long_wait), "cluster.ack_wait_ms", "a SEND_ACK never waits past a lease");
 }
+
+#[test]
+fn media_settings_are_checked_at_load() {
+    let key_of = |text: &str| match Config::from_toml(text).unwrap().validate() {
+        Err(gateway::config::ConfigError::Invalid { key, .. }) => key,
+        other => panic!("{text}: {other:?}"),
+    };
+    let media = "[media]\nendpoint = \"http://127.0.0.1:9000\"\n";
+    Config::from_toml(media).unwrap().validate().unwrap();
+    assert_eq!(key_of("[media]\nendpoint = \"ftp://host\"\n"), "media.endpoint");
+    assert_eq!(key_of(&format!("{media}ticket_lifetime_secs = 604801\n")), "media.ticket_lifetime_secs");
+    assert_eq!(
+        key_of(&format!("{media}max_blob_bytes = 6000000000\nquota_bytes_per_day = 9000000000\n")),
+        "media.max_blob_bytes"
+    );
+    assert_eq!(
+        key_of(&format!("{media}max_blob_bytes = 2000\nquota_bytes_per_day = 1000\n")),
+        "media.max_blob_bytes"
+    );
+    // In a fleet every node must seal ids with one key.
+    let fleet = "[store]\nmode = \"remote\"\n[cluster]\nregistry = [\"redis://127.0.0.1:6379\"]\nsecret_file = \"/s\"\n";
+    assert_eq!(key_of(&format!("{fleet}{media}")), "media.id_key_file");
+    Config::from_toml(&format!("{fleet}{media}id_key_file = \"/etc/gateway/media-id.key\"\n"))
+        .unwrap()
+        .validate()
+        .unwrap();
+}

@@ -109,9 +109,11 @@ async fn an_uploaded_blob_reaches_the_recipient_through_a_message(mode: Mode) {
     let media_id = MediaId::new(delivered[0].payload.bytes().clone()).unwrap();
     let fetched = within(bob.download(&MediaRef { media_id, size: 300_000 })).await.unwrap();
     assert!(fetched == blob, "the recipient fetched other bytes");
-    // The object is where the id says, under the uploader's prefix.
-    let stored: Vec<_> = walk(&store.root.join("media/media/image/1"));
-    assert_eq!(stored.len(), 1, "one object under media/image/1/: {stored:?}");
+    // One object, under its class, named by the id's random part alone.
+    let stored: Vec<_> = walk(&store.root.join("media/media/image"));
+    assert_eq!(stored.len(), 1, "one object under media/image/: {stored:?}");
+    let name = stored[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
     assert!(cluster.gateway.metric("gateway_media_tickets_total{result=\"granted\"}") >= 2.0);
 }
 
@@ -137,12 +139,15 @@ async fn the_store_refuses_expired_tampered_and_resized_uploads(mode: Mode) {
     // Another size than the one signed.
     let resized = [("content-length".to_owned(), "6".to_owned())];
     assert_eq!(http("PUT", &url, &resized, b"123456").0, 403, "a body of another size");
-    // Past its lifetime the ticket is refused, even unused.
+    // The same URL with the signed size goes through (the 403s above were
+    // the tampering), and may be used again until it expires.
+    assert_eq!(http("PUT", &url, &headers, b"12345").0, 200, "the untampered upload");
+    // Past its lifetime the same URL is refused.
     let expires_at = ticket.expires_at.0;
     let now =
         || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     tokio::time::sleep(Duration::from_millis(expires_at.saturating_sub(now()) + 1_100)).await;
-    assert_eq!(http("PUT", &url, &headers, b"12345").0, 403, "an expired ticket");
+    assert_eq!(http("PUT", &url, &headers, b"54321").0, 403, "an expired ticket");
     // A fresh ticket works.
     let fresh = upload_ticket(&mut alice, 5).await.unwrap();
     assert_eq!(http("PUT", fresh.url.as_str(), &headers, b"12345").0, 200);
@@ -170,6 +175,18 @@ async fn size_quota_and_unknown_media_are_refused_with_their_codes(mode: Mode) {
     let altered = MediaRef { media_id: MediaId::new(bytes).unwrap(), size: 900 };
     assert_eq!(refused_code(within(alice.download(&altered)).await).0, ErrorCode::UNKNOWN_MEDIA);
     assert!(cluster.gateway.metric("gateway_media_tickets_total{result=\"unknown_media\"}") >= 2.0);
+    // A size that disagrees with the id's is refused before any transfer.
+    let resized = MediaRef { media_id: first.media_id.clone(), size: 901 };
+    let mismatch = within(alice.download(&resized)).await.unwrap_err();
+    assert!(matches!(mismatch, ClientError::ObjectStore { status: 0, .. }), "{mismatch:?}");
+    // An issued id whose blob was never put: the store's 404, not resumable.
+    let unused = upload_ticket(&mut alice, 10).await;
+    let never = MediaRef { media_id: unused.unwrap().media_id, size: 10 };
+    let missing = within(alice.download(&never)).await.unwrap_err();
+    assert!(
+        matches!(missing, ClientError::ObjectStore { status: 404, .. }) && !missing.is_resumable(),
+        "{missing:?}"
+    );
 }
 
 super::in_modes!(a_store_outage_gives_a_retryable_error_until_it_is_back: embedded Embedded);
@@ -201,18 +218,37 @@ async fn a_store_outage_gives_a_retryable_error_until_it_is_back(mode: Mode) {
     }
 }
 
+/// A client of `config`, and the capabilities its AUTH_OK granted.
+async fn connect_granted(config: client::ClientConfig) -> (client::Client, Capabilities) {
+    let mut client = within(client::Client::connect(config)).await.unwrap();
+    let granted = wait_for(&mut client, |event| match event {
+        Event::Authenticated(ok) => Some(ok.capabilities),
+        _ => None,
+    })
+    .await;
+    (client, granted)
+}
+
+/// The session ends with 4001 UNEXPECTED_FRAME.
+async fn assert_closed_4001(client: &mut client::Client) {
+    let closed = loop {
+        if let Err(err) = within(client.next_event()).await {
+            break err;
+        }
+    };
+    assert!(
+        matches!(closed, ClientError::Closed { code, .. } if code == protocol::CloseCode::UNEXPECTED_FRAME),
+        "{closed:?}"
+    );
+}
+
 super::in_modes!(media_frames_without_the_capability_close_the_session: embedded Embedded);
 async fn media_frames_without_the_capability_close_the_session(mode: Mode) {
     // A node without an object store grants no MEDIA capability.
     let cluster = Cluster::start(mode, "");
     let mut config = client_config(&cluster, 1, 1, 0);
     config.capabilities = Capabilities::ALL;
-    let mut alice = within(client::Client::connect(config)).await.unwrap();
-    let granted = wait_for(&mut alice, |event| match event {
-        Event::Authenticated(ok) => Some(ok.capabilities),
-        _ => None,
-    })
-    .await;
+    let (mut alice, granted) = connect_granted(config).await;
     assert!(!granted.contains(Capabilities::MEDIA), "granted {granted:?} without [media]");
     // The client library refuses before sending anything...
     let refused = alice.upload(Bytes::from_static(b"x"), MediaClass::Image).await.unwrap_err();
@@ -220,16 +256,7 @@ async fn media_frames_without_the_capability_close_the_session(mode: Mode) {
     // ...and a client that sends the frame anyway loses the session.
     let upload = protocol::MediaUpload { request: 1, client_blob: 1, size: 10, class: MediaClass::Image };
     alice.send_frames(&[protocol::Frame::MediaUpload(upload)]).await.unwrap();
-    let closed = loop {
-        match within(alice.next_event()).await {
-            Ok(_) => {}
-            Err(err) => break err,
-        }
-    };
-    assert!(
-        matches!(closed, ClientError::Closed { code, .. } if code == protocol::CloseCode::UNEXPECTED_FRAME),
-        "{closed:?}"
-    );
+    assert_closed_4001(&mut alice).await;
 }
 
 super::in_modes!(an_https_store_is_checked_and_used_only_through_a_trusted_certificate: embedded Embedded);
@@ -267,4 +294,17 @@ async fn an_https_store_is_checked_and_used_only_through_a_trusted_certificate(m
         assert!(Instant::now() < deadline, "tickets still granted for a store the node cannot verify");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+super::in_modes!(a_session_that_did_not_ask_for_media_may_not_use_it: embedded Embedded);
+async fn a_session_that_did_not_ask_for_media_may_not_use_it(mode: Mode) {
+    let store = ObjectStore::start();
+    let cluster = Cluster::start(mode, &store.config(""));
+    let mut config = client_config(&cluster, 1, 1, 0);
+    config.capabilities = Capabilities(Capabilities::ALL.0 & !Capabilities::MEDIA.0);
+    let (mut alice, granted) = connect_granted(config).await;
+    assert!(!granted.contains(Capabilities::MEDIA), "granted {granted:?} though not asked");
+    let download = protocol::MediaDownload { request: 1, media_id: MediaId::new(vec![2; 40]).unwrap() };
+    alice.send_frames(&[protocol::Frame::MediaDownload(download)]).await.unwrap();
+    assert_closed_4001(&mut alice).await;
 }

@@ -90,7 +90,7 @@ fn a_ticket_is_answered_in_the_turn_with_its_ids_and_a_signed_put() {
     let [Frame::MediaUploadTicket(ticket)] = frames.as_slice() else { panic!("{frames:?}") };
     assert_eq!((ticket.request, ticket.client_blob, ticket.method), (7, 107, HttpMethod::Put));
     assert!(
-        ticket.url.as_str().starts_with("http://127.0.0.1:9000/media/media/video/1/"),
+        ticket.url.as_str().starts_with("http://127.0.0.1:9000/media/media/video/"),
         "{}",
         ticket.url.as_str()
     );
@@ -148,4 +148,45 @@ fn a_spent_quota_is_refused_until_the_utc_day_ends() {
     node.advance(Duration::from_millis(until_midnight));
     node.send(client, &[upload(5, 1_000)]);
     assert_eq!(answers(&mut node, client), (vec![5], vec![]), "a new day, a new quota");
+}
+
+#[test]
+fn a_media_id_past_retention_is_unknown() {
+    let mut node = node_with(1, media(60, u64::MAX));
+    let client = node.connect(0, 1, 1, 0);
+    node.output(client);
+    node.send(client, &[upload(1, 10)]);
+    let frames = node.frames(client);
+    let [Frame::MediaUploadTicket(ticket)] = frames.as_slice() else { panic!("{frames:?}") };
+    let download =
+        |request| Frame::MediaDownload(MediaDownload { request, media_id: ticket.media_id.clone() });
+    node.advance(Duration::from_secs(30 * 86_400));
+    node.send(client, &[download(2)]);
+    assert_eq!(answers(&mut node, client), (vec![2], vec![]), "30 days: still served");
+    node.advance(Duration::from_secs(2));
+    node.send(client, &[download(3)]);
+    assert_eq!(answers(&mut node, client), (vec![], vec![(3, ErrorCode::UNKNOWN_MEDIA, 0)]));
+}
+
+#[test]
+fn while_the_store_check_fails_tickets_are_refused_as_retryable() {
+    let media = media(60, u64::MAX);
+    let mut node = node_with(1, Arc::clone(&media));
+    let client = node.connect(0, 1, 1, 0);
+    node.output(client);
+    media.set_store_up(Some("connection refused"), Duration::from_millis(5_000));
+    node.send(client, &[upload(1, 10)]);
+    let refusal = node.frames(client).into_iter().find_map(|frame| match frame {
+        Frame::Error(error) => Some(error),
+        _ => None,
+    });
+    let refusal = refusal.unwrap();
+    assert_eq!(
+        (refusal.reference, refusal.code, refusal.retryable),
+        (1, ErrorCode::BACKEND_UNAVAILABLE, true)
+    );
+    assert_eq!(refusal.retry_after_ms, 5_000, "until the next check");
+    media.set_store_up(None, Duration::from_millis(5_000));
+    node.send(client, &[upload(2, 10)]);
+    assert_eq!(answers(&mut node, client), (vec![2], vec![]), "granted again, the budget untouched");
 }

@@ -18,7 +18,7 @@ use routing::link::{LinkFrame, NONCE_LEN, PROOF_LEN};
 use routing_registry::testing::{RedisCluster, RedisServer};
 
 use super::cluster::Service;
-use super::support::{free_port, temp_dir, Gateway};
+use super::support::{free_port, temp_dir, Gateway, ObjectStore};
 use super::{deliveries, wait_for, within};
 
 const SECRET: &str = "a cluster secret of at least thirty-two bytes, for the test";
@@ -421,4 +421,19 @@ fn read_link_frame(stream: &mut TcpStream, input: &mut BytesMut) -> Option<LinkF
             Ok(n) => input.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_uploaded_through_one_node_is_fetched_through_another() {
+    // Every node seals media ids with the fleet's one key.
+    let store = ObjectStore::start();
+    let key = temp_dir().join("media-id.key");
+    std::fs::write(&key, "f".repeat(64)).unwrap();
+    let media = store.config(&format!("id_key_file = \"{}\"\n", key.display()));
+    let fleet = Fleet::start_with(Kind::Single, 2, &format!("\n{media}"));
+    let mut a = fleet.connect(0, 1, 1).await;
+    let mut b = fleet.connect(1, 2, 1).await;
+    let blob = bytes::Bytes::from_static(b"a voice note, encrypted by the app");
+    let reference = within(a.upload(blob.clone(), protocol::MediaClass::Audio)).await.unwrap();
+    assert_eq!(within(b.download(&reference)).await.unwrap(), blob);
 }
