@@ -353,3 +353,59 @@ fn signing_time(now_ms: u64) -> jiff::Timestamp {
     let seconds = i64::try_from(now_ms / 1_000).unwrap_or(i64::MAX);
     jiff::Timestamp::from_second(seconds).unwrap_or(jiff::Timestamp::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(endpoint: &str, path_style: bool) -> MediaSettings {
+        MediaSettings {
+            endpoint: endpoint.parse().unwrap(),
+            path_style,
+            bucket: "media".into(),
+            region: "us-east-1".into(),
+            access_key: "AKIDEXAMPLE".into(),
+            secret_key: "secret".into(),
+            id_key: vec![1; 32],
+            key_prefix: "m/".into(),
+            ticket_lifetime: Duration::from_secs(900),
+            max_blob_bytes: 1 << 20,
+            quota_bytes_per_day: 1 << 30,
+            tickets_per_min: 60,
+            retention: Duration::from_secs(86_400),
+        }
+    }
+
+    fn upload_url(settings: &MediaSettings) -> String {
+        let upload = MediaUpload { request: 1, client_blob: 1, size: 10, class: protocol::MediaClass::Image };
+        let ticket = Media::new(settings).unwrap().upload(7, &upload, 1_767_225_600_000).unwrap();
+        ticket.url.as_str().to_owned()
+    }
+
+    #[test]
+    fn urls_follow_the_configured_style() {
+        let path = upload_url(&settings("http://127.0.0.1:9000", true));
+        assert!(path.starts_with("http://127.0.0.1:9000/media/m/image/"), "{path}");
+        let host = upload_url(&settings("https://s3.us-east-1.amazonaws.com", false));
+        assert!(host.starts_with("https://media.s3.us-east-1.amazonaws.com/m/image/"), "{host}");
+        for url in [path, host] {
+            assert!(
+                url.contains("X-Amz-Date=20260101T000000Z&X-Amz-Expires=900"),
+                "signed at the ticket's time: {url}"
+            );
+            assert!(!url.contains("secret"), "the secret never travels: {url}");
+        }
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        let mut short = settings("http://127.0.0.1:9000", true);
+        short.id_key = vec![1; 31];
+        assert!(matches!(Media::new(&short), Err(SettingsError::ShortIdKey(31))));
+        let mut long = settings("http://127.0.0.1:9000", true);
+        long.key_prefix = "p/".repeat(1_000);
+        assert!(matches!(Media::new(&long), Err(SettingsError::UrlTooLong(_))));
+        let debug = format!("{:?}", settings("http://127.0.0.1:9000", true));
+        assert!(!debug.contains("secret\"") && debug.contains("<redacted>"), "{debug}");
+    }
+}
