@@ -25,6 +25,13 @@ fn run() -> Result<()> {
     // private whatever the umask.
     fds::private_umask();
     let cli = Cli::parse();
+    if cli.version {
+        print!("{}", version());
+        return Ok(());
+    }
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
     if cli.print_config {
         print!("{}", documented_defaults());
         // On stderr: the derived value is this machine's, not a default.
@@ -62,8 +69,43 @@ fn run() -> Result<()> {
             println!("{}", signer.mint(UserId(args.user), DeviceId(args.device), now, args.ttl));
             Ok(())
         }
+        // Answered before the configuration is loaded.
+        Some(Command::CheckConfig { .. }) => Ok(()),
         None => Node::start(&config)?.run_until_stopped(|| cli.load().context("configuration")),
     }
+}
+
+/// `gateway --version`: what this binary is and what this host lets it run.
+fn version() -> String {
+    let uring = match gateway_uring::probe() {
+        Ok(()) => "available".to_owned(),
+        Err(why) => format!("unavailable ({why})"),
+    };
+    format!(
+        "gateway {} (commit {})\n\
+         protocol: v{}-v{}\n\
+         drivers: epoll (default), io_uring (on this host: {uring})\n\
+         built with: rustls (ring) for wss and links, fjall (embedded store), tonic (remote store and push), \
+         Redis (fleet registry, store engine), SigV4 presigning (media)\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("GATEWAY_GIT_COMMIT"),
+        protocol::limits::VERSION_MIN,
+        protocol::limits::VERSION_MAX,
+    )
+}
+
+/// `gateway check-config FILE`: parse and validate as at start, then list
+/// what differs from the defaults.
+fn check_config(file: &std::path::Path) -> Result<()> {
+    let config = Config::read(Some(file))?;
+    config.validate()?;
+    let differences = gateway::config::differences(&config);
+    println!("{}: valid; {} key(s) differ from the defaults", file.display(), differences.len());
+    for difference in differences {
+        let default = difference.default.unwrap_or_else(|| "unset".to_owned());
+        println!("{} = {}    # default: {default}", difference.key, difference.value);
+    }
+    Ok(())
 }
 
 fn init_logging(config: &Config) {

@@ -10,7 +10,11 @@ use super::{Config, ConfigError};
 /// and has an environment variable; a flag on the command line wins over its
 /// variable.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
-#[command(name = "gateway", version, about = "Connection gateway node: thread-per-core WebSocket daemon")]
+#[command(
+    name = "gateway",
+    about = "Connection gateway node: thread-per-core WebSocket daemon",
+    disable_version_flag = true
+)]
 pub struct Cli {
     /// Config file (TOML); without one the built-in defaults apply.
     #[arg(long, env = "GATEWAY_CONFIG", value_name = "PATH", global = true)]
@@ -45,6 +49,10 @@ pub struct Cli {
     /// Print the default configuration as commented TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Print the version, the commit it was built from, what it was built
+    /// with and which IO drivers this host can run, and exit.
+    #[arg(short = 'V', long)]
+    pub version: bool,
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -55,6 +63,14 @@ pub struct Cli {
 pub enum Command {
     /// Mint a signed session token for a device with the node's signing key.
     Token(TokenArgs),
+    /// Check a config file (parse and validate, as at start) and print the
+    /// keys it sets to other values than the defaults; exit status 1 if it is
+    /// invalid. Flags and GATEWAY_* variables are not applied.
+    CheckConfig {
+        /// The config file (TOML).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `gateway token --user U --device D [--ttl SECS]`.

@@ -39,21 +39,23 @@ pub const ECHO_MAX_MESSAGE_LIMIT: usize = 16 << 20;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    // The cause is in the message, not a `source`: printed with its chain
+    // (`{:#}`, the binary's errors) it would show twice.
+    #[error("cannot read config file {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The IO error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The file is not valid TOML, has a key this version does not know, or a
     /// value of the wrong type (the message names the key, line and column).
-    #[error("invalid config {origin}: {source}")]
+    #[error("invalid config {origin}: {error}")]
     Parse {
         /// The file's path, or `<string>`.
         origin: String,
         /// The TOML or type error.
-        source: toml::de::Error,
+        error: toml::de::Error,
     },
     /// A value is out of range or inconsistent with another one.
     #[error("invalid config: {key}: {reason}")]
@@ -71,9 +73,11 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 
 #[macro_use]
 mod doc;
+mod check;
 mod cli;
 mod sections;
 
+pub use check::{differences, Difference};
 pub use cli::{Cli, Command, TokenArgs};
 pub use doc::documented_defaults;
 use doc::{FieldDoc, SectionDoc};
@@ -569,7 +573,7 @@ impl Config {
     }
 
     fn parse(text: &str, origin: String) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|source| ConfigError::Parse { origin, source })
+        toml::from_str(text).map_err(|error| ConfigError::Parse { origin, error })
     }
 
     /// Reads the file at `path`, or the defaults without one (not
@@ -577,7 +581,7 @@ impl Config {
     pub fn read(path: Option<&Path>) -> Result<Self, ConfigError> {
         let Some(path) = path else { return Ok(Self::default()) };
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            .map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
         Self::parse(&text, path.display().to_string())
     }
 

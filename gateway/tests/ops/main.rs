@@ -280,3 +280,68 @@ fn healthz_answers_at_the_descriptor_limit() {
     }
     drop(idle);
 }
+
+#[test]
+fn version_names_the_build_commit_and_the_drivers_this_host_runs() {
+    let out = Command::new(GATEWAY).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first = text.lines().next().unwrap();
+    let prefix = format!("gateway {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = first
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{first}"));
+    let head = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().unwrap();
+    if head.status.success() {
+        assert_eq!(commit, String::from_utf8(head.stdout).unwrap().trim(), "built from this checkout's HEAD");
+    } else {
+        assert_eq!(commit, "unknown");
+    }
+    assert!(text.contains("protocol: v1-v1\n"), "{text}");
+    assert!(text.contains("drivers: epoll (default), io_uring (on this host: "), "{text}");
+    // -V is the same.
+    let short = Command::new(GATEWAY).arg("-V").output().unwrap();
+    assert_eq!(String::from_utf8(short.stdout).unwrap().lines().next(), Some(first));
+}
+
+#[test]
+fn check_config_lists_what_differs_from_the_defaults_and_refuses_a_bad_file() {
+    let dir = temp_dir();
+    let good = dir.join("good.toml");
+    fs::write(&good, "[node]\nworkers = 4\n[session]\nheartbeat_ms = 30000\n[listen]\nwss = \"0.0.0.0:7443\"\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n").unwrap();
+    let out = Command::new(GATEWAY).arg("check-config").arg(&good).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{}: valid; 4 key(s) differ from the defaults", good.display()).as_str(),
+            "listen.wss = \"0.0.0.0:7443\"    # default: unset",
+            "node.workers = 4    # default: 0",
+            "tls.cert = \"/c.pem\"    # default: unset",
+            "tls.key = \"/k.pem\"    # default: unset",
+        ]
+    );
+    // Invalid (wss without its key), unknown key, missing file: status 1 and why.
+    let cases = [
+        ("[listen]\nwss = \"0.0.0.0:7443\"\n", "tls.cert: required when listen.wss is set"),
+        ("[node]\nworkerz = 4\n", "unknown field `workerz`"),
+    ];
+    for (content, why) in cases {
+        let file = dir.join("bad.toml");
+        fs::write(&file, content).unwrap();
+        let out = Command::new(GATEWAY).arg("check-config").arg(&file).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{content}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(GATEWAY).arg("check-config").arg(dir.join("missing.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("No such file").count(), 1, "said once: {stderr}");
+}
