@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::driver::Waker;
 use anyhow::{Context, Result};
@@ -20,7 +20,7 @@ use backend_push::{ProviderConfig, Push, PushApi, PushConfig as EmbeddedPushConf
 use backend_rpc::{RemotePush, RemotePushConfig, RemoteStore, RemoteStoreConfig};
 use backend_store::{Done, Durability, Request, Response, Store, StoreApi, StoreConfig, StoreError};
 use crossbeam_channel::{Receiver, Sender};
-use gateway_admin::Render;
+use gateway_admin::{Render, WorkerMetrics};
 
 use crate::config::{self, BackendMode, Config};
 
@@ -141,6 +141,9 @@ pub(crate) enum Outcome {
 pub(crate) struct ReplySink<P> {
     sender: Sender<Reply<P>>,
     waker: Arc<Waker>,
+    /// The worker's metrics: each answer's latency goes to
+    /// `gateway_store_request_seconds`.
+    metrics: Arc<WorkerMetrics>,
     /// Set by the first answer since the worker last drained: later answers
     /// need not wake it again.
     woken: Arc<AtomicBool>,
@@ -148,7 +151,12 @@ pub(crate) struct ReplySink<P> {
 
 impl<P> Clone for ReplySink<P> {
     fn clone(&self) -> Self {
-        Self { sender: self.sender.clone(), waker: self.waker.clone(), woken: self.woken.clone() }
+        Self {
+            sender: self.sender.clone(),
+            waker: self.waker.clone(),
+            metrics: self.metrics.clone(),
+            woken: self.woken.clone(),
+        }
     }
 }
 
@@ -160,10 +168,10 @@ pub(crate) struct Replies<P> {
 }
 
 /// A reply channel for one worker whose loop `waker` wakes.
-pub(crate) fn reply_channel<P>(waker: Arc<Waker>) -> (ReplySink<P>, Replies<P>) {
+pub(crate) fn reply_channel<P>(waker: Arc<Waker>, metrics: Arc<WorkerMetrics>) -> (ReplySink<P>, Replies<P>) {
     let (sender, receiver) = crossbeam_channel::unbounded();
     let woken = Arc::new(AtomicBool::new(false));
-    (ReplySink { sender, waker, woken: woken.clone() }, Replies { receiver, woken })
+    (ReplySink { sender, waker, metrics, woken: woken.clone() }, Replies { receiver, woken })
 }
 
 impl<P: Send + 'static> ReplySink<P> {
@@ -171,8 +179,11 @@ impl<P: Send + 'static> ReplySink<P> {
     /// `ticket`.
     pub(crate) fn call(&self, store: &dyn StoreApi, request: Request, ticket: P) {
         let sink = self.clone();
-        let done: Done =
-            Box::new(move |result| sink.deliver(Reply { ticket, outcome: Outcome::Store(result) }));
+        let asked = Instant::now();
+        let done: Done = Box::new(move |result| {
+            sink.metrics.store_request.observe(asked.elapsed());
+            sink.deliver(Reply { ticket, outcome: Outcome::Store(result) });
+        });
         store.call(request, done);
     }
 

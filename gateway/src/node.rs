@@ -360,7 +360,7 @@ fn spawn_workers(
         let metrics = registry.worker(index).cloned().context("worker metrics")?;
         let waker = shared.inboxes.get(index).map(|inbox| inbox.waker.clone()).context("worker waker")?;
         let fd = waker.raw_fd();
-        let replies = reply_channel(waker);
+        let replies = reply_channel(waker, metrics.clone());
         let worker = match driver {
             Driver::Epoll => {
                 let core = Core::new(index, receiver, shared.clone(), metrics, replies);

@@ -217,9 +217,8 @@ impl<L, const N: usize> fmt::Debug for Gauges<L, N> {
     }
 }
 
-/// Upper bounds (nanoseconds) of the loop-turn histogram buckets: 10 µs to
-/// 1 s in 1-2.5-5 steps; slower turns land in `+Inf`.
-pub const LOOP_TURN_BOUNDS_NS: &[u64] = &[
+/// 10 µs to 10 s in 1-2.5-5 steps: the bounds of the latency histograms.
+const STEPS_NS: [u64; 19] = [
     10_000,
     25_000,
     50_000,
@@ -236,7 +235,18 @@ pub const LOOP_TURN_BOUNDS_NS: &[u64] = &[
     250_000_000,
     500_000_000,
     1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
 ];
+
+/// Upper bounds (nanoseconds) of the store-request histogram buckets: 50 µs
+/// to 10 s (a remote store's deadline is 5 s by default).
+pub(crate) const STORE_REQUEST_BOUNDS_NS: &[u64] = STEPS_NS.split_at(2).1;
+
+/// Upper bounds (nanoseconds) of the loop-turn histogram buckets: 10 µs to
+/// 1 s; slower turns land in `+Inf`.
+pub const LOOP_TURN_BOUNDS_NS: &[u64] = STEPS_NS.split_at(16).0;
 
 /// A fixed-bucket histogram of durations.
 ///
@@ -366,6 +376,9 @@ pub struct WorkerMetrics {
     pub uring_buffers_dry: Counter,
     /// `gateway_loop_turn_seconds{worker}`.
     pub loop_turn: Histogram,
+    /// `gateway_store_request_seconds` (observed on the store's thread:
+    /// the cells are atomics).
+    pub store_request: Histogram,
 }
 
 impl WorkerMetrics {
@@ -393,6 +406,7 @@ impl WorkerMetrics {
             closes: Counters::new(),
             uring_buffers_dry: Counter::new(),
             loop_turn: Histogram::new(LOOP_TURN_BOUNDS_NS),
+            store_request: Histogram::new(STORE_REQUEST_BOUNDS_NS),
         }
     }
 

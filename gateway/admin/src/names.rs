@@ -123,6 +123,8 @@ families! {
     URING_BUFFERS_DRY_TOTAL = "gateway_uring_buffers_dry_total", Counter, Summed;
     /// Duration of one worker event-loop turn (poll return to the next poll).
     LOOP_TURN_SECONDS = "gateway_loop_turn_seconds", Histogram, PerWorker;
+    /// Time from a worker's store request to the store's answer (embedded: the writer's queue and commit; remote: the gRPC round trip too).
+    STORE_REQUEST_SECONDS = "gateway_store_request_seconds", Histogram, PerWorker;
     /// Resident set size of the gateway process (VmRSS).
     PROCESS_RESIDENT_MEMORY_BYTES = "gateway_process_resident_memory_bytes", Gauge, Process;
     /// 1 while the store accepts writes (embedded: its database is open; remote: the stream is up), else 0; /readyz is 503 while 0.

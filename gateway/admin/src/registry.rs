@@ -123,6 +123,7 @@ impl Registry {
                 names::CLOSES_TOTAL => self.counters(out, family, |w| &w.closes),
                 names::URING_BUFFERS_DRY_TOTAL => self.counter(out, family, |w| w.uring_buffers_dry.get()),
                 names::LOOP_TURN_SECONDS => self.histograms(out, family, |w| &w.loop_turn),
+                names::STORE_REQUEST_SECONDS => self.histograms(out, family, |w| &w.store_request),
                 names::PROCESS_RESIDENT_MEMORY_BYTES => {
                     if let Some(rss) = process::resident_memory_bytes() {
                         Sample::new(out, family.name).value(rss);

@@ -16,6 +16,7 @@ mod faults;
 mod fleet;
 mod groups;
 mod media;
+mod observability;
 mod social;
 mod spec;
 mod visibility;

@@ -37,6 +37,7 @@ fn touch_everything(w: &WorkerMetrics) {
     w.closes.inc(CloseCode(4999));
     w.uring_buffers_dry.inc();
     w.loop_turn.observe(Duration::from_micros(75));
+    w.store_request.observe(Duration::from_micros(300));
 }
 
 #[test]

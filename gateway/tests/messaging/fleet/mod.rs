@@ -25,7 +25,7 @@ const SECRET: &str = "a cluster secret of at least thirty-two bytes, for the tes
 
 /// Which registry the fleet uses.
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     /// One redis-server.
     Single,
     /// A 3-master Redis Cluster.
@@ -70,7 +70,7 @@ on_both_registries!(
 );
 
 /// The registry, the shared store and push, and `nodes` gateway nodes.
-struct Fleet {
+pub(crate) struct Fleet {
     nodes: Vec<(Gateway, SocketAddr)>,
     _store: Service,
     _push: Service,
@@ -78,7 +78,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start(kind: Kind, nodes: u32) -> Self {
+    pub(crate) fn start(kind: Kind, nodes: u32) -> Self {
         Self::start_with(kind, nodes, "")
     }
 
@@ -136,7 +136,7 @@ impl Fleet {
         }
     }
 
-    fn node(&self, index: usize) -> &Gateway {
+    pub(crate) fn node(&self, index: usize) -> &Gateway {
         &self.nodes[index].0
     }
 
