@@ -23,7 +23,7 @@ mod id;
 mod usage;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use protocol::{
@@ -180,11 +180,9 @@ pub struct Media {
     retention_s: u64,
     usage: Usage,
     store_up: AtomicBool,
-    retry_ms: AtomicU64Ms,
+    /// When the next store check runs, ms (a refusal's retry hint).
+    retry_ms: AtomicU64,
 }
-
-/// The next store check's distance, ms (a refusal's retry hint).
-type AtomicU64Ms = std::sync::atomic::AtomicU64;
 
 impl fmt::Debug for Media {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,7 +215,7 @@ impl Media {
             retention_s: settings.retention.as_secs(),
             usage: Usage::new(settings.tickets_per_min, settings.quota_bytes_per_day),
             store_up: AtomicBool::new(true),
-            retry_ms: AtomicU64Ms::new(1_000),
+            retry_ms: AtomicU64::new(1_000),
         };
         // The longest URL this node can issue: the longest object name, and
         // a signature of the same length as every other.

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,7 +77,7 @@ fn credentials(file: Option<&Path>) -> Result<(String, String)> {
 /// written whole under a temporary name and linked into place: it never
 /// exists half-written, and if another process linked one first, that key
 /// wins.
-fn id_key(file: &PathBuf, make: bool) -> Result<Vec<u8>> {
+fn id_key(file: &Path, make: bool) -> Result<Vec<u8>> {
     if make && !file.exists() {
         let mut random = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)

@@ -75,28 +75,21 @@ fn named_metrics(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every series name `/metrics` can show: each family, and a histogram's
-/// `_bucket`, `_sum` and `_count`.
+/// Every series name `/metrics` shows: the families it declares (`# TYPE`;
+/// one may have no sample yet, as the fleet's per-peer links before any
+/// peer), and every sample's name (a histogram's `_bucket`, `_sum` and
+/// `_count`).
 fn exported(scrape: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for line in scrape.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
-        let mut words = line.split(' ');
-        let (Some(name), Some(kind)) = (words.next(), words.next()) else { continue };
-        names.insert(name.to_owned());
-        if kind == "histogram" || kind == "summary" {
-            for suffix in ["_bucket", "_sum", "_count"] {
-                names.insert(format!("{name}{suffix}"));
-            }
-        }
-    }
-    // Families rendered without a `# TYPE` of their own (the fleet's
-    // registry time is a sum beside its call count).
-    for line in scrape.lines().filter(|line| !line.starts_with('#')) {
-        if let Some(name) = line.split(['{', ' ']).next().filter(|name| !name.is_empty()) {
-            names.insert(name.to_owned());
-        }
-    }
-    names
+    scrape
+        .lines()
+        .filter_map(|line| match line.strip_prefix("# TYPE ") {
+            Some(declared) => declared.split(' ').next(),
+            None if line.starts_with('#') => None,
+            None => line.split(['{', ' ']).next(),
+        })
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

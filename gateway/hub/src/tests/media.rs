@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_media::{Media, MediaSettings};
-use protocol::{Capabilities, ErrorCode, Frame, HttpMethod, MediaClass, MediaDownload, MediaUpload};
+use protocol::{
+    Capabilities, ErrorCode, Frame, HttpMethod, MediaClass, MediaDownload, MediaUpload, MediaUploadTicket,
+};
 
 use super::harness::{hub_config, Client, TestNode};
 
@@ -39,6 +41,18 @@ fn node_with(workers: usize, media: Arc<Media>) -> TestNode {
 
 fn upload(request: u64, size: u64) -> Frame {
     Frame::MediaUpload(MediaUpload { request, client_blob: request + 100, size, class: MediaClass::Video })
+}
+
+/// A node with media, one session on it, and the ticket of its upload
+/// `request` of `size` bytes (the only frame it got).
+fn one_upload(request: u64, size: u64) -> (TestNode, Client, MediaUploadTicket) {
+    let mut node = node_with(1, media(60, u64::MAX));
+    let client = node.connect(0, 1, 1, 0);
+    node.output(client);
+    node.send(client, &[upload(request, size)]);
+    let frames = node.frames(client);
+    let [Frame::MediaUploadTicket(ticket)] = frames.as_slice() else { panic!("{frames:?}") };
+    (node, client, ticket.clone())
 }
 
 fn granted(node: &mut TestNode, client: Client) -> Capabilities {
@@ -82,12 +96,7 @@ fn media_is_granted_only_by_a_node_with_an_object_store() {
 
 #[test]
 fn a_ticket_is_answered_in_the_turn_with_its_ids_and_a_signed_put() {
-    let mut node = node_with(1, media(60, u64::MAX));
-    let client = node.connect(0, 1, 1, 0);
-    node.output(client);
-    node.send(client, &[upload(7, 300)]);
-    let frames = node.frames(client);
-    let [Frame::MediaUploadTicket(ticket)] = frames.as_slice() else { panic!("{frames:?}") };
+    let (mut node, client, ticket) = one_upload(7, 300);
     assert_eq!((ticket.request, ticket.client_blob, ticket.method), (7, 107, HttpMethod::Put));
     assert!(
         ticket.url.as_str().starts_with("http://127.0.0.1:9000/media/media/video/"),
@@ -152,12 +161,7 @@ fn a_spent_quota_is_refused_until_the_utc_day_ends() {
 
 #[test]
 fn a_media_id_past_retention_is_unknown() {
-    let mut node = node_with(1, media(60, u64::MAX));
-    let client = node.connect(0, 1, 1, 0);
-    node.output(client);
-    node.send(client, &[upload(1, 10)]);
-    let frames = node.frames(client);
-    let [Frame::MediaUploadTicket(ticket)] = frames.as_slice() else { panic!("{frames:?}") };
+    let (mut node, client, ticket) = one_upload(1, 10);
     let download =
         |request| Frame::MediaDownload(MediaDownload { request, media_id: ticket.media_id.clone() });
     node.advance(Duration::from_secs(30 * 86_400));
