@@ -35,6 +35,13 @@ const textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 // One-byte varints are most varints on the wire: no BigInt conversion for them.
 const SMALL: readonly bigint[] = Array.from({ length: 128 }, (_, i) => BigInt(i));
 
+/** Bytes of `n`'s varint (n below 2^53). */
+function varintSize(n: number): number {
+  let size = 1;
+  for (; n >= 0x80; size++) n = Math.floor(n / 128);
+  return size;
+}
+
 /** Appends encoded fields to a growable buffer. */
 export class Writer {
   buf: Uint8Array;
@@ -79,11 +86,13 @@ export class Writer {
   }
 
   varint(v: bigint, field: string): void {
-    if (typeof v !== 'bigint' || v < 0n || v > U64_MAX) this.badValue(field, v);
-    if (v <= 0xffffffffn) {
+    if (typeof v !== 'bigint') this.badValue(field, v);
+    // BigInt comparisons cost; most ids fit 32 bits, so check those first.
+    if (v >= 0n && v <= 0xffffffffn) {
       this.varnum(Number(v));
       return;
     }
+    if (v < 0n || v > U64_MAX) this.badValue(field, v);
     this.reserve(10);
     while (v >= 0x80n) {
       this.buf[this.pos++] = Number(v & 0x7fn) | 0x80;
@@ -114,7 +123,18 @@ export class Writer {
   text(v: string, max: number, field: string): void {
     // A lone surrogate has no UTF-8 form: refuse it rather than send U+FFFD.
     if (typeof v !== 'string' || !v.isWellFormed()) this.badValue(field, v);
-    this.bytes(textEncoder.encode(v), max, field);
+    // UTF-8 straight into the buffer (TextEncoder.encode would allocate a copy
+    // per string): after room for the longest length prefix it may need, at
+    // most 3 bytes per UTF-16 unit; a shorter prefix then moves the text down.
+    const most = v.length * 3;
+    const room = varintSize(most);
+    this.reserve(room + most);
+    const at = this.pos + room;
+    const { written } = textEncoder.encodeInto(v, this.buf.subarray(at, at + most));
+    if (written > max) throw new EncodeError(`${field}: ${written} bytes, at most ${max}`);
+    this.varnum(written);
+    if (this.pos < at) this.buf.copyWithin(this.pos, at, at + written);
+    this.pos += written;
   }
 
   conversation(c: Conversation, field: string): void {

@@ -69,3 +69,14 @@ test('length prefixes of 1, 2 and 3 bytes move the body into place', () => {
     assert.deepStrictEqual(decodeMessage(new Encoder().encode([ping, frame, ping])), [ping, frame, ping]);
   }
 });
+
+test('text is written in place: its length prefix may be shorter than the room kept for it, or as long', () => {
+  // 43 ASCII units keep room for 129 bytes (a 2-byte prefix) and need 1 byte;
+  // 43 three-byte units need 2; 2- and 4-byte UTF-8 mixed with ASCII in between.
+  for (const name of ['', 'a', 'x'.repeat(43), 'é'.repeat(60), '☕'.repeat(42), `a😀b${'ü'.repeat(20)}c`]) {
+    const frame = { type: 'GROUP_CREATE', request: 3n, name, members: [1n, 2n] };
+    const [again] = decodeMessage(new Encoder().encode([frame]));
+    assert.deepStrictEqual(again, frame);
+    assert.equal(new TextEncoder().encode(again.name).length, new TextEncoder().encode(name).length);
+  }
+});
