@@ -316,6 +316,14 @@ impl Node {
                 "SIGHUP: [node], [listen], [tls] paths, [store], [push], [messaging], [cluster] and [auth] apply only after a restart"
             );
         }
+        let (limits, started) = (&config.limits, &self.started.limits);
+        if (limits.worker_inbox, limits.logins_in_flight, limits.login_queue)
+            != (started.worker_inbox, started.logins_in_flight, started.login_queue)
+        {
+            tracing::warn!(
+                "SIGHUP: limits.worker_inbox, limits.logins_in_flight and limits.login_queue apply only after a restart"
+            );
+        }
         let reconfigure = || {
             Command::Reconfigure(Box::new(Reconfigure {
                 session: session_config(&config),
@@ -489,6 +497,8 @@ fn hub_config(config: &Config, media: Option<Arc<gateway_media::Media>>) -> gate
     gateway_hub::HubConfig {
         // Each worker holds its share of the node's in-flight budget.
         max_inflight: config.store.max_inflight.div_ceil(config.worker_threads()).max(1),
+        max_logins: config.limits.logins_in_flight.div_ceil(config.worker_threads()).max(1),
+        login_queue: config.limits.login_queue.div_ceil(config.worker_threads()),
         grace: Duration::from_millis(m.presence_grace_ms),
         typing_interval: Duration::from_millis(m.typing_interval_ms),
         prekey_fetches_per_min: m.prekey_fetches_per_min,

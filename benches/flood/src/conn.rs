@@ -23,7 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use client::Session;
+use client::{Backoff, Session};
 use mio::{Registry, Token as MioToken};
 use protocol::limits::MAX_SERVER_MESSAGE_LEN;
 use protocol::{Capabilities, Decoder, DeviceId, Frame, Seq, Token};
@@ -35,8 +35,6 @@ use crate::ws::{self, Message};
 
 /// How long flood waits for the server's answer to its close.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Storm: reconnect attempts of one session before it counts as lost.
-const MAX_RECONNECT_RETRIES: u32 = 10;
 
 /// A small, fast generator for WebSocket masks and heartbeat jitter
 /// (xorshift64*; not for secrets).
@@ -167,8 +165,13 @@ pub(crate) struct Conn {
     pub(crate) index: u64,
     /// Storm: when the current reconnect began (until its SYNC_DONE).
     reconnect_started: Option<Instant>,
-    /// Storm: failed reconnect attempts in a row.
-    retries: u32,
+    /// Storm: the delays between failed reconnect attempts in a row, as a
+    /// client spreads them (SPEC §11: from about 1 s, doubling to 60 s,
+    /// jittered, never below the server's advice).
+    backoff: Backoff,
+    /// The server's advice after the last refused attempt (AUTH_ERROR's
+    /// `retry_after_ms`).
+    pub(crate) retry_after: Duration,
     /// Storm with `--fleet`: targets moved on from (each failed attempt or
     /// lost connection moves to the next one).
     pub(crate) hops: u32,
@@ -210,7 +213,8 @@ impl Conn {
             index,
             reconnect_started: None,
             hops: 0,
-            retries: 0,
+            backoff: Backoff::default(),
+            retry_after: Duration::ZERO,
         })
     }
 
@@ -381,19 +385,26 @@ impl Conn {
     }
 
     /// Storm: a reconnect failed before AUTH_OK (or a reconnected session
-    /// was lost before its sync): go down again and retry in a second, up to
-    /// a limit. Returns false if the session is not reconnecting or gives up.
+    /// was lost before its sync): go down again and retry after the
+    /// client's backoff, as often as it takes (the storm's timeout ends the
+    /// run). Returns false if the session is not reconnecting.
     pub(crate) fn retry_reconnect(&mut self, shared: &Shared, now: Instant) -> bool {
-        if self.reconnect_started.is_none() || self.retries >= MAX_RECONNECT_RETRIES {
+        if self.reconnect_started.is_none() {
             return false;
         }
-        self.retries += 1;
         shared.traffic.reconnect_retries.fetch_add(1, Relaxed);
         if self.in_fleet() {
             self.hops += 1;
         }
-        self.go_down(shared, now + Duration::from_secs(1));
+        let delay = self.backoff.next_delay_at_least(std::mem::take(&mut self.retry_after));
+        self.go_down(shared, now + delay);
         true
+    }
+
+    /// Storm: the session is back (AUTH_OK): the next failure starts the
+    /// backoff from its first delay.
+    pub(crate) fn reset_backoff(&mut self) {
+        self.backoff.reset();
     }
 
     /// Storm with `--fleet`: the connection of a live session was lost (its

@@ -2,7 +2,10 @@
 //! after the warmup a share of the sessions is dropped abruptly (TCP reset,
 //! no close frame) and reconnected at a set rate with `HELLO.resume_after`
 //! = their last ack (the same [`client::Session`], so pending sends are
-//! resent with their client ids and replays are deduplicated). The driver
+//! resent with their client ids and replays are deduplicated). A failed
+//! reconnect is retried as the SPEC's clients do (`client::Backoff`: from
+//! about 1 s, doubling to 60 s, jittered, never below the server's
+//! `retry_after_ms`), for as long as the storm's timeout allows. The driver
 //! waits until every dropped session is back and synced, lets the traffic
 //! run a little longer, drains, and checks: every SEND the server
 //! acknowledged must have reached its recipient's application exactly once

@@ -115,6 +115,9 @@ label_enum! {
         Timeout = "timeout",
         /// No protocol version in common.
         Version = "version",
+        /// Too many logins at once: the HELLO was refused before its token
+        /// was checked, with a retry hint (AUTH_ERROR OVERLOADED).
+        Overloaded = "overloaded",
     }
 }
 

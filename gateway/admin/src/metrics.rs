@@ -360,6 +360,12 @@ pub struct WorkerMetrics {
     pub bytes_out: Counter,
     /// `gateway_outbound_queue_bytes`: this worker's sessions' queued bytes.
     pub outbound_queue_bytes: Gauge,
+    /// `gateway_logins_in_flight`: this worker's logins between HELLO and
+    /// the store's answer to the device's Connect.
+    pub logins_in_flight: Gauge,
+    /// `gateway_logins_queued`: HELLOs waiting for one of this worker's
+    /// login slots.
+    pub logins_queued: Gauge,
     /// `gateway_send_acks_held_total`.
     pub send_acks_held: Counter,
     /// `gateway_send_acks_unconfirmed_total`.
@@ -398,6 +404,8 @@ impl WorkerMetrics {
             bytes_in: Counter::new(),
             bytes_out: Counter::new(),
             outbound_queue_bytes: Gauge::new(),
+            logins_in_flight: Gauge::new(),
+            logins_queued: Gauge::new(),
             send_acks_held: Counter::new(),
             send_acks_unconfirmed: Counter::new(),
             inbox_depth: Gauge::new(),

@@ -95,8 +95,12 @@ families! {
     ACCEPT_PAUSES_TOTAL = "gateway_accept_pauses_total", Counter, Summed;
     /// WebSocket upgrades that failed before a session existed, by reason.
     HANDSHAKE_FAILURES_TOTAL = "gateway_handshake_failures_total" {reason}, Counter, Summed;
-    /// HELLOs refused (token or protocol version), by reason.
+    /// HELLOs refused (token, protocol version, or too many logins at once), by reason.
     AUTH_FAILURES_TOTAL = "gateway_auth_failures_total" {reason}, Counter, Summed;
+    /// Logins (HELLO to the store's answer to the device's registration) running now; at most limits.logins_in_flight.
+    LOGINS_IN_FLIGHT = "gateway_logins_in_flight", Gauge, Summed;
+    /// HELLOs waiting for a login slot; a HELLO beyond limits.login_queue, or once the oldest has waited half the auth deadline, is refused OVERLOADED (auth failure reason "overloaded").
+    LOGINS_QUEUED = "gateway_logins_queued", Gauge, Summed;
     /// Protocol frames received from clients, by frame kind (SPEC name).
     FRAMES_IN_TOTAL = "gateway_frames_in_total" {kind}, Counter, Summed;
     /// Protocol frames sent to clients, by frame kind (SPEC name).

@@ -10,6 +10,14 @@ use protocol::Capabilities;
 pub struct HubConfig {
     /// Store requests outstanding at most, per worker.
     pub max_inflight: usize,
+    /// Logins (HELLO to the store's answer to the device's Connect) running
+    /// at most, per worker
+    /// (see `logins`).
+    pub max_logins: usize,
+    /// HELLOs waiting for a login slot at most, per worker; beyond (or
+    /// beyond half the auth deadline of expected wait) they are refused
+    /// OVERLOADED with a retry hint.
+    pub login_queue: usize,
     /// Presence grace period: a user whose last device left is announced
     /// offline this long after, unless it returns.
     pub grace: Duration,

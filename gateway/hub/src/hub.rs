@@ -15,6 +15,7 @@ use routing::{Directory, Flushed, Link, Outbox, SessionRef};
 use slab::Slab;
 
 use crate::held::Held;
+use crate::logins::LoginGate;
 use crate::observe::MetricsObserver;
 use crate::slot::Slot;
 use crate::work::{Closed, FleetCall, Now, PushWork, Remote, StoreCall, Ticket};
@@ -62,6 +63,8 @@ pub struct Hub<C> {
     store: VecDeque<StoreCall>,
     /// Store requests outstanding.
     inflight: usize,
+    /// Login admission.
+    pub(crate) logins: LoginGate,
     /// Push work for the driver.
     pub(crate) push: VecDeque<PushWork>,
     /// Registry calls for the driver (cluster mode).
@@ -92,6 +95,11 @@ impl<C> Hub<C> {
     pub fn new(worker: usize, workers: usize, setup: Setup, metrics: Arc<WorkerMetrics>) -> Self {
         let fleet = usize::from(setup.config.fleet);
         let outbox = Outbox::new(workers + fleet, setup.config.max_batch);
+        // A queued HELLO should not meet the auth deadline: the queue holds
+        // at most half of it of expected wait.
+        let max_wait = setup.session.auth_timeout / 2;
+        let seed = 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1);
+        let logins = LoginGate::new(setup.config.max_logins, setup.config.login_queue, max_wait, seed);
         Self {
             worker,
             fleet: workers,
@@ -108,6 +116,7 @@ impl<C> Hub<C> {
             outbox,
             store: VecDeque::new(),
             inflight: 0,
+            logins,
             push: VecDeque::new(),
             fleet_calls: VecDeque::new(),
             closed: VecDeque::new(),
@@ -176,6 +185,7 @@ impl<C> Hub<C> {
             || !self.store.is_empty()
             || !self.push.is_empty()
             || !self.fleet_calls.is_empty()
+            || self.logins.has_next()
     }
 
     /// Whether the node is part of a fleet (cluster mode).
@@ -273,12 +283,14 @@ impl<C> Hub<C> {
     // ----- work out -----
 
     /// Applies this worker's own batch (posted during the turn, never in the
-    /// middle of another session's call).
+    /// middle of another session's call), then starts the logins that
+    /// waited for a slot freed this turn.
     pub fn end_turn(&mut self, now: Now) {
         let own = self.outbox.take(self.worker);
         if !own.is_empty() {
             self.apply(now, own);
         }
+        self.start_queued_logins(now);
     }
 
     /// Offers every other worker its batch over `links` (by worker index,
@@ -372,7 +384,7 @@ impl<C> Hub<C> {
             let mut batch = std::mem::replace(&mut self.actions, std::mem::take(&mut self.spare));
             for action in batch.drain(..) {
                 match action {
-                    Action::Verify(hello) => self.verify(now, key, &hello),
+                    Action::Verify(hello) => self.hello_arrived(now, key, hello),
                     Action::Frame(frame) => self.route(now, key, frame),
                     Action::ReadInbox { after, limit, epoch } => {
                         self.read_inbox(now, key, after, limit, epoch)
@@ -390,6 +402,21 @@ impl<C> Hub<C> {
         } else if self.slots.contains(key) {
             self.touched.push(key);
             self.account(key);
+            self.release_refused_login(key);
+        }
+    }
+
+    /// Frees the login slot of session `key` if its login was refused (bad
+    /// token, store refusal, auth deadline): it is closing, and its close
+    /// may wait for the client's close frame.
+    fn release_refused_login(&mut self, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        if slot.logging_in
+            && matches!(slot.session.state(), gateway_core::State::Closing | gateway_core::State::Closed)
+        {
+            slot.logging_in = false;
+            self.logins.finish();
+            self.report_logins();
         }
     }
 
@@ -447,6 +474,10 @@ impl<C> Hub<C> {
         }
         self.flush_ack(key);
         let slot = self.slots.remove(key);
+        if slot.logging_in {
+            self.logins.finish();
+            self.report_logins();
+        }
         let (state, queued) = slot.reported;
         self.metrics.sessions.transition(state, None);
         self.metrics.outbound_queue_bytes.add(-i64::from(queued));

@@ -1,7 +1,7 @@
 //! The messaging hub of one gateway worker, sans IO: the sessions of the
 //! worker (their [`gateway_core::Session`] cores and the messaging state
 //! around them) and everything a frame causes beyond its session: store
-//! requests, ACK coalescing, sync windows, fanout, receipts, presence,
+//! requests, login admission, ACK coalescing, sync windows, fanout, receipts, presence,
 //! typing, and the batches for other workers.
 //!
 //! No socket, no clock, no thread, no channel: the driver (the epoll loop
@@ -41,6 +41,7 @@ mod fanout;
 mod frames;
 mod held;
 mod hub;
+mod logins;
 mod observe;
 mod presence;
 mod retry;

@@ -12,12 +12,76 @@ use protocol::{Capabilities, CloseCode, ErrorCode, Frame, GoAway, GoAwayReason, 
 use routing::SessionRef;
 
 use crate::answers::{client_text, failure, log_failure, retry_after_ms};
+use crate::logins::Arrival;
 use crate::work::{FleetCall, Now, Pending};
 use crate::Hub;
 
 impl<C> Hub<C> {
-    /// HELLO arrived: verify its token, then register the device.
-    pub(crate) fn verify(&mut self, now: Now, key: usize, hello: &protocol::Hello) {
+    /// HELLO arrived: its login starts if the worker has a slot for it,
+    /// waits for one, or is refused at once with a retry hint (`logins`).
+    pub(crate) fn hello_arrived(&mut self, now: Now, key: usize, hello: Box<protocol::Hello>) {
+        let Some(me) = self.session_ref(key) else { return };
+        match self.logins.arrive(now.at, me, hello) {
+            Arrival::Start(hello) => self.start_login(now, key, &hello),
+            Arrival::Queued => {}
+            Arrival::Refused { retry_after_ms } => {
+                let (code, close) = (ErrorCode::OVERLOADED, CloseCode::TRY_AGAIN_LATER);
+                self.call(now, key, |session, ctx| {
+                    session.reject_retry_after(
+                        ctx,
+                        code,
+                        close,
+                        "overloaded",
+                        "too many logins",
+                        retry_after_ms,
+                    );
+                });
+            }
+        }
+        self.report_logins();
+    }
+
+    /// Starts the queued logins the free slots allow (a session closed
+    /// while it waited gives its slot to the next).
+    pub(crate) fn start_queued_logins(&mut self, now: Now) {
+        if !self.logins.has_next() {
+            return;
+        }
+        while let Some((who, hello)) = self.logins.next() {
+            match self.live_key(who) {
+                Some(key) => self.start_login(now, key, &hello),
+                None => self.logins.finish(),
+            }
+        }
+        self.report_logins();
+    }
+
+    /// Session `key` takes a login slot (the gate counted it) and its token
+    /// is checked.
+    fn start_login(&mut self, now: Now, key: usize, hello: &protocol::Hello) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.logging_in = true;
+        }
+        self.verify(now, key, hello);
+    }
+
+    /// The store answered session `key`'s Connect: its login slot is free.
+    fn login_answered(&mut self, key: usize) {
+        if let Some(slot) = self.slots.get_mut(key).filter(|slot| slot.logging_in) {
+            slot.logging_in = false;
+            self.logins.finish();
+            self.report_logins();
+        }
+    }
+
+    /// Sets the login gauges.
+    pub(crate) fn report_logins(&self) {
+        self.metrics.logins_in_flight.set(i64::try_from(self.logins.in_flight()).unwrap_or(i64::MAX));
+        self.metrics.logins_queued.set(i64::try_from(self.logins.queued()).unwrap_or(i64::MAX));
+    }
+
+    /// A login's HELLO: verify its token, then register the device.
+    fn verify(&mut self, now: Now, key: usize, hello: &protocol::Hello) {
         let verifier = match self.verifier.read() {
             Ok(verifier) => Arc::clone(&verifier),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
@@ -63,6 +127,7 @@ impl<C> Hub<C> {
         (resume_after, capabilities, version): (Seq, Capabilities, u8),
         result: Result<Response, StoreError>,
     ) {
+        self.login_answered(key);
         let Some(slot) = self.slots.get_mut(key) else { return };
         let Some((user, device)) = slot.identity() else { return };
         let connected = match result {

@@ -23,6 +23,9 @@ pub(crate) struct Slot<C> {
     user: UserId,
     device: DeviceId,
     identified: bool,
+    /// Whether the session holds one of the worker's login slots (from
+    /// HELLO to the store's answer to its Connect, see `logins`).
+    pub(crate) logging_in: bool,
     /// What the metrics last counted for this session: its state label and
     /// its queued output bytes (gauges move by differences).
     pub(crate) reported: (Option<gateway_admin::SessionState>, u32),
@@ -61,6 +64,7 @@ impl<C> Slot<C> {
             user: UserId(0),
             device: DeviceId(0),
             identified: false,
+            logging_in: false,
             reported: (None, 0),
             capabilities: 0,
             previous_connect_secs: 0,

@@ -227,6 +227,17 @@ section! {
         frames_per_sec: u32 = 100;
         /// Frames one session may send in a burst (bucket size).
         frames_burst: u32 = 400;
+        /// Logins (HELLO to the store's answer to the device's registration)
+        /// the node runs at once, shared among the workers; HELLOs beyond wait
+        /// in the login queue. It bounds the store requests a reconnect storm
+        /// puts ahead of live traffic (4 of the embedded writer's batches).
+        logins_in_flight: usize = 4_096;
+        /// HELLOs that may wait for a login slot, node-wide. A HELLO beyond it,
+        /// or one arriving once the oldest waiting HELLO has waited half of
+        /// session.auth_timeout_ms, is refused at once (AUTH_ERROR OVERLOADED,
+        /// close 1013) with a retry_after_ms of about that wait (at least 1 s),
+        /// spread over twice it; 0: no queue.
+        login_queue: usize = 16_384;
         /// Capacity of each worker's inbox, in batches (each worker and the
         /// fleet thread post at most one per loop turn). When full, another
         /// worker keeps its batch for its next turn and an inbound link

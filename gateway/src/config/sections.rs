@@ -340,6 +340,7 @@ impl LimitsConfig {
             ("limits.frames_per_sec", u64::from(self.frames_per_sec)),
             ("limits.frames_burst", u64::from(self.frames_burst)),
             ("limits.worker_inbox", u64::try_from(self.worker_inbox).unwrap_or(u64::MAX)),
+            ("limits.logins_in_flight", u64::try_from(self.logins_in_flight).unwrap_or(u64::MAX)),
         ];
         match positive.into_iter().find(|&(_, value)| value == 0) {
             Some((key, _)) => Err(invalid(key, "must be greater than 0")),

@@ -91,6 +91,8 @@ connections_per_ip_burst = 20
 frames_per_sec = 50
 frames_burst = 100
 worker_inbox = 1024
+logins_in_flight = 64
+login_queue = 0
 
 [drain]
 window_ms = 10000
@@ -142,9 +144,11 @@ fn defaults_are_the_documented_values_and_valid() {
             l.connections_per_ip_burst,
             l.frames_per_sec,
             l.frames_burst,
-            l.worker_inbox
+            l.worker_inbox,
+            l.logins_in_flight,
+            l.login_queue
         ),
-        (50, 200, 100, 400, 4_096)
+        (50, 200, 100, 400, 4_096, 4_096, 16_384)
     );
     assert_eq!((c.drain.window_ms, c.drain.deadline_ms), (30_000, 60_000));
     assert_eq!((c.auth.keys_dir.as_deref(), c.auth.leeway_secs, c.auth.dev_key), (None, 60, DevKey::Auto));
@@ -250,9 +254,11 @@ fn a_full_file_parses() {
             l.connections_per_ip_burst,
             l.frames_per_sec,
             l.frames_burst,
-            l.worker_inbox
+            l.worker_inbox,
+            l.logins_in_flight,
+            l.login_queue
         ),
-        (10, 20, 50, 100, 1024)
+        (10, 20, 50, 100, 1024, 64, 0)
     );
     assert_eq!((c.drain.window_ms, c.drain.deadline_ms), (10_000, 15_000));
     assert_eq!(c.auth.keys_dir.as_deref(), Some(Path::new("/etc/gateway/keys")));
@@ -385,6 +391,7 @@ fn each_validation_rule_fails_on_a_bad_value() {
         ("limits.frames_per_sec", |c| c.limits.frames_per_sec = 0),
         ("limits.frames_burst", |c| c.limits.frames_burst = 0),
         ("limits.worker_inbox", |c| c.limits.worker_inbox = 0),
+        ("limits.logins_in_flight", |c| c.limits.logins_in_flight = 0),
         ("drain.window_ms", |c| c.drain.window_ms = c.drain.deadline_ms + 1),
         ("drain.deadline_ms", |c| {
             c.drain.window_ms = 0;
@@ -517,7 +524,7 @@ fn documented_defaults_list_every_field_with_a_doc_line() {
             .collect();
         assert!(set_keys.iter().all(|k| keys.iter().any(|known| known == k)), "{section}: {set_keys:?}");
     }
-    assert_eq!(total, 86, "keys in all sections");
+    assert_eq!(total, 88, "keys in all sections");
 }
 
 #[test]

@@ -89,7 +89,7 @@ impl Conn {
                 Event::Authenticated(ok) => {
                     self.stage = Stage::Live;
                     self.authenticated = true;
-                    self.retries = 0;
+                    self.reset_backoff();
                     self.heartbeat = Duration::from_millis(u64::from(ok.heartbeat_ms).max(100));
                     self.next_ping = ctx.now + ctx.rng.jitter(self.heartbeat);
                     self.deadline = self.next_ping;
@@ -212,7 +212,8 @@ impl Conn {
                         shared.error("group_create_retried");
                     }
                 }
-                Event::AuthRejected { code, .. } => {
+                Event::AuthRejected { code, retry_after_ms, .. } => {
+                    self.retry_after = Duration::from_millis(u64::from(retry_after_ms));
                     return Err(End::error(format!("auth_{}", code_name(code))));
                 }
                 Event::Ping { .. } => {

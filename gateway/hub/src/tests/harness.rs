@@ -22,6 +22,8 @@ use crate::{Hub, HubConfig, Now, PushWork, Remote, Setup, StoreCall};
 pub(crate) fn hub_config() -> HubConfig {
     HubConfig {
         max_inflight: 64,
+        max_logins: 64,
+        login_queue: 256,
         grace: Duration::from_secs(5),
         typing_interval: Duration::from_secs(3),
         prekey_fetches_per_min: 10,
@@ -201,21 +203,47 @@ impl TestNode {
     /// A client of `user` with `device` on `worker` up to the store's answer
     /// to its login (`inbox_head`): not yet placed in a fleet.
     pub(crate) fn login(&mut self, worker: usize, user: u64, device: u32, inbox_head: u64) -> Client {
+        let client = self.hello(worker, user, device);
+        self.answer_connect(client, inbox_head);
+        client
+    }
+
+    /// A client of `user` with `device` on `worker` that sent its HELLO with
+    /// a valid token, nothing more.
+    pub(crate) fn hello(&mut self, worker: usize, user: u64, device: u32) -> Client {
+        let token = self.signer.mint(UserId(user), DeviceId(device), self.now.unix_ms / 1_000, 3_600);
+        self.hello_with_token(worker, user, device, token.into_bytes())
+    }
+
+    /// [`TestNode::hello`] with `token` in the HELLO.
+    pub(crate) fn hello_with_token(
+        &mut self,
+        worker: usize,
+        user: u64,
+        device: u32,
+        token: Vec<u8>,
+    ) -> Client {
         let (user, device) = (UserId(user), DeviceId(device));
         let key = self.hubs[worker].insert(self.now, ());
         let client = Client { worker, key, user, device };
         self.read(client, &upgrade("/ws"));
-        let token = self.signer.mint(user, device, self.now.unix_ms / 1_000, 3_600);
         let hello = Frame::Hello(Hello {
             min_version: 1,
             max_version: 1,
             device,
             resume_after: Seq(0),
             capabilities: Capabilities::ALL,
-            token: Token::new(token.into_bytes()).unwrap(),
+            token: Token::new(token).unwrap(),
         });
         self.send(client, &[hello]);
-        let login = self.take_call(|r| matches!(r, Request::Connect(_)));
+        client
+    }
+
+    /// Answers `client`'s Connect (it must be waiting) with `inbox_head`.
+    pub(crate) fn answer_connect(&mut self, client: Client, inbox_head: u64) {
+        let (user, device) = (client.user, client.device);
+        let login =
+            self.take_call(|r| matches!(r, Request::Connect(c) if (c.user, c.device) == (user, device)));
         let connected = Connected {
             inbox_head: Seq(inbox_head),
             acked: Seq(0),
@@ -223,7 +251,6 @@ impl TestNode {
             previous_connect: Timestamp(0),
         };
         self.answer(login, Ok(Response::Connected(connected)));
-        client
     }
 
     /// Bytes from `client`.

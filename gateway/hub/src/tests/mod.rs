@@ -7,5 +7,6 @@ mod delivery;
 mod fanout;
 mod fleet;
 mod harness;
+mod logins;
 mod media;
 mod presence;
