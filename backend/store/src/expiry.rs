@@ -35,7 +35,9 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, retention_ms: u64) -> Result<bool, StoreErr
         if let Some(dedup) = record.dedup {
             tx.del(Ks::Dedup, dedup.to_vec());
         }
-        tx.del(Ks::ConvLog, convlog_key(record.conv, record.conv_seq));
+        if let ConvKey::Group(_) = record.conv {
+            tx.del(Ks::ConvLog, convlog_key(record.conv, record.conv_seq));
+        }
         for (user, device, seq) in record.entries {
             let entry = inbox_key(user, device, seq);
             if tx.get(Ks::Inbox, &entry)?.is_some() {
@@ -43,9 +45,13 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, retention_ms: u64) -> Result<bool, StoreErr
                 tx.expired += 1;
             }
         }
+        // A body whose entries were all acked is gone already; one with a
+        // single entry left has no count (see `messages`).
         let id_key = id.to_be_bytes().to_vec();
         if tx.get(Ks::Refs, &id_key)?.is_some() {
             tx.del(Ks::Refs, id_key.clone());
+        }
+        if tx.get(Ks::Messages, &id_key)?.is_some() {
             tx.del(Ks::Messages, id_key);
             tx.deleted += 1;
         }

@@ -2,10 +2,14 @@
 //! it out to inbox entries (Send, group system entries), dedup, and Ack.
 //!
 //! A message body lives in `messages` with a reference count in `refs` (one
-//! per inbox entry pointing to it); the last ack deletes it. Every message
-//! also gets a conversation-log entry (conv, conv_seq) → (id, sender, device)
-//! for group receipts, and an expiry record keyed by (time, id) listing its
-//! inbox entries and dedup key, which the retention sweep walks.
+//! per inbox entry pointing to it) while more than one entry points to it;
+//! a body without a count has one (most messages: a 1:1 message to a user
+//! with one device), which saves the count's write and its delete. The
+//! last ack deletes the body. A group message also gets a
+//! conversation-log entry (conv, conv_seq) → (id, sender, device) for group
+//! receipts (a pair's receipts need no log: the author is the peer), and
+//! every message an expiry record keyed by (time, id) listing its inbox
+//! entries and dedup key, which the retention sweep walks.
 
 use bytes::Bytes;
 use protocol::{Conversation, DeviceId, ReceiptKind, Seq, Timestamp, UserId};
@@ -38,8 +42,10 @@ pub(crate) fn store(tx: &mut Tx<'_>, new: NewMessage) -> Result<(Message, Vec<De
     let id = next_counter(tx, meta::NEXT_MESSAGE)?;
     let seq = conv_seq(tx, new.conv)? + 1;
     tx.put(Ks::Meta, conv_seq_key(new.conv), Enc::default().u64(seq).done());
-    let log = Enc::default().u64(id).user(new.sender).device(new.sender_device).done();
-    tx.put(Ks::ConvLog, convlog_key(new.conv, seq), log);
+    if let ConvKey::Group(_) = new.conv {
+        let log = Enc::default().u64(id).user(new.sender).device(new.sender_device).done();
+        tx.put(Ks::ConvLog, convlog_key(new.conv, seq), log);
+    }
 
     let mut deliveries = Vec::with_capacity(new.targets.len());
     let mut expiry = Enc::default();
@@ -68,8 +74,10 @@ pub(crate) fn store(tx: &mut Tx<'_>, new: NewMessage) -> Result<(Message, Vec<De
             .raw(&new.payload)
             .done();
         tx.put(Ks::Messages, id.to_be_bytes().to_vec(), body);
-        let count = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
-        tx.put(Ks::Refs, id.to_be_bytes().to_vec(), count.to_be_bytes().to_vec());
+        if deliveries.len() > 1 {
+            let count = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
+            tx.put(Ks::Refs, id.to_be_bytes().to_vec(), count.to_be_bytes().to_vec());
+        }
     }
     tx.put(Ks::Expiry, expiry::Record::key(tx.now, id), expiry.done());
     let message = Message {
@@ -96,19 +104,27 @@ pub(crate) fn decode_body(id: u64, bytes: &[u8]) -> Result<Message, StoreError> 
     })
 }
 
-/// Drops one inbox reference to message `id`, deleting the body with the last.
+/// Drops one inbox reference to message `id`, deleting the body with the
+/// last. Called once per inbox entry that leaves, so a body without a count
+/// is down to its last reference. A count of 2 becomes no count (one left);
+/// a count of 1 is only in databases written before counts of one were
+/// left out.
 pub(crate) fn release(tx: &mut Tx<'_>, id: u64) -> Result<(), StoreError> {
     let key = id.to_be_bytes().to_vec();
-    let Some(bytes) = tx.get(Ks::Refs, &key)? else {
-        return Ok(());
-    };
-    let count = Dec::new(&bytes).u32()?;
-    if count <= 1 {
-        tx.del(Ks::Refs, key.clone());
-        tx.del(Ks::Messages, key);
-        tx.deleted += 1;
-    } else {
-        tx.put(Ks::Refs, key, (count - 1).to_be_bytes().to_vec());
+    match tx.get(Ks::Refs, &key)? {
+        None => {
+            tx.del(Ks::Messages, key);
+            tx.deleted += 1;
+        }
+        Some(bytes) => match Dec::new(&bytes).u32()? {
+            0 | 1 => {
+                tx.del(Ks::Refs, key.clone());
+                tx.del(Ks::Messages, key);
+                tx.deleted += 1;
+            }
+            2 => tx.del(Ks::Refs, key),
+            count => tx.put(Ks::Refs, key, (count - 1).to_be_bytes().to_vec()),
+        },
     }
     Ok(())
 }

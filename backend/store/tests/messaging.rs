@@ -235,6 +235,40 @@ fn ack_removes_clamps_and_deletes_bodies() {
     assert!(next.deliveries.iter().any(|d| d.user == UserId(B) && d.device == DeviceId(1) && d.seq.0 == 6));
 }
 
+/// A 1:1 message to a user with one device has a single inbox entry, so its
+/// body is stored without a reference count: the entry's ack (or the
+/// retention sweep) deletes it, and a retry finds it until then.
+#[test]
+fn a_body_with_one_entry_is_deleted_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.retention = Duration::from_millis(800);
+    let store = Store::open(cfg).unwrap();
+    connect(&store, A, 1);
+    connect(&store, B, 1);
+    let deleted = || store.metrics().messages_deleted.load(Ordering::Relaxed);
+    for i in 1..=3 {
+        assert_eq!(send(&store, A, 1, i, direct(B), b"one").deliveries.len(), 1);
+    }
+    let retry = send(&store, A, 1, 1, direct(B), b"retry");
+    assert!(retry.duplicate);
+    assert_eq!(&retry.message.payload[..], b"one", "the body is there until its entry is acked");
+    ack(&store, B, 1, 2);
+    assert_eq!(deleted(), 2);
+    let retry = send(&store, A, 1, 1, direct(B), b"retry");
+    assert!(retry.duplicate && retry.message.payload.is_empty(), "acked: the body is gone");
+    let left = inbox_all(&store, B, 1);
+    assert_eq!(left.iter().map(|e| (e.seq.0, &e.payload.bytes()[..])).collect::<Vec<_>>(), [(3, &b"one"[..])]);
+    // Never acked: the retention sweep deletes the entry and the body.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while deleted() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the sweep did not delete the third body");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(store.metrics().expired_entries.load(Ordering::Relaxed), 1);
+    assert!(inbox_all(&store, B, 1).is_empty());
+}
+
 #[test]
 fn delivered_and_read_receipts_one_to_one() {
     let dir = tempfile::tempdir().unwrap();
