@@ -11,7 +11,11 @@
 //! - `group100/process`: one group of 100 members (one device each), members
 //!   sending in turn, 64 Sends in flight; each message makes 99 inbox entries.
 //!
-//! Throughput is messages per second (stored and acked). The store persists
+//! - `connect/resume`: 20,000 known devices (one per user) reconnect, 1024
+//!   Connects in flight: the store's part of a reconnect storm's logins.
+//!
+//! Throughput is messages per second (stored and acked), or Connects per
+//! second. The store persists
 //! across iterations (memtables fill and flush, ack tombstones pile up), like
 //! a node that has been running for a while.
 //!
@@ -238,16 +242,67 @@ impl Rig {
 
     /// Prints the writer's CPU per message over every run so far.
     fn summary(&self, name: &str) {
-        if self.writer_ns == 0 || self.messages == 0 {
-            return;
+        print_writer_cpu(name, "message", self.writer_ns, self.messages);
+    }
+}
+
+/// The writer's CPU per `unit` over `count` of them.
+fn print_writer_cpu(name: &str, unit: &str, writer_ns: u64, count: u64) {
+    if writer_ns == 0 || count == 0 {
+        return;
+    }
+    let per = writer_ns as f64 / count as f64;
+    println!(
+        "{name}: store-writer CPU {:.2} µs/{unit} = {:.0} {unit}s per writer core-second ({count} {unit}s)",
+        per / 1000.0,
+        1e9 / per,
+    );
+}
+
+/// Known devices reconnecting, as in a reconnect storm.
+struct Reconnects {
+    store: Store,
+    _dir: tempfile::TempDir,
+    users: u64,
+    window: u64,
+    writer_stat: Option<std::path::PathBuf>,
+    connects: u64,
+    writer_ns: u64,
+}
+
+impl Reconnects {
+    /// `users` devices, registered once.
+    fn new(users: u64, window: u64) -> Self {
+        let (store, dir) = open(Durability::Process);
+        for user in 1..=users {
+            call(&store, Request::Connect(Connect { user: UserId(user), device: DeviceId(1) }));
         }
-        let per = self.writer_ns as f64 / self.messages as f64;
-        println!(
-            "{name}: store-writer CPU {:.2} µs/message = {:.0} messages per writer core-second ({} messages)",
-            per / 1000.0,
-            1e9 / per,
-            self.messages
-        );
+        Self { store, _dir: dir, users, window, writer_stat: writer_stat(), connects: 0, writer_ns: 0 }
+    }
+
+    /// Every device connects again, `window` Connects in flight.
+    fn run(&mut self) -> Duration {
+        let (tx, rx) = bounded::<bool>(self.window as usize);
+        let start = Instant::now();
+        let cpu_start = cpu_ns(&self.writer_stat);
+        let (mut issued, mut done) = (0, 0);
+        while done < self.users {
+            while issued < self.users && issued - done < self.window {
+                issued += 1;
+                let tx = tx.clone();
+                let request = Request::Connect(Connect { user: UserId(issued), device: DeviceId(1) });
+                self.store.call(
+                    request,
+                    Box::new(move |r| tx.send(matches!(r, Ok(Response::Connected(_)))).unwrap()),
+                );
+            }
+            assert!(rx.recv().unwrap(), "a Connect failed");
+            done += 1;
+        }
+        let elapsed = start.elapsed();
+        self.writer_ns += cpu_ns(&self.writer_stat).saturating_sub(cpu_start);
+        self.connects += self.users;
+        elapsed
     }
 }
 
@@ -276,6 +331,12 @@ fn bench(c: &mut Criterion) {
     });
     rig.summary("group100/process");
     drop(rig);
+
+    let mut storm = Reconnects::new(20_000, 1024);
+    g.throughput(Throughput::Elements(storm.users));
+    g.bench_function("connect/resume", |b| b.iter_custom(|iters| (0..iters).map(|_| storm.run()).sum()));
+    print_writer_cpu("connect/resume", "connect", storm.writer_ns, storm.connects);
+    drop(storm);
     g.finish();
 }
 

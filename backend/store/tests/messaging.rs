@@ -258,7 +258,10 @@ fn a_body_with_one_entry_is_deleted_with_it() {
     let retry = send(&store, A, 1, 1, direct(B), b"retry");
     assert!(retry.duplicate && retry.message.payload.is_empty(), "acked: the body is gone");
     let left = inbox_all(&store, B, 1);
-    assert_eq!(left.iter().map(|e| (e.seq.0, &e.payload.bytes()[..])).collect::<Vec<_>>(), [(3, &b"one"[..])]);
+    assert_eq!(
+        left.iter().map(|e| (e.seq.0, &e.payload.bytes()[..])).collect::<Vec<_>>(),
+        [(3, &b"one"[..])]
+    );
     // Never acked: the retention sweep deletes the entry and the body.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while deleted() < 3 {
