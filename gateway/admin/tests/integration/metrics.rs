@@ -106,7 +106,8 @@ fn every_label_value_is_rendered_once() {
             "not_yet_valid",
             "device_mismatch",
             "timeout",
-            "version"
+            "version",
+            "overloaded"
         ])
     );
     assert_eq!(
