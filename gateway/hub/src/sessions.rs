@@ -41,14 +41,18 @@ impl<C> Hub<C> {
         self.report_logins();
     }
 
-    /// Starts the queued logins the free slots allow (a session closed
-    /// while it waited gives its slot to the next).
+    /// Starts the queued logins the free slots allow (a session that left
+    /// while it waited, or timed out and is closing, gives its slot to the
+    /// next).
     pub(crate) fn start_queued_logins(&mut self, now: Now) {
         if !self.logins.has_next() {
             return;
         }
         while let Some((who, hello)) = self.logins.next() {
-            match self.live_key(who) {
+            let waiting = self.live_key(who).filter(|&key| {
+                self.slots.get(key).is_some_and(|slot| slot.session.state() == gateway_core::State::Verifying)
+            });
+            match waiting {
                 Some(key) => self.start_login(now, key, &hello),
                 None => self.logins.finish(),
             }

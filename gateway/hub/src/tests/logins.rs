@@ -213,3 +213,18 @@ fn a_login_holds_its_slot_until_the_store_answers_its_connect() {
     assert!(node.has_call(|r| matches!(r, Request::Inbox(q) if q.user == first.user)));
     assert_eq!(connects(&node), [2]);
 }
+
+#[test]
+fn a_hello_that_timed_out_while_it_waited_does_not_start() {
+    let mut node = node(1, 8);
+    let first = node.hello(0, 1, 1);
+    let late = node.hello(0, 2, 1);
+    node.advance(std::time::Duration::from_secs(11));
+    node.hubs[0].handle_session_timeout(node.now, late.key);
+    node.turn();
+    assert!(node.output(late).contains(&Out::Close(CloseCode::AUTH_TIMEOUT.0)));
+    // Its session lingers (closing); its turn comes and is skipped.
+    node.answer_connect(first, 0);
+    assert!(connects(&node).is_empty(), "no store work for a login already refused");
+    assert_eq!(gauges(&node), (0, 0));
+}
