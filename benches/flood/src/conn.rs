@@ -171,7 +171,7 @@ pub(crate) struct Conn {
     backoff: Backoff,
     /// The server's advice after the last refused attempt (AUTH_ERROR's
     /// `retry_after_ms`).
-    pub(crate) retry_after: Duration,
+    retry_after: Duration,
     /// Storm with `--fleet`: targets moved on from (each failed attempt or
     /// lost connection moves to the next one).
     pub(crate) hops: u32,

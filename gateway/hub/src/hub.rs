@@ -95,8 +95,8 @@ impl<C> Hub<C> {
     pub fn new(worker: usize, workers: usize, setup: Setup, metrics: Arc<WorkerMetrics>) -> Self {
         let fleet = usize::from(setup.config.fleet);
         let outbox = Outbox::new(workers + fleet, setup.config.max_batch);
-        // A queued HELLO should not meet the auth deadline: the queue holds
-        // at most half of it of expected wait.
+        // A queued HELLO should not meet the auth deadline: none is queued
+        // behind one that has waited half of it.
         let max_wait = setup.session.auth_timeout / 2;
         let seed = 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1);
         let logins = LoginGate::new(setup.config.max_logins, setup.config.login_queue, max_wait, seed);
@@ -410,14 +410,20 @@ impl<C> Hub<C> {
     /// token, store refusal, auth deadline): it is closing, and its close
     /// may wait for the client's close frame.
     fn release_refused_login(&mut self, key: usize) {
-        let Some(slot) = self.slots.get_mut(key) else { return };
-        if slot.logging_in
-            && matches!(slot.session.state(), gateway_core::State::Closing | gateway_core::State::Closed)
-        {
-            slot.logging_in = false;
-            self.logins.finish();
-            self.report_logins();
+        let closing = self.slots.get(key).is_some_and(|slot| {
+            matches!(slot.session.state(), gateway_core::State::Closing | gateway_core::State::Closed)
+        });
+        if closing {
+            self.free_login(key);
         }
+    }
+
+    /// Gives back session `key`'s login slot, if it holds one.
+    pub(crate) fn free_login(&mut self, key: usize) {
+        let Some(slot) = self.slots.get_mut(key).filter(|slot| slot.logging_in) else { return };
+        slot.logging_in = false;
+        self.logins.finish();
+        self.report_logins();
     }
 
     /// Moves the state and queue gauges by what changed for session `key`.
@@ -473,11 +479,8 @@ impl<C> Hub<C> {
             return;
         }
         self.flush_ack(key);
+        self.free_login(key);
         let slot = self.slots.remove(key);
-        if slot.logging_in {
-            self.logins.finish();
-            self.report_logins();
-        }
         let (state, queued) = slot.reported;
         self.metrics.sessions.transition(state, None);
         self.metrics.outbound_queue_bytes.add(-i64::from(queued));

@@ -69,15 +69,6 @@ impl<C> Hub<C> {
         self.verify(now, key, hello);
     }
 
-    /// The store answered session `key`'s Connect: its login slot is free.
-    fn login_answered(&mut self, key: usize) {
-        if let Some(slot) = self.slots.get_mut(key).filter(|slot| slot.logging_in) {
-            slot.logging_in = false;
-            self.logins.finish();
-            self.report_logins();
-        }
-    }
-
     /// Sets the login gauges.
     pub(crate) fn report_logins(&self) {
         self.metrics.logins_in_flight.set(i64::try_from(self.logins.in_flight()).unwrap_or(i64::MAX));
@@ -131,7 +122,8 @@ impl<C> Hub<C> {
         (resume_after, capabilities, version): (Seq, Capabilities, u8),
         result: Result<Response, StoreError>,
     ) {
-        self.login_answered(key);
+        // The store answered: the login's slot is free.
+        self.free_login(key);
         let Some(slot) = self.slots.get_mut(key) else { return };
         let Some((user, device)) = slot.identity() else { return };
         let connected = match result {

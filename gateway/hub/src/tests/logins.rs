@@ -219,7 +219,7 @@ fn a_hello_that_timed_out_while_it_waited_does_not_start() {
     let mut node = node(1, 8);
     let first = node.hello(0, 1, 1);
     let late = node.hello(0, 2, 1);
-    node.advance(std::time::Duration::from_secs(11));
+    node.advance(Duration::from_secs(11));
     node.hubs[0].handle_session_timeout(node.now, late.key);
     node.turn();
     assert!(node.output(late).contains(&Out::Close(CloseCode::AUTH_TIMEOUT.0)));
