@@ -265,6 +265,13 @@ pub(crate) fn is_group_convlog_key(key: &[u8]) -> bool {
     key.first() == Some(&GROUP_TAG)
 }
 
+/// Whether a mailbox key (`to · view · owner · kind`) is the home of a pair
+/// cursor: its view is the direct conversation with its owner (see
+/// `cursors`).
+pub(crate) fn is_pair_cursor_home(key: &[u8]) -> bool {
+    key.len() == 26 && key.get(8) == Some(&1) && key.get(9..17) == key.get(17..25)
+}
+
 /// Key of a dedup record: `user device client_id`.
 pub(crate) fn dedup_key(user: UserId, device: DeviceId, client_id: u64) -> Vec<u8> {
     Enc::default().user(user).device(device).u64(client_id).done()

@@ -1,11 +1,17 @@
 //! Delivered and read cursors, the receipts their moves produce, and the
 //! per-user receipt mailbox that answers `Cursors{user, since}`.
 //!
-//! A user's own cursor lives in meta (`C user conv kind` → up_to, at). Each
-//! note produced is also written to the mailbox of the user it goes to
+//! Each note produced is written to the mailbox of the user it goes to
 //! (`to · conversation as seen by to · cursor owner · kind` → up_to, at),
 //! overwritten on every move: state, not events, bounded by conversations ×
 //! peers. `Cursors` is then one prefix scan of the asking user's mailbox.
+//!
+//! A user's own cursor (up_to, at) lives in meta (`C user conv kind`) for a
+//! group. For a pair it is the note its peer's mailbox keeps of it
+//! (`peer · Direct(user) · user · kind`), which every move writes anyway:
+//! one key per move instead of two. (Pairs used to have a meta key too,
+//! always written beside that note with the same value, so databases
+//! written then read the same.)
 
 use protocol::{ConvSeq, Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
 
@@ -19,18 +25,21 @@ use crate::records::{conv_seq, load_group};
 /// newest `GROUP_SCAN` messages it covers.
 const GROUP_SCAN: u64 = 4096;
 
-fn cursor_key(user: UserId, conv: ConvKey, kind: ReceiptKind) -> Vec<u8> {
-    Enc::tag(meta::CURSOR).user(user).conv(conv).u8(kind as u8).done()
+/// Where `user`'s cursor of `kind` in `conv` lives (see the module doc).
+fn home(user: UserId, conv: ConvKey, kind: ReceiptKind) -> (Ks, Vec<u8>) {
+    match conv {
+        ConvKey::Pair(a, b) => {
+            let peer = if a == user { b } else { a };
+            let key = Enc::default().user(peer).view(Conversation::Direct(user)).user(user).u8(kind as u8);
+            (Ks::Mailbox, key.done())
+        }
+        ConvKey::Group(_) => (Ks::Meta, Enc::tag(meta::CURSOR).user(user).conv(conv).u8(kind as u8).done()),
+    }
 }
 
-/// The user's cursor (0: none).
-pub(crate) fn get(
-    tx: &mut Tx<'_>,
-    user: UserId,
-    conv: ConvKey,
-    kind: ReceiptKind,
-) -> Result<u64, StoreError> {
-    match tx.get(Ks::Meta, &cursor_key(user, conv, kind))? {
+/// The cursor stored at `home` (0: none).
+fn stored(tx: &mut Tx<'_>, (ks, key): &(Ks, Vec<u8>)) -> Result<u64, StoreError> {
+    match tx.get(*ks, key)? {
         Some(bytes) => Dec::new(&bytes).u64(),
         None => Ok(0),
     }
@@ -38,8 +47,9 @@ pub(crate) fn get(
 
 /// Sets the user's cursor without telling anyone (a new group member's start).
 pub(crate) fn set(tx: &mut Tx<'_>, user: UserId, conv: ConvKey, kind: ReceiptKind, up_to: u64) {
+    let (ks, key) = home(user, conv, kind);
     let now = tx.now;
-    tx.put(Ks::Meta, cursor_key(user, conv, kind), Enc::default().u64(up_to).u64(now).done());
+    tx.put(ks, key, Enc::default().u64(up_to).u64(now).done());
 }
 
 /// Moves `user`'s cursor in `view` (as `user` names it) to `up_to` if that is
@@ -54,11 +64,13 @@ pub(crate) fn advance(
     up_to: u64,
 ) -> Result<Vec<ReceiptNote>, StoreError> {
     let conv = ConvKey::of(user, view);
-    let old = get(tx, user, conv, kind)?;
+    let home = home(user, conv, kind);
+    let old = stored(tx, &home)?;
     if up_to <= old {
         return Ok(Vec::new());
     }
-    set(tx, user, conv, kind, up_to);
+    let value = Enc::default().u64(up_to).u64(tx.now).done();
+    tx.put(home.0, home.1.clone(), value.clone());
     let note = |to: UserId, conversation: Conversation, except: Option<DeviceId>| ReceiptNote {
         to,
         except,
@@ -99,7 +111,11 @@ pub(crate) fn advance(
         notes.push(note(user, view, device));
     }
     for n in &notes {
-        tx.put(Ks::Mailbox, mailbox_key(n), Enc::default().u64(n.up_to.0).u64(n.at.0).done());
+        let key = mailbox_key(n);
+        // The peer's note of a pair cursor is its home, written above.
+        if (Ks::Mailbox, &key) != (home.0, &home.1) {
+            tx.put(Ks::Mailbox, key, value.clone());
+        }
     }
     Ok(notes)
 }

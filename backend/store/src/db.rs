@@ -15,7 +15,7 @@ use std::path::Path;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::api::StoreError;
-use crate::codec::is_group_convlog_key;
+use crate::codec::{is_group_convlog_key, is_pair_cursor_home};
 use crate::error::EngineError;
 
 /// Mode of the database directory.
@@ -24,6 +24,16 @@ const PRIVATE_DIR: u32 = 0o700;
 /// Table files fjall keeps open at most (its default is 900); the gateway
 /// reserves descriptors for them beside its connections.
 pub const MAX_CACHED_FILES: usize = 256;
+
+/// Size at which a keyspace's memtable is sealed and flushed (fjall's
+/// default is 64 MiB). Every write is a skiplist insert into the active
+/// memtable, and the search down a 64 MiB skiplist misses the CPU caches at
+/// every level: it was ~37 % of the writer. At 4 MiB the writer spends 1.6x
+/// less CPU per 1:1 message and the whole store (flushes and compactions
+/// included) 1.3x less (`cargo bench -p backend-store --bench writer`,
+/// benches/RESULTS.md). fjall keeps the size with each keyspace when it is
+/// created: a database created before keeps its own.
+const MEMTABLE_SIZE: u64 = 4 << 20;
 
 /// Entries of the meta cache above which it is cleared (the store is the truth;
 /// this only bounds memory).
@@ -99,7 +109,8 @@ impl Db {
         std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(dir).map_err(io)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR)).map_err(io)?;
         let db = Database::builder(dir).max_cached_files(Some(MAX_CACHED_FILES)).open().map_err(engine)?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(engine);
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_SIZE);
+        let ks = |name: &str| db.keyspace(name, options).map_err(engine);
         Ok(Self {
             meta: ks("meta")?,
             messages: ks("messages")?,
@@ -185,9 +196,12 @@ const KEYSPACES: usize = 9;
 ///   nobody has deleted yet. A member's ACK moves its delivered cursor over
 ///   entries the Send wrote a moment ago; their authors are found here
 ///   instead of by an engine range scan per member (a miss falls back to it).
+/// - `pair_cursors`: the mailbox keys that are pair cursors' homes, read or
+///   written (`None`: known absent), as `meta` holds group cursors.
 #[derive(Debug, Default)]
 pub(crate) struct MetaCache {
     meta: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    pair_cursors: HashMap<Vec<u8>, Option<Vec<u8>>>,
     refs: HashMap<Vec<u8>, Vec<u8>>,
     inbox: HashMap<Vec<u8>, Vec<u8>>,
     dedup_max: HashMap<[u8; DEDUP_DEVICE], u64>,
@@ -212,11 +226,17 @@ impl MetaCache {
 
     /// Entries held.
     pub(crate) fn len(&self) -> usize {
-        self.meta.len() + self.refs.len() + self.inbox.len() + self.dedup_max.len() + self.group_log.len()
+        self.meta.len()
+            + self.pair_cursors.len()
+            + self.refs.len()
+            + self.inbox.len()
+            + self.dedup_max.len()
+            + self.group_log.len()
     }
 
     fn clear(&mut self) {
         self.meta.clear();
+        self.pair_cursors.clear();
         self.refs.clear();
         self.inbox.clear();
         self.dedup_max.clear();
@@ -227,6 +247,7 @@ impl MetaCache {
     fn get(&self, ks: Ks, key: &[u8]) -> Option<Option<&[u8]>> {
         match ks {
             Ks::Meta => self.meta.get(key).map(Option::as_deref),
+            Ks::Mailbox if is_pair_cursor_home(key) => self.pair_cursors.get(key).map(Option::as_deref),
             Ks::Refs => self.refs.get(key).map(|v| Some(v.as_slice())),
             Ks::Inbox => self.inbox.get(key).map(|v| Some(v.as_slice())),
             Ks::ConvLog => self.group_log.get(key).map(|v| Some(v.as_slice())),
@@ -239,6 +260,12 @@ impl MetaCache {
         let positive = match ks {
             Ks::Meta => {
                 bounded_insert(&mut self.meta, key, value);
+                return;
+            }
+            Ks::Mailbox => {
+                if is_pair_cursor_home(&key) {
+                    bounded_insert(&mut self.pair_cursors, key, value);
+                }
                 return;
             }
             Ks::Dedup => {
@@ -379,7 +406,7 @@ impl<'a> Tx<'a> {
             return Ok(value.map(<[u8]>::to_vec));
         }
         let value = self.db.get(ks, key)?;
-        if ks == Ks::Meta {
+        if ks == Ks::Meta || (ks == Ks::Mailbox && is_pair_cursor_home(key)) {
             self.cache.committed(ks, key.to_vec(), value.clone());
         }
         Ok(value)
@@ -463,7 +490,7 @@ impl<'a> Tx<'a> {
         match batch.commit() {
             Ok(()) => {
                 for (ks, overlay) in ALL.into_iter().zip(self.overlay) {
-                    if matches!(ks, Ks::Meta | Ks::Refs | Ks::Inbox | Ks::Dedup | Ks::ConvLog) {
+                    if matches!(ks, Ks::Meta | Ks::Refs | Ks::Inbox | Ks::Dedup | Ks::ConvLog | Ks::Mailbox) {
                         for (key, value) in overlay {
                             self.cache.committed(ks, key, value);
                         }

@@ -311,6 +311,44 @@ fn delivered_and_read_receipts_one_to_one() {
     assert!(read(&store, B, 2, direct(A), 1).unwrap().is_empty(), "lower read is ignored");
 }
 
+/// A pair cursor lives in the peer's mailbox note (no key of its own): after
+/// a reopen (the writer's cache empty) the cursor is read back from there,
+/// so a lower or equal move stays silent and a higher one is told once;
+/// the same for a note to self, whose home is the owner's own mailbox.
+#[test]
+fn pair_cursors_are_read_back_from_the_mailbox_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        two_by_two(&store);
+        for i in 1..=3 {
+            send(&store, A, 1, i, direct(B), b"m");
+        }
+        send(&store, A, 1, 4, direct(A), b"note");
+        assert_eq!(ack(&store, B, 1, 2)[0].up_to.0, 2);
+        assert_eq!(read(&store, B, 1, direct(A), 2).unwrap().len(), 2);
+        assert!(read(&store, A, 2, direct(A), 1).unwrap().is_empty(), "sending the note moved it");
+    }
+    let store = Store::open(config(dir.path())).unwrap();
+    assert!(ack(&store, B, 2, 2).is_empty(), "delivered up to 2 is known");
+    assert!(read(&store, B, 2, direct(A), 2).unwrap().is_empty(), "read up to 2 is known");
+    assert!(read(&store, A, 1, direct(A), 1).unwrap().is_empty(), "the note to self's cursor is known");
+    let notes = ack(&store, B, 2, 3);
+    assert_eq!(
+        notes.iter().map(|n| (n.to.0, n.kind, n.up_to.0)).collect::<Vec<_>>(),
+        [(A, ReceiptKind::Delivered, 3)]
+    );
+    assert_eq!(read(&store, B, 1, direct(A), 3).unwrap().len(), 2);
+    let cursors = match call(&store, Request::Cursors { user: UserId(A), since: Timestamp(0) }) {
+        Ok(Response::Cursors(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    let mut from_b: Vec<_> =
+        cursors.iter().filter(|c| c.user == UserId(B)).map(|c| (c.conversation, c.kind, c.up_to.0)).collect();
+    from_b.sort_by_key(|c| c.1 as u8);
+    assert_eq!(from_b, [(direct(B), ReceiptKind::Delivered, 3), (direct(B), ReceiptKind::Read, 3)]);
+}
+
 #[test]
 fn unread_count_agrees_across_devices_and_cursors_since() {
     let dir = tempfile::tempdir().unwrap();
