@@ -121,6 +121,12 @@ impl Node {
                 config: hub_config(config, crate::media::start(config)?),
                 session: session_config(config),
                 verifier: verifier.clone(),
+                recent_tokens: Arc::new(gateway_auth::RecentTokens::new(
+                    gateway_auth::FingerprintKey::generate()
+                        .context("drawing the key of the recent tokens' fingerprints")?,
+                    config.limits.recent_tokens,
+                    RECENT_TOKEN_SECS,
+                )),
                 directory,
             },
             tls: tls.clone(),
@@ -317,11 +323,11 @@ impl Node {
             );
         }
         let (limits, started) = (&config.limits, &self.started.limits);
-        if (limits.worker_inbox, limits.logins_in_flight, limits.login_queue)
-            != (started.worker_inbox, started.logins_in_flight, started.login_queue)
+        if (limits.worker_inbox, limits.logins_in_flight, limits.login_queue, limits.recent_tokens)
+            != (started.worker_inbox, started.logins_in_flight, started.login_queue, started.recent_tokens)
         {
             tracing::warn!(
-                "SIGHUP: limits.worker_inbox, limits.logins_in_flight and limits.login_queue apply only after a restart"
+                "SIGHUP: limits.worker_inbox, limits.logins_in_flight, limits.login_queue and limits.recent_tokens apply only after a restart"
             );
         }
         let reconfigure = || {
@@ -491,6 +497,11 @@ fn session_config(config: &Config) -> SessionConfig {
         sync_window: config.messaging.sync_window,
     }
 }
+
+/// How long a closed session's token is remembered (`limits.recent_tokens`):
+/// past a reconnect storm's backoff (at most 60 s between tries, SPEC §4)
+/// many times over.
+const RECENT_TOKEN_SECS: u64 = 600;
 
 fn hub_config(config: &Config, media: Option<Arc<gateway_media::Media>>) -> gateway_hub::HubConfig {
     let m = &config.messaging;

@@ -366,6 +366,9 @@ pub struct WorkerMetrics {
     /// `gateway_logins_queued`: HELLOs waiting for one of this worker's
     /// login slots.
     pub logins_queued: Gauge,
+    /// `gateway_recent_tokens_total`: tokens this worker accepted without
+    /// their signature check (a recently closed session's token).
+    pub recent_tokens: Counter,
     /// `gateway_send_acks_held_total`.
     pub send_acks_held: Counter,
     /// `gateway_send_acks_unconfirmed_total`.
@@ -406,6 +409,7 @@ impl WorkerMetrics {
             outbound_queue_bytes: Gauge::new(),
             logins_in_flight: Gauge::new(),
             logins_queued: Gauge::new(),
+            recent_tokens: Counter::new(),
             send_acks_held: Counter::new(),
             send_acks_unconfirmed: Counter::new(),
             inbox_depth: Gauge::new(),

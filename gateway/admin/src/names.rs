@@ -101,6 +101,8 @@ families! {
     LOGINS_IN_FLIGHT = "gateway_logins_in_flight", Gauge, Summed;
     /// HELLOs waiting for a login slot; a HELLO beyond limits.login_queue, or once the oldest has waited half the auth deadline, is refused OVERLOADED (auth failure reason "overloaded").
     LOGINS_QUEUED = "gateway_logins_queued", Gauge, Summed;
+    /// Tokens accepted without their signature check: the same token verified for a session of this node that closed within the last 10 minutes (limits.recent_tokens); a reconnect storm's logins.
+    RECENT_TOKENS_TOTAL = "gateway_recent_tokens_total", Counter, Summed;
     /// Protocol frames received from clients, by frame kind (SPEC name).
     FRAMES_IN_TOTAL = "gateway_frames_in_total" {kind}, Counter, Summed;
     /// Protocol frames sent to clients, by frame kind (SPEC name).

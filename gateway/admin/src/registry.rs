@@ -115,6 +115,7 @@ impl Registry {
                 names::OUTBOUND_QUEUE_BYTES => self.gauge(out, family, |w| w.outbound_queue_bytes.get()),
                 names::LOGINS_IN_FLIGHT => self.gauge(out, family, |w| w.logins_in_flight.get()),
                 names::LOGINS_QUEUED => self.gauge(out, family, |w| w.logins_queued.get()),
+                names::RECENT_TOKENS_TOTAL => self.counter(out, family, |w| w.recent_tokens.get()),
                 names::SEND_ACKS_HELD_TOTAL => self.counter(out, family, |w| w.send_acks_held.get()),
                 names::SEND_ACKS_UNCONFIRMED_TOTAL => {
                     self.counter(out, family, |w| w.send_acks_unconfirmed.get());

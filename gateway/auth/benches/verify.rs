@@ -6,6 +6,9 @@
 //!   forger costs us);
 //! - `verify/malformed_length` and `verify/unknown_key`: the cheap refusals,
 //!   before any curve arithmetic (what junk costs us);
+//! - `verify/recent`: a good token a closed session left in
+//!   [`RecentTokens`] (a reconnect): its fingerprint instead of the
+//!   signature check, then the same claims checks;
 //! - `mint`: Ed25519 signing plus encoding (the dev CLI and auth service side).
 //!
 //! Run: `cargo bench -p gateway-auth --bench verify`.
@@ -16,7 +19,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gateway_auth::{Signer, Verifier, SIGNED_LEN};
+use std::sync::Arc;
+
+use gateway_auth::{FingerprintKey, RecentTokens, Signer, Verifier, SIGNED_LEN};
 use protocol::{DeviceId, UserId};
 
 const NOW: u64 = 1_767_225_600;
@@ -44,6 +49,18 @@ fn bench_verify(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify");
     group.throughput(Throughput::Elements(1));
     group.bench_function("valid", |b| b.iter(|| verifier.verify(black_box(&token), black_box(NOW))));
+    let shared = Arc::new(verifier.clone());
+    let recent = RecentTokens::new(FingerprintKey::from_bytes(&[7; 32]), 1024, 600);
+    let (_, fingerprint, _) = recent.verify(&shared, &token, DeviceId(2), NOW).unwrap();
+    group.bench_function("recent", |b| {
+        b.iter(|| {
+            // Each use takes the entry: put it back, as the session's close does.
+            recent.remember(fingerprint, NOW);
+            let (claims, _, skipped) = recent.verify(&shared, black_box(&token), DeviceId(2), NOW).unwrap();
+            assert!(skipped);
+            claims
+        })
+    });
     group.bench_function("bad_signature", |b| {
         b.iter(|| verifier.verify(black_box(&bad_signature), black_box(NOW)))
     });

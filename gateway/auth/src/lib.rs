@@ -97,10 +97,12 @@
 //! ```
 
 pub mod keys;
+mod recent;
 mod sign;
 mod token;
 mod verify;
 
+pub use recent::{Fingerprint, FingerprintKey, RecentTokens};
 pub use sign::{Signer, SignerError};
 pub use token::{
     Claims, PAYLOAD_B64_LEN, PAYLOAD_LEN, PREFIX, SIGNATURE_B64_LEN, SIGNATURE_LEN, SIGNED_LEN, TOKEN_LEN,

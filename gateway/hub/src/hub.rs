@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use gateway_admin::{DropReason, WorkerMetrics};
-use gateway_auth::Verifier;
+use gateway_auth::{RecentTokens, Verifier};
 use gateway_core::{Action, Config as SessionConfig, Ctx, Outbound, Session};
 use protocol::{DeviceId, UserId};
 use routing::{Directory, Flushed, Link, Outbox, SessionRef};
@@ -30,6 +30,9 @@ pub struct Setup {
     pub session: SessionConfig,
     /// Token verification keys; SIGHUP swaps them. Read once per HELLO.
     pub verifier: Arc<RwLock<Arc<Verifier>>>,
+    /// Tokens of the node's recently closed sessions: a reconnect may land
+    /// on any worker.
+    pub recent_tokens: Arc<RecentTokens>,
     /// The node directory.
     pub directory: Arc<Directory>,
 }
@@ -65,6 +68,8 @@ pub struct Hub<C> {
     inflight: usize,
     /// Login admission.
     pub(crate) logins: LoginGate,
+    /// Tokens of the node's recently closed sessions.
+    pub(crate) recent_tokens: Arc<RecentTokens>,
     /// Push work for the driver.
     pub(crate) push: VecDeque<PushWork>,
     /// Registry calls for the driver (cluster mode).
@@ -117,6 +122,7 @@ impl<C> Hub<C> {
             store: VecDeque::new(),
             inflight: 0,
             logins,
+            recent_tokens: setup.recent_tokens,
             push: VecDeque::new(),
             fleet_calls: VecDeque::new(),
             closed: VecDeque::new(),
@@ -486,6 +492,7 @@ impl<C> Hub<C> {
         self.metrics.outbound_queue_bytes.add(-i64::from(queued));
         let me = SessionRef { worker: self.worker, key, generation: slot.generation };
         if let Some((user, device)) = slot.identity() {
+            self.recent_tokens.remember(slot.token, now.unix_ms / 1_000);
             if self.directory.remove(user, device, me, now.unix_ms) {
                 self.left(now, user);
             }

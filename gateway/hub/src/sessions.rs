@@ -81,9 +81,15 @@ impl<C> Hub<C> {
             Ok(verifier) => Arc::clone(&verifier),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         };
-        let result = verifier.verify_for_device(hello.token.bytes(), hello.device, now.unix_ms / 1_000);
-        let claims = match result {
-            Ok(claims) => claims,
+        let result =
+            self.recent_tokens.verify(&verifier, hello.token.bytes(), hello.device, now.unix_ms / 1_000);
+        let (claims, token) = match result {
+            Ok((claims, token, recent)) => {
+                if recent {
+                    self.metrics.recent_tokens.inc();
+                }
+                (claims, token)
+            }
             Err(err) => {
                 let code = err.error_code();
                 let close = if code == ErrorCode::AUTH_EXPIRED {
@@ -99,6 +105,7 @@ impl<C> Hub<C> {
         let Some(me) = self.session_ref(key) else { return };
         if let Some(slot) = self.slots.get_mut(key) {
             slot.set_identity(Some((claims.user, claims.device)));
+            slot.token = token;
         }
         let pending = Pending::Connect {
             resume_after: hello.resume_after,

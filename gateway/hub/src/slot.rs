@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use gateway_auth::Fingerprint;
 use gateway_core::Session;
 use protocol::{Capabilities, Conversation, DeviceId, UserId};
 
@@ -23,6 +24,11 @@ pub(crate) struct Slot<C> {
     user: UserId,
     device: DeviceId,
     identified: bool,
+    /// The fingerprint of the token that identified the session, remembered
+    /// when it closes so that its return skips the signature check
+    /// (`gateway_auth::RecentTokens`; 16 bytes per session). Meaningful
+    /// only while identified.
+    pub(crate) token: Fingerprint,
     /// Whether the session holds one of the worker's login slots (from
     /// HELLO to the store's answer to its Connect, see `logins`).
     pub(crate) logging_in: bool,
@@ -64,6 +70,7 @@ impl<C> Slot<C> {
             user: UserId(0),
             device: DeviceId(0),
             identified: false,
+            token: Fingerprint::default(),
             logging_in: false,
             reported: (None, 0),
             capabilities: 0,

@@ -238,6 +238,12 @@ section! {
         /// close 1013) with a retry_after_ms of about that wait (at least 1 s),
         /// spread over twice it; 0: no queue.
         login_queue: usize = 16_384;
+        /// Tokens of closed sessions the node remembers (one set for all
+        /// workers), for 10 minutes at most: a client that comes back with the
+        /// same token (a reconnect storm) skips its Ed25519 signature check;
+        /// everything else in the token is checked again. Under 100 bytes each
+        /// while held; 0: every token is checked in full.
+        recent_tokens: usize = 524_288;
         /// Capacity of each worker's inbox, in batches (each worker and the
         /// fleet thread post at most one per loop turn). When full, another
         /// worker keeps its batch for its next turn and an inbound link

@@ -28,6 +28,7 @@ fn touch_everything(w: &WorkerMetrics) {
     w.bytes_in.add(100);
     w.bytes_out.add(200);
     w.outbound_queue_bytes.set(4096);
+    w.recent_tokens.inc();
     w.send_acks_held.inc();
     w.send_acks_unconfirmed.inc();
     w.inbox_depth.set(3);

@@ -103,6 +103,11 @@ impl TestNode {
             config,
             session: gateway_core::testing::config(),
             verifier: Arc::new(RwLock::new(Arc::new(signer.verifier()))),
+            recent_tokens: Arc::new(gateway_auth::RecentTokens::new(
+                gateway_auth::FingerprintKey::from_bytes(&[7; 32]),
+                1_024,
+                600,
+            )),
             directory: Arc::new(Directory::default()),
         };
         let metrics: Vec<_> = (0..workers).map(|w| Arc::new(WorkerMetrics::new(w))).collect();
@@ -211,8 +216,13 @@ impl TestNode {
     /// A client of `user` with `device` on `worker` that sent its HELLO with
     /// a valid token, nothing more.
     pub(crate) fn hello(&mut self, worker: usize, user: u64, device: u32) -> Client {
-        let token = self.signer.mint(UserId(user), DeviceId(device), self.now.unix_ms / 1_000, 3_600);
-        self.hello_with_token(worker, user, device, token.into_bytes())
+        let token = self.token(user, device);
+        self.hello_with_token(worker, user, device, token)
+    }
+
+    /// A valid token for `user` and `device`, issued now, for an hour.
+    pub(crate) fn token(&self, user: u64, device: u32) -> Vec<u8> {
+        self.signer.mint(UserId(user), DeviceId(device), self.now.unix_ms / 1_000, 3_600).into_bytes()
     }
 
     /// [`TestNode::hello`] with `token` in the HELLO.

@@ -2,7 +2,8 @@
 //! measured wait, the spread of retry hints), then in the hub: HELLOs
 //! beyond the worker's login slots wait in order, a full queue refuses
 //! before any token check or store work, and a session that leaves gives
-//! its place to the next.
+//! its place to the next; a closed session's token comes back without its
+//! signature check.
 
 use std::time::{Duration, Instant};
 
@@ -227,4 +228,62 @@ fn a_hello_that_timed_out_while_it_waited_does_not_start() {
     node.answer_connect(first, 0);
     assert!(connects(&node).is_empty(), "no store work for a login already refused");
     assert_eq!(gauges(&node), (0, 0));
+}
+
+fn auth_error(node: &mut TestNode, client: Client) -> Option<ErrorCode> {
+    node.frames(client).iter().find_map(|frame| match frame {
+        Frame::AuthError(error) => Some(error.code),
+        _ => None,
+    })
+}
+
+/// A session that closes leaves its token's fingerprint: the same token
+/// comes back without its signature check, once (counted in
+/// `gateway_recent_tokens_total`); the device is checked every time, and
+/// a login the store refused leaves nothing.
+#[test]
+fn a_closed_sessions_token_comes_back_without_its_signature_check_once() {
+    let mut node = TestNode::new(1);
+    let recent = |node: &TestNode| node.metrics[0].recent_tokens.get();
+    let token = node.token(7, 1);
+    let first = node.hello_with_token(0, 7, 1, token.clone());
+    node.answer_connect(first, 0);
+    assert!(authenticated(&mut node, first));
+    assert_eq!(recent(&node), 0, "a first login checks the signature");
+    node.disconnect(first);
+
+    let again = node.hello_with_token(0, 7, 1, token.clone());
+    assert_eq!(recent(&node), 1);
+    node.answer_connect(again, 0);
+    assert!(authenticated(&mut node, again));
+    node.disconnect(again);
+
+    let other_device = node.hello_with_token(0, 7, 2, token.clone());
+    assert_eq!(auth_error(&mut node, other_device), Some(ErrorCode::AUTH_DEVICE_MISMATCH));
+    assert_eq!(recent(&node), 1);
+    // That HELLO used the fingerprint up: the next one is checked in full.
+    let full = node.hello_with_token(0, 7, 1, token.clone());
+    assert_eq!(recent(&node), 1);
+    // The store refuses this login: its session never counted as identified.
+    let call = node.take_call(|r| matches!(r, Request::Connect(c) if c.user.0 == 7));
+    node.answer(call, Err(StoreError::Overloaded));
+    assert!(node.output(full).contains(&Out::Close(CloseCode::TRY_AGAIN_LATER.0)));
+    node.disconnect(full);
+    node.hello_with_token(0, 7, 1, token);
+    assert_eq!(recent(&node), 1, "a refused login leaves no fingerprint");
+}
+
+/// The set is the node's: a session that closed on one worker comes back
+/// through another (the listeners share the port) and still skips the check.
+#[test]
+fn a_token_comes_back_through_another_worker() {
+    let mut node = TestNode::new(2);
+    let token = node.token(7, 1);
+    let first = node.hello_with_token(0, 7, 1, token.clone());
+    node.answer_connect(first, 0);
+    node.disconnect(first);
+    let again = node.hello_with_token(1, 7, 1, token);
+    assert_eq!((node.metrics[0].recent_tokens.get(), node.metrics[1].recent_tokens.get()), (0, 1));
+    node.answer_connect(again, 0);
+    assert!(authenticated(&mut node, again));
 }

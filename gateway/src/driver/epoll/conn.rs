@@ -223,11 +223,12 @@ mod tests {
     /// capacity), so it is most of a plain idle session's cost
     /// (`benches/RESULTS.md`, idle sessions). This catches a field that
     /// quietly grows it. (336 → 344 for the ACK relay, which lets one store
-    /// Ack carry a burst of a device's ACKs.)
+    /// Ack carry a burst of a device's ACKs; 344 → 360 for the token's
+    /// fingerprint, which lets a reconnect skip the signature check.)
     #[test]
     fn session_slot_stays_small() {
         let size = gateway_hub::Hub::<super::Conn>::slot_size();
         eprintln!("slot {size} bytes");
-        assert!(size <= 344, "the session slot grew to {size} bytes");
+        assert!(size <= 360, "the session slot grew to {size} bytes");
     }
 }
