@@ -24,7 +24,9 @@
 //! - when every slot is taken, a new connection takes the slot of the oldest
 //!   one still sending its request head, which is closed without an answer:
 //!   a probe sends its request at once, so only clients that drip or send
-//!   nothing lose their slot, however many of them there are;
+//!   nothing lose their slot, however many of them there are. A connection
+//!   whose whole head already waits in its socket (its thread has not run
+//!   yet, on a starved machine) is not "still sending": it keeps its slot;
 //! - one descriptor is held in reserve: at the process's descriptor limit
 //!   (EMFILE on accept) it is closed, one connection is accepted and served on
 //!   the accept thread itself, and the reserve is taken back as that
@@ -233,7 +235,8 @@ fn dispatch(stream: TcpStream, shared: &Arc<Shared>) {
     {
         let mut slots = shared.slots();
         if slots.len() >= shared.options.max_connections {
-            let Some(oldest) = slots.iter().position(|t| t.reading) else {
+            let sending = |t: &Tracked| t.reading && !head_waits(&t.stream, shared.options.max_request_bytes);
+            let Some(oldest) = slots.iter().position(sending) else {
                 drop(slots);
                 return reject_busy(&stream);
             };
@@ -254,6 +257,19 @@ fn dispatch(stream: TcpStream, shared: &Arc<Shared>) {
     if spawned.is_err() {
         // The closure (and its slot) was dropped with the error.
         reject_busy(&stream);
+    }
+}
+
+/// Whether the end of a request head (a blank line) already waits, unread,
+/// in `stream`'s receive buffer, within `max` bytes: the client sent its
+/// whole request and only its thread has not read it yet. A peek, which
+/// neither blocks nor consumes anything.
+fn head_waits(stream: &TcpStream, max: usize) -> bool {
+    let mut buf = vec![0u8; max];
+    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+    match rustix::net::recv(stream, &mut buf[..], flags) {
+        Ok((n, _)) => buf.get(..n).is_some_and(|got| got.windows(HEAD_END.len()).any(|w| w == HEAD_END)),
+        Err(_) => false,
     }
 }
 
@@ -332,9 +348,11 @@ enum HeadError {
     Closed,
 }
 
+/// The blank line that ends a request head.
+const HEAD_END: &[u8] = b"\r\n\r\n";
+
 /// Reads until the blank line ending the head; returns the head without it.
 fn read_head(stream: &mut &TcpStream, options: &AdminOptions) -> Result<Vec<u8>, HeadError> {
-    const END: &[u8] = b"\r\n\r\n";
     let deadline = Instant::now() + options.request_timeout;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -353,13 +371,14 @@ fn read_head(stream: &mut &TcpStream, options: &AdminOptions) -> Result<Vec<u8>,
             }
             Err(_) => return Err(HeadError::Closed),
         };
-        let searched = head.len().saturating_sub(END.len() - 1);
+        let searched = head.len().saturating_sub(HEAD_END.len() - 1);
         debug_assert!(n <= chunk.len(), "`Read::read` returns at most the buffer's length");
         head.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        if let Some(at) = head.get(searched..).and_then(|tail| tail.windows(END.len()).position(|w| w == END))
+        if let Some(at) =
+            head.get(searched..).and_then(|tail| tail.windows(HEAD_END.len()).position(|w| w == HEAD_END))
         {
             head.truncate(searched + at);
-            return if head.len() + END.len() > options.max_request_bytes {
+            return if head.len() + HEAD_END.len() > options.max_request_bytes {
                 Err(HeadError::TooLarge)
             } else {
                 Ok(head)
@@ -476,6 +495,39 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The eviction's peek: a whole head waiting in the socket is seen
+    /// (the probe whose thread has not run yet keeps its slot), a partial
+    /// one or none is not, and the peek leaves the bytes for the reader.
+    #[test]
+    fn a_whole_head_waiting_in_the_socket_is_seen_without_being_read() {
+        // Test setup on loopback: a failure is a failed assertion.
+        #![allow(clippy::unwrap_used)]
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert!(!head_waits(&server, 8192), "nothing sent");
+        client.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+        let arrived = |stream: &TcpStream, len: usize| {
+            let mut buf = [0u8; 64];
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while rustix::net::recv(stream, &mut buf[..], rustix::net::RecvFlags::PEEK).map_or(0, |(n, _)| n)
+                < len
+            {
+                assert!(Instant::now() < deadline, "the bytes never arrived");
+                thread::sleep(Duration::from_millis(1));
+            }
+        };
+        arrived(&server, 32);
+        assert!(!head_waits(&server, 8192), "no blank line yet");
+        client.write_all(b"\r\n").unwrap();
+        arrived(&server, 34);
+        assert!(head_waits(&server, 8192));
+        assert!(!head_waits(&server, 20), "beyond the size limit it is not a head");
+        let mut reader = &server;
+        let head = read_head(&mut reader, &AdminOptions::default()).map_err(|_| "no head").unwrap();
+        assert_eq!(head, b"GET /healthz HTTP/1.1\r\nHost: x");
+    }
 
     #[test]
     fn request_lines() {
