@@ -4,24 +4,26 @@
 //! and the check was about 35 % of the node's workers (benches/RESULTS.md).
 //!
 //! Why it is safe:
-//! - An entry is the fingerprint of a whole token whose signature verified:
-//!   HMAC-SHA256 under a key drawn at start and never sent, truncated to
-//!   128 bits. Another token matches only if its bytes give the same keyed
-//!   hash; without the key, each try succeeds with probability 2^-128 times
+//! - An entry is the fingerprint of a whole token whose signature verified
+//!   and of the public key it verified with: HMAC-SHA256, under a key drawn
+//!   at start and never sent, of that public key and the token, truncated
+//!   to 128 bits. Another token matches only if the same keyed hash comes
+//!   out; without the key, each try succeeds with probability 2^-128 times
 //!   the entries held.
+//! - The public key is in the hash, so a key removed from the verifier
+//!   (UnknownKey is checked first) or replaced under the same id (a new
+//!   key, another fingerprint) vouches for nothing, whenever the session
+//!   closed relative to the reload.
 //! - Only the signature check is skipped. The layout, that the key id is
 //!   still held, the device and the times are checked again on every use.
 //! - An entry is used once (the session it lets in leaves a new one when it
-//!   closes), lives at most `ttl`, and the whole set is dropped when the
-//!   verification keys change (SIGHUP): a key replaced under the same id
-//!   must not vouch for tokens the old key signed. (Each shard notices the
-//!   new keys at its next lookup.)
+//!   closes) and lives at most `ttl`.
 //!
 //! Sans IO: the caller passes the time, and draws the key
 //! ([`FingerprintKey::generate`]) at its edge.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use protocol::DeviceId;
 use ring::hmac;
@@ -75,8 +77,6 @@ struct Shard {
     /// when it leaves.
     order: VecDeque<(u64, Fingerprint)>,
     capacity: usize,
-    /// The keys the entries verified with.
-    keys: Option<Arc<Verifier>>,
 }
 
 impl RecentTokens {
@@ -104,24 +104,22 @@ impl RecentTokens {
     }
 
     /// [`Verifier::verify_for_device`] at `now` (Unix seconds), without the
-    /// signature check if this token is remembered (the entry is used up).
-    /// Also returns the token's fingerprint, for [`remember`](Self::remember)
-    /// when its session closes, and whether the signature check was skipped.
+    /// signature check if this token is remembered with the public key its
+    /// key id names now (the entry is used up). Also returns the token's
+    /// fingerprint, for [`remember`](Self::remember) when its session
+    /// closes, and whether the signature check was skipped.
     pub fn verify(
         &self,
-        verifier: &Arc<Verifier>,
+        verifier: &Verifier,
         token: &[u8],
         device: DeviceId,
         now: u64,
     ) -> Result<(Claims, Fingerprint, bool), AuthError> {
-        let fingerprint = self.fingerprint(token);
+        let mut fingerprint = Fingerprint::default();
         let mut known = false;
-        let claims = verifier.verify_unless_known(token, now, || {
+        let claims = verifier.verify_unless_known(token, now, |public_key| {
+            fingerprint = self.fingerprint(public_key, token);
             let mut shard = self.shard(fingerprint);
-            if !shard.keys.as_ref().is_some_and(|keys| Arc::ptr_eq(keys, verifier)) {
-                shard.forget_all();
-                shard.keys = Some(Arc::clone(verifier));
-            }
             shard.expire(now, self.ttl_secs);
             known = shard.entries.remove(&fingerprint).is_some();
             known
@@ -145,8 +143,11 @@ impl RecentTokens {
         shard.order.push_back((now, fingerprint));
     }
 
-    fn fingerprint(&self, token: &[u8]) -> Fingerprint {
-        let tag = hmac::sign(&self.key.0, token);
+    fn fingerprint(&self, public_key: &[u8], token: &[u8]) -> Fingerprint {
+        let mut context = hmac::Context::with_key(&self.key.0);
+        context.update(public_key);
+        context.update(token);
+        let tag = context.sign();
         let mut out = [0u8; 16];
         out.iter_mut().zip(tag.as_ref()).for_each(|(o, t)| *o = *t);
         Fingerprint(out)
@@ -185,11 +186,6 @@ impl Shard {
             }
         }
     }
-
-    fn forget_all(&mut self) {
-        self.entries.clear();
-        self.order.clear();
-    }
 }
 
 #[cfg(test)]
@@ -204,13 +200,13 @@ mod tests {
 
     const NOW: u64 = 1_767_225_600;
 
-    fn setup() -> (Signer, Arc<Verifier>, RecentTokens) {
+    fn setup() -> (Signer, Verifier, RecentTokens) {
         let signer = Signer::generate(1).unwrap().0;
         let mut verifier = Verifier::new();
         verifier.add_key(1, signer.public_key());
         // One shard, so that capacity and age order are exact.
         let recent = RecentTokens::with_shards(FingerprintKey::from_bytes(&[7; 32]), 4, 600, 1);
-        (signer, Arc::new(verifier), recent)
+        (signer, verifier, recent)
     }
 
     fn token(signer: &Signer, user: u64, ttl: u64) -> Vec<u8> {
@@ -226,6 +222,11 @@ mod tests {
         forged
     }
 
+    /// The fingerprint `recent` gives `token` with `signer`'s public key.
+    fn print_of(recent: &RecentTokens, signer: &Signer, token: &[u8]) -> Fingerprint {
+        recent.fingerprint(&signer.public_key(), token)
+    }
+
     #[test]
     fn a_remembered_token_skips_the_signature_check_once() {
         let (signer, verifier, recent) = setup();
@@ -233,7 +234,7 @@ mod tests {
         assert_eq!(recent.verify(&verifier, &bad, DeviceId(1), NOW).unwrap_err(), AuthError::BadSignature);
         // Only a fingerprint can be remembered, never a verdict: to show the
         // skip, remember the forged token's own fingerprint.
-        let fingerprint = recent.fingerprint(&bad);
+        let fingerprint = print_of(&recent, &signer, &bad);
         recent.remember(fingerprint, NOW);
         let (claims, again, skipped) = recent.verify(&verifier, &bad, DeviceId(1), NOW).unwrap();
         assert_eq!((claims.user, again, skipped), (UserId(5), fingerprint, true));
@@ -247,6 +248,7 @@ mod tests {
         let good = token(&signer, 5, 3600);
         let (_, fingerprint, skipped) = recent.verify(&verifier, &good, DeviceId(1), NOW).unwrap();
         assert!(!skipped);
+        assert_eq!(fingerprint, print_of(&recent, &signer, &good));
         recent.remember(fingerprint, NOW);
         let other = token(&signer, 6, 3600);
         let (claims, _, skipped) = recent.verify(&verifier, &other, DeviceId(1), NOW).unwrap();
@@ -269,23 +271,27 @@ mod tests {
         assert_eq!(recent.verify(&verifier, &short, DeviceId(1), late).unwrap_err().reason(), "expired");
         // A key id no longer held is refused before the set is asked.
         recent.remember(fingerprint, NOW);
-        let mut rotated = (*verifier).clone();
+        let mut rotated = verifier.clone();
         rotated.remove_key(1);
-        let rotated = Arc::new(rotated);
         assert_eq!(recent.verify(&rotated, &short, DeviceId(1), NOW).unwrap_err(), AuthError::UnknownKey(1));
+        assert_eq!(recent.len(), 1, "not asked");
     }
 
+    /// A key replaced under the same id (a SIGHUP with new key files) does
+    /// not vouch for a token remembered with the old one, whenever its
+    /// session closed; the same key reloaded still does.
     #[test]
-    fn new_keys_forget_every_fingerprint() {
+    fn a_replaced_key_vouches_for_nothing_the_old_one_verified() {
         let (signer, verifier, recent) = setup();
-        let bad = forged(&token(&signer, 5, 3600));
-        assert!(recent.verify(&verifier, &bad, DeviceId(1), NOW).is_err());
-        recent.remember(recent.fingerprint(&bad), NOW);
-        assert_eq!(recent.len(), 1);
-        // The same key id, reloaded (a SIGHUP): a new verifier.
-        let reloaded = Arc::new((*verifier).clone());
-        assert_eq!(recent.verify(&reloaded, &bad, DeviceId(1), NOW).unwrap_err(), AuthError::BadSignature);
-        assert!(recent.is_empty());
+        let good = token(&signer, 5, 3600);
+        let (_, fingerprint, _) = recent.verify(&verifier, &good, DeviceId(1), NOW).unwrap();
+        recent.remember(fingerprint, NOW);
+        let mut replaced = Verifier::new();
+        replaced.add_key(1, Signer::generate(1).unwrap().0.public_key());
+        assert_eq!(recent.verify(&replaced, &good, DeviceId(1), NOW).unwrap_err(), AuthError::BadSignature);
+        assert_eq!(recent.len(), 1, "its fingerprint is another one");
+        let reloaded = verifier.clone();
+        assert!(recent.verify(&reloaded, &good, DeviceId(1), NOW).unwrap().2);
     }
 
     #[test]
@@ -318,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sharded_set_finds_each_token_and_forgets_them_all_on_new_keys() {
+    fn a_sharded_set_finds_each_token_once() {
         let (signer, verifier, _) = setup();
         let recent = RecentTokens::new(FingerprintKey::from_bytes(&[9; 32]), 1024, 600);
         let tokens: Vec<_> = (0..64).map(|user| token(&signer, user, 3600)).collect();
@@ -327,14 +333,11 @@ mod tests {
             recent.remember(fingerprint, NOW);
         }
         assert_eq!(recent.len(), 64);
-        for t in &tokens[..32] {
+        for t in &tokens {
             assert!(recent.verify(&verifier, t, DeviceId(1), NOW).unwrap().2);
+            assert!(!recent.verify(&verifier, t, DeviceId(1), NOW).unwrap().2);
         }
-        let reloaded = Arc::new((*verifier).clone());
-        for t in &tokens[32..] {
-            assert!(!recent.verify(&reloaded, t, DeviceId(1), NOW).unwrap().2);
-        }
-        assert!(recent.is_empty(), "every shard that held one saw the new keys");
+        assert!(recent.is_empty());
     }
 
     #[test]
@@ -342,7 +345,7 @@ mod tests {
         let (signer, _, recent) = setup();
         let other = RecentTokens::new(FingerprintKey::from_bytes(&[8; 32]), 4, 600);
         let good = token(&signer, 5, 3600);
-        assert_ne!(recent.fingerprint(&good), other.fingerprint(&good));
-        assert_eq!(recent.fingerprint(&good), recent.fingerprint(&good));
+        assert_ne!(print_of(&recent, &signer, &good), print_of(&other, &signer, &good));
+        assert_eq!(print_of(&recent, &signer, &good), print_of(&recent, &signer, &good));
     }
 }

@@ -170,23 +170,24 @@ impl Verifier {
     /// Nothing in the payload is trusted before the signature verifies, except
     /// the key id that picks the key. Never panics, whatever `token` holds.
     pub fn verify(&self, token: &[u8], now: u64) -> Result<Claims, AuthError> {
-        self.verify_unless_known(token, now, || false)
+        self.verify_unless_known(token, now, |_| false)
     }
 
     /// [`verify`](Self::verify), except that the signature is not checked
-    /// when `known()` says this exact token's signature already verified
-    /// with the keys held now ([`crate::RecentTokens`]). `known` is asked
-    /// only once the layout and the key id passed; every other check runs.
+    /// when `known(public_key)` says this exact token's signature already
+    /// verified with `public_key`, the key its key id names now
+    /// ([`crate::RecentTokens`]). `known` is asked only once the layout and
+    /// the key id passed; every other check runs.
     pub(crate) fn verify_unless_known(
         &self,
         token: &[u8],
         now: u64,
-        known: impl FnOnce() -> bool,
+        known: impl FnOnce(&[u8]) -> bool,
     ) -> Result<Claims, AuthError> {
         let parts = split_token(token).map_err(AuthError::Malformed)?;
         let claims = Claims::from_payload(&parts.payload);
         let key = self.keys.get(&claims.key_id).ok_or(AuthError::UnknownKey(claims.key_id))?;
-        if !known() {
+        if !known(key.as_ref()) {
             key.verify(parts.signed, &parts.signature).map_err(|_| AuthError::BadSignature)?;
         }
         if claims.device.0 == 0 {
