@@ -235,7 +235,8 @@ fn dispatch(stream: TcpStream, shared: &Arc<Shared>) {
     {
         let mut slots = shared.slots();
         if slots.len() >= shared.options.max_connections {
-            let sending = |t: &Tracked| t.reading && !head_waits(&t.stream, shared.options.max_request_bytes);
+            let mut peeked = vec![0u8; shared.options.max_request_bytes];
+            let sending = |t: &Tracked| t.reading && !head_waits(&t.stream, &mut peeked);
             let Some(oldest) = slots.iter().position(sending) else {
                 drop(slots);
                 return reject_busy(&stream);
@@ -261,13 +262,13 @@ fn dispatch(stream: TcpStream, shared: &Arc<Shared>) {
 }
 
 /// Whether the end of a request head (a blank line) already waits, unread,
-/// in `stream`'s receive buffer, within `max` bytes: the client sent its
-/// whole request and only its thread has not read it yet. A peek, which
-/// neither blocks nor consumes anything.
-fn head_waits(stream: &TcpStream, max: usize) -> bool {
-    let mut buf = vec![0u8; max];
+/// in `stream`'s receive buffer, within `buf.len()` bytes (the head size
+/// limit): the client sent its whole request and only its thread has not
+/// read it yet. A peek into `buf`, which neither blocks nor consumes
+/// anything.
+fn head_waits(stream: &TcpStream, buf: &mut [u8]) -> bool {
     let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-    match rustix::net::recv(stream, &mut buf[..], flags) {
+    match rustix::net::recv(stream, &mut *buf, flags) {
         Ok((n, _)) => buf.get(..n).is_some_and(|got| got.windows(HEAD_END.len()).any(|w| w == HEAD_END)),
         Err(_) => false,
     }
@@ -506,7 +507,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        assert!(!head_waits(&server, 8192), "nothing sent");
+        let mut buf = [0u8; 8192];
+        assert!(!head_waits(&server, &mut buf), "nothing sent");
         client.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
         let arrived = |stream: &TcpStream, len: usize| {
             let mut buf = [0u8; 64];
@@ -519,11 +521,11 @@ mod tests {
             }
         };
         arrived(&server, 32);
-        assert!(!head_waits(&server, 8192), "no blank line yet");
+        assert!(!head_waits(&server, &mut buf), "no blank line yet");
         client.write_all(b"\r\n").unwrap();
         arrived(&server, 34);
-        assert!(head_waits(&server, 8192));
-        assert!(!head_waits(&server, 20), "beyond the size limit it is not a head");
+        assert!(head_waits(&server, &mut buf));
+        assert!(!head_waits(&server, &mut buf[..20]), "beyond the size limit it is not a head");
         let mut reader = &server;
         let head = read_head(&mut reader, &AdminOptions::default()).map_err(|_| "no head").unwrap();
         assert_eq!(head, b"GET /healthz HTTP/1.1\r\nHost: x");

@@ -136,6 +136,8 @@ impl<C> Hub<C> {
         let connected = match result {
             Ok(Response::Connected(connected)) => connected,
             other => {
+                // The token did verify: the client's retry may skip that.
+                self.recent_tokens.remember(slot.token, now.unix_ms / 1_000);
                 slot.set_identity(None);
                 self.refuse_login(now, key, failure(other), (user, device));
                 return;
@@ -305,6 +307,8 @@ impl<C> Hub<C> {
         // the directory entry already; from another node (cluster mode) the
         // entry still names this session and goes now.
         if let Some((user, device)) = slot.identity() {
+            // Its close will not see an identity: remember its token now.
+            self.recent_tokens.remember(slot.token, now.unix_ms / 1_000);
             slot.set_identity(None);
             if self.directory.remove(user, device, me, now.unix_ms) {
                 self.left(now, user);

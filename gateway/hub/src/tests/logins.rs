@@ -240,7 +240,7 @@ fn auth_error(node: &mut TestNode, client: Client) -> Option<ErrorCode> {
 /// A session that closes leaves its token's fingerprint: the same token
 /// comes back without its signature check, once (counted in
 /// `gateway_recent_tokens_total`); the device is checked every time, and
-/// a login the store refused leaves nothing.
+/// a login the store refused leaves its token too (for the client's retry).
 #[test]
 fn a_closed_sessions_token_comes_back_without_its_signature_check_once() {
     let mut node = TestNode::new(1);
@@ -264,13 +264,33 @@ fn a_closed_sessions_token_comes_back_without_its_signature_check_once() {
     // That HELLO used the fingerprint up: the next one is checked in full.
     let full = node.hello_with_token(0, 7, 1, token.clone());
     assert_eq!(recent(&node), 1);
-    // The store refuses this login: its session never counted as identified.
+    // The store refuses this login: the client will retry with its token.
     let call = node.take_call(|r| matches!(r, Request::Connect(c) if c.user.0 == 7));
     node.answer(call, Err(StoreError::Overloaded));
     assert!(node.output(full).contains(&Out::Close(CloseCode::TRY_AGAIN_LATER.0)));
     node.disconnect(full);
     node.hello_with_token(0, 7, 1, token);
-    assert_eq!(recent(&node), 1, "a refused login leaves no fingerprint");
+    assert_eq!(recent(&node), 2, "the retry after a refused login skips the check");
+}
+
+/// A session replaced by a newer connection of its device (4007) leaves
+/// its token at once: its close no longer carries an identity.
+#[test]
+fn a_replaced_sessions_token_is_remembered() {
+    let mut node = TestNode::new(1);
+    let recent = |node: &TestNode| node.metrics[0].recent_tokens.get();
+    let first = node.login(0, 7, 1, 0);
+    let newer = node.hello(0, 7, 2);
+    node.answer_connect(newer, 0);
+    assert_eq!(recent(&node), 0);
+    // The same device again, with a token minted now (the first's bytes).
+    let token = node.token(7, 1);
+    let second = node.hello_with_token(0, 7, 1, token.clone());
+    node.answer_connect(second, 0);
+    assert!(node.output(first).contains(&Out::Close(CloseCode::REPLACED.0)));
+    assert_eq!(recent(&node), 0, "the first was still live: checked in full");
+    node.hello_with_token(0, 7, 1, token);
+    assert_eq!(recent(&node), 1, "replaced: its token was remembered");
 }
 
 /// The set is the node's: a session that closed on one worker comes back
