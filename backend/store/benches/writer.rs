@@ -90,7 +90,9 @@ fn writer_stat() -> Option<std::path::PathBuf> {
 
 /// CPU time every thread of this process but the calling (driver) one has
 /// run, in ns: the store's writer, readers and fjall's flush and compaction
-/// workers. A thread that ended between two readings drops out of both.
+/// workers. A thread that ends between two readings is missing from the
+/// second, so the difference undercounts (fjall's workers live as long as
+/// the store).
 fn store_threads_ns() -> u64 {
     let me = std::fs::read_link("/proc/thread-self").ok();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };

@@ -136,10 +136,10 @@ impl RecentTokens {
     /// [`verify`](Self::verify)); the oldest of its shard goes if that is
     /// full.
     pub fn remember(&self, fingerprint: Fingerprint, now: u64) {
-        let mut shard = self.shard(fingerprint);
-        if shard.capacity == 0 {
+        if self.off {
             return;
         }
+        let mut shard = self.shard(fingerprint);
         shard.expire(now, self.ttl_secs);
         while shard.order.len() >= shard.capacity {
             shard.drop_oldest();
@@ -227,6 +227,15 @@ mod tests {
         forged
     }
 
+    /// A session logs in with `token` (checked in full) and closes at `at`:
+    /// its fingerprint is remembered, and returned.
+    fn closed_session(recent: &RecentTokens, verifier: &Verifier, token: &[u8], at: u64) -> Fingerprint {
+        let (_, fingerprint, skipped) = recent.verify(verifier, token, DeviceId(1), NOW).unwrap();
+        assert!(!skipped);
+        recent.remember(fingerprint, at);
+        fingerprint
+    }
+
     /// The fingerprint `recent` gives `token` with `signer`'s public key.
     fn print_of(recent: &RecentTokens, signer: &Signer, token: &[u8]) -> Fingerprint {
         recent.fingerprint(&signer.public_key(), token)
@@ -267,8 +276,7 @@ mod tests {
     fn everything_but_the_signature_is_checked_again() {
         let (signer, verifier, recent) = setup();
         let short = token(&signer, 5, 100);
-        let (_, fingerprint, _) = recent.verify(&verifier, &short, DeviceId(1), NOW).unwrap();
-        recent.remember(fingerprint, NOW);
+        let fingerprint = closed_session(&recent, &verifier, &short, NOW);
         let err = recent.verify(&verifier, &short, DeviceId(2), NOW).unwrap_err();
         assert_eq!(err.reason(), "device_mismatch");
         recent.remember(fingerprint, NOW);
@@ -289,8 +297,7 @@ mod tests {
     fn a_replaced_key_vouches_for_nothing_the_old_one_verified() {
         let (signer, verifier, recent) = setup();
         let good = token(&signer, 5, 3600);
-        let (_, fingerprint, _) = recent.verify(&verifier, &good, DeviceId(1), NOW).unwrap();
-        recent.remember(fingerprint, NOW);
+        closed_session(&recent, &verifier, &good, NOW);
         let mut replaced = Verifier::new();
         replaced.add_key(1, Signer::generate(1).unwrap().0.public_key());
         assert_eq!(recent.verify(&replaced, &good, DeviceId(1), NOW).unwrap_err(), AuthError::BadSignature);
@@ -304,8 +311,7 @@ mod tests {
         let (signer, verifier, recent) = setup();
         let tokens: Vec<_> = (0..5).map(|user| token(&signer, user, 3600)).collect();
         for (i, t) in tokens.iter().enumerate() {
-            let (_, fingerprint, _) = recent.verify(&verifier, t, DeviceId(1), NOW).unwrap();
-            recent.remember(fingerprint, NOW + i as u64);
+            closed_session(&recent, &verifier, t, NOW + i as u64);
         }
         assert_eq!(recent.len(), 4, "capacity 4: the first went");
         let skips = |i: usize, now: u64| recent.verify(&verifier, &tokens[i], DeviceId(1), now).unwrap().2;
@@ -334,8 +340,7 @@ mod tests {
         let recent = RecentTokens::new(FingerprintKey::from_bytes(&[9; 32]), 1024, 600);
         let tokens: Vec<_> = (0..64).map(|user| token(&signer, user, 3600)).collect();
         for t in &tokens {
-            let (_, fingerprint, _) = recent.verify(&verifier, t, DeviceId(1), NOW).unwrap();
-            recent.remember(fingerprint, NOW);
+            closed_session(&recent, &verifier, t, NOW);
         }
         assert_eq!(recent.len(), 64);
         for t in &tokens {
