@@ -6,6 +6,7 @@
 //! place that builds or parses key and value bytes.
 
 use protocol::{Conversation, DeviceId, GroupId, UserId};
+use smallvec::SmallVec;
 
 use crate::api::StoreError;
 use crate::error::EngineError;
@@ -65,7 +66,7 @@ impl ConvKey {
     }
 
     /// Appends the key bytes (tag 1 + two users, or tag 2 + group).
-    pub(crate) fn put(self, out: &mut Vec<u8>) {
+    pub(crate) fn put(self, out: &mut Key) {
         match self {
             Self::Pair(a, b) => {
                 out.push(PAIR_TAG);
@@ -89,20 +90,20 @@ impl ConvKey {
     }
 }
 
-/// Builds a key or value.
-#[derive(Debug)]
-pub(crate) struct Enc(pub(crate) Vec<u8>);
+/// Bytes a [`Key`] keeps inline: every key of the store fits (the longest,
+/// a pair conversation's log entry and a mailbox note, are 25 and 26 bytes).
+const KEY_INLINE: usize = 32;
 
-/// Bytes an [`Enc`] starts with room for: every key and fixed-size value
-/// fits (the longest, an expiry record of one message, is 38 bytes plus 20
-/// per inbox entry), so building one costs one allocation, not a few growths.
-const ENC_CAPACITY: usize = 64;
+/// A key, kept inline: building one, copying it into a batch's undo log and
+/// keeping it in the writer's caches allocate nothing (a longer one would
+/// move to the heap).
+pub(crate) type Key = SmallVec<[u8; KEY_INLINE]>;
 
-impl Default for Enc {
-    fn default() -> Self {
-        Self(Vec::with_capacity(ENC_CAPACITY))
-    }
-}
+/// Builds a key ([`Enc::key`]) or a value ([`Enc::done`]). Up to
+/// [`KEY_INLINE`] bytes it builds inline, so a short value is then allocated
+/// once at its exact size (the writer's caches keep values as they are).
+#[derive(Debug, Default)]
+pub(crate) struct Enc(Key);
 
 impl Enc {
     /// Starts with a one-byte tag.
@@ -156,8 +157,12 @@ impl Enc {
         self.0.extend_from_slice(bytes);
         self
     }
-    /// The bytes.
+    /// The bytes, as a value.
     pub(crate) fn done(self) -> Vec<u8> {
+        self.0.into_vec()
+    }
+    /// The bytes, as a key.
+    pub(crate) fn key(self) -> Key {
         self.0
     }
 }
@@ -231,33 +236,38 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
 }
 
 /// Key of a device's inbox entry: `user device seq`.
-pub(crate) fn inbox_key(user: UserId, device: DeviceId, seq: u64) -> Vec<u8> {
-    Enc::default().user(user).device(device).u64(seq).done()
+pub(crate) fn inbox_key(user: UserId, device: DeviceId, seq: u64) -> Key {
+    Enc::default().user(user).device(device).u64(seq).key()
+}
+
+/// Key of a message body (`Messages`) or of its reference count (`Refs`).
+pub(crate) fn message_key(id: u64) -> Key {
+    Enc::default().u64(id).key()
 }
 
 /// Key of a device record in meta.
-pub(crate) fn device_key(user: UserId, device: DeviceId) -> Vec<u8> {
-    Enc::tag(meta::DEVICE).user(user).device(device).done()
+pub(crate) fn device_key(user: UserId, device: DeviceId) -> Key {
+    Enc::tag(meta::DEVICE).user(user).device(device).key()
 }
 
 /// Key of a user's device list in meta.
-pub(crate) fn devices_key(user: UserId) -> Vec<u8> {
-    Enc::tag(meta::DEVICES).user(user).done()
+pub(crate) fn devices_key(user: UserId) -> Key {
+    Enc::tag(meta::DEVICES).user(user).key()
 }
 
 /// Key of a group record in meta.
-pub(crate) fn group_key(group: GroupId) -> Vec<u8> {
-    Enc::tag(meta::GROUP).u64(group.0).done()
+pub(crate) fn group_key(group: GroupId) -> Key {
+    Enc::tag(meta::GROUP).u64(group.0).key()
 }
 
 /// Key of a conversation's last conv_seq in meta.
-pub(crate) fn conv_seq_key(conv: ConvKey) -> Vec<u8> {
-    Enc::tag(meta::CONV_SEQ).conv(conv).done()
+pub(crate) fn conv_seq_key(conv: ConvKey) -> Key {
+    Enc::tag(meta::CONV_SEQ).conv(conv).key()
 }
 
 /// Key of a conversation log entry: `conv conv_seq`.
-pub(crate) fn convlog_key(conv: ConvKey, conv_seq: u64) -> Vec<u8> {
-    Enc::default().conv(conv).u64(conv_seq).done()
+pub(crate) fn convlog_key(conv: ConvKey, conv_seq: u64) -> Key {
+    Enc::default().conv(conv).u64(conv_seq).key()
 }
 
 /// Whether a conversation-log key is a group's (it starts with its `ConvKey`).
@@ -273,18 +283,18 @@ pub(crate) fn is_pair_cursor_home(key: &[u8]) -> bool {
 }
 
 /// Key of a dedup record: `user device client_id`.
-pub(crate) fn dedup_key(user: UserId, device: DeviceId, client_id: u64) -> Vec<u8> {
-    Enc::default().user(user).device(device).u64(client_id).done()
+pub(crate) fn dedup_key(user: UserId, device: DeviceId, client_id: u64) -> Key {
+    Enc::default().user(user).device(device).u64(client_id).key()
 }
 
 /// Key of a device's prekey identity record.
-pub(crate) fn identity_key(user: UserId, device: DeviceId) -> Vec<u8> {
-    Enc::tag(prekey::IDENTITY).user(user).device(device).done()
+pub(crate) fn identity_key(user: UserId, device: DeviceId) -> Key {
+    Enc::tag(prekey::IDENTITY).user(user).device(device).key()
 }
 
 /// Key of a one-time prekey.
-pub(crate) fn one_time_key(user: UserId, device: DeviceId, id: u32) -> Vec<u8> {
-    Enc::tag(prekey::ONE_TIME).user(user).device(device).u32(id).done()
+pub(crate) fn one_time_key(user: UserId, device: DeviceId, id: u32) -> Key {
+    Enc::tag(prekey::ONE_TIME).user(user).device(device).u32(id).key()
 }
 
 /// The smallest key above every key starting with `prefix` (for range ends).
@@ -387,7 +397,7 @@ mod tests {
         let ab = ConvKey::of(UserId(1), Conversation::Direct(UserId(2)));
         let ba = ConvKey::of(UserId(2), Conversation::Direct(UserId(1)));
         assert_eq!(ab, ba);
-        let mut bytes = Vec::new();
+        let mut bytes = Key::new();
         ab.put(&mut bytes);
         assert_eq!(ConvKey::get(&mut Dec::new(&bytes)).unwrap(), ab);
     }

@@ -16,7 +16,7 @@
 use protocol::{ConvSeq, Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
 
 use crate::api::{ReadCursor, ReceiptNote, StoreError};
-use crate::codec::{convlog_key, corrupt, meta, ConvKey, Dec, Enc};
+use crate::codec::{convlog_key, corrupt, meta, ConvKey, Dec, Enc, Key};
 use crate::db::{Ks, Tx};
 use crate::records::{conv_seq, load_group};
 
@@ -26,19 +26,19 @@ use crate::records::{conv_seq, load_group};
 const GROUP_SCAN: u64 = 4096;
 
 /// Where `user`'s cursor of `kind` in `conv` lives (see the module doc).
-fn home(user: UserId, conv: ConvKey, kind: ReceiptKind) -> (Ks, Vec<u8>) {
+fn home(user: UserId, conv: ConvKey, kind: ReceiptKind) -> (Ks, Key) {
     match conv {
         ConvKey::Pair(a, b) => {
             let peer = if a == user { b } else { a };
             let key = Enc::default().user(peer).view(Conversation::Direct(user)).user(user).u8(kind as u8);
-            (Ks::Mailbox, key.done())
+            (Ks::Mailbox, key.key())
         }
-        ConvKey::Group(_) => (Ks::Meta, Enc::tag(meta::CURSOR).user(user).conv(conv).u8(kind as u8).done()),
+        ConvKey::Group(_) => (Ks::Meta, Enc::tag(meta::CURSOR).user(user).conv(conv).u8(kind as u8).key()),
     }
 }
 
 /// The cursor stored at `home` (0: none).
-fn stored(tx: &mut Tx<'_>, (ks, key): &(Ks, Vec<u8>)) -> Result<u64, StoreError> {
+fn stored(tx: &mut Tx<'_>, (ks, key): &(Ks, Key)) -> Result<u64, StoreError> {
     match tx.get(*ks, key)? {
         Some(bytes) => Dec::new(&bytes).u64(),
         None => Ok(0),
@@ -178,8 +178,8 @@ pub(crate) fn read(tx: &mut Tx<'_>, req: ReadCursor) -> Result<Vec<ReceiptNote>,
 
 /// The mailbox key of `note`: `to · conversation as seen by to · cursor
 /// owner · kind`.
-pub(crate) fn mailbox_key(note: &ReceiptNote) -> Vec<u8> {
-    Enc::default().user(note.to).view(note.conversation).user(note.user).u8(note.kind as u8).done()
+pub(crate) fn mailbox_key(note: &ReceiptNote) -> Key {
+    Enc::default().user(note.to).view(note.conversation).user(note.user).u8(note.kind as u8).key()
 }
 
 /// Decodes one mailbox pair into the note for its owner's `Cursors` answer.

@@ -15,7 +15,7 @@ use std::path::Path;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::api::StoreError;
-use crate::codec::{is_group_convlog_key, is_pair_cursor_home};
+use crate::codec::{is_group_convlog_key, is_pair_cursor_home, Key};
 use crate::error::EngineError;
 
 /// Mode of the database directory.
@@ -76,7 +76,7 @@ pub(crate) fn engine(err: fjall::Error) -> StoreError {
 }
 
 /// Key-value pairs read by a scan, in key order.
-pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+pub(crate) type Pairs = Vec<(Key, Vec<u8>)>;
 
 /// The database and its keyspaces.
 pub(crate) struct Db {
@@ -164,7 +164,7 @@ impl Db {
         let mut out = Vec::new();
         for guard in iter.take(limit) {
             let (k, v) = guard.into_inner().map_err(engine)?;
-            out.push((k.to_vec(), v.to_vec()));
+            out.push((Key::from_slice(&k), v.to_vec()));
         }
         Ok(out)
     }
@@ -200,13 +200,17 @@ const KEYSPACES: usize = 9;
 ///   written (`None`: known absent), as `meta` holds group cursors.
 #[derive(Debug, Default)]
 pub(crate) struct MetaCache {
-    meta: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    pair_cursors: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    refs: HashMap<Vec<u8>, Vec<u8>>,
-    inbox: HashMap<Vec<u8>, Vec<u8>>,
+    meta: HashMap<Key, Option<Value>>,
+    pair_cursors: HashMap<Key, Option<Value>>,
+    refs: HashMap<Key, Value>,
+    inbox: HashMap<Key, Value>,
     dedup_max: HashMap<[u8; DEDUP_DEVICE], u64>,
-    group_log: HashMap<Vec<u8>, Vec<u8>>,
+    group_log: HashMap<Key, Value>,
 }
+
+/// A cached value: exactly its bytes (a `Vec` would keep the spare capacity
+/// it was built with), since a node keeps one or two per device it served.
+type Value = Box<[u8]>;
 
 /// Bytes of a dedup key that name the device (`user device`).
 const DEDUP_DEVICE: usize = 12;
@@ -248,15 +252,25 @@ impl MetaCache {
         match ks {
             Ks::Meta => self.meta.get(key).map(Option::as_deref),
             Ks::Mailbox if is_pair_cursor_home(key) => self.pair_cursors.get(key).map(Option::as_deref),
-            Ks::Refs => self.refs.get(key).map(|v| Some(v.as_slice())),
-            Ks::Inbox => self.inbox.get(key).map(|v| Some(v.as_slice())),
-            Ks::ConvLog => self.group_log.get(key).map(|v| Some(v.as_slice())),
+            Ks::Refs => self.refs.get(key).map(|v| Some(&**v)),
+            Ks::Inbox => self.inbox.get(key).map(|v| Some(&**v)),
+            Ks::ConvLog => self.group_log.get(key).map(|v| Some(&**v)),
             _ => None,
         }
     }
 
-    /// Records a committed write.
-    fn committed(&mut self, ks: Ks, key: Vec<u8>, value: Option<Vec<u8>>) {
+    /// Whether this cache holds `key` (present or known absent).
+    fn holds(&self, ks: Ks, key: &[u8]) -> bool {
+        self.get(ks, key).is_some()
+    }
+
+    /// Records a committed write; one not to `keep` only refreshes an entry
+    /// already held.
+    fn committed(&mut self, ks: Ks, key: Key, value: Option<Vec<u8>>, keep: bool) {
+        if !keep && !self.holds(ks, &key) {
+            return;
+        }
+        let value = value.map(Vec::into_boxed_slice);
         let positive = match ks {
             Ks::Meta => {
                 bounded_insert(&mut self.meta, key, value);
@@ -292,18 +306,28 @@ impl MetaCache {
     }
 }
 
-fn bounded_insert<V>(map: &mut HashMap<Vec<u8>, V>, key: Vec<u8>, value: V) {
+fn bounded_insert<V>(map: &mut HashMap<Key, V>, key: Key, value: V) {
     if map.len() >= CACHE_MAX && !map.contains_key(&key) {
         map.clear();
     }
     map.insert(key, value);
 }
 
-type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+type Overlay = BTreeMap<Key, Write>;
+
+/// One key's write in a batch.
+#[derive(Debug)]
+struct Write {
+    /// The new value (`None`: deleted).
+    value: Option<Vec<u8>>,
+    /// Whether the committed value enters the writer's cache; if not, it
+    /// only refreshes an entry the cache already holds (see [`Tx::put_uncached`]).
+    keep: bool,
+}
 
 /// A slot's overlay state before the current request wrote it (`None`: not in
 /// the overlay).
-type Undo = (Ks, Vec<u8>, Option<Option<Vec<u8>>>);
+type Undo = (Ks, Key, Option<Write>);
 
 /// One group commit being built; see the module doc.
 pub(crate) struct Tx<'a> {
@@ -394,20 +418,31 @@ impl<'a> Tx<'a> {
     /// The value of `key` as this batch sees it, if known without reading the
     /// engine (this batch's writes, then the writer's cache).
     pub(crate) fn known(&self, ks: Ks, key: &[u8]) -> Option<Option<&[u8]>> {
-        if let Some(value) = self.overlay(ks).get(key) {
-            return Some(value.as_deref());
+        if let Some(write) = self.overlay(ks).get(key) {
+            return Some(write.value.as_deref());
         }
         self.cache.get(ks, key)
     }
 
     /// The value of `key` as this batch sees it.
     pub(crate) fn get(&mut self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(ks, key, true)
+    }
+
+    /// As [`Tx::get`], but a value read from the engine does not enter the
+    /// writer's cache: for what a device reads at connect, which an idle
+    /// device would otherwise hold there (built lazily, at its first message).
+    pub(crate) fn get_uncached(&mut self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(ks, key, false)
+    }
+
+    fn read(&mut self, ks: Ks, key: &[u8], keep: bool) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(value) = self.known(ks, key) {
             return Ok(value.map(<[u8]>::to_vec));
         }
         let value = self.db.get(ks, key)?;
-        if ks == Ks::Meta || (ks == Ks::Mailbox && is_pair_cursor_home(key)) {
-            self.cache.committed(ks, key.to_vec(), value.clone());
+        if keep && (ks == Ks::Meta || (ks == Ks::Mailbox && is_pair_cursor_home(key))) {
+            self.cache.committed(ks, Key::from_slice(key), value.clone(), true);
         }
         Ok(value)
     }
@@ -438,33 +473,39 @@ impl<'a> Tx<'a> {
         Ok(client_id > max)
     }
 
-    fn write(&mut self, ks: Ks, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let previous = self.overlay_mut(ks).insert(key.clone(), value);
+    fn write(&mut self, ks: Ks, key: Key, write: Write) {
+        let previous = self.overlay_mut(ks).insert(key.clone(), write);
         self.undo.push((ks, key, previous));
     }
 
     /// Sets `key`.
-    pub(crate) fn put(&mut self, ks: Ks, key: Vec<u8>, value: Vec<u8>) {
-        self.write(ks, key, Some(value));
+    pub(crate) fn put(&mut self, ks: Ks, key: Key, value: Vec<u8>) {
+        self.write(ks, key, Write { value: Some(value), keep: true });
+    }
+
+    /// As [`Tx::put`], but once committed the value only refreshes a cache
+    /// entry the writer already holds for `key` (see [`Tx::get_uncached`]).
+    pub(crate) fn put_uncached(&mut self, ks: Ks, key: Key, value: Vec<u8>) {
+        self.write(ks, key, Write { value: Some(value), keep: false });
     }
 
     /// Deletes `key`.
-    pub(crate) fn del(&mut self, ks: Ks, key: Vec<u8>) {
-        self.write(ks, key, None);
+    pub(crate) fn del(&mut self, ks: Ks, key: Key) {
+        self.write(ks, key, Write { value: None, keep: true });
     }
 
     /// Pairs with `start <= key < end` as this batch sees them, at most `limit`.
     pub(crate) fn range(&self, ks: Ks, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StoreError> {
-        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
+        let pending: Vec<(&Key, &Write)> = self
             .overlay(ks)
             .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
             .take_while(|(key, _)| end.is_empty() || key.as_slice() < end)
             .collect();
         // Each overlay delete can hide at most one committed pair: read that many more.
         let committed = self.db.scan(ks, start, end, limit.saturating_add(pending.len()))?;
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = committed.into_iter().collect();
-        for (key, value) in pending {
-            match value {
+        let mut merged: BTreeMap<Key, Vec<u8>> = committed.into_iter().collect();
+        for (key, write) in pending {
+            match &write.value {
                 Some(v) => merged.insert(key.clone(), v.clone()),
                 None => merged.remove(key),
             };
@@ -480,8 +521,8 @@ impl<'a> Tx<'a> {
             fjall::OwnedWriteBatch::with_capacity(self.db.db.clone(), writes).durability(Some(mode));
         for (ks, overlay) in ALL.into_iter().zip(&self.overlay) {
             let handle = self.db.ks(ks);
-            for (key, value) in overlay {
-                match value {
+            for (key, write) in overlay {
+                match &write.value {
                     Some(v) => batch.insert(handle, key.as_slice(), v.as_slice()),
                     None => batch.remove(handle, key.as_slice()),
                 }
@@ -491,8 +532,8 @@ impl<'a> Tx<'a> {
             Ok(()) => {
                 for (ks, overlay) in ALL.into_iter().zip(self.overlay) {
                     if matches!(ks, Ks::Meta | Ks::Refs | Ks::Inbox | Ks::Dedup | Ks::ConvLog | Ks::Mailbox) {
-                        for (key, value) in overlay {
-                            self.cache.committed(ks, key, value);
+                        for (key, write) in overlay {
+                            self.cache.committed(ks, key, write.value, write.keep);
                         }
                     }
                 }

@@ -7,7 +7,7 @@
 use protocol::{Conversation, DeviceId, Seq, UserId};
 
 use crate::api::{Delivery, StoreError};
-use crate::codec::{convlog_key, corrupt, inbox_key, ConvKey, Dec, Enc};
+use crate::codec::{convlog_key, corrupt, inbox_key, message_key, ConvKey, Dec, Enc, Key};
 use crate::db::{Ks, Tx};
 
 /// Most messages one sweep pass expires.
@@ -33,7 +33,7 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, retention_ms: u64) -> Result<bool, StoreErr
         let id = k.u64()?;
         let record = Record::decode(value)?;
         if let Some(dedup) = record.dedup {
-            tx.del(Ks::Dedup, dedup.to_vec());
+            tx.del(Ks::Dedup, Key::from_slice(dedup));
         }
         if let ConvKey::Group(_) = record.conv {
             tx.del(Ks::ConvLog, convlog_key(record.conv, record.conv_seq));
@@ -47,7 +47,7 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, retention_ms: u64) -> Result<bool, StoreErr
         }
         // A body whose entries were all acked is gone already; one with a
         // single entry left has no count (see `messages`).
-        let id_key = id.to_be_bytes().to_vec();
+        let id_key = message_key(id);
         if tx.get(Ks::Refs, &id_key)?.is_some() {
             tx.del(Ks::Refs, id_key.clone());
         }
@@ -77,8 +77,8 @@ const DEDUP_KEY_LEN: usize = 8 + 4 + 8;
 
 impl<'a> Record<'a> {
     /// The key of the record of message `id` stored at `time`.
-    pub(crate) fn key(time: u64, id: u64) -> Vec<u8> {
-        Enc::default().u64(time).u64(id).done()
+    pub(crate) fn key(time: u64, id: u64) -> Key {
+        Enc::default().u64(time).u64(id).key()
     }
 
     pub(crate) fn decode(bytes: &'a [u8]) -> Result<Self, StoreError> {

@@ -15,7 +15,9 @@ use bytes::Bytes;
 use protocol::{Conversation, DeviceId, ReceiptKind, Seq, Timestamp, UserId};
 
 use crate::api::{Ack, Delivery, Message, ReceiptNote, SendMessage, Sent, StoreError};
-use crate::codec::{conv_seq_key, convlog_key, dedup_key, inbox_key, meta, ConvKey, Dec, Enc, Entry};
+use crate::codec::{
+    conv_seq_key, convlog_key, dedup_key, inbox_key, message_key, meta, ConvKey, Dec, Enc, Entry, Key,
+};
 use crate::db::{Ks, Tx};
 use crate::error::EngineError;
 use crate::records::{conv_seq, load_group, next_counter};
@@ -34,7 +36,7 @@ pub(crate) struct NewMessage {
     /// Inbox entries to create: device and the conversation as it sees it.
     pub(crate) targets: Vec<(UserId, DeviceId, Conversation)>,
     /// Dedup key, for a client message.
-    pub(crate) dedup: Option<Vec<u8>>,
+    pub(crate) dedup: Option<Key>,
 }
 
 /// Stores `new` once and gives each target device its next inbox seq.
@@ -73,10 +75,10 @@ pub(crate) fn store(tx: &mut Tx<'_>, new: NewMessage) -> Result<(Message, Vec<De
             .u64(tx.now)
             .raw(&new.payload)
             .done();
-        tx.put(Ks::Messages, id.to_be_bytes().to_vec(), body);
+        tx.put(Ks::Messages, message_key(id), body);
         if deliveries.len() > 1 {
             let count = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
-            tx.put(Ks::Refs, id.to_be_bytes().to_vec(), count.to_be_bytes().to_vec());
+            tx.put(Ks::Refs, message_key(id), count.to_be_bytes().to_vec());
         }
     }
     tx.put(Ks::Expiry, expiry::Record::key(tx.now, id), expiry.done());
@@ -110,7 +112,7 @@ pub(crate) fn decode_body(id: u64, bytes: &[u8]) -> Result<Message, StoreError> 
 /// a count of 1 is only in databases written before counts of one were
 /// left out.
 pub(crate) fn release(tx: &mut Tx<'_>, id: u64) -> Result<(), StoreError> {
-    let key = id.to_be_bytes().to_vec();
+    let key = message_key(id);
     match tx.get(Ks::Refs, &key)? {
         None => {
             tx.del(Ks::Messages, key);

@@ -9,7 +9,7 @@ use protocol::limits::MAX_GROUP_MEMBERS;
 use protocol::{GroupId, GroupName, Member, Role, UserId};
 
 use crate::api::{GroupInfo, StoreError};
-use crate::codec::{conv_seq_key, corrupt, group_key, ConvKey, Dec, Enc};
+use crate::codec::{conv_seq_key, corrupt, group_key, ConvKey, Dec, Enc, Key};
 use crate::db::{Ks, Tx};
 
 /// Takes the next value of a persisted counter (first value 1).
@@ -19,7 +19,7 @@ pub(crate) fn next_counter(tx: &mut Tx<'_>, key: &[u8]) -> Result<u64, StoreErro
         None => 0,
     };
     let next = last + 1;
-    tx.put(Ks::Meta, key.to_vec(), Enc::default().u64(next).done());
+    tx.put(Ks::Meta, Key::from_slice(key), Enc::default().u64(next).done());
     Ok(next)
 }
 

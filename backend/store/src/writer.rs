@@ -21,7 +21,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use fjall::PersistMode;
 
 use crate::api::{Done, Durability, Request, Response, StoreError};
-use crate::codec::{meta, Enc};
+use crate::codec::{meta, Enc, Key};
 use crate::config::StoreConfig;
 use crate::db::{Db, Ks, MetaCache, Tx};
 use crate::engine::{Engine, FIRST_BACKOFF, MAX_BACKOFF};
@@ -134,7 +134,7 @@ impl Writer {
         let mode = self.persist_mode();
         let reopened = self.engine.open_again().and_then(|db| {
             let mut tx = Tx::new(&db, &mut self.cache, now_ms());
-            tx.put(Ks::Meta, meta::REOPENED.to_vec(), tx.now.to_be_bytes().to_vec());
+            tx.put(Ks::Meta, Key::from_slice(meta::REOPENED), tx.now.to_be_bytes().to_vec());
             tx.commit(mode)?;
             Ok(db)
         });
@@ -274,7 +274,7 @@ fn apply_one(
         Request::PrekeyUpload(req) => prekeys::upload(tx, req).map(Response::PrekeyStock),
         Request::PrekeyFetch(req) => prekeys::fetch(tx, req, prekey_low).map(Response::PrekeyFetched),
         Request::SetVisibility { user, visibility } => {
-            tx.put(Ks::Meta, Enc::tag(meta::VISIBILITY).user(user).done(), vec![visibility as u8]);
+            tx.put(Ks::Meta, Enc::tag(meta::VISIBILITY).user(user).key(), vec![visibility as u8]);
             Ok(Response::Done)
         }
         Request::GetVisibility { .. }

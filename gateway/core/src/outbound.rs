@@ -164,6 +164,9 @@ pub struct Outbound {
     /// Payload bytes of the open message already in `chunks` (a message is at
     /// most 1 MiB; u32 keeps the session small).
     open_len: u32,
+    /// Free the buffers once everything queued is written
+    /// ([`Outbound::release_when_drained`]).
+    release: bool,
 }
 
 impl Outbound {
@@ -355,11 +358,33 @@ impl Outbound {
                 written = 0;
             }
         }
+        if self.release && self.is_empty() && self.chunks.is_empty() {
+            self.release = false;
+            self.chunks = VecDeque::new();
+            self.batch = BytesMut::new();
+        }
         if self.live_paused && self.len() < limits.pause_bytes / 2 {
             self.live_paused = false;
             return true;
         }
         false
+    }
+
+    /// Frees the queue's buffers (the chunk list, and what is left of the
+    /// buffer frames are encoded into) once everything queued now and later
+    /// is written. A busy session keeps them from turn to turn, so that its
+    /// output allocates nothing; the session calls this at the end of its
+    /// first sync and when its client's heartbeat arrives, so that an idle
+    /// one holds none (about 180 bytes), and the next sessions to log in
+    /// reuse that memory.
+    pub fn release_when_drained(&mut self) {
+        self.release = true;
+    }
+
+    /// Whether the queue holds buffers (for tests of when they go).
+    #[cfg(test)]
+    pub(crate) fn holds_buffers(&self) -> bool {
+        self.chunks.capacity() > 0 || self.batch.capacity() > 0
     }
 
     /// Applies the policy to `size` more bytes of `class`; `None` admits them.
@@ -484,6 +509,38 @@ mod tests {
         out.owned_chunks(&mut rest, usize::MAX);
         assert_eq!(concat(&rest), concat(out.chunks()));
         assert!(concat(&rest).ends_with(b"close"));
+    }
+
+    /// An idle session holds no output buffer once its heartbeat's answer
+    /// is out; a partial write keeps them, and output afterwards works.
+    #[test]
+    fn buffers_are_released_once_drained_after_a_heartbeat() {
+        let mut out = mixed();
+        let held = Outbound::holds_buffers;
+        let _ = out.consume(out.len(), LIMITS);
+        assert!(held(&out), "a busy session keeps its buffers");
+
+        let pong = Frame::Pong(protocol::Pong { nonce: 5 });
+        assert_eq!(out.push_frame(&pong, Class::Reply, LIMITS), Queued::Accepted);
+        out.release_when_drained();
+        out.flush();
+        let total = out.len();
+        let _ = out.consume(total - 1, LIMITS);
+        assert!(held(&out), "not drained yet");
+        let _ = out.consume(1, LIMITS);
+        assert!(out.is_empty() && !held(&out), "drained: released");
+
+        assert_eq!(out.push_frame(&Frame::Ping(Ping { nonce: 6 }), Class::Control, LIMITS), Queued::Accepted);
+        out.flush();
+        let mut expected = Outbound::default();
+        assert_eq!(
+            expected.push_frame(&Frame::Ping(Ping { nonce: 6 }), Class::Control, LIMITS),
+            Queued::Accepted
+        );
+        expected.flush();
+        assert_eq!(concat(out.chunks()), concat(expected.chunks()));
+        let _ = out.consume(out.len(), LIMITS);
+        assert!(held(&out), "released once, not at every write");
     }
 
     #[test]

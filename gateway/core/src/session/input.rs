@@ -129,6 +129,10 @@ impl Session {
             }
             (State::Live(_) | State::Draining(_), Frame::Ping(ping)) => {
                 self.reply(ctx, &Frame::Pong(Pong { nonce: ping.nonce }));
+                // The heartbeat of a client that may be idle: its output
+                // buffers go once the PONG is out (one allocation again at
+                // its next output).
+                self.out.release_when_drained();
             }
             (State::Live(_) | State::Draining(_), Frame::Pong(_)) => {}
             (State::Live(_) | State::Draining(_), Frame::Ack(ack)) => {

@@ -304,6 +304,8 @@ impl Session {
                 self.send_control(ctx, &Frame::SyncDone(SyncDone { head }));
                 if first {
                     ctx.actions.push(Action::Synced);
+                    // Logged in and caught up: most sessions idle from here.
+                    self.out.release_when_drained();
                 }
             }
         }

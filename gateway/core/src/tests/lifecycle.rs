@@ -30,6 +30,21 @@ fn upgrade_then_hello_then_live() {
     assert!(matches!(actions.as_slice(), [Action::Frame(frame)] if *frame == read), "{actions:?}");
 }
 
+/// A session that logged in, synced and idles holds no output buffer (its
+/// memory goes to the next sessions to log in); a heartbeat's answer leaves
+/// none either, other output keeps them until the next.
+#[test]
+fn an_idle_session_holds_no_output_buffer_after_its_sync_and_its_heartbeats() {
+    let mut h = live();
+    assert!(!h.session.outbound().holds_buffers(), "released once SYNC_DONE was written");
+    h.read(&client_frame(0x9, b"hi"));
+    assert_eq!(h.output(), vec![Out::Pong]);
+    assert!(h.session.outbound().holds_buffers(), "other output keeps them");
+    h.read(&message(&[Frame::Ping(Ping { nonce: 3 })]));
+    assert_eq!(h.output(), vec![Out::Frame(Frame::Pong(Pong { nonce: 3 }))]);
+    assert!(!h.session.outbound().holds_buffers(), "released after the heartbeat's PONG");
+}
+
 #[test]
 fn upgrade_response_is_101_with_the_accept_key() {
     let mut h = Harness::new();
