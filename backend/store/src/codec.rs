@@ -148,12 +148,13 @@ impl Enc {
     /// Appends bytes with a u32 length prefix.
     pub(crate) fn bytes(self, bytes: &[u8]) -> Self {
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        let mut this = self.u32(len);
-        this.0.extend_from_slice(bytes);
-        this
+        self.u32(len).raw(bytes)
     }
-    /// Appends raw bytes (the rest of a value).
+    /// Appends raw bytes (the rest of a value). Room for exactly them is
+    /// made first: `SmallVec` grows to the next power of two, which would
+    /// hold up to twice a message body until its batch commits.
     pub(crate) fn raw(mut self, bytes: &[u8]) -> Self {
+        self.0.reserve_exact(bytes.len());
         self.0.extend_from_slice(bytes);
         self
     }
@@ -390,6 +391,16 @@ mod tests {
         let c = inbox_key(UserId(7), DeviceId(2), 1);
         assert!(a < b && b < c);
         assert_eq!(inbox_key_seq(&b).unwrap(), 256);
+    }
+
+    #[test]
+    fn a_long_value_is_built_at_its_exact_size() {
+        let payload = vec![7u8; 40_000];
+        let value = Enc::default().u64(1).u64(2).raw(&payload).done();
+        assert_eq!(value.len(), 16 + payload.len());
+        assert_eq!(value.capacity(), value.len());
+        let short = Enc::default().u64(1).done();
+        assert_eq!((short.len(), short.capacity()), (8, 8));
     }
 
     #[test]
