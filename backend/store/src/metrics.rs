@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::api::Request;
 
@@ -54,6 +55,11 @@ pub struct StoreMetrics {
     pub commits: AtomicU64,
     /// Commits that failed (every request of the batch got an engine error).
     pub commit_errors: AtomicU64,
+    /// Time spent in commits, nanoseconds (rendered in seconds).
+    pub commit_ns: AtomicU64,
+    /// Commits that took [`SLOW_COMMIT`] or more: fjall's write halts (its
+    /// committing thread sleeps while flushes lag behind), a slow disk.
+    pub slow_commits: AtomicU64,
     /// fsyncs of the journal (Fsync durability).
     pub fsyncs: AtomicU64,
     /// Requests waiting in the queues.
@@ -71,7 +77,19 @@ pub struct StoreMetrics {
     pub reopens: AtomicU64,
 }
 
+/// A commit this long or longer counts as slow: every write of the node
+/// waited for it.
+pub(crate) const SLOW_COMMIT: Duration = Duration::from_millis(50);
+
 impl StoreMetrics {
+    /// Counts one commit that took `took`.
+    pub(crate) fn committed(&self, took: Duration) {
+        self.commit_ns.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        if took >= SLOW_COMMIT {
+            self.slow_commits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Counts one request.
     pub(crate) fn request(&self, request: &Request) {
         if let Some(counter) = self.requests.get(kind_index(request)) {
@@ -96,7 +114,7 @@ impl StoreMetrics {
             let _ =
                 writeln!(out, "store_requests_total{{kind=\"{kind}\"}} {}", counter.load(Ordering::Relaxed));
         }
-        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 13] = [
             ("store_overloaded_total", "counter", "Requests refused with a full queue.", &self.overloaded),
             ("store_write_batches_total", "counter", "Group commits.", &self.write_batches),
             (
@@ -107,6 +125,12 @@ impl StoreMetrics {
             ),
             ("store_commits_total", "counter", "Successful commits.", &self.commits),
             ("store_commit_errors_total", "counter", "Failed commits.", &self.commit_errors),
+            (
+                "store_slow_commits_total",
+                "counter",
+                "Commits that took 50 ms or more (fjall's write halts, a slow disk).",
+                &self.slow_commits,
+            ),
             ("store_fsyncs_total", "counter", "Journal fsyncs.", &self.fsyncs),
             ("store_queue_depth", "gauge", "Requests waiting in the queues.", &self.queue_depth),
             ("store_expired_entries_total", "counter", "Inbox entries expired.", &self.expired_entries),
@@ -125,5 +149,33 @@ impl StoreMetrics {
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        let _ = writeln!(out, "# HELP store_commit_seconds_total Time spent in commits.");
+        let _ = writeln!(out, "# TYPE store_commit_seconds_total counter");
+        let seconds = Duration::from_nanos(self.commit_ns.load(Ordering::Relaxed)).as_secs_f64();
+        let _ = writeln!(out, "store_commit_seconds_total {seconds}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_add_up_and_the_slow_ones_are_counted() {
+        let metrics = StoreMetrics::default();
+        metrics.committed(Duration::from_millis(2));
+        metrics.committed(SLOW_COMMIT - Duration::from_nanos(1));
+        metrics.committed(SLOW_COMMIT);
+        metrics.committed(Duration::from_millis(100));
+        assert_eq!(metrics.slow_commits.load(Ordering::Relaxed), 2);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert!(out.contains("store_slow_commits_total 2\n"), "{out}");
+        assert!(
+            out.contains(
+                "# TYPE store_commit_seconds_total counter\nstore_commit_seconds_total 0.201999999\n"
+            ),
+            "{out}"
+        );
     }
 }

@@ -214,7 +214,14 @@ impl Writer {
             }
         }
         let (deleted, expired) = (tx.deleted, tx.expired);
-        let outcome = if tx.is_empty() { Ok(false) } else { tx.commit(mode).map(|()| true) };
+        let outcome = if tx.is_empty() {
+            Ok(false)
+        } else {
+            let started = Instant::now();
+            let committed = tx.commit(mode).map(|()| true);
+            self.metrics.committed(started.elapsed());
+            committed
+        };
         if count > 0 {
             self.metrics.write_batches.fetch_add(1, Ordering::Relaxed);
             self.metrics.batch_requests.fetch_add(count, Ordering::Relaxed);

@@ -454,6 +454,7 @@ fn fsync_mode_group_commits() {
     }
     let fsyncs = store.metrics().fsyncs.load(Ordering::Relaxed) - fsyncs_before;
     assert!((1..N).contains(&fsyncs), "{fsyncs} fsyncs for {N} sends");
+    assert!(store.metrics().commit_ns.load(Ordering::Relaxed) > 0, "commits are timed");
     assert_eq!(inbox_all(&store, B, 1).len() as u64, N);
     let mut text = String::new();
     store.metrics().render(&mut text);
