@@ -57,7 +57,7 @@ pub struct StoreMetrics {
     pub commit_errors: AtomicU64,
     /// Time spent in commits, nanoseconds (rendered in seconds).
     pub commit_ns: AtomicU64,
-    /// Commits that took [`SLOW_COMMIT`] or more: fjall's write halts (its
+    /// Commits that took 50 ms or more: fjall's write halts (its
     /// committing thread sleeps while flushes lag behind), a slow disk.
     pub slow_commits: AtomicU64,
     /// fsyncs of the journal (Fsync durability).
