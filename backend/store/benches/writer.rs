@@ -19,9 +19,11 @@
 //! across iterations (memtables fill and flush, ack tombstones pile up), like
 //! a node that has been running for a while.
 //!
-//! After each case the bench also prints the `store-writer` thread's CPU time
-//! per message (from `/proc/self/task/*/schedstat`, Linux only): the writer is
-//! the node's bottleneck, and on a shared, noisy machine its CPU time per
+//! After each case the bench also prints the CPU time per message of the
+//! `store-writer` thread and its committer, `store-commit` (from
+//! `/proc/self/task/*/schedstat`, Linux only; together they are what one
+//! writer thread did before the commit was pipelined): the writer is the
+//! node's bottleneck, and on a shared, noisy machine its CPU time per
 //! message is steadier than wall-clock throughput. Beside it, the CPU of all
 //! the store's threads (the writer, the readers, and fjall's flush and
 //! compaction workers): what the store costs the node, since a change can
@@ -68,8 +70,8 @@ struct Rig {
     client_ids: Vec<u64>,
     window: usize,
     payload: Bytes,
-    /// The writer thread's schedstat file, if readable.
-    writer_stat: Option<std::path::PathBuf>,
+    /// The writer's and its committer's schedstat files, if readable.
+    writer_stat: Vec<std::path::PathBuf>,
     /// Messages run and writer CPU spent on them (for the summary line).
     messages: u64,
     writer_ns: u64,
@@ -77,15 +79,19 @@ struct Rig {
     store_ns: u64,
 }
 
-/// The `store-writer` thread of this process (the one live store).
-fn writer_stat() -> Option<std::path::PathBuf> {
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let path = task.ok()?.path();
-        if std::fs::read_to_string(path.join("comm")).ok()?.trim() == "store-writer" {
-            return Some(path.join("schedstat"));
-        }
-    }
-    None
+/// The `store-writer` and `store-commit` threads of this process (the one
+/// live store).
+fn writer_stat() -> Vec<std::path::PathBuf> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks
+        .filter_map(Result::ok)
+        .map(|task| task.path())
+        .filter(|path| {
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            matches!(comm.trim(), "store-writer" | "store-commit")
+        })
+        .map(|path| path.join("schedstat"))
+        .collect()
 }
 
 /// CPU time every thread of this process but the calling (driver) one has
@@ -99,16 +105,17 @@ fn store_threads_ns() -> u64 {
     tasks
         .filter_map(Result::ok)
         .filter(|task| me.as_ref().is_none_or(|me| !me.ends_with(task.file_name())))
-        .map(|task| cpu_ns(&Some(task.path().join("schedstat"))))
+        .map(|task| cpu_ns(&[task.path().join("schedstat")]))
         .sum()
 }
 
-/// CPU time the thread has run, in ns (first field of schedstat).
-fn cpu_ns(path: &Option<std::path::PathBuf>) -> u64 {
-    path.as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
+/// CPU time the threads have run, in ns (first field of each schedstat).
+fn cpu_ns(paths: &[std::path::PathBuf]) -> u64 {
+    paths
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
 }
 
 fn call(store: &Store, request: Request) -> Response {
@@ -277,7 +284,7 @@ fn print_writer_cpu(name: &str, unit: &str, writer_ns: u64, store_ns: u64, count
     let per = writer_ns as f64 / count as f64;
     let all = store_ns as f64 / count as f64;
     println!(
-        "{name}: store-writer CPU {:.2} µs/{unit} = {:.0} {unit}s per writer core-second; \
+        "{name}: store-writer+commit CPU {:.2} µs/{unit} = {:.0} {unit}s per writer core-second; \
          all store threads {:.2} µs/{unit} ({count} {unit}s)",
         per / 1000.0,
         1e9 / per,
@@ -291,7 +298,7 @@ struct Reconnects {
     _dir: tempfile::TempDir,
     users: u64,
     window: u64,
-    writer_stat: Option<std::path::PathBuf>,
+    writer_stat: Vec<std::path::PathBuf>,
     connects: u64,
     writer_ns: u64,
     /// CPU of all the store's threads (writer, readers, fjall's workers).

@@ -1,12 +1,13 @@
 //! The fjall database and the writer's transaction view of it.
 //!
 //! [`Db`] owns the keyspaces. [`Tx`] is what write requests work on: an
-//! overlay of this batch's writes over committed data (so a request sees the
-//! requests before it in the same group commit), a per-request undo log (a
-//! refused request leaves nothing behind), and the writer's cache of the
-//! `meta` keyspace. The cache only ever holds committed values: overlay
-//! entries enter it after their batch committed, so a failed commit cannot
-//! leave it ahead of disk.
+//! overlay of this batch's writes ([`Writes`]) over the batch still being
+//! committed, if any, and committed data (so a request sees the requests
+//! before it, in this group commit and in the one in flight), a per-request
+//! undo log (a refused request leaves nothing behind), and the writer's
+//! caches. The caches only ever hold committed values: a batch's writes
+//! enter them after its commit returned ([`MetaCache::fold`]), so a failed
+//! commit cannot leave them ahead of disk.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -238,7 +239,8 @@ impl MetaCache {
             + self.group_log.len()
     }
 
-    fn clear(&mut self) {
+    /// Forgets everything (after a failed commit: the engine is the truth).
+    pub(crate) fn clear(&mut self) {
         self.meta.clear();
         self.pair_cursors.clear();
         self.refs.clear();
@@ -256,6 +258,17 @@ impl MetaCache {
             Ks::Inbox => self.inbox.get(key).map(|v| Some(&**v)),
             Ks::ConvLog => self.group_log.get(key).map(|v| Some(&**v)),
             _ => None,
+        }
+    }
+
+    /// Enters a committed batch's writes.
+    pub(crate) fn fold(&mut self, writes: Writes) {
+        for (ks, overlay) in ALL.into_iter().zip(writes.overlay) {
+            if matches!(ks, Ks::Meta | Ks::Refs | Ks::Inbox | Ks::Dedup | Ks::ConvLog | Ks::Mailbox) {
+                for (key, write) in overlay {
+                    self.committed(ks, key, write.value, write.keep);
+                }
+            }
         }
     }
 
@@ -315,61 +328,14 @@ fn bounded_insert<V>(map: &mut HashMap<Key, V>, key: Key, value: V) {
 
 type Overlay = BTreeMap<Key, Write>;
 
-/// One key's write in a batch.
-#[derive(Debug)]
-struct Write {
-    /// The new value (`None`: deleted).
-    value: Option<Vec<u8>>,
-    /// Whether the committed value enters the writer's cache; if not, it
-    /// only refreshes an entry the cache already holds (see [`Tx::put_uncached`]).
-    keep: bool,
-}
-
-/// A slot's overlay state before the current request wrote it (`None`: not in
-/// the overlay).
-type Undo = (Ks, Key, Option<Write>);
-
-/// One group commit being built; see the module doc.
-pub(crate) struct Tx<'a> {
-    db: &'a Db,
-    cache: &'a mut MetaCache,
-    /// This batch's writes, one map per keyspace (in `ALL` order).
+/// One batch's writes, one map per keyspace (in [`ALL`] order): built by a
+/// [`Tx`], then committed, then folded into the writer's caches.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
     overlay: [Overlay; KEYSPACES],
-    /// Previous overlay state of each slot the current request touched.
-    undo: Vec<Undo>,
-    /// The batch's clock (ms since the Unix epoch).
-    pub(crate) now: u64,
-    /// Message bodies this batch deletes (for metrics).
-    pub(crate) deleted: u64,
-    /// Inbox entries this batch expires (for metrics).
-    pub(crate) expired: u64,
 }
 
-impl std::fmt::Debug for Tx<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let writes: usize = self.overlay.iter().map(BTreeMap::len).sum();
-        f.debug_struct("Tx").field("writes", &writes).finish_non_exhaustive()
-    }
-}
-
-const ALL: [Ks; KEYSPACES] = [
-    Ks::Meta,
-    Ks::Messages,
-    Ks::Refs,
-    Ks::Inbox,
-    Ks::Dedup,
-    Ks::ConvLog,
-    Ks::Mailbox,
-    Ks::Prekeys,
-    Ks::Expiry,
-];
-
-impl<'a> Tx<'a> {
-    /// Starts a batch at time `now`.
-    pub(crate) fn new(db: &'a Db, cache: &'a mut MetaCache, now: u64) -> Self {
-        Self { db, cache, overlay: Default::default(), undo: Vec::new(), now, deleted: 0, expired: 0 }
-    }
-
+impl Writes {
     fn overlay(&self, ks: Ks) -> &Overlay {
         let [meta, messages, refs, inbox, dedup, convlog, mailbox, prekeys, expiry] = &self.overlay;
         match ks {
@@ -400,6 +366,105 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// This batch's write of `key` (`Some(None)`: deleted).
+    fn get(&self, ks: Ks, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.overlay(ks).get(key).map(|write| write.value.as_deref())
+    }
+
+    /// Keys written.
+    pub(crate) fn len(&self) -> usize {
+        self.overlay.iter().map(BTreeMap::len).sum()
+    }
+
+    /// Whether the batch writes anything.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.overlay.iter().all(BTreeMap::is_empty)
+    }
+
+    /// Writes the batch to `db` atomically with `mode`. The caches are the
+    /// caller's: [`MetaCache::fold`] on success, [`MetaCache::clear`] on failure.
+    pub(crate) fn commit(&self, db: &Db, mode: PersistMode) -> Result<(), StoreError> {
+        let mut batch =
+            fjall::OwnedWriteBatch::with_capacity(db.db.clone(), self.len()).durability(Some(mode));
+        for (ks, overlay) in ALL.into_iter().zip(&self.overlay) {
+            let handle = db.ks(ks);
+            for (key, write) in overlay {
+                match &write.value {
+                    Some(v) => batch.insert(handle, key.as_slice(), v.as_slice()),
+                    None => batch.remove(handle, key.as_slice()),
+                }
+            }
+        }
+        batch.commit().map_err(engine)
+    }
+}
+
+/// One key's write in a batch.
+#[derive(Debug)]
+struct Write {
+    /// The new value (`None`: deleted).
+    value: Option<Vec<u8>>,
+    /// Whether the committed value enters the writer's cache; if not, it
+    /// only refreshes an entry the cache already holds (see [`Tx::put_uncached`]).
+    keep: bool,
+}
+
+/// A slot's overlay state before the current request wrote it (`None`: not in
+/// the overlay).
+type Undo = (Ks, Key, Option<Write>);
+
+/// One group commit being built; see the module doc.
+pub(crate) struct Tx<'a> {
+    db: &'a Db,
+    cache: &'a mut MetaCache,
+    /// This batch's writes.
+    writes: Writes,
+    /// The batch before, still being committed: it is read under this one's
+    /// writes (this batch is answered after it committed, or refused if it failed).
+    pending: Option<&'a Writes>,
+    /// Previous overlay state of each slot the current request touched.
+    undo: Vec<Undo>,
+    /// The batch's clock (ms since the Unix epoch).
+    pub(crate) now: u64,
+    /// Message bodies this batch deletes (for metrics).
+    pub(crate) deleted: u64,
+    /// Inbox entries this batch expires (for metrics).
+    pub(crate) expired: u64,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").field("writes", &self.writes.len()).finish_non_exhaustive()
+    }
+}
+
+const ALL: [Ks; KEYSPACES] = [
+    Ks::Meta,
+    Ks::Messages,
+    Ks::Refs,
+    Ks::Inbox,
+    Ks::Dedup,
+    Ks::ConvLog,
+    Ks::Mailbox,
+    Ks::Prekeys,
+    Ks::Expiry,
+];
+
+impl<'a> Tx<'a> {
+    /// Starts a batch at time `now` over committed data.
+    pub(crate) fn new(db: &'a Db, cache: &'a mut MetaCache, now: u64) -> Self {
+        Self::after(db, cache, None, now)
+    }
+
+    /// Starts a batch at time `now` over `pending`, the batch being committed.
+    pub(crate) fn after(db: &'a Db, cache: &'a mut MetaCache, pending: Option<&'a Writes>, now: u64) -> Self {
+        Self { db, cache, writes: Writes::default(), pending, undo: Vec::new(), now, deleted: 0, expired: 0 }
+    }
+
+    fn overlay_mut(&mut self, ks: Ks) -> &mut Overlay {
+        self.writes.overlay_mut(ks)
+    }
+
     /// Starts a request: its writes can be undone until the next `begin`.
     pub(crate) fn begin(&mut self) {
         self.undo.clear();
@@ -416,10 +481,13 @@ impl<'a> Tx<'a> {
     }
 
     /// The value of `key` as this batch sees it, if known without reading the
-    /// engine (this batch's writes, then the writer's cache).
+    /// engine (this batch's writes, the pending batch's, then the writer's cache).
     pub(crate) fn known(&self, ks: Ks, key: &[u8]) -> Option<Option<&[u8]>> {
-        if let Some(write) = self.overlay(ks).get(key) {
-            return Some(write.value.as_deref());
+        if let Some(value) = self.writes.get(ks, key) {
+            return Some(value);
+        }
+        if let Some(value) = self.pending.and_then(|pending| pending.get(ks, key)) {
+            return Some(value);
         }
         self.cache.get(ks, key)
     }
@@ -455,7 +523,7 @@ impl<'a> Tx<'a> {
         let Some((device, client_id)) = dedup_parts(key) else {
             return Ok(false);
         };
-        if self.overlay(Ks::Dedup).contains_key(key) {
+        if self.known(Ks::Dedup, key).is_some() {
             return Ok(false);
         }
         let max = match self.cache.dedup_max.get(&device) {
@@ -496,15 +564,20 @@ impl<'a> Tx<'a> {
 
     /// Pairs with `start <= key < end` as this batch sees them, at most `limit`.
     pub(crate) fn range(&self, ks: Ks, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StoreError> {
-        let pending: Vec<(&Key, &Write)> = self
-            .overlay(ks)
-            .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
-            .take_while(|(key, _)| end.is_empty() || key.as_slice() < end)
-            .collect();
+        // Older writes first, so that this batch's own override them.
+        let mut writes: Vec<(&Key, &Write)> = Vec::new();
+        for batch in self.pending.into_iter().chain([&self.writes]) {
+            writes.extend(
+                batch
+                    .overlay(ks)
+                    .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+                    .take_while(|(key, _)| end.is_empty() || key.as_slice() < end),
+            );
+        }
         // Each overlay delete can hide at most one committed pair: read that many more.
-        let committed = self.db.scan(ks, start, end, limit.saturating_add(pending.len()))?;
+        let committed = self.db.scan(ks, start, end, limit.saturating_add(writes.len()))?;
         let mut merged: BTreeMap<Key, Vec<u8>> = committed.into_iter().collect();
-        for (key, write) in pending {
+        for (key, write) in writes {
             match &write.value {
                 Some(v) => merged.insert(key.clone(), v.clone()),
                 None => merged.remove(key),
@@ -513,41 +586,83 @@ impl<'a> Tx<'a> {
         Ok(merged.into_iter().take(limit).collect())
     }
 
+    /// The batch's writes, to commit; [`Tx::commit`] when nothing is pending.
+    pub(crate) fn into_writes(self) -> Writes {
+        self.writes
+    }
+
     /// Writes the batch atomically with `mode`; on success the writes enter
     /// the cache, on failure the cache is cleared.
     pub(crate) fn commit(self, mode: PersistMode) -> Result<(), StoreError> {
-        let writes: usize = self.overlay.iter().map(BTreeMap::len).sum();
-        let mut batch =
-            fjall::OwnedWriteBatch::with_capacity(self.db.db.clone(), writes).durability(Some(mode));
-        for (ks, overlay) in ALL.into_iter().zip(&self.overlay) {
-            let handle = self.db.ks(ks);
-            for (key, write) in overlay {
-                match &write.value {
-                    Some(v) => batch.insert(handle, key.as_slice(), v.as_slice()),
-                    None => batch.remove(handle, key.as_slice()),
-                }
-            }
-        }
-        match batch.commit() {
+        let (db, cache, writes) = (self.db, self.cache, self.writes);
+        match writes.commit(db, mode) {
             Ok(()) => {
-                for (ks, overlay) in ALL.into_iter().zip(self.overlay) {
-                    if matches!(ks, Ks::Meta | Ks::Refs | Ks::Inbox | Ks::Dedup | Ks::ConvLog | Ks::Mailbox) {
-                        for (key, write) in overlay {
-                            self.cache.committed(ks, key, write.value, write.keep);
-                        }
-                    }
-                }
+                cache.fold(writes);
                 Ok(())
             }
             Err(err) => {
-                self.cache.clear();
-                Err(engine(err))
+                cache.clear();
+                Err(err)
             }
         }
     }
+}
 
-    /// Whether the batch writes anything.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.overlay.iter().all(BTreeMap::is_empty)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(bytes: &[u8]) -> Key {
+        Key::from_slice(bytes)
+    }
+
+    /// A batch built while the one before is being committed sees that one's
+    /// writes (point reads, ranges, dedup) under its own, and they enter the
+    /// cache only when folded after their commit.
+    #[test]
+    fn a_batch_reads_the_batch_in_flight_under_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut cache = MetaCache::new();
+        let mut tx = Tx::new(&db, &mut cache, 1);
+        for k in [b"a1", b"a2", b"a3"] {
+            tx.put(Ks::Inbox, key(k), k.to_vec());
+        }
+        tx.commit(PersistMode::Buffer).unwrap();
+        cache.clear();
+
+        // Batch N: deletes a1, rewrites a2, adds a4 and a dedup record.
+        let mut tx = Tx::new(&db, &mut cache, 2);
+        tx.del(Ks::Inbox, key(b"a1"));
+        tx.put(Ks::Inbox, key(b"a2"), b"n".to_vec());
+        tx.put(Ks::Inbox, key(b"a4"), b"n".to_vec());
+        let mut dedup = [0u8; 20];
+        dedup[19] = 9;
+        tx.put(Ks::Dedup, key(&dedup), b"d".to_vec());
+        let pending = tx.into_writes();
+
+        // Batch N+1, over N (not committed yet): rewrites a4, deletes a3.
+        let mut next = Tx::after(&db, &mut cache, Some(&pending), 3);
+        assert_eq!(next.get(Ks::Inbox, b"a1").unwrap(), None);
+        assert_eq!(next.get(Ks::Inbox, b"a2").unwrap().as_deref(), Some(&b"n"[..]));
+        assert!(!next.dedup_absent(&dedup).unwrap(), "N's dedup record is seen");
+        next.put(Ks::Inbox, key(b"a4"), b"m".to_vec());
+        next.del(Ks::Inbox, key(b"a3"));
+        let seen: Vec<(Key, Vec<u8>)> = next.range(Ks::Inbox, b"a", b"b", 10).unwrap();
+        assert_eq!(seen, [(key(b"a2"), b"n".to_vec()), (key(b"a4"), b"m".to_vec())]);
+        assert_eq!(next.range(Ks::Inbox, b"a", b"b", 1).unwrap().len(), 1, "the limit holds");
+        let following = next.into_writes();
+
+        // N commits and is folded, then N+1: the engine ends as both say.
+        pending.commit(&db, PersistMode::Buffer).unwrap();
+        cache.fold(pending);
+        assert_eq!(cache.get(Ks::Inbox, b"a2"), Some(Some(&b"n"[..])), "folded after its commit");
+        following.commit(&db, PersistMode::Buffer).unwrap();
+        cache.fold(following);
+        let on_disk: Vec<Key> =
+            db.scan(Ks::Inbox, b"a", b"b", 10).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(on_disk, [key(b"a2"), key(b"a4")]);
+        assert_eq!(db.get(Ks::Inbox, b"a4").unwrap().as_deref(), Some(&b"m"[..]));
+        assert_eq!(cache.get(Ks::Inbox, b"a3"), None, "a delete leaves no entry");
     }
 }

@@ -6,7 +6,9 @@
 //! [`StoreApi::call`] with a [`Request`] and a `done` callback.
 
 mod api;
+mod bell;
 mod codec;
+mod committer;
 mod config;
 mod cursors;
 mod db;
