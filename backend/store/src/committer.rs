@@ -72,11 +72,11 @@ pub(crate) enum Outcome {
 pub(crate) struct Ends {
     /// The batches, in order.
     pub(crate) batches: Receiver<Batch>,
-    /// What the writer sleeps on.
+    /// What this thread sleeps on: the writer rings it after each batch.
     pub(crate) bell: Arc<Bell>,
     /// The outcomes.
     pub(crate) outcomes: Sender<Outcome>,
-    /// What the writer sleeps on.
+    /// What the writer sleeps on: rung here after each outcome.
     pub(crate) writer: Arc<Bell>,
 }
 
