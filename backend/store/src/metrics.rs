@@ -55,8 +55,14 @@ pub struct StoreMetrics {
     pub commits: AtomicU64,
     /// Commits that failed (every request of the batch got an engine error).
     pub commit_errors: AtomicU64,
-    /// Time spent in commits, nanoseconds (rendered in seconds).
+    /// Time spent in commits, nanoseconds (rendered in seconds, as the sum
+    /// of the `store_commit_seconds` histogram).
     pub commit_ns: AtomicU64,
+    /// Commits by duration: commits that took at most `COMMIT_BOUNDS_US[i]`
+    /// and more than the bound before (not cumulative; rendered cumulative).
+    commit_buckets: [AtomicU64; COMMIT_BOUNDS_US.len()],
+    /// Commits timed (the histogram's count).
+    commit_count: AtomicU64,
     /// Commits that took 50 ms or more: fjall's write halts (its
     /// committing thread sleeps while flushes lag behind), a slow disk.
     pub slow_commits: AtomicU64,
@@ -81,10 +87,24 @@ pub struct StoreMetrics {
 /// waited for it.
 pub(crate) const SLOW_COMMIT: Duration = Duration::from_millis(50);
 
+/// Upper bounds of the commit-time histogram, µs. A commit takes tens of
+/// µs; fjall's workers hold locks its commit path needs for 4–23 ms at a
+/// time (`benches/RESULTS.md`, "Where the p99 comes from"), and its write
+/// halts sleep in 10 and 100 ms steps: the buckets tell these apart.
+const COMMIT_BOUNDS_US: [u64; 10] =
+    [500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
 impl StoreMetrics {
     /// Counts one commit that took `took`.
     pub(crate) fn committed(&self, took: Duration) {
         self.commit_ns.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.commit_count.fetch_add(1, Ordering::Relaxed);
+        if let Some(bucket) = COMMIT_BOUNDS_US.iter().position(|&bound| took <= Duration::from_micros(bound))
+        {
+            if let Some(counter) = self.commit_buckets.get(bucket) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if took >= SLOW_COMMIT {
             self.slow_commits.fetch_add(1, Ordering::Relaxed);
         }
@@ -149,10 +169,22 @@ impl StoreMetrics {
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
-        let _ = writeln!(out, "# HELP store_commit_seconds_total Time spent in commits.");
-        let _ = writeln!(out, "# TYPE store_commit_seconds_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP store_commit_seconds Time of each commit: fjall's journal write and memtable inserts, and its waits for locks fjall's workers hold."
+        );
+        let _ = writeln!(out, "# TYPE store_commit_seconds histogram");
+        let mut below = 0;
+        for (bound, counter) in COMMIT_BOUNDS_US.iter().zip(&self.commit_buckets) {
+            below += counter.load(Ordering::Relaxed);
+            let le = Duration::from_micros(*bound).as_secs_f64();
+            let _ = writeln!(out, "store_commit_seconds_bucket{{le=\"{le}\"}} {below}");
+        }
+        let count = self.commit_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "store_commit_seconds_bucket{{le=\"+Inf\"}} {count}");
         let seconds = Duration::from_nanos(self.commit_ns.load(Ordering::Relaxed)).as_secs_f64();
-        let _ = writeln!(out, "store_commit_seconds_total {seconds}");
+        let _ = writeln!(out, "store_commit_seconds_sum {seconds}");
+        let _ = writeln!(out, "store_commit_seconds_count {count}");
     }
 }
 
@@ -171,11 +203,23 @@ mod tests {
         let mut out = String::new();
         metrics.render(&mut out);
         assert!(out.contains("store_slow_commits_total 2\n"), "{out}");
-        assert!(
-            out.contains(
-                "# TYPE store_commit_seconds_total counter\nstore_commit_seconds_total 0.201999999\n"
-            ),
-            "{out}"
-        );
+        let histogram = [
+            "# TYPE store_commit_seconds histogram",
+            "store_commit_seconds_bucket{le=\"0.0005\"} 0",
+            "store_commit_seconds_bucket{le=\"0.001\"} 0",
+            "store_commit_seconds_bucket{le=\"0.0025\"} 1",
+            "store_commit_seconds_bucket{le=\"0.005\"} 1",
+            "store_commit_seconds_bucket{le=\"0.01\"} 1",
+            "store_commit_seconds_bucket{le=\"0.025\"} 1",
+            "store_commit_seconds_bucket{le=\"0.05\"} 3",
+            "store_commit_seconds_bucket{le=\"0.1\"} 4",
+            "store_commit_seconds_bucket{le=\"0.25\"} 4",
+            "store_commit_seconds_bucket{le=\"1\"} 4",
+            "store_commit_seconds_bucket{le=\"+Inf\"} 4",
+            "store_commit_seconds_sum 0.201999999",
+            "store_commit_seconds_count 4\n",
+        ]
+        .join("\n");
+        assert!(out.contains(&histogram), "{out}");
     }
 }
