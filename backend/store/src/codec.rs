@@ -334,7 +334,13 @@ impl DeviceState {
     }
 }
 
-/// An inbox entry's value.
+/// An inbox entry's value: a header (what an Ack and the caches need) and,
+/// for a message with this entry as its only one, the body itself.
+///
+/// A body with one inbox entry lives in it (a 1:1 message to a user with one
+/// device, most messages): its Send writes no `messages` key and its Ack
+/// deletes none and reads no count. Entries written before bodies moved in
+/// are the bare header; so is any entry of a message with several.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// The message it points to.
@@ -345,31 +351,80 @@ pub(crate) struct Entry {
     pub(crate) conv_seq: u64,
     /// The message's author.
     pub(crate) sender: UserId,
-    /// When stored (ms), for expiry.
+    /// When stored (ms), for expiry; also the message's server time.
     pub(crate) time: u64,
+    /// Whether the body follows the header ([`Entry::inline_body`]).
+    pub(crate) inline: bool,
 }
 
+/// Bytes of an entry's header: message id, view, conv_seq, sender, time.
+const ENTRY_HEADER: usize = 8 + 9 + 8 + 8 + 8;
+
+/// The tag after the header of an entry that holds its body.
+const INLINE_BODY: u8 = 1;
+
+/// Bytes of an entry the writer's cache keeps: the header and the tag, never
+/// a body (an offline device's entries would otherwise hold their payloads
+/// in memory until it comes back).
+pub(crate) const ENTRY_CACHED: usize = ENTRY_HEADER + 1;
+
 impl Entry {
-    /// Encodes.
+    /// Encodes the header (and the tag, if the body follows).
     pub(crate) fn encode(self) -> Vec<u8> {
-        Enc::default()
+        self.encoder().done()
+    }
+
+    fn encoder(self) -> Enc {
+        let enc = Enc::default()
             .u64(self.message)
             .view(self.view)
             .u64(self.conv_seq)
             .user(self.sender)
-            .u64(self.time)
-            .done()
+            .u64(self.time);
+        if self.inline {
+            enc.u8(INLINE_BODY)
+        } else {
+            enc
+        }
     }
-    /// Decodes.
+
+    /// Encodes an entry holding its message's body.
+    pub(crate) fn encode_with_body(self, sender_device: DeviceId, payload: &[u8]) -> Vec<u8> {
+        Self { inline: true, ..self }.encoder().device(sender_device).raw(payload).done()
+    }
+
+    /// Decodes the header.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let mut dec = Dec::new(bytes);
-        Ok(Self {
+        let mut entry = Self {
             message: dec.u64()?,
             view: dec.view()?,
             conv_seq: dec.u64()?,
             sender: UserId(dec.u64()?),
             time: dec.u64()?,
-        })
+            inline: false,
+        };
+        if !dec.is_empty() {
+            if dec.u8()? != INLINE_BODY {
+                return Err(corrupt("inbox entry"));
+            }
+            entry.inline = true;
+        }
+        Ok(entry)
+    }
+
+    /// The body a stored entry holds: its author's device and the payload
+    /// (`None`: the body is in `messages`). Never called on the writer's
+    /// cached copy, which keeps the tag without the body: a tag with no body
+    /// after it is corruption.
+    pub(crate) fn inline_body(bytes: &[u8]) -> Result<Option<(DeviceId, &[u8])>, StoreError> {
+        match bytes.get(ENTRY_CACHED..) {
+            None => Ok(None),
+            Some(rest) => {
+                let mut dec = Dec::new(rest);
+                Ok(Some((DeviceId(dec.u32()?), dec.rest())))
+            }
+        }
     }
 }
 
@@ -419,6 +474,41 @@ mod tests {
         assert!(prefix_end(&[0xFF]).is_empty());
         let p = [3u8, 4];
         assert!(p.as_slice() < prefix_end(&p).as_slice());
+    }
+
+    /// An entry with its body decodes to the same header as one without,
+    /// flagged; the cached prefix keeps the flag and drops the body; an
+    /// entry written before bodies moved in (the bare header) still reads.
+    #[test]
+    fn an_entry_carries_its_body_after_the_header() {
+        let entry = Entry {
+            message: 9,
+            view: Conversation::Direct(UserId(3)),
+            conv_seq: 4,
+            sender: UserId(3),
+            time: 77,
+            inline: false,
+        };
+        let bare = entry.encode();
+        assert_eq!(bare.len(), ENTRY_HEADER);
+        assert_eq!(Entry::decode(&bare).unwrap(), entry);
+        assert_eq!(Entry::inline_body(&bare).unwrap(), None);
+
+        let full = entry.encode_with_body(DeviceId(2), b"hello");
+        let decoded = Entry::decode(&full).unwrap();
+        assert_eq!(decoded, Entry { inline: true, ..entry });
+        assert_eq!(Entry::inline_body(&full).unwrap(), Some((DeviceId(2), &b"hello"[..])));
+        let cached = full.get(..ENTRY_CACHED).unwrap();
+        assert!(Entry::decode(cached).unwrap().inline, "the cache keeps the tag");
+        assert!(Entry::inline_body(cached).is_err(), "a stored tag without its body is corruption");
+        assert_eq!(
+            Entry::inline_body(&entry.encode_with_body(DeviceId(2), b"")).unwrap(),
+            Some((DeviceId(2), &b""[..]))
+        );
+
+        let mut bad = bare.clone();
+        bad.push(7);
+        assert!(Entry::decode(&bad).is_err(), "an unknown tag is corruption");
     }
 
     #[test]

@@ -74,14 +74,29 @@ pub(crate) struct Ends {
     pub(crate) batches: Receiver<Batch>,
     /// What this thread sleeps on: the writer rings it after each batch.
     pub(crate) bell: Arc<Bell>,
-    /// The outcomes.
-    pub(crate) outcomes: Sender<Outcome>,
+    /// The outcomes (`None` once the ends are dropped).
+    pub(crate) outcomes: Option<Sender<Outcome>>,
     /// What the writer sleeps on: rung here after each outcome.
     pub(crate) writer: Arc<Bell>,
 }
 
+impl Drop for Ends {
+    /// The writer learns the committer is gone from its channels, once
+    /// woken: they are closed first, then the writer rung. This runs however
+    /// the thread ends, a continuation's panic included (tests unwind), so a
+    /// writer waiting for an outcome is never left asleep, and with it the
+    /// store's drop that joins it; a batch it hands over from then on is
+    /// answered by the writer itself (`Writer::hand_over`). (Batches queued
+    /// before such a panic are dropped unanswered: the daemon aborts on one.)
+    fn drop(&mut self) {
+        self.batches = crossbeam_channel::never();
+        self.outcomes.take();
+        self.writer.ring();
+    }
+}
+
 /// Runs until the writer is gone and every batch it handed over is answered.
-pub(crate) fn run(engine: &Engine, ends: &Ends, metrics: &StoreMetrics) {
+pub(crate) fn run(engine: &Engine, ends: Ends, metrics: &StoreMetrics) {
     ends.bell.attach();
     loop {
         let Batch { commit, mut answers } = match ends.batches.try_recv() {
@@ -111,7 +126,7 @@ pub(crate) fn run(engine: &Engine, ends: &Ends, metrics: &StoreMetrics) {
                 }
             };
             // The writer gone, the store is closing: the answers still go.
-            if ends.outcomes.send(outcome).is_ok() {
+            if ends.outcomes.as_ref().is_some_and(|outcomes| outcomes.send(outcome).is_ok()) {
                 ends.writer.ring();
             }
         }

@@ -9,14 +9,15 @@
 //! enter them after its commit returned ([`MetaCache::fold`]), so a failed
 //! commit cannot leave them ahead of disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::api::StoreError;
-use crate::codec::{is_group_convlog_key, is_pair_cursor_home, Key};
+use crate::cache::{dedup_parts, MetaCache};
+use crate::codec::{is_pair_cursor_home, Key};
 use crate::error::EngineError;
 
 /// Mode of the database directory.
@@ -35,10 +36,6 @@ pub const MAX_CACHED_FILES: usize = 256;
 /// benches/RESULTS.md). fjall keeps the size with each keyspace when it is
 /// created: a database created before keeps its own.
 const MEMTABLE_SIZE: u64 = 4 << 20;
-
-/// Entries of the meta cache above which it is cleared (the store is the truth;
-/// this only bounds memory).
-const META_CACHE_MAX: usize = 200_000;
 
 /// A keyspace of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -154,6 +151,30 @@ impl Db {
         }
     }
 
+    /// Walks the committed pairs with `start <= key < end` (no end bound if
+    /// `end` is empty) in key order, one at a time, while `each` returns true:
+    /// nothing past the pair it stops at is read.
+    pub(crate) fn walk(
+        &self,
+        ks: Ks,
+        start: &[u8],
+        end: &[u8],
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let iter = if end.is_empty() {
+            self.ks(ks).range(start.to_vec()..)
+        } else {
+            self.ks(ks).range(start.to_vec()..end.to_vec())
+        };
+        for guard in iter {
+            let (key, value) = guard.into_inner().map_err(engine)?;
+            if !each(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Committed pairs with `start <= key < end` (no end bound if `end` is
     /// empty), at most `limit`, in key order.
     pub(crate) fn scan(&self, ks: Ks, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StoreError> {
@@ -171,162 +192,26 @@ impl Db {
     }
 }
 
-/// Entries of each writer cache above which that cache is cleared (the store
-/// is the truth; this only bounds memory).
-const CACHE_MAX: usize = META_CACHE_MAX;
-
 /// Keyspaces, in [`Ks`] order (the overlay's index).
 const KEYSPACES: usize = 9;
 
-/// The writer's caches of committed values. Each only ever holds what the
-/// last successful commit left on disk for a key (entered after the commit,
-/// cleared on a failed one), so a hit answers exactly what the engine would.
-///
-/// - `meta`: meta records read or written (`None`: known absent).
-/// - `refs`, `inbox`: reference counts and inbox entries this writer
-///   committed and nobody has deleted yet. A delete drops the entry; a miss
-///   reads the engine. They let an Ack find the entries it removes and the
-///   counts it decrements without engine reads: the entries were written a
-///   moment ago by the Send they answer.
-/// - `dedup_max`: per sending device (`user device`, the first 12 bytes of
-///   its dedup keys), the highest client id among its committed dedup
-///   records (0: none). Records are only ever added by this writer or
-///   deleted (expiry), so it stays an upper bound, and a Send with a higher
-///   client id (clients count up) is known new without an engine read.
-/// - `group_log`: group conversation-log entries this writer committed and
-///   nobody has deleted yet. A member's ACK moves its delivered cursor over
-///   entries the Send wrote a moment ago; their authors are found here
-///   instead of by an engine range scan per member (a miss falls back to it).
-/// - `pair_cursors`: the mailbox keys that are pair cursors' homes, read or
-///   written (`None`: known absent), as `meta` holds group cursors.
-#[derive(Debug, Default)]
-pub(crate) struct MetaCache {
-    meta: HashMap<Key, Option<Value>>,
-    pair_cursors: HashMap<Key, Option<Value>>,
-    refs: HashMap<Key, Value>,
-    inbox: HashMap<Key, Value>,
-    dedup_max: HashMap<[u8; DEDUP_DEVICE], u64>,
-    group_log: HashMap<Key, Value>,
-}
-
-/// A cached value: exactly its bytes (a `Vec` would keep the spare capacity
-/// it was built with), since a node keeps one or two per device it served.
-type Value = Box<[u8]>;
-
-/// Bytes of a dedup key that name the device (`user device`).
-const DEDUP_DEVICE: usize = 12;
-
-/// A dedup key's device prefix and client id.
-fn dedup_parts(key: &[u8]) -> Option<([u8; DEDUP_DEVICE], u64)> {
-    let (device, rest) = key.split_first_chunk::<DEDUP_DEVICE>()?;
-    let client_id: &[u8; 8] = rest.try_into().ok()?;
-    Some((*device, u64::from_be_bytes(*client_id)))
-}
-
-impl MetaCache {
-    /// An empty cache.
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-
-    /// Entries held.
-    pub(crate) fn len(&self) -> usize {
-        self.meta.len()
-            + self.pair_cursors.len()
-            + self.refs.len()
-            + self.inbox.len()
-            + self.dedup_max.len()
-            + self.group_log.len()
-    }
-
-    /// Forgets everything (after a failed commit: the engine is the truth).
-    pub(crate) fn clear(&mut self) {
-        self.meta.clear();
-        self.pair_cursors.clear();
-        self.refs.clear();
-        self.inbox.clear();
-        self.dedup_max.clear();
-        self.group_log.clear();
-    }
-
-    /// The committed value of `key`, if this cache knows it.
-    fn get(&self, ks: Ks, key: &[u8]) -> Option<Option<&[u8]>> {
-        match ks {
-            Ks::Meta => self.meta.get(key).map(Option::as_deref),
-            Ks::Mailbox if is_pair_cursor_home(key) => self.pair_cursors.get(key).map(Option::as_deref),
-            Ks::Refs => self.refs.get(key).map(|v| Some(&**v)),
-            Ks::Inbox => self.inbox.get(key).map(|v| Some(&**v)),
-            Ks::ConvLog => self.group_log.get(key).map(|v| Some(&**v)),
-            _ => None,
-        }
-    }
-
-    /// Enters a committed batch's writes.
-    pub(crate) fn fold(&mut self, writes: Writes) {
-        for (ks, overlay) in ALL.into_iter().zip(writes.overlay) {
-            if matches!(ks, Ks::Meta | Ks::Refs | Ks::Inbox | Ks::Dedup | Ks::ConvLog | Ks::Mailbox) {
-                for (key, write) in overlay {
-                    self.committed(ks, key, write.value, write.keep);
-                }
-            }
-        }
-    }
-
-    /// Whether this cache holds `key` (present or known absent).
-    fn holds(&self, ks: Ks, key: &[u8]) -> bool {
-        self.get(ks, key).is_some()
-    }
-
-    /// Records a committed write; one not to `keep` only refreshes an entry
-    /// already held.
-    fn committed(&mut self, ks: Ks, key: Key, value: Option<Vec<u8>>, keep: bool) {
-        if !keep && !self.holds(ks, &key) {
-            return;
-        }
-        let value = value.map(Vec::into_boxed_slice);
-        let positive = match ks {
-            Ks::Meta => {
-                bounded_insert(&mut self.meta, key, value);
-                return;
-            }
-            Ks::Mailbox => {
-                if is_pair_cursor_home(&key) {
-                    bounded_insert(&mut self.pair_cursors, key, value);
-                }
-                return;
-            }
-            Ks::Dedup => {
-                // Only a device whose maximum is known can raise it: an
-                // unknown one may have higher records on disk.
-                if let (Some(_), Some((device, client_id))) = (value, dedup_parts(&key)) {
-                    if let Some(max) = self.dedup_max.get_mut(&device) {
-                        *max = (*max).max(client_id);
-                    }
-                }
-                return;
-            }
-            Ks::Refs => &mut self.refs,
-            Ks::Inbox => &mut self.inbox,
-            Ks::ConvLog if is_group_convlog_key(&key) => &mut self.group_log,
-            _ => return,
-        };
-        match value {
-            Some(value) => bounded_insert(positive, key, value),
-            None => {
-                positive.remove(&key);
-            }
-        }
-    }
-}
-
-fn bounded_insert<V>(map: &mut HashMap<Key, V>, key: Key, value: V) {
-    if map.len() >= CACHE_MAX && !map.contains_key(&key) {
-        map.clear();
-    }
-    map.insert(key, value);
-}
-
 type Overlay = BTreeMap<Key, Write>;
+
+/// The item of `items` (one per keyspace, in [`ALL`] order) for `ks`.
+fn by_keyspace<T>(ks: Ks, items: [T; KEYSPACES]) -> T {
+    let [meta, messages, refs, inbox, dedup, convlog, mailbox, prekeys, expiry] = items;
+    match ks {
+        Ks::Meta => meta,
+        Ks::Messages => messages,
+        Ks::Refs => refs,
+        Ks::Inbox => inbox,
+        Ks::Dedup => dedup,
+        Ks::ConvLog => convlog,
+        Ks::Mailbox => mailbox,
+        Ks::Prekeys => prekeys,
+        Ks::Expiry => expiry,
+    }
+}
 
 /// One batch's writes, one map per keyspace (in [`ALL`] order): built by a
 /// [`Tx`], then committed, then folded into the writer's caches.
@@ -337,33 +222,19 @@ pub(crate) struct Writes {
 
 impl Writes {
     fn overlay(&self, ks: Ks) -> &Overlay {
-        let [meta, messages, refs, inbox, dedup, convlog, mailbox, prekeys, expiry] = &self.overlay;
-        match ks {
-            Ks::Meta => meta,
-            Ks::Messages => messages,
-            Ks::Refs => refs,
-            Ks::Inbox => inbox,
-            Ks::Dedup => dedup,
-            Ks::ConvLog => convlog,
-            Ks::Mailbox => mailbox,
-            Ks::Prekeys => prekeys,
-            Ks::Expiry => expiry,
-        }
+        by_keyspace(ks, self.overlay.each_ref())
     }
 
     fn overlay_mut(&mut self, ks: Ks) -> &mut Overlay {
-        let [meta, messages, refs, inbox, dedup, convlog, mailbox, prekeys, expiry] = &mut self.overlay;
-        match ks {
-            Ks::Meta => meta,
-            Ks::Messages => messages,
-            Ks::Refs => refs,
-            Ks::Inbox => inbox,
-            Ks::Dedup => dedup,
-            Ks::ConvLog => convlog,
-            Ks::Mailbox => mailbox,
-            Ks::Prekeys => prekeys,
-            Ks::Expiry => expiry,
-        }
+        by_keyspace(ks, self.overlay.each_mut())
+    }
+
+    /// The batch's writes of the keyspaces the writer caches, to enter once
+    /// committed: keyspace, key, new value (`None`: deleted), whether to keep.
+    pub(crate) fn into_cached(self) -> impl Iterator<Item = (Ks, Key, Option<Vec<u8>>, bool)> {
+        ALL.into_iter().zip(self.overlay).filter(|(ks, _)| MetaCache::caches(*ks)).flat_map(
+            |(ks, overlay)| overlay.into_iter().map(move |(key, write)| (ks, key, write.value, write.keep)),
+        )
     }
 
     /// This batch's write of `key` (`Some(None)`: deleted).
@@ -504,6 +375,17 @@ impl<'a> Tx<'a> {
         self.read(ks, key, false)
     }
 
+    /// As [`Tx::get`], but never from the writer's cache, which keeps an
+    /// inbox entry without the body it may hold (`codec::Entry`).
+    pub(crate) fn get_entire(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let overlay =
+            self.writes.get(ks, key).or_else(|| self.pending.and_then(|pending| pending.get(ks, key)));
+        match overlay {
+            Some(value) => Ok(value.map(<[u8]>::to_vec)),
+            None => self.db.get(ks, key),
+        }
+    }
+
     fn read(&mut self, ks: Ks, key: &[u8], keep: bool) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(value) = self.known(ks, key) {
             return Ok(value.map(<[u8]>::to_vec));
@@ -526,18 +408,11 @@ impl<'a> Tx<'a> {
         if self.known(Ks::Dedup, key).is_some() {
             return Ok(false);
         }
-        let max = match self.cache.dedup_max.get(&device) {
-            Some(max) => *max,
-            None => {
-                let last = self.db.last_key(Ks::Dedup, &device)?;
-                let max = last.as_deref().and_then(dedup_parts).map_or(0, |(_, id)| id);
-                if self.cache.dedup_max.len() >= CACHE_MAX {
-                    self.cache.dedup_max.clear();
-                }
-                self.cache.dedup_max.insert(device, max);
-                max
-            }
-        };
+        let db = self.db;
+        let max = self.cache.dedup_max(device, || {
+            let last = db.last_key(Ks::Dedup, &device)?;
+            Ok(last.as_deref().and_then(dedup_parts).map_or(0, |(_, id)| id))
+        })?;
         Ok(client_id > max)
     }
 

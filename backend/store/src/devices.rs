@@ -79,7 +79,8 @@ mod tests {
     use fjall::PersistMode;
 
     use super::*;
-    use crate::db::{Db, MetaCache};
+    use crate::cache::MetaCache;
+    use crate::db::Db;
 
     fn connect_at(db: &Db, cache: &mut MetaCache, now: u64, user: UserId, device: DeviceId) -> Connected {
         let mut tx = Tx::new(db, cache, now);

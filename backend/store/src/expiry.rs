@@ -7,7 +7,7 @@
 use protocol::{Conversation, DeviceId, Seq, UserId};
 
 use crate::api::{Delivery, StoreError};
-use crate::codec::{convlog_key, corrupt, inbox_key, message_key, ConvKey, Dec, Enc, Key};
+use crate::codec::{convlog_key, corrupt, inbox_key, message_key, ConvKey, Dec, Enc, Entry, Key};
 use crate::db::{Ks, Tx};
 
 /// Most messages one sweep pass expires.
@@ -39,14 +39,19 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, retention_ms: u64) -> Result<bool, StoreErr
             tx.del(Ks::ConvLog, convlog_key(record.conv, record.conv_seq));
         }
         for (user, device, seq) in record.entries {
-            let entry = inbox_key(user, device, seq);
-            if tx.get(Ks::Inbox, &entry)?.is_some() {
-                tx.del(Ks::Inbox, entry);
+            let key = inbox_key(user, device, seq);
+            if let Some(entry) = tx.get(Ks::Inbox, &key)? {
+                // A body its only entry held leaves with it (only counted).
+                if Entry::decode(&entry).is_ok_and(|entry| entry.inline) {
+                    tx.deleted += 1;
+                }
+                tx.del(Ks::Inbox, key);
                 tx.expired += 1;
             }
         }
         // A body whose entries were all acked is gone already; one with a
-        // single entry left has no count (see `messages`).
+        // single entry left has no count, and one held by its entry has
+        // neither (see `messages`).
         let id_key = message_key(id);
         if tx.get(Ks::Refs, &id_key)?.is_some() {
             tx.del(Ks::Refs, id_key.clone());

@@ -26,6 +26,11 @@ pub fn codec(data: &[u8]) {
         2 => {
             if let Ok(entry) = Entry::decode(rest) {
                 assert_prefix(&entry.encode(), rest);
+                // A body after the header re-encodes to exactly what was read.
+                if let Ok(Some((device, payload))) = Entry::inline_body(rest) {
+                    assert!(entry.inline, "a body without the tag");
+                    assert_eq!(entry.encode_with_body(device, payload), rest, "re-encoding differs");
+                }
             }
         }
         3 => {

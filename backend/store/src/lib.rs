@@ -7,6 +7,7 @@
 
 mod api;
 mod bell;
+mod cache;
 mod codec;
 mod committer;
 mod config;

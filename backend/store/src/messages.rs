@@ -1,10 +1,12 @@
 //! Messages and inboxes, on the writer: storing a message once and fanning
 //! it out to inbox entries (Send, group system entries), dedup, and Ack.
 //!
-//! A message body lives in `messages` with a reference count in `refs` (one
-//! per inbox entry pointing to it) while more than one entry points to it;
-//! a body without a count has one (most messages: a 1:1 message to a user
-//! with one device), which saves the count's write and its delete. The
+//! A message with a single inbox entry (most: a 1:1 message to a user with
+//! one device) keeps its body in that entry (`codec::Entry`), so its Send
+//! writes one key fewer and its Ack deletes one fewer and reads no count.
+//! A message with several lives in `messages` with a reference count in
+//! `refs` (one per inbox entry pointing to it) while two or more do; with
+//! one left it has none (a count of 2 is deleted, not set to 1), and the
 //! last ack deletes the body. A group message also gets a
 //! conversation-log entry (conv, conv_seq) → (id, sender, device) for group
 //! receipts (a pair's receipts need no log: the author is the peer), and
@@ -17,6 +19,7 @@ use protocol::{Conversation, DeviceId, ReceiptKind, Seq, Timestamp, UserId};
 use crate::api::{Ack, Delivery, Message, ReceiptNote, SendMessage, Sent, StoreError};
 use crate::codec::{
     conv_seq_key, convlog_key, dedup_key, inbox_key, message_key, meta, ConvKey, Dec, Enc, Entry, Key,
+    ENTRY_CACHED,
 };
 use crate::db::{Ks, Tx};
 use crate::error::EngineError;
@@ -56,18 +59,23 @@ pub(crate) fn store(tx: &mut Tx<'_>, new: NewMessage) -> Result<(Message, Vec<De
         None => expiry.u8(0),
     };
     expiry = expiry.conv(new.conv).u64(seq).u32(u32::try_from(new.targets.len()).unwrap_or(u32::MAX));
+    // A message with one entry keeps its body there (see `Entry`).
+    let inline = new.targets.len() == 1;
     for (user, device, view) in new.targets {
         let mut state = devices::state(tx, user, device)?;
         state.head += 1;
         devices::set_state(tx, user, device, state);
-        let entry = Entry { message: id, view, conv_seq: seq, sender: new.sender, time: tx.now };
-        tx.put(Ks::Inbox, inbox_key(user, device, state.head), entry.encode());
+        let entry = Entry { message: id, view, conv_seq: seq, sender: new.sender, time: tx.now, inline };
+        let value =
+            if inline { entry.encode_with_body(new.sender_device, &new.payload) } else { entry.encode() };
+        tx.put(Ks::Inbox, inbox_key(user, device, state.head), value);
         expiry = expiry.user(user).device(device).u64(state.head);
         deliveries.push(Delivery { user, device, seq: Seq(state.head), conversation: view });
     }
-    // A message nobody receives (a note to self with no other device) keeps
-    // no body: its dedup record still answers retries.
-    if !deliveries.is_empty() {
+    // A body apart only for several entries: one entry holds it, and a
+    // message nobody receives (a note to self with no other device) keeps
+    // none (its dedup record still answers retries).
+    if deliveries.len() > 1 {
         let body = Enc::default()
             .u64(seq)
             .user(new.sender)
@@ -76,10 +84,8 @@ pub(crate) fn store(tx: &mut Tx<'_>, new: NewMessage) -> Result<(Message, Vec<De
             .raw(&new.payload)
             .done();
         tx.put(Ks::Messages, message_key(id), body);
-        if deliveries.len() > 1 {
-            let count = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
-            tx.put(Ks::Refs, message_key(id), count.to_be_bytes().to_vec());
-        }
+        let count = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
+        tx.put(Ks::Refs, message_key(id), count.to_be_bytes().to_vec());
     }
     tx.put(Ks::Expiry, expiry::Record::key(tx.now, id), expiry.done());
     let message = Message {
@@ -193,7 +199,8 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
 }
 
 /// The answer to a retried Send. The payload is the stored one while any
-/// inbox entry still points to the message, empty once all were acked.
+/// inbox entry still points to the message (or holds it), empty once all
+/// were acked.
 ///
 /// Its deliveries are the message's entries not acked yet: the gateway that
 /// answered the first attempt may have died before it told the recipients'
@@ -202,21 +209,28 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
 fn duplicate(tx: &mut Tx<'_>, record: &[u8], user: UserId, device: DeviceId) -> Result<Sent, StoreError> {
     let mut dec = Dec::new(record);
     let (id, seq, time) = (dec.u64()?, dec.u64()?, dec.u64()?);
-    let message = match tx.get(Ks::Messages, &id.to_be_bytes())? {
-        Some(body) => decode_body(id, &body)?,
-        None => Message {
-            id: protocol::MessageId(id),
-            conv_seq: protocol::ConvSeq(seq),
-            sender: user,
-            sender_device: device,
-            server_time: Timestamp(time),
-            payload: Bytes::new(),
-        },
-    };
     let deliveries = match tx.get(Ks::Expiry, &expiry::Record::key(time, id))? {
         Some(record) => expiry::Record::decode(&record)?.unacked(tx)?,
         None => Vec::new(),
     };
+    let mut message = Message {
+        id: protocol::MessageId(id),
+        conv_seq: protocol::ConvSeq(seq),
+        sender: user,
+        sender_device: device,
+        server_time: Timestamp(time),
+        payload: Bytes::new(),
+    };
+    if let Some(body) = tx.get(Ks::Messages, &message_key(id))? {
+        message = decode_body(id, &body)?;
+    } else if let [only] = deliveries.as_slice() {
+        let key = inbox_key(only.user, only.device, only.seq.0);
+        if let Some(entry) = tx.get_entire(Ks::Inbox, &key)? {
+            if let Some((_, payload)) = Entry::inline_body(&entry)? {
+                message.payload = Bytes::copy_from_slice(payload);
+            }
+        }
+    }
     Ok(Sent { message, duplicate: true, deliveries, receipts: Vec::new() })
 }
 
@@ -243,7 +257,8 @@ fn acked_entries(
             let key = inbox_key(user, device, seq);
             match tx.known(Ks::Inbox, &key) {
                 Some(Some(value)) => {
-                    let value = value.to_vec();
+                    // The header is all an Ack needs, not a body the entry holds.
+                    let value = value.get(..ENTRY_CACHED).unwrap_or(value).to_vec();
                     pairs.push((key, value));
                 }
                 Some(None) => {}
@@ -274,7 +289,12 @@ pub(crate) fn ack(tx: &mut Tx<'_>, req: Ack) -> Result<Vec<ReceiptNote>, StoreEr
     for (key, value) in acked_entries(tx, req.user, req.device, state.acked + 1, up_to)? {
         let entry = Entry::decode(&value)?;
         tx.del(Ks::Inbox, key);
-        release(tx, entry.message)?;
+        if entry.inline {
+            // The body leaves with its only entry.
+            tx.deleted += 1;
+        } else {
+            release(tx, entry.message)?;
+        }
         // Copies of the user's own messages say nothing about delivery to them.
         if entry.sender == req.user {
             continue;
@@ -291,4 +311,88 @@ pub(crate) fn ack(tx: &mut Tx<'_>, req: Ack) -> Result<Vec<ReceiptNote>, StoreEr
         notes.extend(cursors::advance(tx, req.user, None, view, ReceiptKind::Delivered, seq)?);
     }
     Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use fjall::PersistMode;
+    use protocol::Payload;
+
+    use super::*;
+    use crate::api::{Connect, InboxQuery, Request, Response};
+    use crate::cache::MetaCache;
+    use crate::db::Db;
+    use crate::reader;
+
+    const A: UserId = UserId(1);
+    const B: UserId = UserId(2);
+    const ONE: DeviceId = DeviceId(1);
+
+    fn page(db: &Db) -> Vec<protocol::Deliver> {
+        let query = InboxQuery { user: B, device: ONE, after: Seq(0), limit: 10, max_bytes: 1 << 20 };
+        match reader::handle(db, u64::MAX, Request::Inbox(query)).unwrap() {
+            Response::Inbox(page) => page.entries,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A 1:1 body lives in its entry, and the writer's cache keeps only the
+    /// entry's header; an entry written before bodies moved in (a bare
+    /// header, the body in `messages`) still reads, acks and deletes its body.
+    #[test]
+    fn a_body_lives_in_its_only_entry_and_old_entries_still_point_to_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut cache = MetaCache::new();
+        let mut tx = Tx::new(&db, &mut cache, 1_000);
+        for user in [A, B] {
+            devices::connect(&mut tx, Connect { user, device: ONE }, 5).unwrap();
+        }
+        // The old layout, as written before: a bare entry, its body apart.
+        let old = Entry {
+            message: 500,
+            view: Conversation::Direct(A),
+            conv_seq: 1,
+            sender: A,
+            time: 900,
+            inline: false,
+        };
+        tx.put(Ks::Inbox, inbox_key(B, ONE, 1), old.encode());
+        let body = Enc::default().u64(1).user(A).device(DeviceId(3)).u64(900).raw(b"old").done();
+        tx.put(Ks::Messages, message_key(500), body);
+        devices::set_state(
+            &mut tx,
+            B,
+            ONE,
+            crate::codec::DeviceState { head: 1, acked: 0, connected: 1_000 },
+        );
+        tx.commit(PersistMode::Buffer).unwrap();
+
+        let mut tx = Tx::new(&db, &mut cache, 2_000);
+        let payload = Bytes::from_static(b"new");
+        let request =
+            SendMessage { user: A, device: ONE, client_id: 1, to: Conversation::Direct(B), payload };
+        let sent = send(&mut tx, request).unwrap();
+        assert_eq!(sent.deliveries.len(), 1);
+        tx.commit(PersistMode::Buffer).unwrap();
+        let id = sent.message.id.0;
+        assert_eq!(db.get(Ks::Messages, &message_key(id)).unwrap(), None, "no body key");
+        let stored = db.get(Ks::Inbox, &inbox_key(B, ONE, 2)).unwrap().unwrap();
+        assert_eq!(Entry::inline_body(&stored).unwrap(), Some((ONE, &b"new"[..])));
+        let tx = Tx::new(&db, &mut cache, 2_000);
+        let cached = tx.known(Ks::Inbox, &inbox_key(B, ONE, 2)).flatten().unwrap();
+        assert_eq!(cached.len(), ENTRY_CACHED, "the cache holds the header");
+        drop(tx);
+
+        let read: Vec<_> = page(&db).into_iter().map(|d| (d.seq.0, d.sender_device, d.payload)).collect();
+        let payload = |bytes: &'static [u8]| Payload::new(Bytes::from_static(bytes)).unwrap();
+        assert_eq!(read, [(1, DeviceId(3), payload(b"old")), (2, ONE, payload(b"new"))]);
+
+        let mut tx = Tx::new(&db, &mut cache, 3_000);
+        ack(&mut tx, Ack { user: B, device: ONE, up_to: Seq(2) }).unwrap();
+        assert_eq!(tx.deleted, 2, "both bodies leave");
+        tx.commit(PersistMode::Buffer).unwrap();
+        assert_eq!(db.get(Ks::Messages, &message_key(500)).unwrap(), None, "the old body is deleted");
+        assert!(page(&db).is_empty());
+    }
 }

@@ -10,10 +10,11 @@ use protocol::{
 
 use crate::api::{InboxPage, InboxQuery, Request, Response, StoreError};
 use crate::codec::{
-    device_key, group_key, inbox_key, inbox_key_seq, meta, prefix_end, Dec, DeviceState, Enc, Entry,
+    device_key, group_key, inbox_key, inbox_key_seq, message_key, meta, prefix_end, DeviceState, Enc, Entry,
 };
 use crate::db::{Db, Ks};
 use crate::error::EngineError;
+use crate::messages::decode_body;
 use crate::records::decode_group;
 use crate::{cursors, expiry, now_ms};
 
@@ -54,10 +55,11 @@ fn group_get(db: &Db, user: UserId, group: GroupId) -> Result<crate::api::GroupI
     Ok(info)
 }
 
-/// One page of a device's inbox: a range scan of its keys plus one point read
-/// per entry for the body. `remaining` is `head − last seq returned`: exact
-/// while nothing above that seq has expired (entries above the acked cursor
-/// are contiguous), an upper bound otherwise.
+/// One page of a device's inbox: a walk over its keys, which stops at the
+/// first entry past the page (an entry holds its body or points to it: one
+/// point read then). `remaining` is `head − last seq returned`: exact while
+/// nothing above that seq has expired (entries above the acked cursor are
+/// contiguous), an upper bound otherwise.
 fn inbox(db: &Db, retention_ms: u64, q: InboxQuery) -> Result<InboxPage, StoreError> {
     let head = match db.get(Ks::Meta, &device_key(q.user, q.device))? {
         Some(bytes) => DeviceState::decode(&bytes)?.head,
@@ -70,56 +72,50 @@ fn inbox(db: &Db, retention_ms: u64, q: InboxQuery) -> Result<InboxPage, StoreEr
     let mut entries: Vec<Deliver> = Vec::new();
     let mut bytes = 0usize;
     let mut last = q.after.0;
-    // Read a little past `limit` so that skipped (expired or released) entries
-    // do not shorten the page; loop in chunks until the page is full.
-    let mut from = start;
-    'scan: loop {
-        let chunk = db.scan(Ks::Inbox, &from, &end, limit + 16)?;
-        let Some((last_key, _)) = chunk.last() else { break };
-        from = inbox_key(q.user, q.device, inbox_key_seq(last_key)?.saturating_add(1));
-        let short = chunk.len() < limit + 16;
-        for (key, value) in chunk {
-            let seq = inbox_key_seq(&key)?;
-            let entry = Entry::decode(&value)?;
-            if expiry::is_expired(entry.time, now, retention_ms) {
-                continue;
-            }
-            let Some(body) = db.get(Ks::Messages, &entry.message.to_be_bytes())? else {
-                continue;
-            };
-            let deliver = deliver(seq, &entry, &body)?;
-            let size = deliver.wire_len();
-            if !entries.is_empty() && (bytes + size > q.max_bytes as usize || entries.len() >= limit) {
-                break 'scan;
-            }
-            bytes += size;
-            last = seq;
-            entries.push(deliver);
+    db.walk(Ks::Inbox, &start, &end, |key, value| {
+        let seq = inbox_key_seq(key)?;
+        let entry = Entry::decode(value)?;
+        // Expired entries, and bodies released meanwhile, are skipped.
+        if expiry::is_expired(entry.time, now, retention_ms) {
+            return Ok(true);
         }
-        if short {
-            break;
+        let deliver = match Entry::inline_body(value)? {
+            Some((sender_device, payload)) => {
+                deliver(seq, &entry, sender_device, Bytes::copy_from_slice(payload))?
+            }
+            None => {
+                let Some(body) = db.get(Ks::Messages, &message_key(entry.message))? else {
+                    return Ok(true);
+                };
+                let message = decode_body(entry.message, &body)?;
+                deliver(seq, &entry, message.sender_device, message.payload)?
+            }
+        };
+        let size = deliver.wire_len();
+        if !entries.is_empty() && (bytes + size > q.max_bytes as usize || entries.len() >= limit) {
+            return Ok(false);
         }
-    }
+        bytes += size;
+        last = seq;
+        entries.push(deliver);
+        Ok(true)
+    })?;
     let remaining = if entries.is_empty() { 0 } else { head.saturating_sub(last) };
     Ok(InboxPage { entries, remaining, head: Seq(head) })
 }
 
-fn deliver(seq: u64, entry: &Entry, body: &[u8]) -> Result<Deliver, StoreError> {
-    let mut dec = Dec::new(body);
-    let conv_seq = dec.u64()?;
-    let sender = UserId(dec.u64()?);
-    let sender_device = DeviceId(dec.u32()?);
-    let server_time = dec.u64()?;
-    let payload = Payload::new(Bytes::copy_from_slice(dec.rest()))
-        .map_err(|_| StoreError::from(EngineError::StoredPayloadTooLarge))?;
+/// The DELIVER of entry `seq`; the rest of the message is in the entry
+/// (the body's conv_seq, author and time are the entry's too).
+fn deliver(seq: u64, entry: &Entry, sender_device: DeviceId, payload: Bytes) -> Result<Deliver, StoreError> {
+    let payload = Payload::new(payload).map_err(|_| StoreError::from(EngineError::StoredPayloadTooLarge))?;
     Ok(Deliver {
         seq: Seq(seq),
         message_id: MessageId(entry.message),
         conversation: entry.view,
-        conv_seq: ConvSeq(conv_seq),
-        sender,
+        conv_seq: ConvSeq(entry.conv_seq),
+        sender: entry.sender,
         sender_device,
-        server_time: Timestamp(server_time),
+        server_time: Timestamp(entry.time),
         payload,
     })
 }

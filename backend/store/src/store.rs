@@ -101,13 +101,13 @@ impl Store {
         let ends = committer::Ends {
             batches: batch_rx,
             bell: committer_bell,
-            outcomes: outcome_tx,
+            outcomes: Some(outcome_tx),
             writer: writer_bell.clone(),
         };
         threads.push(
             std::thread::Builder::new()
                 .name("store-commit".into())
-                .spawn(move || committer::run(&committer_engine, &ends, &committer_metrics))
+                .spawn(move || committer::run(&committer_engine, ends, &committer_metrics))
                 .map_err(spawn_err)?,
         );
         let retention_ms = u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX);

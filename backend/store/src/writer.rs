@@ -32,10 +32,11 @@ use fjall::PersistMode;
 
 use crate::api::{Done, Durability, Request, Response, StoreError};
 use crate::bell::Bell;
+use crate::cache::MetaCache;
 use crate::codec::{meta, Enc, Key};
 use crate::committer::{Answer, Batch, Commit, Outcome};
 use crate::config::StoreConfig;
-use crate::db::{Db, Ks, MetaCache, Tx, Writes};
+use crate::db::{Db, Ks, Tx, Writes};
 use crate::engine::{Engine, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::error::EngineError;
 use crate::metrics::StoreMetrics;

@@ -236,8 +236,8 @@ fn ack_removes_clamps_and_deletes_bodies() {
 }
 
 /// A 1:1 message to a user with one device has a single inbox entry, so its
-/// body is stored without a reference count: the entry's ack (or the
-/// retention sweep) deletes it, and a retry finds it until then.
+/// body lives in that entry: the entry's ack (or the retention sweep)
+/// deletes it, and a retry finds it until then.
 #[test]
 fn a_body_with_one_entry_is_deleted_with_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -462,50 +462,99 @@ fn fsync_mode_group_commits() {
     assert!(text.contains("store_requests_total{kind=\"send\"}"));
 }
 
+fn set_visibility(visibility: protocol::Visibility) -> Request {
+    Request::SetVisibility { user: UserId(A), visibility }
+}
+
+/// Holds the committer inside the `done` of a write until the returned
+/// sender sends (or is dropped), then runs `after` there.
+fn hold_the_committer(store: &Store, after: fn()) -> mpsc::Sender<()> {
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    store.call(
+        set_visibility(protocol::Visibility::Nobody),
+        Box::new(move |_| {
+            entered_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            after();
+        }),
+    );
+    entered_rx.recv().unwrap();
+    release_tx
+}
+
 #[test]
 fn full_queue_is_overloaded_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.queue = 2;
+    cfg.max_batch = 1;
     let store = Store::open(cfg).unwrap();
     connect(&store, A, 1);
-    // Hold the writer inside a `done` so that the queue fills up.
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (entered_tx, entered_rx) = mpsc::channel::<()>();
-    store.call(
-        Request::SetVisibility { user: UserId(A), visibility: protocol::Visibility::Nobody },
-        Box::new(move |_| {
-            entered_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-        }),
-    );
-    entered_rx.recv().unwrap();
+    let release = hold_the_committer(&store, || {});
+    // The writer goes on without the committer for one batch in flight and
+    // one built (a request each), then waits: the queue's 2 fill behind
+    // them, so the fifth call at the latest is refused. Nothing accepted is
+    // answered while the committer is held: a result is a refusal.
     let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    for _ in 0..3 {
-        let results = results.clone();
+    let mut refused = None;
+    for i in 0..5 {
+        let results_of_call = results.clone();
         store.call(
-            Request::SetVisibility { user: UserId(A), visibility: protocol::Visibility::Everyone },
-            Box::new(move |r| results.lock().unwrap().push(r.map(|_| ()))),
+            set_visibility(protocol::Visibility::Everyone),
+            Box::new(move |r| results_of_call.lock().unwrap().push((i, r.map(|_| ())))),
         );
+        if !results.lock().unwrap().is_empty() {
+            refused = Some(i);
+            break;
+        }
     }
+    let refused = refused.expect("four writes waiting and a fifth was not refused");
     assert_eq!(
         results.lock().unwrap().clone(),
-        vec![Err(StoreError::Overloaded)],
-        "third call refused synchronously"
+        vec![(refused, Err(StoreError::Overloaded))],
+        "the refused call alone is answered, before it returns"
     );
     assert_eq!(store.metrics().overloaded.load(Ordering::Relaxed), 1);
-    release_tx.send(()).unwrap();
-    // Reads do not queue behind writes: wait for the two queued writes first.
+    release.send(()).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while results.lock().unwrap().len() < 3 {
-        assert!(std::time::Instant::now() < deadline);
+    while results.lock().unwrap().len() <= refused {
+        assert!(std::time::Instant::now() < deadline, "the accepted writes were not answered");
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(results.lock().unwrap()[1..].iter().all(Result::is_ok));
+    assert!(results.lock().unwrap()[1..].iter().all(|(_, r)| r.is_ok()));
     match call(&store, Request::GetVisibility { user: UserId(A) }) {
         Ok(Response::Visibility(v)) => assert_eq!(v, protocol::Visibility::Everyone),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_continuation_that_panics_on_the_committer_does_not_hang_the_stores_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_batch = 1;
+    let store = Store::open(cfg).unwrap();
+    let release = hold_the_committer(&store, || panic!("a continuation's bug, on the committer thread"));
+    // One batch handed over behind the held continuation, and one the
+    // writer builds and then waits for the first one's outcome with.
+    for _ in 0..2 {
+        store.call(set_visibility(protocol::Visibility::Everyone), Box::new(|_| {}));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (dropped_tx, dropped_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(store);
+        dropped_tx.send(()).unwrap();
+    });
+    // The drop rings the writer while the committer still lives, so the
+    // writer goes back to sleep; the committer dies only after that.
+    std::thread::sleep(Duration::from_millis(200));
+    release.send(()).unwrap();
+    assert!(
+        dropped_rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "the writer slept on after the committer died, and the store's drop waits for it"
+    );
 }
 
 #[test]

@@ -1,0 +1,9 @@
+// Copyright (c) 2024-present, fjall-rs
+// This source code is licensed under both the Apache 2.0 and MIT License
+// (found in the LICENSE-* files in the repository)
+
+pub mod manager;
+pub mod task;
+pub mod worker;
+
+pub use task::Task;
