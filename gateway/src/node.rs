@@ -146,6 +146,7 @@ impl Node {
             ws: config.listen.ws_addr()?,
             wss,
             backlog: i32::try_from(config.listen.backlog).unwrap_or(i32::MAX),
+            accepts_per_turn: usize::try_from(config.listen.accepts_per_turn).unwrap_or(usize::MAX),
         };
         let parts = Workers {
             driver,

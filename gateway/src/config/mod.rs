@@ -22,7 +22,6 @@
 //! come from one table (the `section!` macro), so a key cannot lack a doc line
 //! or a default, nor be missing from [`documented_defaults`].
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -34,53 +33,19 @@ pub const MAX_WORKERS: usize = 1024;
 /// Autobahn|Testsuite's cases (9.x), which `/echo` is checked with.
 pub const ECHO_MAX_MESSAGE_LIMIT: usize = 16 << 20;
 
-/// Why a configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The config file could not be read.
-    // The cause is in the message, not a `source`: printed with its chain
-    // (`{:#}`, the binary's errors) it would show twice.
-    #[error("cannot read config file {}: {error}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The IO error.
-        error: io::Error,
-    },
-    /// The file is not valid TOML, has a key this version does not know, or a
-    /// value of the wrong type (the message names the key, line and column).
-    #[error("invalid config {origin}: {error}")]
-    Parse {
-        /// The file's path, or `<string>`.
-        origin: String,
-        /// The TOML or type error.
-        error: toml::de::Error,
-    },
-    /// A value is out of range or inconsistent with another one.
-    #[error("invalid config: {key}: {reason}")]
-    Invalid {
-        /// The key at fault, as `section.key`.
-        key: &'static str,
-        /// What is wrong and what is allowed.
-        reason: String,
-    },
-}
-
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, reason: reason.into() }
-}
-
 #[macro_use]
 mod doc;
 mod check;
 mod cli;
+mod error;
 mod sections;
 
 pub use check::{differences, Difference};
 pub use cli::{Cli, Command, TokenArgs};
 pub use doc::documented_defaults;
 use doc::{FieldDoc, SectionDoc};
+use error::invalid;
+pub use error::ConfigError;
 
 section! {
     /// Identity, storage and threads of this node.
@@ -144,6 +109,14 @@ section! {
         /// listen(2) backlog of the client listeners (the kernel caps it at
         /// net.core.somaxconn).
         backlog: u32 = 4096;
+        /// Connections a worker takes from each listener per loop turn; the rest
+        /// wait in the backlog, where no deadline of the node runs yet. In a
+        /// reconnect storm a worker then takes connections at the pace it serves
+        /// them, instead of the whole backlog at once and cutting the ones it
+        /// cannot reach within session.handshake_timeout_ms (which come back and
+        /// add to the storm). At least 1. The epoll driver's; io_uring's
+        /// multishot accept still takes what the backlog holds at each wake-up.
+        accepts_per_turn: u32 = 64;
         /// Open connections this node holds before it stops accepting; 0 = the
         /// open-file limit (RLIMIT_NOFILE; the soft limit is raised to the hard one
         /// at start) minus 512 descriptors reserved for the store, listeners, admin

@@ -228,6 +228,9 @@ impl ListenConfig {
         if self.backlog == 0 || self.backlog > i32::MAX as u32 {
             return Err(invalid("listen.backlog", format!("{} is not in 1..={}", self.backlog, i32::MAX)));
         }
+        if self.accepts_per_turn == 0 {
+            return Err(invalid("listen.accepts_per_turn", "0 would never accept a connection"));
+        }
         let ratio = self.accept_resume_ratio;
         if !(ratio > 0.0 && ratio <= 1.0) {
             return Err(invalid("listen.accept_resume_ratio", format!("{ratio} is not in (0, 1]")));

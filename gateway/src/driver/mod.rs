@@ -157,6 +157,8 @@ pub(crate) struct Listen {
     pub(crate) wss: Option<SocketAddr>,
     /// listen(2) backlog of each.
     pub(crate) backlog: i32,
+    /// Connections a worker takes from each listener per loop turn.
+    pub(crate) accepts_per_turn: usize,
 }
 
 /// The workers' IO driver for this node: `configured`, unless it is

@@ -201,10 +201,13 @@ async fn sigterm_sends_goaway_turns_unready_and_exits() {
 fn slow_reader_walks_the_graded_policy() {
     // /echo answers every message; a client that never reads first has live
     // output paused (echoes refused), then, with no write progress for the
-    // write-stall time, is cut as a slow consumer (4008).
+    // write-stall time, is cut as a slow consumer (4008). The pause mark is
+    // below one echo, so the second echo queued behind full socket buffers
+    // is refused; the stall time leaves a busy box (the suite runs tests
+    // side by side) ample time to take that second message in first.
     let gateway = Gateway::start(
-        "[session]\necho_route = true\noutbound_pause_bytes = 65536\noutbound_queue_bytes = 262144\n\
-         write_stall_ms = 500\n",
+        "[session]\necho_route = true\noutbound_pause_bytes = 16384\noutbound_queue_bytes = 262144\n\
+         write_stall_ms = 2000\n",
     );
     let mut raw = Raw::upgrade(gateway.listen, "/echo");
     raw.0.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
@@ -315,4 +318,17 @@ async fn sighup_reloads_limits_for_live_sessions() {
         }
     }
     assert!(pongs <= 2, "{pongs} PONGs passed a burst of 2");
+}
+
+#[test]
+fn a_burst_past_accepts_per_turn_is_all_taken() {
+    // Each turn takes two connections from the listener. The rest stay in
+    // the backlog, and the edge-triggered poll signals nothing more for
+    // them: the worker must come back for them on its own, turn after turn.
+    let gateway = Gateway::start("[listen]\naccepts_per_turn = 2\n");
+    let mut burst: Vec<Raw> = (0..40).map(|_| Raw::connect(gateway.listen)).collect();
+    for raw in &mut burst {
+        raw.upgrade_over("/ws");
+    }
+    assert_eq!(gateway.metric("gateway_accepts_total"), 40.0);
 }

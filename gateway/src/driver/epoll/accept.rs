@@ -34,9 +34,18 @@ pub(super) fn listeners(
 }
 
 impl Worker {
-    /// Accepts from the ws listener, or with `tls` from the wss one.
+    /// Accepts from the ws listener, or with `tls` from the wss one, up to
+    /// `accepts_per_turn` connections; a listener stopped there is taken
+    /// from again next turn (`accept_from`).
     pub(super) fn accept(&mut self, now: Now, tls: bool) {
+        let mut taken = 0;
         while self.core.listening {
+            if taken == self.accepts_per_turn {
+                let [ws, wss] = &mut self.accept_from;
+                *(if tls { wss } else { ws }) = true;
+                return;
+            }
+            taken += 1;
             let listener = if tls { &self.wss } else { &self.listener };
             let Some(listener) = listener else { return };
             let accepted = listener.accept();

@@ -7,7 +7,8 @@
 //! hub.
 //!
 //! One loop turn: wait for events (or the next deadline) → read the clock →
-//! accept → read and hand bytes to the hub → run due deadlines → store
+//! read and hand bytes to the hub → accept (at most `listen.accepts_per_turn`
+//! per listener) → run due deadlines → store
 //! answers → inbox → hub timers → end of turn: the hub's own batch, batches
 //! to other workers, one vectored write per session with output, store and
 //! push work sent, closed sessions' last writes.
@@ -59,6 +60,13 @@ pub(crate) struct Worker {
     tls_out: Vec<u8>,
     /// Sessions with input left over from the last turn.
     reread: Vec<usize>,
+    /// Connections taken from each listener per turn (`listen.accepts_per_turn`).
+    accepts_per_turn: usize,
+    /// The listeners (ws, wss) to take connections from this turn: those
+    /// that signalled, and those that stopped at `accepts_per_turn` last
+    /// turn (the poll is edge-triggered: what they left in the backlog
+    /// signals nothing more).
+    accept_from: [bool; 2],
 }
 
 impl Worker {
@@ -77,6 +85,8 @@ impl Worker {
             scratch: vec![0; READ_CHUNK],
             tls_out: Vec::new(),
             reread: Vec::new(),
+            accepts_per_turn: listen.accepts_per_turn.max(1),
+            accept_from: [false; 2],
         })
     }
 
@@ -94,7 +104,8 @@ impl Worker {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.core.poll_timeout(std::time::Instant::now(), !self.reread.is_empty());
+            let busy = !self.reread.is_empty() || self.accept_from.contains(&true);
+            let timeout = self.core.poll_timeout(std::time::Instant::now(), busy);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -107,8 +118,8 @@ impl Worker {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now, false),
-                    WSS_LISTENER => self.accept(now, true),
+                    LISTENER => self.accept_from[0] = true,
+                    WSS_LISTENER => self.accept_from[1] = true,
                     WAKER => {}
                     Token(token) => {
                         let key = token - FIRST_SESSION;
@@ -122,6 +133,15 @@ impl Worker {
                         }
                     }
                 }
+            }
+            // After the sessions' input: the sessions a turn takes in are
+            // served before more are taken.
+            let [ws, wss] = std::mem::take(&mut self.accept_from);
+            if ws {
+                self.accept(now, false);
+            }
+            if wss {
+                self.accept(now, true);
             }
             self.core.run_deadlines(now);
             self.core.drain_replies(now);
