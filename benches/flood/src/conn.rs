@@ -29,7 +29,7 @@ use protocol::limits::MAX_SERVER_MESSAGE_LEN;
 use protocol::{Capabilities, Decoder, DeviceId, Frame, Seq, Token};
 
 use crate::stats::{Phase, Shared};
-use crate::traffic::{Flow, Latencies};
+use crate::traffic::{Flow, Latencies, Mode};
 use crate::transport::{TlsParams, Transport};
 use crate::ws::{self, Message};
 
@@ -175,6 +175,9 @@ pub(crate) struct Conn {
     /// Storm with `--fleet`: targets moved on from (each failed attempt or
     /// lost connection moves to the next one).
     pub(crate) hops: u32,
+    /// Storm: the session's first connection was refused with a retry hint
+    /// and is being tried again (not a storm reconnect).
+    retrying_first: bool,
 }
 
 impl Conn {
@@ -215,6 +218,7 @@ impl Conn {
             hops: 0,
             backoff: Backoff::default(),
             retry_after: Duration::ZERO,
+            retrying_first: false,
         })
     }
 
@@ -380,8 +384,27 @@ impl Conn {
         self.request = ws::upgrade_request(&params.target.to_string(), params.path, ws::UPGRADE_KEY);
         self.started = now;
         self.deadline = now + params.handshake_timeout;
-        self.reconnect_started.get_or_insert(now);
+        if !self.retrying_first {
+            self.reconnect_started.get_or_insert(now);
+        }
         Ok(())
+    }
+
+    /// Storm: the session's first connection was refused before AUTH_OK
+    /// with a retry hint (OVERLOADED: the node's login slots were full);
+    /// go down and try again after the client's backoff, as the SPEC's
+    /// clients do, until it is in (the ramp waits for it). Other failures
+    /// of a first connection end it. Returns false if this is not such a
+    /// refusal.
+    pub(crate) fn retry_first_connect(&mut self, shared: &Shared, now: Instant) -> bool {
+        let storm = self.flow.as_ref().is_some_and(|flow| flow.spec.mode == Mode::Storm);
+        if !storm || self.reconnect_started.is_some() || self.authenticated || self.retry_after.is_zero() {
+            return false;
+        }
+        self.retrying_first = true;
+        let delay = self.backoff.next_delay_at_least(std::mem::take(&mut self.retry_after));
+        self.go_down(shared, now + delay);
+        true
     }
 
     /// Storm: a reconnect failed before AUTH_OK (or a reconnected session

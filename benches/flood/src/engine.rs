@@ -60,8 +60,9 @@ impl Driven for Conn {
         Conn::register(self, registry, token)
     }
 
-    /// A storm reconnect that fails goes down again for a retry; in a
-    /// fleet, so does a live session that loses its node.
+    /// A storm reconnect that fails goes down again for a retry, and so
+    /// does a first connection refused with a retry hint; in a fleet, so
+    /// does a live session that loses its node.
     fn retry(&mut self, end: &End, shared: &Shared, now: Instant) -> bool {
         let End::Error(kind) = end else { return false };
         if shared.phase() == Phase::Close {
@@ -69,6 +70,10 @@ impl Driven for Conn {
         }
         if self.retry_reconnect(shared, now) {
             shared.error(&format!("reconnect_retry_{kind}"));
+            return true;
+        }
+        if self.retry_first_connect(shared, now) {
+            shared.error(&format!("connect_retry_{kind}"));
             return true;
         }
         if self.lost_in_fleet(shared, now) {

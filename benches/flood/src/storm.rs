@@ -5,7 +5,9 @@
 //! resent with their client ids and replays are deduplicated). A failed
 //! reconnect is retried as the SPEC's clients do (`client::Backoff`: from
 //! about 1 s, doubling to 60 s, jittered, never below the server's
-//! `retry_after_ms`), for as long as the storm's timeout allows. The driver
+//! `retry_after_ms`), for as long as the storm's timeout allows; so is a
+//! first connection refused with a retry hint during the ramp (counted as
+//! `connect_retry_<kind>` errors, the ramp waits for it). The driver
 //! waits until every dropped session is back and synced, lets the traffic
 //! run a little longer, drains, and checks: every SEND the server
 //! acknowledged must have reached its recipient's application exactly once

@@ -213,8 +213,9 @@ fn a_storm_past_the_login_slots_comes_back_whole() {
         "100",
         "--reconnect-rate",
         "10000/s",
-        // The ramp stays under the slots (each first connection has no
-        // retry); the storm is what goes past them.
+        // The ramp stays under the slots (on a busy box a first connection
+        // refused is tried again after the backoff, which the ramp waits
+        // for); the storm is what goes past them.
         "--connect-rate",
         "400/s",
         "--rate",

@@ -89,6 +89,7 @@ impl Conn {
                 Event::Authenticated(ok) => {
                     self.stage = Stage::Live;
                     self.authenticated = true;
+                    self.retrying_first = false;
                     self.reset_backoff();
                     self.heartbeat = Duration::from_millis(u64::from(ok.heartbeat_ms).max(100));
                     self.next_ping = ctx.now + ctx.rng.jitter(self.heartbeat);
