@@ -322,12 +322,16 @@ async fn sighup_reloads_limits_for_live_sessions() {
 
 #[test]
 fn a_burst_past_accepts_per_turn_is_all_taken() {
-    // Each turn takes two connections from the listener. The rest stay in
-    // the backlog, and the edge-triggered poll signals nothing more for
-    // them: the worker must come back for them on its own, turn after turn.
+    // Each turn makes sessions of two connections. The rest wait: on epoll
+    // in the backlog, where the edge-triggered poll signals nothing more
+    // for them; on io_uring in the worker's queue, with no accept armed and
+    // so no completion to wake it. Either way the worker must come back for
+    // them on its own, turn after turn. The last connection upgrades
+    // first, so no session's input wakes the worker before it has taken
+    // them all.
     let gateway = Gateway::start("[listen]\naccepts_per_turn = 2\n");
     let mut burst: Vec<Raw> = (0..40).map(|_| Raw::connect(gateway.listen)).collect();
-    for raw in &mut burst {
+    for raw in burst.iter_mut().rev() {
         raw.upgrade_over("/ws");
     }
     assert_eq!(gateway.metric("gateway_accepts_total"), 40.0);

@@ -125,3 +125,32 @@ fn the_peer_closing_ends_the_receive() {
     let mut rest = Vec::new();
     let _ = (&ours).read_to_end(&mut rest);
 }
+
+/// A receive cancelled by its tag ends with ECANCELED and leaves the other
+/// connection's receive armed: the cancellation finds that one operation.
+#[test]
+fn a_receive_cancelled_by_its_tag_ends_alone() {
+    let mut ring = Ring::<Vec<u8>>::new(Sizes { entries: 8, buffers: 2, buffer_size: 16 }).unwrap();
+    let (ours, _theirs) = UnixStream::pair().unwrap();
+    let (other, mut other_peer) = UnixStream::pair().unwrap();
+    ring.recv_multi(ours.as_raw_fd(), 5).unwrap();
+    ring.recv_multi(other.as_raw_fd(), 6).unwrap();
+    ring.wait(Some(Duration::from_millis(20))).unwrap();
+    assert!(ring.completion().is_none(), "nothing sent yet");
+    ring.cancel_receive(5).unwrap();
+    match next(&mut ring) {
+        Event::Received { tag: 5, result: Err(err), ended: true } => {
+            assert_eq!(err.raw_os_error(), Some(libc::ECANCELED), "{err}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(ring.in_flight(), 1, "the other receive is still armed");
+    other_peer.write_all(b"hi").unwrap();
+    match next(&mut ring) {
+        Event::Received { tag: 6, result: Ok(Some(received)), ended: false } => {
+            assert_eq!(ring.buffer_mut(received.buffer, received.len).unwrap(), b"hi");
+            ring.recycle(received.buffer);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

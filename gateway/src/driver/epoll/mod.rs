@@ -103,9 +103,12 @@ impl Worker {
     /// Runs the loop until the worker is stopped or has drained.
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // The end of the last turn: its length, and the time the next
+        // wait's timeout counts from (one clock read for both).
+        let mut turn_end = std::time::Instant::now();
         loop {
             let busy = !self.reread.is_empty() || self.accept_from.contains(&true);
-            let timeout = self.core.poll_timeout(std::time::Instant::now(), busy);
+            let timeout = self.core.poll_timeout(turn_end, busy);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -159,7 +162,8 @@ impl Worker {
             }
             self.core.hub_timers(now);
             self.end_turn(now);
-            self.core.metrics.loop_turn.observe(now.at.elapsed());
+            turn_end = std::time::Instant::now();
+            self.core.metrics.loop_turn.observe(turn_end.saturating_duration_since(now.at));
             if self.core.drained() {
                 return Ok(());
             }

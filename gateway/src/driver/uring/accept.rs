@@ -8,7 +8,16 @@
 //! rest wait in the backlog, as with epoll. At the limit and at a drain the
 //! accepts are cancelled; a drained listener is closed once they have ended,
 //! so new connections are refused.
+//!
+//! Accepted connections wait in the listener's queue, with no session and
+//! no deadline of the node yet, and at most `listen.accepts_per_turn` of
+//! them per listener become sessions at the end of each turn, after the
+//! turn's input, as the epoll driver takes them from the backlog. While
+//! connections wait there the listener's accepts are cancelled and not
+//! armed again, so the queue holds at most what one wake-up took (about
+//! one backlog) and the rest wait in the kernel's.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd as _, OwnedFd};
@@ -40,11 +49,20 @@ struct Listener {
     closing: bool,
     /// The tags of its multishot and its single accepts.
     tags: (u64, u64),
+    /// Accepted, not yet sessions (see the module's comment).
+    queued: VecDeque<TcpStream>,
 }
 
 impl Listener {
     fn new(socket: TcpListener, tags: (u64, u64)) -> Self {
-        Self { socket: Some(socket), multishot: None, singles: 0, closing: false, tags }
+        Self {
+            socket: Some(socket),
+            multishot: None,
+            singles: 0,
+            closing: false,
+            tags,
+            queued: VecDeque::new(),
+        }
     }
 
     fn addr(&self) -> io::Result<SocketAddr> {
@@ -72,6 +90,16 @@ impl Listener {
     fn arm(&mut self, ring: &mut Ring<Piece>, room: usize, backlog: usize) {
         let Some(socket) = &self.socket else { return };
         if self.closing {
+            return;
+        }
+        if !self.queued.is_empty() {
+            // The queue is served first: nothing more is taken meanwhile
+            // (single accepts in flight, at most 16, may still bring one
+            // each). Cancelled by its id: a cancellation by descriptor walks
+            // every armed receive of the ring.
+            if let Some(id) = self.multishot {
+                let _ = ring.cancel(id);
+            }
             return;
         }
         let fd = socket.as_raw_fd();
@@ -107,6 +135,8 @@ pub(super) struct Listeners {
     wss: Option<Listener>,
     /// The listen(2) backlog.
     backlog: usize,
+    /// Connections each listener's queue turns into sessions per turn.
+    per_turn: usize,
     /// When to arm an accept that failed again.
     retry_at: Option<Instant>,
 }
@@ -124,7 +154,7 @@ impl Listeners {
             (None, _) => None,
         };
         let backlog = usize::try_from(listen.backlog).unwrap_or(0);
-        Ok(Self { ws, wss, backlog, retry_at: None })
+        Ok(Self { ws, wss, backlog, per_turn: listen.accepts_per_turn.max(1), retry_at: None })
     }
 
     pub(super) fn ws_addr(&self) -> io::Result<SocketAddr> {
@@ -138,6 +168,15 @@ impl Listeners {
     /// How long until a failed accept is armed again.
     pub(super) fn retry_in(&self, now: Instant) -> Option<Duration> {
         self.retry_at.map(|at| at.saturating_duration_since(now))
+    }
+
+    /// Whether accepted connections wait to become sessions.
+    pub(super) fn queued(&self) -> bool {
+        !self.ws.queued.is_empty() || self.wss.as_ref().is_some_and(|wss| !wss.queued.is_empty())
+    }
+
+    fn queued_len(&self) -> usize {
+        self.ws.queued.len() + self.wss.as_ref().map_or(0, |wss| wss.queued.len())
     }
 
     fn all(&mut self) -> impl Iterator<Item = &mut Listener> {
@@ -157,6 +196,8 @@ impl Listeners {
             listener.closing = true;
             listener.cancel(ring);
             listener.close_if_done();
+            // Never sessions: refused like the backlog's.
+            listener.queued.clear();
         }
     }
 }
@@ -170,7 +211,8 @@ impl Running {
         }
         self.listeners.retry_at = None;
         let max = self.core.shared.max_connections;
-        let room = if max == 0 { usize::MAX } else { max.saturating_sub(self.core.hub.len()) };
+        let taken = self.core.hub.len() + self.listeners.queued_len();
+        let room = if max == 0 { usize::MAX } else { max.saturating_sub(taken) };
         let backlog = self.listeners.backlog;
         let ring = &mut self.ring;
         for listener in self.listeners.all() {
@@ -188,34 +230,44 @@ impl Running {
         }
     }
 
-    /// A connection (or an error) from a listener's accept.
+    /// A connection (or an error) from a listener's accept: queued, to
+    /// become a session at the end of a turn.
     pub(super) fn on_accept(&mut self, now: Now, tag: u64, socket: io::Result<OwnedFd>, ended: bool) {
+        // Taken between a drain's (or a stop's) cancellation and its
+        // completion: refused (closed here).
+        let refused = self.core.draining.is_some() || self.stopping;
         let Some(listener) = self.listeners.by_tag(tag) else { return };
-        let from_wss = listener.tags == conn::ACCEPT_WSS;
         if tag == listener.tags.1 {
             listener.singles = listener.singles.saturating_sub(1);
         } else if ended {
             listener.multishot = None;
         }
         listener.close_if_done();
-        let socket = match socket {
-            Ok(socket) => TcpStream::from(socket),
-            Err(err) if gateway_uring::cancelled(&err) => return,
+        match socket {
+            // Taken while a pause's cancellation was on its way: never more
+            // than the room the accepts were armed for.
+            Ok(socket) if !refused => listener.queued.push_back(TcpStream::from(socket)),
+            Ok(_) => {}
+            Err(err) if gateway_uring::cancelled(&err) => {}
             Err(err) => {
                 // EMFILE and friends: the backlog keeps them; try again soon.
                 tracing::warn!(%err, "accept");
                 self.listeners.retry_at = Some(now.at + ACCEPT_RETRY);
-                return;
             }
-        };
-        // Taken between a drain's (or a stop's) cancellation and its
-        // completion: refused.
-        if self.core.draining.is_some() || self.stopping {
-            return;
         }
-        // Taken while a pause's cancellation was on its way: never more
-        // than the room the accepts were armed for.
-        self.admit(now, socket, from_wss);
+    }
+
+    /// Turns up to `listen.accepts_per_turn` queued connections of each
+    /// listener into sessions.
+    pub(super) fn admit_queued(&mut self, now: Now) {
+        for from_wss in [false, true] {
+            for _ in 0..self.listeners.per_turn {
+                let listener =
+                    if from_wss { self.listeners.wss.as_mut() } else { Some(&mut self.listeners.ws) };
+                let Some(socket) = listener.and_then(|listener| listener.queued.pop_front()) else { break };
+                self.admit(now, socket, from_wss);
+            }
+        }
     }
 
     fn admit(&mut self, now: Now, mut socket: TcpStream, from_wss: bool) {

@@ -207,8 +207,12 @@ impl Running {
             if !conn.sending() && !conn.receiving() {
                 continue;
             }
-            let _ = self.ring.cancel_fd(conn.fd());
             let tag = conn::tag(closed.key, conn.generation);
+            // A write in flight has no handle here: everything on the
+            // socket goes. The usual case, a receive alone, is cancelled by
+            // its tag (cheaper in the kernel).
+            let _ =
+                if conn.sending() { self.ring.cancel_fd(conn.fd()) } else { self.ring.cancel_receive(tag) };
             self.closing.insert(tag, closed);
         }
         if reaped {

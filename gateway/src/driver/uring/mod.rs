@@ -5,7 +5,9 @@
 //! the next deadline.
 //!
 //! - Multishot accept on the worker's own `SO_REUSEPORT` listeners, single
-//!   accepts near the connection limit (`accept.rs`).
+//!   accepts near the connection limit; at most `listen.accepts_per_turn`
+//!   accepted connections per listener become sessions per turn
+//!   (`accept.rs`).
 //! - One multishot receive per connection into the worker's provided
 //!   buffers (`node.uring_buffers` of `node.uring_buffer_size`), each handed
 //!   back as soon as its bytes are in the session (or decrypted): an idle
@@ -119,11 +121,16 @@ impl Worker {
 
 impl Running {
     fn run(&mut self) -> std::io::Result<()> {
+        // The end of the last turn: its length, and the time the next
+        // wait's timeouts count from (one clock read for both).
+        let mut turn_end = Instant::now();
         loop {
             // A failed accept is retried only while the worker takes
             // connections (paused or draining, nothing is armed).
-            let retry = self.core.listening.then(|| self.listeners.retry_in(Instant::now())).flatten();
-            let timeout = [self.core.poll_timeout(Instant::now(), false), retry].into_iter().flatten().min();
+            let retry = self.core.listening.then(|| self.listeners.retry_in(turn_end)).flatten();
+            // Accepted connections still queued: the next turn comes at once.
+            let busy = self.listeners.queued();
+            let timeout = [self.core.poll_timeout(turn_end, busy), retry].into_iter().flatten().min();
             self.ring.wait(timeout)?;
             let now = clock();
             self.completions(now)?;
@@ -145,7 +152,8 @@ impl Running {
             }
             self.core.hub_timers(now);
             self.end_turn(now);
-            self.core.metrics.loop_turn.observe(now.at.elapsed());
+            turn_end = Instant::now();
+            self.core.metrics.loop_turn.observe(turn_end.saturating_duration_since(now.at));
             if self.core.drained() && self.closing.is_empty() {
                 return Ok(());
             }
@@ -174,14 +182,15 @@ impl Running {
     }
 
     /// The end of a turn: the hub's own batch, batches to other workers,
-    /// writes, store and push work, closed sessions, receives and accepts
-    /// armed again.
+    /// writes, store and push work, closed sessions, receives armed again,
+    /// accepted connections made sessions, accepts armed again.
     fn end_turn(&mut self, now: Now) {
         self.core.end_hub_turn(now);
         self.write_dirty(now);
         self.core.send_work();
         self.reap_closed();
         self.rearm_receives(now);
+        self.admit_queued(now);
         self.arm_accepts();
     }
 
