@@ -116,7 +116,8 @@ section! {
         /// cannot reach within session.handshake_timeout_ms (which come back and
         /// add to the storm). At least 1. (io_uring's multishot accept takes
         /// what the backlog holds at a wake-up; the worker makes sessions of N per
-        /// turn and arms no accept until it has made them all.)
+        /// turn, queues the rest without a deadline and arms no accept until it
+        /// has made them all.)
         accepts_per_turn: u32 = 64;
         /// Open connections this node holds before it stops accepting; 0 = the
         /// open-file limit (RLIMIT_NOFILE; the soft limit is raised to the hard one

@@ -9,10 +9,10 @@
 //! accepts are cancelled; a drained listener is closed once they have ended,
 //! so new connections are refused.
 //!
-//! Accepted connections wait in the listener's queue, with no session and
-//! no deadline of the node yet, and at most `listen.accepts_per_turn` of
-//! them per listener become sessions at the end of each turn, after the
-//! turn's input, as the epoll driver takes them from the backlog. While
+//! At most `listen.accepts_per_turn` accepted connections per listener
+//! become sessions per turn, as the epoll driver takes them from the
+//! backlog; the rest wait in the listener's queue, with no session and no
+//! deadline of the node yet, for the end of the turn and the next turns. While
 //! connections wait there the listener's accepts are cancelled and not
 //! armed again, so the queue holds at most what one wake-up took (about
 //! one backlog) and the rest wait in the kernel's.
@@ -51,6 +51,8 @@ struct Listener {
     tags: (u64, u64),
     /// Accepted, not yet sessions (see the module's comment).
     queued: VecDeque<TcpStream>,
+    /// Connections made sessions this turn.
+    taken: usize,
 }
 
 impl Listener {
@@ -62,6 +64,7 @@ impl Listener {
             closing: false,
             tags,
             queued: VecDeque::new(),
+            taken: 0,
         }
     }
 
@@ -236,7 +239,9 @@ impl Running {
         // Taken between a drain's (or a stop's) cancellation and its
         // completion: refused (closed here).
         let refused = self.core.draining.is_some() || self.stopping;
+        let per_turn = self.listeners.per_turn;
         let Some(listener) = self.listeners.by_tag(tag) else { return };
+        let from_wss = listener.tags == conn::ACCEPT_WSS;
         if tag == listener.tags.1 {
             listener.singles = listener.singles.saturating_sub(1);
         } else if ended {
@@ -244,8 +249,13 @@ impl Running {
         }
         listener.close_if_done();
         match socket {
-            // Taken while a pause's cancellation was on its way: never more
-            // than the room the accepts were armed for.
+            // Within this turn's share: a session now, as its bytes may
+            // already be here. (Taken while a pause's cancellation was on
+            // its way: never more than the room the accepts were armed for.)
+            Ok(socket) if !refused && listener.queued.is_empty() && listener.taken < per_turn => {
+                listener.taken += 1;
+                self.admit(now, TcpStream::from(socket), from_wss);
+            }
             Ok(socket) if !refused => listener.queued.push_back(TcpStream::from(socket)),
             Ok(_) => {}
             Err(err) if gateway_uring::cancelled(&err) => {}
@@ -257,14 +267,26 @@ impl Running {
         }
     }
 
-    /// Turns up to `listen.accepts_per_turn` queued connections of each
-    /// listener into sessions.
+    /// Makes sessions of queued connections, up to `listen.accepts_per_turn`
+    /// per listener this turn with those its completions made (none once
+    /// the worker is stopping: they close with it); the next turn's share
+    /// starts.
     pub(super) fn admit_queued(&mut self, now: Now) {
         for from_wss in [false, true] {
-            for _ in 0..self.listeners.per_turn {
+            loop {
+                let per_turn = self.listeners.per_turn;
                 let listener =
                     if from_wss { self.listeners.wss.as_mut() } else { Some(&mut self.listeners.ws) };
-                let Some(socket) = listener.and_then(|listener| listener.queued.pop_front()) else { break };
+                let Some(listener) = listener else { break };
+                if self.stopping || listener.taken >= per_turn {
+                    listener.taken = 0;
+                    break;
+                }
+                let Some(socket) = listener.queued.pop_front() else {
+                    listener.taken = 0;
+                    break;
+                };
+                listener.taken += 1;
                 self.admit(now, socket, from_wss);
             }
         }
