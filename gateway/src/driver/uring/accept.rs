@@ -138,7 +138,7 @@ pub(super) struct Listeners {
     wss: Option<Listener>,
     /// The listen(2) backlog.
     backlog: usize,
-    /// Connections each listener's queue turns into sessions per turn.
+    /// Connections each listener makes sessions of per turn.
     per_turn: usize,
     /// When to arm an accept that failed again.
     retry_at: Option<Instant>,
@@ -233,8 +233,8 @@ impl Running {
         }
     }
 
-    /// A connection (or an error) from a listener's accept: queued, to
-    /// become a session at the end of a turn.
+    /// A connection (or an error) from a listener's accept: a session now
+    /// while the listener's share of this turn lasts, else queued.
     pub(super) fn on_accept(&mut self, now: Now, tag: u64, socket: io::Result<OwnedFd>, ended: bool) {
         // Taken between a drain's (or a stop's) cancellation and its
         // completion: refused (closed here).
