@@ -175,7 +175,7 @@ impl Listeners {
 
     /// Whether accepted connections wait to become sessions.
     pub(super) fn queued(&self) -> bool {
-        !self.ws.queued.is_empty() || self.wss.as_ref().is_some_and(|wss| !wss.queued.is_empty())
+        self.queued_len() > 0
     }
 
     fn queued_len(&self) -> usize {
