@@ -111,6 +111,9 @@ impl Worker {
             let timeout = self.core.poll_timeout(turn_end, busy);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
+                    // The next wait's timeout counts from now, not from
+                    // the turn before the signal.
+                    turn_end = std::time::Instant::now();
                     continue;
                 }
                 return Err(err);

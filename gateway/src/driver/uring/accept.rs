@@ -239,6 +239,9 @@ impl Running {
         // Taken between a drain's (or a stop's) cancellation and its
         // completion: refused (closed here).
         let refused = self.core.draining.is_some() || self.stopping;
+        // Paused at the connection limit (or by a reload that lowered it
+        // while this accept was armed): queued until there is room.
+        let listening = self.core.listening;
         let per_turn = self.listeners.per_turn;
         let Some(listener) = self.listeners.by_tag(tag) else { return };
         let from_wss = listener.tags == conn::ACCEPT_WSS;
@@ -250,9 +253,10 @@ impl Running {
         listener.close_if_done();
         match socket {
             // Within this turn's share: a session now, as its bytes may
-            // already be here. (Taken while a pause's cancellation was on
-            // its way: never more than the room the accepts were armed for.)
-            Ok(socket) if !refused && listener.queued.is_empty() && listener.taken < per_turn => {
+            // already be here.
+            Ok(socket)
+                if !refused && listening && listener.queued.is_empty() && listener.taken < per_turn =>
+            {
                 listener.taken += 1;
                 self.admit(now, TcpStream::from(socket), from_wss);
             }
@@ -268,17 +272,20 @@ impl Running {
     }
 
     /// Makes sessions of queued connections, up to `listen.accepts_per_turn`
-    /// per listener this turn with those its completions made (none once
-    /// the worker is stopping: they close with it); the next turn's share
-    /// starts.
+    /// per listener this turn with those its completions made, while the
+    /// worker takes connections (none at the connection limit: they wait
+    /// for room; none once the worker is stopping: they close with it); the
+    /// next turn's share starts.
     pub(super) fn admit_queued(&mut self, now: Now) {
         for from_wss in [false, true] {
             loop {
                 let per_turn = self.listeners.per_turn;
+                // Re-read per connection: the one before may have reached the limit.
+                let closed = self.stopping || !self.core.listening;
                 let listener =
                     if from_wss { self.listeners.wss.as_mut() } else { Some(&mut self.listeners.ws) };
                 let Some(listener) = listener else { break };
-                if self.stopping || listener.taken >= per_turn {
+                if closed || listener.taken >= per_turn {
                     listener.taken = 0;
                     break;
                 }

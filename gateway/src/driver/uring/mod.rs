@@ -128,8 +128,9 @@ impl Running {
             // A failed accept is retried only while the worker takes
             // connections (paused or draining, nothing is armed).
             let retry = self.core.listening.then(|| self.listeners.retry_in(turn_end)).flatten();
-            // Accepted connections still queued: the next turn comes at once.
-            let busy = self.listeners.queued();
+            // Accepted connections still queued, and room for them: the
+            // next turn comes at once.
+            let busy = self.core.listening && self.listeners.queued();
             let timeout = [self.core.poll_timeout(turn_end, busy), retry].into_iter().flatten().min();
             self.ring.wait(timeout)?;
             let now = clock();
