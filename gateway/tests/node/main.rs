@@ -328,9 +328,14 @@ fn a_burst_past_accepts_per_turn_is_all_taken() {
     // so no completion to wake it. Either way the worker must come back for
     // them on its own, turn after turn. The last connection upgrades
     // first, so no session's input wakes the worker before it has taken
-    // them all.
+    // them all. The burst arrives while the node is stopped (the kernel
+    // completes the handshakes into the backlog), so that each worker finds
+    // about twenty at once when it runs again: on io_uring twenty accept
+    // completions in one turn, eighteen of them queued.
     let gateway = Gateway::start("[listen]\naccepts_per_turn = 2\n");
+    gateway.signal("-STOP");
     let mut burst: Vec<Raw> = (0..40).map(|_| Raw::connect(gateway.listen)).collect();
+    gateway.signal("-CONT");
     for raw in burst.iter_mut().rev() {
         raw.upgrade_over("/ws");
     }
