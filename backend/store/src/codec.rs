@@ -30,8 +30,14 @@ pub(crate) mod meta {
     pub(crate) const GROUP: u8 = b'G';
     /// `V user` → visibility.
     pub(crate) const VISIBILITY: u8 = b'V';
-    /// `C user conv kind` → the user's own cursor in a conversation.
+    /// `C user conv kind` → a group cursor as databases written before
+    /// `GROUP_CURSOR` keep it (read, never written; see `group_cursors`).
     pub(crate) const CURSOR: u8 = b'C';
+    /// `K group user kind` → a member's cursor in a group, with its short
+    /// histories (`group_cursors`).
+    pub(crate) const GROUP_CURSOR: u8 = b'K';
+    /// `J user group` → (nothing): the user is a member of the group.
+    pub(crate) const MEMBERSHIP: u8 = b'J';
 }
 
 /// Prekey keys (first byte).

@@ -1,23 +1,25 @@
 //! Delivered and read cursors, the receipts their moves produce, and the
 //! per-user receipt mailbox that answers `Cursors{user, since}`.
 //!
-//! Each note produced is written to the mailbox of the user it goes to
-//! (`to · conversation as seen by to · cursor owner · kind` → up_to, at),
-//! overwritten on every move: state, not events, bounded by conversations ×
-//! peers. `Cursors` is then one prefix scan of the asking user's mailbox.
+//! A pair's cursor (user's cursor of a kind, up_to and at) is the note its
+//! peer's mailbox keeps of it (`peer · Direct(user) · user · kind`): the
+//! peer's sync reads it there. A read move also leaves a note in the
+//! user's own mailbox, for its other devices. Mailbox notes are state, not
+//! events, overwritten on every move: bounded by conversations × peers, and
+//! `Cursors` is one prefix scan of the asking user's mailbox. (Pairs used to
+//! have a meta key too, always written beside that note with the same
+//! value, so databases written then read the same.)
 //!
-//! A user's own cursor (up_to, at) lives in meta (`C user conv kind`) for a
-//! group. For a pair it is the note its peer's mailbox keeps of it
-//! (`peer · Direct(user) · user · kind`), which every move writes anyway:
-//! one key per move instead of two. (Pairs used to have a meta key too,
-//! always written beside that note with the same value, so databases
-//! written then read the same.)
+//! A group's cursors live in `group_cursors`: a move there is told live to
+//! the authors it covers and to the user's other devices (the receipts
+//! `advance` returns), and a sync works the rest out from the cursors.
 
 use protocol::{ConvSeq, Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
 
 use crate::api::{ReadCursor, ReceiptNote, StoreError};
-use crate::codec::{convlog_key, corrupt, meta, ConvKey, Dec, Enc, Key};
+use crate::codec::{convlog_key, corrupt, ConvKey, Dec, Enc, Key};
 use crate::db::{Ks, Tx};
+use crate::group_cursors;
 use crate::records::{conv_seq, load_group};
 
 /// Most conversation-log entries one group cursor move scans for senders
@@ -25,36 +27,24 @@ use crate::records::{conv_seq, load_group};
 /// newest `GROUP_SCAN` messages it covers.
 const GROUP_SCAN: u64 = 4096;
 
-/// Where `user`'s cursor of `kind` in `conv` lives (see the module doc).
-fn home(user: UserId, conv: ConvKey, kind: ReceiptKind) -> (Ks, Key) {
-    match conv {
-        ConvKey::Pair(a, b) => {
-            let peer = if a == user { b } else { a };
-            let key = Enc::default().user(peer).view(Conversation::Direct(user)).user(user).u8(kind as u8);
-            (Ks::Mailbox, key.key())
-        }
-        ConvKey::Group(_) => (Ks::Meta, Enc::tag(meta::CURSOR).user(user).conv(conv).u8(kind as u8).key()),
-    }
+/// Where `user`'s cursor of `kind` in the pair with `peer` lives: the note
+/// of it in the peer's mailbox (see the module doc).
+fn pair_home(user: UserId, peer: UserId, kind: ReceiptKind) -> Key {
+    Enc::default().user(peer).view(Conversation::Direct(user)).user(user).u8(kind as u8).key()
 }
 
-/// The cursor stored at `home` (0: none).
-fn stored(tx: &mut Tx<'_>, (ks, key): &(Ks, Key)) -> Result<u64, StoreError> {
-    match tx.get(*ks, key)? {
+/// The pair cursor stored at `home` (0: none).
+fn stored(tx: &mut Tx<'_>, home: &Key) -> Result<u64, StoreError> {
+    match tx.get(Ks::Mailbox, home)? {
         Some(bytes) => Dec::new(&bytes).u64(),
         None => Ok(0),
     }
 }
 
-/// Sets the user's cursor without telling anyone (a new group member's start).
-pub(crate) fn set(tx: &mut Tx<'_>, user: UserId, conv: ConvKey, kind: ReceiptKind, up_to: u64) {
-    let (ks, key) = home(user, conv, kind);
-    let now = tx.now;
-    tx.put(ks, key, Enc::default().u64(up_to).u64(now).done());
-}
-
 /// Moves `user`'s cursor in `view` (as `user` names it) to `up_to` if that is
 /// higher, and returns the notes to send; `device` is the device that moved a
-/// read cursor (its own copy is not sent back).
+/// read cursor (its own copy is not sent back); `authored`: the move is a
+/// Send's, to its author's own message.
 pub(crate) fn advance(
     tx: &mut Tx<'_>,
     user: UserId,
@@ -62,15 +52,9 @@ pub(crate) fn advance(
     view: Conversation,
     kind: ReceiptKind,
     up_to: u64,
+    authored: bool,
 ) -> Result<Vec<ReceiptNote>, StoreError> {
-    let conv = ConvKey::of(user, view);
-    let home = home(user, conv, kind);
-    let old = stored(tx, &home)?;
-    if up_to <= old {
-        return Ok(Vec::new());
-    }
-    let value = Enc::default().u64(up_to).u64(tx.now).done();
-    tx.put(home.0, home.1.clone(), value.clone());
+    let (conv, now) = (ConvKey::of(user, view), tx.now);
     let note = |to: UserId, conversation: Conversation, except: Option<DeviceId>| ReceiptNote {
         to,
         except,
@@ -78,18 +62,40 @@ pub(crate) fn advance(
         user,
         kind,
         up_to: ConvSeq(up_to),
-        at: Timestamp(tx.now),
+        at: Timestamp(now),
     };
     let mut notes = Vec::new();
     match conv {
-        ConvKey::Pair(..) => {
-            if let Conversation::Direct(peer) = view {
-                if peer != user {
-                    notes.push(note(peer, Conversation::Direct(user), None));
+        ConvKey::Pair(a, b) => {
+            let peer = if a == user { b } else { a };
+            let home = pair_home(user, peer, kind);
+            if up_to <= stored(tx, &home)? {
+                return Ok(Vec::new());
+            }
+            let value = Enc::default().u64(up_to).u64(now).done();
+            if peer != user {
+                notes.push(note(peer, Conversation::Direct(user), None));
+            }
+            if kind == ReceiptKind::Read {
+                notes.push(note(user, view, device));
+            }
+            // The peer's note is the cursor's home; the user's own read
+            // note is for its other devices' syncs.
+            for n in &notes {
+                let key = mailbox_key(n);
+                if key != home {
+                    tx.put(Ks::Mailbox, key, value.clone());
                 }
             }
+            tx.put(Ks::Mailbox, home, value);
         }
-        ConvKey::Group(_) => {
+        ConvKey::Group(group) => {
+            let cursor = group_cursors::load(tx, user, group, kind)?;
+            if up_to <= cursor.up_to {
+                return Ok(Vec::new());
+            }
+            let old = cursor.up_to;
+            group_cursors::advance(tx, (user, group, kind), cursor, up_to, authored);
             // Only the authors of the messages the move covers hear of it.
             let first = (old + 1).max(up_to.saturating_sub(GROUP_SCAN) + 1);
             let mut senders = match senders_from_cache(tx, conv, user, first, up_to)? {
@@ -105,16 +111,9 @@ pub(crate) fn advance(
             };
             senders.sort_unstable();
             notes.extend(senders.into_iter().map(|s| note(s, view, None)));
-        }
-    }
-    if kind == ReceiptKind::Read {
-        notes.push(note(user, view, device));
-    }
-    for n in &notes {
-        let key = mailbox_key(n);
-        // The peer's note of a pair cursor is its home, written above.
-        if (Ks::Mailbox, &key) != (home.0, &home.1) {
-            tx.put(Ks::Mailbox, key, value.clone());
+            if kind == ReceiptKind::Read {
+                notes.push(note(user, view, device));
+            }
         }
     }
     Ok(notes)
@@ -173,7 +172,7 @@ pub(crate) fn read(tx: &mut Tx<'_>, req: ReadCursor) -> Result<Vec<ReceiptNote>,
     }
     let last = conv_seq(tx, ConvKey::of(req.user, req.conversation))?;
     let up_to = req.up_to.0.min(last);
-    advance(tx, req.user, Some(req.device), req.conversation, ReceiptKind::Read, up_to)
+    advance(tx, req.user, Some(req.device), req.conversation, ReceiptKind::Read, up_to, false)
 }
 
 /// The mailbox key of `note`: `to · conversation as seen by to · cursor

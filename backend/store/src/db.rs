@@ -89,6 +89,11 @@ pub(crate) struct Db {
     mailbox: Keyspace,
     prekeys: Keyspace,
     expiry: Keyspace,
+    /// Whether group cursors are kept the legacy way (`meta::CURSOR` keys,
+    /// written before `group_cursors`): only then do syncs look among them
+    /// for a user's groups. Nothing writes them any more, so it never
+    /// turns true while open.
+    pub(crate) legacy_group_cursors: bool,
 }
 
 impl std::fmt::Debug for Db {
@@ -109,8 +114,10 @@ impl Db {
         let db = Database::builder(dir).max_cached_files(Some(MAX_CACHED_FILES)).open().map_err(engine)?;
         let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_SIZE);
         let ks = |name: &str| db.keyspace(name, options).map_err(engine);
+        let meta = ks("meta")?;
+        let legacy_group_cursors = meta.prefix([crate::codec::meta::CURSOR]).next().is_some();
         Ok(Self {
-            meta: ks("meta")?,
+            meta,
             messages: ks("messages")?,
             refs: ks("refs")?,
             inbox: ks("inbox")?,
@@ -119,6 +126,7 @@ impl Db {
             mailbox: ks("mailbox")?,
             prekeys: ks("prekeys")?,
             expiry: ks("expiry")?,
+            legacy_group_cursors,
             db,
         })
     }

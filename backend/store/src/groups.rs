@@ -12,7 +12,7 @@
 //! removed or demoted, the oldest remaining member becomes admin.
 
 use protocol::limits::MAX_GROUP_MEMBERS;
-use protocol::{Conversation, DeviceId, Frame, GroupId, List, Member, ReceiptKind, Role, UserId};
+use protocol::{Conversation, DeviceId, Frame, GroupId, List, Member, Role, UserId};
 
 use crate::api::{GroupChange, GroupChanged, GroupInfo, GroupOp, StoreError};
 use crate::codec::{group_key, meta, ConvKey};
@@ -20,7 +20,7 @@ use crate::db::{Ks, Tx};
 use crate::error::EngineError;
 use crate::messages::{self, NewMessage};
 use crate::records::{encode_group, load_group, next_counter};
-use crate::{cursors, devices};
+use crate::{devices, group_cursors};
 
 fn existing(tx: &mut Tx<'_>, group: GroupId) -> Result<GroupInfo, StoreError> {
     load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))
@@ -115,10 +115,13 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
     let new =
         NewMessage { conv, sender: req.user, sender_device: DeviceId(0), payload, targets, dedup: None };
     let (message, deliveries) = messages::store(tx, new)?;
-    // A new member starts with everything before its joining read and delivered.
+    // A new member starts with everything before its joining read and
+    // delivered; one who went no longer syncs the group's cursors.
     for user in joined {
-        cursors::set(tx, user, conv, ReceiptKind::Read, message.conv_seq.0);
-        cursors::set(tx, user, conv, ReceiptKind::Delivered, message.conv_seq.0);
+        group_cursors::join(tx, user, info.group, message.conv_seq.0);
+    }
+    for user in removed {
+        group_cursors::leave(tx, user, info.group);
     }
     Ok(GroupChanged { info, message, deliveries })
 }

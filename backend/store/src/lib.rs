@@ -19,6 +19,7 @@ mod error;
 mod expiry;
 #[cfg(fuzzing)]
 pub mod fuzzing;
+mod group_cursors;
 mod groups;
 mod messages;
 mod metrics;

@@ -193,8 +193,15 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
     let (message, deliveries) = store(tx, new)?;
     let record = Enc::default().u64(message.id.0).u64(message.conv_seq.0).u64(message.server_time.0).done();
     tx.put(Ks::Dedup, dkey, record);
-    let receipts =
-        cursors::advance(tx, req.user, Some(req.device), req.to, ReceiptKind::Read, message.conv_seq.0)?;
+    let receipts = cursors::advance(
+        tx,
+        req.user,
+        Some(req.device),
+        req.to,
+        ReceiptKind::Read,
+        message.conv_seq.0,
+        true,
+    )?;
     Ok(Sent { message, duplicate: false, deliveries, receipts })
 }
 
@@ -308,7 +315,7 @@ pub(crate) fn ack(tx: &mut Tx<'_>, req: Ack) -> Result<Vec<ReceiptNote>, StoreEr
     devices::set_state(tx, req.user, req.device, state);
     let mut notes = Vec::new();
     for (view, seq) in highest {
-        notes.extend(cursors::advance(tx, req.user, None, view, ReceiptKind::Delivered, seq)?);
+        notes.extend(cursors::advance(tx, req.user, None, view, ReceiptKind::Delivered, seq, false)?);
     }
     Ok(notes)
 }

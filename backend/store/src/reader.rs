@@ -2,13 +2,16 @@
 //! GroupGet, Cursors, GetVisibility. Each write batch is atomic, so a reader
 //! never sees seq n + 1 without seq n.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use protocol::limits::MAX_SYNC_BATCH;
 use protocol::{
-    ConvSeq, Deliver, DeviceId, GroupId, MessageId, Payload, Seq, Timestamp, UserId, Visibility, Wire,
+    ConvSeq, Conversation, Deliver, DeviceId, GroupId, MessageId, Payload, Seq, Timestamp, UserId,
+    Visibility, Wire,
 };
 
-use crate::api::{InboxPage, InboxQuery, Request, Response, StoreError};
+use crate::api::{InboxPage, InboxQuery, ReceiptNote, Request, Response, StoreError};
 use crate::codec::{
     device_key, group_key, inbox_key, inbox_key_seq, message_key, meta, prefix_end, DeviceState, Enc, Entry,
 };
@@ -16,24 +19,14 @@ use crate::db::{Db, Ks};
 use crate::error::EngineError;
 use crate::messages::decode_body;
 use crate::records::decode_group;
-use crate::{cursors, expiry, now_ms};
+use crate::{cursors, expiry, group_cursors, now_ms};
 
 /// Answers a read request.
 pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Response, StoreError> {
     match request {
         Request::Inbox(query) => inbox(db, retention_ms, query).map(Response::Inbox),
         Request::GroupGet { user, group } => group_get(db, user, group).map(Response::Group),
-        Request::Cursors { user, since } => {
-            let start = Enc::default().user(user).done();
-            let mut notes = Vec::new();
-            for (k, v) in db.scan(Ks::Mailbox, &start, &prefix_end(&start), usize::MAX)? {
-                let note = cursors::mailbox_note(&k, &v)?;
-                if note.at > since {
-                    notes.push(note);
-                }
-            }
-            Ok(Response::Cursors(notes))
-        }
+        Request::Cursors { user, since } => cursors_since(db, user, since.0).map(Response::Cursors),
         Request::GetVisibility { user } => {
             let key = Enc::tag(meta::VISIBILITY).user(user).done();
             let visibility = match db.get(Ks::Meta, &key)? {
@@ -44,6 +37,41 @@ pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Res
         }
         _ => Err(EngineError::WriteOnReader.into()),
     }
+}
+
+/// What a sync of `user` is told: the notes in its mailbox (pairs, and
+/// group notes written before `group_cursors`) and its groups' cursors,
+/// that moved after `since`; one per cursor, the newest.
+fn cursors_since(db: &Db, user: UserId, since: u64) -> Result<Vec<ReceiptNote>, StoreError> {
+    let start = Enc::default().user(user).done();
+    let mut notes = Vec::new();
+    for (k, v) in db.scan(Ks::Mailbox, &start, &prefix_end(&start), usize::MAX)? {
+        let note = cursors::mailbox_note(&k, &v)?;
+        if note.at.0 > since {
+            notes.push(note);
+        }
+    }
+    let from_mailbox = notes.len();
+    group_cursors::sync(db, user, since, &mut notes)?;
+    if from_mailbox == 0 || notes.len() == from_mailbox {
+        return Ok(notes);
+    }
+    // A group cursor may have a note from before `group_cursors` and a newer
+    // value now: the newest goes.
+    let mut newest: Vec<ReceiptNote> = Vec::with_capacity(notes.len());
+    let mut index: HashMap<(Conversation, UserId, u8), usize> = HashMap::new();
+    for note in notes {
+        let key = (note.conversation, note.user, note.kind as u8);
+        match index.get(&key).and_then(|&i| newest.get_mut(i)) {
+            Some(kept) if kept.at < note.at => *kept = note,
+            Some(_) => {}
+            None => {
+                index.insert(key, newest.len());
+                newest.push(note);
+            }
+        }
+    }
+    Ok(newest)
 }
 
 fn group_get(db: &Db, user: UserId, group: GroupId) -> Result<crate::api::GroupInfo, StoreError> {

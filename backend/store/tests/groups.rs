@@ -28,6 +28,19 @@ fn users(ids: &[u64]) -> Vec<UserId> {
     ids.iter().map(|&u| UserId(u)).collect()
 }
 
+/// A fresh store with users 1..=`users` connected (one device each) and a
+/// group user 1 created with the others: its directory, the store, the group.
+fn store_with_group(users: u64) -> (tempfile::TempDir, Store, GroupId) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    for u in 1..=users {
+        connect(&store, u, 1);
+    }
+    let others: Vec<u64> = (2..=users).collect();
+    let group = create(&store, 1, &others).info.group;
+    (dir, store, group)
+}
+
 fn decode_info(payload: &bytes::Bytes) -> protocol::GroupInfo {
     let mut frames = protocol::Decoder::for_server_messages().message(payload.clone());
     match frames.next() {
@@ -141,12 +154,7 @@ fn group_full_at_1025() {
 
 #[test]
 fn group_receipts_go_only_to_covered_senders() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(config(dir.path())).unwrap();
-    for u in 1..=4 {
-        connect(&store, u, 1);
-    }
-    let g = create(&store, 1, &[2, 3, 4]).info.group;
+    let (_dir, store, g) = store_with_group(4);
     let view = Conversation::Group(g);
     // conv_seq 1 is the system entry; 2 from user 1, 3 from user 2.
     send(&store, 1, 1, 1, view, b"a");
@@ -186,12 +194,8 @@ fn group_receipts_go_only_to_covered_senders() {
 /// jump, or a store reopened with an empty cache): the receipts are the same.
 #[test]
 fn group_receipts_from_the_writer_cache_and_from_disk_agree() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(config(dir.path())).unwrap();
-    for u in 1..=4 {
-        connect(&store, u, 1);
-    }
-    let view = Conversation::Group(create(&store, 1, &[2, 3, 4]).info.group);
+    let (dir, store, g) = store_with_group(4);
+    let view = Conversation::Group(g);
     // Acks all of `user`'s inbox: who hears of it.
     let acked_to = |store: &Store, user: u64| {
         let head = inbox_all(store, user, 1).last().unwrap().seq.0;
@@ -240,4 +244,96 @@ fn a_retried_group_send_fans_the_original_entries_out_again() {
     assert_eq!(entries(&again), entries(&first));
     assert_eq!(entries(&again).len(), 4, "every device of the group but the sending one");
     assert!(again.deliveries.iter().all(|d| d.conversation == Conversation::Group(g)));
+}
+
+/// The store's clock now, between two pauses: a `since` that no move shares.
+fn instant_between_moves() -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    u64::try_from(now.as_millis()).unwrap()
+}
+
+/// What a sync (`Cursors{user, since}`) tells `user` of group cursors:
+/// (whose, kind, up_to), sorted.
+fn told(store: &Store, user: u64, since: u64) -> Vec<(u64, ReceiptKind, u64)> {
+    let Response::Cursors(notes) =
+        call(store, Request::Cursors { user: UserId(user), since: protocol::Timestamp(since) }).unwrap()
+    else {
+        panic!("not a cursors answer")
+    };
+    let mut told: Vec<_> = notes
+        .iter()
+        .filter(|n| matches!(n.conversation, Conversation::Group(_)))
+        .map(|n| (n.user.0, n.kind, n.up_to.0))
+        .collect();
+    told.sort_unstable_by_key(|&(user, kind, up_to)| (user, kind as u8, up_to));
+    told
+}
+
+/// A sync tells an author of the members' cursor moves after `since` that
+/// covered its messages, with their values now, and of its own read cursor;
+/// not of a move over other authors' messages only. The cursors are read
+/// from disk (a reopen changes nothing), and a member that left no longer
+/// syncs the group while its last moves still count for the others.
+#[test]
+fn a_sync_tells_an_author_of_the_group_moves_that_covered_its_messages() {
+    use ReceiptKind::{Delivered, Read};
+    let (dir, store, g) = store_with_group(4);
+    let view = Conversation::Group(g);
+    // conv_seq 1: the system entry; 2: user 1's message, read by user 4.
+    send(&store, 1, 1, 1, view, b"a");
+    read(&store, 4, 1, view, 2).unwrap();
+    let since = instant_between_moves();
+    // 3: user 2's message (its read cursor jumps over user 1's), read by
+    // user 4 (over user 2's only); user 3 acks both.
+    send(&store, 2, 1, 1, view, b"b");
+    read(&store, 4, 1, view, 3).unwrap();
+    let head = inbox_all(&store, 3, 1).last().unwrap().seq.0;
+    ack(&store, 3, 1, head);
+
+    let for_1 = vec![(2, Read, 3), (3, Delivered, 3)];
+    let for_2 = vec![(2, Read, 3), (3, Delivered, 3), (4, Read, 3)];
+    assert_eq!(told(&store, 1, since), for_1, "user 4's move after `since` covered only user 2's message");
+    assert_eq!(told(&store, 2, since), for_2, "its own read cursor, and every move over its message");
+    // Since the start, user 4's moves covered user 1's message too.
+    assert_eq!(told(&store, 1, 0), vec![(1, Read, 2), (2, Read, 3), (3, Delivered, 3), (4, Read, 3)]);
+
+    drop(store);
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(told(&store, 1, since), for_1);
+    assert_eq!(told(&store, 2, since), for_2);
+
+    change(&store, 4, GroupOp::Leave { group: g }).unwrap();
+    assert_eq!(told(&store, 4, 0), vec![], "a member that left no longer syncs the group");
+    assert_eq!(told(&store, 2, since), for_2, "its moves while a member still count");
+}
+
+/// Past the moves a cursor's history holds, a sync errs towards telling: a
+/// member's moves over other authors' messages only are told once there
+/// were more of them after `since` than the history keeps (4).
+#[test]
+fn past_its_history_a_sync_tells_too_much_never_too_little() {
+    let (_dir, store, g) = store_with_group(3);
+    let view = Conversation::Group(g);
+    send(&store, 1, 1, 1, view, b"a");
+    let mut acked = 0;
+    let mut ack_all = |store: &Store| {
+        let head = inbox_all(store, 3, 1).last().unwrap().seq.0;
+        if head > acked {
+            ack(store, 3, 1, head);
+            acked = head;
+        }
+    };
+    ack_all(&store);
+    let since = instant_between_moves();
+    let user_3_told_to_1 = |store: &Store| told(store, 1, since).iter().any(|&(user, _, _)| user == 3);
+    for client_id in 1..=4 {
+        send(&store, 2, 1, client_id, view, b"b");
+        ack_all(&store);
+        assert!(!user_3_told_to_1(&store), "{client_id} moves over user 2's messages only");
+    }
+    send(&store, 2, 1, 5, view, b"b");
+    ack_all(&store);
+    assert!(user_3_told_to_1(&store), "five moves since: the start is unknown, so told");
 }
