@@ -6,9 +6,10 @@
 //! into their mailboxes: that was a key per covered author per move, half
 //! the keys a message commits in a group where every member talks
 //! (`RECEIPTS.md`). Each cursor is one key, ordered by group (`K group user
-//! kind`), and a user's groups are indexed (`J user group`, written when it
-//! joins, deleted when it leaves or is removed). A sync (`Cursors{user,
-//! since}`) reads the cursors of each of the user's groups and works out
+//! kind`), and the groups a user has been a member of are indexed (`J user
+//! group`, written when it joins: its messages stay in a group it left, and
+//! moves over them are still owed to it). A sync (`Cursors{user, since}`)
+//! reads the cursors of each of those groups and works out
 //! which moved over one of the user's messages after `since`, from two
 //! short histories their values keep:
 //!
@@ -28,17 +29,19 @@
 //! Databases written before keep a group cursor as `C user conv kind` (its
 //! value and time, no histories): read when the `K` key is missing, as a
 //! cursor whose histories are unknown. The moves made then were copied into
-//! mailboxes, which a sync still reads; their members are found by the
+//! mailboxes, which a sync still reads; their groups are found by the
 //! legacy keys too.
+//!
+//! A cursor's times never go back (a move at an earlier clock reading keeps
+//! the later time), so that `since` compares with them as with the notes'.
 
 use std::collections::HashSet;
 
 use protocol::{ConvSeq, Conversation, GroupId, ReceiptKind, Timestamp, UserId};
 
 use crate::api::{ReceiptNote, StoreError};
-use crate::codec::{corrupt, group_key, meta, prefix_end, ConvKey, Dec, Enc, Key};
+use crate::codec::{corrupt, meta, prefix_end, ConvKey, Dec, Enc, Key};
 use crate::db::{Db, Ks, Tx};
-use crate::records::decode_group;
 
 /// Earlier values a cursor keeps with their times.
 pub(crate) const HISTORY: usize = 4;
@@ -122,7 +125,7 @@ impl GroupCursor {
             self.history.truncate(HISTORY);
             self.history_cut = true;
         }
-        (self.up_to, self.at) = (up_to, now);
+        (self.up_to, self.at) = (up_to, now.max(self.at));
         if authored {
             self.sent.insert(0, up_to);
             if self.sent.len() > SENT {
@@ -173,22 +176,34 @@ fn membership_key(user: UserId, group: GroupId) -> Key {
     Enc::tag(meta::MEMBERSHIP).user(user).u64(group.0).key()
 }
 
-/// `user`'s cursor of `kind` in `group`, as the batch sees it.
+/// `user`'s cursor of `kind` in `group`, as the batch sees it (one of
+/// unknown history at 0 if it has none).
 pub(crate) fn load(
     tx: &mut Tx<'_>,
     user: UserId,
     group: GroupId,
     kind: ReceiptKind,
 ) -> Result<GroupCursor, StoreError> {
+    Ok(stored(tx, user, group, kind)?.unwrap_or_else(|| GroupCursor::unknown(0, 0)))
+}
+
+/// `user`'s cursor of `kind` in `group`, if it has one (a legacy one has
+/// unknown histories).
+fn stored(
+    tx: &mut Tx<'_>,
+    user: UserId,
+    group: GroupId,
+    kind: ReceiptKind,
+) -> Result<Option<GroupCursor>, StoreError> {
     if let Some(bytes) = tx.get(Ks::Meta, &cursor_key(group, user, kind))? {
-        return GroupCursor::decode(&bytes);
+        return GroupCursor::decode(&bytes).map(Some);
     }
     match tx.get(Ks::Meta, &legacy_key(user, group, kind))? {
         Some(bytes) => {
             let mut dec = Dec::new(&bytes);
-            Ok(GroupCursor::unknown(dec.u64()?, dec.u64()?))
+            Ok(Some(GroupCursor::unknown(dec.u64()?, dec.u64()?)))
         }
-        None => Ok(GroupCursor::unknown(0, 0)),
+        None => Ok(None),
     }
 }
 
@@ -206,19 +221,24 @@ pub(crate) fn advance(
 }
 
 /// `user` joins `group` at conv_seq `at_seq` (its joining system entry):
-/// both cursors start there, and the group enters its index.
-pub(crate) fn join(tx: &mut Tx<'_>, user: UserId, group: GroupId, at_seq: u64) {
+/// both cursors start there, and the group enters its index. A member that
+/// comes back keeps its cursors, moved up to there: their histories still
+/// answer for the moves before, and its read cursor still lists its
+/// messages from then.
+pub(crate) fn join(tx: &mut Tx<'_>, user: UserId, group: GroupId, at_seq: u64) -> Result<(), StoreError> {
     for kind in [ReceiptKind::Delivered, ReceiptKind::Read] {
-        let cursor = GroupCursor::start(at_seq, tx.now);
+        let cursor = match stored(tx, user, group, kind)? {
+            None => GroupCursor::start(at_seq, tx.now),
+            Some(cursor) if cursor.up_to >= at_seq => continue,
+            Some(mut cursor) => {
+                cursor.advance(at_seq, tx.now, false);
+                cursor
+            }
+        };
         tx.put(Ks::Meta, cursor_key(group, user, kind), cursor.encode());
     }
     tx.put(Ks::Meta, membership_key(user, group), Vec::new());
-}
-
-/// `user` left `group` or was removed: its syncs no longer read the group.
-/// Its cursors stay, for the syncs of the authors its last moves covered.
-pub(crate) fn leave(tx: &mut Tx<'_>, user: UserId, group: GroupId) {
-    tx.del(Ks::Meta, membership_key(user, group));
+    Ok(())
 }
 
 /// The receipts a sync of `user` owes from its groups' cursors that moved
@@ -274,8 +294,8 @@ pub(crate) fn sync(
     Ok(())
 }
 
-/// The groups `user` is a member of: its index, and the groups of its
-/// legacy cursors that it is still a member of.
+/// The groups `user` has been a member of: its index, and the groups of its
+/// legacy cursors.
 fn groups_of(db: &Db, user: UserId) -> Result<Vec<GroupId>, StoreError> {
     let prefix = Enc::tag(meta::MEMBERSHIP).user(user).done();
     let mut groups = Vec::new();
@@ -287,21 +307,13 @@ fn groups_of(db: &Db, user: UserId) -> Result<Vec<GroupId>, StoreError> {
     if !db.legacy_group_cursors {
         return Ok(groups);
     }
-    let indexed: HashSet<GroupId> = groups.iter().copied().collect();
-    let mut legacy = HashSet::new();
+    let mut seen: HashSet<GroupId> = groups.iter().copied().collect();
     let prefix = Enc::tag(meta::CURSOR).user(user).done();
     for (key, _) in db.scan(Ks::Meta, &prefix, &prefix_end(&prefix), usize::MAX)? {
         let mut dec = Dec::new(&key);
         dec.skip(prefix.len())?;
         if let ConvKey::Group(group) = ConvKey::get(&mut dec)? {
-            if !indexed.contains(&group) {
-                legacy.insert(group);
-            }
-        }
-    }
-    for group in legacy {
-        if let Some(bytes) = db.get(Ks::Meta, &group_key(group))? {
-            if decode_group(group, &bytes)?.members.iter().any(|m| m.user == user) {
+            if seen.insert(group) {
                 groups.push(group);
             }
         }
@@ -312,17 +324,14 @@ fn groups_of(db: &Db, user: UserId) -> Result<Vec<GroupId>, StoreError> {
 #[cfg(test)]
 mod tests {
     use fjall::PersistMode;
-    use protocol::{GroupName, Member, Role};
 
     use super::*;
-    use crate::api::GroupInfo;
     use crate::cache::MetaCache;
-    use crate::records::encode_group;
 
     /// A database written before `K` keys: a member's cursor is a legacy
-    /// `C` key (value and time), its group found through it while the user
-    /// is still a member; its histories unknown, so any later move of
-    /// another member is told to it.
+    /// `C` key (value and time), its group found through it (also once the
+    /// user left: its messages are still there); its histories unknown, so
+    /// any later move of another member is told to it.
     #[test]
     fn legacy_cursors_are_read_as_cursors_of_unknown_history() {
         let dir = tempfile::tempdir().unwrap();
@@ -330,9 +339,6 @@ mod tests {
         let mut cache = MetaCache::new();
         let (g, old, gone, new) = (GroupId(3), UserId(7), UserId(9), UserId(8));
         let mut tx = Tx::new(&db, &mut cache, 1_000);
-        let members = [old, new].map(|user| Member { user, role: Role::Member }).to_vec();
-        let info = GroupInfo { group: g, version: 1, name: GroupName::new("g").unwrap(), members };
-        tx.put(Ks::Meta, group_key(g), encode_group(&info));
         for user in [old, gone] {
             let value = Enc::default().u64(5).u64(900).done();
             tx.put(Ks::Meta, legacy_key(user, g, ReceiptKind::Read), value);
@@ -353,7 +359,8 @@ mod tests {
         tx.commit(PersistMode::Buffer).unwrap();
 
         assert_eq!(groups_of(&db, old).unwrap(), [g]);
-        assert_eq!(groups_of(&db, gone).unwrap(), [], "not a member any more");
+        assert_eq!(groups_of(&db, gone).unwrap(), [g], "a member once");
+        assert_eq!(groups_of(&db, UserId(10)).unwrap(), [], "never a member");
         let mut notes = Vec::new();
         sync(&db, old, 1_500, &mut notes).unwrap();
         let told: Vec<_> = notes.iter().map(|n| (n.user, n.kind, n.up_to.0, n.at.0)).collect();
@@ -388,6 +395,10 @@ mod tests {
         assert_eq!(cursor.value_at(250), 7);
         assert_eq!(cursor.value_at(150), 5);
         assert_eq!(cursor.value_at(50), 5, "began after: from where it began");
+        // A clock that stepped back does not take the cursor's time with it.
+        let mut later = cursor.clone();
+        later.advance(10, 250, false);
+        assert_eq!((later.at, later.value_at(260)), (300, 7));
         for seq in 10..20 {
             cursor.advance(seq, 300 + seq, false);
         }

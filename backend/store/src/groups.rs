@@ -115,13 +115,9 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
     let new =
         NewMessage { conv, sender: req.user, sender_device: DeviceId(0), payload, targets, dedup: None };
     let (message, deliveries) = messages::store(tx, new)?;
-    // A new member starts with everything before its joining read and
-    // delivered; one who went no longer syncs the group's cursors.
+    // A new member starts with everything before its joining read and delivered.
     for user in joined {
-        group_cursors::join(tx, user, info.group, message.conv_seq.0);
-    }
-    for user in removed {
-        group_cursors::leave(tx, user, info.group);
+        group_cursors::join(tx, user, info.group, message.conv_seq.0)?;
     }
     Ok(GroupChanged { info, message, deliveries })
 }

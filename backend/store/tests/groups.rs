@@ -274,8 +274,7 @@ fn told(store: &Store, user: u64, since: u64) -> Vec<(u64, ReceiptKind, u64)> {
 /// A sync tells an author of the members' cursor moves after `since` that
 /// covered its messages, with their values now, and of its own read cursor;
 /// not of a move over other authors' messages only. The cursors are read
-/// from disk (a reopen changes nothing), and a member that left no longer
-/// syncs the group while its last moves still count for the others.
+/// from disk (a reopen changes nothing).
 #[test]
 fn a_sync_tells_an_author_of_the_group_moves_that_covered_its_messages() {
     use ReceiptKind::{Delivered, Read};
@@ -303,10 +302,38 @@ fn a_sync_tells_an_author_of_the_group_moves_that_covered_its_messages() {
     let store = Store::open(config(dir.path())).unwrap();
     assert_eq!(told(&store, 1, since), for_1);
     assert_eq!(told(&store, 2, since), for_2);
+}
 
-    change(&store, 4, GroupOp::Leave { group: g }).unwrap();
-    assert_eq!(told(&store, 4, 0), vec![], "a member that left no longer syncs the group");
-    assert_eq!(told(&store, 2, since), for_2, "its moves while a member still count");
+/// Leaving and coming back loses no receipt: a member's moves before it
+/// left still count when it is back (its cursors are moved up to its
+/// return, not begun again), and an author that left is still told of the
+/// moves over the messages it left behind.
+#[test]
+fn leaving_and_coming_back_loses_no_receipt() {
+    use ReceiptKind::{Delivered, Read};
+    let (_dir, store, g) = store_with_group(4);
+    let view = Conversation::Group(g);
+    let since = instant_between_moves();
+    // conv_seq 2: user 1's message; user 3 reads it, leaves (3) and is
+    // added back (4).
+    send(&store, 1, 1, 1, view, b"a");
+    read(&store, 3, 1, view, 2).unwrap();
+    change(&store, 3, GroupOp::Leave { group: g }).unwrap();
+    change(&store, 1, GroupOp::Add { group: g, members: users(&[3]) }).unwrap();
+    assert!(
+        told(&store, 1, since).contains(&(3, Read, 4)),
+        "user 3's read before it left: {:?}",
+        told(&store, 1, since)
+    );
+
+    // 5: user 2's message; user 2 leaves (6); user 4 acks over its message.
+    send(&store, 2, 1, 1, view, b"b");
+    change(&store, 2, GroupOp::Leave { group: g }).unwrap();
+    let head = inbox_all(&store, 4, 1).last().unwrap().seq.0;
+    ack(&store, 4, 1, head);
+    let for_2 = told(&store, 2, since);
+    assert!(for_2.contains(&(4, Delivered, 6)), "user 2 left, its message is still there: {for_2:?}");
+    assert!(for_2.contains(&(2, Read, 5)), "its own read cursor, moved by its Send");
 }
 
 /// Past the moves a cursor's history holds, a sync errs towards telling: a
