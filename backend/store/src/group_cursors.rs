@@ -9,9 +9,9 @@
 //! kind`), and the groups a user has been a member of are indexed (`J user
 //! group`, written when it joins: its messages stay in a group it left, and
 //! moves over them are still owed to it). A sync (`Cursors{user, since}`)
-//! reads the cursors of each of those groups and works out
-//! which moved over one of the user's messages after `since`, from two
-//! short histories their values keep:
+//! reads the cursors of each of those groups and works out which moved over
+//! one of the user's messages after `since`, from two short histories their
+//! values keep:
 //!
 //! - each cursor's last [`HISTORY`] values with their times: a cursor moves
 //!   contiguously, so its moves after `since` are the one interval
