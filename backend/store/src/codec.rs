@@ -36,7 +36,7 @@ pub(crate) mod meta {
     /// `K group user kind` → a member's cursor in a group, with its short
     /// histories (`group_cursors`).
     pub(crate) const GROUP_CURSOR: u8 = b'K';
-    /// `J user group` → (nothing): the user is a member of the group.
+    /// `J user group` → (nothing): the user is or was a member of the group.
     pub(crate) const MEMBERSHIP: u8 = b'J';
 }
 
