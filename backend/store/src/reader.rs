@@ -51,9 +51,10 @@ fn cursors_since(db: &Db, user: UserId, since: u64) -> Result<Vec<ReceiptNote>, 
             notes.push(note);
         }
     }
-    let from_mailbox = notes.len();
     group_cursors::sync(db, user, since, &mut notes)?;
-    if from_mailbox == 0 || notes.len() == from_mailbox {
+    if !db.legacy_group_cursors {
+        // Mailboxes hold group notes only in databases written before
+        // `group_cursors`: no cursor is in both.
         return Ok(notes);
     }
     // A group cursor may have a note from before `group_cursors` and a newer
