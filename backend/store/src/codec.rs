@@ -38,6 +38,13 @@ pub(crate) mod meta {
     pub(crate) const GROUP_CURSOR: u8 = b'K';
     /// `J user group` → (nothing): the user is or was a member of the group.
     pub(crate) const MEMBERSHIP: u8 = b'J';
+    /// `L user conv` → the last conv_seq entered for the user by an Enter
+    /// step from another shard (`fanout`; several writers only).
+    pub(crate) const ENTERED: u8 = b'L';
+    /// `P user peer kind` → the user's cursor in the pair with a peer of
+    /// another shard (`cursors`; several writers only: with one, the
+    /// note in the peer's mailbox is the cursor's home).
+    pub(crate) const PAIR_CURSOR: u8 = b'P';
 }
 
 /// Prekey keys (first byte).

@@ -21,14 +21,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use fjall::PersistMode;
 
-use crate::api::{Done, Response, StoreError};
+use crate::api::StoreError;
+use crate::chain::{Finish, Output};
 use crate::bell::Bell;
 use crate::db::{Db, Writes};
 use crate::engine::Engine;
 use crate::metrics::StoreMetrics;
 
-/// A request's continuation and its result.
-pub(crate) type Answer = (Done, Result<Response, StoreError>);
+/// A request's (or a step's) continuation and its result.
+pub(crate) type Answer = (Finish, Result<Output, StoreError>);
 
 /// What the writer hands over: writes to commit (if any) and the answers to
 /// give once they are on disk.
@@ -131,7 +132,7 @@ pub(crate) fn run(engine: &Engine, ends: Ends, metrics: &StoreMetrics) {
             }
         }
         for (done, result) in answers {
-            done(result);
+            done.call(result);
         }
     }
 }

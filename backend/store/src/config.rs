@@ -7,6 +7,9 @@ use std::time::Duration;
 use crate::api::{Durability, StoreError};
 use crate::error::EngineError;
 
+/// Most writers (shards) a store runs.
+pub const MAX_WRITERS: usize = 64;
+
 /// Store settings. Build with [`StoreConfig::new`] and change fields as needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -26,6 +29,11 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Reader threads. Default 1.
     pub readers: usize,
+    /// Writer threads, each with its own shard of the data (its own
+    /// database under `dir`, and a committer thread): `SHARDS.md`. A
+    /// database opens only with the count it was written with. Default 1
+    /// (one database, in `dir` itself).
+    pub writers: usize,
     /// One-time prekey stock at or below which a device is told to upload
     /// more (PREKEY_LOW). Default 10.
     pub prekey_low: u32,
@@ -42,6 +50,7 @@ impl StoreConfig {
             queue: 65_536,
             max_batch: 1024,
             readers: 1,
+            writers: 1,
             prekey_low: 10,
         }
     }
@@ -59,6 +68,9 @@ impl StoreConfig {
         }
         if self.queue == 0 || self.max_batch == 0 || self.readers == 0 {
             return bad("queue, max_batch and readers must be at least 1");
+        }
+        if !(1..=MAX_WRITERS).contains(&self.writers) {
+            return bad("writers must be 1..=64");
         }
         Ok(())
     }

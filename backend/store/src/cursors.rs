@@ -17,7 +17,7 @@
 use protocol::{ConvSeq, Conversation, DeviceId, ReceiptKind, Timestamp, UserId};
 
 use crate::api::{ReadCursor, ReceiptNote, StoreError};
-use crate::codec::{convlog_key, corrupt, ConvKey, Dec, Enc, Key};
+use crate::codec::{convlog_key, corrupt, meta, ConvKey, Dec, Enc, Key};
 use crate::db::{Ks, Tx};
 use crate::group_cursors;
 use crate::records::{conv_seq, load_group};
@@ -33,9 +33,16 @@ fn pair_home(user: UserId, peer: UserId, kind: ReceiptKind) -> Key {
     Enc::default().user(peer).view(Conversation::Direct(user)).user(user).u8(kind as u8).key()
 }
 
+/// Where `user`'s cursor of `kind` in the pair with `peer` of another
+/// shard lives: a key of its own shard, the note in the peer's mailbox
+/// being sent there after each move.
+fn remote_pair_home(user: UserId, peer: UserId, kind: ReceiptKind) -> Key {
+    Enc::tag(meta::PAIR_CURSOR).user(user).user(peer).u8(kind as u8).key()
+}
+
 /// The pair cursor stored at `home` (0: none).
-fn stored(tx: &mut Tx<'_>, home: &Key) -> Result<u64, StoreError> {
-    match tx.get(Ks::Mailbox, home)? {
+fn stored(tx: &mut Tx<'_>, (ks, home): (Ks, &Key)) -> Result<u64, StoreError> {
+    match tx.get(ks, home)? {
         Some(bytes) => Dec::new(&bytes).u64(),
         None => Ok(0),
     }
@@ -68,8 +75,13 @@ pub(crate) fn advance(
     match conv {
         ConvKey::Pair(a, b) => {
             let peer = if a == user { b } else { a };
-            let home = pair_home(user, peer, kind);
-            if up_to <= stored(tx, &home)? {
+            let peer_shard = tx.layout().user(peer);
+            let home = if tx.is_local(peer_shard) {
+                (Ks::Mailbox, pair_home(user, peer, kind))
+            } else {
+                (Ks::Meta, remote_pair_home(user, peer, kind))
+            };
+            if up_to <= stored(tx, (home.0, &home.1))? {
                 return Ok(Vec::new());
             }
             let value = Enc::default().u64(up_to).u64(now).done();
@@ -79,15 +91,18 @@ pub(crate) fn advance(
             if kind == ReceiptKind::Read {
                 notes.push(note(user, view, device));
             }
-            // The peer's note is the cursor's home; the user's own read
-            // note is for its other devices' syncs.
+            // The peer's note is the cursor's home (its copy, sent there,
+            // if the peer is in another shard); the user's own read note is
+            // for its other devices' syncs.
             for n in &notes {
                 let key = mailbox_key(n);
-                if key != home {
+                if n.to != user && !tx.is_local(peer_shard) {
+                    tx.notes.push((peer_shard, *n));
+                } else if (Ks::Mailbox, &key) != (home.0, &home.1) {
                     tx.put(Ks::Mailbox, key, value.clone());
                 }
             }
-            tx.put(Ks::Mailbox, home, value);
+            tx.put(home.0, home.1, value);
         }
         ConvKey::Group(group) => {
             let cursor = group_cursors::load(tx, user, group, kind)?;
@@ -98,12 +113,14 @@ pub(crate) fn advance(
             group_cursors::advance(tx, (user, group, kind), cursor, up_to, authored);
             // Only the authors of the messages the move covers hear of it.
             let first = (old + 1).max(up_to.saturating_sub(GROUP_SCAN) + 1);
-            let mut senders = match senders_from_cache(tx, conv, user, first, up_to)? {
+            let log = tx.layout().conv(conv);
+            let cached = if tx.is_local(log) { senders_from_cache(tx, conv, user, first, up_to)? } else { None };
+            let mut senders = match cached {
                 Some(senders) => senders,
                 None => {
                     let mut senders = Vec::new();
                     let (start, end) = (convlog_key(conv, first), convlog_key(conv, up_to + 1));
-                    for (_, value) in tx.range(Ks::ConvLog, &start, &end, usize::MAX)? {
+                    for (_, value) in tx.range_in(log, Ks::ConvLog, (&start, &end), usize::MAX)? {
                         add_sender(&mut senders, &value, user)?;
                     }
                     senders
@@ -165,7 +182,7 @@ fn add_sender(senders: &mut Vec<UserId>, value: &[u8], user: UserId) -> Result<(
 /// conv_seq; a group needs membership).
 pub(crate) fn read(tx: &mut Tx<'_>, req: ReadCursor) -> Result<Vec<ReceiptNote>, StoreError> {
     if let Conversation::Group(group) = req.conversation {
-        let info = load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
+        let (info, _) = load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
         if !info.members.iter().any(|m| m.user == req.user) {
             return Err(StoreError::NotAMember(group));
         }
@@ -173,6 +190,19 @@ pub(crate) fn read(tx: &mut Tx<'_>, req: ReadCursor) -> Result<Vec<ReceiptNote>,
     let last = conv_seq(tx, ConvKey::of(req.user, req.conversation))?;
     let up_to = req.up_to.0.min(last);
     advance(tx, req.user, Some(req.device), req.conversation, ReceiptKind::Read, up_to, false)
+}
+
+/// Stores notes another shard's cursor moves sent to this shard's
+/// mailboxes; a note only moves up (one sent twice, or after a newer one,
+/// changes nothing).
+pub(crate) fn store_notes(tx: &mut Tx<'_>, notes: Vec<ReceiptNote>) -> Result<(), StoreError> {
+    for note in notes {
+        let key = mailbox_key(&note);
+        if note.up_to.0 > stored(tx, (Ks::Mailbox, &key))? {
+            tx.put(Ks::Mailbox, key, Enc::default().u64(note.up_to.0).u64(note.at.0).done());
+        }
+    }
+    Ok(())
 }
 
 /// The mailbox key of `note`: `to · conversation as seen by to · cursor

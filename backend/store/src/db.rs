@@ -12,13 +12,15 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::Path;
+use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use crate::api::StoreError;
+use crate::api::{ReceiptNote, StoreError};
 use crate::cache::{dedup_parts, MetaCache};
 use crate::codec::{is_pair_cursor_home, Key};
 use crate::error::EngineError;
+use crate::shards::{Layout, Peers};
 
 /// Mode of the database directory.
 const PRIVATE_DIR: u32 = 0o700;
@@ -107,10 +109,7 @@ impl Db {
     /// (0700): the files inside follow the umask, the directory does not let
     /// anyone else reach them whatever it is.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
-        let io =
-            |e: std::io::Error| StoreError::Engine(EngineError::io(&e, format!("{}: {e}", dir.display())));
-        std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(dir).map_err(io)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR)).map_err(io)?;
+        private_dir(dir)?;
         let db = Database::builder(dir).max_cached_files(Some(MAX_CACHED_FILES)).open().map_err(engine)?;
         let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_SIZE);
         let ks = |name: &str| db.keyspace(name, options).map_err(engine);
@@ -198,6 +197,13 @@ impl Db {
         }
         Ok(out)
     }
+}
+
+/// Creates `dir` if missing and makes it private (0700).
+pub(crate) fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Engine(EngineError::io(&e, format!("{}: {e}", dir.display())));
+    std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(dir).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR)).map_err(io)
 }
 
 /// Keyspaces, in [`Ks`] order (the overlay's index).
@@ -309,6 +315,11 @@ pub(crate) struct Tx<'a> {
     pub(crate) deleted: u64,
     /// Inbox entries this batch expires (for metrics).
     pub(crate) expired: u64,
+    /// The other shards and this one's index, with several writers.
+    peers: Option<(&'a Peers, usize)>,
+    /// The current request's receipt notes for mailboxes of other shards,
+    /// sent there once this batch committed (`chain`).
+    pub(crate) notes: Vec<(usize, ReceiptNote)>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -337,7 +348,73 @@ impl<'a> Tx<'a> {
 
     /// Starts a batch at time `now` over `pending`, the batch being committed.
     pub(crate) fn after(db: &'a Db, cache: &'a mut MetaCache, pending: Option<&'a Writes>, now: u64) -> Self {
-        Self { db, cache, writes: Writes::default(), pending, undo: Vec::new(), now, deleted: 0, expired: 0 }
+        Self {
+            db,
+            cache,
+            writes: Writes::default(),
+            pending,
+            undo: Vec::new(),
+            now,
+            deleted: 0,
+            expired: 0,
+            peers: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The batch of shard `this` among `peers`.
+    pub(crate) fn on(mut self, peers: &'a Peers, this: usize) -> Self {
+        self.peers = Some((peers, this));
+        self
+    }
+
+    /// The store's shard layout.
+    pub(crate) fn layout(&self) -> Layout {
+        self.peers.map_or_else(Layout::single, |(peers, _)| peers.layout)
+    }
+
+    /// This batch's shard.
+    pub(crate) fn shard(&self) -> usize {
+        self.peers.map_or(0, |(_, this)| this)
+    }
+
+    /// Whether shard `shard` is this batch's.
+    pub(crate) fn is_local(&self, shard: usize) -> bool {
+        shard == self.shard()
+    }
+
+    /// The database of another shard (committed data only: what its writer
+    /// has not committed yet is not seen).
+    fn remote(&self, shard: usize) -> Result<Arc<Db>, StoreError> {
+        match self.peers {
+            Some((peers, _)) => peers.db(shard),
+            None => Err(EngineError::ThreadStopped.into()),
+        }
+    }
+
+    /// The value of `key` of shard `shard`: as this batch sees it if the
+    /// shard is this one, else as committed there.
+    pub(crate) fn get_in(&mut self, shard: usize, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.is_local(shard) {
+            self.get(ks, key)
+        } else {
+            self.remote(shard)?.get(ks, key)
+        }
+    }
+
+    /// [`Tx::range`] over shard `shard`'s keys (committed, if another's).
+    pub(crate) fn range_in(
+        &self,
+        shard: usize,
+        ks: Ks,
+        span: (&[u8], &[u8]),
+        limit: usize,
+    ) -> Result<Pairs, StoreError> {
+        if self.is_local(shard) {
+            self.range(ks, span.0, span.1, limit)
+        } else {
+            self.remote(shard)?.scan(ks, span.0, span.1, limit)
+        }
     }
 
     fn overlay_mut(&mut self, ks: Ks) -> &mut Overlay {
@@ -347,10 +424,12 @@ impl<'a> Tx<'a> {
     /// Starts a request: its writes can be undone until the next `begin`.
     pub(crate) fn begin(&mut self) {
         self.undo.clear();
+        self.notes.clear();
     }
 
     /// Undoes the current request's writes.
     pub(crate) fn rollback(&mut self) {
+        self.notes.clear();
         while let Some((ks, key, previous)) = self.undo.pop() {
             match previous {
                 Some(value) => self.overlay_mut(ks).insert(key, value),

@@ -16,9 +16,11 @@ use crate::codec::{device_key, devices_key, Dec, DeviceState, Enc};
 use crate::db::{Ks, Tx};
 use crate::prekeys;
 
-/// The user's registered devices, in registration order.
+/// The user's registered devices, in registration order (from the user's
+/// shard: a Send checks that its peer has one).
 pub(crate) fn list(tx: &mut Tx<'_>, user: UserId) -> Result<Vec<DeviceId>, StoreError> {
-    decode_list(tx.get(Ks::Meta, &devices_key(user))?)
+    let shard = tx.layout().user(user);
+    decode_list(tx.get_in(shard, Ks::Meta, &devices_key(user))?)
 }
 
 fn decode_list(value: Option<Vec<u8>>) -> Result<Vec<DeviceId>, StoreError> {

@@ -56,6 +56,10 @@ pub enum EngineError {
     /// A read request reached the writer thread (a routing bug).
     #[error("read request on the writer")]
     ReadOnWriter,
+    /// A request that spans shards reached a writer as one request, or a
+    /// chain's step answered with the wrong kind (a routing bug).
+    #[error("request spans shards")]
+    CrossShard,
     /// The store was closed: it takes no more requests.
     #[error("store closed")]
     Closed,

@@ -35,7 +35,7 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, retention_ms: u64) -> Result<bool, StoreErr
         if let Some(dedup) = record.dedup {
             tx.del(Ks::Dedup, Key::from_slice(dedup));
         }
-        if let ConvKey::Group(_) = record.conv {
+        if record.log_here() {
             tx.del(Ks::ConvLog, convlog_key(record.conv, record.conv_seq));
         }
         for (user, device, seq) in record.entries {
@@ -65,8 +65,29 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, retention_ms: u64) -> Result<bool, StoreErr
     Ok(due.len() == SWEEP_LIMIT)
 }
 
-/// A message's expiry record (written by `messages::store`), decoded.
+/// What of a message a shard holds besides its entries, for its expiry
+/// record: the dedup record of the Send, and the conversation-log entry.
+#[derive(Debug)]
+pub(crate) struct Here {
+    /// The dedup key of a client message stored here.
+    pub(crate) dedup: Option<Key>,
+    /// Whether the message's log entry is here.
+    pub(crate) log: bool,
+}
+
+/// Record flag: a dedup key follows.
+const DEDUP: u8 = 1;
+/// Record flag: the message's log entry is in this shard.
+const LOG: u8 = 2;
+/// Record flag: [`LOG`] says where the log entry is. Without it (every
+/// record of a single database), a group's message has its log entry here
+/// and a pair's has none.
+const EXPLICIT: u8 = 4;
+
+/// A message's expiry record (written by `messages::enter`), decoded.
 pub(crate) struct Record<'a> {
+    /// Its flags.
+    flags: u8,
     /// The dedup key of a client message.
     dedup: Option<&'a [u8]>,
     /// Its conversation.
@@ -74,7 +95,7 @@ pub(crate) struct Record<'a> {
     /// Its position there.
     conv_seq: u64,
     /// Its inbox entries: device and seq.
-    entries: Vec<(UserId, DeviceId, u64)>,
+    pub(crate) entries: Vec<(UserId, DeviceId, u64)>,
 }
 
 /// A dedup key's length: user, device, client id.
@@ -86,10 +107,44 @@ impl<'a> Record<'a> {
         Enc::default().u64(time).u64(id).key()
     }
 
+    /// The record of a message of `conv` at `conv_seq` with `entries`.
+    pub(crate) fn encode(here: &Here, conv: ConvKey, conv_seq: u64, entries: &[(UserId, DeviceId, u64)]) -> Vec<u8> {
+        let mut flags = if here.dedup.is_some() { DEDUP } else { 0 };
+        if here.log != matches!(conv, ConvKey::Group(_)) {
+            flags |= EXPLICIT | if here.log { LOG } else { 0 };
+        }
+        let mut enc = Enc::default().u8(flags);
+        if let Some(key) = &here.dedup {
+            enc = enc.raw(key);
+        }
+        let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        enc = enc.conv(conv).u64(conv_seq).u32(count);
+        entries.iter().fold(enc, |enc, &(user, device, seq)| enc.user(user).device(device).u64(seq)).done()
+    }
+
+    /// This record with `entries` instead of its own.
+    pub(crate) fn with_entries(&self, entries: &[(UserId, DeviceId, u64)]) -> Vec<u8> {
+        let here = Here {
+            dedup: self.dedup.map(Key::from_slice),
+            log: self.log_here(),
+        };
+        Self::encode(&here, self.conv, self.conv_seq, entries)
+    }
+
+    /// Whether the message's log entry is in this record's shard.
+    pub(crate) fn log_here(&self) -> bool {
+        if self.flags & EXPLICIT == 0 {
+            matches!(self.conv, ConvKey::Group(_))
+        } else {
+            self.flags & LOG != 0
+        }
+    }
+
     pub(crate) fn decode(bytes: &'a [u8]) -> Result<Self, StoreError> {
         let mut dec = Dec::new(bytes);
-        let dedup = match dec.u8()? {
-            1 => {
+        let flags = dec.u8()?;
+        let dedup = match flags & DEDUP {
+            DEDUP => {
                 let key = bytes.get(1..1 + DEDUP_KEY_LEN).ok_or_else(|| corrupt("expiry record"))?;
                 dec.skip(DEDUP_KEY_LEN)?;
                 Some(key)
@@ -104,7 +159,7 @@ impl<'a> Record<'a> {
         for _ in 0..count {
             entries.push((UserId(dec.u64()?), DeviceId(dec.u32()?), dec.u64()?));
         }
-        Ok(Self { dedup, conv, conv_seq, entries })
+        Ok(Self { flags, dedup, conv, conv_seq, entries })
     }
 
     /// The message's inbox entries not yet acked (nor expired), as

@@ -42,6 +42,7 @@ use protocol::{ConvSeq, Conversation, GroupId, ReceiptKind, Timestamp, UserId};
 use crate::api::{ReceiptNote, StoreError};
 use crate::codec::{corrupt, meta, prefix_end, ConvKey, Dec, Enc, Key};
 use crate::db::{Db, Ks, Tx};
+use crate::shards::Peers;
 
 /// Earlier values a cursor keeps with their times.
 pub(crate) const HISTORY: usize = 4;
@@ -243,16 +244,29 @@ pub(crate) fn join(tx: &mut Tx<'_>, user: UserId, group: GroupId, at_seq: u64) -
 
 /// The receipts a sync of `user` owes from its groups' cursors that moved
 /// after `since` (see the module doc), appended to `notes`.
+///
+/// `db` is the user's shard; a group's cursors are each in its member's,
+/// so with several shards each is scanned.
 pub(crate) fn sync(
-    db: &Db,
+    (db, peers): (&Db, &Peers),
     user: UserId,
     since: u64,
     notes: &mut Vec<ReceiptNote>,
 ) -> Result<(), StoreError> {
+    let shards = peers.layout.count();
     for group in groups_of(db, user)? {
         let prefix = Enc::tag(meta::GROUP_CURSOR).u64(group.0).done();
+        let mut found = Vec::new();
+        for shard in 0..shards {
+            let scanned = if shards == 1 {
+                db.scan(Ks::Meta, &prefix, &prefix_end(&prefix), usize::MAX)?
+            } else {
+                peers.db(shard)?.scan(Ks::Meta, &prefix, &prefix_end(&prefix), usize::MAX)?
+            };
+            found.extend(scanned);
+        }
         let mut cursors = Vec::new();
-        for (key, value) in db.scan(Ks::Meta, &prefix, &prefix_end(&prefix), usize::MAX)? {
+        for (key, value) in found {
             let mut dec = Dec::new(&key);
             dec.skip(prefix.len())?;
             let member = UserId(dec.u64()?);
@@ -327,6 +341,12 @@ mod tests {
 
     use super::*;
     use crate::cache::MetaCache;
+    use crate::shards::Layout;
+
+    /// One shard, read through the database each test holds.
+    fn single() -> Peers {
+        Peers { layout: Layout::single(), engines: Vec::new() }
+    }
 
     /// A database written before `K` keys: a member's cursor is a legacy
     /// `C` key (value and time), its group found through it (also once the
@@ -362,7 +382,7 @@ mod tests {
         assert_eq!(groups_of(&db, gone).unwrap(), [g], "a member once");
         assert_eq!(groups_of(&db, UserId(10)).unwrap(), [], "never a member");
         let mut notes = Vec::new();
-        sync(&db, old, 1_500, &mut notes).unwrap();
+        sync((&db, &single()), old, 1_500, &mut notes).unwrap();
         let told: Vec<_> = notes.iter().map(|n| (n.user, n.kind, n.up_to.0, n.at.0)).collect();
         assert_eq!(told, [(new, ReceiptKind::Delivered, 6, 2_000)]);
     }

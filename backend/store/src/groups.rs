@@ -12,18 +12,24 @@
 //! removed or demoted, the oldest remaining member becomes admin.
 
 use protocol::limits::MAX_GROUP_MEMBERS;
-use protocol::{Conversation, DeviceId, Frame, GroupId, List, Member, Role, UserId};
+use protocol::{DeviceId, Frame, GroupId, List, Member, Role, UserId};
 
 use crate::api::{GroupChange, GroupChanged, GroupInfo, GroupOp, StoreError};
 use crate::codec::{group_key, meta, ConvKey};
 use crate::db::{Ks, Tx};
 use crate::error::EngineError;
-use crate::messages::{self, NewMessage};
-use crate::records::{encode_group, load_group, next_counter};
-use crate::{devices, group_cursors};
+use crate::expiry::Here;
+use crate::fanout::{self, Enter, Recipient};
+use crate::messages;
+use crate::records::{conv_seq, encode_group, load_group, next_counter};
 
-fn existing(tx: &mut Tx<'_>, group: GroupId) -> Result<GroupInfo, StoreError> {
-    load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))
+/// The group, and its members with their joining conv_seqs (1 where the
+/// record keeps none).
+fn existing(tx: &mut Tx<'_>, group: GroupId, before: &mut Vec<(UserId, u64)>) -> Result<GroupInfo, StoreError> {
+    let (info, joins) = load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
+    let from = |i: usize| joins.get(i).copied().unwrap_or(1);
+    before.extend(info.members.iter().enumerate().map(|(i, m)| (m.user, from(i))));
+    Ok(info)
 }
 
 /// Checks that `user` is an admin of `info`.
@@ -35,13 +41,16 @@ fn require_admin(info: &GroupInfo, user: UserId) -> Result<(), StoreError> {
     }
 }
 
-/// Applies a group change.
-pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, StoreError> {
+/// Applies a group change. Its system entry's entries for users of other
+/// shards are returned as Enter steps to run once this batch committed
+/// (`fanout`; with one shard there are none).
+pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<(GroupChanged, Vec<(usize, Enter)>), StoreError> {
     let mut removed: Vec<UserId> = Vec::new();
     let mut joined: Vec<UserId> = Vec::new();
+    let mut before: Vec<(UserId, u64)> = Vec::new();
     let mut info = match req.op {
         GroupOp::Create { name, members } => {
-            let group = GroupId(next_counter(tx, meta::NEXT_GROUP)?);
+            let group = GroupId(tx.layout().mint(next_counter(tx, meta::NEXT_GROUP)?, tx.shard()));
             let mut info = GroupInfo {
                 group,
                 version: 0,
@@ -53,13 +62,13 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
             info
         }
         GroupOp::Add { group, members } => {
-            let mut info = existing(tx, group)?;
+            let mut info = existing(tx, group, &mut before)?;
             require_admin(&info, req.user)?;
             add(&mut info, &members, &mut joined)?;
             info
         }
         GroupOp::Remove { group, members } => {
-            let mut info = existing(tx, group)?;
+            let mut info = existing(tx, group, &mut before)?;
             require_admin(&info, req.user)?;
             info.members.retain(|m| {
                 let gone = members.contains(&m.user);
@@ -71,7 +80,7 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
             info
         }
         GroupOp::Leave { group } => {
-            let mut info = existing(tx, group)?;
+            let mut info = existing(tx, group, &mut before)?;
             if !info.members.iter().any(|m| m.user == req.user) {
                 return Err(StoreError::NotAMember(group));
             }
@@ -80,7 +89,7 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
             info
         }
         GroupOp::SetRole { group, member, role } => {
-            let mut info = existing(tx, group)?;
+            let mut info = existing(tx, group, &mut before)?;
             require_admin(&info, req.user)?;
             let target = info.members.iter_mut().find(|m| m.user == member);
             target.ok_or(StoreError::NotAMember(group))?.role = role;
@@ -93,7 +102,17 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
             oldest.role = Role::Admin;
         }
     }
-    tx.put(Ks::Meta, group_key(info.group), encode_group(&info));
+    // The system entry's conv_seq is the group's next; a member's joining
+    // is kept with several shards only (`fanout::Recipient::from`).
+    let conv = ConvKey::Group(info.group);
+    let seq = conv_seq(tx, conv)? + 1;
+    let from = |user: UserId| before.iter().find(|(u, _)| *u == user).map_or(seq, |&(_, from)| from);
+    let joins: Vec<u64> = if tx.layout().count() > 1 {
+        info.members.iter().map(|m| from(m.user)).collect()
+    } else {
+        Vec::new()
+    };
+    tx.put(Ks::Meta, group_key(info.group), encode_group(&info, &joins));
 
     let encode =
         |e: protocol::EncodeError| StoreError::Engine(EngineError::Encode { message: e.to_string() });
@@ -106,20 +125,21 @@ pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<GroupChanged, 
         members: list,
     });
     let payload = frame.to_bytes().map_err(encode)?;
-    let view = Conversation::Group(info.group);
-    let mut targets = Vec::new();
-    for user in info.members.iter().map(|m| m.user).chain(removed.iter().copied()) {
-        targets.extend(devices::list(tx, user)?.into_iter().map(|d| (user, d, view)));
-    }
-    let conv = ConvKey::Group(info.group);
-    let new =
-        NewMessage { conv, sender: req.user, sender_device: DeviceId(0), payload, targets, dedup: None };
-    let (message, deliveries) = messages::store(tx, new)?;
-    // A new member starts with everything before its joining read and delivered.
-    for user in joined {
-        group_cursors::join(tx, user, info.group, message.conv_seq.0)?;
-    }
-    Ok(GroupChanged { info, message, deliveries })
+    // Every member after the change, and the removed ones; a new member
+    // starts with everything before its joining read and delivered.
+    let audience: Vec<Recipient> = info
+        .members
+        .iter()
+        .map(|m| m.user)
+        .chain(removed.iter().copied())
+        .map(|user| Recipient { user, from: from(user), joins: joined.contains(&user) })
+        .collect();
+    let layout = tx.layout();
+    let remote = audience.iter().any(|r| !tx.is_local(layout.user(r.user)));
+    let message = messages::append(tx, conv, (req.user, DeviceId(0)), payload, remote)?;
+    let here = Here { dedup: None, log: true };
+    let (entered, enters) = fanout::fan(tx, (&message, conv), &audience, here, false)?;
+    Ok((GroupChanged { info, message, deliveries: entered.deliveries }, enters))
 }
 
 /// Adds the users of `members` not yet in `info` as plain members.

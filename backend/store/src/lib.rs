@@ -8,6 +8,7 @@
 mod api;
 mod bell;
 mod cache;
+mod chain;
 mod codec;
 mod committer;
 mod config;
@@ -17,6 +18,7 @@ mod devices;
 mod engine;
 mod error;
 mod expiry;
+mod fanout;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 mod group_cursors;
@@ -26,11 +28,12 @@ mod metrics;
 mod prekeys;
 mod reader;
 mod records;
+mod shards;
 mod store;
 mod writer;
 
 pub use api::*;
-pub use config::StoreConfig;
+pub use config::{StoreConfig, MAX_WRITERS};
 pub use db::MAX_CACHED_FILES;
 pub use error::{EngineError, GrpcCode, UnavailableError};
 pub use metrics::StoreMetrics;

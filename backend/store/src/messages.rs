@@ -18,85 +18,105 @@ use protocol::{Conversation, DeviceId, ReceiptKind, Seq, Timestamp, UserId};
 
 use crate::api::{Ack, Delivery, Message, ReceiptNote, SendMessage, Sent, StoreError};
 use crate::codec::{
-    conv_seq_key, convlog_key, dedup_key, inbox_key, message_key, meta, ConvKey, Dec, Enc, Entry, Key,
+    conv_seq_key, convlog_key, dedup_key, inbox_key, message_key, meta, ConvKey, Dec, Enc, Entry,
     ENTRY_CACHED,
 };
 use crate::db::{Ks, Tx};
 use crate::error::EngineError;
+use crate::fanout::{self, Enter, Recipient};
 use crate::records::{conv_seq, load_group, next_counter};
 use crate::{cursors, devices, expiry};
 
-/// A message about to be stored.
-pub(crate) struct NewMessage {
-    /// Its conversation.
-    pub(crate) conv: ConvKey,
-    /// Author.
-    pub(crate) sender: UserId,
-    /// Author's device (0: system entry).
-    pub(crate) sender_device: DeviceId,
-    /// Body.
-    pub(crate) payload: Bytes,
-    /// Inbox entries to create: device and the conversation as it sees it.
-    pub(crate) targets: Vec<(UserId, DeviceId, Conversation)>,
-    /// Dedup key, for a client message.
-    pub(crate) dedup: Option<Key>,
+/// Gives the message its id and its conv_seq, and logs it: a group's
+/// messages always (group receipts name their authors), any message with
+/// its body too when `with_body` (recipients in other shards catch up from
+/// the log: `steps`).
+pub(crate) fn append(
+    tx: &mut Tx<'_>,
+    conv: ConvKey,
+    (sender, sender_device): (UserId, DeviceId),
+    payload: Bytes,
+    with_body: bool,
+) -> Result<Message, StoreError> {
+    let id = tx.layout().mint(next_counter(tx, meta::NEXT_MESSAGE)?, tx.shard());
+    let seq = conv_seq(tx, conv)? + 1;
+    tx.put(Ks::Meta, conv_seq_key(conv), Enc::default().u64(seq).done());
+    if with_body || matches!(conv, ConvKey::Group(_)) {
+        let mut log = Enc::default().u64(id).user(sender).device(sender_device);
+        if with_body {
+            log = log.u64(tx.now).raw(&payload);
+        }
+        tx.put(Ks::ConvLog, convlog_key(conv, seq), log.done());
+    }
+    Ok(Message {
+        id: protocol::MessageId(id),
+        conv_seq: protocol::ConvSeq(seq),
+        sender,
+        sender_device,
+        server_time: Timestamp(tx.now),
+        payload,
+    })
 }
 
-/// Stores `new` once and gives each target device its next inbox seq.
-pub(crate) fn store(tx: &mut Tx<'_>, new: NewMessage) -> Result<(Message, Vec<Delivery>), StoreError> {
-    let id = next_counter(tx, meta::NEXT_MESSAGE)?;
-    let seq = conv_seq(tx, new.conv)? + 1;
-    tx.put(Ks::Meta, conv_seq_key(new.conv), Enc::default().u64(seq).done());
-    if let ConvKey::Group(_) = new.conv {
-        let log = Enc::default().u64(id).user(new.sender).device(new.sender_device).done();
-        tx.put(Ks::ConvLog, convlog_key(new.conv, seq), log);
-    }
-
-    let mut deliveries = Vec::with_capacity(new.targets.len());
-    let mut expiry = Enc::default();
-    expiry = match &new.dedup {
-        Some(key) => expiry.u8(1).raw(key),
-        None => expiry.u8(0),
+/// Gives each of `targets` (devices of this shard's users) its next inbox
+/// seq for `message`, and records the entries for retention. A shard that
+/// already holds entries of the message (a catch-up came first: `steps`)
+/// adds these to its record, and each of them holds the body.
+pub(crate) fn enter(
+    tx: &mut Tx<'_>,
+    message: &Message,
+    conv: ConvKey,
+    targets: Vec<(UserId, DeviceId, Conversation)>,
+    here: expiry::Here,
+) -> Result<Vec<Delivery>, StoreError> {
+    let (id, seq, time) = (message.id.0, message.conv_seq.0, message.server_time.0);
+    let record_key = expiry::Record::key(time, id);
+    let earlier = if tx.layout().count() > 1 { tx.get(Ks::Expiry, &record_key)? } else { None };
+    let mut entries = match &earlier {
+        Some(bytes) => expiry::Record::decode(bytes)?.entries,
+        None => Vec::new(),
     };
-    expiry = expiry.conv(new.conv).u64(seq).u32(u32::try_from(new.targets.len()).unwrap_or(u32::MAX));
+    if targets.is_empty() && here.dedup.is_none() && !here.log && entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut deliveries = Vec::with_capacity(targets.len());
     // A message with one entry keeps its body there (see `Entry`).
-    let inline = new.targets.len() == 1;
-    for (user, device, view) in new.targets {
+    let inline = targets.len() == 1 || earlier.is_some();
+    for (user, device, view) in targets {
         let mut state = devices::state(tx, user, device)?;
         state.head += 1;
         devices::set_state(tx, user, device, state);
-        let entry = Entry { message: id, view, conv_seq: seq, sender: new.sender, time: tx.now, inline };
-        let value =
-            if inline { entry.encode_with_body(new.sender_device, &new.payload) } else { entry.encode() };
+        let entry = Entry { message: id, view, conv_seq: seq, sender: message.sender, time, inline };
+        let value = if inline {
+            entry.encode_with_body(message.sender_device, &message.payload)
+        } else {
+            entry.encode()
+        };
         tx.put(Ks::Inbox, inbox_key(user, device, state.head), value);
-        expiry = expiry.user(user).device(device).u64(state.head);
+        entries.push((user, device, state.head));
         deliveries.push(Delivery { user, device, seq: Seq(state.head), conversation: view });
     }
     // A body apart only for several entries: one entry holds it, and a
     // message nobody receives (a note to self with no other device) keeps
     // none (its dedup record still answers retries).
-    if deliveries.len() > 1 {
+    if !inline && deliveries.len() > 1 {
         let body = Enc::default()
             .u64(seq)
-            .user(new.sender)
-            .device(new.sender_device)
-            .u64(tx.now)
-            .raw(&new.payload)
+            .user(message.sender)
+            .device(message.sender_device)
+            .u64(time)
+            .raw(&message.payload)
             .done();
         tx.put(Ks::Messages, message_key(id), body);
         let count = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
         tx.put(Ks::Refs, message_key(id), count.to_be_bytes().to_vec());
     }
-    tx.put(Ks::Expiry, expiry::Record::key(tx.now, id), expiry.done());
-    let message = Message {
-        id: protocol::MessageId(id),
-        conv_seq: protocol::ConvSeq(seq),
-        sender: new.sender,
-        sender_device: new.sender_device,
-        server_time: Timestamp(tx.now),
-        payload: new.payload,
+    let record = match &earlier {
+        Some(bytes) => expiry::Record::decode(bytes)?.with_entries(&entries),
+        None => expiry::Record::encode(&here, conv, seq, &entries),
     };
-    Ok((message, deliveries))
+    tx.put(Ks::Expiry, record_key, record);
+    Ok(deliveries)
 }
 
 /// Decodes a stored message body.
@@ -137,8 +157,11 @@ pub(crate) fn release(tx: &mut Tx<'_>, id: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Send: dedup, checks, store, fan-out, and the author's read cursor.
-pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError> {
+/// Send: dedup, checks, the message appended, its entries and the author's
+/// read cursor. Entries for users of other shards are returned as Enter
+/// steps to run once this batch committed (`fanout`; with one shard there
+/// are none).
+pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<(Sent, Vec<(usize, Enter)>), StoreError> {
     if req.payload.len() > protocol::limits::MAX_PAYLOAD {
         // The gateway's decoder already bounds payloads; this keeps the store
         // from ever holding a message no DELIVER frame could carry.
@@ -147,62 +170,45 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
     let dkey = dedup_key(req.user, req.device, req.client_id);
     if !tx.dedup_absent(&dkey)? {
         if let Some(bytes) = tx.get(Ks::Dedup, &dkey)? {
-            return duplicate(tx, &bytes, req.user, req.device);
+            return duplicate(tx, &bytes, &req);
         }
     }
-    let mut targets = Vec::new();
     let conv = ConvKey::of(req.user, req.to);
-    match req.to {
-        Conversation::Direct(peer) => {
-            let peer_devices = devices::list(tx, peer)?;
-            if peer_devices.is_empty() {
-                return Err(StoreError::UnknownRecipient(peer));
-            }
-            if peer != req.user {
-                targets.extend(peer_devices.into_iter().map(|d| (peer, d, Conversation::Direct(req.user))));
-            }
-            // The author's other devices get a copy, named by the peer.
-            for d in devices::list(tx, req.user)? {
-                if d != req.device {
-                    targets.push((req.user, d, Conversation::Direct(peer)));
-                }
-            }
-        }
-        Conversation::Group(group) => {
-            let info = load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
-            if !info.members.iter().any(|m| m.user == req.user) {
-                return Err(StoreError::NotAMember(group));
-            }
-            for member in &info.members {
-                for d in devices::list(tx, member.user)? {
-                    if (member.user, d) != (req.user, req.device) {
-                        targets.push((member.user, d, req.to));
-                    }
-                }
-            }
-        }
-    }
-    let new = NewMessage {
-        conv,
-        sender: req.user,
-        sender_device: req.device,
-        payload: req.payload,
-        targets,
-        dedup: Some(dkey.clone()),
-    };
-    let (message, deliveries) = store(tx, new)?;
+    let audience = audience(tx, req.user, req.to)?;
+    let layout = tx.layout();
+    let remote = audience.iter().any(|r| !tx.is_local(layout.user(r.user)));
+    let message = append(tx, conv, (req.user, req.device), req.payload, remote)?;
+    let here = expiry::Here { dedup: Some(dkey.clone()), log: remote || matches!(conv, ConvKey::Group(_)) };
+    let (entered, enters) = fanout::fan(tx, (&message, conv), &audience, here, true)?;
     let record = Enc::default().u64(message.id.0).u64(message.conv_seq.0).u64(message.server_time.0).done();
     tx.put(Ks::Dedup, dkey, record);
-    let receipts = cursors::advance(
-        tx,
-        req.user,
-        Some(req.device),
-        req.to,
-        ReceiptKind::Read,
-        message.conv_seq.0,
-        true,
-    )?;
-    Ok(Sent { message, duplicate: false, deliveries, receipts })
+    let sent =
+        Sent { message, duplicate: false, deliveries: entered.deliveries, receipts: entered.receipts };
+    Ok((sent, enters))
+}
+
+/// The users a message of `user` to `to` goes to, in order: a pair's peer
+/// (who must have a device) and the author (for its other devices), or a
+/// group's members (the author must be one).
+fn audience(tx: &mut Tx<'_>, user: UserId, to: Conversation) -> Result<Vec<Recipient>, StoreError> {
+    let author = Recipient { user, from: 1, joins: false };
+    match to {
+        Conversation::Direct(peer) => {
+            if devices::list(tx, peer)?.is_empty() {
+                return Err(StoreError::UnknownRecipient(peer));
+            }
+            let peer = Recipient { user: peer, from: 1, joins: false };
+            Ok(if peer.user == user { vec![author] } else { vec![peer, author] })
+        }
+        Conversation::Group(group) => {
+            let (info, joins) = load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
+            if !info.members.iter().any(|m| m.user == user) {
+                return Err(StoreError::NotAMember(group));
+            }
+            let from = |i: usize| joins.get(i).copied().unwrap_or(1);
+            Ok(info.members.iter().enumerate().map(|(i, m)| Recipient { user: m.user, from: from(i), joins: false }).collect())
+        }
+    }
 }
 
 /// The answer to a retried Send. The payload is the stored one while any
@@ -212,8 +218,15 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<Sent, StoreError
 /// Its deliveries are the message's entries not acked yet: the gateway that
 /// answered the first attempt may have died before it told the recipients'
 /// nodes (the client retries through another one), so the retry fans them
-/// out again; a session that already has an entry drops it by its seq.
-fn duplicate(tx: &mut Tx<'_>, record: &[u8], user: UserId, device: DeviceId) -> Result<Sent, StoreError> {
+/// out again; a session that already has an entry drops it by its seq. With
+/// several shards the retry also runs the message's Enter steps again: they
+/// answer the entries already made there and make those the first attempt
+/// never got to (the process died between the steps).
+fn duplicate(
+    tx: &mut Tx<'_>,
+    record: &[u8],
+    req: &SendMessage,
+) -> Result<(Sent, Vec<(usize, Enter)>), StoreError> {
     let mut dec = Dec::new(record);
     let (id, seq, time) = (dec.u64()?, dec.u64()?, dec.u64()?);
     let deliveries = match tx.get(Ks::Expiry, &expiry::Record::key(time, id))? {
@@ -223,22 +236,40 @@ fn duplicate(tx: &mut Tx<'_>, record: &[u8], user: UserId, device: DeviceId) -> 
     let mut message = Message {
         id: protocol::MessageId(id),
         conv_seq: protocol::ConvSeq(seq),
-        sender: user,
-        sender_device: device,
+        sender: req.user,
+        sender_device: req.device,
         server_time: Timestamp(time),
         payload: Bytes::new(),
     };
-    if let Some(body) = tx.get(Ks::Messages, &message_key(id))? {
-        message = decode_body(id, &body)?;
-    } else if let [only] = deliveries.as_slice() {
-        let key = inbox_key(only.user, only.device, only.seq.0);
-        if let Some(entry) = tx.get_entire(Ks::Inbox, &key)? {
-            if let Some((_, payload)) = Entry::inline_body(&entry)? {
-                message.payload = Bytes::copy_from_slice(payload);
-            }
+    if let Some(first) = deliveries.first() {
+        message.payload = held_body(tx, id, first)?.unwrap_or_default();
+    }
+    let mut enters = Vec::new();
+    if tx.layout().count() > 1 {
+        // Its Enter steps again: the process may have died between them.
+        // The log keeps the body until every one of them is done.
+        let conv = ConvKey::of(req.user, req.to);
+        let logged = fanout::from_log(tx, conv, seq)?;
+        let mut carried = message.clone();
+        if let Some(logged) = logged {
+            carried.payload = logged.payload;
+        }
+        if let Ok(audience) = audience(tx, req.user, req.to) {
+            enters = fanout::split(tx, (&carried, conv), &audience, true).1;
         }
     }
-    Ok(Sent { message, duplicate: true, deliveries, receipts: Vec::new() })
+    Ok((Sent { message, duplicate: true, deliveries, receipts: Vec::new() }, enters))
+}
+
+/// The body of message `id` while an entry of this shard holds it:
+/// `entry` (one of its entries not acked yet) or the body kept apart.
+pub(crate) fn held_body(tx: &mut Tx<'_>, id: u64, entry: &Delivery) -> Result<Option<Bytes>, StoreError> {
+    if let Some(body) = tx.get(Ks::Messages, &message_key(id))? {
+        return Ok(Some(decode_body(id, &body)?.payload));
+    }
+    let key = inbox_key(entry.user, entry.device, entry.seq.0);
+    let Some(value) = tx.get_entire(Ks::Inbox, &key)? else { return Ok(None) };
+    Ok(Entry::inline_body(&value)?.map(|(_, payload)| Bytes::copy_from_slice(payload)))
 }
 
 /// Most seqs one Ack resolves through the writer's cache before it falls
@@ -326,7 +357,7 @@ mod tests {
     use protocol::Payload;
 
     use super::*;
-    use crate::api::{Connect, InboxQuery, Request, Response};
+    use crate::api::{Connect, InboxQuery};
     use crate::cache::MetaCache;
     use crate::db::Db;
     use crate::reader;
@@ -337,10 +368,7 @@ mod tests {
 
     fn page(db: &Db) -> Vec<protocol::Deliver> {
         let query = InboxQuery { user: B, device: ONE, after: Seq(0), limit: 10, max_bytes: 1 << 20 };
-        match reader::handle(db, u64::MAX, Request::Inbox(query)).unwrap() {
-            Response::Inbox(page) => page.entries,
-            other => panic!("{other:?}"),
-        }
+        reader::inbox(db, u64::MAX, query).unwrap().entries
     }
 
     /// A 1:1 body lives in its entry, and the writer's cache keeps only the
@@ -379,7 +407,8 @@ mod tests {
         let payload = Bytes::from_static(b"new");
         let request =
             SendMessage { user: A, device: ONE, client_id: 1, to: Conversation::Direct(B), payload };
-        let sent = send(&mut tx, request).unwrap();
+        let (sent, enters) = send(&mut tx, request).unwrap();
+        assert!(enters.is_empty(), "one shard: nothing to enter elsewhere");
         assert_eq!(sent.deliveries.len(), 1);
         tx.commit(PersistMode::Buffer).unwrap();
         let id = sent.message.id.0;

@@ -47,6 +47,9 @@ pub struct StoreMetrics {
     requests: [AtomicU64; 12],
     /// Requests refused because a queue was full.
     pub overloaded: AtomicU64,
+    /// Receipt notes for another shard's mailboxes not stored (its queue
+    /// full or the shard reopening; several writers only).
+    pub notes_dropped: AtomicU64,
     /// Group commits.
     pub write_batches: AtomicU64,
     /// Sum of requests over all group commits (with `write_batches`: mean size).
@@ -134,8 +137,14 @@ impl StoreMetrics {
             let _ =
                 writeln!(out, "store_requests_total{{kind=\"{kind}\"}} {}", counter.load(Ordering::Relaxed));
         }
-        let rows: [(&str, &str, &str, &AtomicU64); 13] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
             ("store_overloaded_total", "counter", "Requests refused with a full queue.", &self.overloaded),
+            (
+                "store_notes_dropped_total",
+                "counter",
+                "Receipt notes for another shard not stored (carried by the next move).",
+                &self.notes_dropped,
+            ),
             ("store_write_batches_total", "counter", "Group commits.", &self.write_batches),
             (
                 "store_batch_requests_total",

@@ -16,18 +16,25 @@ use crate::codec::{
     device_key, group_key, inbox_key, inbox_key_seq, message_key, meta, prefix_end, DeviceState, Enc, Entry,
 };
 use crate::db::{Db, Ks};
+use crate::shards::Peers;
 use crate::error::EngineError;
 use crate::messages::decode_body;
 use crate::records::decode_group;
 use crate::{cursors, expiry, group_cursors, now_ms};
 
-/// Answers a read request.
-pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Response, StoreError> {
+/// Answers a read request from the shard that owns it.
+pub(crate) fn handle(peers: &Peers, retention_ms: u64, request: Request) -> Result<Response, StoreError> {
+    let layout = peers.layout;
     match request {
-        Request::Inbox(query) => inbox(db, retention_ms, query).map(Response::Inbox),
-        Request::GroupGet { user, group } => group_get(db, user, group).map(Response::Group),
-        Request::Cursors { user, since } => cursors_since(db, user, since.0).map(Response::Cursors),
+        Request::Inbox(query) => {
+            inbox(&*peers.db(layout.user(query.user))?, retention_ms, query).map(Response::Inbox)
+        }
+        Request::GroupGet { user, group } => {
+            group_get(&*peers.db(layout.group(group))?, user, group).map(Response::Group)
+        }
+        Request::Cursors { user, since } => cursors_since(peers, user, since.0).map(Response::Cursors),
         Request::GetVisibility { user } => {
+            let db = peers.db(layout.user(user))?;
             let key = Enc::tag(meta::VISIBILITY).user(user).done();
             let visibility = match db.get(Ks::Meta, &key)? {
                 Some(v) if v.first() == Some(&(Visibility::Nobody as u8)) => Visibility::Nobody,
@@ -42,7 +49,8 @@ pub(crate) fn handle(db: &Db, retention_ms: u64, request: Request) -> Result<Res
 /// What a sync of `user` is told: the notes in its mailbox (pairs, and
 /// group notes written before `group_cursors`) and its groups' cursors,
 /// that moved after `since`; one per cursor, the newest.
-fn cursors_since(db: &Db, user: UserId, since: u64) -> Result<Vec<ReceiptNote>, StoreError> {
+fn cursors_since(peers: &Peers, user: UserId, since: u64) -> Result<Vec<ReceiptNote>, StoreError> {
+    let db = peers.db(peers.layout.user(user))?;
     let start = Enc::default().user(user).done();
     let mut notes = Vec::new();
     for (k, v) in db.scan(Ks::Mailbox, &start, &prefix_end(&start), usize::MAX)? {
@@ -51,7 +59,7 @@ fn cursors_since(db: &Db, user: UserId, since: u64) -> Result<Vec<ReceiptNote>, 
             notes.push(note);
         }
     }
-    group_cursors::sync(db, user, since, &mut notes)?;
+    group_cursors::sync((&db, peers), user, since, &mut notes)?;
     if !db.legacy_group_cursors {
         // Mailboxes hold group notes only in databases written before
         // `group_cursors`: no cursor is in both.
@@ -77,7 +85,7 @@ fn cursors_since(db: &Db, user: UserId, since: u64) -> Result<Vec<ReceiptNote>, 
 
 fn group_get(db: &Db, user: UserId, group: GroupId) -> Result<crate::api::GroupInfo, StoreError> {
     let bytes = db.get(Ks::Meta, &group_key(group))?.ok_or(StoreError::UnknownGroup(group))?;
-    let info = decode_group(group, &bytes)?;
+    let (info, _) = decode_group(group, &bytes)?;
     if !info.members.iter().any(|m| m.user == user) {
         return Err(StoreError::NotAMember(group));
     }
@@ -89,7 +97,7 @@ fn group_get(db: &Db, user: UserId, group: GroupId) -> Result<crate::api::GroupI
 /// point read then). `remaining` is `head − last seq returned`: exact while
 /// nothing above that seq has expired (entries above the acked cursor are
 /// contiguous), an upper bound otherwise.
-fn inbox(db: &Db, retention_ms: u64, q: InboxQuery) -> Result<InboxPage, StoreError> {
+pub(crate) fn inbox(db: &Db, retention_ms: u64, q: InboxQuery) -> Result<InboxPage, StoreError> {
     let head = match db.get(Ks::Meta, &device_key(q.user, q.device))? {
         Some(bytes) => DeviceState::decode(&bytes)?.head,
         None => 0,

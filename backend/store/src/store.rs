@@ -1,5 +1,6 @@
-//! [`Store`]: opens the database, starts the writer, its committer and the
-//! reader threads, and routes requests to them through bounded queues. The
+//! [`Store`]: opens the database (one per shard), starts each shard's
+//! writer and committer and the reader threads, and routes requests to them
+//! through bounded queues (`chain`). The
 //! threads stop when the last clone is dropped: the queues disconnect, the
 //! writer applies what is queued, the committer commits and answers what
 //! the writer handed it, and the drop joins them (so the directory can be
@@ -13,11 +14,13 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
 use crate::api::{Done, Request, StoreApi, StoreError};
 use crate::bell::Bell;
+use crate::chain::{Queue, Router};
 use crate::config::StoreConfig;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::metrics::StoreMetrics;
-use crate::writer::{is_write, Committer, Job, Writer};
+use crate::shards::{Layout, Peers};
+use crate::writer::{is_write, Committer, Place, Writer};
 use crate::{committer, reader};
 
 /// The embedded store. Cheap to clone.
@@ -34,12 +37,19 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// A read and its continuation.
+struct ReadJob {
+    request: Request,
+    done: Done,
+}
+
 struct Inner {
-    writes: Option<Sender<Job>>,
-    /// Rung after each request queued for the writer (see `bell.rs`).
-    writer: Arc<Bell>,
-    reads: Option<Sender<Job>>,
-    engine: Arc<Engine>,
+    /// The writers' queues (`None` once closing).
+    router: Option<Arc<Router>>,
+    /// Each writer's bell, rung at the close so that it sees its queue gone.
+    bells: Vec<Arc<Bell>>,
+    reads: Option<Sender<ReadJob>>,
+    peers: Arc<Peers>,
     metrics: Arc<StoreMetrics>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -52,8 +62,12 @@ impl std::fmt::Debug for Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.writes.take();
-        self.writer.ring();
+        // A chain in flight may hold the router a moment longer; its
+        // queues close when it lets go.
+        self.router.take();
+        for bell in &self.bells {
+            bell.ring();
+        }
         self.reads.take();
         // A `done` that drops the last clone runs on a store thread, which
         // cannot join itself; it exits on its own once its queue is empty.
@@ -66,68 +80,92 @@ impl Drop for Inner {
     }
 }
 
+fn spawn(name: String, run: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(run)
+        .map_err(|e| StoreError::Engine(EngineError::io(&e, format!("spawn: {e}"))))
+}
+
 impl Store {
-    /// Opens the database in `config.dir` (created if missing) and starts the
-    /// writer, its committer and `config.readers` reader threads. Counters
+    /// Opens the database in `config.dir` (created if missing; with several
+    /// writers, one database per shard under it) and starts each shard's
+    /// writer and committer and `config.readers` reader threads. Counters
     /// are recovered from the database lazily, on first use.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
         config.validate()?;
-        let engine = Arc::new(Engine::open(config.dir.clone())?);
+        let layout = Layout::new(config.writers);
+        layout.check(&config.dir)?;
+        crate::db::private_dir(&config.dir)?;
+        let engines = (0..layout.count())
+            .map(|shard| Engine::open(layout.dir(&config.dir, shard)).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let peers = Arc::new(Peers { layout, engines });
         let metrics = Arc::new(StoreMetrics::default());
-        let (writes, write_rx) = bounded(config.queue);
-        let (reads, read_rx) = bounded::<Job>(config.queue);
-        let spawn_err = |e: std::io::Error| StoreError::Engine(EngineError::io(&e, format!("spawn: {e}")));
-        let mut threads = Vec::with_capacity(2 + config.readers);
-        // Unbounded: the writer hands over at most one batch with a commit
-        // before it waits for that one's outcome (refusals aside, which it
-        // makes one per batch of requests it took from its bounded queue).
-        let (batches, batch_rx) = unbounded();
-        let (outcome_tx, outcomes) = unbounded();
-        let (writer_bell, committer_bell) = (Arc::new(Bell::new()), Arc::new(Bell::new()));
-        let committer = Committer {
-            bell: writer_bell.clone(),
-            batches: Some(batches),
-            committer: committer_bell.clone(),
-            outcomes,
-        };
-        let writer = Writer::new(engine.clone(), write_rx, committer, config.clone(), metrics.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name("store-writer".into())
-                .spawn(move || writer.run())
-                .map_err(spawn_err)?,
-        );
-        let (committer_engine, committer_metrics) = (engine.clone(), metrics.clone());
-        let ends = committer::Ends {
-            batches: batch_rx,
-            bell: committer_bell,
-            outcomes: Some(outcome_tx),
-            writer: writer_bell.clone(),
-        };
-        threads.push(
-            std::thread::Builder::new()
-                .name("store-commit".into())
-                .spawn(move || committer::run(&committer_engine, ends, &committer_metrics))
-                .map_err(spawn_err)?,
-        );
+        let (reads, read_rx) = bounded::<ReadJob>(config.queue);
+        let mut threads = Vec::with_capacity(2 * layout.count() + config.readers);
+        let (mut queues, mut receivers, mut bells) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..layout.count() {
+            let (jobs, rx) = bounded(config.queue);
+            let bell = Arc::new(Bell::new());
+            queues.push(Queue { jobs, bell: bell.clone() });
+            receivers.push(rx);
+            bells.push(bell);
+        }
+        let router = Arc::new(Router { layout, queues, metrics: metrics.clone() });
+        for (shard, (rx, writer_bell)) in receivers.into_iter().zip(&bells).enumerate() {
+            // Unbounded: the writer hands over at most one batch with a commit
+            // before it waits for that one's outcome (refusals aside, which it
+            // makes one per batch of requests it took from its bounded queue).
+            let (batches, batch_rx) = unbounded();
+            let (outcome_tx, outcomes) = unbounded();
+            let committer_bell = Arc::new(Bell::new());
+            let committer = Committer {
+                bell: writer_bell.clone(),
+                batches: Some(batches),
+                committer: committer_bell.clone(),
+                outcomes,
+            };
+            let engine = peers.engines.get(shard).cloned().ok_or(EngineError::ThreadStopped)?;
+            let place = Place { peers: peers.clone(), shard, router: Arc::downgrade(&router) };
+            let writer = Writer::new((engine.clone(), place), rx, committer, config.clone(), metrics.clone());
+            let suffix = if layout.count() == 1 { String::new() } else { format!("-{shard}") };
+            threads.push(spawn(format!("store-writer{suffix}"), move || writer.run())?);
+            let committer_metrics = metrics.clone();
+            let ends = committer::Ends {
+                batches: batch_rx,
+                bell: committer_bell,
+                outcomes: Some(outcome_tx),
+                writer: writer_bell.clone(),
+            };
+            threads.push(spawn(format!("store-commit{suffix}"), move || {
+                committer::run(&engine, ends, &committer_metrics);
+            })?);
+        }
         let retention_ms = u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX);
         for i in 0..config.readers {
-            let (engine, rx, metrics) = (engine.clone(), read_rx.clone(), metrics.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("store-reader-{i}"))
-                .spawn(move || read_loop(&engine, &rx, &metrics, retention_ms))
-                .map_err(spawn_err)?;
-            threads.push(handle);
+            let (peers, rx, metrics) = (peers.clone(), read_rx.clone(), metrics.clone());
+            threads.push(spawn(format!("store-reader-{i}"), move || {
+                read_loop(&peers, &rx, &metrics, retention_ms);
+            })?);
         }
-        let inner =
-            Inner { writes: Some(writes), writer: writer_bell, reads: Some(reads), engine, metrics, threads };
+        let inner = Inner { router: Some(router), bells, reads: Some(reads), peers, metrics, threads };
         Ok(Store { inner: Arc::new(inner) })
     }
 
     /// Whether the store accepts writes now: false from an engine failure
-    /// until the database is open again (see `README.md`, "Failures").
+    /// until the database is open again (see `README.md`, "Failures"); with
+    /// several writers, while any shard's is closed.
     pub fn writable(&self) -> bool {
-        self.inner.engine.is_open()
+        self.inner.peers.engines.iter().all(|engine| engine.is_open())
+    }
+
+    /// The shard that holds `user`'s data (with several writers, its
+    /// database is `shard-<n>` under the store's directory; always 0 with
+    /// one). Each shard keeps its own copy of a message body its users'
+    /// entries need, so what `messages_deleted` counts depends on it.
+    pub fn shard_of(&self, user: protocol::UserId) -> usize {
+        self.inner.peers.layout.user(user)
     }
 
     /// The store's metrics.
@@ -136,13 +174,12 @@ impl Store {
     }
 }
 
-fn read_loop(engine: &Engine, rx: &Receiver<Job>, metrics: &StoreMetrics, retention_ms: u64) {
+fn read_loop(peers: &Peers, rx: &Receiver<ReadJob>, metrics: &StoreMetrics, retention_ms: u64) {
     while let Ok(job) = rx.recv() {
         metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-        // The handle is let go after each read: fjall refuses to reopen a
+        // The handles are let go after each read: fjall refuses to reopen a
         // database while a handle of the old one lives.
-        let answer = engine.db().and_then(|db| reader::handle(&db, retention_ms, job.request));
-        (job.done)(answer);
+        (job.done)(reader::handle(peers, retention_ms, job.request));
     }
 }
 
@@ -154,27 +191,28 @@ impl StoreApi for Store {
     fn call(&self, request: Request, done: Done) {
         let metrics = &self.inner.metrics;
         metrics.request(&request);
-        let write = is_write(&request);
-        let queue = if write { &self.inner.writes } else { &self.inner.reads };
-        let Some(queue) = queue else {
+        if is_write(&request) {
+            match &self.inner.router {
+                Some(router) => router.start(request, done),
+                None => done(Err(EngineError::Closed.into())),
+            }
+            return;
+        }
+        let Some(reads) = &self.inner.reads else {
             done(Err(EngineError::Closed.into()));
             return;
         };
         metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-        match queue.try_send(Job { request, done }) {
-            Ok(()) if write => self.inner.writer.ring(),
-            Ok(()) => {}
-            Err(err) => {
-                metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                let (job, error) = match err {
-                    TrySendError::Full(job) => {
-                        metrics.overloaded.fetch_add(1, Ordering::Relaxed);
-                        (job, StoreError::Overloaded)
-                    }
-                    TrySendError::Disconnected(job) => (job, EngineError::ThreadStopped.into()),
-                };
-                (job.done)(Err(error));
-            }
+        if let Err(err) = reads.try_send(ReadJob { request, done }) {
+            metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            let (job, error) = match err {
+                TrySendError::Full(job) => {
+                    metrics.overloaded.fetch_add(1, Ordering::Relaxed);
+                    (job, StoreError::Overloaded)
+                }
+                TrySendError::Disconnected(job) => (job, EngineError::ThreadStopped.into()),
+            };
+            (job.done)(Err(error));
         }
     }
 }

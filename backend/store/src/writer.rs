@@ -24,15 +24,16 @@
 //! commits with `PersistMode::SyncData`: one fdatasync per batch.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use fjall::PersistMode;
 
-use crate::api::{Done, Durability, Request, Response, StoreError};
+use crate::api::{Durability, Request, Response, StoreError};
 use crate::bell::Bell;
 use crate::cache::MetaCache;
+use crate::chain::{Job, Output, Router, Step, StepOut, Work};
 use crate::codec::{meta, Enc, Key};
 use crate::committer::{Answer, Batch, Commit, Outcome};
 use crate::config::StoreConfig;
@@ -40,15 +41,8 @@ use crate::db::{Db, Ks, Tx, Writes};
 use crate::engine::{Engine, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::error::EngineError;
 use crate::metrics::StoreMetrics;
-use crate::{devices, expiry, groups, messages, now_ms, prekeys};
-
-/// A queued request and its continuation.
-pub(crate) struct Job {
-    /// The request.
-    pub(crate) request: Request,
-    /// Where its outcome goes.
-    pub(crate) done: Done,
-}
+use crate::shards::Peers;
+use crate::{cursors, devices, expiry, fanout, groups, messages, now_ms, prekeys};
 
 /// The writer's ends: its own bell, and its channels to the committer
 /// thread (see [`crate::bell`] for why each send rings).
@@ -89,6 +83,21 @@ pub(crate) struct Writer {
     retry_at: Instant,
     /// The wait after the next failure.
     backoff: Duration,
+    /// Every shard's engine, and this writer's shard.
+    peers: Arc<Peers>,
+    shard: usize,
+    /// Where receipt notes for other shards go once their batch committed.
+    router: Weak<Router>,
+}
+
+/// Where a writer is among the shards.
+pub(crate) struct Place {
+    /// Every shard's engine.
+    pub(crate) peers: Arc<Peers>,
+    /// The writer's shard.
+    pub(crate) shard: usize,
+    /// The shards' queues.
+    pub(crate) router: Weak<Router>,
 }
 
 /// What woke the writer.
@@ -106,7 +115,7 @@ enum Wake {
 impl Writer {
     /// A writer over `db` fed by `rx`, handing its batches to `committer`.
     pub(crate) fn new(
-        engine: Arc<Engine>,
+        (engine, place): (Arc<Engine>, Place),
         rx: Receiver<Job>,
         committer: Committer,
         config: StoreConfig,
@@ -116,7 +125,22 @@ impl Writer {
         metrics.writable.store(1, Ordering::Relaxed);
         let (retry_at, backoff) = (Instant::now(), FIRST_BACKOFF);
         let cache = MetaCache::new();
-        Self { engine, db, rx, committer, in_flight: None, config, metrics, cache, retry_at, backoff }
+        let Place { peers, shard, router } = place;
+        Self {
+            engine,
+            db,
+            rx,
+            committer,
+            in_flight: None,
+            config,
+            metrics,
+            cache,
+            retry_at,
+            backoff,
+            peers,
+            shard,
+            router,
+        }
     }
 
     /// Runs until every sender is gone and the queue is drained. What is in
@@ -261,7 +285,7 @@ impl Writer {
             Ok(()) => self.committer.committer.ring(),
             Err(Batch { commit, answers }) => {
                 for (done, result) in answers {
-                    done(if commit.is_some() { Err(EngineError::ThreadStopped.into()) } else { result });
+                    done.call(if commit.is_some() { Err(EngineError::ThreadStopped.into()) } else { result });
                 }
             }
         }
@@ -330,16 +354,25 @@ impl Writer {
         let retention_ms = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
         let (max_devices, prekey_low) = (self.config.max_devices, self.config.prekey_low);
         let pending = self.in_flight.clone();
-        let mut tx = Tx::after(&db, &mut self.cache, pending.as_deref(), now_ms());
-        let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len());
+        let peers = self.peers.clone();
+        let mut tx = Tx::after(&db, &mut self.cache, pending.as_deref(), now_ms()).on(&peers, self.shard);
+        let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len() + 1);
         let count = jobs.len() as u64;
         for job in jobs {
             tx.begin();
-            let result = apply_one(&mut tx, job.request, max_devices, prekey_low);
+            let result = match job.work {
+                Work::Api(request) => apply_one(&mut tx, request, max_devices, prekey_low).map(Output::Api),
+                Work::Step(step) => apply_step(&mut tx, step).map(Output::Step),
+            };
             if result.is_err() {
                 tx.rollback();
             }
-            answers.push((job.done, result));
+            let mut done = job.done;
+            if !tx.notes.is_empty() {
+                // Answered once its notes for other shards are stored too.
+                done = done.after_notes(self.router.clone(), std::mem::take(&mut tx.notes));
+            }
+            answers.push((done, result));
         }
         let mut more = false;
         if sweep {
@@ -400,10 +433,17 @@ fn apply_one(
 ) -> Result<Response, StoreError> {
     match request {
         Request::Connect(req) => devices::connect(tx, req, max_devices).map(Response::Connected),
-        Request::Send(req) => messages::send(tx, req).map(Response::Sent),
+        Request::Send(req) => match messages::send(tx, req)? {
+            (sent, enters) if enters.is_empty() => Ok(Response::Sent(sent)),
+            // Only a chain (`crate::chain`) runs what spans shards.
+            _ => Err(EngineError::CrossShard.into()),
+        },
         Request::Ack(req) => messages::ack(tx, req).map(Response::Receipts),
         Request::Read(req) => crate::cursors::read(tx, req).map(Response::Receipts),
-        Request::Group(req) => groups::change(tx, req).map(Response::GroupChanged),
+        Request::Group(req) => match groups::change(tx, req)? {
+            (changed, enters) if enters.is_empty() => Ok(Response::GroupChanged(changed)),
+            _ => Err(EngineError::CrossShard.into()),
+        },
         Request::PrekeyUpload(req) => prekeys::upload(tx, req).map(Response::PrekeyStock),
         Request::PrekeyFetch(req) => prekeys::fetch(tx, req, prekey_low).map(Response::PrekeyFetched),
         Request::SetVisibility { user, visibility } => {
@@ -414,6 +454,17 @@ fn apply_one(
         | Request::Inbox(_)
         | Request::GroupGet { .. }
         | Request::Cursors { .. } => Err(EngineError::ReadOnWriter.into()),
+    }
+}
+
+/// Applies one step of a chain to the batch.
+fn apply_step(tx: &mut Tx<'_>, step: Step) -> Result<StepOut, StoreError> {
+    match step {
+        Step::Send(req) => messages::send(tx, req).map(|(sent, enters)| StepOut::Sent(sent, enters)),
+        Step::Group(req) => groups::change(tx, req).map(|(changed, enters)| StepOut::Group(changed, enters)),
+        Step::Enter(enter) => fanout::enter(tx, enter).map(StepOut::Entered),
+        Step::Notes(notes) => cursors::store_notes(tx, notes).map(|()| StepOut::Done),
+        Step::Trim(conv, conv_seq) => fanout::trim(tx, conv, conv_seq).map(|()| StepOut::Done),
     }
 }
 
@@ -436,6 +487,7 @@ mod tests {
 
     use super::*;
     use crate::api::{Connect, SendMessage, Sent};
+    use crate::chain::Finish;
 
     type Answered = Receiver<(u64, Result<Response, StoreError>)>;
 
@@ -469,8 +521,10 @@ mod tests {
                 committer: Arc::new(Bell::new()),
                 outcomes: outcomes_rx,
             };
-            let writer =
-                Writer::new(engine.clone(), rx, committer, StoreConfig::new(dir.path()), metrics.clone());
+            let peers = Arc::new(Peers { layout: crate::shards::Layout::single(), engines: vec![engine.clone()] });
+            let place = Place { peers, shard: 0, router: Weak::new() };
+            let config = StoreConfig::new(dir.path());
+            let writer = Writer::new((engine.clone(), place), rx, committer, config, metrics.clone());
             std::thread::spawn(move || writer.run());
             let (answers, answered) = unbounded();
             Self { jobs, batches, outcomes, bell, answers, answered, engine, metrics, _dir: dir }
@@ -479,11 +533,11 @@ mod tests {
         /// Queues `request`, answered under `label`.
         fn call(&self, label: u64, request: Request) {
             let answers = self.answers.clone();
-            let done: Done = Box::new(move |result| {
+            let done: crate::api::Done = Box::new(move |result| {
                 let _ = answers.send((label, result));
             });
             self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-            self.jobs.send(Job { request, done }).unwrap();
+            self.jobs.send(Job { work: Work::Api(request), done: Finish::Api(done) }).unwrap();
             self.bell.ring();
         }
 
@@ -510,7 +564,7 @@ mod tests {
                 self.bell.ring();
             }
             for (done, result) in batch.answers {
-                done(result);
+                done.call(result);
             }
         }
 

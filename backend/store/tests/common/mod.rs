@@ -12,8 +12,15 @@ use backend_store::*;
 use bytes::Bytes;
 use protocol::{Conversation, DeviceId, Seq, UserId};
 
+/// The store's configuration for a test: defaults, with the writers
+/// `STORE_TEST_WRITERS` says (`scripts/test` runs these tests with 1 and
+/// with 4: every test of one database holds with several).
 pub fn config(dir: &std::path::Path) -> StoreConfig {
-    StoreConfig::new(dir)
+    let mut config = StoreConfig::new(dir);
+    if let Some(writers) = std::env::var("STORE_TEST_WRITERS").ok().and_then(|w| w.parse().ok()) {
+        config.writers = writers;
+    }
+    config
 }
 
 pub fn call(store: &Store, request: Request) -> Result<Response, StoreError> {

@@ -1,0 +1,127 @@
+//! Several writers (`SHARDS.md`): which shard owns what, where each shard's
+//! database lives, and the committed reads one shard's writer makes of
+//! another's.
+//!
+//! A user's keys (devices, device state, inbox, mailbox, prekeys,
+//! visibility, its group cursors and group index, its order checks) belong
+//! to the user's shard; a conversation's (conv_seq, log, dedup records of
+//! the Sends to it, the group record) to the conversation's: a group's own,
+//! a pair's its lower user's. Ids (messages, groups) are minted by a shard
+//! from its own counter so that they never collide and a group's id names
+//! its shard. With one shard every function here is the identity of
+//! today's single database: the same directory, the same ids.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use protocol::{GroupId, UserId};
+
+use crate::api::StoreError;
+use crate::codec::ConvKey;
+use crate::db::Db;
+use crate::engine::Engine;
+use crate::error::EngineError;
+
+/// How many shards, and the owner of each key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    count: usize,
+}
+
+impl Layout {
+    /// `count` shards (at least 1).
+    pub(crate) fn new(count: usize) -> Self {
+        Self { count: count.max(1) }
+    }
+
+    /// One shard: today's single database.
+    pub(crate) fn single() -> Self {
+        Self::new(1)
+    }
+
+    /// The number of shards.
+    pub(crate) fn count(self) -> usize {
+        self.count
+    }
+
+    fn of(self, value: u64) -> usize {
+        // Bounded by `count`, which is a usize.
+        (value % self.count as u64) as usize
+    }
+
+    /// The shard of `user`'s keys. User ids are mixed first: a fleet hands
+    /// them out in runs, and a run must spread over the shards.
+    pub(crate) fn user(self, user: UserId) -> usize {
+        self.of(user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(32))
+    }
+
+    /// The shard of a group: the one that minted its id.
+    pub(crate) fn group(self, group: GroupId) -> usize {
+        self.of(group.0)
+    }
+
+    /// The shard of a conversation's keys.
+    pub(crate) fn conv(self, conv: ConvKey) -> usize {
+        match conv {
+            ConvKey::Pair(low, _) => self.user(low),
+            ConvKey::Group(group) => self.group(group),
+        }
+    }
+
+    /// The id shard `shard` mints from its counter's value `n` (1, 2, …):
+    /// `n` itself with one shard, and always `≡ shard` modulo the count.
+    pub(crate) fn mint(self, n: u64, shard: usize) -> u64 {
+        n.saturating_mul(self.count as u64).saturating_add(shard as u64)
+    }
+
+    /// The directory of shard `shard` under the store's `dir`: `dir` itself
+    /// with one shard (today's layout), `dir/shard-<i>` with several.
+    pub(crate) fn dir(self, dir: &Path, shard: usize) -> PathBuf {
+        if self.count == 1 {
+            dir.to_path_buf()
+        } else {
+            dir.join(format!("shard-{shard}"))
+        }
+    }
+
+    /// Refuses to open `dir` with a shard count other than the one it was
+    /// written with: every key would be looked for in the wrong shard.
+    pub(crate) fn check(self, dir: &Path) -> Result<(), StoreError> {
+        let sharded = dir.join("shard-0").exists();
+        let single = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+        let found = if sharded {
+            (0..).take_while(|i| dir.join(format!("shard-{i}")).exists()).count()
+        } else if single {
+            1
+        } else {
+            return Ok(());
+        };
+        if found == self.count {
+            return Ok(());
+        }
+        Err(StoreError::Engine(EngineError::Config {
+            what: format!(
+                "{} was written with {found} writer(s); it opens only with writers = {found} (asked: {})",
+                dir.display(),
+                self.count
+            ),
+        }))
+    }
+}
+
+/// Every shard's engine, for the committed reads a writer makes of other
+/// shards (a conversation's log, a group record) and the readers' reads.
+#[derive(Debug)]
+pub(crate) struct Peers {
+    /// The layout.
+    pub(crate) layout: Layout,
+    /// Each shard's engine, by shard.
+    pub(crate) engines: Vec<Arc<Engine>>,
+}
+
+impl Peers {
+    /// Shard `shard`'s open database (`Recovering` while it reopens).
+    pub(crate) fn db(&self, shard: usize) -> Result<Arc<Db>, StoreError> {
+        self.engines.get(shard).ok_or_else(|| StoreError::from(EngineError::ThreadStopped))?.db()
+    }
+}
