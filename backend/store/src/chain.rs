@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::api::{Done, GroupChange, GroupChanged, GroupOp, ReceiptNote, Request, Response, SendMessage, Sent, StoreError};
+use crate::api::{
+    Done, GroupChange, GroupChanged, GroupOp, ReceiptNote, Request, Response, SendMessage, Sent, StoreError,
+};
 use crate::bell::Bell;
 use crate::codec::ConvKey;
 use crate::error::EngineError;
@@ -175,7 +177,13 @@ impl Router {
                 let shard = layout.conv(ConvKey::of(req.user, req.to));
                 let router = Arc::downgrade(self);
                 let then: StepDone = Box::new(move |result| match result {
-                    Ok(StepOut::Sent(sent, enters)) => gather(&router, sent, enters, done),
+                    Ok(StepOut::Sent(sent, enters)) => {
+                        #[cfg(feature = "faults")]
+                        if !enters.is_empty() {
+                            crate::faults::point(crate::faults::Fault::AfterAppend);
+                        }
+                        gather(&router, sent, enters, done);
+                    }
                     Ok(_) => done(Err(EngineError::CrossShard.into())),
                     Err(err) => done(Err(err)),
                 });
@@ -227,7 +235,11 @@ impl Router {
                 let then = {
                     let mut left = left.lock().unwrap_or_else(PoisonError::into_inner);
                     left.0 -= 1;
-                    if left.0 == 0 { left.1.take() } else { None }
+                    if left.0 == 0 {
+                        left.1.take()
+                    } else {
+                        None
+                    }
                 };
                 if let Some(then) = then {
                     then();
@@ -244,7 +256,10 @@ impl Router {
     /// keeps the body until retention.
     fn trim(&self, (conv, conv_seq): (ConvKey, u64)) {
         let done: StepDone = Box::new(|_| {});
-        self.submit(self.layout.conv(conv), Job { work: Work::Step(Step::Trim(conv, conv_seq)), done: Finish::Step(done) });
+        self.submit(
+            self.layout.conv(conv),
+            Job { work: Work::Step(Step::Trim(conv, conv_seq)), done: Finish::Step(done) },
+        );
     }
 }
 
@@ -258,9 +273,9 @@ fn owner(layout: Layout, request: &Request) -> usize {
         Request::Group(req) => layout.user(req.user),
         Request::PrekeyUpload(req) => layout.user(req.user),
         Request::PrekeyFetch(req) => layout.user(req.user),
-        Request::SetVisibility { user, .. } | Request::GetVisibility { user } | Request::Cursors { user, .. } => {
-            layout.user(*user)
-        }
+        Request::SetVisibility { user, .. }
+        | Request::GetVisibility { user }
+        | Request::Cursors { user, .. } => layout.user(*user),
         Request::Inbox(query) => layout.user(query.user),
         Request::GroupGet { group, .. } => layout.group(*group),
     }
@@ -321,11 +336,19 @@ fn gather<T: Gathered>(router: &Weak<Router>, answer: T, enters: Vec<(usize, Ent
         Some((_, enter)) => (enter.conv, enter.message.conv_seq.0),
         None => return,
     };
-    let state =
-        Arc::new(Mutex::new(Gather { answer: Some(answer), left: enters.len(), error: None, done: Some(done) }));
+    let state = Arc::new(Mutex::new(Gather {
+        answer: Some(answer),
+        left: enters.len(),
+        error: None,
+        done: Some(done),
+    }));
     for (shard, enter) in enters {
         let (state, router) = (state.clone(), router.clone());
         let then: StepDone = Box::new(move |result| {
+            #[cfg(feature = "faults")]
+            if result.is_ok() {
+                crate::faults::point(crate::faults::Fault::AfterEnter);
+            }
             let finished = {
                 let mut gather = state.lock().unwrap_or_else(PoisonError::into_inner);
                 match result {

@@ -22,8 +22,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use fjall::PersistMode;
 
 use crate::api::StoreError;
-use crate::chain::{Finish, Output};
 use crate::bell::Bell;
+use crate::chain::{Finish, Output};
 use crate::db::{Db, Writes};
 use crate::engine::Engine;
 use crate::metrics::StoreMetrics;
@@ -52,10 +52,19 @@ pub(crate) struct Commit {
     /// What the requests are told to wait if it fails: the writer's backoff
     /// before its next reopening.
     pub(crate) retry_after: Duration,
-    /// Message bodies the batch deletes (for metrics).
+    /// What the batch does that metrics count.
+    pub(crate) counts: Counts,
+}
+
+/// What a batch does that metrics count, added once it committed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counts {
+    /// Message bodies deleted.
     pub(crate) deleted: u64,
-    /// Inbox entries the batch expires (for metrics).
+    /// Inbox entries expired.
     pub(crate) expired: u64,
+    /// Messages entered from a conversation's log.
+    pub(crate) caught_up: u64,
 }
 
 /// How a commit ended, sent to the writer for each [`Batch`] with a commit.
@@ -151,8 +160,9 @@ impl Commit {
                 if self.mode != PersistMode::Buffer {
                     metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
                 }
-                metrics.messages_deleted.fetch_add(self.deleted, Ordering::Relaxed);
-                metrics.expired_entries.fetch_add(self.expired, Ordering::Relaxed);
+                metrics.messages_deleted.fetch_add(self.counts.deleted, Ordering::Relaxed);
+                metrics.expired_entries.fetch_add(self.counts.expired, Ordering::Relaxed);
+                metrics.caught_up.fetch_add(self.counts.caught_up, Ordering::Relaxed);
                 Ok(())
             }
             Err(err) => {

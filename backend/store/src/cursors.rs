@@ -114,7 +114,8 @@ pub(crate) fn advance(
             // Only the authors of the messages the move covers hear of it.
             let first = (old + 1).max(up_to.saturating_sub(GROUP_SCAN) + 1);
             let log = tx.layout().conv(conv);
-            let cached = if tx.is_local(log) { senders_from_cache(tx, conv, user, first, up_to)? } else { None };
+            let cached =
+                if tx.is_local(log) { senders_from_cache(tx, conv, user, first, up_to)? } else { None };
             let mut senders = match cached {
                 Some(senders) => senders,
                 None => {

@@ -315,6 +315,8 @@ pub(crate) struct Tx<'a> {
     pub(crate) deleted: u64,
     /// Inbox entries this batch expires (for metrics).
     pub(crate) expired: u64,
+    /// Messages this batch enters from a conversation's log (for metrics).
+    pub(crate) caught_up: u64,
     /// The other shards and this one's index, with several writers.
     peers: Option<(&'a Peers, usize)>,
     /// The current request's receipt notes for mailboxes of other shards,
@@ -357,6 +359,7 @@ impl<'a> Tx<'a> {
             now,
             deleted: 0,
             expired: 0,
+            caught_up: 0,
             peers: None,
             notes: Vec::new(),
         }

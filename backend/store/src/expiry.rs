@@ -108,7 +108,12 @@ impl<'a> Record<'a> {
     }
 
     /// The record of a message of `conv` at `conv_seq` with `entries`.
-    pub(crate) fn encode(here: &Here, conv: ConvKey, conv_seq: u64, entries: &[(UserId, DeviceId, u64)]) -> Vec<u8> {
+    pub(crate) fn encode(
+        here: &Here,
+        conv: ConvKey,
+        conv_seq: u64,
+        entries: &[(UserId, DeviceId, u64)],
+    ) -> Vec<u8> {
         let mut flags = if here.dedup.is_some() { DEDUP } else { 0 };
         if here.log != matches!(conv, ConvKey::Group(_)) {
             flags |= EXPLICIT | if here.log { LOG } else { 0 };
@@ -124,10 +129,7 @@ impl<'a> Record<'a> {
 
     /// This record with `entries` instead of its own.
     pub(crate) fn with_entries(&self, entries: &[(UserId, DeviceId, u64)]) -> Vec<u8> {
-        let here = Here {
-            dedup: self.dedup.map(Key::from_slice),
-            log: self.log_here(),
-        };
+        let here = Here { dedup: self.dedup.map(Key::from_slice), log: self.log_here() };
         Self::encode(&here, self.conv, self.conv_seq, entries)
     }
 

@@ -229,6 +229,7 @@ fn catch_up(tx: &mut Tx<'_>, conv: ConvKey, user: UserId, first: u64, until: u64
         let Some(message) = logged(&key, &value)? else { continue };
         let list = targets(tx, &message, conv, std::iter::once(user))?;
         messages::enter(tx, &message, conv, list, Here { dedup: None, log: false })?;
+        tx.caught_up += 1;
     }
     Ok(())
 }

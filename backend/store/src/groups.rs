@@ -25,7 +25,11 @@ use crate::records::{conv_seq, encode_group, load_group, next_counter};
 
 /// The group, and its members with their joining conv_seqs (1 where the
 /// record keeps none).
-fn existing(tx: &mut Tx<'_>, group: GroupId, before: &mut Vec<(UserId, u64)>) -> Result<GroupInfo, StoreError> {
+fn existing(
+    tx: &mut Tx<'_>,
+    group: GroupId,
+    before: &mut Vec<(UserId, u64)>,
+) -> Result<GroupInfo, StoreError> {
     let (info, joins) = load_group(tx, group)?.ok_or(StoreError::UnknownGroup(group))?;
     let from = |i: usize| joins.get(i).copied().unwrap_or(1);
     before.extend(info.members.iter().enumerate().map(|(i, m)| (m.user, from(i))));
@@ -44,7 +48,10 @@ fn require_admin(info: &GroupInfo, user: UserId) -> Result<(), StoreError> {
 /// Applies a group change. Its system entry's entries for users of other
 /// shards are returned as Enter steps to run once this batch committed
 /// (`fanout`; with one shard there are none).
-pub(crate) fn change(tx: &mut Tx<'_>, req: GroupChange) -> Result<(GroupChanged, Vec<(usize, Enter)>), StoreError> {
+pub(crate) fn change(
+    tx: &mut Tx<'_>,
+    req: GroupChange,
+) -> Result<(GroupChanged, Vec<(usize, Enter)>), StoreError> {
     let mut removed: Vec<UserId> = Vec::new();
     let mut joined: Vec<UserId> = Vec::new();
     let mut before: Vec<(UserId, u64)> = Vec::new();

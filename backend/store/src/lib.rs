@@ -19,6 +19,8 @@ mod engine;
 mod error;
 mod expiry;
 mod fanout;
+#[cfg(feature = "faults")]
+pub mod faults;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 mod group_cursors;

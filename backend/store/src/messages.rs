@@ -182,8 +182,7 @@ pub(crate) fn send(tx: &mut Tx<'_>, req: SendMessage) -> Result<(Sent, Vec<(usiz
     let (entered, enters) = fanout::fan(tx, (&message, conv), &audience, here, true)?;
     let record = Enc::default().u64(message.id.0).u64(message.conv_seq.0).u64(message.server_time.0).done();
     tx.put(Ks::Dedup, dkey, record);
-    let sent =
-        Sent { message, duplicate: false, deliveries: entered.deliveries, receipts: entered.receipts };
+    let sent = Sent { message, duplicate: false, deliveries: entered.deliveries, receipts: entered.receipts };
     Ok((sent, enters))
 }
 
@@ -206,7 +205,12 @@ fn audience(tx: &mut Tx<'_>, user: UserId, to: Conversation) -> Result<Vec<Recip
                 return Err(StoreError::NotAMember(group));
             }
             let from = |i: usize| joins.get(i).copied().unwrap_or(1);
-            Ok(info.members.iter().enumerate().map(|(i, m)| Recipient { user: m.user, from: from(i), joins: false }).collect())
+            Ok(info
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Recipient { user: m.user, from: from(i), joins: false })
+                .collect())
         }
     }
 }

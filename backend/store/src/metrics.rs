@@ -47,6 +47,10 @@ pub struct StoreMetrics {
     requests: [AtomicU64; 12],
     /// Requests refused because a queue was full.
     pub overloaded: AtomicU64,
+    /// Messages entered for a user from a conversation's log after a gap:
+    /// an earlier chain step was refused or cut by a crash (several writers
+    /// only).
+    pub caught_up: AtomicU64,
     /// Receipt notes for another shard's mailboxes not stored (its queue
     /// full or the shard reopening; several writers only).
     pub notes_dropped: AtomicU64,
@@ -137,7 +141,13 @@ impl StoreMetrics {
             let _ =
                 writeln!(out, "store_requests_total{{kind=\"{kind}\"}} {}", counter.load(Ordering::Relaxed));
         }
-        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 15] = [
+            (
+                "store_caught_up_total",
+                "counter",
+                "Messages entered from a conversation's log after a gap in a chain between shards.",
+                &self.caught_up,
+            ),
             ("store_overloaded_total", "counter", "Requests refused with a full queue.", &self.overloaded),
             (
                 "store_notes_dropped_total",

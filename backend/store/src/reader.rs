@@ -16,10 +16,10 @@ use crate::codec::{
     device_key, group_key, inbox_key, inbox_key_seq, message_key, meta, prefix_end, DeviceState, Enc, Entry,
 };
 use crate::db::{Db, Ks};
-use crate::shards::Peers;
 use crate::error::EngineError;
 use crate::messages::decode_body;
 use crate::records::decode_group;
+use crate::shards::Peers;
 use crate::{cursors, expiry, group_cursors, now_ms};
 
 /// Answers a read request from the shard that owns it.

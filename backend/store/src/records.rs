@@ -65,7 +65,10 @@ pub(crate) fn encode_group(info: &GroupInfo, joins: &[u64]) -> Vec<u8> {
 
 /// The group and its members' joining conv_seqs, if it exists (from the
 /// group's shard).
-pub(crate) fn load_group(tx: &mut Tx<'_>, group: GroupId) -> Result<Option<(GroupInfo, Vec<u64>)>, StoreError> {
+pub(crate) fn load_group(
+    tx: &mut Tx<'_>,
+    group: GroupId,
+) -> Result<Option<(GroupInfo, Vec<u64>)>, StoreError> {
     let shard = tx.layout().group(group);
     tx.get_in(shard, Ks::Meta, &group_key(group))?.map(|bytes| decode_group(group, &bytes)).transpose()
 }

@@ -35,7 +35,7 @@ use crate::bell::Bell;
 use crate::cache::MetaCache;
 use crate::chain::{Job, Output, Router, Step, StepOut, Work};
 use crate::codec::{meta, Enc, Key};
-use crate::committer::{Answer, Batch, Commit, Outcome};
+use crate::committer::{Answer, Batch, Commit, Counts, Outcome};
 use crate::config::StoreConfig;
 use crate::db::{Db, Ks, Tx, Writes};
 use crate::engine::{Engine, FIRST_BACKOFF, MAX_BACKOFF};
@@ -385,7 +385,7 @@ impl Writer {
                 }
             }
         }
-        let (deleted, expired) = (tx.deleted, tx.expired);
+        let counts = Counts { deleted: tx.deleted, expired: tx.expired, caught_up: tx.caught_up };
         let writes = tx.into_writes();
         drop(pending);
         if count > 0 {
@@ -412,7 +412,7 @@ impl Writer {
         let writes = Arc::new(writes);
         self.in_flight = Some(writes.clone());
         let (mode, retry_after) = (self.persist_mode(), self.backoff);
-        let commit = Commit { db, writes, mode, retry_after, deleted, expired };
+        let commit = Commit { db, writes, mode, retry_after, counts };
         self.hand_over(Batch { commit: Some(commit), answers });
         more
     }
@@ -521,7 +521,8 @@ mod tests {
                 committer: Arc::new(Bell::new()),
                 outcomes: outcomes_rx,
             };
-            let peers = Arc::new(Peers { layout: crate::shards::Layout::single(), engines: vec![engine.clone()] });
+            let peers =
+                Arc::new(Peers { layout: crate::shards::Layout::single(), engines: vec![engine.clone()] });
             let place = Place { peers, shard: 0, router: Weak::new() };
             let config = StoreConfig::new(dir.path());
             let writer = Writer::new((engine.clone(), place), rx, committer, config, metrics.clone());

@@ -9,21 +9,6 @@ use backend_store::*;
 use common::*;
 use protocol::{Conversation, DeviceId, Frame, GroupId, GroupName, ReceiptKind, Role, UserId};
 
-fn change(store: &Store, user: u64, op: GroupOp) -> Result<GroupChanged, StoreError> {
-    match call(store, Request::Group(GroupChange { user: UserId(user), device: DeviceId(1), op }))? {
-        Response::GroupChanged(c) => Ok(c),
-        other => panic!("{other:?}"),
-    }
-}
-
-fn create(store: &Store, user: u64, members: &[u64]) -> GroupChanged {
-    let op = GroupOp::Create {
-        name: GroupName::new("team").unwrap(),
-        members: members.iter().map(|&m| UserId(m)).collect(),
-    };
-    change(store, user, op).unwrap()
-}
-
 fn users(ids: &[u64]) -> Vec<UserId> {
     ids.iter().map(|&u| UserId(u)).collect()
 }

@@ -61,6 +61,22 @@ pub fn send(store: &Store, user: u64, device: u32, client_id: u64, to: Conversat
     try_send(store, user, device, client_id, to, body).unwrap()
 }
 
+pub fn change(store: &Store, user: u64, op: GroupOp) -> Result<GroupChanged, StoreError> {
+    match call(store, Request::Group(GroupChange { user: UserId(user), device: DeviceId(1), op }))? {
+        Response::GroupChanged(c) => Ok(c),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A group `user` creates with `members`, named "team".
+pub fn create(store: &Store, user: u64, members: &[u64]) -> GroupChanged {
+    let op = GroupOp::Create {
+        name: protocol::GroupName::new("team").unwrap(),
+        members: members.iter().map(|&m| UserId(m)).collect(),
+    };
+    change(store, user, op).unwrap()
+}
+
 pub fn direct(user: u64) -> Conversation {
     Conversation::Direct(UserId(user))
 }

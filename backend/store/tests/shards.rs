@@ -1,0 +1,240 @@
+//! Several writers (`SHARDS.md`): a store of four shards, where a group's
+//! messages cross from the group's shard to its members' in chains of
+//! commits. Conversation order across shards under concurrent authors and
+//! refused steps, and a crash between a chain's commits (a child process
+//! aborted at a fault point, feature `faults`), after which a retry or the
+//! conversation's next message completes the chain: every member device
+//! has every message exactly once, in conv_seq order, with contiguous seqs.
+// Tests unwrap and index: a panic there is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+
+use backend_store::faults::{arm, Fault};
+use backend_store::*;
+use common::*;
+use protocol::{Conversation, GroupId, UserId};
+
+/// Four shards, whatever `STORE_TEST_WRITERS` says.
+fn sharded(dir: &std::path::Path) -> StoreConfig {
+    let mut config = config(dir);
+    config.writers = 4;
+    config
+}
+
+/// Checks every device of `users` (devices 1..=`devices`): contiguous
+/// seqs, each of the group's messages at most once and in conv_seq order;
+/// returns each device's conv_seqs in the group.
+fn inboxes_in_order(
+    store: &Store,
+    users: &[u64],
+    devices: u32,
+    group: GroupId,
+) -> BTreeMap<(u64, u32), Vec<u64>> {
+    let mut seen = BTreeMap::new();
+    for &user in users {
+        for device in 1..=devices {
+            let entries = inbox_all(store, user, device);
+            for (i, entry) in entries.iter().enumerate() {
+                assert_eq!(entry.seq.0, i as u64 + 1, "user {user} device {device}: contiguous seqs");
+            }
+            let seqs: Vec<u64> = entries
+                .iter()
+                .filter(|e| e.conversation == Conversation::Group(group))
+                .map(|e| e.conv_seq.0)
+                .collect();
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "user {user} device {device}: in conv_seq order, once each: {seqs:?}"
+            );
+            seen.insert((user, device), seqs);
+        }
+    }
+    seen
+}
+
+/// Many authors in different shards send to one group at once, through
+/// queues so short that steps are refused (a refused Send is retried with
+/// its client id, as a client does): every member device gets every
+/// message of the others exactly once, in conv_seq order.
+#[test]
+fn conversation_order_across_shards() {
+    const USERS: u64 = 16;
+    const AUTHORS: u64 = 8;
+    const EACH: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sharded(dir.path());
+    config.queue = 4;
+    let store = Store::open(config).unwrap();
+    let shards: HashSet<usize> = (1..=USERS).map(|u| store.shard_of(UserId(u))).collect();
+    assert!(shards.len() >= 3, "the members spread over the shards: {shards:?}");
+    for user in 1..=USERS {
+        connect(&store, user, 1);
+        connect(&store, user, 2);
+    }
+    let members: Vec<u64> = (2..=USERS).collect();
+    let group = create(&store, 1, &members).info.group;
+    let to = Conversation::Group(group);
+    let sent: BTreeMap<u64, Vec<u64>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (1..=AUTHORS)
+            .map(|author| {
+                let store = &store;
+                scope.spawn(move || {
+                    let mut conv_seqs = Vec::new();
+                    for client_id in 1..=EACH {
+                        let body = format!("{author}/{client_id}");
+                        let sent = loop {
+                            match try_send(store, author, 1, client_id, to, body.as_bytes()) {
+                                Ok(sent) => break sent,
+                                Err(err) => assert!(matches!(err, StoreError::Overloaded), "{err:?}"),
+                            }
+                            std::thread::yield_now();
+                        };
+                        conv_seqs.push(sent.message.conv_seq.0);
+                    }
+                    (author, conv_seqs)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(store.metrics().overloaded.load(Ordering::Relaxed) > 0, "steps were refused: the retries ran");
+    // A refused Enter leaves a gap that the conversation's next message to
+    // that shard fills from the log (56 to 88 messages a run here).
+    assert!(store.metrics().caught_up.load(Ordering::Relaxed) > 0, "gaps were filled from the log");
+    let users: Vec<u64> = (1..=USERS).collect();
+    let seen = inboxes_in_order(&store, &users, 2, group);
+    let last = 1 + AUTHORS * EACH;
+    for ((user, device), seqs) in seen {
+        // Every message but those this very device sent.
+        let own = if device == 1 { sent.get(&user).cloned().unwrap_or_default() } else { Vec::new() };
+        let expected: Vec<u64> = (1..=last).filter(|s| !own.contains(s)).collect();
+        assert_eq!(seqs, expected, "user {user} device {device}");
+    }
+}
+
+const CHILD_DIR: &str = "BACKEND_STORE_SHARDS_CHILD_DIR";
+const CHILD_FAULT: &str = "BACKEND_STORE_SHARDS_CHILD_FAULT";
+const MEMBERS: u64 = 12;
+
+/// Child mode (only when the parent sets `CHILD_DIR`): users 1..=12 with
+/// one device each in a group of user 1's, one message sent and
+/// acknowledged, then the fault point armed and a second message sent:
+/// the process aborts inside its chain.
+#[test]
+fn child_of_a_crash() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+    let fault = match std::env::var(CHILD_FAULT).as_deref() {
+        Ok("append") => Fault::AfterAppend,
+        _ => Fault::AfterEnter,
+    };
+    let store = Store::open(sharded(std::path::Path::new(&dir))).unwrap();
+    for user in 1..=MEMBERS {
+        connect(&store, user, 1);
+    }
+    let members: Vec<u64> = (2..=MEMBERS).collect();
+    let group = create(&store, 1, &members).info.group;
+    send(&store, 1, 1, 1, Conversation::Group(group), b"first");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "GROUP {}", group.0).unwrap();
+    out.flush().unwrap();
+    drop(out);
+    arm(fault);
+    let _ = try_send(&store, 1, 1, 2, Conversation::Group(group), b"second");
+    unreachable!("the fault point aborts the process");
+}
+
+/// Runs a child to its fault; the group it made.
+fn crash_at(dir: &std::path::Path, fault: &str) -> GroupId {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_of_a_crash", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir)
+        .env(CHILD_FAULT, fault)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the child died at its fault point");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let group = stdout.lines().find_map(|line| line.split_once("GROUP ").map(|(_, g)| g.trim().to_owned()));
+    GroupId(group.expect("the child made its group").parse().unwrap())
+}
+
+/// Members whose inbox lacks conv_seq 3 (the message the crash cut).
+fn lacking(store: &Store, group: GroupId) -> Vec<u64> {
+    let users: Vec<u64> = (1..=MEMBERS).collect();
+    inboxes_in_order(store, &users, 1, group)
+        .into_iter()
+        .filter(|((user, _), seqs)| *user != 1 && !seqs.contains(&3))
+        .map(|((user, _), _)| user)
+        .collect()
+}
+
+/// After the crash, every member but the author has conv_seqs 1..=`last`
+/// exactly once, in order (the author has its joining and the others').
+fn all_have(store: &Store, group: GroupId, last: u64, own: &[u64]) {
+    let users: Vec<u64> = (1..=MEMBERS).collect();
+    for ((user, _), seqs) in inboxes_in_order(store, &users, 1, group) {
+        let expected: Vec<u64> = (1..=last).filter(|s| user != 1 || !own.contains(s)).collect();
+        assert_eq!(seqs, expected, "user {user}");
+    }
+}
+
+/// A crash after the group message's append and before any Enter: the
+/// members outside the group's shard lack it; the client's retry (same
+/// client id) enters it for them, once; a second retry enters nothing.
+#[test]
+fn a_crash_between_shard_commits_is_completed_by_the_retry() {
+    for fault in ["append", "enter"] {
+        let dir = tempfile::tempdir().unwrap();
+        let group = crash_at(dir.path(), fault);
+        let store = Store::open(sharded(dir.path())).unwrap();
+        let missing = lacking(&store, group);
+        assert!(!missing.is_empty(), "{fault}: the crash cut the chain: some members lack the message");
+        let retry = send(&store, 1, 1, 2, Conversation::Group(group), b"second");
+        assert!(retry.duplicate, "{fault}: the message was stored before the crash");
+        assert_eq!(retry.message.conv_seq.0, 3);
+        for user in &missing {
+            assert!(
+                retry.deliveries.iter().any(|d| d.user == UserId(*user)),
+                "{fault}: the retry fans out user {user}'s new entry"
+            );
+        }
+        all_have(&store, group, 3, &[2, 3]);
+        let again = send(&store, 1, 1, 2, Conversation::Group(group), b"second");
+        assert!(again.duplicate);
+        all_have(&store, group, 3, &[2, 3]);
+    }
+}
+
+/// The same crash, and no retry: the conversation's next message (another
+/// author's) finds the gap in each member's shard and enters the lost one
+/// first, from the conversation's log.
+#[test]
+fn a_crash_between_shard_commits_is_completed_by_the_next_message() {
+    for fault in ["append", "enter"] {
+        let dir = tempfile::tempdir().unwrap();
+        let group = crash_at(dir.path(), fault);
+        let store = Store::open(sharded(dir.path())).unwrap();
+        assert!(!lacking(&store, group).is_empty(), "{fault}: the crash cut the chain");
+        let next = send(&store, 2, 1, 1, Conversation::Group(group), b"third");
+        assert_eq!(next.message.conv_seq.0, 4);
+        let users: Vec<u64> = (1..=MEMBERS).collect();
+        for ((user, _), seqs) in inboxes_in_order(&store, &users, 1, group) {
+            let expected: Vec<u64> = match user {
+                1 => vec![1, 4],
+                2 => vec![1, 2, 3],
+                _ => vec![1, 2, 3, 4],
+            };
+            assert_eq!(seqs, expected, "{fault}: user {user}");
+        }
+        assert!(store.metrics().caught_up.load(Ordering::Relaxed) > 0, "{fault}: entered from the log");
+        // The author's retry now finds every entry made: none twice.
+        assert!(send(&store, 1, 1, 2, Conversation::Group(group), b"second").duplicate);
+        assert!(lacking(&store, group).is_empty());
+    }
+}
