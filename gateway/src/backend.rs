@@ -99,6 +99,7 @@ fn store_config(store: &config::StoreConfig, dir: std::path::PathBuf) -> StoreCo
     config.max_devices = store.max_devices;
     config.retention = Duration::from_secs(u64::from(store.retention_days) * 86_400);
     config.prekey_low = store.prekey_low;
+    config.writers = store.writers;
     config
 }
 

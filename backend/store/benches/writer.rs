@@ -29,7 +29,9 @@
 //! compaction workers): what the store costs the node, since a change can
 //! move work off the writer onto fjall's threads.
 //!
-//! Run: `cargo bench -p backend-store --bench writer`.
+//! Run: `cargo bench -p backend-store --bench writer`; with several writers
+//! (`SHARDS.md`), `WRITER_BENCH_WRITERS=4 cargo bench …` (the writer and
+//! committer CPU is then every shard's).
 
 // Bench setup on fixed, valid inputs: a failure here is a bug in the bench.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -88,7 +90,8 @@ fn writer_stat() -> Vec<std::path::PathBuf> {
         .map(|task| task.path())
         .filter(|path| {
             let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-            matches!(comm.trim(), "store-writer" | "store-commit")
+            // With several writers: `store-writer-<shard>`, `store-commit-<shard>`.
+            comm.starts_with("store-writer") || comm.starts_with("store-commit")
         })
         .map(|path| path.join("schedstat"))
         .collect()
@@ -128,6 +131,9 @@ fn open(durability: Durability) -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = StoreConfig::new(dir.path());
     config.durability = durability;
+    if let Some(writers) = std::env::var("WRITER_BENCH_WRITERS").ok().and_then(|w| w.parse().ok()) {
+        config.writers = writers;
+    }
     (Store::open(config).unwrap(), dir)
 }
 

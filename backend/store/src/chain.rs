@@ -104,12 +104,21 @@ impl Finish {
         }
     }
 
-    /// This continuation, called once `notes` (from the same request,
-    /// whose batch committed) are stored in their shards, or refused there:
-    /// so a peer's sync after the answer finds them.
+    /// This continuation, with `notes` (from the same request) sent to
+    /// their shards once its batch committed. An API request (an Ack, a
+    /// Read) is answered once they are stored there, or refused: so a
+    /// peer's sync after the answer finds them. A step (the author's cursor
+    /// in a Send's chain) does not wait for them: the chain's answer would
+    /// otherwise come after a retry's that has no notes to send.
     pub(crate) fn after_notes(self, router: Weak<Router>, notes: Vec<(usize, ReceiptNote)>) -> Self {
         Self::Then(Box::new(move |result| match (result, router.upgrade()) {
-            (Ok(out), Some(router)) => router.forward(notes, Box::new(move || self.call(Ok(out)))),
+            (Ok(out), Some(router)) => match self {
+                Self::Api(_) => router.forward(notes, Box::new(move || self.call(Ok(out)))),
+                _ => {
+                    router.forward(notes, Box::new(|| {}));
+                    self.call(Ok(out));
+                }
+            },
             (result, _) => self.call(result),
         }))
     }

@@ -81,8 +81,8 @@ pub struct StoreMetrics {
     pub expired_entries: AtomicU64,
     /// Message bodies deleted (last inbox entry acked, or expired).
     pub messages_deleted: AtomicU64,
-    /// 1 while the database is open for writes, 0 from a failed commit until
-    /// it is reopened.
+    /// 1 while the database (with several writers: every shard's) is open
+    /// for writes, 0 from a failed commit until it is reopened.
     pub writable: AtomicU64,
     /// Failed commits that closed the database for reopening.
     pub failures: AtomicU64,

@@ -125,3 +125,58 @@ impl Peers {
         self.engines.get(shard).ok_or_else(|| StoreError::from(EngineError::ThreadStopped))?.db()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One shard is today's store: ids as counted, the directory itself,
+    /// everything in shard 0. With four, ids never collide and name the
+    /// shard that minted them, and users spread evenly.
+    #[test]
+    fn one_shard_is_the_single_database_and_four_spread() {
+        let one = Layout::single();
+        assert_eq!((one.mint(1, 0), one.mint(7, 0)), (1, 7));
+        assert_eq!(one.dir(Path::new("/s"), 0), Path::new("/s"));
+        assert_eq!(one.user(UserId(123)), 0);
+
+        let four = Layout::new(4);
+        let mut ids = std::collections::HashSet::new();
+        for shard in 0..4 {
+            for n in 1..=100 {
+                let id = four.mint(n, shard);
+                assert!(ids.insert(id), "id {id} minted twice");
+                assert_eq!(four.group(GroupId(id)), shard);
+            }
+        }
+        assert_eq!(four.dir(Path::new("/s"), 2), Path::new("/s/shard-2"));
+        let mut counts = [0usize; 4];
+        for user in 1..=4_000 {
+            if let Some(count) = counts.get_mut(four.user(UserId(user))) {
+                *count += 1;
+            }
+        }
+        assert!(counts.iter().all(|&c| (800..1_200).contains(&c)), "a run of ids spreads: {counts:?}");
+        let pair = ConvKey::Pair(UserId(5), UserId(9));
+        assert_eq!(four.conv(pair), four.user(UserId(5)), "a pair lives with its lower user");
+    }
+
+    /// A directory opens only with the shard count it was written with.
+    #[test]
+    fn a_directory_refuses_another_count() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Layout::new(4).check(dir.path()).is_ok(), "empty: any count");
+        for shard in 0..4 {
+            std::fs::create_dir(dir.path().join(format!("shard-{shard}"))).unwrap();
+        }
+        assert!(Layout::new(4).check(dir.path()).is_ok());
+        for count in [1, 2, 8] {
+            let err = Layout::new(count).check(dir.path()).unwrap_err();
+            assert!(err.to_string().contains("written with 4 writer(s)"), "{err}");
+        }
+        let single = tempfile::tempdir().unwrap();
+        std::fs::write(single.path().join("version"), b"").unwrap();
+        assert!(Layout::single().check(single.path()).is_ok());
+        assert!(Layout::new(2).check(single.path()).is_err());
+    }
+}

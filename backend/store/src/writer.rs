@@ -259,7 +259,9 @@ impl Writer {
             Ok(db) => {
                 self.engine.publish(db.clone());
                 self.db = Some(db);
-                self.metrics.writable.store(1, Ordering::Relaxed);
+                // Writable again only once every shard is.
+                let all = self.peers.engines.iter().all(|engine| engine.is_open());
+                self.metrics.writable.store(u64::from(all), Ordering::Relaxed);
                 self.metrics.reopens.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("store: database reopened; accepting writes again");
                 true
@@ -367,11 +369,11 @@ impl Writer {
             if result.is_err() {
                 tx.rollback();
             }
-            let mut done = job.done;
-            if !tx.notes.is_empty() {
-                // Answered once its notes for other shards are stored too.
-                done = done.after_notes(self.router.clone(), std::mem::take(&mut tx.notes));
-            }
+            let done = if tx.notes.is_empty() {
+                job.done
+            } else {
+                job.done.after_notes(self.router.clone(), std::mem::take(&mut tx.notes))
+            };
             answers.push((done, result));
         }
         let mut more = false;

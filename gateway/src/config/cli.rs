@@ -37,6 +37,9 @@ pub struct Cli {
     /// Refuse to start when the driver cannot run (node.driver_required).
     #[arg(long, env = "GATEWAY_DRIVER_REQUIRED", value_parser = clap::builder::BoolishValueParser::new())]
     pub driver_required: bool,
+    /// The embedded store's writer threads (store.writers).
+    #[arg(long, env = "GATEWAY_STORE_WRITERS", value_name = "N")]
+    pub store_writers: Option<usize>,
     /// Node id (node.id).
     #[arg(long, env = "GATEWAY_NODE_ID", value_name = "ID")]
     pub node_id: Option<u32>,
@@ -109,6 +112,9 @@ impl Cli {
         }
         if self.driver_required {
             config.node.driver_required = true;
+        }
+        if let Some(writers) = self.store_writers {
+            config.store.writers = writers;
         }
         if let Some(node_id) = self.node_id {
             config.node.id = node_id;

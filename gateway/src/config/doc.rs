@@ -77,10 +77,10 @@ pub fn documented_defaults() -> String {
     let mut out = String::from(
         "# Gateway configuration (TOML). Every key is optional; the values below are the\n\
          # defaults. Load a file with --config <path> (or GATEWAY_CONFIG); --listen,\n\
-         # --admin, --data-dir, --workers, --driver, --driver-required, --node-id, --echo\n\
-         # and --log (or GATEWAY_LISTEN, GATEWAY_ADMIN, GATEWAY_DATA_DIR, GATEWAY_WORKERS,\n\
-         # GATEWAY_DRIVER, GATEWAY_DRIVER_REQUIRED, GATEWAY_NODE_ID, GATEWAY_ECHO,\n\
-         # GATEWAY_LOG) override it.\n",
+         # --admin, --data-dir, --workers, --driver, --driver-required, --store-writers,\n\
+         # --node-id, --echo and --log (or GATEWAY_LISTEN, GATEWAY_ADMIN,\n\
+         # GATEWAY_DATA_DIR, GATEWAY_WORKERS, GATEWAY_DRIVER, GATEWAY_DRIVER_REQUIRED,\n\
+         # GATEWAY_STORE_WRITERS, GATEWAY_NODE_ID, GATEWAY_ECHO, GATEWAY_LOG) override it.\n",
     );
     for section in SECTIONS {
         out.push('\n');

@@ -250,6 +250,12 @@ section! {
         retention_days: u32 = 30;
         /// A device's one-time prekey stock at or below this gets PREKEY_LOW.
         prekey_low: u32 = 10;
+        /// Embedded: writer threads, each with its own shard of the data (a
+        /// database under node.data_dir/store, and a committer thread):
+        /// backend/store/SHARDS.md. More than 1 spreads the store over more
+        /// cores at more CPU per message; a store directory opens only with
+        /// the count it was written with. 1 to 64.
+        writers: usize = 1;
         /// Store requests one worker may have outstanding; beyond it SEND is
         /// answered OVERLOADED (retryable).
         max_inflight: usize = 16_384;

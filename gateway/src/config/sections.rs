@@ -22,6 +22,10 @@ impl StoreConfig {
         if self.max_inflight == 0 {
             return Err(invalid("store.max_inflight", "must be at least 1"));
         }
+        if !(1..=backend_store::MAX_WRITERS).contains(&self.writers) {
+            let max = backend_store::MAX_WRITERS;
+            return Err(invalid("store.writers", format!("must be 1 to {max}")));
+        }
         if self.mode == BackendMode::Remote && !self.endpoint.starts_with("http://") {
             return Err(invalid("store.endpoint", "must be an http:// URL"));
         }

@@ -184,7 +184,13 @@ pub(crate) fn fill(backing: Backing<'_>, count: usize) {
             return;
         }
     };
-    let store = Store::open(StoreConfig::new(dir)).unwrap();
+    // The node reads GATEWAY_STORE_WRITERS too (`scripts/test` sets it for a
+    // second run): a store directory opens only with its writer count.
+    let mut config = StoreConfig::new(dir);
+    if let Some(writers) = std::env::var("GATEWAY_STORE_WRITERS").ok().and_then(|w| w.parse().ok()) {
+        config.writers = writers;
+    }
+    let store = Store::open(config).unwrap();
     let call = |request: Request| {
         let (tx, rx) = std::sync::mpsc::channel();
         store.call(request, Box::new(move |result| tx.send(result).unwrap()));

@@ -60,6 +60,11 @@ struct Args {
     /// How long undelivered messages are kept, in days.
     #[arg(long, env = "STORE_RETENTION_DAYS", default_value_t = 30)]
     retention_days: u64,
+    /// Writer threads (fjall engine): each owns a shard of the data, its own
+    /// database under the data directory (`backend/store/SHARDS.md`). A
+    /// directory opens only with the count it was written with.
+    #[arg(long, env = "STORE_WRITERS", default_value_t = 1)]
+    writers: usize,
     /// Bound of each request queue (default: the store's own, 65 536);
     /// beyond it requests answer Overloaded.
     #[arg(long, env = "STORE_QUEUE")]
@@ -108,6 +113,7 @@ fn config(args: &Args) -> Result<StoreConfig, Fatal> {
     if let Some(queue) = args.queue {
         config.queue = queue;
     }
+    config.writers = args.writers;
     config.validate().map_err(|e| Fatal::usage(format!("invalid store config: {e}")))?;
     if args.max_message_bytes == 0 {
         return Err(Fatal::usage("--max-message-bytes must be above zero"));
