@@ -163,7 +163,8 @@ pub struct SendMessage {
 /// the seq and the conversation, which depend on the device).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// Store-assigned id (increasing with time).
+    /// Store-assigned id, unique in the store (increasing with time; with
+    /// several writers, within each shard).
     pub id: MessageId,
     /// Position in the conversation.
     pub conv_seq: ConvSeq,

@@ -1,5 +1,7 @@
-//! Messages and inboxes, on the writer: storing a message once and fanning
-//! it out to inbox entries (Send, group system entries), dedup, and Ack.
+//! Messages and inboxes, on the writer: storing a message once (once per
+//! shard with several writers) and fanning it out to inbox entries (Send,
+//! group system entries; `fanout` says whose entries a batch makes), dedup,
+//! and Ack.
 //!
 //! A message with a single inbox entry (most: a 1:1 message to a user with
 //! one device) keeps its body in that entry (`codec::Entry`), so its Send
