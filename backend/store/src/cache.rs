@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::api::StoreError;
-use crate::codec::{is_group_convlog_key, is_pair_cursor_home, Key, ENTRY_CACHED};
+use crate::codec::{is_group_convlog_key, is_pair_cursor_home, Key, ENTRY_CACHED, LOG_CACHED};
 use crate::db::{Ks, Writes};
 
 /// Entries of each writer cache above which that cache is cleared (the store
@@ -139,8 +139,12 @@ impl MetaCache {
             return;
         }
         let value = value.map(|mut value| {
-            if ks == Ks::Inbox {
-                value.truncate(ENTRY_CACHED);
+            match ks {
+                Ks::Inbox => value.truncate(ENTRY_CACHED),
+                // A log entry's head; never the body it may carry for a
+                // while with several writers (`fanout`).
+                Ks::ConvLog => value.truncate(LOG_CACHED),
+                _ => {}
             }
             value.into_boxed_slice()
         });

@@ -111,16 +111,43 @@ impl Finish {
     /// in a Send's chain) does not wait for them: the chain's answer would
     /// otherwise come after a retry's that has no notes to send.
     pub(crate) fn after_notes(self, router: Weak<Router>, notes: Vec<(usize, ReceiptNote)>) -> Self {
-        Self::Then(Box::new(move |result| match (result, router.upgrade()) {
-            (Ok(out), Some(router)) => match self {
-                Self::Api(_) => router.forward(notes, Box::new(move || self.call(Ok(out)))),
-                _ => {
-                    router.forward(notes, Box::new(|| {}));
-                    self.call(Ok(out));
+        Self::Then(Box::new(move |result| {
+            let Ok(out) = result else { return self.call(result) };
+            let refused = match (router.upgrade(), self) {
+                (Some(router), Self::Api(done)) => {
+                    let then: Box<dyn FnOnce() + Send> = Box::new(move || done(out_response(out)));
+                    router.forward(notes, then)
                 }
-            },
-            (result, _) => self.call(result),
+                (Some(router), this) => {
+                    let refused = router.forward(notes, Box::new(|| {}));
+                    drop(router);
+                    this.call(Ok(out));
+                    refused
+                }
+                (None, this) => {
+                    this.call(Ok(out));
+                    Vec::new()
+                }
+            };
+            answer_refused(refused);
         }))
+    }
+}
+
+/// An API answer out of an [`Output`].
+fn out_response(out: Output) -> Result<Response, StoreError> {
+    match out {
+        Output::Api(response) => Ok(response),
+        Output::Step(_) => Err(EngineError::CrossShard.into()),
+    }
+}
+
+/// Answers the jobs a queue refused. Called with no strong handle on the
+/// router held: an answer may drop the last `Store`, whose drop waits for
+/// the writers, which end only once the router (their queues) is gone.
+fn answer_refused(refused: Vec<(Finish, StoreError)>) {
+    for (done, err) in refused {
+        done.call(Err(err));
     }
 }
 
@@ -132,56 +159,90 @@ pub(crate) struct Job {
     pub(crate) done: Finish,
 }
 
-/// One shard's writer queue.
+/// One shard's writer queues.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    /// The queue.
+    /// Requests, and the first step of a chain: bounded, a full one
+    /// answers `Overloaded`.
     pub(crate) jobs: Sender<Job>,
+    /// The later steps of chains whose first step committed: not bounded,
+    /// so that a committed message is never failed by a queue behind it
+    /// (they are bounded by the chains in flight, themselves bounded by
+    /// `jobs`). The writer takes these first.
+    pub(crate) steps: Sender<Job>,
     /// Rung after each job queued (see `bell.rs`).
     pub(crate) bell: Arc<Bell>,
 }
 
-/// The writers' queues, by shard.
+/// Which of a shard's queues a job goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// The bounded queue: a request, or a chain's first step.
+    Request,
+    /// The steps of chains under way.
+    Step,
+}
+
+/// The writers' queues, by shard. Its drop closes them and wakes the
+/// writers, which then apply what is queued and end.
 #[derive(Debug)]
 pub(crate) struct Router {
     /// The layout.
     pub(crate) layout: Layout,
-    /// Each shard's queue.
+    /// Each shard's queues.
     pub(crate) queues: Vec<Queue>,
     /// The store's metrics.
     pub(crate) metrics: Arc<StoreMetrics>,
 }
 
+impl Drop for Router {
+    fn drop(&mut self) {
+        let bells: Vec<Arc<Bell>> = self.queues.iter().map(|queue| queue.bell.clone()).collect();
+        // The senders go first, so that each writer wakes to closed queues.
+        self.queues.clear();
+        for bell in bells {
+            bell.ring();
+        }
+    }
+}
+
 impl Router {
     /// Queues `job` for shard `shard`'s writer; a full or closed queue
-    /// answers it at once.
-    pub(crate) fn submit(&self, shard: usize, job: Job) {
+    /// gives it back with its refusal, for the caller to answer once it
+    /// holds no strong handle on the router.
+    fn submit(&self, shard: usize, job: Job, lane: Lane) -> Option<(Finish, StoreError)> {
         let Some(queue) = self.queues.get(shard) else {
-            job.done.call(Err(EngineError::ThreadStopped.into()));
-            return;
+            return Some((job.done, EngineError::ThreadStopped.into()));
         };
         self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-        match queue.jobs.try_send(job) {
-            Ok(()) => queue.bell.ring(),
+        let sent = match lane {
+            Lane::Request => queue.jobs.try_send(job),
+            Lane::Step => queue.steps.try_send(job),
+        };
+        match sent {
+            Ok(()) => {
+                queue.bell.ring();
+                None
+            }
             Err(err) => {
                 self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                let (job, error) = match err {
+                Some(match err {
                     TrySendError::Full(job) => {
                         self.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
-                        (job, StoreError::Overloaded)
+                        (job.done, StoreError::Overloaded)
                     }
-                    TrySendError::Disconnected(job) => (job, EngineError::ThreadStopped.into()),
-                };
-                job.done.call(Err(error));
+                    TrySendError::Disconnected(job) => (job.done, EngineError::ThreadStopped.into()),
+                })
             }
         }
     }
 
     /// Starts `request` in the shard that owns it: a Send or a group change
-    /// as a chain, anything else as one job.
+    /// as a chain, anything else as one job. (A refusal is answered here:
+    /// the caller holds a `Store`, so the answer cannot drop the last one.)
     pub(crate) fn start(self: &Arc<Self>, request: Request, done: Done) {
         let layout = self.layout;
-        match request {
+        let (shard, job) = match request {
             Request::Send(req) if layout.count() > 1 => {
                 let shard = layout.conv(ConvKey::of(req.user, req.to));
                 let router = Arc::downgrade(self);
@@ -196,7 +257,7 @@ impl Router {
                     Ok(_) => done(Err(EngineError::CrossShard.into())),
                     Err(err) => done(Err(err)),
                 });
-                self.submit(shard, Job { work: Work::Step(Step::Send(req)), done: Finish::Step(then) });
+                (shard, Job { work: Work::Step(Step::Send(req)), done: Finish::Step(then) })
             }
             Request::Group(req) if layout.count() > 1 => {
                 let shard = match req.op {
@@ -212,20 +273,24 @@ impl Router {
                     Ok(_) => done(Err(EngineError::CrossShard.into())),
                     Err(err) => done(Err(err)),
                 });
-                self.submit(shard, Job { work: Work::Step(Step::Group(req)), done: Finish::Step(then) });
+                (shard, Job { work: Work::Step(Step::Group(req)), done: Finish::Step(then) })
             }
-            request => {
-                let shard = owner(layout, &request);
-                self.submit(shard, Job { work: Work::Api(request), done: Finish::Api(done) });
-            }
-        }
+            request => (owner(layout, &request), Job { work: Work::Api(request), done: Finish::Api(done) }),
+        };
+        answer_refused(self.submit(shard, job, Lane::Request).into_iter().collect());
     }
 
-    /// Queues `notes` (from a committed batch) for their mailboxes' shards
-    /// and calls `then` once every shard has stored or refused them. Best
-    /// effort: notes refused are counted and dropped (the cursor's next
-    /// move carries them, SPEC §6.4).
-    pub(crate) fn forward(&self, notes: Vec<(usize, ReceiptNote)>, then: Box<dyn FnOnce() + Send>) {
+    /// Queues `notes` (from a committed batch) for their mailboxes' shards;
+    /// `then` runs once every shard has stored or refused them (at once if
+    /// there are none). Best effort: notes refused are counted and dropped
+    /// (a cursor's next move, or its owner's retry, carries them, SPEC
+    /// §6.4). The refusals are given back, to be answered (which counts
+    /// them and may run `then`) with no strong handle on the router held.
+    fn forward(
+        &self,
+        notes: Vec<(usize, ReceiptNote)>,
+        then: Box<dyn FnOnce() + Send>,
+    ) -> Vec<(Finish, StoreError)> {
         let mut by_shard: Vec<(usize, Vec<ReceiptNote>)> = Vec::new();
         for (shard, note) in notes {
             match by_shard.iter_mut().find(|(s, _)| *s == shard) {
@@ -233,12 +298,17 @@ impl Router {
                 None => by_shard.push((shard, vec![note])),
             }
         }
+        if by_shard.is_empty() {
+            then();
+            return Vec::new();
+        }
         let left = Arc::new(Mutex::new((by_shard.len(), Some(then))));
+        let mut refused = Vec::new();
         for (shard, notes) in by_shard {
-            let (metrics, left) = (self.metrics.clone(), left.clone());
+            let (metrics, left, count) = (self.metrics.clone(), left.clone(), notes.len() as u64);
             let done: StepDone = Box::new(move |result| {
                 if let Err(err) = result {
-                    metrics.notes_dropped.fetch_add(1, Ordering::Relaxed);
+                    metrics.notes_dropped.fetch_add(count, Ordering::Relaxed);
                     tracing::debug!(%err, "store: receipt notes for another shard dropped");
                 }
                 let then = {
@@ -254,21 +324,19 @@ impl Router {
                     then();
                 }
             });
-            self.submit(shard, Job { work: Work::Step(Step::Notes(notes)), done: Finish::Step(done) });
+            let job = Job { work: Work::Step(Step::Notes(notes)), done: Finish::Step(done) };
+            refused.extend(self.submit(shard, job, Lane::Step));
         }
+        refused
     }
-}
 
-impl Router {
     /// Queues the trimming of the log entry `(conv, conv_seq)`, whose
     /// message every recipient shard entered. Best effort: one refused
     /// keeps the body until retention.
-    fn trim(&self, (conv, conv_seq): (ConvKey, u64)) {
+    fn trim(&self, (conv, conv_seq): (ConvKey, u64)) -> Option<(Finish, StoreError)> {
         let done: StepDone = Box::new(|_| {});
-        self.submit(
-            self.layout.conv(conv),
-            Job { work: Work::Step(Step::Trim(conv, conv_seq)), done: Finish::Step(done) },
-        );
+        let job = Job { work: Work::Step(Step::Trim(conv, conv_seq)), done: Finish::Step(done) };
+        self.submit(self.layout.conv(conv), job, Lane::Step)
     }
 }
 
@@ -292,6 +360,12 @@ fn owner(layout: Layout, request: &Request) -> usize {
 
 /// An answer that Enter steps complete.
 trait Gathered: Send + 'static {
+    /// Whether a refused Enter fails the answer. A Send's does (its client
+    /// retries with its client id, which completes the chain); a group
+    /// change's does not: it has no such id, so a retry would change the
+    /// group again, and the members of a shard that refused it get its
+    /// entry from the group's log with the group's next message.
+    const STRICT: bool;
     /// Adds one step's entries and receipts.
     fn absorb(&mut self, entered: Entered);
     /// The API's answer.
@@ -299,6 +373,8 @@ trait Gathered: Send + 'static {
 }
 
 impl Gathered for Sent {
+    const STRICT: bool = true;
+
     fn absorb(&mut self, entered: Entered) {
         self.deliveries.extend(entered.deliveries);
         self.receipts.extend(entered.receipts);
@@ -313,6 +389,8 @@ impl Gathered for Sent {
 }
 
 impl Gathered for GroupChanged {
+    const STRICT: bool = false;
+
     fn absorb(&mut self, entered: Entered) {
         self.deliveries.extend(entered.deliveries);
     }
@@ -331,26 +409,25 @@ struct Gather<T> {
 }
 
 /// Runs `enters` and answers `done` with `answer` and their entries once
-/// every one has committed, or with the first refusal.
+/// every one has committed (or, for a strict answer, with the first
+/// refusal). Once all committed, the log entry's body is trimmed.
 fn gather<T: Gathered>(router: &Weak<Router>, answer: T, enters: Vec<(usize, Enter)>, done: Done) {
-    if enters.is_empty() {
-        done(Ok(answer.into_response()));
-        return;
-    }
-    let Some(strong) = router.upgrade() else {
-        done(Err(EngineError::Closed.into()));
+    let Some(((_, first), strong)) = enters.first().zip(router.upgrade()) else {
+        if enters.is_empty() {
+            done(Ok(answer.into_response()));
+        } else {
+            done(Err(EngineError::Closed.into()));
+        }
         return;
     };
-    let logged = match enters.first() {
-        Some((_, enter)) => (enter.conv, enter.message.conv_seq.0),
-        None => return,
-    };
+    let logged = (first.conv, first.message.conv_seq.0);
     let state = Arc::new(Mutex::new(Gather {
         answer: Some(answer),
         left: enters.len(),
         error: None,
         done: Some(done),
     }));
+    let mut refused = Vec::new();
     for (shard, enter) in enters {
         let (state, router) = (state.clone(), router.clone());
         let then: StepDone = Box::new(move |result| {
@@ -380,21 +457,40 @@ fn gather<T: Gathered>(router: &Weak<Router>, answer: T, enters: Vec<(usize, Ent
                     None
                 }
             };
-            if let Some((Some(done), answer, error)) = finished {
-                match (error, answer) {
-                    (Some(err), _) => done(Err(err)),
-                    (None, Some(answer)) => {
-                        // Queued before the answer, so that what the client
-                        // does next in that shard comes after it.
-                        if let Some(router) = router.upgrade() {
-                            router.trim(logged);
-                        }
-                        done(Ok(answer.into_response()));
-                    }
-                    (None, None) => done(Err(EngineError::CrossShard.into())),
-                }
+            if let Some((Some(done), Some(answer), error)) = finished {
+                finish(&router, logged, done, answer, error);
             }
         });
-        strong.submit(shard, Job { work: Work::Step(Step::Enter(enter)), done: Finish::Step(then) });
+        let job = Job { work: Work::Step(Step::Enter(enter)), done: Finish::Step(then) };
+        refused.extend(strong.submit(shard, job, Lane::Step));
+    }
+    drop(strong);
+    answer_refused(refused);
+}
+
+/// Answers a chain whose Enter steps all ended.
+fn finish<T: Gathered>(
+    router: &Weak<Router>,
+    logged: (ConvKey, u64),
+    done: Done,
+    answer: T,
+    error: Option<StoreError>,
+) {
+    match error {
+        Some(err) if T::STRICT => done(Err(err)),
+        Some(err) => {
+            if let Some(router) = router.upgrade() {
+                router.metrics.steps_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(%err, "store: a shard refused a group change's entries; its members get them with the group's next message");
+            done(Ok(answer.into_response()));
+        }
+        None => {
+            // Queued before the answer, so that what the client does next
+            // in that shard comes after it.
+            let refused = router.upgrade().and_then(|router| router.trim(logged));
+            answer_refused(refused.into_iter().collect());
+            done(Ok(answer.into_response()));
+        }
     }
 }

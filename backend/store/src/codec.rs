@@ -284,6 +284,10 @@ pub(crate) fn convlog_key(conv: ConvKey, conv_seq: u64) -> Key {
     Enc::default().conv(conv).u64(conv_seq).key()
 }
 
+/// Bytes of a conversation-log entry before the body it may carry
+/// (message id, author, device): what the writer's cache keeps of one.
+pub(crate) const LOG_CACHED: usize = 8 + 8 + 4;
+
 /// Whether a conversation-log key is a group's (it starts with its `ConvKey`).
 pub(crate) fn is_group_convlog_key(key: &[u8]) -> bool {
     key.first() == Some(&GROUP_TAG)

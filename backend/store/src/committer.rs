@@ -126,7 +126,6 @@ pub(crate) fn run(engine: &Engine, ends: Ends, metrics: &StoreMetrics) {
                     // does finds the store unwritable (the writer, which
                     // reopens it, learns from the outcome).
                     engine.close(retry_after);
-                    metrics.writable.store(0, Ordering::Relaxed);
                     metrics.failures.fetch_add(1, Ordering::Relaxed);
                     let retry_after_ms = u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX).max(1);
                     for (_, result) in &mut answers {

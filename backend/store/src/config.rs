@@ -31,8 +31,9 @@ pub struct StoreConfig {
     pub readers: usize,
     /// Writer threads, each with its own shard of the data (its own
     /// database under `dir`, and a committer thread): `SHARDS.md`. A
-    /// database opens only with the count it was written with. Default 1
-    /// (one database, in `dir` itself).
+    /// database opens only with the count it was written with; 0 takes
+    /// that count, or for a new database a quarter of the machine's cores
+    /// (at least 1). Default 1 (one database, in `dir` itself).
     pub writers: usize,
     /// One-time prekey stock at or below which a device is told to upload
     /// more (PREKEY_LOW). Default 10.
@@ -69,8 +70,8 @@ impl StoreConfig {
         if self.queue == 0 || self.max_batch == 0 || self.readers == 0 {
             return bad("queue, max_batch and readers must be at least 1");
         }
-        if !(1..=MAX_WRITERS).contains(&self.writers) {
-            return bad("writers must be 1..=64");
+        if self.writers > MAX_WRITERS {
+            return bad("writers must be 0..=64 (0: sized to the machine)");
         }
         Ok(())
     }

@@ -41,10 +41,18 @@ fn remote_pair_home(user: UserId, peer: UserId, kind: ReceiptKind) -> Key {
 }
 
 /// The pair cursor stored at `home` (0: none).
-fn stored(tx: &mut Tx<'_>, (ks, home): (Ks, &Key)) -> Result<u64, StoreError> {
+fn stored(tx: &mut Tx<'_>, home: (Ks, &Key)) -> Result<u64, StoreError> {
+    Ok(stored_at(tx, home)?.0)
+}
+
+/// The pair cursor stored at `home` and when it moved there (0, 0: none).
+fn stored_at(tx: &mut Tx<'_>, (ks, home): (Ks, &Key)) -> Result<(u64, u64), StoreError> {
     match tx.get(ks, home)? {
-        Some(bytes) => Dec::new(&bytes).u64(),
-        None => Ok(0),
+        Some(bytes) => {
+            let mut dec = Dec::new(&bytes);
+            Ok((dec.u64()?, dec.u64()?))
+        }
+        None => Ok((0, 0)),
     }
 }
 
@@ -81,7 +89,21 @@ pub(crate) fn advance(
             } else {
                 (Ks::Meta, remote_pair_home(user, peer, kind))
             };
-            if up_to <= stored(tx, (home.0, &home.1))? {
+            let (current, moved_at) = stored_at(tx, (home.0, &home.1))?;
+            if up_to < current || (up_to == current && tx.is_local(peer_shard)) {
+                return Ok(Vec::new());
+            }
+            if up_to == current {
+                // Already there: its note to the peer's shard may have been
+                // cut (a crash after this shard's commit, or a refused
+                // step). Sent again; storing it twice changes nothing.
+                if peer != user {
+                    let again = ReceiptNote {
+                        at: Timestamp(moved_at),
+                        ..note(peer, Conversation::Direct(user), None)
+                    };
+                    tx.notes.push((peer_shard, again));
+                }
                 return Ok(Vec::new());
             }
             let value = Enc::default().u64(up_to).u64(now).done();

@@ -112,7 +112,7 @@ impl<'a> Record<'a> {
         here: &Here,
         conv: ConvKey,
         conv_seq: u64,
-        entries: &[(UserId, DeviceId, u64)],
+        entries: impl ExactSizeIterator<Item = (UserId, DeviceId, u64)>,
     ) -> Vec<u8> {
         let mut flags = if here.dedup.is_some() { DEDUP } else { 0 };
         if here.log != matches!(conv, ConvKey::Group(_)) {
@@ -124,13 +124,13 @@ impl<'a> Record<'a> {
         }
         let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
         enc = enc.conv(conv).u64(conv_seq).u32(count);
-        entries.iter().fold(enc, |enc, &(user, device, seq)| enc.user(user).device(device).u64(seq)).done()
+        entries.fold(enc, |enc, (user, device, seq)| enc.user(user).device(device).u64(seq)).done()
     }
 
     /// This record with `entries` instead of its own.
     pub(crate) fn with_entries(&self, entries: &[(UserId, DeviceId, u64)]) -> Vec<u8> {
         let here = Here { dedup: self.dedup.map(Key::from_slice), log: self.log_here() };
-        Self::encode(&here, self.conv, self.conv_seq, entries)
+        Self::encode(&here, self.conv, self.conv_seq, entries.iter().copied())
     }
 
     /// Whether the message's log entry is in this record's shard.

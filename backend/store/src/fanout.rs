@@ -13,10 +13,12 @@
 //! in another shard. So every device still sees a conversation in conv_seq
 //! order with contiguous seqs.
 
+use std::borrow::Cow;
+
 use protocol::{Conversation, DeviceId, UserId};
 
 use crate::api::{Delivery, Message, ReceiptNote, StoreError};
-use crate::codec::{convlog_key, meta, ConvKey, Dec, Enc, Key};
+use crate::codec::{convlog_key, meta, ConvKey, Dec, Enc, Key, LOG_CACHED};
 use crate::db::{Ks, Tx};
 use crate::expiry::{self, Here};
 use crate::{cursors, devices, group_cursors, messages};
@@ -80,7 +82,13 @@ fn targets(
     let mut out = Vec::new();
     for user in users {
         let view = view_of(conv, user);
-        for device in devices::list(tx, user)? {
+        let devices = devices::list(tx, user)?;
+        if devices.is_empty() && matches!(conv, ConvKey::Pair(..)) && user != message.sender {
+            // A pair's peer must have a device (checked here for a peer of
+            // this shard, by the Send's audience for one of another).
+            return Err(StoreError::UnknownRecipient(user));
+        }
+        for device in devices {
             if (user, device) != (message.sender, message.sender_device) {
                 out.push((user, device, view));
             }
@@ -91,13 +99,16 @@ fn targets(
 
 /// Splits `audience` into the users of this batch's shard and one [`Enter`]
 /// per other shard; `authored` goes with the author's.
-pub(crate) fn split(
+pub(crate) fn split<'a>(
     tx: &Tx<'_>,
     (message, conv): (&Message, ConvKey),
-    audience: &[Recipient],
+    audience: &'a [Recipient],
     authored: bool,
-) -> (Vec<Recipient>, Vec<(usize, Enter)>) {
+) -> (Cow<'a, [Recipient]>, Vec<(usize, Enter)>) {
     let layout = tx.layout();
+    if layout.count() == 1 {
+        return (Cow::Borrowed(audience), Vec::new());
+    }
     let mut local = Vec::new();
     let mut remote: Vec<(usize, Enter)> = Vec::new();
     for recipient in audience {
@@ -118,7 +129,7 @@ pub(crate) fn split(
             }
         }
     }
-    (local, remote)
+    (Cow::Owned(local), remote)
 }
 
 /// Enters `message` for `audience` (in order): the users of this batch's
@@ -154,7 +165,15 @@ fn finish(
     if authored && users.iter().any(|r| r.user == message.sender) {
         let (author, view) = (message.sender, view_of(conv, message.sender));
         let kind = protocol::ReceiptKind::Read;
-        entered.receipts = cursors::advance(tx, author, Some(message.sender_device), view, kind, seq, true)?;
+        entered.receipts.extend(cursors::advance(
+            tx,
+            author,
+            Some(message.sender_device),
+            view,
+            kind,
+            seq,
+            true,
+        )?);
     }
     if let ConvKey::Group(group) = conv {
         for recipient in users.iter().filter(|r| r.joins) {
@@ -174,6 +193,7 @@ fn order_key(user: UserId, conv: ConvKey) -> Key {
 pub(crate) fn enter(tx: &mut Tx<'_>, step: Enter) -> Result<Entered, StoreError> {
     let Enter { conv, message, users, authored } = step;
     let seq = message.conv_seq.0;
+    let mut entered = Entered::default();
     let mut fresh = Vec::with_capacity(users.len());
     let mut repeated = Vec::new();
     for recipient in users {
@@ -190,19 +210,20 @@ pub(crate) fn enter(tx: &mut Tx<'_>, step: Enter) -> Result<Entered, StoreError>
             // Joined after the message (a retry of an older one).
             continue;
         }
-        catch_up(tx, conv, recipient.user, last.max(recipient.from.saturating_sub(1)) + 1, seq)?;
+        let first = last.max(recipient.from.saturating_sub(1)) + 1;
+        catch_up(tx, (conv, recipient), (first, seq), &mut entered)?;
         tx.put(Ks::Meta, key, Enc::default().u64(seq).done());
         fresh.push(recipient);
     }
-    let mut entered = Entered::default();
     if !repeated.is_empty() {
         let record = expiry::Record::key(message.server_time.0, message.id.0);
         if let Some(bytes) = tx.get(Ks::Expiry, &record)? {
             let unacked = expiry::Record::decode(&bytes)?.unacked(tx)?;
-            entered.deliveries.extend(unacked.into_iter().filter(|d| repeated.contains(&d.user)));
-        }
-        if let Some(first) = entered.deliveries.first() {
-            entered.payload = messages::held_body(tx, message.id.0, first)?;
+            let mut again = unacked.into_iter().filter(|d| repeated.contains(&d.user)).peekable();
+            if let Some(first) = again.peek() {
+                entered.payload = messages::held_body(tx, message.id.0, first)?;
+            }
+            entered.deliveries.extend(again);
         }
     }
     if !fresh.is_empty() {
@@ -214,12 +235,20 @@ pub(crate) fn enter(tx: &mut Tx<'_>, step: Enter) -> Result<Entered, StoreError>
     Ok(entered)
 }
 
-/// Enters for `user` the messages of `conv` from conv_seq `first` up to
-/// (not including) `until` that its shard has not seen (their Enter steps
-/// failed or have not come yet), from the conversation's log: in order,
-/// each entry holding its body. A log entry without a body (written when
-/// no recipient was in another shard) or already expired is passed over.
-fn catch_up(tx: &mut Tx<'_>, conv: ConvKey, user: UserId, first: u64, until: u64) -> Result<(), StoreError> {
+/// Enters for `recipient` the messages of `conv` from conv_seq `first` up
+/// to (not including) `until` that its shard has not seen (their Enter
+/// steps were refused or cut by a crash, or have not come yet), from the
+/// conversation's log: in order, each entry holding its body, with what
+/// its own step would have done besides (the user's joining of the group,
+/// the author's read cursor). Their entries join `entered`, to be told
+/// live. A log entry without a body (written when no recipient was in
+/// another shard) or already expired is passed over.
+fn catch_up(
+    tx: &mut Tx<'_>,
+    (conv, recipient): (ConvKey, Recipient),
+    (first, until): (u64, u64),
+    entered: &mut Entered,
+) -> Result<(), StoreError> {
     if first >= until {
         return Ok(());
     }
@@ -227,8 +256,17 @@ fn catch_up(tx: &mut Tx<'_>, conv: ConvKey, user: UserId, first: u64, until: u64
     let (start, end) = (convlog_key(conv, first), convlog_key(conv, until));
     for (key, value) in tx.range_in(shard, Ks::ConvLog, (&start, &end), usize::MAX)? {
         let Some(message) = logged(&key, &value)? else { continue };
-        let list = targets(tx, &message, conv, std::iter::once(user))?;
-        messages::enter(tx, &message, conv, list, Here { dedup: None, log: false })?;
+        let list = targets(tx, &message, conv, std::iter::once(recipient.user))?;
+        entered.deliveries.extend(messages::enter(
+            tx,
+            &message,
+            conv,
+            list,
+            Here { dedup: None, log: false },
+        )?);
+        let joins = matches!(conv, ConvKey::Group(_)) && message.conv_seq.0 == recipient.from;
+        let authored = message.sender == recipient.user && message.sender_device.0 != 0;
+        finish(tx, (&message, conv), &[Recipient { joins, ..recipient }], authored, entered)?;
         tx.caught_up += 1;
     }
     Ok(())
@@ -261,12 +299,13 @@ fn logged(key: &[u8], value: &[u8]) -> Result<Option<Message>, StoreError> {
 /// group's keeps its author for receipts.
 pub(crate) fn trim(tx: &mut Tx<'_>, conv: ConvKey, conv_seq: u64) -> Result<(), StoreError> {
     let key = convlog_key(conv, conv_seq);
-    let Some(value) = tx.get(Ks::ConvLog, &key)? else { return Ok(()) };
+    // Past the writer's cache, which keeps only an entry's head.
+    let Some(value) = tx.get_entire(Ks::ConvLog, &key)? else { return Ok(()) };
     match conv {
         ConvKey::Pair(..) => tx.del(Ks::ConvLog, key),
         ConvKey::Group(_) => {
-            let head = value.get(..LOG_HEAD).ok_or_else(|| crate::codec::corrupt("log entry"))?;
-            if value.len() > LOG_HEAD {
+            let head = value.get(..LOG_CACHED).ok_or_else(|| crate::codec::corrupt("log entry"))?;
+            if value.len() > LOG_CACHED {
                 tx.put(Ks::ConvLog, key, head.to_vec());
             }
         }
@@ -274,14 +313,17 @@ pub(crate) fn trim(tx: &mut Tx<'_>, conv: ConvKey, conv_seq: u64) -> Result<(), 
     Ok(())
 }
 
-/// Bytes of a log entry before its body: message id, author, device.
-const LOG_HEAD: usize = 8 + 8 + 4;
-
 /// The message logged at `conv_seq` in `conv` with its body, if the log has it.
 pub(crate) fn from_log(tx: &mut Tx<'_>, conv: ConvKey, conv_seq: u64) -> Result<Option<Message>, StoreError> {
     let key = convlog_key(conv, conv_seq);
     let shard = tx.layout().conv(conv);
-    match tx.get_in(shard, Ks::ConvLog, &key)? {
+    // Past the writer's cache, which keeps only an entry's head.
+    let value = if tx.is_local(shard) {
+        tx.get_entire(Ks::ConvLog, &key)?
+    } else {
+        tx.get_in(shard, Ks::ConvLog, &key)?
+    };
+    match value {
         Some(value) => logged(&key, &value),
         None => Ok(None),
     }

@@ -74,11 +74,7 @@ pub(crate) fn enter(
     let (id, seq, time) = (message.id.0, message.conv_seq.0, message.server_time.0);
     let record_key = expiry::Record::key(time, id);
     let earlier = if tx.layout().count() > 1 { tx.get(Ks::Expiry, &record_key)? } else { None };
-    let mut entries = match &earlier {
-        Some(bytes) => expiry::Record::decode(bytes)?.entries,
-        None => Vec::new(),
-    };
-    if targets.is_empty() && here.dedup.is_none() && !here.log && entries.is_empty() {
+    if targets.is_empty() && here.dedup.is_none() && !here.log && earlier.is_none() {
         return Ok(Vec::new());
     }
     let mut deliveries = Vec::with_capacity(targets.len());
@@ -95,7 +91,6 @@ pub(crate) fn enter(
             entry.encode()
         };
         tx.put(Ks::Inbox, inbox_key(user, device, state.head), value);
-        entries.push((user, device, state.head));
         deliveries.push(Delivery { user, device, seq: Seq(state.head), conversation: view });
     }
     // A body apart only for several entries: one entry holds it, and a
@@ -113,9 +108,15 @@ pub(crate) fn enter(
         let count = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
         tx.put(Ks::Refs, message_key(id), count.to_be_bytes().to_vec());
     }
+    let entries = deliveries.iter().map(|d| (d.user, d.device, d.seq.0));
     let record = match &earlier {
-        Some(bytes) => expiry::Record::decode(bytes)?.with_entries(&entries),
-        None => expiry::Record::encode(&here, conv, seq, &entries),
+        // A catch-up came first (`fanout`): this shard's record grows.
+        Some(bytes) => {
+            let record = expiry::Record::decode(bytes)?;
+            let all: Vec<_> = record.entries.iter().copied().chain(entries).collect();
+            record.with_entries(&all)
+        }
+        None => expiry::Record::encode(&here, conv, seq, entries),
     };
     tx.put(Ks::Expiry, record_key, record);
     Ok(deliveries)
@@ -195,7 +196,9 @@ fn audience(tx: &mut Tx<'_>, user: UserId, to: Conversation) -> Result<Vec<Recip
     let author = Recipient { user, from: 1, joins: false };
     match to {
         Conversation::Direct(peer) => {
-            if devices::list(tx, peer)?.is_empty() {
+            // A peer of this shard is checked as its entries are made
+            // (`fanout::targets`).
+            if !tx.is_local(tx.layout().user(peer)) && devices::list(tx, peer)?.is_empty() {
                 return Err(StoreError::UnknownRecipient(peer));
             }
             let peer = Recipient { user: peer, from: 1, joins: false };
@@ -254,13 +257,20 @@ fn duplicate(
     if tx.layout().count() > 1 {
         // Its Enter steps again: the process may have died between them.
         // The log keeps the body until every one of them is done.
+        // While the log holds the body, the chain may not be complete: a
+        // retry that cannot run it (its author left the group since) is
+        // refused, not acknowledged. Once trimmed, every step committed, and
+        // the steps only announce their entries again.
         let conv = ConvKey::of(req.user, req.to);
-        let logged = fanout::from_log(tx, conv, seq)?;
         let mut carried = message.clone();
-        if let Some(logged) = logged {
-            carried.payload = logged.payload;
-        }
-        if let Ok(audience) = audience(tx, req.user, req.to) {
+        let audience = match fanout::from_log(tx, conv, seq)? {
+            Some(logged) => {
+                carried.payload = logged.payload;
+                Some(audience(tx, req.user, req.to)?)
+            }
+            None => audience(tx, req.user, req.to).ok(),
+        };
+        if let Some(audience) = audience {
             enters = fanout::split(tx, (&carried, conv), &audience, true).1;
         }
     }

@@ -51,6 +51,10 @@ pub struct StoreMetrics {
     /// an earlier chain step was refused or cut by a crash (several writers
     /// only).
     pub caught_up: AtomicU64,
+    /// Group changes answered while a shard refused their entries (its
+    /// members get them from the group's log with the next message;
+    /// several writers only).
+    pub steps_refused: AtomicU64,
     /// Receipt notes for another shard's mailboxes not stored (its queue
     /// full or the shard reopening; several writers only).
     pub notes_dropped: AtomicU64,
@@ -81,9 +85,9 @@ pub struct StoreMetrics {
     pub expired_entries: AtomicU64,
     /// Message bodies deleted (last inbox entry acked, or expired).
     pub messages_deleted: AtomicU64,
-    /// 1 while the database (with several writers: every shard's) is open
-    /// for writes, 0 from a failed commit until it is reopened.
-    pub writable: AtomicU64,
+    /// Shards (1 with one writer) whose database is closed, from a failed
+    /// commit until it is reopened: the store is writable at 0.
+    pub closed: AtomicU64,
     /// Failed commits that closed the database for reopening.
     pub failures: AtomicU64,
     /// Reopenings of the database after a failure.
@@ -143,6 +147,12 @@ impl StoreMetrics {
         }
         let rows: [(&str, &str, &str, &AtomicU64); 15] = [
             (
+                "store_steps_refused_total",
+                "counter",
+                "Group changes answered while a shard refused their entries (filled in from the log later).",
+                &self.steps_refused,
+            ),
+            (
                 "store_caught_up_total",
                 "counter",
                 "Messages entered from a conversation's log after a gap in a chain between shards.",
@@ -174,12 +184,6 @@ impl StoreMetrics {
             ("store_queue_depth", "gauge", "Requests waiting in the queues.", &self.queue_depth),
             ("store_expired_entries_total", "counter", "Inbox entries expired.", &self.expired_entries),
             ("store_messages_deleted_total", "counter", "Message bodies deleted.", &self.messages_deleted),
-            (
-                "store_writable",
-                "gauge",
-                "1 while the database accepts writes, 0 while it recovers.",
-                &self.writable,
-            ),
             ("store_failures_total", "counter", "Failed commits that closed the database.", &self.failures),
             ("store_reopens_total", "counter", "Reopenings of the database after a failure.", &self.reopens),
         ];
@@ -188,6 +192,12 @@ impl StoreMetrics {
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        let _ = writeln!(
+            out,
+            "# HELP store_writable 1 while every shard's database accepts writes, 0 while one recovers."
+        );
+        let _ = writeln!(out, "# TYPE store_writable gauge");
+        let _ = writeln!(out, "store_writable {}", u8::from(self.closed.load(Ordering::Relaxed) == 0));
         let _ = writeln!(
             out,
             "# HELP store_commit_seconds Time of each commit: fjall's journal write and memtable inserts, and its waits for locks fjall's workers hold."

@@ -84,30 +84,57 @@ impl Layout {
         }
     }
 
-    /// Refuses to open `dir` with a shard count other than the one it was
-    /// written with: every key would be looked for in the wrong shard.
-    pub(crate) fn check(self, dir: &Path) -> Result<(), StoreError> {
-        let sharded = dir.join("shard-0").exists();
-        let single = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
-        let found = if sharded {
-            (0..).take_while(|i| dir.join(format!("shard-{i}")).exists()).count()
-        } else if single {
-            1
-        } else {
-            return Ok(());
+    /// The layout to open `dir` with, for `writers` asked (0: the count the
+    /// directory was written with, or for a new one a quarter of the
+    /// machine's cores, at least 1). A directory opens only with its own
+    /// count: every key would be looked for in the wrong shard.
+    pub(crate) fn resolve(dir: &Path, writers: usize) -> Result<Self, StoreError> {
+        let found = Self::written(dir);
+        let count = match (writers, found) {
+            (0, Some(found)) => found,
+            (0, None) => std::thread::available_parallelism().map_or(1, |cores| cores.get() / 4).max(1),
+            (asked, Some(found)) if asked != found => {
+                return Err(StoreError::Engine(EngineError::Config {
+                    what: format!(
+                        "{} was written with {found} writer(s); it opens only with writers = {found} or 0 (asked: {asked})",
+                        dir.display()
+                    ),
+                }));
+            }
+            (asked, _) => asked,
         };
-        if found == self.count {
+        Ok(Self::new(count))
+    }
+
+    /// The shard count `dir` was written with, if it holds a store: the
+    /// count in its marker (written once every shard opened), or 1 for a
+    /// single database (fjall's `version` file in the directory itself).
+    /// Anything else (an empty directory, `lost+found`, the shards of a
+    /// first opening that failed before its marker) holds no store yet.
+    fn written(dir: &Path) -> Option<usize> {
+        if let Ok(text) = std::fs::read_to_string(dir.join(MARKER)) {
+            return text.trim().parse().ok();
+        }
+        dir.join("version").exists().then_some(1)
+    }
+
+    /// Marks `dir` as written with this count, once every shard opened
+    /// (a single database needs no marker: it is the directory itself).
+    pub(crate) fn mark(self, dir: &Path) -> Result<(), StoreError> {
+        if self.count == 1 || Self::written(dir) == Some(self.count) {
             return Ok(());
         }
-        Err(StoreError::Engine(EngineError::Config {
-            what: format!(
-                "{} was written with {found} writer(s); it opens only with writers = {found} (asked: {})",
-                dir.display(),
-                self.count
-            ),
-        }))
+        let io =
+            |e: std::io::Error| StoreError::Engine(EngineError::io(&e, format!("{}: {e}", dir.display())));
+        let (marker, temporary) = (dir.join(MARKER), dir.join(format!("{MARKER}.new")));
+        std::fs::write(&temporary, format!("{}\n", self.count)).map_err(io)?;
+        std::fs::rename(&temporary, &marker).map_err(io)?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
     }
 }
+
+/// The file in a sharded store's directory that holds its shard count.
+const MARKER: &str = "writers";
 
 /// Every shard's engine, for the committed reads a writer makes of other
 /// shards (a conversation's log, a group record) and the readers' reads.
@@ -161,22 +188,35 @@ mod tests {
         assert_eq!(four.conv(pair), four.user(UserId(5)), "a pair lives with its lower user");
     }
 
-    /// A directory opens only with the shard count it was written with.
+    /// A directory opens only with the shard count it was written with; 0
+    /// takes that count, or sizes a new store to the machine.
     #[test]
-    fn a_directory_refuses_another_count() {
+    fn a_directory_refuses_another_count_and_zero_takes_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Layout::new(4).check(dir.path()).is_ok(), "empty: any count");
-        for shard in 0..4 {
+        assert_eq!(Layout::resolve(dir.path(), 3).unwrap().count(), 3, "empty: any count");
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        assert_eq!(Layout::resolve(dir.path(), 0).unwrap().count(), (cores / 4).max(1));
+        for shard in 0..2 {
             std::fs::create_dir(dir.path().join(format!("shard-{shard}"))).unwrap();
         }
-        assert!(Layout::new(4).check(dir.path()).is_ok());
+        assert_eq!(
+            Layout::resolve(dir.path(), 4).unwrap().count(),
+            4,
+            "a first opening cut short: no store yet"
+        );
+        Layout::new(4).mark(dir.path()).unwrap();
+        assert_eq!(Layout::resolve(dir.path(), 4).unwrap().count(), 4);
+        assert_eq!(Layout::resolve(dir.path(), 0).unwrap().count(), 4);
         for count in [1, 2, 8] {
-            let err = Layout::new(count).check(dir.path()).unwrap_err();
+            let err = Layout::resolve(dir.path(), count).unwrap_err();
             assert!(err.to_string().contains("written with 4 writer(s)"), "{err}");
         }
         let single = tempfile::tempdir().unwrap();
+        std::fs::create_dir(single.path().join("lost+found")).unwrap();
+        assert_eq!(Layout::resolve(single.path(), 2).unwrap().count(), 2, "not a store: any count");
         std::fs::write(single.path().join("version"), b"").unwrap();
-        assert!(Layout::single().check(single.path()).is_ok());
-        assert!(Layout::new(2).check(single.path()).is_err());
+        assert_eq!(Layout::resolve(single.path(), 1).unwrap().count(), 1);
+        assert_eq!(Layout::resolve(single.path(), 0).unwrap().count(), 1);
+        assert!(Layout::resolve(single.path(), 2).is_err());
     }
 }

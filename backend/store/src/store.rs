@@ -44,10 +44,9 @@ struct ReadJob {
 }
 
 struct Inner {
-    /// The writers' queues (`None` once closing).
+    /// The writers' queues (`None` once closing; their drop wakes the
+    /// writers).
     router: Option<Arc<Router>>,
-    /// Each writer's bell, rung at the close so that it sees its queue gone.
-    bells: Vec<Arc<Bell>>,
     reads: Option<Sender<ReadJob>>,
     peers: Arc<Peers>,
     metrics: Arc<StoreMetrics>,
@@ -63,11 +62,8 @@ impl std::fmt::Debug for Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // A chain in flight may hold the router a moment longer; its
-        // queues close when it lets go.
+        // queues close when it lets go (never while it answers anyone).
         self.router.take();
-        for bell in &self.bells {
-            bell.ring();
-        }
         self.reads.take();
         // A `done` that drops the last clone runs on a store thread, which
         // cannot join itself; it exits on its own once its queue is empty.
@@ -94,26 +90,25 @@ impl Store {
     /// are recovered from the database lazily, on first use.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
         config.validate()?;
-        let layout = Layout::new(config.writers);
-        layout.check(&config.dir)?;
+        let layout = Layout::resolve(&config.dir, config.writers)?;
         crate::db::private_dir(&config.dir)?;
         let engines = (0..layout.count())
             .map(|shard| Engine::open(layout.dir(&config.dir, shard)).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
+        layout.mark(&config.dir)?;
         let peers = Arc::new(Peers { layout, engines });
         let metrics = Arc::new(StoreMetrics::default());
         let (reads, read_rx) = bounded::<ReadJob>(config.queue);
         let mut threads = Vec::with_capacity(2 * layout.count() + config.readers);
-        let (mut queues, mut receivers, mut bells) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut queues, mut receivers) = (Vec::new(), Vec::new());
         for _ in 0..layout.count() {
-            let (jobs, rx) = bounded(config.queue);
+            let ((jobs, rx), (steps, steps_rx)) = (bounded(config.queue), unbounded());
             let bell = Arc::new(Bell::new());
-            queues.push(Queue { jobs, bell: bell.clone() });
-            receivers.push(rx);
-            bells.push(bell);
+            queues.push(Queue { jobs, steps, bell: bell.clone() });
+            receivers.push((rx, steps_rx, bell));
         }
         let router = Arc::new(Router { layout, queues, metrics: metrics.clone() });
-        for (shard, (rx, writer_bell)) in receivers.into_iter().zip(&bells).enumerate() {
+        for (shard, (rx, steps_rx, writer_bell)) in receivers.into_iter().enumerate() {
             // Unbounded: the writer hands over at most one batch with a commit
             // before it waits for that one's outcome (refusals aside, which it
             // makes one per batch of requests it took from its bounded queue).
@@ -128,7 +123,13 @@ impl Store {
             };
             let engine = peers.engines.get(shard).cloned().ok_or(EngineError::ThreadStopped)?;
             let place = Place { peers: peers.clone(), shard, router: Arc::downgrade(&router) };
-            let writer = Writer::new((engine.clone(), place), rx, committer, config.clone(), metrics.clone());
+            let writer = Writer::new(
+                (engine.clone(), place),
+                (rx, steps_rx),
+                committer,
+                config.clone(),
+                metrics.clone(),
+            );
             let suffix = if layout.count() == 1 { String::new() } else { format!("-{shard}") };
             threads.push(spawn(format!("store-writer{suffix}"), move || writer.run())?);
             let committer_metrics = metrics.clone();
@@ -149,7 +150,7 @@ impl Store {
                 read_loop(&peers, &rx, &metrics, retention_ms);
             })?);
         }
-        let inner = Inner { router: Some(router), bells, reads: Some(reads), peers, metrics, threads };
+        let inner = Inner { router: Some(router), reads: Some(reads), peers, metrics, threads };
         Ok(Store { inner: Arc::new(inner) })
     }
 

@@ -72,6 +72,8 @@ pub(crate) struct Writer {
     /// The open database; `None` from a failed commit until a reopening works.
     db: Option<Arc<Db>>,
     rx: Receiver<Job>,
+    /// Later steps of chains under way (`chain::Queue::steps`), taken first.
+    steps: Receiver<Job>,
     committer: Committer,
     /// The batch being committed, if any: read under the next one, folded
     /// into the cache once its outcome says it committed.
@@ -116,13 +118,12 @@ impl Writer {
     /// A writer over `db` fed by `rx`, handing its batches to `committer`.
     pub(crate) fn new(
         (engine, place): (Arc<Engine>, Place),
-        rx: Receiver<Job>,
+        (rx, steps): (Receiver<Job>, Receiver<Job>),
         committer: Committer,
         config: StoreConfig,
         metrics: Arc<StoreMetrics>,
     ) -> Self {
         let db = engine.db().ok();
-        metrics.writable.store(1, Ordering::Relaxed);
         let (retry_at, backoff) = (Instant::now(), FIRST_BACKOFF);
         let cache = MetaCache::new();
         let Place { peers, shard, router } = place;
@@ -130,6 +131,7 @@ impl Writer {
             engine,
             db,
             rx,
+            steps,
             committer,
             in_flight: None,
             config,
@@ -192,7 +194,7 @@ impl Writer {
                     Err(TryRecvError::Empty) => {}
                 }
             }
-            match self.rx.try_recv() {
+            match self.next() {
                 Ok(job) => return Wake::Job(job),
                 Err(TryRecvError::Disconnected) => return Wake::Disconnected,
                 Err(TryRecvError::Empty) => {}
@@ -216,6 +218,21 @@ impl Writer {
         }
     }
 
+    /// The next job: a chain's step before a new request. Disconnected
+    /// once both queues are closed and empty.
+    fn next(&self) -> Result<Job, TryRecvError> {
+        match self.steps.try_recv() {
+            Ok(job) => Ok(job),
+            Err(steps) => match (self.rx.try_recv(), steps) {
+                (Ok(job), _) => Ok(job),
+                (Err(TryRecvError::Disconnected), TryRecvError::Disconnected) => {
+                    Err(TryRecvError::Disconnected)
+                }
+                (Err(_), _) => Err(TryRecvError::Empty),
+            },
+        }
+    }
+
     /// Adds what else belongs in this batch.
     fn collect(&self, jobs: &mut Vec<Job>) {
         // Fsync durability waits for more, up to its interval after the first.
@@ -224,7 +241,7 @@ impl Writer {
             Durability::Fsync { interval } => Some(Instant::now() + interval),
         };
         while jobs.len() < self.config.max_batch {
-            match self.rx.try_recv() {
+            match self.next() {
                 Ok(job) => jobs.push(job),
                 Err(TryRecvError::Empty) => match deadline {
                     Some(deadline) if Instant::now() < deadline => self.committer.bell.sleep(Some(deadline)),
@@ -259,9 +276,7 @@ impl Writer {
             Ok(db) => {
                 self.engine.publish(db.clone());
                 self.db = Some(db);
-                // Writable again only once every shard is.
-                let all = self.peers.engines.iter().all(|engine| engine.is_open());
-                self.metrics.writable.store(u64::from(all), Ordering::Relaxed);
+                self.metrics.closed.fetch_sub(1, Ordering::Relaxed);
                 self.metrics.reopens.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("store: database reopened; accepting writes again");
                 true
@@ -343,7 +358,7 @@ impl Writer {
         self.retry_at = Instant::now() + self.backoff;
         self.engine.close(self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        self.metrics.writable.store(0, Ordering::Relaxed);
+        self.metrics.closed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Applies one batch over the one in flight and hands it over once that
@@ -527,7 +542,9 @@ mod tests {
                 Arc::new(Peers { layout: crate::shards::Layout::single(), engines: vec![engine.clone()] });
             let place = Place { peers, shard: 0, router: Weak::new() };
             let config = StoreConfig::new(dir.path());
-            let writer = Writer::new((engine.clone(), place), rx, committer, config, metrics.clone());
+            let (_steps, steps_rx) = unbounded();
+            let writer =
+                Writer::new((engine.clone(), place), (rx, steps_rx), committer, config, metrics.clone());
             std::thread::spawn(move || writer.run());
             let (answers, answered) = unbounded();
             Self { jobs, batches, outcomes, bell, answers, answered, engine, metrics, _dir: dir }

@@ -53,7 +53,7 @@ fn a_full_disk_makes_the_store_recover_by_itself_with_nothing_acked_lost() {
     let (mut refusals, mut unwritable) = (0, 0);
     while Instant::now() < until {
         fill_more(&filler);
-        if !store.writable() && store.metrics().writable.load(Ordering::Relaxed) == 0 {
+        if !store.writable() && store.metrics().closed.load(Ordering::Relaxed) > 0 {
             unwritable += 1;
         }
         match send(&store) {

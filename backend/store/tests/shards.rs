@@ -59,7 +59,7 @@ fn inboxes_in_order(
 }
 
 /// Many authors in different shards send to one group at once, through
-/// queues so short that steps are refused (a refused Send is retried with
+/// queues so short that Sends are refused (a refused Send is retried with
 /// its client id, as a client does): every member device gets every
 /// message of the others exactly once, in conv_seq order.
 #[test]
@@ -103,10 +103,10 @@ fn conversation_order_across_shards() {
             .collect();
         threads.into_iter().map(|t| t.join().unwrap()).collect()
     });
-    assert!(store.metrics().overloaded.load(Ordering::Relaxed) > 0, "steps were refused: the retries ran");
-    // A refused Enter leaves a gap that the conversation's next message to
-    // that shard fills from the log (56 to 88 messages a run here).
-    assert!(store.metrics().caught_up.load(Ordering::Relaxed) > 0, "gaps were filled from the log");
+    // Sends were refused at their first step (the bounded queue) and
+    // retried; the steps of chains under way have their own queue, so a
+    // gap comes only from a crash or a shard reopening (the tests below).
+    assert!(store.metrics().overloaded.load(Ordering::Relaxed) > 0, "sends were refused: the retries ran");
     let users: Vec<u64> = (1..=USERS).collect();
     let seen = inboxes_in_order(&store, &users, 2, group);
     let last = 1 + AUTHORS * EACH;
@@ -237,4 +237,57 @@ fn a_crash_between_shard_commits_is_completed_by_the_next_message() {
         assert!(send(&store, 1, 1, 2, Conversation::Group(group), b"second").duplicate);
         assert!(lacking(&store, group).is_empty());
     }
+}
+
+/// Two users of different shards (and the pair's shard one of theirs).
+fn apart(store: &Store) -> (u64, u64) {
+    let a = 1;
+    let b = (2..100).find(|&b| store.shard_of(UserId(b)) != store.shard_of(UserId(a))).unwrap();
+    (a, b)
+}
+
+/// A continuation that drops the last handle of the store, at the end of
+/// a chain (a Send across shards) and of a Read whose receipt note goes to
+/// another shard: the drop joins the store's threads without waiting on
+/// itself, and the store's directory opens again.
+#[test]
+fn the_last_handle_dropped_by_a_continuation_closes_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    for step in ["send", "read"] {
+        let store = Store::open(sharded(dir.path())).unwrap();
+        let (a, b) = apart(&store);
+        connect(&store, a, 1);
+        connect(&store, b, 1);
+        let sent = send(&store, a, 1, 1, direct(b), b"first");
+        let request = match step {
+            // From the higher user: the pair's shard is the other's, so the
+            // chain ends with the author's Enter, whose cursor sends a note.
+            "send" => Request::Send(SendMessage {
+                user: UserId(b),
+                device: protocol::DeviceId(1),
+                client_id: 2,
+                to: direct(a),
+                payload: bytes::Bytes::from_static(b"second"),
+            }),
+            _ => Request::Read(ReadCursor {
+                user: UserId(b),
+                device: protocol::DeviceId(1),
+                conversation: direct(a),
+                up_to: sent.message.conv_seq,
+            }),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let held = store.clone();
+        store.call(
+            request,
+            Box::new(move |result| {
+                drop(held);
+                tx.send(result.is_ok()).unwrap();
+            }),
+        );
+        drop(store);
+        let answered = rx.recv_timeout(std::time::Duration::from_secs(20));
+        assert_eq!(answered, Ok(true), "{step}: answered, and the store's drop returned");
+    }
+    Store::open(sharded(dir.path())).unwrap();
 }

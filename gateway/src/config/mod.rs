@@ -254,7 +254,8 @@ section! {
         /// database under node.data_dir/store, and a committer thread):
         /// backend/store/SHARDS.md. More than 1 spreads the store over more
         /// cores at more CPU per message; a store directory opens only with
-        /// the count it was written with. 1 to 64.
+        /// the count it was written with. 0: that count, or for a new store
+        /// a quarter of the cores (at least 1). 0 to 64.
         writers: usize = 1;
         /// Store requests one worker may have outstanding; beyond it SEND is
         /// answered OVERLOADED (retryable).

@@ -22,9 +22,9 @@ impl StoreConfig {
         if self.max_inflight == 0 {
             return Err(invalid("store.max_inflight", "must be at least 1"));
         }
-        if !(1..=backend_store::MAX_WRITERS).contains(&self.writers) {
+        if self.writers > backend_store::MAX_WRITERS {
             let max = backend_store::MAX_WRITERS;
-            return Err(invalid("store.writers", format!("must be 1 to {max}")));
+            return Err(invalid("store.writers", format!("must be 0 to {max}")));
         }
         if self.mode == BackendMode::Remote && !self.endpoint.starts_with("http://") {
             return Err(invalid("store.endpoint", "must be an http:// URL"));

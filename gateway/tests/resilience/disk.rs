@@ -124,8 +124,10 @@ async fn a_full_disk_is_refused_retryably_not_ready_and_recovered_from_with_noth
         i += 1;
         if let Some((503, body)) = gateway.http_get("/readyz") {
             assert_eq!(body, "store not writable\n");
-            assert_eq!(gateway.metric("gateway_store_writable"), 0.0);
-            not_ready = true;
+            // Read a moment after /readyz: with several store writers one
+            // shard may reopen in between (the others stay full), so the
+            // two must agree at some point before the deadline.
+            not_ready |= gateway.metric("gateway_store_writable") == 0.0;
         }
         if !login_refused {
             match within(Client::connect(config_3.clone())).await {

@@ -62,7 +62,8 @@ struct Args {
     retention_days: u64,
     /// Writer threads (fjall engine): each owns a shard of the data, its own
     /// database under the data directory (`backend/store/SHARDS.md`). A
-    /// directory opens only with the count it was written with.
+    /// directory opens only with the count it was written with; 0 takes
+    /// that count, or for a new one a quarter of the cores (at least 1).
     #[arg(long, env = "STORE_WRITERS", default_value_t = 1)]
     writers: usize,
     /// Bound of each request queue (default: the store's own, 65 536);
