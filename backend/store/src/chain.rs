@@ -34,8 +34,9 @@ use std::sync::atomic::Ordering;
 pub(crate) enum Work {
     /// A request of the API, all of it in the writer's shard.
     Api(Request),
-    /// A step of a chain.
-    Step(Step),
+    /// A step of a chain (boxed: a queue's slots are the size of the
+    /// largest work, and requests are most of it).
+    Step(Box<Step>),
 }
 
 /// A step of a chain, applied by the writer of the shard it names.
@@ -257,7 +258,7 @@ impl Router {
                     Ok(_) => done(Err(EngineError::CrossShard.into())),
                     Err(err) => done(Err(err)),
                 });
-                (shard, Job { work: Work::Step(Step::Send(req)), done: Finish::Step(then) })
+                (shard, Job { work: Work::Step(Box::new(Step::Send(req))), done: Finish::Step(then) })
             }
             Request::Group(req) if layout.count() > 1 => {
                 let shard = match req.op {
@@ -269,11 +270,17 @@ impl Router {
                 };
                 let router = Arc::downgrade(self);
                 let then: StepDone = Box::new(move |result| match result {
-                    Ok(StepOut::Group(changed, enters)) => gather(&router, changed, enters, done),
+                    Ok(StepOut::Group(changed, enters)) => {
+                        #[cfg(feature = "faults")]
+                        if !enters.is_empty() {
+                            crate::faults::point(crate::faults::Fault::AfterAppend);
+                        }
+                        gather(&router, changed, enters, done);
+                    }
                     Ok(_) => done(Err(EngineError::CrossShard.into())),
                     Err(err) => done(Err(err)),
                 });
-                (shard, Job { work: Work::Step(Step::Group(req)), done: Finish::Step(then) })
+                (shard, Job { work: Work::Step(Box::new(Step::Group(req))), done: Finish::Step(then) })
             }
             request => (owner(layout, &request), Job { work: Work::Api(request), done: Finish::Api(done) }),
         };
@@ -324,7 +331,7 @@ impl Router {
                     then();
                 }
             });
-            let job = Job { work: Work::Step(Step::Notes(notes)), done: Finish::Step(done) };
+            let job = Job { work: Work::Step(Box::new(Step::Notes(notes))), done: Finish::Step(done) };
             refused.extend(self.submit(shard, job, Lane::Step));
         }
         refused
@@ -335,13 +342,16 @@ impl Router {
     /// keeps the body until retention.
     fn trim(&self, (conv, conv_seq): (ConvKey, u64)) -> Option<(Finish, StoreError)> {
         let done: StepDone = Box::new(|_| {});
-        let job = Job { work: Work::Step(Step::Trim(conv, conv_seq)), done: Finish::Step(done) };
+        let job = Job { work: Work::Step(Box::new(Step::Trim(conv, conv_seq))), done: Finish::Step(done) };
         self.submit(self.layout.conv(conv), job, Lane::Step)
     }
 }
 
 /// The shard a single-shard request belongs to.
 fn owner(layout: Layout, request: &Request) -> usize {
+    if layout.count() == 1 {
+        return 0;
+    }
     match request {
         Request::Connect(req) => layout.user(req.user),
         Request::Send(req) => layout.conv(ConvKey::of(req.user, req.to)),
@@ -461,7 +471,7 @@ fn gather<T: Gathered>(router: &Weak<Router>, answer: T, enters: Vec<(usize, Ent
                 finish(&router, logged, done, answer, error);
             }
         });
-        let job = Job { work: Work::Step(Step::Enter(enter)), done: Finish::Step(then) };
+        let job = Job { work: Work::Step(Box::new(Step::Enter(enter))), done: Finish::Step(then) };
         refused.extend(strong.submit(shard, job, Lane::Step));
     }
     drop(strong);

@@ -221,6 +221,10 @@ impl Writer {
     /// The next job: a chain's step before a new request. Disconnected
     /// once both queues are closed and empty.
     fn next(&self) -> Result<Job, TryRecvError> {
+        if self.peers.layout.count() == 1 {
+            // No chains with one shard.
+            return self.rx.try_recv();
+        }
         match self.steps.try_recv() {
             Ok(job) => Ok(job),
             Err(steps) => match (self.rx.try_recv(), steps) {
@@ -379,7 +383,7 @@ impl Writer {
             tx.begin();
             let result = match job.work {
                 Work::Api(request) => apply_one(&mut tx, request, max_devices, prekey_low).map(Output::Api),
-                Work::Step(step) => apply_step(&mut tx, step).map(Output::Step),
+                Work::Step(step) => apply_step(&mut tx, *step).map(Output::Step),
             };
             if result.is_err() {
                 tx.rollback();

@@ -130,10 +130,13 @@ const MEMBERS: u64 = 12;
 fn child_of_a_crash() {
     let Ok(dir) = std::env::var(CHILD_DIR) else { return };
     let fault = match std::env::var(CHILD_FAULT).as_deref() {
-        Ok("append") => Fault::AfterAppend,
+        Ok("append" | "join") => Fault::AfterAppend,
         _ => Fault::AfterEnter,
     };
     let store = Store::open(sharded(std::path::Path::new(&dir))).unwrap();
+    if std::env::var(CHILD_FAULT).as_deref() == Ok("join") {
+        return join_then_crash(&store);
+    }
     for user in 1..=MEMBERS {
         connect(&store, user, 1);
     }
@@ -149,6 +152,26 @@ fn child_of_a_crash() {
     unreachable!("the fault point aborts the process");
 }
 
+/// Child mode "join": a user of another shard than the group's is added
+/// to it after one message, and the process dies after the change's first
+/// commit, before the new member's shard entered anything.
+fn join_then_crash(store: &Store) {
+    let joiner = (MEMBERS + 1..).find(|&u| store.shard_of(UserId(u)) != store.shard_of(UserId(1))).unwrap();
+    for user in 1..=joiner {
+        connect(store, user, 1);
+    }
+    let members: Vec<u64> = (2..=MEMBERS).collect();
+    let group = create(store, 1, &members).info.group;
+    send(store, 1, 1, 1, Conversation::Group(group), b"first");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "GROUP {} JOINER {joiner}", group.0).unwrap();
+    out.flush().unwrap();
+    drop(out);
+    arm(Fault::AfterAppend);
+    let _ = change(store, 1, GroupOp::Add { group, members: vec![UserId(joiner)] });
+    unreachable!("the fault point aborts the process");
+}
+
 /// Runs a child to its fault; the group it made.
 fn crash_at(dir: &std::path::Path, fault: &str) -> GroupId {
     let output = Command::new(std::env::current_exe().unwrap())
@@ -160,7 +183,10 @@ fn crash_at(dir: &std::path::Path, fault: &str) -> GroupId {
         .unwrap();
     assert!(!output.status.success(), "the child died at its fault point");
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let group = stdout.lines().find_map(|line| line.split_once("GROUP ").map(|(_, g)| g.trim().to_owned()));
+    let group = stdout.lines().find_map(|line| {
+        let (_, rest) = line.split_once("GROUP ")?;
+        rest.split_whitespace().next().map(str::to_owned)
+    });
     GroupId(group.expect("the child made its group").parse().unwrap())
 }
 
@@ -290,4 +316,52 @@ fn the_last_handle_dropped_by_a_continuation_closes_the_store() {
         assert_eq!(answered, Ok(true), "{step}: answered, and the store's drop returned");
     }
     Store::open(sharded(dir.path())).unwrap();
+}
+
+/// A user of another shard added to a group, the process dead after the
+/// change's first commit: the group's next message enters the joining
+/// entry before itself for the new member, and with it what the joining
+/// does (its group index, so that its syncs read the group's cursors; its
+/// cursors starting there, so that its first Ack tells only the authors of
+/// what came after).
+#[test]
+fn a_joining_cut_by_a_crash_is_completed_by_the_next_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_of_a_crash", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir.path())
+        .env(CHILD_FAULT, "join")
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the child died at its fault point");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let line = stdout.lines().find(|line| line.contains("JOINER ")).expect("the child's group");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "GROUP").unwrap();
+    let (group, joiner) = (GroupId(words[at + 1].parse().unwrap()), words[at + 3].parse::<u64>().unwrap());
+    let store = Store::open(sharded(dir.path())).unwrap();
+    assert!(inbox_all(&store, joiner, 1).is_empty(), "the crash cut the joining");
+
+    let next = send(&store, 2, 1, 1, Conversation::Group(group), b"after");
+    assert_eq!(next.message.conv_seq.0, 4, "create, first, the joining, this");
+    let got: Vec<u64> = inbox_all(&store, joiner, 1).iter().map(|e| e.conv_seq.0).collect();
+    assert_eq!(got, [3, 4], "the joining entry first, then the message");
+    assert!(
+        next.deliveries.iter().filter(|d| d.user == UserId(joiner)).count() == 2,
+        "both told live: {:?}",
+        next.deliveries
+    );
+    let cursors = match call(&store, Request::Cursors { user: UserId(joiner), since: protocol::Timestamp(0) })
+    {
+        Ok(Response::Cursors(notes)) => notes,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        cursors.iter().any(|n| n.conversation == Conversation::Group(group) && n.user == UserId(joiner)),
+        "the group is in the new member's index: {cursors:?}"
+    );
+    let receipts = ack(&store, joiner, 1, 2);
+    let told: Vec<u64> = receipts.iter().filter(|n| n.user == UserId(joiner)).map(|n| n.to.0).collect();
+    assert_eq!(told, [2], "only the author of what came after the joining");
 }
