@@ -246,17 +246,9 @@ impl Router {
         let (shard, job) = match request {
             Request::Send(req) if layout.count() > 1 => {
                 let shard = layout.conv(ConvKey::of(req.user, req.to));
-                let router = Arc::downgrade(self);
-                let then: StepDone = Box::new(move |result| match result {
-                    Ok(StepOut::Sent(sent, enters)) => {
-                        #[cfg(feature = "faults")]
-                        if !enters.is_empty() {
-                            crate::faults::point(crate::faults::Fault::AfterAppend);
-                        }
-                        gather(&router, sent, enters, done);
-                    }
-                    Ok(_) => done(Err(EngineError::CrossShard.into())),
-                    Err(err) => done(Err(err)),
+                let then = first_step(Arc::downgrade(self), done, |out| match out {
+                    StepOut::Sent(sent, enters) => Some((sent, enters)),
+                    _ => None,
                 });
                 (shard, Job { work: Work::Step(Box::new(Step::Send(req))), done: Finish::Step(then) })
             }
@@ -268,17 +260,9 @@ impl Router {
                     | GroupOp::Leave { group }
                     | GroupOp::SetRole { group, .. } => layout.group(group),
                 };
-                let router = Arc::downgrade(self);
-                let then: StepDone = Box::new(move |result| match result {
-                    Ok(StepOut::Group(changed, enters)) => {
-                        #[cfg(feature = "faults")]
-                        if !enters.is_empty() {
-                            crate::faults::point(crate::faults::Fault::AfterAppend);
-                        }
-                        gather(&router, changed, enters, done);
-                    }
-                    Ok(_) => done(Err(EngineError::CrossShard.into())),
-                    Err(err) => done(Err(err)),
+                let then = first_step(Arc::downgrade(self), done, |out| match out {
+                    StepOut::Group(changed, enters) => Some((changed, enters)),
+                    _ => None,
                 });
                 (shard, Job { work: Work::Step(Box::new(Step::Group(req))), done: Finish::Step(then) })
             }
@@ -410,6 +394,29 @@ impl Gathered for GroupChanged {
     }
 }
 
+/// A chain's Enter steps, by shard.
+type Enters = Vec<(usize, Enter)>;
+
+/// The continuation of a chain's first step: the answer so far and the
+/// Enter steps that `parts` finds in its outcome, gathered into `done`.
+fn first_step<T: Gathered>(
+    router: Weak<Router>,
+    done: Done,
+    parts: fn(StepOut) -> Option<(T, Enters)>,
+) -> StepDone {
+    Box::new(move |result| match result.map(parts) {
+        Ok(Some((answer, enters))) => {
+            #[cfg(feature = "faults")]
+            if !enters.is_empty() {
+                crate::faults::point(crate::faults::Fault::AfterAppend);
+            }
+            gather(&router, answer, enters, done);
+        }
+        Ok(None) => done(Err(EngineError::CrossShard.into())),
+        Err(err) => done(Err(err)),
+    })
+}
+
 /// A chain waiting for its Enter steps.
 struct Gather<T> {
     answer: Option<T>,
@@ -431,6 +438,14 @@ fn gather<T: Gathered>(router: &Weak<Router>, answer: T, enters: Vec<(usize, Ent
         return;
     };
     let logged = (first.conv, first.message.conv_seq.0);
+    // The fault "after an Enter" queues only the first: exactly one shard
+    // has the message when the process dies.
+    #[cfg(feature = "faults")]
+    let enters: Enters = if crate::faults::armed(crate::faults::Fault::AfterEnter) {
+        enters.into_iter().take(1).collect()
+    } else {
+        enters
+    };
     let state = Arc::new(Mutex::new(Gather {
         answer: Some(answer),
         left: enters.len(),

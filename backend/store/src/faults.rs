@@ -14,7 +14,7 @@ pub enum Fault {
     /// A Send's (or group change's) first step committed in the
     /// conversation's shard; no Enter step queued yet.
     AfterAppend,
-    /// One Enter step of a chain committed; the others may or may not have.
+    /// One Enter step of a chain committed; the others were never queued.
     AfterEnter,
 }
 
@@ -23,9 +23,14 @@ pub fn arm(fault: Fault) {
     *ARMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fault);
 }
 
+/// Whether `fault` is armed.
+pub(crate) fn armed(fault: Fault) -> bool {
+    *ARMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(fault)
+}
+
 /// Aborts the process if `fault` is armed.
 pub(crate) fn point(fault: Fault) {
-    if *ARMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(fault) {
+    if armed(fault) {
         std::process::abort();
     }
 }
