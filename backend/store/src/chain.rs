@@ -429,15 +429,15 @@ struct Gather<T> {
 /// every one has committed (or, for a strict answer, with the first
 /// refusal). Once all committed, the log entry's body is trimmed.
 fn gather<T: Gathered>(router: &Weak<Router>, answer: T, enters: Vec<(usize, Enter)>, done: Done) {
-    let Some(((_, first), strong)) = enters.first().zip(router.upgrade()) else {
-        if enters.is_empty() {
-            done(Ok(answer.into_response()));
-        } else {
-            done(Err(EngineError::Closed.into()));
-        }
+    let Some(logged) = enters.first().map(|(_, first)| (first.conv, first.message.conv_seq.0)) else {
+        // Every recipient in the first step's shard.
+        done(Ok(answer.into_response()));
         return;
     };
-    let logged = (first.conv, first.message.conv_seq.0);
+    let Some(strong) = router.upgrade() else {
+        done(Err(EngineError::Closed.into()));
+        return;
+    };
     // The fault "after an Enter" queues only the first: exactly one shard
     // has the message when the process dies.
     #[cfg(feature = "faults")]
