@@ -114,6 +114,9 @@ impl Finish {
     pub(crate) fn after_notes(self, router: Weak<Router>, notes: Vec<(usize, ReceiptNote)>) -> Self {
         Self::Then(Box::new(move |result| {
             let Ok(out) = result else { return self.call(result) };
+            if notes.is_empty() {
+                return self.call(Ok(out));
+            }
             let refused = match (router.upgrade(), self) {
                 (Some(router), Self::Api(done)) => {
                     let then: Box<dyn FnOnce() + Send> = Box::new(move || done(out_response(out)));
@@ -277,6 +280,8 @@ impl Router {
     /// (a cursor's next move, or its owner's retry, carries them, SPEC
     /// §6.4). The refusals are given back, to be answered (which counts
     /// them and may run `then`) with no strong handle on the router held.
+    /// Never called with no notes: `then` would run at once, under the
+    /// caller's handle.
     fn forward(
         &self,
         notes: Vec<(usize, ReceiptNote)>,

@@ -240,9 +240,9 @@ pub(crate) fn enter(tx: &mut Tx<'_>, step: Enter) -> Result<Entered, StoreError>
 /// steps were refused or cut by a crash, or have not come yet), from the
 /// conversation's log: in order, each entry holding its body, with what
 /// its own step would have done besides (the user's joining of the group,
-/// the author's read cursor). Their entries join `entered`, to be told
-/// live. A log entry without a body (written when no recipient was in
-/// another shard) or already expired is passed over.
+/// the author's read cursor; its receipts join `entered`). A log entry
+/// without a body (written when no recipient was in another shard) or
+/// already expired is passed over.
 fn catch_up(
     tx: &mut Tx<'_>,
     (conv, recipient): (ConvKey, Recipient),
@@ -257,13 +257,9 @@ fn catch_up(
     for (key, value) in tx.range_in(shard, Ks::ConvLog, (&start, &end), usize::MAX)? {
         let Some(message) = logged(&key, &value)? else { continue };
         let list = targets(tx, &message, conv, std::iter::once(recipient.user))?;
-        entered.deliveries.extend(messages::enter(
-            tx,
-            &message,
-            conv,
-            list,
-            Here { dedup: None, log: false },
-        )?);
+        // Not told live: an answer names one message, and a session that
+        // gets a later entry reads the gap from the store (SPEC §6.3).
+        messages::enter(tx, &message, conv, list, Here { dedup: None, log: false })?;
         let joins = matches!(conv, ConvKey::Group(_)) && message.conv_seq.0 == recipient.from;
         let authored = message.sender == recipient.user && message.sender_device.0 != 0;
         finish(tx, (&message, conv), &[Recipient { joins, ..recipient }], authored, entered)?;

@@ -265,6 +265,10 @@ fn duplicate(
         let mut carried = message.clone();
         let audience = match fanout::from_log(tx, conv, seq)? {
             Some(logged) => {
+                // The entries a step makes now are told with this body.
+                if message.payload.is_empty() {
+                    message.payload = logged.payload.clone();
+                }
                 carried.payload = logged.payload;
                 Some(audience(tx, req.user, req.to)?)
             }

@@ -89,48 +89,76 @@ impl Layout {
     /// machine's cores, at least 1). A directory opens only with its own
     /// count: every key would be looked for in the wrong shard.
     pub(crate) fn resolve(dir: &Path, writers: usize) -> Result<Self, StoreError> {
-        let found = Self::written(dir);
-        let count = match (writers, found) {
-            (0, Some(found)) => found,
-            (0, None) => std::thread::available_parallelism().map_or(1, |cores| cores.get() / 4).max(1),
-            (asked, Some(found)) if asked != found => {
-                return Err(StoreError::Engine(EngineError::Config {
-                    what: format!(
-                        "{} was written with {found} writer(s); it opens only with writers = {found} or 0 (asked: {asked})",
-                        dir.display()
-                    ),
-                }));
+        let refuse = |what: String| Err(StoreError::Engine(EngineError::Config { what }));
+        let count = match (writers, Self::written(dir)?) {
+            (0, Written::Count(found)) => found,
+            (0, Written::Unmarked) => {
+                return refuse(format!(
+                    "{} holds shards but no `{MARKER}` file (a first opening cut short?): set writers to their count",
+                    dir.display()
+                ));
+            }
+            (0, Written::Nothing) => {
+                std::thread::available_parallelism().map_or(1, |cores| cores.get() / 4).max(1)
+            }
+            (asked, Written::Count(found)) if asked != found => {
+                return refuse(format!(
+                    "{} was written with {found} writer(s); it opens only with writers = {found} or 0 (asked: {asked})",
+                    dir.display()
+                ));
             }
             (asked, _) => asked,
         };
         Ok(Self::new(count))
     }
 
-    /// The shard count `dir` was written with, if it holds a store: the
-    /// count in its marker (written once every shard opened), or 1 for a
-    /// single database (fjall's `version` file in the directory itself).
-    /// Anything else (an empty directory, `lost+found`, the shards of a
-    /// first opening that failed before its marker) holds no store yet.
-    fn written(dir: &Path) -> Option<usize> {
-        if let Ok(text) = std::fs::read_to_string(dir.join(MARKER)) {
-            return text.trim().parse().ok();
+    /// What `dir` holds: a store written with a count (the count in its
+    /// marker, written once every shard opened, or 1 for a single database:
+    /// fjall's `version` file in the directory itself), shards without a
+    /// marker (a first opening that failed before it), or no store (an
+    /// empty directory, `lost+found`). A marker that does not hold a count
+    /// is an error, not "no store".
+    fn written(dir: &Path) -> Result<Written, StoreError> {
+        match std::fs::read_to_string(dir.join(MARKER)) {
+            Ok(text) => match text.trim().parse::<usize>() {
+                Ok(count) if (1..=crate::config::MAX_WRITERS).contains(&count) => Ok(Written::Count(count)),
+                _ => Err(StoreError::Engine(EngineError::Config {
+                    what: format!("{}: `{MARKER}` holds no writer count: {text:?}", dir.display()),
+                })),
+            },
+            Err(_) if dir.join("version").exists() => Ok(Written::Count(1)),
+            Err(_) if dir.join("shard-0").exists() => Ok(Written::Unmarked),
+            Err(_) => Ok(Written::Nothing),
         }
-        dir.join("version").exists().then_some(1)
     }
 
     /// Marks `dir` as written with this count, once every shard opened
     /// (a single database needs no marker: it is the directory itself).
     pub(crate) fn mark(self, dir: &Path) -> Result<(), StoreError> {
-        if self.count == 1 || Self::written(dir) == Some(self.count) {
+        if self.count == 1 || matches!(Self::written(dir)?, Written::Count(count) if count == self.count) {
             return Ok(());
         }
         let io =
             |e: std::io::Error| StoreError::Engine(EngineError::io(&e, format!("{}: {e}", dir.display())));
         let (marker, temporary) = (dir.join(MARKER), dir.join(format!("{MARKER}.new")));
-        std::fs::write(&temporary, format!("{}\n", self.count)).map_err(io)?;
+        // The count is on disk before its name is, and the name before the
+        // opening goes on: a power cut leaves no marker, or a whole one.
+        let mut file = std::fs::File::create(&temporary).map_err(io)?;
+        std::io::Write::write_all(&mut file, format!("{}\n", self.count).as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
         std::fs::rename(&temporary, &marker).map_err(io)?;
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
     }
+}
+
+/// What a store directory holds (see [`Layout::written`]).
+enum Written {
+    /// A store written with this count.
+    Count(usize),
+    /// Shards without a marker.
+    Unmarked,
+    /// No store.
+    Nothing,
 }
 
 /// The file in a sharded store's directory that holds its shard count.
@@ -218,5 +246,9 @@ mod tests {
         assert_eq!(Layout::resolve(single.path(), 1).unwrap().count(), 1);
         assert_eq!(Layout::resolve(single.path(), 0).unwrap().count(), 1);
         assert!(Layout::resolve(single.path(), 2).is_err());
+
+        let garbled = tempfile::tempdir().unwrap();
+        std::fs::write(garbled.path().join(MARKER), b"").unwrap();
+        assert!(Layout::resolve(garbled.path(), 4).is_err(), "an empty marker is an error");
     }
 }

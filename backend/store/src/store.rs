@@ -51,6 +51,8 @@ struct Inner {
     peers: Arc<Peers>,
     metrics: Arc<StoreMetrics>,
     threads: Vec<JoinHandle<()>>,
+    /// How many threads were started (`threads` is drained at the close).
+    spawned: usize,
 }
 
 impl std::fmt::Debug for Inner {
@@ -65,13 +67,24 @@ impl Drop for Inner {
         // queues close when it lets go (never while it answers anyone).
         self.router.take();
         self.reads.take();
-        // A `done` that drops the last clone runs on a store thread, which
-        // cannot join itself; it exits on its own once its queue is empty.
+        // A `done` that drops the last clone runs on a store thread (a
+        // committer, a reader), which must not wait for the others: a
+        // writer with more to apply waits for its committer's outcomes, and
+        // that committer may be this thread. Their joining is left to a
+        // thread of its own; this one ends once its queue is empty.
         let me = std::thread::current().id();
-        for handle in self.threads.drain(..) {
-            if handle.thread().id() != me {
-                let _ = handle.join();
-            }
+        let others: Vec<JoinHandle<()>> =
+            self.threads.drain(..).filter(|handle| handle.thread().id() != me).collect();
+        if others.len() < self.spawned {
+            let _ = std::thread::Builder::new().name("store-close".into()).spawn(move || {
+                for handle in others {
+                    let _ = handle.join();
+                }
+            });
+            return;
+        }
+        for handle in others {
+            let _ = handle.join();
         }
     }
 }
@@ -150,7 +163,8 @@ impl Store {
                 read_loop(&peers, &rx, &metrics, retention_ms);
             })?);
         }
-        let inner = Inner { router: Some(router), reads: Some(reads), peers, metrics, threads };
+        let spawned = threads.len();
+        let inner = Inner { router: Some(router), reads: Some(reads), peers, metrics, threads, spawned };
         Ok(Store { inner: Arc::new(inner) })
     }
 

@@ -72,8 +72,11 @@ pub(crate) struct Writer {
     /// The open database; `None` from a failed commit until a reopening works.
     db: Option<Arc<Db>>,
     rx: Receiver<Job>,
-    /// Later steps of chains under way (`chain::Queue::steps`), taken first.
+    /// Later steps of chains under way (`chain::Queue::steps`), taken in
+    /// turn with requests.
     steps: Receiver<Job>,
+    /// Which queue [`Writer::next`] tried first last time.
+    fair: std::cell::Cell<bool>,
     committer: Committer,
     /// The batch being committed, if any: read under the next one, folded
     /// into the cache once its outcome says it committed.
@@ -132,6 +135,7 @@ impl Writer {
             db,
             rx,
             steps,
+            fair: std::cell::Cell::new(false),
             committer,
             in_flight: None,
             config,
@@ -225,9 +229,14 @@ impl Writer {
             // No chains with one shard.
             return self.rx.try_recv();
         }
-        match self.steps.try_recv() {
+        // Each queue first in turn: steps of other shards' chains cannot
+        // starve this shard's own requests, nor the other way round.
+        let steps_first = !self.fair.get();
+        self.fair.set(steps_first);
+        let (first, second) = if steps_first { (&self.steps, &self.rx) } else { (&self.rx, &self.steps) };
+        match first.try_recv() {
             Ok(job) => Ok(job),
-            Err(steps) => match (self.rx.try_recv(), steps) {
+            Err(a) => match (second.try_recv(), a) {
                 (Ok(job), _) => Ok(job),
                 (Err(TryRecvError::Disconnected), TryRecvError::Disconnected) => {
                     Err(TryRecvError::Disconnected)
@@ -236,7 +245,6 @@ impl Writer {
             },
         }
     }
-
     /// Adds what else belongs in this batch.
     fn collect(&self, jobs: &mut Vec<Job>) {
         // Fsync durability waits for more, up to its interval after the first.
@@ -280,7 +288,11 @@ impl Writer {
             Ok(db) => {
                 self.engine.publish(db.clone());
                 self.db = Some(db);
-                self.metrics.closed.fetch_sub(1, Ordering::Relaxed);
+                // Never below 0 (a reopening always follows a failure).
+                let _ = self
+                    .metrics
+                    .closed
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
                 self.metrics.reopens.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("store: database reopened; accepting writes again");
                 true
