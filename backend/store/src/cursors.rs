@@ -90,7 +90,7 @@ pub(crate) fn advance(
                 (Ks::Meta, remote_pair_home(user, peer, kind))
             };
             let (current, moved_at) = stored_at(tx, (home.0, &home.1))?;
-            if up_to < current || (up_to == current && tx.is_local(peer_shard)) {
+            if up_to < current || (up_to == current && (current == 0 || tx.is_local(peer_shard))) {
                 return Ok(Vec::new());
             }
             if up_to == current {
