@@ -17,19 +17,7 @@ fn deploy() -> PathBuf {
 
 /// `promtool`, installed from Debian's `prometheus` package if missing.
 fn promtool() -> &'static str {
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        return "promtool";
-    }
-    let root = Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.starts_with(b"0"));
-    assert!(root, "promtool is missing and this user cannot apt-get install prometheus");
-    let installed = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus",
-        ])
-        .status()
-        .expect("running apt-get");
-    assert!(installed.success(), "apt-get install prometheus failed: the rule checks need promtool");
+    routing_registry::testing::ensure_debian_package("promtool", "prometheus");
     "promtool"
 }
 

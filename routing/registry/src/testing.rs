@@ -320,14 +320,30 @@ fn cluster_ok(port: u16) -> bool {
 /// Installs `redis-server` with apt-get when missing (as root; otherwise
 /// fails saying so): a test never skips for want of it.
 pub fn ensure_installed() {
-    if Command::new("redis-server").arg("--version").output().is_ok() {
+    ensure_debian_package("redis-server", "redis-server");
+}
+
+/// Installs Debian's `package` with apt-get unless `command` is on the
+/// PATH (as root; otherwise fails saying so). The suite's test processes
+/// run in parallel and dpkg serves one at a time (a second apt-get fails
+/// at once on its lock), so installs queue on a lock file of their own and
+/// each looks for `command` again once it holds it; apt-get also waits for
+/// a dpkg lock held by anything else.
+pub fn ensure_debian_package(command: &str, package: &str) {
+    if Command::new(command).arg("--version").output().is_ok() {
         return;
     }
     let root = Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.starts_with(b"0"));
-    assert!(root, "redis-server is missing and this user cannot apt-get install redis-server");
-    let installed = Command::new("sh")
-        .args(["-c", "apt-get install -y -qq redis-server || (apt-get update -qq && apt-get install -y -qq redis-server)"])
+    assert!(root, "{command} is missing and this user cannot apt-get install {package}");
+    let lock = std::env::temp_dir().join("gateway-tests-apt.lock");
+    let script = r#"command -v "$1" >/dev/null && exit 0
+export DEBIAN_FRONTEND=noninteractive
+apt="apt-get -o DPkg::Lock::Timeout=600 -y -qq"
+$apt install "$2" || { $apt update && $apt install "$2"; }"#;
+    let installed = Command::new("flock")
+        .arg(&lock)
+        .args(["sh", "-c", script, "sh", command, package])
         .status()
-        .is_ok_and(|status| status.success());
-    assert!(installed, "apt-get install redis-server failed");
+        .unwrap_or_else(|err| panic!("running apt-get install {package} under flock: {err}"));
+    assert!(installed.success(), "apt-get install {package} failed: the tests need {command}");
 }
